@@ -1,0 +1,237 @@
+//! The JSON API of the seed's "full authentication example": signup, login, home,
+//! logout.
+
+use crate::app::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use latchkey::axum::RequireLogin;
+use latchkey::{authenticate, AuthError, AuthSession, NewUser, User, UserStoreError};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+/// An error answer: a status and `{"error": message[, "field": name]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.field {
+            Some(field) => json!({ "error": self.message, "field": field }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Failures of the auth layer keep their own answer (503 when a store is down).
+pub enum HandlerError {
+    Api(ApiError),
+    Auth(AuthError),
+}
+
+impl From<ApiError> for HandlerError {
+    fn from(error: ApiError) -> Self {
+        HandlerError::Api(error)
+    }
+}
+
+impl From<AuthError> for HandlerError {
+    fn from(error: AuthError) -> Self {
+        HandlerError::Auth(error)
+    }
+}
+
+impl From<UserStoreError> for HandlerError {
+    fn from(error: UserStoreError) -> Self {
+        HandlerError::Auth(AuthError::Users(error))
+    }
+}
+
+impl From<latchkey::PasswordError> for HandlerError {
+    fn from(error: latchkey::PasswordError) -> Self {
+        HandlerError::Auth(AuthError::Password(error))
+    }
+}
+
+impl IntoResponse for HandlerError {
+    fn into_response(self) -> Response {
+        match self {
+            HandlerError::Api(error) => error.into_response(),
+            HandlerError::Auth(error) => error.into_response(),
+        }
+    }
+}
+
+/// A JSON body whose every rejection (wrong content type, malformed JSON, wrong field
+/// types, too large) is a JSON 4xx naming the problem.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = match rejection.status() {
+        // Well-formed JSON of the wrong shape is still a bad request here.
+        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        status => status,
+    };
+    let message = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "expected a JSON body with Content-Type: application/json".to_string()
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            format!(
+                "request body is larger than {} bytes",
+                crate::app::MAX_BODY_BYTES
+            )
+        }
+        _ => rejection.body_text(),
+    };
+    ApiError::new(status, message)
+}
+
+/// `POST /login` body. Fields are optional so a missing one gets the seed's message.
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /login`: `{"username", "password"}` (the username may be the email).
+pub async fn login(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    JsonBody(request): JsonBody<LoginRequest>,
+) -> Result<Json<serde_json::Value>, HandlerError> {
+    let (Some(username), Some(password)) = (
+        request.username.filter(|name| !name.trim().is_empty()),
+        request.password.filter(|password| !password.is_empty()),
+    ) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Please specify username and password",
+        )
+        .into());
+    };
+    match authenticate(&*app.users, &app.hasher, &username, &password).await? {
+        Some(user) => {
+            auth.login(&user).await?;
+            tracing::info!(user_id = user.id, "login");
+            Ok(Json(json!({ "message": "Logged in" })))
+        }
+        None => {
+            tracing::info!("login failed");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
+        }
+    }
+}
+
+/// `GET|POST /home`: greets the logged-in user; 401 otherwise.
+pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<serde_json::Value> {
+    Json(json!({ "message": format!("Hello, {}", user.username) }))
+}
+
+/// `POST /logout`: ends the session; the old cookie is dead even if replayed.
+pub async fn logout(auth: AuthSession<User>) -> Result<Json<serde_json::Value>, HandlerError> {
+    let message = match auth.logout().await? {
+        Some(user_id) => {
+            tracing::info!(%user_id, "logout");
+            "Logged out"
+        }
+        None => "Not logged in",
+    };
+    Ok(Json(json!({ "message": message })))
+}
+
+/// `POST /signup` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    username: Option<String>,
+    password: Option<String>,
+    email: Option<String>,
+}
+
+/// `POST /signup`: creates a user; 409 when the name or email is taken.
+pub async fn signup(
+    State(app): State<AppState>,
+    JsonBody(request): JsonBody<SignupRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), HandlerError> {
+    let username = request.username.unwrap_or_default();
+    let password = request
+        .password
+        .filter(|password| !password.is_empty())
+        .ok_or_else(|| ApiError::invalid("password", "password is required"))?;
+    let username = latchkey::user::validate_username(&username)
+        .map_err(|error| ApiError::invalid("username", error.to_string()))?;
+    let email = match request.email.as_deref().map(str::trim) {
+        Some(email) if !email.is_empty() => Some(
+            latchkey::user::validate_email(email)
+                .map_err(|error| ApiError::invalid("email", error.to_string()))?,
+        ),
+        _ => None,
+    };
+    app.policy
+        .check(&password)
+        .map_err(|error| ApiError::invalid("password", error.to_string()))?;
+    let hash = app.hasher.hash(&password).await?;
+    let new_user = NewUser::new(&username, email.as_deref(), hash)
+        .map_err(|error| ApiError::invalid("username", error.to_string()))?;
+    match app.users.create(new_user).await {
+        Ok(user) => {
+            tracing::info!(user_id = user.id, "signup");
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "message": "User account has been created." })),
+            ))
+        }
+        Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {
+            Err(ApiError::new(StatusCode::CONFLICT, error.to_string()).into())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not found")
+}
+
+/// Known paths with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}

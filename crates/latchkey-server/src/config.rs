@@ -1,0 +1,264 @@
+//! Command-line and environment configuration, checked before anything starts.
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use latchkey::{HashParams, PasswordHasher, PasswordPolicy, SessionConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where sessions are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SessionStoreKind {
+    /// In this process's memory (lost on restart).
+    Memory,
+    /// In the database given by `--database-url` (survives restarts).
+    Database,
+}
+
+/// Database and password-hashing options shared by `serve` and the user commands.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Database URL; the SQLite file is created if missing.
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        default_value = "sqlite://latchkey.db"
+    )]
+    pub database_url: String,
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, env = "LATCHKEY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, env = "LATCHKEY_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Minimum password length in characters for new passwords.
+    #[arg(long, env = "LATCHKEY_MIN_PASSWORD_LENGTH", default_value_t = 12)]
+    pub min_password_length: usize,
+}
+
+impl DatabaseArgs {
+    /// The password hasher these options describe.
+    pub fn hasher(&self) -> anyhow::Result<PasswordHasher> {
+        PasswordHasher::new(HashParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: 1,
+        })
+        .context("invalid argon2 parameters")
+    }
+
+    /// The password length policy.
+    pub fn policy(&self) -> PasswordPolicy {
+        PasswordPolicy {
+            min_chars: self.min_password_length,
+            ..PasswordPolicy::default()
+        }
+    }
+
+    /// The SQLite file behind the URL, if it names one.
+    pub fn database_file(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+}
+
+/// Options of `latchkey serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Where sessions are kept.
+    #[arg(long, env = "LATCHKEY_SESSION_STORE", value_enum, default_value_t = SessionStoreKind::Database)]
+    pub session_store: SessionStoreKind,
+    /// The URL users reach the server at (default http://<bind>); https makes cookies
+    /// `Secure` with the `__Host-` prefix.
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Allow a plain-http public URL on a non-loopback address.
+    #[arg(long, env = "LATCHKEY_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+    /// Sessions end after this long without a request (e.g. 30m, 90s).
+    #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Sessions end this long after login, active or not.
+    #[arg(long, env = "LATCHKEY_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub absolute_timeout: Duration,
+    /// How often expired sessions are swept from the store.
+    #[arg(long, env = "LATCHKEY_CLEANUP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub cleanup_interval: Duration,
+}
+
+impl ServeArgs {
+    /// The public URL in force.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+
+    /// Checks the combination of options; returns whether cookies must be `Secure`.
+    pub fn check(&self) -> anyhow::Result<bool> {
+        let public_url = self.public_url();
+        let secure = if public_url.starts_with("https://") {
+            true
+        } else if public_url.starts_with("http://") {
+            false
+        } else {
+            bail!("--public-url must start with http:// or https:// (got {public_url:?})");
+        };
+        if !secure && !self.bind.ip().is_loopback() && !self.allow_insecure_http {
+            bail!(
+                "refusing to serve plain http on non-loopback address {}: session cookies would \
+                 travel unencrypted. Put TLS in front and pass --public-url https://…, or pass \
+                 --allow-insecure-http",
+                self.bind
+            );
+        }
+        if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
+            bail!("--idle-timeout and --absolute-timeout must be longer than zero");
+        }
+        Ok(secure)
+    }
+
+    /// Session settings from these options.
+    pub fn session_config(&self, secure: bool) -> SessionConfig {
+        SessionConfig::default()
+            .with_secure(secure)
+            .with_idle_timeout(self.idle_timeout)
+            .with_absolute_timeout(self.absolute_timeout)
+    }
+}
+
+/// Minimum length of a secret key.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// The server's secret key: `LATCHKEY_SECRET_KEY` if set, else the key file beside the
+/// database (created with 32 random bytes and mode 0600 on first run). An in-memory
+/// database gets a key that lives as long as the process.
+pub fn load_secret_key(database: &DatabaseArgs) -> anyhow::Result<(Vec<u8>, String)> {
+    if let Ok(key) = std::env::var("LATCHKEY_SECRET_KEY") {
+        if key.len() < MIN_SECRET_BYTES {
+            bail!("LATCHKEY_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long");
+        }
+        return Ok((key.into_bytes(), "LATCHKEY_SECRET_KEY".to_string()));
+    }
+    let Some(database_file) = database.database_file() else {
+        let mut key = vec![0u8; MIN_SECRET_BYTES];
+        latchkey::session::random_bytes(&mut key);
+        return Ok((key, "generated for this process".to_string()));
+    };
+    let path = key_path(&database_file);
+    let key = read_or_create_key(&path)?;
+    Ok((key, path.display().to_string()))
+}
+
+fn key_path(database_file: &Path) -> PathBuf {
+    let mut name = database_file
+        .file_name()
+        .map(|name| name.to_os_string())
+        .unwrap_or_default();
+    name.push(".key");
+    database_file.with_file_name(name)
+}
+
+fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use std::io::Write;
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read secret key file {}", path.display()))?;
+        let key = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .with_context(|| format!("secret key file {} is not base64url", path.display()))?;
+        if key.len() < MIN_SECRET_BYTES {
+            bail!(
+                "secret key file {} holds fewer than {MIN_SECRET_BYTES} bytes",
+                path.display()
+            );
+        }
+        return Ok(key);
+    }
+    let mut key = vec![0u8; MIN_SECRET_BYTES];
+    latchkey::session::random_bytes(&mut key);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create secret key file {}", path.display()))?;
+    writeln!(file, "{}", URL_SAFE_NO_PAD.encode(&key))?;
+    file.sync_all()?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["latchkey"];
+        argv.extend_from_slice(args);
+        Wrapper::parse_from(argv).serve
+    }
+
+    #[test]
+    fn https_public_url_means_secure_cookies() {
+        let args = parse(&["--public-url", "https://login.example.com"]);
+        assert!(args.check().expect("valid"));
+        assert_eq!(args.session_config(true).cookie_name(), "__Host-id");
+    }
+
+    #[test]
+    fn plain_http_on_a_public_address_is_refused() {
+        assert!(parse(&["--bind", "0.0.0.0:8080"]).check().is_err());
+        assert!(parse(&["--bind", "0.0.0.0:8080", "--allow-insecure-http"])
+            .check()
+            .is_ok());
+        assert!(!parse(&[]).check().expect("loopback http is fine"));
+        assert!(parse(&["--public-url", "ftp://x"]).check().is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_once_with_mode_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.db.key");
+        let first = read_or_create_key(&path).expect("create");
+        let second = read_or_create_key(&path).expect("read");
+        assert_eq!(first, second);
+        assert_eq!(first.len(), MIN_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn database_file_is_found_in_sqlite_urls() {
+        let mut args = parse(&[]).database;
+        assert_eq!(args.database_file(), Some(PathBuf::from("latchkey.db")));
+        args.database_url = "sqlite:///tmp/x/app.db?mode=rwc".into();
+        assert_eq!(args.database_file(), Some(PathBuf::from("/tmp/x/app.db")));
+        args.database_url = "sqlite::memory:".into();
+        assert_eq!(args.database_file(), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! `latchkey`: a ready-to-run login server and its admin CLI, built only on the
+//! `latchkey` library's public API.
+
+mod api;
+mod app;
+mod config;
+mod user_cli;
+
+use clap::{Parser, Subcommand};
+use config::ServeArgs;
+use std::process::ExitCode;
+
+/// Login server and admin tool.
+#[derive(Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `serve`, which is what a bare `latchkey` runs.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(user_cli::UserCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => app::serve(cli.serve).await,
+            Some(Command::Serve(args)) => app::serve(args).await,
+            Some(Command::User(command)) => user_cli::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

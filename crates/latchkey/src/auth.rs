@@ -1,0 +1,234 @@
+//! Logging users in and out on top of a [`Session`], and checking credentials.
+
+use crate::password::{PasswordError, PasswordHasher};
+use crate::session::{AuthInfo, AuthMethod, Session, SessionError};
+use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an auth operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The session could not be read or written.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The user store failed.
+    #[error(transparent)]
+    Users(#[from] UserStoreError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+impl AuthError {
+    /// Whether a backing service is down (answer 503 rather than 500).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            AuthError::Session(error) => error.is_unavailable(),
+            AuthError::Users(UserStoreError::Unavailable(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Shared auth settings and the user loader; put one in the request extensions (e.g.
+/// `axum::Extension(authenticator)`) and extract [`AuthSession`] in handlers.
+///
+/// Loaded users are cached for a short time (default 2 seconds), so a read of the
+/// current user normally costs no query; a password change or disable made by another
+/// process is seen within that time. Call [`Authenticator::forget_user`] after changing a
+/// user in this process.
+pub struct Authenticator<U> {
+    loader: Arc<dyn UserLoader<U>>,
+    users: Option<Cache<String, U>>,
+    unauthorized_message: Arc<str>,
+    fresh_within: Option<Duration>,
+}
+
+impl<U> Clone for Authenticator<U> {
+    fn clone(&self) -> Self {
+        Authenticator {
+            loader: self.loader.clone(),
+            users: self.users.clone(),
+            unauthorized_message: self.unauthorized_message.clone(),
+            fresh_within: self.fresh_within,
+        }
+    }
+}
+
+impl<U: AuthUser> Authenticator<U> {
+    /// An authenticator loading users through `loader`.
+    pub fn new(loader: impl UserLoader<U>) -> Self {
+        Authenticator {
+            loader: Arc::new(loader),
+            users: None,
+            unauthorized_message: Arc::from("login required"),
+            fresh_within: None,
+        }
+        .with_user_cache(Duration::from_secs(2))
+    }
+
+    /// Caches loaded users for `ttl` (zero disables the cache).
+    pub fn with_user_cache(mut self, ttl: Duration) -> Self {
+        self.users = (!ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build()
+        });
+        self
+    }
+
+    /// The `error` text of the 401 answer to requests that need a login.
+    pub fn with_unauthorized_message(mut self, message: &str) -> Self {
+        self.unauthorized_message = Arc::from(message);
+        self
+    }
+
+    /// A password login only counts as fresh for this long (default: the whole session).
+    pub fn with_fresh_within(mut self, window: Duration) -> Self {
+        self.fresh_within = Some(window);
+        self
+    }
+
+    /// The 401 message.
+    pub fn unauthorized_message(&self) -> &str {
+        &self.unauthorized_message
+    }
+
+    /// Drops a cached user (call after changing it in this process).
+    pub fn forget_user(&self, user_id: &str) {
+        if let Some(users) = &self.users {
+            users.invalidate(user_id);
+        }
+    }
+
+    async fn load_user(&self, user_id: &str) -> Result<Option<U>, UserStoreError> {
+        if let Some(user) = self.users.as_ref().and_then(|users| users.get(user_id)) {
+            return Ok(Some(user));
+        }
+        let user = self.loader.load_user(user_id).await?;
+        if let (Some(users), Some(user)) = (&self.users, &user) {
+            users.insert(user_id.to_string(), user.clone());
+        }
+        Ok(user)
+    }
+
+    /// The auth view of one request's session.
+    pub fn session(&self, session: Session) -> AuthSession<U> {
+        AuthSession {
+            session,
+            authenticator: self.clone(),
+        }
+    }
+}
+
+/// A request's login state: who is logged in, log in, log out.
+///
+/// ```no_run
+/// # async fn handler(auth: latchkey::AuthSession<latchkey::User>, user: latchkey::User)
+/// # -> Result<(), latchkey::AuthError> {
+/// auth.login(&user).await?;            // new session token, fresh login
+/// let me = auth.current_user().await?;  // Some(user)
+/// auth.logout().await?;                // session deleted from the store
+/// # Ok(()) }
+/// ```
+pub struct AuthSession<U> {
+    session: Session,
+    authenticator: Authenticator<U>,
+}
+
+impl<U: AuthUser> AuthSession<U> {
+    /// The underlying session (for application data).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The authenticator in force.
+    pub fn authenticator(&self) -> &Authenticator<U> {
+        &self.authenticator
+    }
+
+    /// Logs `user` in after a password check: rotates the session token (no fixation) and
+    /// records a fresh password login.
+    pub async fn login(&self, user: &U) -> Result<(), AuthError> {
+        self.login_with(user, AuthMethod::Password).await
+    }
+
+    /// Logs `user` in with an explicit method (`RememberMe` logins are not fresh).
+    pub async fn login_with(&self, user: &U, method: AuthMethod) -> Result<(), AuthError> {
+        self.session
+            .log_in(&user.user_id(), method, user.credential_version())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session (deleted from the store, cookie expired). Returns the id of the
+    /// user who was logged in, if any.
+    pub async fn logout(&self) -> Result<Option<String>, AuthError> {
+        let record = self.session.destroy().await?;
+        Ok(record.and_then(|record| record.auth.map(|auth| auth.user_id)))
+    }
+
+    /// The logged-in user, through the user loader. A session whose user is gone,
+    /// disabled, or whose credentials changed since login is ended and gives `None`.
+    pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(None);
+        };
+        let user = self.authenticator.load_user(&auth.user_id).await?;
+        match user {
+            Some(user)
+                if user.is_active() && user.credential_version() == auth.credential_version =>
+            {
+                Ok(Some(user))
+            }
+            _ => {
+                tracing::info!(user_id = %auth.user_id, "session ended: user gone, disabled or credentials changed");
+                self.session.destroy().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// How the current session authenticated, if logged in.
+    pub async fn auth_info(&self) -> Result<Option<AuthInfo>, AuthError> {
+        Ok(self.session.auth().await?)
+    }
+
+    /// Whether the login is fresh: by password in this session (and within the fresh
+    /// window, if one is set).
+    pub async fn is_fresh(&self) -> Result<bool, AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(false);
+        };
+        let recent = match self.authenticator.fresh_within {
+            Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
+            None => true,
+        };
+        Ok(auth.method == AuthMethod::Password && recent)
+    }
+}
+
+/// Checks a login name (username or email) and password against `users`. Unknown and
+/// disabled users cost one password verification too, so every failure takes about as
+/// long as a wrong password. Returns the user only if the password matches and the
+/// account is enabled.
+pub async fn authenticate(
+    users: &dyn UserStore,
+    hasher: &PasswordHasher,
+    login: &str,
+    password: &str,
+) -> Result<Option<User>, AuthError> {
+    if password.len() > crate::password::MAX_PASSWORD_BYTES {
+        // Refused before any lookup or hashing, whoever the user is.
+        return Ok(None);
+    }
+    let Some(user) = users.find_by_login(login).await? else {
+        hasher.verify_dummy(password).await?;
+        return Ok(None);
+    };
+    let matches = hasher.verify(password, user.password_hash()).await?;
+    Ok((matches && !user.disabled).then_some(user))
+}

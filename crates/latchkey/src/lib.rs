@@ -1,0 +1,52 @@
+//! # latchkey
+//!
+//! User login and server-side sessions for Rust web services.
+//!
+//! * [`Session`]: a lazily loaded, server-side session behind an opaque cookie token
+//!   (32 random bytes; stores only see its SHA-256). Saves are compare-and-swap; lost
+//!   races are re-applied key by key, so concurrent requests never lose updates.
+//! * [`SessionStore`]: pluggable stores ([`store::MemoryStore`], [`store::SqliteStore`]).
+//! * [`PasswordHasher`]: argon2id off the async workers; [`auth::authenticate`] checks
+//!   credentials in constant work whether or not the user exists.
+//! * [`AuthSession`] and the axum guards in [`axum`]: login (token rotation), logout,
+//!   current user through a [`UserLoader`].
+//!
+//! ```no_run
+//! use axum::{routing::get, Extension, Router};
+//! use latchkey::{axum::RequireLogin, store, Authenticator, SessionConfig, SessionLayer, User};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = store::open_sqlite("sqlite://app.db").await?;
+//! let users = latchkey::SqliteUserStore::new(pool.clone());
+//! let app: Router = Router::new()
+//!     .route("/home", get(|RequireLogin(user): RequireLogin<User>| async move {
+//!         format!("Hello, {}", user.username)
+//!     }))
+//!     .layer(Extension(Authenticator::new(users)))
+//!     .layer(SessionLayer::new(store::SqliteStore::new(pool), SessionConfig::default()));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod password;
+pub mod session;
+pub mod store;
+mod time;
+pub mod user;
+
+pub use auth::{authenticate, AuthError, AuthSession, Authenticator};
+pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
+#[cfg(feature = "axum")]
+pub use session::SessionLayer;
+pub use session::{
+    AuthInfo, AuthMethod, Session, SessionConfig, SessionError, SessionId, SessionRecord,
+    SessionStore, SessionToken, StoreError,
+};
+pub use time::Timestamp;
+#[cfg(feature = "sqlite")]
+pub use user::SqliteUserStore;
+pub use user::{AuthUser, NewUser, User, UserLoader, UserStore, UserStoreError};

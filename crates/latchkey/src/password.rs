@@ -1,0 +1,328 @@
+//! Password hashing with argon2id, run off the async workers with bounded concurrency,
+//! plus the length policy checked before any hashing.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+use tokio::sync::{OnceCell, Semaphore};
+
+/// Longest password (in bytes) that is ever handed to the hasher; longer input is refused
+/// before any work, so a huge password cannot tie up a core.
+pub const MAX_PASSWORD_BYTES: usize = 4096;
+
+/// Why hashing or verifying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The password is longer than [`MAX_PASSWORD_BYTES`].
+    #[error("password is longer than {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+    /// The stored hash is not a PHC string this hasher understands.
+    #[error("stored password hash is malformed")]
+    MalformedHash,
+    /// The argon2 parameters are invalid.
+    #[error("invalid argon2 parameters: {0}")]
+    InvalidParams(String),
+    /// The hashing task could not run (runtime shutting down).
+    #[error("password hashing task failed")]
+    TaskFailed,
+}
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// OWASP's argon2id recommendation: m=19456 KiB, t=2, p=1.
+    fn default() -> Self {
+        HashParams {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl HashParams {
+    /// Cheap parameters for tests only (m=64 KiB, t=1): never use them in production.
+    pub fn insecure_fast() -> Self {
+        HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Hashes and verifies passwords as argon2id PHC strings (`$argon2id$v=19$m=…`).
+///
+/// Work runs on tokio's blocking pool, at most `available cores` at a time, so a flood of
+/// logins queues instead of starving other requests.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use latchkey::{HashParams, PasswordHasher};
+/// let hasher = PasswordHasher::new(HashParams::insecure_fast()).unwrap();
+/// let hash = hasher.hash("correct horse battery staple").await.unwrap();
+/// assert!(hasher.verify("correct horse battery staple", &hash).await.unwrap());
+/// assert!(!hasher.verify("wrong", &hash).await.unwrap());
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: HashParams,
+    argon2: Argon2<'static>,
+    permits: Semaphore,
+    dummy_hash: OnceCell<String>,
+}
+
+impl PasswordHasher {
+    /// A hasher with the given argon2id parameters.
+    pub fn new(params: HashParams) -> Result<Self, PasswordError> {
+        let argon2_params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|error| PasswordError::InvalidParams(error.to_string()))?;
+        let cores = std::thread::available_parallelism()
+            .map(|cores| cores.get())
+            .unwrap_or(1);
+        Ok(PasswordHasher {
+            inner: Arc::new(Inner {
+                params,
+                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params),
+                permits: Semaphore::new(cores),
+                dummy_hash: OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The parameters new hashes use.
+    pub fn params(&self) -> HashParams {
+        self.inner.params
+    }
+
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::TaskFailed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner.argon2))
+            .await
+            .map_err(|_| PasswordError::TaskFailed)
+    }
+
+    /// Hashes `password` with a fresh 16-byte salt.
+    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        let password = password.to_string();
+        self.run_blocking(move |argon2| {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|error| PasswordError::InvalidParams(error.to_string()))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `hash` (constant-time compare inside argon2). The
+    /// parameters stored in the hash are used, so older hashes keep verifying.
+    pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        PasswordHash::new(hash).map_err(|_| PasswordError::MalformedHash)?;
+        let password = password.to_string();
+        let hash = hash.to_string();
+        self.run_blocking(move |argon2| match PasswordHash::new(&hash) {
+            Ok(parsed) => Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok()),
+            Err(_) => Err(PasswordError::MalformedHash),
+        })
+        .await?
+    }
+
+    /// Spends one verification against a throw-away hash and returns `false`: call it
+    /// when the user does not exist, so that case takes as long as a wrong password.
+    pub async fn verify_dummy(&self, password: &str) -> Result<bool, PasswordError> {
+        let dummy = self
+            .inner
+            .dummy_hash
+            .get_or_try_init(|| async {
+                let mut random = [0u8; 24];
+                crate::session::random_bytes(&mut random);
+                self.hash(&format!("{random:?}")).await
+            })
+            .await?
+            .clone();
+        self.verify(password, &dummy).await.map(|_| false)
+    }
+
+    /// Whether `hash` was made with other parameters than this hasher's (re-hash it after
+    /// the next successful login).
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return true;
+        };
+        let Ok(params) = Params::try_from(&parsed) else {
+            return true;
+        };
+        parsed.algorithm.as_str() != "argon2id"
+            || params.m_cost() != self.inner.params.memory_kib
+            || params.t_cost() != self.inner.params.iterations
+            || params.p_cost() != self.inner.params.parallelism
+    }
+}
+
+/// Length rules for new passwords: counted in Unicode characters, no composition rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Fewest characters accepted (default 12).
+    pub min_chars: usize,
+    /// Most characters accepted (default 128).
+    pub max_chars: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            min_chars: 12,
+            max_chars: 128,
+        }
+    }
+}
+
+/// Why a new password was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Fewer characters than the policy's minimum.
+    #[error("password must be at least {0} characters")]
+    TooShort(usize),
+    /// More characters than the policy's maximum.
+    #[error("password must be at most {0} characters")]
+    TooLong(usize),
+}
+
+impl PasswordPolicy {
+    /// Checks a new password's length (in characters, never bytes).
+    pub fn check(&self, password: &str) -> Result<(), PolicyError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PolicyError::TooLong(self.max_chars));
+        }
+        let chars = password.chars().count();
+        if chars < self.min_chars {
+            Err(PolicyError::TooShort(self.min_chars))
+        } else if chars > self.max_chars {
+            Err(PolicyError::TooLong(self.max_chars))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> PasswordHasher {
+        PasswordHasher::new(HashParams::insecure_fast()).expect("params")
+    }
+
+    #[tokio::test]
+    async fn hashes_are_salted_argon2id_and_verify() {
+        let hasher = fast();
+        let first = hasher.hash("meep meep meep").await.expect("hash");
+        let second = hasher.hash("meep meep meep").await.expect("hash");
+        assert!(first.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{first}");
+        assert_ne!(first, second, "same password, different salts");
+        assert!(hasher
+            .verify("meep meep meep", &first)
+            .await
+            .expect("verify"));
+        assert!(!hasher
+            .verify("beep beep beep", &first)
+            .await
+            .expect("verify"));
+        assert!(!hasher
+            .verify("meep meep mee", &first)
+            .await
+            .expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn default_params_are_owasp() {
+        let hasher = PasswordHasher::new(HashParams::default()).expect("params");
+        let hash = hasher.hash("a long enough password").await.expect("hash");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(!hasher.needs_rehash(&hash));
+        assert!(fast().needs_rehash(&hash));
+    }
+
+    #[tokio::test]
+    async fn oversized_and_malformed_inputs_are_errors() {
+        let hasher = fast();
+        let huge = "x".repeat(1 << 20);
+        assert!(matches!(
+            hasher.hash(&huge).await,
+            Err(PasswordError::TooLong)
+        ));
+        let hash = hasher.hash("password1234").await.expect("hash");
+        assert!(matches!(
+            hasher.verify(&huge, &hash).await,
+            Err(PasswordError::TooLong)
+        ));
+        assert!(matches!(
+            hasher.verify("password1234", "not a hash").await,
+            Err(PasswordError::MalformedHash)
+        ));
+        assert!(matches!(
+            hasher.verify_dummy(&huge).await,
+            Err(PasswordError::TooLong)
+        ));
+        assert!(!hasher.verify_dummy("password1234").await.expect("dummy"));
+    }
+
+    #[test]
+    fn policy_counts_characters_not_bytes() {
+        let policy = PasswordPolicy::default();
+        assert_eq!(policy.check("elevenchars"), Err(PolicyError::TooShort(12)));
+        assert_eq!(policy.check("twelve chars"), Ok(()));
+        assert_eq!(policy.check(&"🔑".repeat(12)), Ok(()));
+        assert_eq!(
+            policy.check(&"🔑".repeat(11)),
+            Err(PolicyError::TooShort(12))
+        );
+        assert_eq!(policy.check(&"a".repeat(128)), Ok(()));
+        assert_eq!(
+            policy.check(&"a".repeat(129)),
+            Err(PolicyError::TooLong(128))
+        );
+    }
+}

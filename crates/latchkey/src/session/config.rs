@@ -1,0 +1,112 @@
+//! Session cookie and expiry settings.
+
+use std::time::Duration;
+
+/// How sessions behave: cookie attributes, idle and absolute expiry, touch throttling.
+///
+/// ```
+/// use latchkey::SessionConfig;
+/// use std::time::Duration;
+/// let config = SessionConfig::default()
+///     .with_secure(true)
+///     .with_idle_timeout(Duration::from_secs(15 * 60));
+/// assert_eq!(config.cookie_name(), "__Host-id");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    secure: bool,
+    cookie_base_name: String,
+    idle_timeout: Duration,
+    absolute_timeout: Duration,
+    touch_interval: Option<Duration>,
+    max_write_attempts: u32,
+}
+
+impl Default for SessionConfig {
+    /// 30 minutes idle, 12 hours absolute, cookie `id` (plain http).
+    fn default() -> Self {
+        SessionConfig {
+            secure: false,
+            cookie_base_name: "id".to_string(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 60 * 60),
+            touch_interval: None,
+            max_write_attempts: 200,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Marks cookies `Secure` and gives them the `__Host-` prefix. Use whenever the public
+    /// URL is https.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Cookie name without the `__Host-` prefix (default `id`).
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_base_name = name.into();
+        self
+    }
+
+    /// How long a session lives without requests (default 30 minutes).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a session lives after login or creation, active or not (default 12 hours).
+    pub fn with_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// A read-only request only writes the store to extend the idle expiry once this much
+    /// time has passed since the last write (default: a fifth of the idle timeout).
+    pub fn with_touch_interval(mut self, interval: Duration) -> Self {
+        self.touch_interval = Some(interval);
+        self
+    }
+
+    /// How many times a save that lost a compare-and-swap race is re-applied before the
+    /// request fails with [`crate::SessionError::Contended`] (default 200).
+    pub fn with_max_write_attempts(mut self, attempts: u32) -> Self {
+        self.max_write_attempts = attempts.max(1);
+        self
+    }
+
+    /// Whether cookies are `Secure` with the `__Host-` prefix.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The cookie name as sent: `__Host-id` when secure, `id` otherwise.
+    pub fn cookie_name(&self) -> String {
+        if self.secure {
+            format!("__Host-{}", self.cookie_base_name)
+        } else {
+            self.cookie_base_name.clone()
+        }
+    }
+
+    /// Idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// Absolute timeout.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.absolute_timeout
+    }
+
+    /// Minimum time between two idle-expiry refreshes of an unchanged session.
+    pub fn touch_interval(&self) -> Duration {
+        self.touch_interval.unwrap_or(self.idle_timeout / 5)
+    }
+
+    /// Maximum attempts for one compare-and-swap save.
+    pub fn max_write_attempts(&self) -> u32 {
+        self.max_write_attempts
+    }
+}

@@ -1,0 +1,192 @@
+//! The tower layer that gives every request a lazily loaded [`Session`] and saves it
+//! after the handler ran.
+
+use super::config::SessionConfig;
+use super::handle::{ClientInfo, CookieChange, Session, SessionError};
+use super::store::SessionStore;
+use axum::extract::ConnectInfo;
+use cookie::{Cookie, SameSite};
+use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use http::{HeaderValue, Request, Response, StatusCode};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// Adds a [`Session`] to every request's extensions and saves it once the inner service
+/// has answered: compare-and-swap when data changed, a throttled idle-expiry refresh
+/// otherwise, and `Set-Cookie` only when the cookie must change.
+///
+/// ```no_run
+/// use latchkey::{store::MemoryStore, SessionConfig, SessionLayer};
+/// let app: axum::Router = axum::Router::new()
+///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    store: Arc<dyn SessionStore>,
+    config: Arc<SessionConfig>,
+}
+
+impl SessionLayer {
+    /// A layer over `store` with `config`.
+    pub fn new(store: impl SessionStore, config: SessionConfig) -> Self {
+        Self::from_arc(Arc::new(store), config)
+    }
+
+    /// A layer over a store that is already shared.
+    pub fn from_arc(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        SessionLayer {
+            store,
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around an inner service.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    layer: SessionLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = self.layer.config.clone();
+        let cookie_name = config.cookie_name();
+        let cookie_value = session_cookie_value(&request, &cookie_name);
+        let client = client_info(&request);
+        let session = Session::new(
+            self.layer.store.clone(),
+            config.clone(),
+            cookie_value.as_deref(),
+            client,
+        );
+        request.extensions_mut().insert(session.clone());
+
+        // Take the service that was driven to readiness, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let mut response = inner.call(request).await?;
+            if !response.status().is_server_error() {
+                if let Err(error) = session.commit().await {
+                    return Ok(store_failure_response(&error));
+                }
+            }
+            match session.cookie_change().await {
+                CookieChange::Keep => {}
+                CookieChange::Set(token) => {
+                    append_cookie(&mut response, session_cookie(&config, &cookie_name, token))
+                }
+                CookieChange::Remove => {
+                    let mut removal = session_cookie(&config, &cookie_name, String::new());
+                    removal.make_removal();
+                    append_cookie(&mut response, removal)
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The first well-formed value of the session cookie in the request's `Cookie` headers.
+fn session_cookie_value<B>(request: &Request<B>, name: &str) -> Option<String> {
+    let mut found = None;
+    for header in request.headers().get_all(COOKIE) {
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
+        for cookie in Cookie::split_parse(header).flatten() {
+            if cookie.name() == name {
+                if super::token::SessionToken::parse(cookie.value()).is_some() {
+                    return Some(cookie.value().to_string());
+                }
+                found.get_or_insert_with(|| cookie.value().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn client_info<B>(request: &Request<B>) -> ClientInfo {
+    ClientInfo {
+        ip: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string()),
+        user_agent: request
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .map(str::to_string),
+    }
+}
+
+fn session_cookie(config: &SessionConfig, name: &str, value: String) -> Cookie<'static> {
+    Cookie::build((name.to_string(), value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(config.secure())
+        .build()
+}
+
+fn append_cookie<B>(response: &mut Response<B>, cookie: Cookie<'static>) {
+    if let Ok(value) = HeaderValue::from_str(&cookie.encoded().to_string()) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+/// 503 when the store is down or too contended, 500 for anything else; never a panic,
+/// never a half-saved login.
+fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> {
+    let (status, message) = if error.is_unavailable() {
+        tracing::warn!(%error, "session store unavailable");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session store unavailable, try again shortly",
+        )
+    } else {
+        tracing::error!(%error, "session save failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "session could not be saved",
+        )
+    };
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,18 @@
+//! Server-side sessions: tokens, records, the store trait, the per-request handle and
+//! the tower layer.
+
+mod config;
+mod handle;
+#[cfg(feature = "axum")]
+mod layer;
+mod record;
+mod store;
+mod token;
+
+pub use config::SessionConfig;
+pub use handle::{ClientInfo, CookieChange, Session, SessionError};
+#[cfg(feature = "axum")]
+pub use layer::{SessionLayer, SessionService};
+pub use record::{AuthInfo, AuthMethod, SessionRecord};
+pub use store::{BoxError, SessionStore, StoreError};
+pub use token::{random_bytes, SessionId, SessionToken, TOKEN_BYTES, TOKEN_CHARS};

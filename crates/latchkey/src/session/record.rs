@@ -1,0 +1,71 @@
+//! What a store keeps for one session.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How the user of a session proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Entered their password in this session: the session is "fresh".
+    Password,
+    /// Restored from a remember-me cookie: logged in, but not fresh.
+    RememberMe,
+}
+
+/// When and how the session's user authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// The user's id, as [`crate::AuthUser::user_id`] gives it.
+    pub user_id: String,
+    /// When the login happened.
+    pub authenticated_at: Timestamp,
+    /// Password or remember-me.
+    pub method: AuthMethod,
+    /// The user's credential version at login; a password change or a disable bumps the
+    /// user's version, which ends this session on its next use.
+    pub credential_version: i64,
+}
+
+/// Everything a store keeps for one session. Stores treat it as a value: they key it by
+/// [`crate::SessionId`], compare-and-swap on [`SessionRecord::version`], and index
+/// [`SessionRecord::user_id`] for per-user listing and revocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Bumped by every write; stores only accept a save that names the current version.
+    pub version: u64,
+    /// Who is logged in, if anyone.
+    pub auth: Option<AuthInfo>,
+    /// The application's key/value data.
+    pub data: Map<String, Value>,
+    /// When the session was created.
+    pub created_at: Timestamp,
+    /// Last time a request refreshed the idle expiry.
+    pub last_active_at: Timestamp,
+    /// The session ends if no request refreshes it before this time.
+    pub idle_expires_at: Timestamp,
+    /// The session ends at this time whatever the activity.
+    pub absolute_expires_at: Timestamp,
+    /// Client address when the session was created (for "your sessions" listings).
+    pub client_ip: Option<String>,
+    /// Client user agent when the session was created (truncated).
+    pub user_agent: Option<String>,
+}
+
+impl SessionRecord {
+    /// The logged-in user's id, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        self.auth.as_ref().map(|auth| auth.user_id.as_str())
+    }
+
+    /// The earlier of the idle and absolute expiry: after it the record is dead.
+    pub fn expires_at(&self) -> Timestamp {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    /// Whether the session is over at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at()
+    }
+}

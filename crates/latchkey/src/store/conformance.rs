@@ -1,0 +1,475 @@
+//! The store conformance suite: one set of checks every [`SessionStore`] must pass.
+//!
+//! A store author runs it from a test:
+//!
+//! ```no_run
+//! # async fn check() {
+//! let store = std::sync::Arc::new(latchkey::store::MemoryStore::new());
+//! latchkey::store::conformance::run_all(store).await;
+//! # }
+//! ```
+//!
+//! Each check uses fresh random ids and user ids, so the checks can share one store (and
+//! a store that already holds data). A failed check panics with a message naming it.
+
+use crate::session::{
+    AuthInfo, AuthMethod, ClientInfo, Session, SessionConfig, SessionId, SessionRecord,
+    SessionStore, SessionToken, StoreError,
+};
+use crate::time::Timestamp;
+use serde_json::{json, Map};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn SessionStore>) {
+    create_and_load(&*store).await;
+    create_refuses_taken_id(&*store).await;
+    save_is_compare_and_swap(&*store).await;
+    save_never_resurrects(&*store).await;
+    rotate_is_atomic(&*store).await;
+    delete_reports_existence(&*store).await;
+    per_user_listing_and_revocation(&*store).await;
+    delete_expired_removes_only_expired(&*store).await;
+    concurrent_increments_are_not_lost(store.clone()).await;
+    session_expiry_is_enforced(store.clone()).await;
+    concurrent_session_writes_merge(store.clone()).await;
+    logout_wins_over_in_flight_write(store.clone()).await;
+}
+
+/// A fresh random id.
+pub fn new_id() -> SessionId {
+    SessionToken::generate().id()
+}
+
+fn random_user() -> String {
+    format!("user-{}", &new_id().to_hex()[..16])
+}
+
+/// A live record (expires in an hour), optionally logged in as `user_id`.
+pub fn sample_record(user_id: Option<&str>) -> SessionRecord {
+    let now = Timestamp::now();
+    let mut data = Map::new();
+    data.insert("greeting".into(), json!("hello"));
+    SessionRecord {
+        version: 1,
+        auth: user_id.map(|user_id| AuthInfo {
+            user_id: user_id.to_string(),
+            authenticated_at: now,
+            method: AuthMethod::Password,
+            credential_version: 1,
+        }),
+        data,
+        created_at: now,
+        last_active_at: now,
+        idle_expires_at: now.add(Duration::from_secs(3600)),
+        absolute_expires_at: now.add(Duration::from_secs(7200)),
+        client_ip: Some("127.0.0.1".into()),
+        user_agent: Some("conformance".into()),
+    }
+}
+
+fn bumped(record: &SessionRecord) -> SessionRecord {
+    let mut next = record.clone();
+    next.version += 1;
+    next
+}
+
+/// A record survives a create/load round trip unchanged; an unknown id loads as `None`.
+pub async fn create_and_load(store: &dyn SessionStore) {
+    let id = new_id();
+    let record = sample_record(Some(&random_user()));
+    store.create(&id, &record).await.expect("create");
+    let loaded = store.load(&id).await.expect("load");
+    assert_eq!(
+        loaded.as_ref(),
+        Some(&record),
+        "create_and_load: round trip"
+    );
+    assert!(
+        store.load(&new_id()).await.expect("load unknown").is_none(),
+        "create_and_load: unknown id must load as None"
+    );
+}
+
+/// `create` on a taken id fails with `AlreadyExists` and leaves the record alone.
+pub async fn create_refuses_taken_id(store: &dyn SessionStore) {
+    let id = new_id();
+    let record = sample_record(None);
+    store.create(&id, &record).await.expect("create");
+    let mut other = sample_record(None);
+    other.data.insert("intruder".into(), json!(true));
+    assert!(
+        matches!(
+            store.create(&id, &other).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "create_refuses_taken_id: second create must fail"
+    );
+    assert_eq!(store.load(&id).await.expect("load"), Some(record));
+}
+
+/// `save` succeeds only with the current version.
+pub async fn save_is_compare_and_swap(store: &dyn SessionStore) {
+    let id = new_id();
+    let record = sample_record(None);
+    store.create(&id, &record).await.expect("create");
+    let mut next = bumped(&record);
+    next.data.insert("step".into(), json!(2));
+    store
+        .save(&id, &next, 1)
+        .await
+        .expect("save with current version");
+    assert_eq!(store.load(&id).await.expect("load"), Some(next.clone()));
+    let mut stale = bumped(&record);
+    stale.data.insert("step".into(), json!("stale"));
+    assert!(
+        matches!(
+            store.save(&id, &stale, 1).await,
+            Err(StoreError::VersionConflict)
+        ),
+        "save_is_compare_and_swap: stale version must conflict"
+    );
+    assert_eq!(
+        store.load(&id).await.expect("load"),
+        Some(next),
+        "save_is_compare_and_swap: a conflicting save changes nothing"
+    );
+}
+
+/// `save` on a missing id is `NotFound` and creates nothing (no upserts).
+pub async fn save_never_resurrects(store: &dyn SessionStore) {
+    let id = new_id();
+    let record = sample_record(None);
+    assert!(
+        matches!(
+            store.save(&id, &bumped(&record), 1).await,
+            Err(StoreError::NotFound)
+        ),
+        "save_never_resurrects: save of unknown id"
+    );
+    store.create(&id, &record).await.expect("create");
+    assert!(store.delete(&id).await.expect("delete"));
+    assert!(
+        matches!(
+            store.save(&id, &bumped(&record), 1).await,
+            Err(StoreError::NotFound)
+        ),
+        "save_never_resurrects: save after delete"
+    );
+    assert!(store.load(&id).await.expect("load").is_none());
+}
+
+/// `rotate` moves the record to the new id at once, and checks the version.
+pub async fn rotate_is_atomic(store: &dyn SessionStore) {
+    let old_id = new_id();
+    let new_id_ = new_id();
+    let user = random_user();
+    let record = sample_record(Some(&user));
+    store.create(&old_id, &record).await.expect("create");
+
+    assert!(
+        matches!(
+            store.rotate(&old_id, &new_id_, &bumped(&record), 7).await,
+            Err(StoreError::VersionConflict)
+        ),
+        "rotate_is_atomic: wrong version must conflict"
+    );
+    assert!(store.load(&new_id_).await.expect("load").is_none());
+
+    let taken = new_id();
+    store
+        .create(&taken, &sample_record(None))
+        .await
+        .expect("create");
+    assert!(
+        matches!(
+            store.rotate(&old_id, &taken, &bumped(&record), 1).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "rotate_is_atomic: rotating onto a taken id must fail"
+    );
+    assert_eq!(
+        store.load(&old_id).await.expect("load"),
+        Some(record.clone())
+    );
+
+    let next = bumped(&record);
+    store
+        .rotate(&old_id, &new_id_, &next, 1)
+        .await
+        .expect("rotate");
+    assert!(
+        store.load(&old_id).await.expect("load").is_none(),
+        "rotate_is_atomic: old id must be dead"
+    );
+    assert_eq!(store.load(&new_id_).await.expect("load"), Some(next));
+    let listed: Vec<SessionId> = store
+        .list_for_user(&user)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![new_id_],
+        "rotate_is_atomic: user index follows"
+    );
+    assert!(
+        matches!(
+            store.rotate(&old_id, &new_id(), &bumped(&record), 1).await,
+            Err(StoreError::NotFound)
+        ),
+        "rotate_is_atomic: rotating a dead id"
+    );
+}
+
+/// `delete` says whether something was deleted.
+pub async fn delete_reports_existence(store: &dyn SessionStore) {
+    let id = new_id();
+    store
+        .create(&id, &sample_record(None))
+        .await
+        .expect("create");
+    assert!(store.delete(&id).await.expect("delete"));
+    assert!(!store.delete(&id).await.expect("delete again"));
+}
+
+/// Sessions are listed and revoked per user; anonymous sessions become listed once a
+/// save logs them in.
+pub async fn per_user_listing_and_revocation(store: &dyn SessionStore) {
+    let alice = random_user();
+    let bob = random_user();
+    let alice_ids: Vec<SessionId> = (0..3).map(|_| new_id()).collect();
+    for id in &alice_ids {
+        store
+            .create(id, &sample_record(Some(&alice)))
+            .await
+            .expect("create");
+    }
+    let bob_id = new_id();
+    let anonymous = sample_record(None);
+    store.create(&bob_id, &anonymous).await.expect("create");
+    assert!(store.list_for_user(&bob).await.expect("list").is_empty());
+    let mut logged_in = bumped(&anonymous);
+    logged_in.auth = sample_record(Some(&bob)).auth;
+    store.save(&bob_id, &logged_in, 1).await.expect("save");
+    assert_eq!(store.list_for_user(&bob).await.expect("list").len(), 1);
+
+    let mut listed: Vec<SessionId> = store
+        .list_for_user(&alice)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(id, record)| {
+            assert_eq!(record.user_id(), Some(alice.as_str()));
+            id
+        })
+        .collect();
+    listed.sort();
+    let mut expected = alice_ids.clone();
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "per_user_listing: all of alice's sessions"
+    );
+
+    let deleted = store
+        .delete_for_user(&alice, Some(&alice_ids[0]))
+        .await
+        .expect("delete others");
+    assert_eq!(deleted, 2, "per_user_listing: revoke all others");
+    assert!(store.load(&alice_ids[0]).await.expect("load").is_some());
+    assert!(store.load(&alice_ids[1]).await.expect("load").is_none());
+    assert_eq!(store.delete_for_user(&alice, None).await.expect("all"), 1);
+    assert!(store.list_for_user(&alice).await.expect("list").is_empty());
+    assert!(
+        store.load(&bob_id).await.expect("load").is_some(),
+        "per_user_listing: other users untouched"
+    );
+}
+
+/// `delete_expired` removes expired sessions in bounded batches and keeps live ones.
+pub async fn delete_expired_removes_only_expired(store: &dyn SessionStore) {
+    let past = Timestamp::now().add(Duration::ZERO);
+    let expired_ids: Vec<SessionId> = (0..5).map(|_| new_id()).collect();
+    for id in &expired_ids {
+        let mut record = sample_record(None);
+        record.idle_expires_at = Timestamp(past.as_millis() - 1_000);
+        store.create(id, &record).await.expect("create");
+    }
+    let live = new_id();
+    store
+        .create(&live, &sample_record(None))
+        .await
+        .expect("create");
+    let now = Timestamp::now();
+    let first = store.delete_expired(now, 2).await.expect("delete_expired");
+    assert!(first <= 2, "delete_expired: limit respected ({first})");
+    while store.delete_expired(now, 2).await.expect("delete_expired") > 0 {}
+    for id in &expired_ids {
+        assert!(
+            store.load(id).await.expect("load").is_none(),
+            "delete_expired: expired session still there"
+        );
+    }
+    assert!(
+        store.load(&live).await.expect("load").is_some(),
+        "delete_expired: live session removed"
+    );
+}
+
+/// 50 concurrent compare-and-swap increments through the raw store API give exactly 50.
+pub async fn concurrent_increments_are_not_lost(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let mut record = sample_record(None);
+    record.data.insert("counter".into(), json!(0));
+    store.create(&id, &record).await.expect("create");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    let current = store.load(&id).await.expect("load").expect("exists");
+                    let mut next = bumped(&current);
+                    let count = current.data["counter"].as_i64().unwrap_or(0);
+                    next.data.insert("counter".into(), json!(count + 1));
+                    match store.save(&id, &next, current.version).await {
+                        Ok(()) => break,
+                        Err(StoreError::VersionConflict) => tokio::task::yield_now().await,
+                        Err(error) => panic!("concurrent increments: {error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let record = store.load(&id).await.expect("load").expect("exists");
+    assert_eq!(record.data["counter"], json!(50), "concurrent increments");
+    assert_eq!(record.version, 51);
+}
+
+fn session_for(store: &Arc<dyn SessionStore>, token: &SessionToken) -> Session {
+    Session::new(
+        store.clone(),
+        Arc::new(SessionConfig::default()),
+        Some(&token.encode()),
+        ClientInfo::default(),
+    )
+}
+
+/// A session past its idle or absolute expiry is "no session", and so is an unknown or
+/// malformed token.
+pub async fn session_expiry_is_enforced(store: Arc<dyn SessionStore>) {
+    let now = Timestamp::now();
+    let idle_token = SessionToken::generate();
+    let mut idle = sample_record(Some(&random_user()));
+    idle.idle_expires_at = Timestamp(now.as_millis() - 1);
+    store.create(&idle_token.id(), &idle).await.expect("create");
+    let absolute_token = SessionToken::generate();
+    let mut absolute = sample_record(Some(&random_user()));
+    absolute.absolute_expires_at = Timestamp(now.as_millis() - 1);
+    store
+        .create(&absolute_token.id(), &absolute)
+        .await
+        .expect("create");
+    let live_token = SessionToken::generate();
+    store
+        .create(&live_token.id(), &sample_record(Some(&random_user())))
+        .await
+        .expect("create");
+
+    for (name, token) in [("idle", &idle_token), ("absolute", &absolute_token)] {
+        let session = session_for(&store, token);
+        assert!(
+            !session.exists().await.expect("exists"),
+            "session_expiry: {name}-expired session must be no session"
+        );
+        assert!(session.auth().await.expect("auth").is_none());
+    }
+    assert!(session_for(&store, &live_token)
+        .exists()
+        .await
+        .expect("exists"));
+    let unknown = session_for(&store, &SessionToken::generate());
+    assert!(!unknown.exists().await.expect("exists"));
+    let malformed = Session::new(
+        store.clone(),
+        Arc::new(SessionConfig::default()),
+        Some("not-a-token"),
+        ClientInfo::default(),
+    );
+    assert!(!malformed.exists().await.expect("exists"));
+}
+
+/// 50 concurrent sessions (one per request) on one stored session, each inserting its
+/// own key, then 50 concurrent `update` increments: nothing is lost.
+pub async fn concurrent_session_writes_merge(store: Arc<dyn SessionStore>) {
+    let token = SessionToken::generate();
+    store
+        .create(&token.id(), &sample_record(None))
+        .await
+        .expect("create");
+    let writers: Vec<_> = (0..50)
+        .map(|n| {
+            let session = session_for(&store, &token);
+            tokio::spawn(async move {
+                session.insert(&format!("key-{n}"), n).await?;
+                session.commit().await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("task").expect("commit");
+    }
+    let incrementers: Vec<_> = (0..50)
+        .map(|_| {
+            let session = session_for(&store, &token);
+            tokio::spawn(async move {
+                session
+                    .update("counter", |old| {
+                        json!(old.and_then(|value| value.as_i64()).unwrap_or(0) + 1)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for incrementer in incrementers {
+        incrementer.await.expect("task").expect("update");
+    }
+    let record = store
+        .load(&token.id())
+        .await
+        .expect("load")
+        .expect("exists");
+    for n in 0..50 {
+        assert_eq!(
+            record.data.get(&format!("key-{n}")),
+            Some(&json!(n)),
+            "concurrent_session_writes: key-{n} lost"
+        );
+    }
+    assert_eq!(record.data["counter"], json!(50), "concurrent updates");
+}
+
+/// A request that loaded the session before a logout cannot bring it back by saving.
+pub async fn logout_wins_over_in_flight_write(store: Arc<dyn SessionStore>) {
+    let token = SessionToken::generate();
+    store
+        .create(&token.id(), &sample_record(Some(&random_user())))
+        .await
+        .expect("create");
+    let in_flight = session_for(&store, &token);
+    assert!(in_flight.exists().await.expect("exists"));
+    let logout = session_for(&store, &token);
+    assert!(logout.destroy().await.expect("destroy").is_some());
+    in_flight.insert("late", true).await.expect("insert");
+    in_flight.commit().await.expect("commit");
+    assert!(
+        store.load(&token.id()).await.expect("load").is_none(),
+        "logout_wins: a late write resurrected the session"
+    );
+}

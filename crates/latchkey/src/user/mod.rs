@@ -1,0 +1,266 @@
+//! Users: the `AuthUser` trait the session layer needs, the `UserLoader` it loads users
+//! through, and latchkey's own `User` type with its SQL `UserStore`.
+
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteUserStore;
+
+use crate::session::BoxError;
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use std::fmt;
+
+/// What the auth layer needs to know about a user. Implement it for your own user type
+/// to use [`crate::AuthSession`] with it.
+pub trait AuthUser: Clone + Send + Sync + 'static {
+    /// A stable id, unique per user.
+    fn user_id(&self) -> String;
+    /// Bumped whenever the user's credentials change or the account is disabled; a session
+    /// that recorded an older version is ended on its next use.
+    fn credential_version(&self) -> i64 {
+        0
+    }
+    /// Whether the user may be logged in (a disabled user's sessions end).
+    fn is_active(&self) -> bool {
+        true
+    }
+}
+
+/// Loads a user by id for every request that asks who is logged in (Flask-Login's and
+/// Microdot's `user_loader`).
+#[async_trait]
+pub trait UserLoader<U>: Send + Sync + 'static {
+    /// The user with this id, or `None` if there is none.
+    async fn load_user(&self, user_id: &str) -> Result<Option<U>, UserStoreError>;
+}
+
+/// A user as latchkey's own user store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Database id.
+    pub id: i64,
+    /// Display name, as entered at sign-up.
+    pub username: String,
+    /// Email, if given.
+    pub email: Option<String>,
+    /// When the account was created.
+    pub created_at: Timestamp,
+    /// Disabled users cannot log in and their sessions end.
+    pub disabled: bool,
+    /// Bumped by every password change and disable.
+    pub credential_version: i64,
+    password_hash: String,
+}
+
+impl User {
+    /// The stored password hash (PHC string). Never log it.
+    pub fn password_hash(&self) -> &str {
+        &self.password_hash
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("disabled", &self.disabled)
+            .field("credential_version", &self.credential_version)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+impl AuthUser for User {
+    fn user_id(&self) -> String {
+        self.id.to_string()
+    }
+    fn credential_version(&self) -> i64 {
+        self.credential_version
+    }
+    fn is_active(&self) -> bool {
+        !self.disabled
+    }
+}
+
+/// A user to create. Build it with [`NewUser::new`], which validates the fields.
+#[derive(Clone)]
+pub struct NewUser {
+    username: String,
+    email: Option<String>,
+    password_hash: String,
+}
+
+impl NewUser {
+    /// Validates and trims `username` and `email`; `password_hash` comes from
+    /// [`crate::PasswordHasher::hash`].
+    pub fn new(
+        username: &str,
+        email: Option<&str>,
+        password_hash: String,
+    ) -> Result<Self, UserStoreError> {
+        let username = validate_username(username)?;
+        let email = match email.map(str::trim).filter(|email| !email.is_empty()) {
+            Some(email) => Some(validate_email(email)?),
+            None => None,
+        };
+        Ok(NewUser {
+            username,
+            email,
+            password_hash,
+        })
+    }
+
+    /// The validated username.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+}
+
+/// Why a user operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UserStoreError {
+    /// Another user has this username (compared case-insensitively).
+    #[error("Username {0} is not available.")]
+    UsernameTaken(String),
+    /// Another user has this email.
+    #[error("Email {0} is already registered.")]
+    EmailTaken(String),
+    /// The username breaks the rules.
+    #[error("invalid username: {0}")]
+    InvalidUsername(&'static str),
+    /// The email is not an email address.
+    #[error("invalid email: {0}")]
+    InvalidEmail(&'static str),
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// The database failed.
+    #[error("user store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+}
+
+/// Longest username accepted, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// Trims and checks a username: 1–64 characters, no whitespace or control characters,
+/// no `@` (so a login name is never mistaken for an email).
+pub fn validate_username(username: &str) -> Result<String, UserStoreError> {
+    let username = username.trim();
+    if username.is_empty() {
+        return Err(UserStoreError::InvalidUsername("username is required"));
+    }
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(UserStoreError::InvalidUsername(
+            "username must be at most 64 characters",
+        ));
+    }
+    if username
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(UserStoreError::InvalidUsername(
+            "username must not contain spaces or control characters",
+        ));
+    }
+    if username.contains('@') {
+        return Err(UserStoreError::InvalidUsername(
+            "username must not contain @",
+        ));
+    }
+    Ok(username.to_string())
+}
+
+/// Checks an email: one `@` with text on both sides, at most 254 characters, no spaces.
+pub fn validate_email(email: &str) -> Result<String, UserStoreError> {
+    let email = email.trim();
+    let parts: Vec<&str> = email.split('@').collect();
+    let well_formed = parts.len() == 2
+        && !parts[0].is_empty()
+        && parts[1].contains('.')
+        && !parts[1].starts_with('.')
+        && !parts[1].ends_with('.');
+    if !well_formed || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(UserStoreError::InvalidEmail(
+            "email must look like name@example.com",
+        ));
+    }
+    if email.chars().count() > 254 {
+        return Err(UserStoreError::InvalidEmail(
+            "email must be at most 254 characters",
+        ));
+    }
+    Ok(email.to_string())
+}
+
+/// The key a username or email is unique under: its lower-case form.
+pub fn login_key(login: &str) -> String {
+    login.trim().to_lowercase()
+}
+
+/// Where latchkey's own users live.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Creates a user; [`UserStoreError::UsernameTaken`] / [`UserStoreError::EmailTaken`]
+    /// when the name or email is in use.
+    async fn create(&self, user: NewUser) -> Result<User, UserStoreError>;
+    /// The user whose username or email is `login` (case-insensitive).
+    async fn find_by_login(&self, login: &str) -> Result<Option<User>, UserStoreError>;
+    /// The user with this id.
+    async fn find_by_id(&self, id: i64) -> Result<Option<User>, UserStoreError>;
+    /// Every user, oldest first.
+    async fn list(&self) -> Result<Vec<User>, UserStoreError>;
+    /// Replaces the password hash and bumps the credential version (ending sessions);
+    /// returns the updated user.
+    async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError>;
+    /// Disables or re-enables the user and bumps the credential version.
+    async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_checked() {
+        assert_eq!(validate_username("  bert ").ok().as_deref(), Some("bert"));
+        assert!(validate_username("").is_err());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username("a@b").is_err());
+        assert!(validate_username("tab\there").is_err());
+        assert!(validate_username(&"x".repeat(65)).is_err());
+        assert!(validate_username(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(validate_email("grover@example.com").is_ok());
+        for bad in [
+            "grover",
+            "@example.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_debug_hides_the_hash() {
+        let user = User {
+            id: 1,
+            username: "bert".into(),
+            email: None,
+            created_at: Timestamp(0),
+            disabled: false,
+            credential_version: 1,
+            password_hash: "$argon2id$secret".into(),
+        };
+        assert!(!format!("{user:?}").contains("secret"));
+    }
+}
