@@ -1,0 +1,163 @@
+//! Starts the real `latchkey` binary on a free port for black-box HTTP tests.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Cheap hashing so tests run fast; production defaults are checked in unit tests.
+pub const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "64", "--argon2-iterations", "1"];
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub address: SocketAddr,
+    pub database_url: String,
+}
+
+pub fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address")
+}
+
+pub fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("latchkey.db").display())
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_latchkey"))
+}
+
+impl Server {
+    /// Starts `latchkey serve` with its database in `dir`, plus `extra` arguments.
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Self::start_at(dir, free_address(), extra)
+    }
+
+    pub fn start_at(dir: &Path, address: SocketAddr, extra: &[&str]) -> Server {
+        let database_url = database_url(dir);
+        let address_text = address.to_string();
+        let mut args = vec![
+            "serve",
+            "--bind",
+            &address_text,
+            "--database-url",
+            &database_url,
+        ];
+        args.extend_from_slice(&FAST_HASHING);
+        args.extend_from_slice(extra);
+        let child = Command::new(binary())
+            .args(&args)
+            .env_remove("LATCHKEY_SECRET_KEY")
+            .env("LATCHKEY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start latchkey");
+        let server = Server {
+            child,
+            address,
+            database_url,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.address).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("latchkey did not start listening on {}", self.address);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Stops the server with SIGTERM (graceful) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("latchkey did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `latchkey` with `args`, feeding `stdin`; returns (success, stdout, stderr).
+pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&FAST_HASHING);
+    let mut child = Command::new(binary())
+        .args(&all)
+        .env("LATCHKEY_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run latchkey");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("wait");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A client with its own cookie jar.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// A client that keeps no cookies (to send hand-made `Cookie` headers).
+pub fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("client")
+}
+
+/// The value of the session cookie in a response's `Set-Cookie` headers.
+pub fn session_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookie_headers(response)
+        .into_iter()
+        .find(|header| header.starts_with(&format!("{name}=")))
+}
+
+pub fn set_cookie_headers(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// The token part of a `Set-Cookie: name=token; …` header.
+pub fn cookie_value(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().unwrap_or_default();
+    pair.split_once('=').map(|(_, value)| value.to_string()).unwrap_or_default()
+}
