@@ -1,0 +1,236 @@
+//! The session layer over real HTTP: concurrent writers on one session lose nothing, a
+//! read-only request writes nothing, and the idle expiry is refreshed lazily.
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
+use latchkey::{
+    Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionRecord, SessionStore,
+    StoreError, Timestamp,
+};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Wraps a store and counts its writes.
+struct CountingStore {
+    inner: Arc<dyn SessionStore>,
+    writes: Arc<AtomicUsize>,
+    loads: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for CountingStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+    async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(id, record).await
+    }
+    async fn save(&self, id: &SessionId, record: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(id, record, expected).await
+    }
+    async fn rotate(&self, old: &SessionId, new: &SessionId, record: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.rotate(old, new, record, expected).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(id).await
+    }
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
+        self.inner.list_for_user(user_id).await
+    }
+    async fn delete_for_user(&self, user_id: &str, keep: Option<&SessionId>) -> Result<u64, StoreError> {
+        self.inner.delete_for_user(user_id, keep).await
+    }
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.inner.delete_expired(now, limit).await
+    }
+}
+
+async fn set_key(session: Session, Path(key): Path<String>) -> Result<&'static str, SessionError> {
+    session.insert(&key, true).await?;
+    Ok("ok")
+}
+
+async fn increment(session: Session) -> Result<Json<Value>, SessionError> {
+    let value = session
+        .update("counter", |old| json!(old.and_then(Value::as_i64).unwrap_or(0) + 1))
+        .await?;
+    Ok(Json(value))
+}
+
+async fn read(session: Session) -> Result<Json<Value>, SessionError> {
+    let record = session.record().await?;
+    Ok(Json(json!(record.map(|record| record.data))))
+}
+
+fn app(store: Arc<dyn SessionStore>, config: SessionConfig) -> Router {
+    Router::new()
+        .route("/set/{key}", post(set_key))
+        .route("/increment", post(increment))
+        .route("/data", get(read))
+        .layer(SessionLayer::from_arc(store, config))
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    address
+}
+
+/// Starts a session, returns its cookie header.
+async fn start_session(client: &reqwest::Client, address: SocketAddr) -> String {
+    let response = client
+        .post(format!("http://{address}/set/init"))
+        .send()
+        .await
+        .expect("init");
+    let set_cookie = response.headers()["set-cookie"].to_str().expect("ascii").to_string();
+    set_cookie.split(';').next().expect("pair").to_string()
+}
+
+async fn concurrent_writers_lose_nothing(store: Arc<dyn SessionStore>) {
+    let address = serve(app(store, SessionConfig::default())).await;
+    let client = reqwest::Client::new();
+    let cookie = start_session(&client, address).await;
+
+    let writers = (0..100).map(|n| {
+        let request = client
+            .post(format!("http://{address}/set/key-{n}"))
+            .header("cookie", &cookie)
+            .send();
+        async move {
+            let response = request.await.expect("set");
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        }
+    });
+    futures::future::join_all(writers).await;
+
+    let increments = (0..100).map(|_| {
+        let request = client
+            .post(format!("http://{address}/increment"))
+            .header("cookie", &cookie)
+            .send();
+        async move {
+            let response = request.await.expect("increment");
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        }
+    });
+    futures::future::join_all(increments).await;
+
+    let data: Value = client
+        .get(format!("http://{address}/data"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("data")
+        .json()
+        .await
+        .expect("json");
+    for n in 0..100 {
+        assert_eq!(data[format!("key-{n}")], json!(true), "key-{n} lost: {data}");
+    }
+    assert_eq!(data["counter"], json!(100), "increments lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_concurrent_requests_lose_nothing() {
+    concurrent_writers_lose_nothing(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_concurrent_requests_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let pool = open_sqlite(&url).await.expect("open");
+    concurrent_writers_lose_nothing(Arc::new(SqliteStore::new(pool))).await;
+}
+
+#[tokio::test]
+async fn read_only_requests_write_nothing_until_the_touch_interval() {
+    let writes = Arc::new(AtomicUsize::new(0));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let store = Arc::new(CountingStore {
+        inner: Arc::new(MemoryStore::new()),
+        writes: writes.clone(),
+        loads: loads.clone(),
+    });
+    let config = SessionConfig::default()
+        .with_idle_timeout(Duration::from_secs(60))
+        .with_touch_interval(Duration::from_millis(400));
+    let address = serve(app(store.clone(), config)).await;
+    let client = reqwest::Client::new();
+
+    // An anonymous request that only reads creates nothing and sets no cookie.
+    let response = client.get(format!("http://{address}/data")).send().await.expect("data");
+    assert!(response.headers().get("set-cookie").is_none());
+    assert_eq!(writes.load(Ordering::SeqCst), 0);
+
+    let cookie = start_session(&client, address).await;
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "one create");
+    let loads_before = loads.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        let response = client
+            .get(format!("http://{address}/data"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("data");
+        assert!(response.headers().get("set-cookie").is_none(), "no cookie churn");
+    }
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "reads inside the touch interval write nothing");
+    assert_eq!(loads.load(Ordering::SeqCst) - loads_before, 20, "one store read per request");
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let before = store.inner.list_for_user("nobody").await.expect("list").len();
+    assert_eq!(before, 0);
+    client
+        .get(format!("http://{address}/data"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("data");
+    assert_eq!(writes.load(Ordering::SeqCst), 2, "one touch once the interval passed");
+    client
+        .get(format!("http://{address}/data"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("data");
+    assert_eq!(writes.load(Ordering::SeqCst), 2, "and then quiet again");
+}
+
+#[tokio::test]
+async fn unknown_cookie_is_cleared_and_never_adopted() {
+    let store = Arc::new(MemoryStore::new());
+    let address = serve(app(store.clone(), SessionConfig::default())).await;
+    let planted = latchkey::SessionToken::generate().encode();
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/set/x"))
+        .header("cookie", format!("id={planted}"))
+        .send()
+        .await
+        .expect("set");
+    let set_cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().expect("ascii").to_string())
+        .collect();
+    // A brand-new token is issued; the attacker-chosen one is never used.
+    assert_eq!(set_cookies.len(), 1, "{set_cookies:?}");
+    assert!(!set_cookies[0].contains(&planted));
+    let planted_id = latchkey::SessionToken::parse(&planted).expect("token").id();
+    assert!(store.load(&planted_id).await.expect("load").is_none());
+}

@@ -1,0 +1,64 @@
+//! Every store latchkey ships passes the one conformance suite.
+
+use latchkey::store::{conformance, open_sqlite, MemoryStore, SqliteStore};
+use latchkey::{SessionStore, StoreError};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_passes_the_suite() {
+    conformance::run_all(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_file_store_passes_the_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    let pool = open_sqlite(&url).await.expect("open");
+    conformance::run_all(Arc::new(SqliteStore::new(pool))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_in_memory_store_passes_the_suite() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    conformance::run_all(Arc::new(SqliteStore::new(pool))).await;
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_record_is_an_error_not_a_panic() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let store = SqliteStore::new(pool.clone());
+    let id = conformance::new_id();
+    store
+        .create(&id, &conformance::sample_record(Some("7")))
+        .await
+        .expect("create");
+    sqlx::query("UPDATE sessions SET record = '{not json'")
+        .execute(&pool)
+        .await
+        .expect("corrupt the record");
+    assert!(matches!(store.load(&id).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.list_for_user("7").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    // Deleting a corrupt record still works.
+    assert!(store.delete(&id).await.expect("delete"));
+}
+
+#[tokio::test]
+async fn memory_store_forgets_expired_sessions_on_its_own() {
+    let store = MemoryStore::new();
+    let id = conformance::new_id();
+    let mut record = conformance::sample_record(None);
+    record.idle_expires_at = latchkey::Timestamp::now().add(std::time::Duration::from_millis(200));
+    store.create(&id, &record).await.expect("create");
+    assert!(store.load(&id).await.expect("load").is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(store.load(&id).await.expect("load").is_none());
+    // moka's timer wheel sweeps expired entries with about a second of granularity.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !store.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(store.is_empty(), "expired entry still held after 5 s");
+}
