@@ -1,1 +1,195 @@
-fn main() {}
+//! Load benchmark: authenticated `GET /home` through latchkey (memory and SQLite session
+//! stores) against a bare axum handler with no session layer, in the same run.
+//!
+//! `cargo bench --bench home_throughput` (options via env: `BENCH_SECONDS`, default 5;
+//! `BENCH_CONNECTIONS`, default 32). The server gets one runtime thread and the load
+//! generator another, over keep-alive HTTP/1.1 on loopback. Prints req/s, p50, p99 and
+//! the ratio to the bare handler.
+
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use latchkey::axum::RequireLogin;
+use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
+use latchkey::{
+    AuthMethod, Authenticator, HashParams, NewUser, PasswordHasher, Session, SessionConfig,
+    SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
+};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn home(RequireLogin(user): RequireLogin<User>) -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}", user.username) }))
+}
+
+async fn bare_home() -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}", "foo") }))
+}
+
+/// Starts a server on its own single-threaded runtime; returns its address.
+fn spawn_server(router: Router) -> SocketAddr {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            sender.send(listener.local_addr().expect("address")).expect("send");
+            axum::serve(listener, router).await.expect("serve");
+        });
+    });
+    receiver.recv().expect("server address")
+}
+
+/// A latchkey app with user foo logged in; returns the router and the session cookie.
+async fn latchkey_app(store: Arc<dyn SessionStore>, pool_url: &str) -> (Router, String) {
+    let pool = open_sqlite(pool_url).await.expect("open");
+    let users = SqliteUserStore::new(pool);
+    let hasher = PasswordHasher::new(HashParams::insecure_fast()).expect("hasher");
+    let user = users
+        .create(NewUser::new("foo", None, hasher.hash("foo").await.expect("hash")).expect("user"))
+        .await
+        .expect("create");
+    let config = SessionConfig::default();
+    let session = Session::new(store.clone(), Arc::new(config.clone()), None, Default::default());
+    session
+        .log_in(&user.id.to_string(), AuthMethod::Password, user.credential_version)
+        .await
+        .expect("login");
+    let token = match session.cookie_change().await {
+        latchkey::session::CookieChange::Set(token) => token,
+        other => panic!("no cookie after login: {other:?}"),
+    };
+    let router = Router::new()
+        .route("/home", get(home))
+        .layer(Extension(Authenticator::new(users)))
+        .layer(SessionLayer::from_arc(store, config));
+    (router, format!("id={token}"))
+}
+
+struct Measurement {
+    requests_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Drives `connections` keep-alive connections for `duration`, each sending
+/// `GET /home` with `cookie` back to back.
+fn load(address: SocketAddr, cookie: &str, connections: usize, duration: Duration) -> Measurement {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let request = format!(
+        "GET /home HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\nAccept: application/json\r\n\r\n"
+    );
+    runtime.block_on(async move {
+        let deadline = Instant::now() + duration;
+        let tasks: Vec<_> = (0..connections)
+            .map(|_| {
+                let request = request.clone();
+                tokio::spawn(async move {
+                    let mut stream = TcpStream::connect(address).await.expect("connect");
+                    stream.set_nodelay(true).expect("nodelay");
+                    let mut latencies = Vec::new();
+                    let mut buffer = vec![0u8; 8192];
+                    while Instant::now() < deadline {
+                        let started = Instant::now();
+                        stream.write_all(request.as_bytes()).await.expect("write");
+                        read_response(&mut stream, &mut buffer).await;
+                        latencies.push(started.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.expect("task"));
+        }
+        latencies.sort();
+        let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        Measurement {
+            requests_per_second: latencies.len() as f64 / duration.as_secs_f64(),
+            p50: percentile(0.50),
+            p99: percentile(0.99),
+        }
+    })
+}
+
+/// Reads one HTTP/1.1 response (headers plus Content-Length body); panics on non-200.
+async fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) {
+    let mut filled = 0;
+    loop {
+        let read = stream.read(&mut buffer[filled..]).await.expect("read");
+        assert!(read > 0, "server closed the connection");
+        filled += read;
+        let text = &buffer[..filled];
+        if let Some(end) = text.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&text[..end]).expect("ascii head");
+            assert!(head.starts_with("HTTP/1.1 200"), "unexpected answer: {head}");
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if filled >= end + 4 + length {
+                return;
+            }
+        }
+    }
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let connections: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let duration = Duration::from_secs(seconds);
+    let setup = tokio::runtime::Runtime::new().expect("setup runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+
+    let bare = spawn_server(Router::new().route("/home", get(bare_home)));
+    let (memory_router, memory_cookie) = setup.block_on(latchkey_app(
+        Arc::new(MemoryStore::new()),
+        "sqlite::memory:",
+    ));
+    let memory = spawn_server(memory_router);
+    let (sqlite_router, sqlite_cookie) = setup.block_on(async {
+        let pool = open_sqlite(&sqlite_url).await.expect("open");
+        latchkey_app(Arc::new(SqliteStore::new(pool)), &sqlite_url).await
+    });
+    let sqlite = spawn_server(sqlite_router);
+
+    // Warm up every server once, then measure them in turn.
+    for (address, cookie) in [(bare, "x=1"), (memory, memory_cookie.as_str()), (sqlite, sqlite_cookie.as_str())] {
+        load(address, cookie, 4, Duration::from_millis(500));
+    }
+    let baseline = load(bare, "x=1", connections, duration);
+    let results = [
+        ("bare axum, no session layer", &baseline),
+        ("latchkey, memory store", &load(memory, &memory_cookie, connections, duration)),
+        ("latchkey, SQLite store", &load(sqlite, &sqlite_cookie, connections, duration)),
+    ];
+    println!(
+        "\nauthenticated GET /home, {connections} connections, {seconds}s each\n\n{:<30} {:>10} {:>10} {:>10} {:>8}",
+        "stack", "req/s", "p50", "p99", "ratio"
+    );
+    for (name, measurement) in results {
+        println!(
+            "{:<30} {:>10.0} {:>10.2?} {:>10.2?} {:>8.2}",
+            name,
+            measurement.requests_per_second,
+            measurement.p50,
+            measurement.p99,
+            measurement.requests_per_second / baseline.requests_per_second
+        );
+    }
+}
