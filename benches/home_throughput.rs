@@ -1,10 +1,14 @@
 //! Load benchmark: authenticated `GET /home` through latchkey (memory and SQLite session
 //! stores) against a bare axum handler with no session layer, in the same run.
 //!
-//! `cargo bench --bench home_throughput` (options via env: `BENCH_SECONDS`, default 5;
-//! `BENCH_CONNECTIONS`, default 32). The server gets one runtime thread and the load
-//! generator another, over keep-alive HTTP/1.1 on loopback. Prints req/s, p50, p99 and
-//! the ratio to the bare handler.
+//! `cargo bench --bench home_throughput` (options via env: `BENCH_SECONDS` per round,
+//! default 3; `BENCH_ROUNDS`, default 5; `BENCH_CONNECTIONS`, default 32). The servers get
+//! one runtime thread and the load generator another, over keep-alive HTTP/1.1 on
+//! loopback; the targets are measured in interleaved rounds and the median round is
+//! reported: req/s, p50, p99 and the ratio to the bare handler.
+//!
+//! `BENCH_SERVE_ONLY=1` only starts the servers and prints their addresses and session
+//! cookies, for an external load generator such as `wrk`.
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -39,8 +43,12 @@ fn spawn_server(router: Router) -> SocketAddr {
             .build()
             .expect("server runtime");
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            sender.send(listener.local_addr().expect("address")).expect("send");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            sender
+                .send(listener.local_addr().expect("address"))
+                .expect("send");
             axum::serve(listener, router).await.expect("serve");
         });
     });
@@ -57,9 +65,18 @@ async fn latchkey_app(store: Arc<dyn SessionStore>, pool_url: &str) -> (Router, 
         .await
         .expect("create");
     let config = SessionConfig::default();
-    let session = Session::new(store.clone(), Arc::new(config.clone()), None, Default::default());
+    let session = Session::new(
+        store.clone(),
+        Arc::new(config.clone()),
+        None,
+        Default::default(),
+    );
     session
-        .log_in(&user.id.to_string(), AuthMethod::Password, user.credential_version)
+        .log_in(
+            &user.id.to_string(),
+            AuthMethod::Password,
+            user.credential_version,
+        )
         .await
         .expect("login");
     let token = match session.cookie_change().await {
@@ -114,7 +131,8 @@ fn load(address: SocketAddr, cookie: &str, connections: usize, duration: Duratio
             latencies.extend(task.await.expect("task"));
         }
         latencies.sort();
-        let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let percentile =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         Measurement {
             requests_per_second: latencies.len() as f64 / duration.as_secs_f64(),
             p50: percentile(0.50),
@@ -133,12 +151,16 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) {
         let text = &buffer[..filled];
         if let Some(end) = text.windows(4).position(|window| window == b"\r\n\r\n") {
             let head = std::str::from_utf8(&text[..end]).expect("ascii head");
-            assert!(head.starts_with("HTTP/1.1 200"), "unexpected answer: {head}");
+            assert!(
+                head.starts_with("HTTP/1.1 200"),
+                "unexpected answer: {head}"
+            );
             let length: usize = head
                 .lines()
                 .find_map(|line| {
                     let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
                 })
                 .unwrap_or(0);
             if filled >= end + 4 + length {
@@ -149,8 +171,18 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let connections: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    let rounds_count: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
     let setup = tokio::runtime::Runtime::new().expect("setup runtime");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -168,18 +200,39 @@ fn main() {
     });
     let sqlite = spawn_server(sqlite_router);
 
-    // Warm up every server once, then measure them in turn.
-    for (address, cookie) in [(bare, "x=1"), (memory, memory_cookie.as_str()), (sqlite, sqlite_cookie.as_str())] {
+    if std::env::var("BENCH_SERVE_ONLY").is_ok() {
+        // For an external load generator (wrk): print where to point it, then serve.
+        println!("bare {bare}\nmemory {memory} {memory_cookie}\nsqlite {sqlite} {sqlite_cookie}");
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    let targets = [
+        ("bare axum, no session layer", bare, "x=1"),
+        ("latchkey, memory store", memory, memory_cookie.as_str()),
+        ("latchkey, SQLite store", sqlite, sqlite_cookie.as_str()),
+    ];
+    // Warm up every server, then measure them in interleaved rounds, so that noise from
+    // the shared machine hits every target alike; report the median round.
+    for (_, address, cookie) in targets {
         load(address, cookie, 4, Duration::from_millis(500));
     }
-    let baseline = load(bare, "x=1", connections, duration);
-    let results = [
-        ("bare axum, no session layer", &baseline),
-        ("latchkey, memory store", &load(memory, &memory_cookie, connections, duration)),
-        ("latchkey, SQLite store", &load(sqlite, &sqlite_cookie, connections, duration)),
-    ];
+    let mut rounds: Vec<Vec<Measurement>> = targets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds_count {
+        for (index, (_, address, cookie)) in targets.iter().enumerate() {
+            rounds[index].push(load(*address, cookie, connections, duration));
+        }
+    }
+    let medians: Vec<Measurement> = rounds
+        .into_iter()
+        .map(|mut measured| {
+            measured.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+            measured.swap_remove(measured.len() / 2)
+        })
+        .collect();
+    let baseline = medians[0].requests_per_second;
+    let results = targets.iter().map(|(name, _, _)| *name).zip(medians.iter());
     println!(
-        "\nauthenticated GET /home, {connections} connections, {seconds}s each\n\n{:<30} {:>10} {:>10} {:>10} {:>8}",
+        "\nauthenticated GET /home, {connections} connections, median of {rounds_count} rounds of {seconds}s\n\n{:<30} {:>10} {:>10} {:>10} {:>8}",
         "stack", "req/s", "p50", "p99", "ratio"
     );
     for (name, measurement) in results {
@@ -189,7 +242,7 @@ fn main() {
             measurement.requests_per_second,
             measurement.p50,
             measurement.p99,
-            measurement.requests_per_second / baseline.requests_per_second
+            measurement.requests_per_second / baseline
         );
     }
 }

@@ -1,10 +1,21 @@
 //! Criterion micro-benchmarks of the per-request hot path: parse the cookie token,
 //! hash it, load the record from the store and decide whether a touch is due.
 
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
 use criterion::{criterion_group, criterion_main, Criterion};
+use latchkey::axum::RequireLogin;
+use latchkey::session::CookieChange;
 use latchkey::store::{conformance, open_sqlite, MemoryStore, SqliteStore};
-use latchkey::{Session, SessionConfig, SessionStore, SessionToken};
+use latchkey::{
+    AuthMethod, Authenticator, NewUser, Session, SessionConfig, SessionLayer, SessionStore,
+    SessionToken, SqliteUserStore, User, UserStore,
+};
+use serde_json::{json, Value};
 use std::sync::Arc;
+use tower::ServiceExt;
 
 fn stored_session(runtime: &tokio::runtime::Runtime, store: &Arc<dyn SessionStore>) -> String {
     let token = SessionToken::generate();
@@ -14,12 +25,22 @@ fn stored_session(runtime: &tokio::runtime::Runtime, store: &Arc<dyn SessionStor
     token.encode()
 }
 
-fn bench_store(c: &mut Criterion, name: &str, runtime: &tokio::runtime::Runtime, store: Arc<dyn SessionStore>) {
+fn bench_store(
+    c: &mut Criterion,
+    name: &str,
+    runtime: &tokio::runtime::Runtime,
+    store: Arc<dyn SessionStore>,
+) {
     let cookie = stored_session(runtime, &store);
     let config = Arc::new(SessionConfig::default());
     c.bench_function(&format!("read session + touch decision ({name})"), |b| {
         b.to_async(runtime).iter(|| async {
-            let session = Session::new(store.clone(), config.clone(), Some(&cookie), Default::default());
+            let session = Session::new(
+                store.clone(),
+                config.clone(),
+                Some(&cookie),
+                Default::default(),
+            );
             assert!(session.auth().await.expect("auth").is_some());
             session.commit().await.expect("commit");
         })
@@ -39,5 +60,84 @@ fn hot_path(c: &mut Criterion) {
     bench_store(c, "sqlite", &runtime, Arc::new(SqliteStore::new(pool)));
 }
 
-criterion_group!(benches, hot_path);
+async fn home(RequireLogin(user): RequireLogin<User>) -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}", user.username) }))
+}
+
+async fn bare_home() -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}", "foo") }))
+}
+
+/// Whole router, in process: bare handler against the session layer + login guard.
+fn router_oneshot(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let bare = Router::new().route("/home", get(bare_home));
+    let (app, cookie) = runtime.block_on(async {
+        let pool = open_sqlite("sqlite::memory:").await.expect("open");
+        let users = SqliteUserStore::new(pool);
+        let user = users
+            .create(
+                NewUser::new(
+                    "foo",
+                    None,
+                    "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                )
+                .expect("user"),
+            )
+            .await
+            .expect("create");
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let config = SessionConfig::default();
+        let session = Session::new(
+            store.clone(),
+            Arc::new(config.clone()),
+            None,
+            Default::default(),
+        );
+        session
+            .log_in(
+                &user.id.to_string(),
+                AuthMethod::Password,
+                user.credential_version,
+            )
+            .await
+            .expect("login");
+        let CookieChange::Set(token) = session.cookie_change().await else {
+            panic!("no cookie");
+        };
+        let app = Router::new()
+            .route("/home", get(home))
+            .layer(Extension(Authenticator::new(users)))
+            .layer(SessionLayer::from_arc(store, config));
+        (app, format!("id={token}"))
+    });
+    let request = |cookie: &str| {
+        Request::get("/home")
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .expect("request")
+    };
+    c.bench_function("GET /home in process (bare handler)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = bare
+                .clone()
+                .oneshot(request("x=1"))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), 200);
+        })
+    });
+    c.bench_function("GET /home in process (latchkey, memory store)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = app
+                .clone()
+                .oneshot(request(&cookie))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), 200);
+        })
+    });
+}
+
+criterion_group!(benches, hot_path, router_oneshot);
 criterion_main!(benches);

@@ -58,7 +58,10 @@ async fn login(
     Json(credentials): Json<Credentials>,
 ) -> Answer {
     let (Some(username), Some(password)) = (credentials.username, credentials.password) else {
-        return Err(error(StatusCode::BAD_REQUEST, "Please specify username and password"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Please specify username and password",
+        ));
     };
     let user = authenticate(&*users.store, &users.hasher, &username, &password)
         .await

@@ -9,10 +9,15 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn seed_flow_login_home_logout_home() {
     let app = pycnic_full_auth::app().await.expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::builder().cookie_store(true).build().expect("client");
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
     let url = |path: &str| format!("http://{address}{path}");
 
     let response = client

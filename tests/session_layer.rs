@@ -32,11 +32,22 @@ impl SessionStore for CountingStore {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.create(id, record).await
     }
-    async fn save(&self, id: &SessionId, record: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: u64,
+    ) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.save(id, record, expected).await
     }
-    async fn rotate(&self, old: &SessionId, new: &SessionId, record: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+    async fn rotate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        record: &SessionRecord,
+        expected: u64,
+    ) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.rotate(old, new, record, expected).await
     }
@@ -44,10 +55,17 @@ impl SessionStore for CountingStore {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(id).await
     }
-    async fn list_for_user(&self, user_id: &str) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
         self.inner.list_for_user(user_id).await
     }
-    async fn delete_for_user(&self, user_id: &str, keep: Option<&SessionId>) -> Result<u64, StoreError> {
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
         self.inner.delete_for_user(user_id, keep).await
     }
     async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
@@ -62,7 +80,9 @@ async fn set_key(session: Session, Path(key): Path<String>) -> Result<&'static s
 
 async fn increment(session: Session) -> Result<Json<Value>, SessionError> {
     let value = session
-        .update("counter", |old| json!(old.and_then(Value::as_i64).unwrap_or(0) + 1))
+        .update("counter", |old| {
+            json!(old.and_then(Value::as_i64).unwrap_or(0) + 1)
+        })
         .await?;
     Ok(Json(value))
 }
@@ -81,7 +101,9 @@ fn app(store: Arc<dyn SessionStore>, config: SessionConfig) -> Router {
 }
 
 async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
         axum::serve(listener, router).await.expect("serve");
@@ -96,7 +118,10 @@ async fn start_session(client: &reqwest::Client, address: SocketAddr) -> String 
         .send()
         .await
         .expect("init");
-    let set_cookie = response.headers()["set-cookie"].to_str().expect("ascii").to_string();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
     set_cookie.split(';').next().expect("pair").to_string()
 }
 
@@ -112,7 +137,12 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn SessionStore>) {
             .send();
         async move {
             let response = request.await.expect("set");
-            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+            assert_eq!(
+                response.status(),
+                200,
+                "{}",
+                response.text().await.unwrap_or_default()
+            );
         }
     });
     futures::future::join_all(writers).await;
@@ -124,7 +154,12 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn SessionStore>) {
             .send();
         async move {
             let response = request.await.expect("increment");
-            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+            assert_eq!(
+                response.status(),
+                200,
+                "{}",
+                response.text().await.unwrap_or_default()
+            );
         }
     });
     futures::future::join_all(increments).await;
@@ -139,7 +174,11 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn SessionStore>) {
         .await
         .expect("json");
     for n in 0..100 {
-        assert_eq!(data[format!("key-{n}")], json!(true), "key-{n} lost: {data}");
+        assert_eq!(
+            data[format!("key-{n}")],
+            json!(true),
+            "key-{n} lost: {data}"
+        );
     }
     assert_eq!(data["counter"], json!(100), "increments lost");
 }
@@ -173,7 +212,11 @@ async fn read_only_requests_write_nothing_until_the_touch_interval() {
     let client = reqwest::Client::new();
 
     // An anonymous request that only reads creates nothing and sets no cookie.
-    let response = client.get(format!("http://{address}/data")).send().await.expect("data");
+    let response = client
+        .get(format!("http://{address}/data"))
+        .send()
+        .await
+        .expect("data");
     assert!(response.headers().get("set-cookie").is_none());
     assert_eq!(writes.load(Ordering::SeqCst), 0);
 
@@ -187,13 +230,29 @@ async fn read_only_requests_write_nothing_until_the_touch_interval() {
             .send()
             .await
             .expect("data");
-        assert!(response.headers().get("set-cookie").is_none(), "no cookie churn");
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "no cookie churn"
+        );
     }
-    assert_eq!(writes.load(Ordering::SeqCst), 1, "reads inside the touch interval write nothing");
-    assert_eq!(loads.load(Ordering::SeqCst) - loads_before, 20, "one store read per request");
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        1,
+        "reads inside the touch interval write nothing"
+    );
+    assert_eq!(
+        loads.load(Ordering::SeqCst) - loads_before,
+        20,
+        "one store read per request"
+    );
 
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let before = store.inner.list_for_user("nobody").await.expect("list").len();
+    let before = store
+        .inner
+        .list_for_user("nobody")
+        .await
+        .expect("list")
+        .len();
     assert_eq!(before, 0);
     client
         .get(format!("http://{address}/data"))
@@ -201,7 +260,11 @@ async fn read_only_requests_write_nothing_until_the_touch_interval() {
         .send()
         .await
         .expect("data");
-    assert_eq!(writes.load(Ordering::SeqCst), 2, "one touch once the interval passed");
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        2,
+        "one touch once the interval passed"
+    );
     client
         .get(format!("http://{address}/data"))
         .header("cookie", &cookie)

@@ -46,19 +46,23 @@ async fn sqlite_corrupt_record_is_an_error_not_a_panic() {
 }
 
 #[tokio::test]
-async fn memory_store_forgets_expired_sessions_on_its_own() {
+async fn memory_store_hides_then_sweeps_expired_sessions() {
     let store = MemoryStore::new();
     let id = conformance::new_id();
     let mut record = conformance::sample_record(None);
-    record.idle_expires_at = latchkey::Timestamp::now().add(std::time::Duration::from_millis(200));
+    record.idle_expires_at = latchkey::Timestamp::now().plus(std::time::Duration::from_millis(200));
     store.create(&id, &record).await.expect("create");
     assert!(store.load(&id).await.expect("load").is_some());
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(store.load(&id).await.expect("load").is_none());
-    // moka's timer wheel sweeps expired entries with about a second of granularity.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !store.is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(store.is_empty(), "expired entry still held after 5 s");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        store.load(&id).await.expect("load").is_none(),
+        "expired session returned"
+    );
+    assert_eq!(store.len(), 1, "not swept yet");
+    let swept = store
+        .delete_expired(latchkey::Timestamp::now(), 100)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 1);
+    assert!(store.is_empty(), "expired entry still held after a sweep");
 }

@@ -8,7 +8,12 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn post(client: &reqwest::Client, server: &Server, path: &str, body: Value) -> reqwest::Response {
+async fn post(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
     client
         .post(server.url(path))
         .json(&body)
@@ -31,7 +36,13 @@ async fn signup(client: &reqwest::Client, server: &Server, name: &str, email: Op
 }
 
 async fn login(client: &reqwest::Client, server: &Server, name: &str) -> reqwest::Response {
-    post(client, server, "/login", json!({ "username": name, "password": PASSWORD })).await
+    post(
+        client,
+        server,
+        "/login",
+        json!({ "username": name, "password": PASSWORD }),
+    )
+    .await
 }
 
 async fn home(client: &reqwest::Client, server: &Server) -> (StatusCode, Value) {
@@ -63,23 +74,39 @@ async fn signup_login_home_logout_flow() {
 
     let response = login(&browser, &server, "foo").await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.expect("json"), json!({ "message": "Logged in" }));
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        json!({ "message": "Logged in" })
+    );
 
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
-        let response = browser.request(method, server.url("/home")).send().await.expect("home");
+        let response = browser
+            .request(method, server.url("/home"))
+            .send()
+            .await
+            .expect("home");
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.json::<Value>().await.expect("json"), json!({ "message": "Hello, foo" }));
+        assert_eq!(
+            response.json::<Value>().await.expect("json"),
+            json!({ "message": "Hello, foo" })
+        );
     }
 
     let response = post(&browser, &server, "/logout", json!({})).await;
     assert_eq!(response.status(), StatusCode::OK);
     let removal = session_cookie(&response, "id").expect("logout expires the cookie");
     assert!(removal.contains("Max-Age=0"), "{removal}");
-    assert_eq!(response.json::<Value>().await.expect("json"), json!({ "message": "Logged out" }));
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        json!({ "message": "Logged out" })
+    );
     assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED);
 
     let response = post(&browser, &server, "/logout", json!({})).await;
-    assert_eq!(response.json::<Value>().await.expect("json"), json!({ "message": "Not logged in" }));
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        json!({ "message": "Not logged in" })
+    );
 }
 
 #[tokio::test]
@@ -90,7 +117,13 @@ async fn login_by_email_is_case_insensitive_and_usernames_are_unique() {
     signup(&browser, &server, "Grover", Some("grover@example.com")).await;
 
     for taken in ["grover", "GROVER"] {
-        let response = post(&browser, &server, "/signup", json!({ "username": taken, "password": PASSWORD })).await;
+        let response = post(
+            &browser,
+            &server,
+            "/signup",
+            json!({ "username": taken, "password": PASSWORD }),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(
             response.json::<Value>().await.expect("json"),
@@ -106,10 +139,21 @@ async fn login_by_email_is_case_insensitive_and_usernames_are_unique() {
     .await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
 
-    assert_eq!(login(&browser, &server, "Grover@Example.com").await.status(), StatusCode::OK);
-    assert_eq!(home(&browser, &server).await.1, json!({ "message": "Hello, Grover" }));
+    assert_eq!(
+        login(&browser, &server, "Grover@Example.com")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        home(&browser, &server).await.1,
+        json!({ "message": "Hello, Grover" })
+    );
     let other = client();
-    assert_eq!(login(&other, &server, "grover").await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&other, &server, "grover").await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -119,15 +163,41 @@ async fn wrong_password_unknown_and_disabled_users_get_the_same_401() {
     let browser = client();
     signup(&browser, &server, "bert", None).await;
     signup(&browser, &server, "ernie", None).await;
-    let (ok, _, stderr) = cli(&["user", "disable", "ernie", "--database-url", &server.database_url], "");
+    let (ok, _, stderr) = cli(
+        &[
+            "user",
+            "disable",
+            "ernie",
+            "--database-url",
+            &server.database_url,
+        ],
+        "",
+    );
     assert!(ok, "{stderr}");
 
     let expected = json!({ "error": "Invalid username or password" });
-    for (name, password) in [("bert", "wrong password!"), ("nobody", PASSWORD), ("ernie", PASSWORD)] {
-        let response = post(&browser, &server, "/login", json!({ "username": name, "password": password })).await;
+    for (name, password) in [
+        ("bert", "wrong password!"),
+        ("nobody", PASSWORD),
+        ("ernie", PASSWORD),
+    ] {
+        let response = post(
+            &browser,
+            &server,
+            "/login",
+            json!({ "username": name, "password": password }),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
-        assert!(set_cookie_headers(&response).is_empty(), "no session for a failed login");
-        assert_eq!(response.json::<Value>().await.expect("json"), expected, "{name}");
+        assert!(
+            set_cookie_headers(&response).is_empty(),
+            "no session for a failed login"
+        );
+        assert_eq!(
+            response.json::<Value>().await.expect("json"),
+            expected,
+            "{name}"
+        );
     }
 }
 
@@ -145,21 +215,32 @@ async fn token_changes_at_login_and_old_cookies_die() {
     assert!(first.contains("SameSite=Lax"), "{first}");
     assert!(first.contains("Path=/"), "{first}");
     assert!(!first.contains("Secure"), "plain http on loopback: {first}");
-    assert!(!first.contains("Max-Age"), "a browser-session cookie: {first}");
+    assert!(
+        !first.contains("Max-Age"),
+        "a browser-session cookie: {first}"
+    );
 
     // Logging in again (same browser) rotates the token; the old one is dead at once.
     let second = session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie");
     let second_token = cookie_value(&second);
     assert_ne!(first_token, second_token);
-    assert_eq!(home_with_cookie(&server, &format!("id={first_token}")).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(home_with_cookie(&server, &format!("id={second_token}")).await, StatusCode::OK);
+    assert_eq!(
+        home_with_cookie(&server, &format!("id={first_token}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        home_with_cookie(&server, &format!("id={second_token}")).await,
+        StatusCode::OK
+    );
 
     // The database holds only the SHA-256 of the token.
     let db = std::fs::read(dir.path().join("latchkey.db")).unwrap_or_default();
     let wal = std::fs::read(dir.path().join("latchkey.db-wal")).unwrap_or_default();
     for bytes in [&db, &wal] {
         assert!(
-            !bytes.windows(43).any(|window| window == second_token.as_bytes()),
+            !bytes
+                .windows(43)
+                .any(|window| window == second_token.as_bytes()),
             "raw token found in the database"
         );
     }
@@ -172,7 +253,10 @@ async fn token_changes_at_login_and_old_cookies_die() {
         .await
         .expect("logout");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(home_with_cookie(&server, &format!("id={second_token}")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&server, &format!("id={second_token}")).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -195,7 +279,9 @@ async fn tampered_truncated_and_oversized_cookies_are_no_session() {
     let server = Server::start(dir.path(), &[]);
     let browser = client();
     signup(&browser, &server, "foo", None).await;
-    let token = cookie_value(&session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie"));
+    let token = cookie_value(
+        &session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie"),
+    );
 
     let mut flipped = token.clone().into_bytes();
     flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
@@ -218,7 +304,12 @@ async fn tampered_truncated_and_oversized_cookies_are_no_session() {
             .send()
             .await
             .expect("home");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "cookie {:.60}", cookie);
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "cookie {:.60}",
+            cookie
+        );
     }
     // A header far beyond any sane size is refused, never a 5xx.
     let response = bare_client()
@@ -230,8 +321,20 @@ async fn tampered_truncated_and_oversized_cookies_are_no_session() {
         assert!(response.status().is_client_error(), "{}", response.status());
     }
     // The genuine token still works after all that.
-    assert_eq!(home_with_cookie(&server, &format!("id={token}")).await, StatusCode::OK);
+    assert_eq!(
+        home_with_cookie(&server, &format!("id={token}")).await,
+        StatusCode::OK
+    );
 }
+
+/// Path, content type, body, expected status, text the error must mention.
+type BadBody = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+);
 
 #[tokio::test]
 async fn bad_bodies_get_clear_4xx_json_errors() {
@@ -246,24 +349,126 @@ async fn bad_bodies_get_clear_4xx_json_errors() {
         request.send()
     };
     let json_type = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
-        ("/login", json_type, b"{}".to_vec(), StatusCode::BAD_REQUEST, "Please specify username and password"),
-        ("/login", json_type, br#"{"username":"foo"}"#.to_vec(), StatusCode::BAD_REQUEST, "Please specify username and password"),
-        ("/login", json_type, br#"{"password":"foo"}"#.to_vec(), StatusCode::BAD_REQUEST, "Please specify username and password"),
-        ("/login", json_type, br#"{"username":"","password":""}"#.to_vec(), StatusCode::BAD_REQUEST, "Please specify username and password"),
-        ("/login", json_type, br#"{"username":"foo""#.to_vec(), StatusCode::BAD_REQUEST, "parse"),
-        ("/login", json_type, br#"{"username":5,"password":"x"}"#.to_vec(), StatusCode::BAD_REQUEST, "username"),
-        ("/login", json_type, br#"[1,2]"#.to_vec(), StatusCode::BAD_REQUEST, "deserialize"),
-        ("/login", None, br#"{"username":"a","password":"b"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
-        ("/login", Some("text/plain"), br#"{"username":"a","password":"b"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
-        ("/login", json_type, vec![0xff, 0xfe, 0x00], StatusCode::BAD_REQUEST, "parse"),
-        ("/login", json_type, format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(70_000)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "larger than"),
-        ("/signup", json_type, br#"{"password":"long enough password"}"#.to_vec(), StatusCode::BAD_REQUEST, "username"),
-        ("/signup", json_type, br#"{"username":"a b","password":"long enough password"}"#.to_vec(), StatusCode::BAD_REQUEST, "username"),
-        ("/signup", json_type, br#"{"username":"ab"}"#.to_vec(), StatusCode::BAD_REQUEST, "password"),
-        ("/signup", json_type, br#"{"username":"ab","password":"short"}"#.to_vec(), StatusCode::BAD_REQUEST, "at least 12"),
-        ("/signup", json_type, br#"{"username":"ab","password":"long enough password","email":"nope"}"#.to_vec(), StatusCode::BAD_REQUEST, "email"),
-        ("/signup", json_type, br#"{"username":"ab","password":"long enough password","is_admin":true}"#.to_vec(), StatusCode::BAD_REQUEST, "is_admin"),
+    let cases: Vec<BadBody> = vec![
+        (
+            "/login",
+            json_type,
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Please specify username and password",
+        ),
+        (
+            "/login",
+            json_type,
+            br#"{"username":"foo"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Please specify username and password",
+        ),
+        (
+            "/login",
+            json_type,
+            br#"{"password":"foo"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Please specify username and password",
+        ),
+        (
+            "/login",
+            json_type,
+            br#"{"username":"","password":""}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Please specify username and password",
+        ),
+        (
+            "/login",
+            json_type,
+            br#"{"username":"foo""#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "parse",
+        ),
+        (
+            "/login",
+            json_type,
+            br#"{"username":5,"password":"x"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "username",
+        ),
+        (
+            "/login",
+            json_type,
+            br#"[1,2]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "deserialize",
+        ),
+        (
+            "/login",
+            None,
+            br#"{"username":"a","password":"b"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "/login",
+            Some("text/plain"),
+            br#"{"username":"a","password":"b"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "/login",
+            json_type,
+            vec![0xff, 0xfe, 0x00],
+            StatusCode::BAD_REQUEST,
+            "parse",
+        ),
+        (
+            "/login",
+            json_type,
+            format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(70_000)).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than",
+        ),
+        (
+            "/signup",
+            json_type,
+            br#"{"password":"long enough password"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "username",
+        ),
+        (
+            "/signup",
+            json_type,
+            br#"{"username":"a b","password":"long enough password"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "username",
+        ),
+        (
+            "/signup",
+            json_type,
+            br#"{"username":"ab"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "password",
+        ),
+        (
+            "/signup",
+            json_type,
+            br#"{"username":"ab","password":"short"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "at least 12",
+        ),
+        (
+            "/signup",
+            json_type,
+            br#"{"username":"ab","password":"long enough password","email":"nope"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "email",
+        ),
+        (
+            "/signup",
+            json_type,
+            br#"{"username":"ab","password":"long enough password","is_admin":true}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "is_admin",
+        ),
     ];
     for (path, content_type, body, status, needle) in cases {
         let response = send(path, content_type, body).await.expect("request");
@@ -277,7 +482,10 @@ async fn bad_bodies_get_clear_4xx_json_errors() {
         );
     }
     // Nothing was created by any of the refused sign-ups.
-    let (ok, stdout, _) = cli(&["user", "list", "--database-url", &server.database_url], "");
+    let (ok, stdout, _) = cli(
+        &["user", "list", "--database-url", &server.database_url],
+        "",
+    );
     assert!(ok);
     assert_eq!(stdout.lines().count(), 1, "only the header line: {stdout}");
 
@@ -294,7 +502,9 @@ async fn sessions_survive_a_restart_on_sqlite() {
     let address = server.address;
     let browser = client();
     signup(&browser, &server, "foo", None).await;
-    let token = cookie_value(&session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie"));
+    let token = cookie_value(
+        &session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie"),
+    );
     server.stop();
 
     let server = Server::start_at(dir.path(), address, &[]);
@@ -305,16 +515,25 @@ async fn sessions_survive_a_restart_on_sqlite() {
         .await
         .expect("home after restart");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.expect("json"), json!({ "message": "Hello, foo" }));
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        json!({ "message": "Hello, foo" })
+    );
 }
 
 #[tokio::test]
 async fn idle_sessions_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--idle-timeout", "1500ms", "--session-store", "memory"]);
+    let server = Server::start(
+        dir.path(),
+        &["--idle-timeout", "1500ms", "--session-store", "memory"],
+    );
     let browser = client();
     signup(&browser, &server, "foo", None).await;
-    assert_eq!(login(&browser, &server, "foo").await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&browser, &server, "foo").await.status(),
+        StatusCode::OK
+    );
     // Activity inside the idle window keeps it alive…
     for _ in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
@@ -331,7 +550,10 @@ async fn absolute_timeout_ends_even_active_sessions() {
     let server = Server::start(dir.path(), &["--absolute-timeout", "2s"]);
     let browser = client();
     signup(&browser, &server, "foo", None).await;
-    assert_eq!(login(&browser, &server, "foo").await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&browser, &server, "foo").await.status(),
+        StatusCode::OK
+    );
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_millis(1500) {
         assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
@@ -350,29 +572,76 @@ async fn cli_manages_users_and_ends_their_sessions() {
         let server = Server::start(&store_dir, &["--session-store", store]);
         let url = server.database_url.clone();
         let (ok, stdout, stderr) = cli(
-            &["user", "add", "bert", "--email", "bert@example.com", "--password-stdin", "--database-url", &url],
+            &[
+                "user",
+                "add",
+                "bert",
+                "--email",
+                "bert@example.com",
+                "--password-stdin",
+                "--database-url",
+                &url,
+            ],
             &format!("{PASSWORD}\n"),
         );
         assert!(ok, "{stderr}");
         assert!(stdout.contains("created user bert"), "{stdout}");
-        let (ok, _, stderr) = cli(&["user", "add", "BERT", "--password-stdin", "--database-url", &url], &format!("{PASSWORD}\n"));
+        let (ok, _, stderr) = cli(
+            &[
+                "user",
+                "add",
+                "BERT",
+                "--password-stdin",
+                "--database-url",
+                &url,
+            ],
+            &format!("{PASSWORD}\n"),
+        );
         assert!(!ok);
-        assert!(stderr.contains("Username BERT is not available."), "{stderr}");
-        let (ok, _, stderr) = cli(&["user", "add", "shorty", "--password-stdin", "--database-url", &url], "short\n");
+        assert!(
+            stderr.contains("Username BERT is not available."),
+            "{stderr}"
+        );
+        let (ok, _, stderr) = cli(
+            &[
+                "user",
+                "add",
+                "shorty",
+                "--password-stdin",
+                "--database-url",
+                &url,
+            ],
+            "short\n",
+        );
         assert!(!ok);
         assert!(stderr.contains("at least 12"), "{stderr}");
 
         let (ok, stdout, _) = cli(&["user", "list", "--database-url", &url], "");
         assert!(ok);
-        assert!(stdout.contains("bert") && stdout.contains("bert@example.com") && stdout.contains("active"), "{stdout}");
+        assert!(
+            stdout.contains("bert")
+                && stdout.contains("bert@example.com")
+                && stdout.contains("active"),
+            "{stdout}"
+        );
 
         let browser = client();
-        assert_eq!(login(&browser, &server, "bert").await.status(), StatusCode::OK);
+        assert_eq!(
+            login(&browser, &server, "bert").await.status(),
+            StatusCode::OK
+        );
         assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
 
         let new_password = "a brand new password";
         let (ok, stdout, stderr) = cli(
-            &["user", "passwd", "bert", "--password-stdin", "--database-url", &url],
+            &[
+                "user",
+                "passwd",
+                "bert",
+                "--password-stdin",
+                "--database-url",
+                &url,
+            ],
             &format!("{new_password}\n"),
         );
         assert!(ok, "{stderr}");
@@ -380,26 +649,62 @@ async fn cli_manages_users_and_ends_their_sessions() {
         // The memory store lives in the server process: the credential version check ends
         // the session once the server's user cache (2 s) has expired.
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-        assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED, "{store}: passwd ends sessions");
-        assert_eq!(login(&browser, &server, "bert").await.status(), StatusCode::UNAUTHORIZED);
-        let response = post(&browser, &server, "/login", json!({ "username": "bert", "password": new_password })).await;
+        assert_eq!(
+            home(&browser, &server).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{store}: passwd ends sessions"
+        );
+        assert_eq!(
+            login(&browser, &server, "bert").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let response = post(
+            &browser,
+            &server,
+            "/login",
+            json!({ "username": "bert", "password": new_password }),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
 
         let (ok, _, stderr) = cli(&["user", "disable", "bert", "--database-url", &url], "");
         assert!(ok, "{stderr}");
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-        assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED, "{store}: disable ends sessions");
+        assert_eq!(
+            home(&browser, &server).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{store}: disable ends sessions"
+        );
         let (ok, stdout, _) = cli(&["user", "list", "--database-url", &url], "");
         assert!(ok && stdout.contains("disabled"), "{stdout}");
-        let (ok, _, stderr) = cli(&["user", "passwd", "nobody", "--password-stdin", "--database-url", &url], &format!("{PASSWORD}\n"));
+        let (ok, _, stderr) = cli(
+            &[
+                "user",
+                "passwd",
+                "nobody",
+                "--password-stdin",
+                "--database-url",
+                &url,
+            ],
+            &format!("{PASSWORD}\n"),
+        );
         assert!(!ok && stderr.contains("no user named"), "{stderr}");
     }
 }
 
 #[tokio::test]
 async fn refuses_plain_http_on_public_address() {
-    let (ok, _, stderr) = cli(&["serve", "--bind", "0.0.0.0:0", "--database-url", "sqlite::memory:"], "");
+    let (ok, _, stderr) = cli(
+        &[
+            "serve",
+            "--bind",
+            "0.0.0.0:0",
+            "--database-url",
+            "sqlite::memory:",
+        ],
+        "",
+    );
     assert!(!ok);
     assert!(stderr.contains("refusing to serve plain http"), "{stderr}");
 }

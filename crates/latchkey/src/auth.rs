@@ -3,9 +3,9 @@
 use crate::password::{PasswordError, PasswordHasher};
 use crate::session::{AuthInfo, AuthMethod, Session, SessionError};
 use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
-use moka::sync::Cache;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// Why an auth operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,26 +33,28 @@ impl AuthError {
 }
 
 /// Shared auth settings and the user loader; put one in the request extensions (e.g.
-/// `axum::Extension(authenticator)`) and extract [`AuthSession`] in handlers.
+/// `axum::Extension(authenticator)`) and extract [`AuthSession`] in handlers. Cloning
+/// it is one reference-count increment.
 ///
 /// Loaded users are cached for a short time (default 2 seconds), so a read of the
 /// current user normally costs no query; a password change or disable made by another
 /// process is seen within that time. Call [`Authenticator::forget_user`] after changing a
 /// user in this process.
 pub struct Authenticator<U> {
-    loader: Arc<dyn UserLoader<U>>,
-    users: Option<Cache<String, U>>,
-    unauthorized_message: Arc<str>,
+    inner: Arc<AuthenticatorInner<U>>,
+}
+
+struct AuthenticatorInner<U> {
+    loader: Box<dyn UserLoader<U>>,
+    users: UserCache<U>,
+    unauthorized_message: String,
     fresh_within: Option<Duration>,
 }
 
 impl<U> Clone for Authenticator<U> {
     fn clone(&self) -> Self {
         Authenticator {
-            loader: self.loader.clone(),
-            users: self.users.clone(),
-            unauthorized_message: self.unauthorized_message.clone(),
-            fresh_within: self.fresh_within,
+            inner: self.inner.clone(),
         }
     }
 }
@@ -61,56 +63,55 @@ impl<U: AuthUser> Authenticator<U> {
     /// An authenticator loading users through `loader`.
     pub fn new(loader: impl UserLoader<U>) -> Self {
         Authenticator {
-            loader: Arc::new(loader),
-            users: None,
-            unauthorized_message: Arc::from("login required"),
-            fresh_within: None,
+            inner: Arc::new(AuthenticatorInner {
+                loader: Box::new(loader),
+                users: UserCache::new(Duration::from_secs(2)),
+                unauthorized_message: "login required".to_string(),
+                fresh_within: None,
+            }),
         }
-        .with_user_cache(Duration::from_secs(2))
+    }
+
+    fn configure(mut self, change: impl FnOnce(&mut AuthenticatorInner<U>)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => change(inner),
+            None => tracing::warn!("Authenticator settings changed after it was shared: ignored"),
+        }
+        self
     }
 
     /// Caches loaded users for `ttl` (zero disables the cache).
-    pub fn with_user_cache(mut self, ttl: Duration) -> Self {
-        self.users = (!ttl.is_zero()).then(|| {
-            Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build()
-        });
-        self
+    pub fn with_user_cache(self, ttl: Duration) -> Self {
+        self.configure(|inner| inner.users = UserCache::new(ttl))
     }
 
     /// The `error` text of the 401 answer to requests that need a login.
-    pub fn with_unauthorized_message(mut self, message: &str) -> Self {
-        self.unauthorized_message = Arc::from(message);
-        self
+    pub fn with_unauthorized_message(self, message: &str) -> Self {
+        self.configure(|inner| inner.unauthorized_message = message.to_string())
     }
 
     /// A password login only counts as fresh for this long (default: the whole session).
-    pub fn with_fresh_within(mut self, window: Duration) -> Self {
-        self.fresh_within = Some(window);
-        self
+    pub fn with_fresh_within(self, window: Duration) -> Self {
+        self.configure(|inner| inner.fresh_within = Some(window))
     }
 
     /// The 401 message.
     pub fn unauthorized_message(&self) -> &str {
-        &self.unauthorized_message
+        &self.inner.unauthorized_message
     }
 
     /// Drops a cached user (call after changing it in this process).
     pub fn forget_user(&self, user_id: &str) {
-        if let Some(users) = &self.users {
-            users.invalidate(user_id);
-        }
+        self.inner.users.remove(user_id);
     }
 
     async fn load_user(&self, user_id: &str) -> Result<Option<U>, UserStoreError> {
-        if let Some(user) = self.users.as_ref().and_then(|users| users.get(user_id)) {
+        if let Some(user) = self.inner.users.get(user_id) {
             return Ok(Some(user));
         }
-        let user = self.loader.load_user(user_id).await?;
-        if let (Some(users), Some(user)) = (&self.users, &user) {
-            users.insert(user_id.to_string(), user.clone());
+        let user = self.inner.loader.load_user(user_id).await?;
+        if let Some(user) = &user {
+            self.inner.users.insert(user_id, user.clone());
         }
         Ok(user)
     }
@@ -121,6 +122,53 @@ impl<U: AuthUser> Authenticator<U> {
             session,
             authenticator: self.clone(),
         }
+    }
+}
+
+/// Most users held by the user cache; past it the cache starts over.
+const USER_CACHE_CAPACITY: usize = 100_000;
+
+/// Users loaded in the last `ttl`, keyed by user id.
+struct UserCache<U> {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (U, Instant)>>,
+}
+
+impl<U: Clone> UserCache<U> {
+    fn new(ttl: Duration) -> Self {
+        UserCache {
+            ttl,
+            entries: RwLock::default(),
+        }
+    }
+
+    fn get(&self, user_id: &str) -> Option<U> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let (user, loaded_at) = entries.get(user_id)?;
+        (loaded_at.elapsed() < self.ttl).then(|| user.clone())
+    }
+
+    fn insert(&self, user_id: &str, user: U) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= USER_CACHE_CAPACITY {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, loaded_at)| loaded_at.elapsed() < ttl);
+            if entries.len() >= USER_CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(user_id.to_string(), (user, Instant::now()));
+    }
+
+    fn remove(&self, user_id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.remove(user_id);
     }
 }
 
@@ -203,7 +251,7 @@ impl<U: AuthUser> AuthSession<U> {
         let Some(auth) = self.session.auth().await? else {
             return Ok(false);
         };
-        let recent = match self.authenticator.fresh_within {
+        let recent = match self.authenticator.inner.fresh_within {
             Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };

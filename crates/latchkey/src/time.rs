@@ -24,7 +24,7 @@ impl Timestamp {
     }
 
     /// This time moved `duration` into the future (saturating).
-    pub fn add(self, duration: Duration) -> Self {
+    pub fn plus(self, duration: Duration) -> Self {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(millis))
     }

@@ -159,5 +159,7 @@ pub fn set_cookie_headers(response: &reqwest::Response) -> Vec<String> {
 /// The token part of a `Set-Cookie: name=token; …` header.
 pub fn cookie_value(set_cookie: &str) -> String {
     let pair = set_cookie.split(';').next().unwrap_or_default();
-    pair.split_once('=').map(|(_, value)| value.to_string()).unwrap_or_default()
+    pair.split_once('=')
+        .map(|(_, value)| value.to_string())
+        .unwrap_or_default()
 }

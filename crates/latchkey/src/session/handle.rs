@@ -56,7 +56,7 @@ pub enum CookieChange {
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
     /// Peer address.
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
 }
@@ -330,17 +330,19 @@ impl Session {
         stored.ok_or(SessionError::Store(StoreError::NotFound))
     }
 
-    /// Saves pending changes, or refreshes the idle expiry when it is due. The session
-    /// layer calls this once the handler has answered; handlers rarely need it.
-    pub async fn commit(&self) -> Result<(), SessionError> {
+    /// Saves pending changes, or refreshes the idle expiry when it is due, and says what
+    /// the response must do with the cookie. The session layer calls this once the handler
+    /// has answered; handlers rarely need it.
+    pub async fn commit(&self) -> Result<CookieChange, SessionError> {
         let mut state = self.inner.state.lock().await;
-        if !state.loaded {
-            return Ok(());
+        if state.loaded {
+            if state.has_changes() {
+                self.write_changes(&mut state, |_| {}).await?;
+            } else {
+                self.touch_if_due(&mut state).await?;
+            }
         }
-        if state.has_changes() {
-            return self.write_changes(&mut state, |_| {}).await;
-        }
-        self.touch_if_due(&mut state).await
+        Ok(state.cookie.clone())
     }
 
     /// What the response must do with the cookie after [`Session::commit`].
@@ -376,7 +378,7 @@ impl Session {
     fn stamp_activity(&self, record: &mut SessionRecord, now: Timestamp) {
         record.version += 1;
         record.last_active_at = now;
-        record.idle_expires_at = now.add(self.inner.config.idle_timeout());
+        record.idle_expires_at = now.plus(self.inner.config.idle_timeout());
     }
 
     fn new_record(&self, now: Timestamp, data: Map<String, Value>) -> SessionRecord {
@@ -387,9 +389,9 @@ impl Session {
             data,
             created_at: now,
             last_active_at: now,
-            idle_expires_at: now.add(self.inner.config.idle_timeout()),
-            absolute_expires_at: now.add(self.inner.config.absolute_timeout()),
-            client_ip: client.ip.clone(),
+            idle_expires_at: now.plus(self.inner.config.idle_timeout()),
+            absolute_expires_at: now.plus(self.inner.config.absolute_timeout()),
+            client_ip: client.ip.map(|ip| ip.to_string()),
             user_agent: client
                 .user_agent
                 .as_ref()
@@ -549,7 +551,7 @@ impl Session {
                 method,
                 credential_version,
             });
-            record.absolute_expires_at = now.add(absolute);
+            record.absolute_expires_at = now.plus(absolute);
         })
         .await
     }

@@ -28,6 +28,7 @@ use tower::{Layer, Service};
 pub struct SessionLayer {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
+    cookie_name: Arc<str>,
 }
 
 impl SessionLayer {
@@ -40,6 +41,7 @@ impl SessionLayer {
     pub fn from_arc(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
         SessionLayer {
             store,
+            cookie_name: Arc::from(config.cookie_name()),
             config: Arc::new(config),
         }
     }
@@ -80,14 +82,12 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = self.layer.config.clone();
-        let cookie_name = config.cookie_name();
-        let cookie_value = session_cookie_value(&request, &cookie_name);
-        let client = client_info(&request);
+        let cookie_name = self.layer.cookie_name.clone();
         let session = Session::new(
             self.layer.store.clone(),
             config.clone(),
-            cookie_value.as_deref(),
-            client,
+            session_cookie_value(&request, &cookie_name),
+            client_info(&request),
         );
         request.extensions_mut().insert(session.clone());
 
@@ -96,12 +96,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut response = inner.call(request).await?;
-            if !response.status().is_server_error() {
-                if let Err(error) = session.commit().await {
-                    return Ok(store_failure_response(&error));
+            let cookie_change = if response.status().is_server_error() {
+                session.cookie_change().await
+            } else {
+                match session.commit().await {
+                    Ok(change) => change,
+                    Err(error) => return Ok(store_failure_response(&error)),
                 }
-            }
-            match session.cookie_change().await {
+            };
+            match cookie_change {
                 CookieChange::Keep => {}
                 CookieChange::Set(token) => {
                     append_cookie(&mut response, session_cookie(&config, &cookie_name, token))
@@ -117,23 +120,17 @@ where
     }
 }
 
-/// The first well-formed value of the session cookie in the request's `Cookie` headers.
-fn session_cookie_value<B>(request: &Request<B>, name: &str) -> Option<String> {
-    let mut found = None;
-    for header in request.headers().get_all(COOKIE) {
-        let Ok(header) = header.to_str() else {
-            continue;
-        };
-        for cookie in Cookie::split_parse(header).flatten() {
-            if cookie.name() == name {
-                if super::token::SessionToken::parse(cookie.value()).is_some() {
-                    return Some(cookie.value().to_string());
-                }
-                found.get_or_insert_with(|| cookie.value().to_string());
-            }
-        }
-    }
-    found
+/// The value of the first cookie named `name` in the request's `Cookie` headers.
+fn session_cookie_value<'r, B>(request: &'r Request<B>, name: &str) -> Option<&'r str> {
+    request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(cookie_name, _)| *cookie_name == name)
+        .map(|(_, value)| value.trim_matches('"'))
 }
 
 fn client_info<B>(request: &Request<B>) -> ClientInfo {
@@ -141,7 +138,7 @@ fn client_info<B>(request: &Request<B>) -> ClientInfo {
         ip: request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string()),
+            .map(|ConnectInfo(address)| address.ip()),
         user_agent: request
             .headers()
             .get(USER_AGENT)

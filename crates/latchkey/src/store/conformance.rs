@@ -62,8 +62,8 @@ pub fn sample_record(user_id: Option<&str>) -> SessionRecord {
         data,
         created_at: now,
         last_active_at: now,
-        idle_expires_at: now.add(Duration::from_secs(3600)),
-        absolute_expires_at: now.add(Duration::from_secs(7200)),
+        idle_expires_at: now.plus(Duration::from_secs(3600)),
+        absolute_expires_at: now.plus(Duration::from_secs(7200)),
         client_ip: Some("127.0.0.1".into()),
         user_agent: Some("conformance".into()),
     }
@@ -292,7 +292,7 @@ pub async fn per_user_listing_and_revocation(store: &dyn SessionStore) {
 
 /// `delete_expired` removes expired sessions in bounded batches and keeps live ones.
 pub async fn delete_expired_removes_only_expired(store: &dyn SessionStore) {
-    let past = Timestamp::now().add(Duration::ZERO);
+    let past = Timestamp::now().plus(Duration::ZERO);
     let expired_ids: Vec<SessionId> = (0..5).map(|_| new_id()).collect();
     for id in &expired_ids {
         let mut record = sample_record(None);
@@ -418,7 +418,7 @@ pub async fn concurrent_session_writes_merge(store: Arc<dyn SessionStore>) {
             let session = session_for(&store, &token);
             tokio::spawn(async move {
                 session.insert(&format!("key-{n}"), n).await?;
-                session.commit().await
+                session.commit().await.map(|_| ())
             })
         })
         .collect();
