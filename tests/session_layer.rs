@@ -24,7 +24,7 @@ struct CountingStore {
 
 #[async_trait::async_trait]
 impl SessionStore for CountingStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(id).await
     }
@@ -89,7 +89,7 @@ async fn increment(session: Session) -> Result<Json<Value>, SessionError> {
 
 async fn read(session: Session) -> Result<Json<Value>, SessionError> {
     let record = session.record().await?;
-    Ok(Json(json!(record.map(|record| record.data))))
+    Ok(Json(json!(record.map(|record| record.data.clone()))))
 }
 
 fn app(store: Arc<dyn SessionStore>, config: SessionConfig) -> Router {

@@ -222,7 +222,10 @@ impl<U: AuthUser> AuthSession<U> {
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        let Some(auth) = self.session.auth().await? else {
+        let Some(record) = self.session.record().await? else {
+            return Ok(None);
+        };
+        let Some(auth) = &record.auth else {
             return Ok(None);
         };
         let user = self.authenticator.load_user(&auth.user_id).await?;

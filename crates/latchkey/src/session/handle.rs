@@ -72,7 +72,7 @@ enum Change {
 /// The loaded session: its id and the record as last read from or written to the store.
 struct Live {
     id: SessionId,
-    record: SessionRecord,
+    record: Arc<SessionRecord>,
 }
 
 struct State {
@@ -249,8 +249,8 @@ impl Session {
         Ok(self.loaded_state().await?.live.as_ref().map(|live| live.id))
     }
 
-    /// A copy of the stored record (without this request's unsaved changes).
-    pub async fn record(&self) -> Result<Option<SessionRecord>, SessionError> {
+    /// The stored record (without this request's unsaved changes).
+    pub async fn record(&self) -> Result<Option<Arc<SessionRecord>>, SessionError> {
         Ok(self
             .loaded_state()
             .await?
@@ -360,7 +360,7 @@ impl Session {
         if now.since(live.record.last_active_at) < self.inner.config.touch_interval() {
             return Ok(());
         }
-        let mut next = live.record.clone();
+        let mut next = (*live.record).clone();
         self.stamp_activity(&mut next, now);
         match self
             .inner
@@ -368,7 +368,7 @@ impl Session {
             .save(&live.id, &next, live.record.version)
             .await
         {
-            Ok(()) => live.record = next,
+            Ok(()) => live.record = Arc::new(next),
             Err(StoreError::VersionConflict | StoreError::NotFound) => {}
             Err(error) => return Err(error.into()),
         }
@@ -420,7 +420,10 @@ impl Session {
                 match store.create(&id, &record).await {
                     Ok(()) => {
                         state.cookie = CookieChange::Set(token.encode());
-                        state.live = Some(Live { id, record });
+                        state.live = Some(Live {
+                            id,
+                            record: Arc::new(record),
+                        });
                         state.forget_changes();
                         return Ok(());
                     }
@@ -428,14 +431,14 @@ impl Session {
                     Err(error) => return Err(error.into()),
                 }
             };
-            let mut next = live.record.clone();
+            let mut next = (*live.record).clone();
             state.apply_changes(&mut next.data);
             extra(&mut next.data);
             self.stamp_activity(&mut next, now);
             match store.save(&live.id, &next, live.record.version).await {
                 Ok(()) => {
                     if let Some(live) = state.live.as_mut() {
-                        live.record = next;
+                        live.record = Arc::new(next);
                     }
                     state.forget_changes();
                     return Ok(());
@@ -487,7 +490,7 @@ impl Session {
             let id = token.id();
             let result = match state.live.as_ref() {
                 Some(live) => {
-                    let mut next = live.record.clone();
+                    let mut next = (*live.record).clone();
                     state.apply_changes(&mut next.data);
                     change(&mut next, now);
                     self.stamp_activity(&mut next, now);
@@ -507,7 +510,10 @@ impl Session {
             match result {
                 Ok(record) => {
                     state.cookie = CookieChange::Set(token.encode());
-                    state.live = Some(Live { id, record });
+                    state.live = Some(Live {
+                        id,
+                        record: Arc::new(record),
+                    });
                     state.forget_changes();
                     return Ok(());
                 }
@@ -568,7 +574,7 @@ impl Session {
         match live {
             Some(live) => {
                 self.inner.store.delete(&live.id).await?;
-                Ok(Some(live.record))
+                Ok(Some(Arc::unwrap_or_clone(live.record)))
             }
             None => Ok(None),
         }

@@ -4,6 +4,7 @@ use super::record::SessionRecord;
 use super::token::SessionId;
 use crate::time::Timestamp;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// A boxed error from a store's backend (driver, network, decoder).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -51,8 +52,9 @@ pub enum StoreError {
 /// * `load` may return expired records; the session layer checks expiry.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// The record stored under `id`, if any.
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    /// The record stored under `id`, if any. Shared, so an in-memory store hands out its
+    /// copy without cloning it.
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError>;
 
     /// Stores a new record; [`StoreError::AlreadyExists`] if `id` is taken.
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError>;

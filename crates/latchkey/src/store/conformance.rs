@@ -37,6 +37,15 @@ pub async fn run_all(store: Arc<dyn SessionStore>) {
     logout_wins_over_in_flight_write(store.clone()).await;
 }
 
+/// The record under `id`, as an owned value.
+async fn loaded(store: &dyn SessionStore, id: &SessionId) -> Option<SessionRecord> {
+    store
+        .load(id)
+        .await
+        .expect("load")
+        .map(|record| (*record).clone())
+}
+
 /// A fresh random id.
 pub fn new_id() -> SessionId {
     SessionToken::generate().id()
@@ -80,7 +89,7 @@ pub async fn create_and_load(store: &dyn SessionStore) {
     let id = new_id();
     let record = sample_record(Some(&random_user()));
     store.create(&id, &record).await.expect("create");
-    let loaded = store.load(&id).await.expect("load");
+    let loaded = loaded(store, &id).await;
     assert_eq!(
         loaded.as_ref(),
         Some(&record),
@@ -106,7 +115,7 @@ pub async fn create_refuses_taken_id(store: &dyn SessionStore) {
         ),
         "create_refuses_taken_id: second create must fail"
     );
-    assert_eq!(store.load(&id).await.expect("load"), Some(record));
+    assert_eq!(loaded(store, &id).await, Some(record));
 }
 
 /// `save` succeeds only with the current version.
@@ -120,7 +129,7 @@ pub async fn save_is_compare_and_swap(store: &dyn SessionStore) {
         .save(&id, &next, 1)
         .await
         .expect("save with current version");
-    assert_eq!(store.load(&id).await.expect("load"), Some(next.clone()));
+    assert_eq!(loaded(store, &id).await, Some(next.clone()));
     let mut stale = bumped(&record);
     stale.data.insert("step".into(), json!("stale"));
     assert!(
@@ -131,7 +140,7 @@ pub async fn save_is_compare_and_swap(store: &dyn SessionStore) {
         "save_is_compare_and_swap: stale version must conflict"
     );
     assert_eq!(
-        store.load(&id).await.expect("load"),
+        loaded(store, &id).await,
         Some(next),
         "save_is_compare_and_swap: a conflicting save changes nothing"
     );
@@ -157,7 +166,7 @@ pub async fn save_never_resurrects(store: &dyn SessionStore) {
         ),
         "save_never_resurrects: save after delete"
     );
-    assert!(store.load(&id).await.expect("load").is_none());
+    assert!(loaded(store, &id).await.is_none());
 }
 
 /// `rotate` moves the record to the new id at once, and checks the version.
@@ -175,7 +184,7 @@ pub async fn rotate_is_atomic(store: &dyn SessionStore) {
         ),
         "rotate_is_atomic: wrong version must conflict"
     );
-    assert!(store.load(&new_id_).await.expect("load").is_none());
+    assert!(loaded(store, &new_id_).await.is_none());
 
     let taken = new_id();
     store
@@ -189,10 +198,7 @@ pub async fn rotate_is_atomic(store: &dyn SessionStore) {
         ),
         "rotate_is_atomic: rotating onto a taken id must fail"
     );
-    assert_eq!(
-        store.load(&old_id).await.expect("load"),
-        Some(record.clone())
-    );
+    assert_eq!(loaded(store, &old_id).await, Some(record.clone()));
 
     let next = bumped(&record);
     store
@@ -200,10 +206,10 @@ pub async fn rotate_is_atomic(store: &dyn SessionStore) {
         .await
         .expect("rotate");
     assert!(
-        store.load(&old_id).await.expect("load").is_none(),
+        loaded(store, &old_id).await.is_none(),
         "rotate_is_atomic: old id must be dead"
     );
-    assert_eq!(store.load(&new_id_).await.expect("load"), Some(next));
+    assert_eq!(loaded(store, &new_id_).await, Some(next));
     let listed: Vec<SessionId> = store
         .list_for_user(&user)
         .await
@@ -280,12 +286,12 @@ pub async fn per_user_listing_and_revocation(store: &dyn SessionStore) {
         .await
         .expect("delete others");
     assert_eq!(deleted, 2, "per_user_listing: revoke all others");
-    assert!(store.load(&alice_ids[0]).await.expect("load").is_some());
-    assert!(store.load(&alice_ids[1]).await.expect("load").is_none());
+    assert!(loaded(store, &alice_ids[0]).await.is_some());
+    assert!(loaded(store, &alice_ids[1]).await.is_none());
     assert_eq!(store.delete_for_user(&alice, None).await.expect("all"), 1);
     assert!(store.list_for_user(&alice).await.expect("list").is_empty());
     assert!(
-        store.load(&bob_id).await.expect("load").is_some(),
+        loaded(store, &bob_id).await.is_some(),
         "per_user_listing: other users untouched"
     );
 }
@@ -310,12 +316,12 @@ pub async fn delete_expired_removes_only_expired(store: &dyn SessionStore) {
     while store.delete_expired(now, 2).await.expect("delete_expired") > 0 {}
     for id in &expired_ids {
         assert!(
-            store.load(id).await.expect("load").is_none(),
+            loaded(store, id).await.is_none(),
             "delete_expired: expired session still there"
         );
     }
     assert!(
-        store.load(&live).await.expect("load").is_some(),
+        loaded(store, &live).await.is_some(),
         "delete_expired: live session removed"
     );
 }
@@ -331,7 +337,7 @@ pub async fn concurrent_increments_are_not_lost(store: Arc<dyn SessionStore>) {
             let store = store.clone();
             tokio::spawn(async move {
                 loop {
-                    let current = store.load(&id).await.expect("load").expect("exists");
+                    let current = loaded(&*store, &id).await.expect("exists");
                     let mut next = bumped(&current);
                     let count = current.data["counter"].as_i64().unwrap_or(0);
                     next.data.insert("counter".into(), json!(count + 1));
@@ -347,7 +353,7 @@ pub async fn concurrent_increments_are_not_lost(store: Arc<dyn SessionStore>) {
     for task in tasks {
         task.await.expect("task");
     }
-    let record = store.load(&id).await.expect("load").expect("exists");
+    let record = loaded(&*store, &id).await.expect("exists");
     assert_eq!(record.data["counter"], json!(50), "concurrent increments");
     assert_eq!(record.version, 51);
 }

@@ -184,11 +184,10 @@ fn unindex(index: &mut HashMap<String, HashSet<SessionId>>, user_id: &str, id: &
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         Ok(self
             .get(id)
-            .filter(|record| !record.is_expired(Timestamp::now()))
-            .map(|record| (*record).clone()))
+            .filter(|record| !record.is_expired(Timestamp::now())))
     }
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {

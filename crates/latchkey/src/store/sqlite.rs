@@ -8,6 +8,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Opens (creating the file if missing) the SQLite database at `url`, in WAL mode, and
@@ -112,7 +113,7 @@ fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<(SessionId, SessionRecord
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let row = sqlx::query("SELECT record FROM sessions WHERE id = ?")
             .bind(id.to_hex())
             .fetch_optional(&self.pool)
@@ -121,7 +122,7 @@ impl SessionStore for SqliteStore {
         match row {
             Some(row) => {
                 let text: String = row.try_get("record").map_err(map_sqlx)?;
-                decode(&text).map(Some)
+                decode(&text).map(|record| Some(Arc::new(record)))
             }
             None => Ok(None),
         }
