@@ -10,28 +10,15 @@
 //! `BENCH_SERVE_ONLY=1` only starts the servers and prints their addresses and session
 //! cookies, for an external load generator such as `wrk`.
 
-use axum::routing::get;
-use axum::{Extension, Json, Router};
-use latchkey::axum::RequireLogin;
+mod common;
+
+use axum::Router;
 use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
-use latchkey::{
-    AuthMethod, Authenticator, HashParams, NewUser, PasswordHasher, Session, SessionConfig,
-    SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
-};
-use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn home(RequireLogin(user): RequireLogin<User>) -> Json<Value> {
-    Json(json!({ "message": format!("Hello, {}", user.username) }))
-}
-
-async fn bare_home() -> Json<Value> {
-    Json(json!({ "message": format!("Hello, {}", "foo") }))
-}
 
 /// Starts a server on its own single-threaded runtime; returns its address.
 fn spawn_server(router: Router) -> SocketAddr {
@@ -53,41 +40,6 @@ fn spawn_server(router: Router) -> SocketAddr {
         });
     });
     receiver.recv().expect("server address")
-}
-
-/// A latchkey app with user foo logged in; returns the router and the session cookie.
-async fn latchkey_app(store: Arc<dyn SessionStore>, pool_url: &str) -> (Router, String) {
-    let pool = open_sqlite(pool_url).await.expect("open");
-    let users = SqliteUserStore::new(pool);
-    let hasher = PasswordHasher::new(HashParams::insecure_fast()).expect("hasher");
-    let user = users
-        .create(NewUser::new("foo", None, hasher.hash("foo").await.expect("hash")).expect("user"))
-        .await
-        .expect("create");
-    let config = SessionConfig::default();
-    let session = Session::new(
-        store.clone(),
-        Arc::new(config.clone()),
-        None,
-        Default::default(),
-    );
-    session
-        .log_in(
-            &user.id.to_string(),
-            AuthMethod::Password,
-            user.credential_version,
-        )
-        .await
-        .expect("login");
-    let token = match session.cookie_change().await {
-        latchkey::session::CookieChange::Set(token) => token,
-        other => panic!("no cookie after login: {other:?}"),
-    };
-    let router = Router::new()
-        .route("/home", get(home))
-        .layer(Extension(Authenticator::new(users)))
-        .layer(SessionLayer::from_arc(store, config));
-    (router, format!("id={token}"))
 }
 
 struct Measurement {
@@ -188,15 +140,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
 
-    let bare = spawn_server(Router::new().route("/home", get(bare_home)));
-    let (memory_router, memory_cookie) = setup.block_on(latchkey_app(
-        Arc::new(MemoryStore::new()),
-        "sqlite::memory:",
-    ));
+    let bare = spawn_server(common::bare_app());
+    let (memory_router, memory_cookie) =
+        setup.block_on(common::logged_in_app(Arc::new(MemoryStore::new())));
     let memory = spawn_server(memory_router);
     let (sqlite_router, sqlite_cookie) = setup.block_on(async {
         let pool = open_sqlite(&sqlite_url).await.expect("open");
-        latchkey_app(Arc::new(SqliteStore::new(pool)), &sqlite_url).await
+        common::logged_in_app(Arc::new(SqliteStore::new(pool))).await
     });
     let sqlite = spawn_server(sqlite_router);
 

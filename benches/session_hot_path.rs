@@ -1,19 +1,14 @@
 //! Criterion micro-benchmarks of the per-request hot path: parse the cookie token,
-//! hash it, load the record from the store and decide whether a touch is due.
+//! hash it, load the record from the store and decide whether a touch is due; and the
+//! whole router in process, against a bare handler.
+
+mod common;
 
 use axum::body::Body;
 use axum::http::Request;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
 use criterion::{criterion_group, criterion_main, Criterion};
-use latchkey::axum::RequireLogin;
-use latchkey::session::CookieChange;
 use latchkey::store::{conformance, open_sqlite, MemoryStore, SqliteStore};
-use latchkey::{
-    AuthMethod, Authenticator, NewUser, Session, SessionConfig, SessionLayer, SessionStore,
-    SessionToken, SqliteUserStore, User, UserStore,
-};
-use serde_json::{json, Value};
+use latchkey::{Session, SessionConfig, SessionStore, SessionToken};
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -60,57 +55,11 @@ fn hot_path(c: &mut Criterion) {
     bench_store(c, "sqlite", &runtime, Arc::new(SqliteStore::new(pool)));
 }
 
-async fn home(RequireLogin(user): RequireLogin<User>) -> Json<Value> {
-    Json(json!({ "message": format!("Hello, {}", user.username) }))
-}
-
-async fn bare_home() -> Json<Value> {
-    Json(json!({ "message": format!("Hello, {}", "foo") }))
-}
-
 /// Whole router, in process: bare handler against the session layer + login guard.
 fn router_oneshot(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let bare = Router::new().route("/home", get(bare_home));
-    let (app, cookie) = runtime.block_on(async {
-        let pool = open_sqlite("sqlite::memory:").await.expect("open");
-        let users = SqliteUserStore::new(pool);
-        let user = users
-            .create(
-                NewUser::new(
-                    "foo",
-                    None,
-                    "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-                )
-                .expect("user"),
-            )
-            .await
-            .expect("create");
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-        let config = SessionConfig::default();
-        let session = Session::new(
-            store.clone(),
-            Arc::new(config.clone()),
-            None,
-            Default::default(),
-        );
-        session
-            .log_in(
-                &user.id.to_string(),
-                AuthMethod::Password,
-                user.credential_version,
-            )
-            .await
-            .expect("login");
-        let CookieChange::Set(token) = session.cookie_change().await else {
-            panic!("no cookie");
-        };
-        let app = Router::new()
-            .route("/home", get(home))
-            .layer(Extension(Authenticator::new(users)))
-            .layer(SessionLayer::from_arc(store, config));
-        (app, format!("id={token}"))
-    });
+    let bare = common::bare_app();
+    let (app, cookie) = runtime.block_on(common::logged_in_app(Arc::new(MemoryStore::new())));
     let request = |cookie: &str| {
         Request::get("/home")
             .header("cookie", cookie)

@@ -91,12 +91,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
         } => {
             let (users, sessions) = open_users(&database).await?;
             let user = find_user(&users, &name).await?;
-            let password = read_new_password(password_stdin)?;
-            database
-                .policy()
-                .check(&password)
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
-            let hash = database.hasher()?.hash(&password).await?;
+            let hash = new_password_hash(&database, password_stdin).await?;
             let user = users.set_password_hash(user.id, &hash).await?;
             let ended = end_sessions(&sessions, &user).await?;
             println!(
@@ -136,6 +131,16 @@ async fn end_sessions(sessions: &SqliteStore, user: &User) -> anyhow::Result<u64
     Ok(sessions
         .delete_for_user(&latchkey::AuthUser::user_id(user), None)
         .await?)
+}
+
+/// Reads a new password, checks it against the policy and hashes it.
+async fn new_password_hash(database: &DatabaseArgs, from_stdin: bool) -> anyhow::Result<String> {
+    let password = read_new_password(from_stdin)?;
+    database
+        .policy()
+        .check(&password)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(database.hasher()?.hash(&password).await?)
 }
 
 fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {

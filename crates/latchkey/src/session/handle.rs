@@ -121,6 +121,17 @@ impl State {
         self.changes.clear();
     }
 
+    /// A new token now holds `record` in the store: it is the live session, all pending
+    /// changes are in it, and the browser must get the token.
+    fn adopt(&mut self, token: &SessionToken, id: SessionId, record: SessionRecord) {
+        self.cookie = CookieChange::Set(token.encode());
+        self.live = Some(Live {
+            id,
+            record: Arc::new(record),
+        });
+        self.forget_changes();
+    }
+
     /// The session vanished from the store (logout elsewhere, expiry): pending writes are
     /// dropped rather than re-creating it.
     fn mark_gone(&mut self) {
@@ -419,12 +430,7 @@ impl Session {
                 let id = token.id();
                 match store.create(&id, &record).await {
                     Ok(()) => {
-                        state.cookie = CookieChange::Set(token.encode());
-                        state.live = Some(Live {
-                            id,
-                            record: Arc::new(record),
-                        });
-                        state.forget_changes();
+                        state.adopt(&token, id, record);
                         return Ok(());
                     }
                     Err(StoreError::AlreadyExists) => continue,
@@ -509,12 +515,7 @@ impl Session {
             };
             match result {
                 Ok(record) => {
-                    state.cookie = CookieChange::Set(token.encode());
-                    state.live = Some(Live {
-                        id,
-                        record: Arc::new(record),
-                    });
-                    state.forget_changes();
+                    state.adopt(&token, id, record);
                     return Ok(());
                 }
                 Err(StoreError::AlreadyExists) => continue,

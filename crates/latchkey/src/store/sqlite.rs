@@ -66,6 +66,37 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Replaces the row of `old_id` (re-keying it to `new_id`) if its version is
+    /// `expected_version`. One statement: for a rotation the row changes key and content
+    /// at once, so the old token is dead the moment the new one exists.
+    async fn replace(
+        &self,
+        old_id: &SessionId,
+        new_id: &SessionId,
+        record: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET id = ?, user_id = ?, version = ?, expires_at = ?, record = ? \
+             WHERE id = ? AND version = ?",
+        )
+        .bind(new_id.to_hex())
+        .bind(record.user_id())
+        .bind(record.version as i64)
+        .bind(record.expires_at().as_millis())
+        .bind(encode(record)?)
+        .bind(old_id.to_hex())
+        .bind(expected_version as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(self.missed_write(old_id).await)
+        }
+    }
+
     /// Why a conditional write touched no row: the session is gone, or its version moved.
     async fn missed_write(&self, id: &SessionId) -> StoreError {
         match sqlx::query("SELECT version FROM sessions WHERE id = ?")
@@ -149,24 +180,7 @@ impl SessionStore for SqliteStore {
         record: &SessionRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET user_id = ?, version = ?, expires_at = ?, record = ? \
-             WHERE id = ? AND version = ?",
-        )
-        .bind(record.user_id())
-        .bind(record.version as i64)
-        .bind(record.expires_at().as_millis())
-        .bind(encode(record)?)
-        .bind(id.to_hex())
-        .bind(expected_version as i64)
-        .execute(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(self.missed_write(id).await)
-        }
+        self.replace(id, id, record, expected_version).await
     }
 
     async fn rotate(
@@ -176,27 +190,7 @@ impl SessionStore for SqliteStore {
         record: &SessionRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        // One statement: the row changes key and content at once, so the old token is
-        // dead the moment the new one exists.
-        let done = sqlx::query(
-            "UPDATE sessions SET id = ?, user_id = ?, version = ?, expires_at = ?, record = ? \
-             WHERE id = ? AND version = ?",
-        )
-        .bind(new_id.to_hex())
-        .bind(record.user_id())
-        .bind(record.version as i64)
-        .bind(record.expires_at().as_millis())
-        .bind(encode(record)?)
-        .bind(old_id.to_hex())
-        .bind(expected_version as i64)
-        .execute(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(self.missed_write(old_id).await)
-        }
+        self.replace(old_id, new_id, record, expected_version).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
