@@ -4,8 +4,9 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Longest password (in bytes) that is ever handed to the hasher; longer input is refused
 /// before any work, so a huge password cannot tie up a core.
@@ -85,13 +86,15 @@ pub struct PasswordHasher {
 
 struct Inner {
     params: HashParams,
+    verifications: AtomicU64,
     argon2: Argon2<'static>,
     permits: Semaphore,
-    dummy_hash: OnceCell<String>,
+    dummy_hash: String,
 }
 
 impl PasswordHasher {
-    /// A hasher with the given argon2id parameters.
+    /// A hasher with the given argon2id parameters. Computes one throw-away hash (for
+    /// [`PasswordHasher::verify_dummy`]), so it takes as long as one hash.
     pub fn new(params: HashParams) -> Result<Self, PasswordError> {
         let argon2_params = Params::new(
             params.memory_kib,
@@ -100,17 +103,33 @@ impl PasswordHasher {
             None,
         )
         .map_err(|error| PasswordError::InvalidParams(error.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params);
+        // A hash of a random password, made once, so the first unknown-user login costs
+        // the same single verification as every later one.
+        let mut random = [0u8; 24];
+        crate::session::random_bytes(&mut random);
+        let dummy_hash = argon2
+            .hash_password(&random, &SaltString::generate(&mut OsRng))
+            .map_err(|error| PasswordError::InvalidParams(error.to_string()))?
+            .to_string();
         let cores = std::thread::available_parallelism()
             .map(|cores| cores.get())
             .unwrap_or(1);
         Ok(PasswordHasher {
             inner: Arc::new(Inner {
                 params,
-                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params),
+                verifications: AtomicU64::new(0),
+                argon2,
                 permits: Semaphore::new(cores),
-                dummy_hash: OnceCell::new(),
+                dummy_hash,
             }),
         })
+    }
+
+    /// How many password verifications this hasher has run (real and dummy): a metric,
+    /// and the way tests prove that every login attempt costs exactly one.
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
     }
 
     /// The parameters new hashes use.
@@ -159,6 +178,7 @@ impl PasswordHasher {
         PasswordHash::new(hash).map_err(|_| PasswordError::MalformedHash)?;
         let password = password.to_string();
         let hash = hash.to_string();
+        self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         self.run_blocking(move |argon2| match PasswordHash::new(&hash) {
             Ok(parsed) => Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok()),
             Err(_) => Err(PasswordError::MalformedHash),
@@ -169,17 +189,9 @@ impl PasswordHasher {
     /// Spends one verification against a throw-away hash and returns `false`: call it
     /// when the user does not exist, so that case takes as long as a wrong password.
     pub async fn verify_dummy(&self, password: &str) -> Result<bool, PasswordError> {
-        let dummy = self
-            .inner
-            .dummy_hash
-            .get_or_try_init(|| async {
-                let mut random = [0u8; 24];
-                crate::session::random_bytes(&mut random);
-                self.hash(&format!("{random:?}")).await
-            })
-            .await?
-            .clone();
-        self.verify(password, &dummy).await.map(|_| false)
+        self.verify(password, &self.inner.dummy_hash)
+            .await
+            .map(|_| false)
     }
 
     /// Whether `hash` was made with other parameters than this hasher's (re-hash it after

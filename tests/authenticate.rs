@@ -1,0 +1,56 @@
+//! `authenticate` costs exactly one password verification whatever the outcome, so an
+//! unknown or disabled user cannot be told apart from a wrong password by timing.
+
+use latchkey::store::open_sqlite;
+use latchkey::{authenticate, HashParams, NewUser, PasswordHasher, SqliteUserStore, UserStore};
+
+#[tokio::test]
+async fn every_outcome_costs_one_verification() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = SqliteUserStore::new(pool);
+    let hasher = PasswordHasher::new(HashParams::insecure_fast()).expect("hasher");
+    let password = "imbluedabadeedabadaa";
+    for name in ["grover", "oscar"] {
+        let hash = hasher.hash(password).await.expect("hash");
+        let email = format!("{name}@example.com");
+        users
+            .create(NewUser::new(name, Some(&email), hash).expect("user"))
+            .await
+            .expect("create");
+    }
+    let oscar = users
+        .find_by_login("oscar")
+        .await
+        .expect("find")
+        .expect("oscar");
+    users.set_disabled(oscar.id, true).await.expect("disable");
+
+    let cases = [
+        ("grover", password, true),
+        ("GROVER@example.com", password, true),
+        ("grover", "wrong password", false),
+        ("nobody", password, false),
+        ("oscar", password, false),
+    ];
+    for (login, attempt, succeeds) in cases {
+        let before = hasher.verifications();
+        let user = authenticate(&users, &hasher, login, attempt)
+            .await
+            .expect("authenticate");
+        assert_eq!(user.is_some(), succeeds, "{login}");
+        assert_eq!(
+            hasher.verifications() - before,
+            1,
+            "{login}: exactly one verification"
+        );
+    }
+
+    // A password far over the limit is refused before any lookup or hashing.
+    let before = hasher.verifications();
+    let huge = "x".repeat(1 << 20);
+    assert!(authenticate(&users, &hasher, "grover", &huge)
+        .await
+        .expect("ok")
+        .is_none());
+    assert_eq!(hasher.verifications(), before);
+}
