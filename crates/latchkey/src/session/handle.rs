@@ -10,9 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// Longest user agent kept in a session record.
 const MAX_USER_AGENT_CHARS: usize = 256;
@@ -75,36 +74,40 @@ struct Live {
     record: Arc<SessionRecord>,
 }
 
-struct State {
-    incoming: Option<SessionToken>,
-    incoming_cookie_present: bool,
-    loaded: bool,
-    live: Option<Live>,
-    clear_all: bool,
-    changes: BTreeMap<String, Change>,
-    cookie: CookieChange,
+/// This request's unsaved changes, each numbered so that a save only forgets the changes
+/// it actually wrote (another clone of the session may add some while it runs).
+#[derive(Clone, Default)]
+struct Pending {
+    clear_all: Option<u64>,
+    changes: BTreeMap<String, (u64, Change)>,
+    last: u64,
 }
 
-impl State {
-    fn has_changes(&self) -> bool {
-        self.clear_all || !self.changes.is_empty()
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.clear_all.is_none() && self.changes.is_empty()
     }
 
-    fn value(&self, key: &str) -> Option<Value> {
+    fn push(&mut self, key: &str, change: Change) {
+        self.last += 1;
+        self.changes.insert(key.to_string(), (self.last, change));
+    }
+
+    fn value(&self, key: &str, stored: Option<&SessionRecord>) -> Option<Value> {
         match self.changes.get(key) {
-            Some(Change::Set(value)) => Some(value.clone()),
-            Some(Change::Remove) => None,
-            None if self.clear_all => None,
-            None => self.live.as_ref()?.record.data.get(key).cloned(),
+            Some((_, Change::Set(value))) => Some(value.clone()),
+            Some((_, Change::Remove)) => None,
+            None if self.clear_all.is_some() => None,
+            None => stored?.data.get(key).cloned(),
         }
     }
 
-    /// Applies the pending key-level changes onto `data`.
-    fn apply_changes(&self, data: &mut Map<String, Value>) {
-        if self.clear_all {
+    /// Applies the changes onto `data`.
+    fn apply(&self, data: &mut Map<String, Value>) {
+        if self.clear_all.is_some() {
             data.clear();
         }
-        for (key, change) in &self.changes {
+        for (key, (_, change)) in &self.changes {
             match change {
                 Change::Set(value) => {
                     data.insert(key.clone(), value.clone());
@@ -116,20 +119,36 @@ impl State {
         }
     }
 
-    fn forget_changes(&mut self) {
-        self.clear_all = false;
-        self.changes.clear();
+    /// Forgets the changes numbered up to `written` (they are in the store now).
+    fn forget_up_to(&mut self, written: u64) {
+        self.changes.retain(|_, (number, _)| *number > written);
+        self.clear_all = self.clear_all.filter(|number| *number > written);
+    }
+}
+
+struct State {
+    incoming: Option<SessionToken>,
+    incoming_cookie_present: bool,
+    loaded: bool,
+    live: Option<Live>,
+    pending: Pending,
+    cookie: CookieChange,
+}
+
+impl State {
+    fn record(&self) -> Option<&SessionRecord> {
+        self.live.as_ref().map(|live| &*live.record)
     }
 
-    /// A new token now holds `record` in the store: it is the live session, all pending
-    /// changes are in it, and the browser must get the token.
-    fn adopt(&mut self, token: &SessionToken, id: SessionId, record: SessionRecord) {
+    /// A new token now holds `record` in the store, with the changes up to `written`:
+    /// it is the live session, and the browser must get the token.
+    fn adopt(&mut self, token: &SessionToken, id: SessionId, record: SessionRecord, written: u64) {
         self.cookie = CookieChange::Set(token.encode());
         self.live = Some(Live {
             id,
             record: Arc::new(record),
         });
-        self.forget_changes();
+        self.pending.forget_up_to(written);
     }
 
     /// The session vanished from the store (logout elsewhere, expiry): pending writes are
@@ -138,15 +157,24 @@ impl State {
         if self.live.take().is_some() || self.incoming_cookie_present {
             self.cookie = CookieChange::Remove;
         }
-        self.forget_changes();
+        self.pending = Pending::default();
     }
+}
+
+/// The outcome of reading the incoming token's record.
+enum Loaded {
+    Live(Live),
+    Dead,
 }
 
 struct Inner {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
     client: ClientInfo,
+    /// Held only for short synchronous sections, never across an await.
     state: Mutex<State>,
+    /// Serializes this request's writes to the store (saves, rotations, deletes).
+    writer: tokio::sync::Mutex<()>,
 }
 
 /// One request's session. Cheap to clone; all clones share state.
@@ -183,8 +211,7 @@ impl Session {
             incoming_cookie_present: cookie_value.is_some(),
             loaded: false,
             live: None,
-            clear_all: false,
-            changes: BTreeMap::new(),
+            pending: Pending::default(),
             cookie: CookieChange::Keep,
         };
         Session {
@@ -193,6 +220,7 @@ impl Session {
                 config,
                 client,
                 state: Mutex::new(state),
+                writer: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -207,23 +235,46 @@ impl Session {
         &self.inner.store
     }
 
-    async fn loaded_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        if !state.loaded {
-            self.load_into(&mut state).await?;
-        }
-        Ok(state)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn load_into(&self, state: &mut State) -> Result<(), SessionError> {
-        let Some(token) = state.incoming.clone() else {
-            state.loaded = true;
-            if state.incoming_cookie_present {
-                tracing::debug!("malformed session cookie ignored");
-                state.cookie = CookieChange::Remove;
+    /// Reads the incoming token's record once (outside the state lock).
+    async fn ensure_loaded(&self) -> Result<(), SessionError> {
+        let (token, cookie_present) = {
+            let state = self.state();
+            if state.loaded {
+                return Ok(());
             }
-            return Ok(());
+            (state.incoming.clone(), state.incoming_cookie_present)
         };
+        let loaded = match token {
+            Some(token) => self.fetch(token).await?,
+            None => {
+                if cookie_present {
+                    tracing::debug!("malformed session cookie ignored");
+                }
+                Loaded::Dead
+            }
+        };
+        let mut state = self.state();
+        if !state.loaded {
+            state.loaded = true;
+            match loaded {
+                Loaded::Live(live) => state.live = Some(live),
+                Loaded::Dead if state.incoming_cookie_present => {
+                    state.cookie = CookieChange::Remove
+                }
+                Loaded::Dead => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, token: SessionToken) -> Result<Loaded, SessionError> {
         let id = token.id();
         let record = match self.inner.store.load(&id).await {
             Ok(record) => record,
@@ -233,56 +284,51 @@ impl Session {
             }
             Err(error) => return Err(error.into()),
         };
-        state.loaded = true;
-        match record {
+        Ok(match record {
             Some(record) if !record.is_expired(Timestamp::now()) => {
-                state.live = Some(Live { id, record });
+                Loaded::Live(Live { id, record })
             }
-            Some(_) => {
-                // Expired: the cleanup task or the store's own expiry removes it.
-                state.cookie = CookieChange::Remove;
-            }
+            Some(_) => Loaded::Dead,
             None => {
                 tracing::debug!(session = ?id, "unknown session token");
-                state.cookie = CookieChange::Remove;
+                Loaded::Dead
             }
-        }
-        Ok(())
+        })
+    }
+
+    /// Loads if needed, then reads the state.
+    async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, SessionError> {
+        self.ensure_loaded().await?;
+        Ok(f(&self.state()))
     }
 
     /// Whether a live session exists (loads it if needed).
     pub async fn exists(&self) -> Result<bool, SessionError> {
-        Ok(self.loaded_state().await?.live.is_some())
+        self.read(|state| state.live.is_some()).await
     }
 
     /// The session's id, if it exists.
     pub async fn id(&self) -> Result<Option<SessionId>, SessionError> {
-        Ok(self.loaded_state().await?.live.as_ref().map(|live| live.id))
+        self.read(|state| state.live.as_ref().map(|live| live.id))
+            .await
     }
 
     /// The stored record (without this request's unsaved changes).
     pub async fn record(&self) -> Result<Option<Arc<SessionRecord>>, SessionError> {
-        Ok(self
-            .loaded_state()
-            .await?
-            .live
-            .as_ref()
-            .map(|live| live.record.clone()))
+        self.read(|state| state.live.as_ref().map(|live| live.record.clone()))
+            .await
     }
 
     /// Who is logged in, and how.
     pub async fn auth(&self) -> Result<Option<AuthInfo>, SessionError> {
-        Ok(self
-            .loaded_state()
-            .await?
-            .live
-            .as_ref()
-            .and_then(|live| live.record.auth.clone()))
+        self.read(|state| state.record().and_then(|record| record.auth.clone()))
+            .await
     }
 
     /// The raw JSON value under `key`, including this request's unsaved changes.
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        Ok(self.loaded_state().await?.value(key))
+        self.read(|state| state.pending.value(key, state.record()))
+            .await
     }
 
     /// The value under `key`, deserialized.
@@ -296,28 +342,34 @@ impl Session {
     /// Sets `key`; saved at the end of the request (a new session is created if needed).
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value)?;
-        let mut state = self.loaded_state().await?;
-        state.changes.insert(key.to_string(), Change::Set(value));
+        self.ensure_loaded().await?;
+        self.state().pending.push(key, Change::Set(value));
         Ok(())
     }
 
     /// Removes `key`, returning its value.
     pub async fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        let mut state = self.loaded_state().await?;
-        let old = state.value(key);
+        self.ensure_loaded().await?;
+        let mut state = self.state();
+        let old = state.pending.value(key, state.record());
         if state.live.is_some() {
-            state.changes.insert(key.to_string(), Change::Remove);
+            state.pending.push(key, Change::Remove);
         } else {
-            state.changes.remove(key);
+            // Nothing stored to remove: forget the key without creating a session.
+            state.pending.changes.remove(key);
         }
         Ok(old)
     }
 
     /// Removes every key (the login state is kept; use logout to end the session).
     pub async fn clear(&self) -> Result<(), SessionError> {
-        let mut state = self.loaded_state().await?;
-        state.changes.clear();
-        state.clear_all = state.live.is_some();
+        self.ensure_loaded().await?;
+        let mut state = self.state();
+        state.pending.changes.clear();
+        if state.live.is_some() {
+            state.pending.last += 1;
+            state.pending.clear_all = Some(state.pending.last);
+        }
         Ok(())
     }
 
@@ -329,12 +381,12 @@ impl Session {
     where
         F: Fn(Option<&Value>) -> Value + Send + Sync,
     {
-        let mut state = self.loaded_state().await?;
-        let key = key.to_string();
+        self.ensure_loaded().await?;
+        let _writer = self.inner.writer.lock().await;
         let mut stored = None;
-        self.write_changes(&mut state, |data| {
-            let value = f(data.get(&key));
-            data.insert(key.clone(), value.clone());
+        self.write_changes(|data| {
+            let value = f(data.get(key));
+            data.insert(key.to_string(), value.clone());
             stored = Some(value);
         })
         .await?;
@@ -345,41 +397,62 @@ impl Session {
     /// the response must do with the cookie. The session layer calls this once the handler
     /// has answered; handlers rarely need it.
     pub async fn commit(&self) -> Result<CookieChange, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        if state.loaded {
-            if state.has_changes() {
-                self.write_changes(&mut state, |_| {}).await?;
-            } else {
-                self.touch_if_due(&mut state).await?;
-            }
+        if let Some(cookie) = self.settled() {
+            return Ok(cookie);
         }
-        Ok(state.cookie.clone())
+        let _writer = self.inner.writer.lock().await;
+        let has_changes = !self.state().pending.is_empty();
+        if has_changes {
+            self.write_changes(|_| {}).await?;
+        } else {
+            self.touch_if_due().await?;
+        }
+        Ok(self.state().cookie.clone())
     }
 
-    /// What the response must do with the cookie after [`Session::commit`].
+    /// The cookie change, if committing needs no store write: nothing loaded, or nothing
+    /// changed and the idle expiry not yet due for a refresh.
+    fn settled(&self) -> Option<CookieChange> {
+        let state = self.state();
+        let quiet = !state.loaded
+            || (state.pending.is_empty()
+                && state
+                    .record()
+                    .is_none_or(|record| !self.touch_due(record, Timestamp::now())));
+        quiet.then(|| state.cookie.clone())
+    }
+
+    /// What the response must do with the cookie, as things stand.
     pub async fn cookie_change(&self) -> CookieChange {
-        self.inner.state.lock().await.cookie.clone()
+        self.state().cookie.clone()
+    }
+
+    fn touch_due(&self, record: &SessionRecord, now: Timestamp) -> bool {
+        now.since(record.last_active_at) >= self.inner.config.touch_interval()
     }
 
     /// Refreshes the idle expiry of an unchanged session once the touch interval has
     /// passed. Losing a race is fine: whoever won refreshed it.
-    async fn touch_if_due(&self, state: &mut State) -> Result<(), SessionError> {
-        let Some(live) = state.live.as_mut() else {
-            return Ok(());
-        };
+    async fn touch_if_due(&self) -> Result<(), SessionError> {
         let now = Timestamp::now();
-        if now.since(live.record.last_active_at) < self.inner.config.touch_interval() {
-            return Ok(());
-        }
-        let mut next = (*live.record).clone();
+        let (id, current, mut next) = {
+            let state = self.state();
+            let Some(live) = state.live.as_ref() else {
+                return Ok(());
+            };
+            if !self.touch_due(&live.record, now) {
+                return Ok(());
+            }
+            (live.id, live.record.clone(), (*live.record).clone())
+        };
         self.stamp_activity(&mut next, now);
-        match self
-            .inner
-            .store
-            .save(&live.id, &next, live.record.version)
-            .await
-        {
-            Ok(()) => live.record = Arc::new(next),
+        match self.inner.store.save(&id, &next, current.version).await {
+            Ok(()) => {
+                let mut state = self.state();
+                if let Some(live) = state.live.as_mut().filter(|live| live.id == id) {
+                    live.record = Arc::new(next);
+                }
+            }
             Err(StoreError::VersionConflict | StoreError::NotFound) => {}
             Err(error) => return Err(error.into()),
         }
@@ -410,55 +483,67 @@ impl Session {
         }
     }
 
+    /// A snapshot of what a write starts from: the live session (if any) and the pending
+    /// changes.
+    fn snapshot(&self) -> (Option<(SessionId, Arc<SessionRecord>)>, Pending) {
+        let state = self.state();
+        let live = state
+            .live
+            .as_ref()
+            .map(|live| (live.id, live.record.clone()));
+        (live, state.pending.clone())
+    }
+
     /// Writes the pending changes plus `extra` with compare-and-swap, re-reading and
-    /// re-applying on every lost race. Creates the session if there is none.
+    /// re-applying on every lost race. Creates the session if there is none. The caller
+    /// holds the writer lock.
     async fn write_changes(
         &self,
-        state: &mut State,
         mut extra: impl FnMut(&mut Map<String, Value>),
     ) -> Result<(), SessionError> {
         let store = &self.inner.store;
         let max_attempts = self.inner.config.max_write_attempts();
         for attempt in 0..max_attempts {
             let now = Timestamp::now();
-            let Some(live) = state.live.as_ref() else {
+            let (live, pending) = self.snapshot();
+            let Some((id, current)) = live else {
                 let mut data = Map::new();
-                state.apply_changes(&mut data);
+                pending.apply(&mut data);
                 extra(&mut data);
                 let record = self.new_record(now, data);
                 let token = SessionToken::generate();
                 let id = token.id();
                 match store.create(&id, &record).await {
                     Ok(()) => {
-                        state.adopt(&token, id, record);
+                        self.state().adopt(&token, id, record, pending.last);
                         return Ok(());
                     }
                     Err(StoreError::AlreadyExists) => continue,
                     Err(error) => return Err(error.into()),
                 }
             };
-            let mut next = (*live.record).clone();
-            state.apply_changes(&mut next.data);
+            let mut next = (*current).clone();
+            pending.apply(&mut next.data);
             extra(&mut next.data);
             self.stamp_activity(&mut next, now);
-            match store.save(&live.id, &next, live.record.version).await {
+            match store.save(&id, &next, current.version).await {
                 Ok(()) => {
+                    let mut state = self.state();
                     if let Some(live) = state.live.as_mut() {
                         live.record = Arc::new(next);
                     }
-                    state.forget_changes();
+                    state.pending.forget_up_to(pending.last);
                     return Ok(());
                 }
                 Err(StoreError::VersionConflict) => {
-                    self.reload_after_conflict(state).await?;
-                    if state.live.is_none() {
+                    if !self.reload_after_conflict(id).await? {
                         return Ok(());
                     }
                     backoff(attempt).await;
                 }
                 Err(StoreError::NotFound) => {
-                    tracing::debug!(session = ?live.id, "session ended while a request was writing to it; changes dropped");
-                    state.mark_gone();
+                    tracing::debug!(session = ?id, "session ended while a request was writing to it; changes dropped");
+                    self.state().mark_gone();
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
@@ -467,18 +552,21 @@ impl Session {
         Err(SessionError::Contended(max_attempts))
     }
 
-    /// After a lost race: fetch the winner's copy, or notice the session is gone.
-    async fn reload_after_conflict(&self, state: &mut State) -> Result<(), SessionError> {
-        let Some(live) = state.live.as_mut() else {
-            return Ok(());
-        };
-        match self.inner.store.load(&live.id).await? {
-            Some(fresh) if !fresh.is_expired(Timestamp::now()) => {
+    /// After a lost race: fetch the winner's copy (`true`), or notice the session is gone
+    /// (`false`).
+    async fn reload_after_conflict(&self, id: SessionId) -> Result<bool, SessionError> {
+        let fresh = self.inner.store.load(&id).await?;
+        let mut state = self.state();
+        match (fresh, state.live.as_mut()) {
+            (Some(fresh), Some(live)) if !fresh.is_expired(Timestamp::now()) => {
                 live.record = fresh;
+                Ok(true)
             }
-            _ => state.mark_gone(),
+            _ => {
+                state.mark_gone();
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
     /// Gives the session a new token in one atomic store step (the old token is dead at
@@ -487,27 +575,29 @@ impl Session {
         &self,
         change: impl Fn(&mut SessionRecord, Timestamp),
     ) -> Result<(), SessionError> {
-        let mut state = self.loaded_state().await?;
-        let store = self.inner.store.clone();
+        self.ensure_loaded().await?;
+        let _writer = self.inner.writer.lock().await;
+        let store = &self.inner.store;
         let max_attempts = self.inner.config.max_write_attempts();
         for attempt in 0..max_attempts {
             let now = Timestamp::now();
             let token = SessionToken::generate();
             let id = token.id();
-            let result = match state.live.as_ref() {
-                Some(live) => {
-                    let mut next = (*live.record).clone();
-                    state.apply_changes(&mut next.data);
+            let (live, pending) = self.snapshot();
+            let result = match &live {
+                Some((old_id, current)) => {
+                    let mut next = (**current).clone();
+                    pending.apply(&mut next.data);
                     change(&mut next, now);
                     self.stamp_activity(&mut next, now);
                     store
-                        .rotate(&live.id, &id, &next, live.record.version)
+                        .rotate(old_id, &id, &next, current.version)
                         .await
                         .map(|()| next)
                 }
                 None => {
                     let mut data = Map::new();
-                    state.apply_changes(&mut data);
+                    pending.apply(&mut data);
                     let mut record = self.new_record(now, data);
                     change(&mut record, now);
                     store.create(&id, &record).await.map(|()| record)
@@ -515,17 +605,19 @@ impl Session {
             };
             match result {
                 Ok(record) => {
-                    state.adopt(&token, id, record);
+                    self.state().adopt(&token, id, record, pending.last);
                     return Ok(());
                 }
                 Err(StoreError::AlreadyExists) => continue,
                 Err(StoreError::VersionConflict) => {
-                    self.reload_after_conflict(&mut state).await?;
+                    if let Some((old_id, _)) = live {
+                        self.reload_after_conflict(old_id).await?;
+                    }
                     backoff(attempt).await;
                 }
                 Err(StoreError::NotFound) => {
                     // Ended under us: start a fresh session instead.
-                    state.live = None;
+                    self.state().live = None;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -566,12 +658,17 @@ impl Session {
     /// Deletes the session from the store and expires the cookie. Returns the record that
     /// was deleted, if there was one.
     pub async fn destroy(&self) -> Result<Option<SessionRecord>, SessionError> {
-        let mut state = self.loaded_state().await?;
-        let live = state.live.take();
-        state.forget_changes();
-        if state.incoming_cookie_present || live.is_some() {
-            state.cookie = CookieChange::Remove;
-        }
+        self.ensure_loaded().await?;
+        let _writer = self.inner.writer.lock().await;
+        let live = {
+            let mut state = self.state();
+            let live = state.live.take();
+            state.pending = Pending::default();
+            if state.incoming_cookie_present || live.is_some() {
+                state.cookie = CookieChange::Remove;
+            }
+            live
+        };
         match live {
             Some(live) => {
                 self.inner.store.delete(&live.id).await?;
