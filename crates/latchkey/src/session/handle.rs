@@ -412,7 +412,7 @@ impl Session {
 
     /// The cookie change, if committing needs no store write: nothing loaded, or nothing
     /// changed and the idle expiry not yet due for a refresh.
-    fn settled(&self) -> Option<CookieChange> {
+    pub(crate) fn settled(&self) -> Option<CookieChange> {
         let state = self.state();
         let quiet = !state.loaded
             || (state.pending.is_empty()
@@ -424,6 +424,10 @@ impl Session {
 
     /// What the response must do with the cookie, as things stand.
     pub async fn cookie_change(&self) -> CookieChange {
+        self.cookie_state()
+    }
+
+    pub(crate) fn cookie_state(&self) -> CookieChange {
         self.state().cookie.clone()
     }
 

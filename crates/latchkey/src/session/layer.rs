@@ -8,6 +8,7 @@ use axum::extract::ConnectInfo;
 use cookie::{Cookie, SameSite};
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -67,57 +68,116 @@ pub struct SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: From<String> + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<String>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = SessionFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let config = self.layer.config.clone();
-        let cookie_name = self.layer.cookie_name.clone();
         let session = Session::new(
             self.layer.store.clone(),
-            config.clone(),
-            session_cookie_value(&request, &cookie_name),
+            self.layer.config.clone(),
+            session_cookie_value(&request, &self.layer.cookie_name),
             client_info(&request),
         );
         request.extensions_mut().insert(session.clone());
-
-        // Take the service that was driven to readiness, leave a fresh clone behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut response = inner.call(request).await?;
-            let cookie_change = if response.status().is_server_error() {
-                session.cookie_change().await
-            } else {
-                match session.commit().await {
-                    Ok(change) => change,
-                    Err(error) => return Ok(store_failure_response(&error)),
-                }
-            };
-            match cookie_change {
-                CookieChange::Keep => {}
-                CookieChange::Set(token) => {
-                    append_cookie(&mut response, session_cookie(&config, &cookie_name, token))
-                }
-                CookieChange::Remove => {
-                    let mut removal = session_cookie(&config, &cookie_name, String::new());
-                    removal.make_removal();
-                    append_cookie(&mut response, removal)
-                }
-            }
-            Ok(response)
-        })
+        SessionFuture {
+            inner: self.inner.call(request),
+            session,
+            layer: self.layer.clone(),
+            committing: None,
+        }
     }
+}
+
+/// A commit in progress: the response waits for the store write.
+type Committing<B> = (
+    Response<B>,
+    Pin<Box<dyn Future<Output = Result<CookieChange, SessionError>> + Send>>,
+);
+
+pin_project! {
+    /// The response future of [`SessionService`]: runs the inner service, then commits
+    /// the session. A request that changed nothing finishes without another await or
+    /// allocation; only a store write is boxed.
+    pub struct SessionFuture<F, B> {
+        #[pin]
+        inner: F,
+        session: Session,
+        layer: SessionLayer,
+        committing: Option<Committing<B>>,
+    }
+}
+
+impl<F, B, E> Future for SessionFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<String>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if let Some((response, mut commit)) = this.committing.take() {
+                return match commit.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        *this.committing = Some((response, commit));
+                        Poll::Pending
+                    }
+                    Poll::Ready(Ok(change)) => {
+                        Poll::Ready(Ok(with_cookie(this.layer, response, change)))
+                    }
+                    Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
+                };
+            }
+            let response = match this.inner.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Ready(Ok(response)) => response,
+            };
+            // A failed handler's half-done changes are not saved.
+            let settled = if response.status().is_server_error() {
+                Some(this.session.cookie_state())
+            } else {
+                this.session.settled()
+            };
+            if let Some(change) = settled {
+                return Poll::Ready(Ok(with_cookie(this.layer, response, change)));
+            }
+            // The store must be written: poll the commit next, and never the inner
+            // future again.
+            let session = this.session.clone();
+            *this.committing = Some((response, Box::pin(async move { session.commit().await })));
+        }
+    }
+}
+
+/// Adds the `Set-Cookie` header `change` calls for.
+fn with_cookie<B>(
+    layer: &SessionLayer,
+    mut response: Response<B>,
+    change: CookieChange,
+) -> Response<B> {
+    match change {
+        CookieChange::Keep => {}
+        CookieChange::Set(token) => append_cookie(
+            &mut response,
+            session_cookie(&layer.config, &layer.cookie_name, token),
+        ),
+        CookieChange::Remove => {
+            let mut removal = session_cookie(&layer.config, &layer.cookie_name, String::new());
+            removal.make_removal();
+            append_cookie(&mut response, removal)
+        }
+    }
+    response
 }
 
 /// The value of the first cookie named `name` in the request's `Cookie` headers.
