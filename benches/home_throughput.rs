@@ -2,9 +2,9 @@
 //! stores) against a bare axum handler with no session layer, in the same run.
 //!
 //! `cargo bench --bench home_throughput` (options via env: `BENCH_SECONDS` per round,
-//! default 3; `BENCH_ROUNDS`, default 5; `BENCH_CONNECTIONS`, default 32). The servers get
-//! one runtime thread and the load generator another, over keep-alive HTTP/1.1 on
-//! loopback; the targets are measured in interleaved rounds and the median round is
+//! default 3; `BENCH_ROUNDS`, default 5; `BENCH_CONNECTIONS`, default 32). The servers run
+//! on one runtime thread pinned to core 0 and the load generator on core 1, over
+//! keep-alive HTTP/1.1 on loopback; the targets are measured in interleaved rounds and the median round is
 //! reported: req/s, p50, p99 and the ratio to the bare handler.
 //!
 //! `BENCH_SERVE_ONLY=1` only starts the servers and prints their addresses and session
@@ -20,12 +20,31 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Starts a server on its own single-threaded runtime; returns its address.
+/// Pins the calling thread to one CPU core (Linux), so the servers and the load
+/// generator do not compete for the same core.
+fn pin_to_core(core: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `set` is a plain bit set owned by this frame; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Core for the servers; the load generator takes the other one.
+const SERVER_CORE: usize = 0;
+const CLIENT_CORE: usize = 1;
+
+/// Starts a server on its own one-worker runtime, pinned to the server core; returns its
+/// address.
 fn spawn_server(router: Router) -> SocketAddr {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        pin_to_core(SERVER_CORE);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .on_thread_start(|| pin_to_core(SERVER_CORE))
             .enable_all()
             .build()
             .expect("server runtime");
@@ -51,6 +70,7 @@ struct Measurement {
 /// Drives `connections` keep-alive connections for `duration`, each sending
 /// `GET /home` with `cookie` back to back.
 fn load(address: SocketAddr, cookie: &str, connections: usize, duration: Duration) -> Measurement {
+    pin_to_core(CLIENT_CORE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -97,11 +97,10 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .layer(Extension(Users { store, hasher }))
-        .layer(Extension(authenticator))
-        .layer(SessionLayer::new(
-            SqliteStore::new(pool),
-            SessionConfig::default(),
-        )))
+        .layer(
+            SessionLayer::new(SqliteStore::new(pool), SessionConfig::default())
+                .with_authenticator(authenticator),
+        ))
 }
 
 #[tokio::main]

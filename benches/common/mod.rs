@@ -2,7 +2,7 @@
 //! and the same route as a bare axum handler.
 
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use latchkey::axum::RequireLogin;
 use latchkey::session::CookieChange;
 use latchkey::store::open_sqlite;
@@ -57,7 +57,6 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
     };
     let router = Router::new()
         .route("/home", get(home))
-        .layer(Extension(Authenticator::new(users)))
-        .layer(SessionLayer::from_arc(store, config));
+        .layer(SessionLayer::from_arc(store, config).with_authenticator(Authenticator::new(users)));
     (router, format!("id={token}"))
 }

@@ -5,11 +5,11 @@ use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Router;
 use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, SqliteUserStore,
-    Timestamp, User, UserStore,
+    Timestamp, UserStore,
 };
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -33,12 +33,8 @@ pub struct AppState {
     pub policy: PasswordPolicy,
 }
 
-/// The full router: JSON API plus the session layer and user loader.
-pub fn router(
-    state: AppState,
-    sessions: SessionLayer,
-    authenticator: Authenticator<User>,
-) -> Router {
+/// The full router: JSON API behind the session layer (which carries the user loader).
+pub fn router(state: AppState, sessions: SessionLayer) -> Router {
     Router::new()
         .route("/signup", post(api::signup))
         .route("/login", post(api::login))
@@ -47,7 +43,6 @@ pub fn router(
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
-        .layer(Extension(authenticator))
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -78,8 +73,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let authenticator =
         Authenticator::new(user_store).with_unauthorized_message("I can't let you do that");
-    let sessions = SessionLayer::from_arc(session_store.clone(), args.session_config(secure));
-    let app = router(state, sessions, authenticator);
+    let sessions = SessionLayer::from_arc(session_store.clone(), args.session_config(secure))
+        .with_authenticator(authenticator);
+    let app = router(state, sessions);
 
     tokio::spawn(sweep_expired_sessions(session_store, args.cleanup_interval));
 

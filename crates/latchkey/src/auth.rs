@@ -32,9 +32,9 @@ impl AuthError {
     }
 }
 
-/// Shared auth settings and the user loader; put one in the request extensions (e.g.
-/// `axum::Extension(authenticator)`) and extract [`AuthSession`] in handlers. Cloning
-/// it is one reference-count increment.
+/// Shared auth settings and the user loader. Attach it to the session layer
+/// (`SessionLayer::with_authenticator`, or an `axum::Extension`) and extract
+/// [`AuthSession`] in handlers. Cloning it is one reference-count increment.
 ///
 /// Loaded users are cached for a short time (default 2 seconds), so a read of the
 /// current user normally costs no query; a password change or disable made by another

@@ -17,7 +17,7 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 /// Why an extractor could not give a handler what it asked for.
 #[derive(Debug)]
 pub enum Rejection {
-    /// No [`crate::SessionLayer`] (or no `Authenticator` extension) on the route:
+    /// No [`crate::SessionLayer`] (or no authenticator attached to it) on the route:
     /// a programming error, answered 500.
     MissingLayer(&'static str),
     /// Not logged in: 401 with the authenticator's message.
@@ -78,10 +78,13 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for AuthSession<U> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state).await?;
-        let authenticator = parts
-            .extensions
-            .get::<Authenticator<U>>()
-            .ok_or(Rejection::MissingLayer("Extension(Authenticator)"))?;
+        let authenticator = session
+            .attachment::<Authenticator<U>>()
+            .or_else(|| parts.extensions.get::<Authenticator<U>>())
+            .cloned()
+            .ok_or(Rejection::MissingLayer(
+                "SessionLayer::with_authenticator (or Extension(Authenticator))",
+            ))?;
         Ok(authenticator.session(session))
     }
 }

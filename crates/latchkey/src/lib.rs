@@ -12,7 +12,7 @@
 //!   current user through a [`UserLoader`].
 //!
 //! ```no_run
-//! use axum::{routing::get, Extension, Router};
+//! use axum::{routing::get, Router};
 //! use latchkey::{axum::RequireLogin, store, Authenticator, SessionConfig, SessionLayer, User};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,8 +22,10 @@
 //!     .route("/home", get(|RequireLogin(user): RequireLogin<User>| async move {
 //!         format!("Hello, {}", user.username)
 //!     }))
-//!     .layer(Extension(Authenticator::new(users)))
-//!     .layer(SessionLayer::new(store::SqliteStore::new(pool), SessionConfig::default()));
+//!     .layer(
+//!         SessionLayer::new(store::SqliteStore::new(pool), SessionConfig::default())
+//!             .with_authenticator(Authenticator::new(users)),
+//!     );
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

@@ -9,6 +9,7 @@ use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -167,10 +168,15 @@ enum Loaded {
     Dead,
 }
 
+/// Something the session layer hands every request's session (the [`crate::Authenticator`]),
+/// so extractors find it without a separate request extension.
+pub(crate) type Attachment = Arc<dyn Any + Send + Sync>;
+
 struct Inner {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
     client: ClientInfo,
+    attachment: Option<Attachment>,
     /// Held only for short synchronous sections, never across an await.
     state: Mutex<State>,
     /// Serializes this request's writes to the store (saves, rotations, deletes).
@@ -206,6 +212,16 @@ impl Session {
         cookie_value: Option<&str>,
         client: ClientInfo,
     ) -> Self {
+        Self::with_attachment(store, config, cookie_value, client, None)
+    }
+
+    pub(crate) fn with_attachment(
+        store: Arc<dyn SessionStore>,
+        config: Arc<SessionConfig>,
+        cookie_value: Option<&str>,
+        client: ClientInfo,
+        attachment: Option<Attachment>,
+    ) -> Self {
         let state = State {
             incoming: cookie_value.and_then(SessionToken::parse),
             incoming_cookie_present: cookie_value.is_some(),
@@ -219,10 +235,16 @@ impl Session {
                 store,
                 config,
                 client,
+                attachment,
                 state: Mutex::new(state),
                 writer: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// The attachment of type `T` the session layer gave this session, if any.
+    pub(crate) fn attachment<T: 'static>(&self) -> Option<&T> {
+        self.inner.attachment.as_ref()?.downcast_ref::<T>()
     }
 
     /// The session settings in force.

@@ -2,8 +2,10 @@
 //! after the handler ran.
 
 use super::config::SessionConfig;
-use super::handle::{ClientInfo, CookieChange, Session, SessionError};
+use super::handle::{Attachment, ClientInfo, CookieChange, Session, SessionError};
 use super::store::SessionStore;
+use crate::auth::Authenticator;
+use crate::user::AuthUser;
 use axum::extract::ConnectInfo;
 use cookie::{Cookie, SameSite};
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
@@ -25,11 +27,15 @@ use tower::{Layer, Service};
 /// let app: axum::Router = axum::Router::new()
 ///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
 /// ```
+///
+/// With logins, attach the [`Authenticator`] (the user loader):
+/// `SessionLayer::new(store, config).with_authenticator(Authenticator::new(users))`.
 #[derive(Clone)]
 pub struct SessionLayer {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
     cookie_name: Arc<str>,
+    authenticator: Option<Attachment>,
 }
 
 impl SessionLayer {
@@ -44,7 +50,16 @@ impl SessionLayer {
             store,
             cookie_name: Arc::from(config.cookie_name()),
             config: Arc::new(config),
+            authenticator: None,
         }
+    }
+
+    /// Gives every request's session the authenticator (user loader), so that
+    /// [`crate::AuthSession`] and [`crate::axum::RequireLogin`] work without an
+    /// `Extension` layer.
+    pub fn with_authenticator<U: AuthUser>(mut self, authenticator: Authenticator<U>) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
     }
 }
 
@@ -80,11 +95,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let session = Session::new(
+        let session = Session::with_attachment(
             self.layer.store.clone(),
             self.layer.config.clone(),
             session_cookie_value(&request, &self.layer.cookie_name),
             client_info(&request),
+            self.layer.authenticator.clone(),
         );
         request.extensions_mut().insert(session.clone());
         SessionFuture {
