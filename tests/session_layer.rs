@@ -125,44 +125,36 @@ async fn start_session(client: &reqwest::Client, address: SocketAddr) -> String 
     set_cookie.split(';').next().expect("pair").to_string()
 }
 
+/// Sends a POST to every path at the same time with the session cookie; all must be 200.
+async fn post_all_at_once(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    cookie: &str,
+    paths: &[String],
+) {
+    let requests = paths.iter().map(|path| {
+        let request = client
+            .post(format!("http://{address}{path}"))
+            .header("cookie", cookie)
+            .send();
+        async move {
+            let response = request.await.expect("request");
+            let status = response.status();
+            assert_eq!(status, 200, "{}", response.text().await.unwrap_or_default());
+        }
+    });
+    futures::future::join_all(requests).await;
+}
+
 async fn concurrent_writers_lose_nothing(store: Arc<dyn SessionStore>) {
     let address = serve(app(store, SessionConfig::default())).await;
     let client = reqwest::Client::new();
     let cookie = start_session(&client, address).await;
 
-    let writers = (0..100).map(|n| {
-        let request = client
-            .post(format!("http://{address}/set/key-{n}"))
-            .header("cookie", &cookie)
-            .send();
-        async move {
-            let response = request.await.expect("set");
-            assert_eq!(
-                response.status(),
-                200,
-                "{}",
-                response.text().await.unwrap_or_default()
-            );
-        }
-    });
-    futures::future::join_all(writers).await;
-
-    let increments = (0..100).map(|_| {
-        let request = client
-            .post(format!("http://{address}/increment"))
-            .header("cookie", &cookie)
-            .send();
-        async move {
-            let response = request.await.expect("increment");
-            assert_eq!(
-                response.status(),
-                200,
-                "{}",
-                response.text().await.unwrap_or_default()
-            );
-        }
-    });
-    futures::future::join_all(increments).await;
+    let keys: Vec<String> = (0..100).map(|n| format!("/set/key-{n}")).collect();
+    post_all_at_once(&client, address, &cookie, &keys).await;
+    let increments = vec!["/increment".to_string(); 100];
+    post_all_at_once(&client, address, &cookie, &increments).await;
 
     let data: Value = client
         .get(format!("http://{address}/data"))
