@@ -35,6 +35,7 @@ pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod password;
+pub mod redirect;
 pub mod session;
 pub mod store;
 mod time;
