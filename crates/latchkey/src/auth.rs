@@ -49,6 +49,7 @@ struct AuthenticatorInner<U> {
     users: UserCache<U>,
     unauthorized_message: String,
     fresh_within: Option<Duration>,
+    login_url: String,
 }
 
 impl<U> Clone for Authenticator<U> {
@@ -68,6 +69,7 @@ impl<U: AuthUser> Authenticator<U> {
                 users: UserCache::new(Duration::from_secs(2)),
                 unauthorized_message: "login required".to_string(),
                 fresh_within: None,
+                login_url: "/login".to_string(),
             }),
         }
     }
@@ -93,6 +95,17 @@ impl<U: AuthUser> Authenticator<U> {
     /// A password login only counts as fresh for this long (default: the whole session).
     pub fn with_fresh_within(self, window: Duration) -> Self {
         self.configure(|inner| inner.fresh_within = Some(window))
+    }
+
+    /// Where browsers that need to log in are sent (default `/login`), with `?next=`
+    /// the page they asked for.
+    pub fn with_login_url(self, url: &str) -> Self {
+        self.configure(|inner| inner.login_url = url.to_string())
+    }
+
+    /// The login page URL.
+    pub fn login_url(&self) -> &str {
+        &self.inner.login_url
     }
 
     /// The 401 message.

@@ -1,11 +1,17 @@
-//! axum extractors and guards: [`Session`], [`AuthSession`], [`RequireLogin`].
+//! axum extractors and guards: [`Session`], [`AuthSession`], [`RequireLogin`],
+//! [`RequireFresh`], and [`login_required`] / [`fresh_login_required`] to protect a whole
+//! router.
+//!
+//! Guards answer the way the client expects: a browser asking for HTML is redirected
+//! (303) to the login page with `?next=` the page it wanted; anything else gets a 401
+//! JSON error.
 
 use crate::auth::{AuthError, AuthSession, Authenticator};
 use crate::session::{Session, SessionError};
 use crate::user::AuthUser;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -20,8 +26,10 @@ pub enum Rejection {
     /// No [`crate::SessionLayer`] (or no authenticator attached to it) on the route:
     /// a programming error, answered 500.
     MissingLayer(&'static str),
-    /// Not logged in: 401 with the authenticator's message.
+    /// Not logged in (or not freshly enough): 401 with this message.
     Unauthorized(String),
+    /// A browser must log in first: 303 to this location.
+    LoginRedirect(String),
     /// A store or the user database failed.
     Failed(AuthError),
 }
@@ -34,6 +42,14 @@ impl IntoResponse for Rejection {
                 json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
             Rejection::Unauthorized(message) => json_error(StatusCode::UNAUTHORIZED, &message),
+            Rejection::LoginRedirect(location) => (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
+            )
+                .into_response(),
             Rejection::Failed(error) => error.into_response(),
         }
     }
@@ -107,10 +123,86 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
         let auth = AuthSession::<U>::from_request_parts(parts, state).await?;
         match auth.current_user().await {
             Ok(Some(user)) => Ok(RequireLogin(user)),
-            Ok(None) => Err(Rejection::Unauthorized(
-                auth.authenticator().unauthorized_message().to_string(),
+            Ok(None) => Err(must_log_in(
+                parts,
+                auth.authenticator(),
+                auth.authenticator().unauthorized_message(),
             )),
             Err(error) => Err(Rejection::Failed(error)),
         }
     }
+}
+
+/// Extracts the logged-in user only if the login is fresh: by password in this session
+/// (and within the authenticator's fresh window, if set), not restored from a
+/// remember-me cookie (Flask-Login's `fresh_login_required`, Microdot's
+/// `@login.fresh`). Browsers are sent to the login page to enter their password again;
+/// other clients get 401 `{"error": "fresh login required"}`.
+pub struct RequireFresh<U>(pub U);
+
+/// The 401 message of [`RequireFresh`].
+pub const FRESH_LOGIN_REQUIRED: &str = "fresh login required";
+
+impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireFresh<U> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RequireLogin(user) = RequireLogin::<U>::from_request_parts(parts, state).await?;
+        let auth = AuthSession::<U>::from_request_parts(parts, state).await?;
+        match auth.is_fresh().await {
+            Ok(true) => Ok(RequireFresh(user)),
+            Ok(false) => Err(must_log_in(
+                parts,
+                auth.authenticator(),
+                FRESH_LOGIN_REQUIRED,
+            )),
+            Err(error) => Err(Rejection::Failed(error)),
+        }
+    }
+}
+
+/// A layer that lets only logged-in users through to every route of a router.
+///
+/// ```no_run
+/// # use axum::{routing::get, Router};
+/// use latchkey::{axum::login_required, User};
+/// let private: Router = Router::new()
+///     .route("/home", get(|| async { "hi" }))
+///     .route_layer(login_required::<User>());
+/// ```
+pub fn login_required<U: AuthUser>() -> axum::middleware::FromExtractorLayer<RequireLogin<U>, ()> {
+    axum::middleware::from_extractor::<RequireLogin<U>>()
+}
+
+/// A layer that lets only freshly logged-in users through (see [`RequireFresh`]).
+pub fn fresh_login_required<U: AuthUser>(
+) -> axum::middleware::FromExtractorLayer<RequireFresh<U>, ()> {
+    axum::middleware::from_extractor::<RequireFresh<U>>()
+}
+
+/// Whether the client wants an HTML page rather than JSON: a browser navigation.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    accept.contains("text/html") && !accept.starts_with("application/json")
+}
+
+/// The rejection for a request that needs a (fresh) login.
+fn must_log_in<U: AuthUser>(
+    parts: &Parts,
+    authenticator: &Authenticator<U>,
+    message: &str,
+) -> Rejection {
+    if !wants_html(&parts.headers) {
+        return Rejection::Unauthorized(message.to_string());
+    }
+    let wanted = parts
+        .uri
+        .path_and_query()
+        .map(|path| path.as_str())
+        .unwrap_or("/");
+    let next: String = form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
+    Rejection::LoginRedirect(format!("{}?next={next}", authenticator.login_url()))
 }

@@ -34,6 +34,8 @@
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod csrf;
+pub mod flash;
 pub mod password;
 pub mod redirect;
 pub mod session;

@@ -670,6 +670,8 @@ impl Session {
             if record.user_id().is_some_and(|current| current != user_id) {
                 record.data.clear();
             }
+            // A new login gets a new CSRF token.
+            record.data.remove(crate::csrf::CSRF_SESSION_KEY);
             record.auth = Some(AuthInfo {
                 user_id: user_id.to_string(),
                 authenticated_at: now,

@@ -1,0 +1,234 @@
+//! RequireLogin / RequireFresh and the router-wide layers, over HTTP: browsers are
+//! redirected to the login page with `next`, API clients get 401 JSON.
+
+use axum::routing::{get, post};
+use axum::Router;
+use latchkey::axum::{fresh_login_required, login_required, RequireFresh, RequireLogin};
+use latchkey::store::{open_sqlite, MemoryStore};
+use latchkey::{
+    AuthMethod, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer, SqliteUserStore,
+    User, UserStore,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = SqliteUserStore::new(pool);
+    let grover = users
+        .create(
+            NewUser::new(
+                "grover",
+                None,
+                "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            )
+            .expect("user"),
+        )
+        .await
+        .expect("create");
+    let mut authenticator = Authenticator::new(users);
+    if let Some(window) = fresh_within {
+        authenticator = authenticator.with_fresh_within(window);
+    }
+    let login_user = grover.clone();
+    let remember_user = grover.clone();
+    let private = Router::new()
+        .route("/private/area", get(|| async { "private" }))
+        .route_layer(login_required::<User>());
+    let sensitive = Router::new()
+        .route("/sensitive/area", get(|| async { "sensitive" }))
+        .route_layer(fresh_login_required::<User>());
+    let app = Router::new()
+        .route(
+            "/login/password",
+            post(move |auth: AuthSession<User>| {
+                let user = login_user.clone();
+                async move {
+                    auth.login_with(&user, AuthMethod::Password)
+                        .await
+                        .map(|()| "ok")
+                }
+            }),
+        )
+        .route(
+            "/login/remembered",
+            post(move |auth: AuthSession<User>| {
+                let user = remember_user.clone();
+                async move {
+                    auth.login_with(&user, AuthMethod::RememberMe)
+                        .await
+                        .map(|()| "ok")
+                }
+            }),
+        )
+        .route(
+            "/home",
+            get(|RequireLogin(user): RequireLogin<User>| async move { user.username }),
+        )
+        .route(
+            "/fresh",
+            get(|RequireFresh(user): RequireFresh<User>| async move { user.username }),
+        )
+        .merge(private)
+        .merge(sensitive)
+        .layer(
+            SessionLayer::new(MemoryStore::new(), SessionConfig::default())
+                .with_authenticator(authenticator),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, grover)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn get_as_browser(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    path: &str,
+) -> reqwest::Response {
+    client
+        .get(format!("http://{address}{path}"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn get_as_api(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    path: &str,
+) -> (StatusCode, Value) {
+    let response = client
+        .get(format!("http://{address}{path}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn location(response: &reqwest::Response) -> &str {
+    response.headers()["location"].to_str().expect("ascii")
+}
+
+#[tokio::test]
+async fn anonymous_browsers_are_sent_to_login_with_next_and_apis_get_401() {
+    let (address, _) = serve(None).await;
+    let browser = client();
+    for path in ["/home?tab=2", "/private/area", "/fresh", "/sensitive/area"] {
+        let response = get_as_browser(&browser, address, path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        let expected: String = form_urlencoded_encode(path);
+        assert_eq!(
+            location(&response),
+            format!("/login?next={expected}"),
+            "{path}"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+
+        let (status, body) = get_as_api(&browser, address, path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body, json!({ "error": "login required" }), "{path}");
+    }
+}
+
+fn form_urlencoded_encode(text: &str) -> String {
+    text.replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('=', "%3D")
+}
+
+#[tokio::test]
+async fn password_logins_are_fresh_remembered_ones_are_not() {
+    let (address, _) = serve(None).await;
+    let browser = client();
+    let response = browser
+        .post(format!("http://{address}/login/password"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    for path in ["/home", "/fresh", "/private/area", "/sensitive/area"] {
+        let response = get_as_browser(&browser, address, path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+
+    let remembered = client();
+    let response = remembered
+        .post(format!("http://{address}/login/remembered"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        get_as_browser(&remembered, address, "/home").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_as_browser(&remembered, address, "/private/area")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for path in ["/fresh", "/sensitive/area"] {
+        let response = get_as_browser(&remembered, address, path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(
+            location(&response),
+            format!("/login?next={}", form_urlencoded_encode(path))
+        );
+        let (status, body) = get_as_api(&remembered, address, path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body, json!({ "error": "fresh login required" }));
+    }
+    // Entering the password again makes the session fresh.
+    remembered
+        .post(format!("http://{address}/login/password"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        get_as_browser(&remembered, address, "/fresh")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn freshness_can_be_limited_in_time() {
+    let (address, _) = serve(Some(Duration::from_millis(800))).await;
+    let browser = client();
+    browser
+        .post(format!("http://{address}/login/password"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        get_as_api(&browser, address, "/fresh").await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        get_as_api(&browser, address, "/fresh").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get_as_api(&browser, address, "/home").await.0,
+        StatusCode::OK
+    );
+}
