@@ -1,7 +1,7 @@
 //! Logging users in and out on top of a [`Session`], and checking credentials.
 
 use crate::password::{PasswordError, PasswordHasher};
-use crate::session::{AuthInfo, AuthMethod, Session, SessionError};
+use crate::session::{AuthInfo, AuthMethod, Session, SessionError, SessionId};
 use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -273,6 +273,107 @@ impl<U: AuthUser> AuthSession<U> {
         };
         Ok(auth.method == AuthMethod::Password && recent)
     }
+
+    /// The logged-in user's live sessions, newest first (empty when not logged in).
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(Vec::new());
+        };
+        let current = self.session.id().await?;
+        let now = crate::Timestamp::now();
+        let mut sessions: Vec<SessionInfo> = self
+            .session
+            .store()
+            .list_for_user(&auth.user_id)
+            .await
+            .map_err(SessionError::from)?
+            .into_iter()
+            .filter(|(_, record)| !record.is_expired(now))
+            .map(|(id, record)| SessionInfo {
+                current: Some(id) == current,
+                id,
+                created_at: record.created_at,
+                last_active_at: record.last_active_at,
+                method: record.auth.as_ref().map(|auth| auth.method),
+                client_ip: record.client_ip,
+                user_agent: record.user_agent,
+            })
+            .collect();
+        sessions.sort_by_key(|session| std::cmp::Reverse(session.last_active_at));
+        Ok(sessions)
+    }
+
+    /// Ends one of the logged-in user's sessions; `false` if `id` is not one of theirs.
+    /// Revoking the current session is a logout.
+    pub async fn revoke_session(&self, id: &SessionId) -> Result<bool, AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(false);
+        };
+        if self.session.id().await? == Some(*id) {
+            self.logout().await?;
+            return Ok(true);
+        }
+        let store = self.session.store();
+        let owned = store
+            .load(id)
+            .await
+            .map_err(SessionError::from)?
+            .is_some_and(|record| record.user_id() == Some(auth.user_id.as_str()));
+        if !owned {
+            return Ok(false);
+        }
+        Ok(store.delete(id).await.map_err(SessionError::from)?)
+    }
+
+    /// Ends every session of the logged-in user except this one; returns how many.
+    pub async fn revoke_other_sessions(&self) -> Result<u64, AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(0);
+        };
+        let current = self.session.id().await?;
+        Ok(self
+            .session
+            .store()
+            .delete_for_user(&auth.user_id, current.as_ref())
+            .await
+            .map_err(SessionError::from)?)
+    }
+
+    /// After `user`'s password changed (their credential version moved on): keeps this
+    /// session alive under a new token as a fresh login, and ends every other session of
+    /// the user.
+    pub async fn password_changed(&self, user: &U) -> Result<(), AuthError> {
+        self.authenticator.forget_user(&user.user_id());
+        self.session
+            .log_in(
+                &user.user_id(),
+                AuthMethod::Password,
+                user.credential_version(),
+            )
+            .await?;
+        self.revoke_other_sessions().await?;
+        Ok(())
+    }
+}
+
+/// One of a user's sessions, as shown on a "your sessions" page. Holds no secret: the
+/// id is the SHA-256 of the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's id (what [`AuthSession::revoke_session`] takes).
+    pub id: SessionId,
+    /// When it was created.
+    pub created_at: crate::Timestamp,
+    /// When a request last refreshed it.
+    pub last_active_at: crate::Timestamp,
+    /// How its user logged in.
+    pub method: Option<AuthMethod>,
+    /// Client address at creation.
+    pub client_ip: Option<String>,
+    /// Client user agent at creation.
+    pub user_agent: Option<String>,
+    /// Whether it is the session of the request asking.
+    pub current: bool,
 }
 
 /// Checks a login name (username or email) and password against `users`. Unknown and

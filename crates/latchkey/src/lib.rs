@@ -43,7 +43,7 @@ pub mod store;
 mod time;
 pub mod user;
 
-pub use auth::{authenticate, AuthError, AuthSession, Authenticator};
+pub use auth::{authenticate, AuthError, AuthSession, Authenticator, SessionInfo};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
 #[cfg(feature = "axum")]
 pub use session::SessionLayer;
