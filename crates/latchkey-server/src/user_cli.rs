@@ -3,6 +3,7 @@
 use crate::config::DatabaseArgs;
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use latchkey::remember::{RememberStore, SqliteRememberStore};
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{NewUser, SessionStore, SqliteUserStore, User, UserStore};
 use std::io::BufRead;
@@ -124,13 +125,15 @@ async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<User> 
         .with_context(|| format!("no user named {name:?}"))
 }
 
-/// Deletes the user's sessions from the database store now. Sessions held elsewhere
-/// (a server's memory store) end on their next request, because the user's credential
-/// version changed.
+/// Deletes the user's sessions and remember-me tokens from the database now. Sessions
+/// held elsewhere (a server's memory store) end on their next request, because the
+/// user's credential version changed.
 async fn end_sessions(sessions: &SqliteStore, user: &User) -> anyhow::Result<u64> {
-    Ok(sessions
-        .delete_for_user(&latchkey::AuthUser::user_id(user), None)
-        .await?)
+    let user_id = latchkey::AuthUser::user_id(user);
+    SqliteRememberStore::new(sessions.pool().clone())
+        .delete_for_user(&user_id)
+        .await?;
+    Ok(sessions.delete_for_user(&user_id, None).await?)
 }
 
 /// Reads a new password, checks it against the policy and hashes it.

@@ -1,7 +1,11 @@
 //! Logging users in and out on top of a [`Session`], and checking credentials.
 
 use crate::password::{PasswordError, PasswordHasher};
-use crate::session::{AuthInfo, AuthMethod, Session, SessionError, SessionId};
+use crate::remember::{
+    cookie_value as remember_cookie_value, new_series, parse_cookie as parse_remember_cookie,
+    RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
+};
+use crate::session::{AuthInfo, AuthMethod, RememberCookie, Session, SessionError, SessionId};
 use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -50,6 +54,8 @@ struct AuthenticatorInner<U> {
     unauthorized_message: String,
     fresh_within: Option<Duration>,
     login_url: String,
+    remember: Option<Box<dyn RememberStore>>,
+    remember_grace: Duration,
 }
 
 impl<U> Clone for Authenticator<U> {
@@ -70,6 +76,8 @@ impl<U: AuthUser> Authenticator<U> {
                 unauthorized_message: "login required".to_string(),
                 fresh_within: None,
                 login_url: "/login".to_string(),
+                remember: None,
+                remember_grace: ROTATION_GRACE,
             }),
         }
     }
@@ -101,6 +109,22 @@ impl<U: AuthUser> Authenticator<U> {
     /// the page they asked for.
     pub fn with_login_url(self, url: &str) -> Self {
         self.configure(|inner| inner.login_url = url.to_string())
+    }
+
+    /// Enables remember-me ("Stay logged in") with tokens kept in `store`.
+    pub fn with_remember_store(self, store: impl RememberStore) -> Self {
+        self.configure(|inner| inner.remember = Some(Box::new(store)))
+    }
+
+    /// How long a rotated-away remember-me validator still works, so that parallel
+    /// requests carrying it are not taken for theft (default 60 s).
+    pub fn with_remember_grace(self, grace: Duration) -> Self {
+        self.configure(|inner| inner.remember_grace = grace)
+    }
+
+    /// The remember-me token store, if remember-me is enabled.
+    pub fn remember_store(&self) -> Option<&dyn RememberStore> {
+        self.inner.remember.as_deref()
     }
 
     /// The login page URL.
@@ -225,21 +249,155 @@ impl<U: AuthUser> AuthSession<U> {
         Ok(())
     }
 
-    /// Ends the session (deleted from the store, cookie expired). Returns the id of the
-    /// user who was logged in, if any.
+    /// Logs `user` in after a password check, and remembers this device for `days`
+    /// (1 to 30; "Stay logged in" is 30): when the browser comes back without its session
+    /// cookie, the remember-me cookie starts a new, non-fresh session.
+    pub async fn login_remembered(&self, user: &U, days: u32) -> Result<(), AuthError> {
+        self.login(user).await?;
+        let Some(store) = self.authenticator.remember_store() else {
+            tracing::warn!("remember-me asked for but no remember store is configured");
+            return Ok(());
+        };
+        let now = crate::Timestamp::now();
+        let lifetime = Duration::from_secs(u64::from(days.clamp(1, MAX_REMEMBER_DAYS)) * 86_400);
+        let validator = Validator::generate();
+        let record = RememberRecord {
+            series: new_series(),
+            validator_hash: validator.hash,
+            previous_hash: None,
+            previous_valid_until: None,
+            user_id: user.user_id(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now.plus(lifetime),
+        };
+        store.insert(&record).await.map_err(SessionError::from)?;
+        self.session.set_remember_cookie(RememberCookie::Set {
+            value: remember_cookie_value(&record.series, &validator),
+            max_age: lifetime,
+        });
+        Ok(())
+    }
+
+    /// Ends the session (deleted from the store, cookie expired) and forgets this
+    /// device's remember-me token. Returns the id of the user who was logged in, if any.
     pub async fn logout(&self) -> Result<Option<String>, AuthError> {
+        self.forget_this_device().await?;
         let record = self.session.destroy().await?;
         Ok(record.and_then(|record| record.auth.map(|auth| auth.user_id)))
+    }
+
+    /// Deletes the remember-me token the browser sent and expires its cookie.
+    async fn forget_this_device(&self) -> Result<(), AuthError> {
+        let Some(cookie) = self.session.remember_cookie_in() else {
+            return Ok(());
+        };
+        if let (Some(store), Some((series, _))) = (
+            self.authenticator.remember_store(),
+            parse_remember_cookie(&cookie),
+        ) {
+            store.delete(&series).await.map_err(SessionError::from)?;
+        }
+        self.session.set_remember_cookie(RememberCookie::Remove);
+        Ok(())
+    }
+
+    /// Starts a session from the remember-me cookie, if there is a valid one: the token
+    /// is rotated, the new session is not fresh. A reused old validator is theft: every
+    /// remember token and session of the user is revoked.
+    async fn restore_from_remember_cookie(&self) -> Result<Option<U>, AuthError> {
+        let (Some(store), Some(cookie)) = (
+            self.authenticator.remember_store(),
+            self.session.remember_cookie_in(),
+        ) else {
+            return Ok(None);
+        };
+        let forget = || self.session.set_remember_cookie(RememberCookie::Remove);
+        let Some((series, validator)) = parse_remember_cookie(&cookie) else {
+            forget();
+            return Ok(None);
+        };
+        let Some(record) = store.find(&series).await.map_err(SessionError::from)? else {
+            forget();
+            return Ok(None);
+        };
+        let now = crate::Timestamp::now();
+        if record.expires_at <= now {
+            store.delete(&series).await.map_err(SessionError::from)?;
+            forget();
+            return Ok(None);
+        }
+        if validator.matches(&record.validator_hash) {
+            let next = Validator::generate();
+            let grace_until = now.plus(self.authenticator.inner.remember_grace);
+            let rotated = store
+                .rotate(
+                    &series,
+                    &record.validator_hash,
+                    &next.hash,
+                    grace_until,
+                    now,
+                )
+                .await
+                .map_err(SessionError::from)?;
+            // Losing the rotation race means a parallel request with the same cookie
+            // rotated first; its response carries the new cookie.
+            if rotated {
+                self.session.set_remember_cookie(RememberCookie::Set {
+                    value: remember_cookie_value(&series, &next),
+                    max_age: record.expires_at.since(now),
+                });
+            }
+        } else {
+            let in_grace = record
+                .previous_hash
+                .is_some_and(|hash| validator.matches(&hash))
+                && record.previous_valid_until.is_some_and(|until| now < until);
+            if !in_grace {
+                tracing::warn!(
+                    user_id = %record.user_id,
+                    event = "remember_token_theft",
+                    "remember-me validator reused after rotation: revoking every session and remember token of the user"
+                );
+                store
+                    .delete_for_user(&record.user_id)
+                    .await
+                    .map_err(SessionError::from)?;
+                self.session
+                    .store()
+                    .delete_for_user(&record.user_id, None)
+                    .await
+                    .map_err(SessionError::from)?;
+                forget();
+                return Ok(None);
+            }
+        }
+        match self.authenticator.load_user(&record.user_id).await? {
+            Some(user) if user.is_active() => {
+                self.session
+                    .log_in(
+                        &record.user_id,
+                        AuthMethod::RememberMe,
+                        user.credential_version(),
+                    )
+                    .await?;
+                tracing::info!(user_id = %record.user_id, "session restored from remember-me");
+                Ok(Some(user))
+            }
+            _ => {
+                store.delete(&series).await.map_err(SessionError::from)?;
+                forget();
+                Ok(None)
+            }
+        }
     }
 
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        let Some(record) = self.session.record().await? else {
-            return Ok(None);
-        };
-        let Some(auth) = &record.auth else {
-            return Ok(None);
+        let record = self.session.record().await?;
+        let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
+            return self.restore_from_remember_cookie().await;
         };
         let user = self.authenticator.load_user(&auth.user_id).await?;
         match user {
@@ -340,8 +498,8 @@ impl<U: AuthUser> AuthSession<U> {
     }
 
     /// After `user`'s password changed (their credential version moved on): keeps this
-    /// session alive under a new token as a fresh login, and ends every other session of
-    /// the user.
+    /// session alive under a new token as a fresh login, and ends every other session
+    /// and every remember-me token of the user.
     pub async fn password_changed(&self, user: &U) -> Result<(), AuthError> {
         self.authenticator.forget_user(&user.user_id());
         self.session
@@ -352,6 +510,13 @@ impl<U: AuthUser> AuthSession<U> {
             )
             .await?;
         self.revoke_other_sessions().await?;
+        if let Some(store) = self.authenticator.remember_store() {
+            store
+                .delete_for_user(&user.user_id())
+                .await
+                .map_err(SessionError::from)?;
+            self.session.set_remember_cookie(RememberCookie::Remove);
+        }
         Ok(())
     }
 }

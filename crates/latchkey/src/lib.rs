@@ -38,6 +38,7 @@ pub mod csrf;
 pub mod flash;
 pub mod password;
 pub mod redirect;
+pub mod remember;
 pub mod session;
 pub mod store;
 mod time;

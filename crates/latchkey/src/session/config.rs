@@ -90,6 +90,15 @@ impl SessionConfig {
         }
     }
 
+    /// The remember-me cookie's name: `__Host-remember` when secure, `remember` otherwise.
+    pub fn remember_cookie_name(&self) -> String {
+        if self.secure {
+            "__Host-remember".to_string()
+        } else {
+            "remember".to_string()
+        }
+    }
+
     /// Idle timeout.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout

@@ -52,6 +52,20 @@ pub enum CookieChange {
     Remove,
 }
 
+/// What the response must do with the remember-me cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RememberCookie {
+    /// Send this value, kept by the browser for `max_age`.
+    Set {
+        /// `series.validator`.
+        value: String,
+        /// Cookie lifetime.
+        max_age: Duration,
+    },
+    /// Expire the cookie.
+    Remove,
+}
+
 /// Where the request came from, recorded when a session is created.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
@@ -134,6 +148,10 @@ struct State {
     live: Option<Live>,
     pending: Pending,
     cookie: CookieChange,
+    /// The remember-me cookie the browser sent, if any.
+    remember_in: Option<String>,
+    /// What the response must do with the remember-me cookie.
+    remember_out: Option<RememberCookie>,
 }
 
 impl State {
@@ -212,13 +230,14 @@ impl Session {
         cookie_value: Option<&str>,
         client: ClientInfo,
     ) -> Self {
-        Self::with_attachment(store, config, cookie_value, client, None)
+        Self::with_attachment(store, config, cookie_value, None, client, None)
     }
 
     pub(crate) fn with_attachment(
         store: Arc<dyn SessionStore>,
         config: Arc<SessionConfig>,
         cookie_value: Option<&str>,
+        remember_cookie: Option<&str>,
         client: ClientInfo,
         attachment: Option<Attachment>,
     ) -> Self {
@@ -229,6 +248,8 @@ impl Session {
             live: None,
             pending: Pending::default(),
             cookie: CookieChange::Keep,
+            remember_in: remember_cookie.map(str::to_string),
+            remember_out: None,
         };
         Session {
             inner: Arc::new(Inner {
@@ -451,6 +472,29 @@ impl Session {
 
     pub(crate) fn cookie_state(&self) -> CookieChange {
         self.state().cookie.clone()
+    }
+
+    /// The remember-me cookie the browser sent.
+    pub(crate) fn remember_cookie_in(&self) -> Option<String> {
+        self.state().remember_in.clone()
+    }
+
+    /// Tells the response what to do with the remember-me cookie.
+    pub(crate) fn set_remember_cookie(&self, change: RememberCookie) {
+        let mut state = self.state();
+        if change == RememberCookie::Remove && state.remember_in.is_none() {
+            // Nothing to remove unless this response set one.
+            if matches!(state.remember_out, Some(RememberCookie::Set { .. })) {
+                state.remember_out = Some(RememberCookie::Remove);
+            }
+            return;
+        }
+        state.remember_out = Some(change);
+    }
+
+    /// What the response must do with the remember-me cookie.
+    pub(crate) fn remember_cookie_out(&self) -> Option<RememberCookie> {
+        self.state().remember_out.clone()
     }
 
     fn touch_due(&self, record: &SessionRecord, now: Timestamp) -> bool {

@@ -2,7 +2,7 @@
 //! after the handler ran.
 
 use super::config::SessionConfig;
-use super::handle::{Attachment, ClientInfo, CookieChange, Session, SessionError};
+use super::handle::{Attachment, ClientInfo, CookieChange, RememberCookie, Session, SessionError};
 use super::store::SessionStore;
 use crate::auth::Authenticator;
 use crate::user::AuthUser;
@@ -35,6 +35,7 @@ pub struct SessionLayer {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
     cookie_name: Arc<str>,
+    remember_cookie_name: Arc<str>,
     authenticator: Option<Attachment>,
 }
 
@@ -49,6 +50,7 @@ impl SessionLayer {
         SessionLayer {
             store,
             cookie_name: Arc::from(config.cookie_name()),
+            remember_cookie_name: Arc::from(config.remember_cookie_name()),
             config: Arc::new(config),
             authenticator: None,
         }
@@ -95,10 +97,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let remember = match self.layer.authenticator {
+            Some(_) => cookie_value(&request, &self.layer.remember_cookie_name),
+            None => None,
+        };
         let session = Session::with_attachment(
             self.layer.store.clone(),
             self.layer.config.clone(),
-            session_cookie_value(&request, &self.layer.cookie_name),
+            cookie_value(&request, &self.layer.cookie_name),
+            remember,
             client_info(&request),
             self.layer.authenticator.clone(),
         );
@@ -148,7 +155,7 @@ where
                         Poll::Pending
                     }
                     Poll::Ready(Ok(change)) => {
-                        Poll::Ready(Ok(with_cookie(this.layer, response, change)))
+                        Poll::Ready(Ok(with_cookies(this.layer, this.session, response, change)))
                     }
                     Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
                 };
@@ -165,7 +172,7 @@ where
                 this.session.settled()
             };
             if let Some(change) = settled {
-                return Poll::Ready(Ok(with_cookie(this.layer, response, change)));
+                return Poll::Ready(Ok(with_cookies(this.layer, this.session, response, change)));
             }
             // The store must be written: poll the commit next, and never the inner
             // future again.
@@ -175,9 +182,10 @@ where
     }
 }
 
-/// Adds the `Set-Cookie` header `change` calls for.
-fn with_cookie<B>(
+/// Adds the `Set-Cookie` headers the session and remember-me cookies call for.
+fn with_cookies<B>(
     layer: &SessionLayer,
+    session: &Session,
     mut response: Response<B>,
     change: CookieChange,
 ) -> Response<B> {
@@ -193,11 +201,27 @@ fn with_cookie<B>(
             append_cookie(&mut response, removal)
         }
     }
+    match session.remember_cookie_out() {
+        None => {}
+        Some(RememberCookie::Set { value, max_age }) => {
+            let mut cookie = session_cookie(&layer.config, &layer.remember_cookie_name, value);
+            cookie.set_max_age(cookie::time::Duration::seconds(
+                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+            ));
+            append_cookie(&mut response, cookie)
+        }
+        Some(RememberCookie::Remove) => {
+            let mut removal =
+                session_cookie(&layer.config, &layer.remember_cookie_name, String::new());
+            removal.make_removal();
+            append_cookie(&mut response, removal)
+        }
+    }
     response
 }
 
 /// The value of the first cookie named `name` in the request's `Cookie` headers.
-fn session_cookie_value<'r, B>(request: &'r Request<B>, name: &str) -> Option<&'r str> {
+fn cookie_value<'r, B>(request: &'r Request<B>, name: &str) -> Option<&'r str> {
     request
         .headers()
         .get_all(COOKIE)

@@ -10,7 +10,7 @@ mod store;
 mod token;
 
 pub use config::SessionConfig;
-pub use handle::{ClientInfo, CookieChange, Session, SessionError};
+pub use handle::{ClientInfo, CookieChange, RememberCookie, Session, SessionError};
 #[cfg(feature = "axum")]
 pub use layer::{SessionLayer, SessionService};
 pub use record::{AuthInfo, AuthMethod, SessionRecord};

@@ -1,0 +1,349 @@
+//! Remember-me: per-device tokens that restore a login after the browser dropped its
+//! session cookie.
+//!
+//! The cookie holds `series.validator` (16 and 32 random bytes, base64url). Stores keep
+//! the series and only the SHA-256 of the validator. Each use rotates the validator with
+//! compare-and-swap; the previous one stays valid for a short grace window so parallel
+//! requests carrying the old cookie are not mistaken for theft. A validator reused after
+//! that is theft: every remember token and session of the user is revoked.
+
+use crate::session::{random_bytes, StoreError};
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// How long "Stay logged in" lasts when the application does not say (30 days).
+pub const DEFAULT_REMEMBER_DAYS: u32 = 30;
+/// Longest remember-me lifetime accepted (ASVS: re-authenticate at least every 30 days).
+pub const MAX_REMEMBER_DAYS: u32 = 30;
+/// How long the previous validator keeps working after a rotation.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(60);
+
+/// A stored remember-me token (one device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberRecord {
+    /// Public part of the cookie, the lookup key (base64url of 16 random bytes).
+    pub series: String,
+    /// SHA-256 of the current validator.
+    pub validator_hash: [u8; 32],
+    /// SHA-256 of the validator before the last rotation, accepted until
+    /// `previous_valid_until`.
+    pub previous_hash: Option<[u8; 32]>,
+    /// End of the grace window for `previous_hash`.
+    pub previous_valid_until: Option<Timestamp>,
+    /// The user it logs in.
+    pub user_id: String,
+    /// When the user ticked "Stay logged in".
+    pub created_at: Timestamp,
+    /// Last time it restored a session.
+    pub last_used_at: Timestamp,
+    /// Fixed at creation: using the token never extends it.
+    pub expires_at: Timestamp,
+}
+
+/// Where remember-me tokens live.
+#[async_trait]
+pub trait RememberStore: Send + Sync + 'static {
+    /// Stores a new token; [`StoreError::AlreadyExists`] if the series is taken.
+    async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError>;
+    /// The token with this series.
+    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError>;
+    /// Replaces the validator hash if it is still `expected` (compare-and-swap), keeping
+    /// `expected` as the previous hash until `grace_until`; `false` if another request
+    /// rotated first or the token is gone.
+    async fn rotate(
+        &self,
+        series: &str,
+        expected: &[u8; 32],
+        new_hash: &[u8; 32],
+        grace_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes one token; `true` if it existed.
+    async fn delete(&self, series: &str) -> Result<bool, StoreError>;
+    /// Deletes every token of the user; returns how many.
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` expired tokens; returns how many.
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// The secret half of a cookie, and its hash.
+pub(crate) struct Validator {
+    pub(crate) text: String,
+    pub(crate) hash: [u8; 32],
+}
+
+impl Validator {
+    pub(crate) fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        random_bytes(&mut bytes);
+        Self::from_text(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    fn from_text(text: String) -> Self {
+        let hash = Sha256::digest(text.as_bytes()).into();
+        Validator { text, hash }
+    }
+
+    /// Whether this validator's hash is `hash` (constant time).
+    pub(crate) fn matches(&self, hash: &[u8; 32]) -> bool {
+        bool::from(self.hash.ct_eq(hash))
+    }
+}
+
+/// A new series id.
+pub(crate) fn new_series() -> String {
+    let mut bytes = [0u8; 16];
+    random_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The cookie value for a series and validator.
+pub(crate) fn cookie_value(series: &str, validator: &Validator) -> String {
+    format!("{series}.{}", validator.text)
+}
+
+/// Splits a cookie value into series and validator; `None` if it is malformed.
+pub(crate) fn parse_cookie(value: &str) -> Option<(String, Validator)> {
+    let (series, validator) = value.split_once('.')?;
+    let well_formed = |part: &str, bytes: usize| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .is_ok_and(|decoded| decoded.len() == bytes)
+    };
+    (well_formed(series, 16) && well_formed(validator, 32)).then(|| {
+        (
+            series.to_string(),
+            Validator::from_text(validator.to_string()),
+        )
+    })
+}
+
+/// Remember-me tokens in this process's memory.
+#[derive(Clone, Default)]
+pub struct MemoryRememberStore {
+    tokens: Arc<Mutex<HashMap<String, RememberRecord>>>,
+}
+
+impl MemoryRememberStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tokens(&self) -> MutexGuard<'_, HashMap<String, RememberRecord>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl RememberStore for MemoryRememberStore {
+    async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError> {
+        let mut tokens = self.tokens();
+        if tokens.contains_key(&record.series) {
+            return Err(StoreError::AlreadyExists);
+        }
+        tokens.insert(record.series.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError> {
+        Ok(self.tokens().get(series).cloned())
+    }
+
+    async fn rotate(
+        &self,
+        series: &str,
+        expected: &[u8; 32],
+        new_hash: &[u8; 32],
+        grace_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tokens = self.tokens();
+        match tokens.get_mut(series) {
+            Some(record) if record.validator_hash == *expected => {
+                record.previous_hash = Some(*expected);
+                record.previous_valid_until = Some(grace_until);
+                record.validator_hash = *new_hash;
+                record.last_used_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete(&self, series: &str) -> Result<bool, StoreError> {
+        Ok(self.tokens().remove(series).is_some())
+    }
+
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut tokens = self.tokens();
+        let before = tokens.len();
+        tokens.retain(|_, record| record.user_id != user_id);
+        Ok((before - tokens.len()) as u64)
+    }
+
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut tokens = self.tokens();
+        let expired: Vec<String> = tokens
+            .values()
+            .filter(|record| record.expires_at <= now)
+            .map(|record| record.series.clone())
+            .take(limit as usize)
+            .collect();
+        for series in &expired {
+            tokens.remove(series);
+        }
+        Ok(expired.len() as u64)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteRememberStore;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::{RememberRecord, RememberStore};
+    use crate::session::StoreError;
+    use crate::time::Timestamp;
+    use async_trait::async_trait;
+    use sqlx::sqlite::{SqlitePool, SqliteRow};
+    use sqlx::Row;
+
+    /// Remember-me tokens in the `remember_tokens` table of a database opened with
+    /// [`crate::store::open_sqlite`].
+    #[derive(Clone, Debug)]
+    pub struct SqliteRememberStore {
+        pool: SqlitePool,
+    }
+
+    impl SqliteRememberStore {
+        /// A store over `pool`.
+        pub fn new(pool: SqlitePool) -> Self {
+            SqliteRememberStore { pool }
+        }
+    }
+
+    fn unavailable(error: sqlx::Error) -> StoreError {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
+            _ => StoreError::Unavailable(Box::new(error)),
+        }
+    }
+
+    fn hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+        bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("validator hash is not 32 bytes".into()))
+    }
+
+    fn decode(row: &SqliteRow) -> Result<RememberRecord, StoreError> {
+        let column = |error: sqlx::Error| StoreError::Corrupt(Box::new(error));
+        let previous: Option<Vec<u8>> = row.try_get("previous_hash").map_err(column)?;
+        Ok(RememberRecord {
+            series: row.try_get("series").map_err(column)?,
+            validator_hash: hash(row.try_get("validator_hash").map_err(column)?)?,
+            previous_hash: previous.map(hash).transpose()?,
+            previous_valid_until: row
+                .try_get::<Option<i64>, _>("previous_valid_until")
+                .map_err(column)?
+                .map(Timestamp),
+            user_id: row.try_get("user_id").map_err(column)?,
+            created_at: Timestamp(row.try_get("created_at").map_err(column)?),
+            last_used_at: Timestamp(row.try_get("last_used_at").map_err(column)?),
+            expires_at: Timestamp(row.try_get("expires_at").map_err(column)?),
+        })
+    }
+
+    #[async_trait]
+    impl RememberStore for SqliteRememberStore {
+        async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO remember_tokens (series, validator_hash, user_id, created_at, \
+                 last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&record.series)
+            .bind(&record.validator_hash[..])
+            .bind(&record.user_id)
+            .bind(record.created_at.as_millis())
+            .bind(record.last_used_at.as_millis())
+            .bind(record.expires_at.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
+        }
+
+        async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError> {
+            let row = sqlx::query("SELECT * FROM remember_tokens WHERE series = ?")
+                .bind(series)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(decode).transpose()
+        }
+
+        async fn rotate(
+            &self,
+            series: &str,
+            expected: &[u8; 32],
+            new_hash: &[u8; 32],
+            grace_until: Timestamp,
+            now: Timestamp,
+        ) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE remember_tokens SET previous_hash = validator_hash, \
+                 previous_valid_until = ?, validator_hash = ?, last_used_at = ? \
+                 WHERE series = ? AND validator_hash = ?",
+            )
+            .bind(grace_until.as_millis())
+            .bind(&new_hash[..])
+            .bind(now.as_millis())
+            .bind(series)
+            .bind(&expected[..])
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn delete(&self, series: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query("DELETE FROM remember_tokens WHERE series = ?")
+                .bind(series)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+            let done = sqlx::query("DELETE FROM remember_tokens WHERE user_id = ?")
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(done.rows_affected())
+        }
+
+        async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+            let done = sqlx::query(
+                "DELETE FROM remember_tokens WHERE series IN \
+                 (SELECT series FROM remember_tokens WHERE expires_at <= ? LIMIT ?)",
+            )
+            .bind(now.as_millis())
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(done.rows_affected())
+        }
+    }
+}
