@@ -30,6 +30,11 @@ impl ApiError {
         }
     }
 
+    /// 403 with `message`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -186,6 +191,57 @@ pub struct SignupRequest {
     email: Option<String>,
 }
 
+/// Why a sign-up did not create a user.
+pub enum CreateError {
+    /// A field breaks the rules: (field, message).
+    Invalid(&'static str, String),
+    /// The username or email is in use: "Username X is not available."
+    Taken(String),
+    /// A backing service failed.
+    Failed(AuthError),
+}
+
+impl From<AuthError> for CreateError {
+    fn from(error: AuthError) -> Self {
+        CreateError::Failed(error)
+    }
+}
+
+/// Validates the fields, hashes the password and creates the user; shared by the JSON
+/// API and the sign-up form.
+pub async fn create_user(
+    app: &AppState,
+    username: &str,
+    email: Option<&str>,
+    password: &str,
+) -> Result<User, CreateError> {
+    let username = latchkey::user::validate_username(username)
+        .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
+    let email = match email.map(str::trim) {
+        Some(email) if !email.is_empty() => Some(
+            latchkey::user::validate_email(email)
+                .map_err(|error| CreateError::Invalid("email", error.to_string()))?,
+        ),
+        _ => None,
+    };
+    app.policy
+        .check(password)
+        .map_err(|error| CreateError::Invalid("password", error.to_string()))?;
+    let hash = app.hasher.hash(password).await.map_err(AuthError::from)?;
+    let new_user = NewUser::new(&username, email.as_deref(), hash)
+        .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
+    match app.users.create(new_user).await {
+        Ok(user) => {
+            tracing::info!(user_id = user.id, "signup");
+            Ok(user)
+        }
+        Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {
+            Err(CreateError::Taken(error.to_string()))
+        }
+        Err(error) => Err(CreateError::Failed(error.into())),
+    }
+}
+
 /// `POST /signup`: creates a user; 409 when the name or email is taken.
 pub async fn signup(
     State(app): State<AppState>,
@@ -196,33 +252,16 @@ pub async fn signup(
         .password
         .filter(|password| !password.is_empty())
         .ok_or_else(|| ApiError::invalid("password", "password is required"))?;
-    let username = latchkey::user::validate_username(&username)
-        .map_err(|error| ApiError::invalid("username", error.to_string()))?;
-    let email = match request.email.as_deref().map(str::trim) {
-        Some(email) if !email.is_empty() => Some(
-            latchkey::user::validate_email(email)
-                .map_err(|error| ApiError::invalid("email", error.to_string()))?,
-        ),
-        _ => None,
-    };
-    app.policy
-        .check(&password)
-        .map_err(|error| ApiError::invalid("password", error.to_string()))?;
-    let hash = app.hasher.hash(&password).await?;
-    let new_user = NewUser::new(&username, email.as_deref(), hash)
-        .map_err(|error| ApiError::invalid("username", error.to_string()))?;
-    match app.users.create(new_user).await {
-        Ok(user) => {
-            tracing::info!(user_id = user.id, "signup");
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({ "message": "User account has been created." })),
-            ))
+    match create_user(&app, &username, request.email.as_deref(), &password).await {
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "message": "User account has been created." })),
+        )),
+        Err(CreateError::Invalid(field, message)) => Err(ApiError::invalid(field, message).into()),
+        Err(CreateError::Taken(message)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, message).into())
         }
-        Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, error.to_string()).into())
-        }
-        Err(error) => Err(error.into()),
+        Err(CreateError::Failed(error)) => Err(error.into()),
     }
 }
 

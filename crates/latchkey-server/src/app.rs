@@ -2,10 +2,12 @@
 
 use crate::api;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
+use crate::pages::{self, Templates};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
+use latchkey::remember::{RememberStore, SqliteRememberStore};
 use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, SqliteUserStore,
@@ -31,20 +33,43 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Rules for new passwords.
     pub policy: PasswordPolicy,
+    /// The HTML templates.
+    pub templates: Templates,
+    /// `scheme://host[:port]` of the public URL, for cross-site checks.
+    pub public_origin: String,
 }
 
-/// The full router: JSON API behind the session layer (which carries the user loader).
+/// The full router: pages and JSON API on the same paths, behind the session layer
+/// (which carries the user loader).
 pub fn router(state: AppState, sessions: SessionLayer) -> Router {
     Router::new()
-        .route("/signup", post(api::signup))
-        .route("/login", post(api::login))
-        .route("/home", post(api::home).get(api::home))
-        .route("/logout", post(api::logout))
-        .fallback(api::not_found)
+        .route("/", get(pages::index))
+        .route("/signup", get(pages::signup_page).post(pages::signup))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/home", post(pages::home).get(pages::home))
+        .route("/logout", post(pages::logout))
+        .route("/sessions", get(pages::sessions_page))
+        .route(
+            "/sessions/revoke-others",
+            post(pages::revoke_other_sessions),
+        )
+        .route("/sessions/{id}/revoke", post(pages::revoke_session))
+        .route(
+            "/password",
+            get(pages::password_page).post(pages::change_password),
+        )
+        .fallback(pages::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// `scheme://host[:port]` of a URL (its path dropped).
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}://{host}")
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -64,20 +89,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let user_store = SqliteUserStore::new(pool.clone());
     let session_store: Arc<dyn SessionStore> = match args.session_store {
         SessionStoreKind::Memory => Arc::new(MemoryStore::new()),
-        SessionStoreKind::Database => Arc::new(SqliteStore::new(pool)),
+        SessionStoreKind::Database => Arc::new(SqliteStore::new(pool.clone())),
     };
     let state = AppState {
         users: Arc::new(user_store.clone()),
         hasher: args.database.hasher()?,
         policy: args.database.policy(),
+        templates: Templates::new(args.templates.clone()),
+        public_origin: origin_of(&args.public_url()),
     };
-    let authenticator =
-        Authenticator::new(user_store).with_unauthorized_message("I can't let you do that");
+    let remember_store = SqliteRememberStore::new(pool.clone());
+    let authenticator = Authenticator::new(user_store)
+        .with_unauthorized_message("I can't let you do that")
+        .with_remember_store(remember_store.clone());
     let sessions = SessionLayer::from_arc(session_store.clone(), args.session_config(secure))
         .with_authenticator(authenticator);
     let app = router(state, sessions);
 
-    tokio::spawn(sweep_expired_sessions(session_store, args.cleanup_interval));
+    tokio::spawn(sweep_expired(
+        session_store,
+        remember_store,
+        args.cleanup_interval,
+    ));
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -100,11 +133,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes expired sessions every `interval`, in batches, until none are left.
-async fn sweep_expired_sessions(store: Arc<dyn SessionStore>, interval: Duration) {
+/// Deletes expired sessions and remember-me tokens every `interval`, in batches, until
+/// none are left.
+async fn sweep_expired(
+    store: Arc<dyn SessionStore>,
+    remember: SqliteRememberStore,
+    interval: Duration,
+) {
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
+        if let Err(error) = remember.delete_expired(Timestamp::now(), u32::MAX).await {
+            tracing::warn!(%error, "expired remember-token sweep failed");
+        }
         let mut total = 0;
         loop {
             match store.delete_expired(Timestamp::now(), CLEANUP_BATCH).await {

@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// Sessions end this long after login, active or not.
     #[arg(long, env = "LATCHKEY_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = humantime::parse_duration)]
     pub absolute_timeout: Duration,
+    /// A folder of templates that replace the embedded ones of the same name
+    /// (base.html, login.html, …).
+    #[arg(long, env = "LATCHKEY_TEMPLATES")]
+    pub templates: Option<PathBuf>,
     /// How often expired sessions are swept from the store.
     #[arg(long, env = "LATCHKEY_CLEANUP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Duration,

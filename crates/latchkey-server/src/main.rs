@@ -4,6 +4,7 @@
 mod api;
 mod app;
 mod config;
+mod pages;
 mod user_cli;
 
 use clap::{Parser, Subcommand};

@@ -491,7 +491,7 @@ async fn bad_bodies_get_clear_4xx_json_errors() {
 
     let response = http.get(server.url("/nowhere")).send().await.expect("404");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let response = http.get(server.url("/login")).send().await.expect("405");
+    let response = http.put(server.url("/login")).send().await.expect("405");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
