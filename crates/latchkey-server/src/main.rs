@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod config;
 mod pages;
+mod session_cli;
 mod user_cli;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(user_cli::UserCommand),
+    /// List and revoke sessions (database session store).
+    #[command(subcommand)]
+    Session(session_cli::SessionCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
             None => app::serve(cli.serve).await,
             Some(Command::Serve(args)) => app::serve(args).await,
             Some(Command::User(command)) => user_cli::run(command).await,
+            Some(Command::Session(command)) => session_cli::run(command).await,
         }
     });
     match result {

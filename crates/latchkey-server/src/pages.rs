@@ -3,6 +3,7 @@
 
 use crate::api::{self, ApiError, JsonBody};
 use crate::app::AppState;
+use crate::session_cli::format_time;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -472,14 +473,6 @@ pub async fn sessions_page(
         context! { sessions => rows },
     )
     .await
-}
-
-fn format_time(time: latchkey::Timestamp) -> String {
-    let seconds = time.as_millis() / 1000;
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64),
-    )
-    .to_string()
 }
 
 /// `POST /sessions/{id}/revoke`.

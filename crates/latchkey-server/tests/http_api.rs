@@ -708,3 +708,83 @@ async fn refuses_plain_http_on_public_address() {
     assert!(!ok);
     assert!(stderr.contains("refusing to serve plain http"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cli_lists_and_revokes_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let url = server.database_url.clone();
+    let phone = client();
+    signup(&phone, &server, "bert", None).await;
+    signup(&phone, &server, "ernie", None).await;
+    assert_eq!(
+        login(&phone, &server, "bert").await.status(),
+        StatusCode::OK
+    );
+    let laptop = client();
+    assert_eq!(
+        login(&laptop, &server, "bert").await.status(),
+        StatusCode::OK
+    );
+    let other = client();
+    assert_eq!(
+        login(&other, &server, "ernie").await.status(),
+        StatusCode::OK
+    );
+
+    let (ok, stdout, stderr) = cli(
+        &["session", "list", "--user", "bert", "--database-url", &url],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let ids: Vec<String> = stdout
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().next().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{stdout}");
+    let (ok, stdout, _) = cli(&["session", "list", "--database-url", &url], "");
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 4, "header + 3 sessions: {stdout}");
+
+    // Revoke one of bert's sessions by id: exactly one of his browsers is logged out.
+    let (ok, _, stderr) = cli(&["session", "revoke", &ids[0], "--database-url", &url], "");
+    assert!(ok, "{stderr}");
+    let statuses = [
+        home(&phone, &server).await.0,
+        home(&laptop, &server).await.0,
+    ];
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    let (ok, _, stderr) = cli(&["session", "revoke", &ids[0], "--database-url", &url], "");
+    assert!(!ok && stderr.contains("no session"), "{stderr}");
+    let (ok, _, stderr) = cli(
+        &["session", "revoke", "not-an-id", "--database-url", &url],
+        "",
+    );
+    assert!(!ok && stderr.contains("not a session id"), "{stderr}");
+
+    // Revoke all of bert's: both logged out, ernie untouched.
+    let (ok, stdout, stderr) = cli(
+        &[
+            "session",
+            "revoke",
+            "--user",
+            "bert",
+            "--database-url",
+            &url,
+        ],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("revoked 1 session(s)"), "{stdout}");
+    assert_eq!(home(&phone, &server).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(home(&laptop, &server).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(home(&other, &server).await.0, StatusCode::OK);
+}

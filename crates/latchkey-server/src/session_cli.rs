@@ -1,0 +1,112 @@
+//! `latchkey session …`: list and revoke sessions kept in the database store.
+
+use crate::config::DatabaseArgs;
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use latchkey::remember::{RememberStore, SqliteRememberStore};
+use latchkey::store::{open_sqlite, SqliteStore};
+use latchkey::{AuthUser, SessionId, SessionStore, SqliteUserStore, Timestamp, User, UserStore};
+
+/// Session administration (database session store).
+#[derive(Subcommand)]
+pub enum SessionCommand {
+    /// List live sessions, of every user or of one.
+    List {
+        /// Only this user's sessions (username or email).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke one session by id, or every session (and remembered device) of a user.
+    Revoke {
+        /// The session id (64 hex characters, as `session list` shows it).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Revoke all sessions of this user instead.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Runs one session command.
+pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
+    match command {
+        SessionCommand::List { user, database } => {
+            let (users, sessions) = open(&database).await?;
+            let selected: Vec<User> = match user {
+                Some(name) => vec![find_user(&users, &name).await?],
+                None => users.list().await?,
+            };
+            let now = Timestamp::now();
+            println!(
+                "{:<64}  {:<16} {:<20} {:<20} {:<15}",
+                "ID", "USER", "CREATED", "LAST ACTIVE", "IP"
+            );
+            for user in selected {
+                let mut listed = sessions.list_for_user(&user.user_id()).await?;
+                listed.retain(|(_, record)| !record.is_expired(now));
+                listed.sort_by_key(|(_, record)| std::cmp::Reverse(record.last_active_at));
+                for (id, record) in listed {
+                    println!(
+                        "{:<64}  {:<16} {:<20} {:<20} {:<15}",
+                        id.to_hex(),
+                        user.username,
+                        format_time(record.created_at),
+                        format_time(record.last_active_at),
+                        record.client_ip.as_deref().unwrap_or("-"),
+                    );
+                }
+            }
+        }
+        SessionCommand::Revoke { id, user, database } => {
+            let (users, sessions) = open(&database).await?;
+            if let Some(name) = user {
+                let user = find_user(&users, &name).await?;
+                let user_id = user.user_id();
+                let ended = sessions.delete_for_user(&user_id, None).await?;
+                let forgotten = SqliteRememberStore::new(sessions.pool().clone())
+                    .delete_for_user(&user_id)
+                    .await?;
+                println!(
+                    "revoked {ended} session(s) and {forgotten} remembered device(s) of {}",
+                    user.username
+                );
+            } else if let Some(id) = id {
+                let Some(session_id) = SessionId::from_hex(&id) else {
+                    bail!("{id:?} is not a session id (64 hex characters)");
+                };
+                if !sessions.delete(&session_id).await? {
+                    bail!("no session {id}");
+                }
+                println!("revoked session {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn open(database: &DatabaseArgs) -> anyhow::Result<(SqliteUserStore, SqliteStore)> {
+    let pool = open_sqlite(&database.database_url)
+        .await
+        .with_context(|| format!("cannot open database {}", database.database_url))?;
+    Ok((SqliteUserStore::new(pool.clone()), SqliteStore::new(pool)))
+}
+
+async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<User> {
+    users
+        .find_by_login(name)
+        .await?
+        .with_context(|| format!("no user named {name:?}"))
+}
+
+/// A timestamp as RFC 3339 UTC, to the second.
+pub fn format_time(time: Timestamp) -> String {
+    let seconds = u64::try_from(time.as_millis() / 1000).unwrap_or(0);
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+    )
+    .to_string()
+}
