@@ -1,0 +1,275 @@
+//! A minimal W3C WebDriver client over reqwest, enough to drive headless Chromium
+//! through the HTML pages: navigate, type, click, read the page, drop a cookie, take
+//! screenshots.
+
+#![allow(dead_code)]
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Where Debian installs the browser and its driver.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether the browser tests can run here.
+pub fn browser_available() -> bool {
+    Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+}
+
+/// A running chromedriver, killed on drop.
+pub struct Driver {
+    child: Child,
+    pub url: String,
+}
+
+impl Driver {
+    pub fn start() -> Driver {
+        let address = super::free_address();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={}", address.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Driver {
+            child,
+            url: format!("http://{address}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser window (a WebDriver session with its own profile and cookies).
+pub struct Browser {
+    http: reqwest::Client,
+    session: String,
+    screenshots: PathBuf,
+    name: String,
+}
+
+impl Browser {
+    /// Opens headless Chromium; screenshots go to `screenshots/<name>-<step>.png`.
+    pub async fn open(driver: &Driver, name: &str, screenshots: &Path) -> Browser {
+        let http = reqwest::Client::new();
+        let profile = tempfile::tempdir().expect("profile").keep();
+        let capabilities = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", "--disable-quic",
+                        "--window-size=1000,800",
+                        format!("--user-data-dir={}", profile.display()),
+                    ]
+                }
+            }}
+        });
+        let response: Value = http
+            .post(format!("{}/session", driver.url))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("json");
+        let session = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {response}"))
+            .to_string();
+        std::fs::create_dir_all(screenshots).expect("screenshot folder");
+        Browser {
+            http,
+            session: format!("{}/session/{session}", driver.url),
+            screenshots: screenshots.to_path_buf(),
+            name: name.to_string(),
+        }
+    }
+
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response: Value = request
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("json");
+        match response["value"].get("error") {
+            Some(error) => Err(format!(
+                "WebDriver {path}: {error} {}",
+                response["value"]["message"]
+            )),
+            None => Ok(response["value"].clone()),
+        }
+    }
+
+    /// Calls the driver, retrying for up to 10 s while the page is still loading (an
+    /// element not there yet).
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_call(method.clone(), path, body.as_ref()).await {
+                Ok(value) => return value,
+                Err(error) if error.contains("no such element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    /// Waits until the current document has finished loading.
+    pub async fn wait_loaded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = self
+                .call(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({ "script": "return document.readyState", "args": [] })),
+                )
+                .await;
+            if state == json!("complete") || Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    pub async fn current_url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub async fn page_text(&self) -> String {
+        let body = self.find("body").await;
+        self.call(reqwest::Method::GET, &format!("/element/{body}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub async fn find(&self, css: &str) -> String {
+        let element = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        element[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css:?}: {element}"))
+            .to_string()
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// Ticks a checkbox (or clicks anything that does not navigate).
+    pub async fn tick(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// Clicks the element, then waits for the page it leads to.
+    pub async fn click(&self, css: &str) {
+        let before = self.current_url().await;
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.current_url().await == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.wait_loaded().await;
+    }
+
+    pub async fn delete_cookie(&self, name: &str) {
+        self.call(reqwest::Method::DELETE, &format!("/cookie/{name}"), None)
+            .await;
+    }
+
+    pub async fn cookie_names(&self) -> Vec<String> {
+        let cookies = self.call(reqwest::Method::GET, "/cookie", None).await;
+        cookies
+            .as_array()
+            .map(|cookies| {
+                cookies
+                    .iter()
+                    .filter_map(|cookie| cookie["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Saves a PNG of the window as `<name>-<step>.png`.
+    pub async fn screenshot(&self, step: &str) -> PathBuf {
+        let data = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = STANDARD
+            .decode(data.as_str().expect("base64"))
+            .expect("png");
+        let path = self.screenshots.join(format!("{}-{step}.png", self.name));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    pub async fn close(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
