@@ -1,0 +1,188 @@
+//! Port of Microdot's login extension (seed 001): an application-defined user type and
+//! `user_loader`, a login form whose "remember me" keeps the login for 30 days (or N
+//! days), `@login` (RequireLogin), `@login.fresh` (RequireFresh, which sends a
+//! remembered visitor back to the login page), and logout that redirects to `/`.
+//!
+//! `cargo run --example microdot_login`, then open http://127.0.0.1:8080/ and log in as
+//! `susan` / `hunter2hunter2`.
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use latchkey::axum::{RequireFresh, RequireLogin};
+use latchkey::csrf::{csrf_token, verify_csrf_token};
+use latchkey::redirect::next_or_home;
+use latchkey::remember::MemoryRememberStore;
+use latchkey::store::MemoryStore;
+use latchkey::{
+    AuthSession, AuthUser, Authenticator, HashParams, PasswordHasher, SessionConfig, SessionLayer,
+    UserLoader, UserStoreError,
+};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The application's own user type: an `id` attribute, as Microdot asks.
+#[derive(Clone)]
+pub struct Member {
+    id: u32,
+    name: String,
+    password_hash: String,
+}
+
+impl AuthUser for Member {
+    fn user_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// `database.get_user(user_id)`.
+#[derive(Clone)]
+struct Database {
+    members: Arc<HashMap<u32, Member>>,
+}
+
+#[async_trait::async_trait]
+impl UserLoader<Member> for Database {
+    async fn load_user(&self, user_id: &str) -> Result<Option<Member>, UserStoreError> {
+        Ok(user_id
+            .parse()
+            .ok()
+            .and_then(|id| self.members.get(&id).cloned()))
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    database: Database,
+    hasher: PasswordHasher,
+}
+
+fn escape(text: &str) -> String {
+    minijinja::HtmlEscape(text).to_string()
+}
+
+async fn login_form(auth: AuthSession<Member>, Query(query): Query<NextQuery>) -> Response {
+    let token = match csrf_token(auth.session()).await {
+        Ok(token) => token,
+        Err(error) => return error.into_response(),
+    };
+    let next = escape(query.next.as_deref().unwrap_or("/"));
+    Html(format!(
+        r#"<form method="post" action="/login?next={next}">
+<input type="hidden" name="csrf_token" value="{token}">
+<input name="username" placeholder="username"> <input name="password" type="password">
+<label><input type="checkbox" name="remember_me" value="30"> remember me</label>
+<button>log in</button></form>"#
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf_token: Option<String>,
+    username: String,
+    password: String,
+    /// "30" (the checkbox) or any number of days; absent means no remember-me.
+    remember_me: Option<u32>,
+}
+
+/// `login.login_user(request, user, remember=remember_me)` after `user.check_password`.
+async fn login(
+    State(app): State<App>,
+    auth: AuthSession<Member>,
+    Query(query): Query<NextQuery>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
+        .await
+        .unwrap_or(false)
+    {
+        return (axum::http::StatusCode::FORBIDDEN, "bad form").into_response();
+    }
+    let member = app
+        .database
+        .members
+        .values()
+        .find(|m| m.name == form.username)
+        .cloned();
+    let checked = match &member {
+        Some(member) => {
+            app.hasher
+                .verify(&form.password, &member.password_hash)
+                .await
+        }
+        None => app.hasher.verify_dummy(&form.password).await,
+    };
+    let (Some(member), Ok(true)) = (member, checked) else {
+        return Redirect::to("/login").into_response();
+    };
+    let logged_in = match form.remember_me {
+        Some(days) => auth.login_remembered(&member, days).await,
+        None => auth.login(&member).await,
+    };
+    match logged_in {
+        Ok(()) => Redirect::to(next_or_home(query.next.as_deref())).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `@login`.
+async fn index(RequireLogin(member): RequireLogin<Member>) -> Html<String> {
+    Html(format!("<p>Hello, {}!</p>", escape(&member.name)))
+}
+
+/// `@login.fresh`.
+async fn fresh(RequireFresh(member): RequireFresh<Member>) -> Html<String> {
+    Html(format!("<p>Fresh login, {}.</p>", escape(&member.name)))
+}
+
+/// `login.logout_user(request)` then `redirect('/')`.
+async fn logout(auth: AuthSession<Member>, RequireLogin(_): RequireLogin<Member>) -> Response {
+    match auth.logout().await {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The app, with one member: susan / hunter2hunter2.
+pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
+    let hasher = PasswordHasher::new(HashParams::default())?;
+    let susan = Member {
+        id: 1,
+        name: "susan".into(),
+        password_hash: hasher.hash("hunter2hunter2").await?,
+    };
+    let database = Database {
+        members: Arc::new(HashMap::from([(susan.id, susan)])),
+    };
+    // Login(app, login_url='/login') with a user_loader and remember-me tokens.
+    let login_manager = Authenticator::new(database.clone())
+        .with_login_url("/login")
+        .with_remember_store(MemoryRememberStore::new());
+    Ok(Router::new()
+        .route("/", get(index))
+        .route("/fresh", get(fresh))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .with_state(App { database, hasher })
+        .layer(
+            SessionLayer::new(MemoryStore::new(), SessionConfig::default())
+                .with_authenticator(login_manager),
+        ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let bind = std::env::var("LATCHKEY_BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    println!("Serving on http://{bind}/ (susan / hunter2hunter2)");
+    axum::serve(listener, app().await?).await?;
+    Ok(())
+}
