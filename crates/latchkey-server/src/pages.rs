@@ -167,6 +167,37 @@ async fn check_csrf(
     }
 }
 
+/// What a POST to a shared path carried.
+enum Submission<F> {
+    /// An HTML form whose CSRF token checked out.
+    Form(F),
+    /// Anything else, for the JSON API (already checked not to be cross-site).
+    Api(Box<Request>),
+}
+
+/// A form field set that carries the CSRF token.
+trait CsrfField {
+    fn csrf_token(&self) -> Option<&str>;
+}
+
+/// Splits a POST into a CSRF-checked form or an API request from this site; the
+/// rejection page or JSON error otherwise.
+async fn read_submission<F: serde::de::DeserializeOwned + CsrfField>(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    request: Request,
+) -> Result<Submission<F>, Response> {
+    if !is_form(request.headers()) {
+        if let Some(refusal) = refuse_cross_site(app, request.headers()) {
+            return Err(refusal);
+        }
+        return Ok(Submission::Api(Box::new(request)));
+    }
+    let input: F = form(app, request).await?;
+    check_csrf(app, auth, input.csrf_token()).await?;
+    Ok(Submission::Form(input))
+}
+
 async fn form<T: serde::de::DeserializeOwned>(
     app: &AppState,
     request: Request,
@@ -214,24 +245,18 @@ pub async fn signup(
     auth: AuthSession<User>,
     request: Request,
 ) -> Response {
-    if !is_form(request.headers()) {
-        if let Some(refusal) = refuse_cross_site(&app, request.headers()) {
-            return refusal;
+    let input: SignupForm = match read_submission(&app, &auth, request).await {
+        Ok(Submission::Form(input)) => input,
+        Ok(Submission::Api(request)) => {
+            return match json(*request).await {
+                Ok(body) => api::signup(State(app), JsonBody(body))
+                    .await
+                    .into_response(),
+                Err(response) => response,
+            }
         }
-        return match json(request).await {
-            Ok(body) => api::signup(State(app), JsonBody(body))
-                .await
-                .into_response(),
-            Err(response) => response,
-        };
-    }
-    let input: SignupForm = match form(&app, request).await {
-        Ok(input) => input,
         Err(response) => return response,
     };
-    if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {
-        return response;
-    }
     let username = input.username.unwrap_or_default();
     let email = input.email.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
@@ -319,24 +344,18 @@ pub async fn login(
     Query(query): Query<NextQuery>,
     request: Request,
 ) -> Response {
-    if !is_form(request.headers()) {
-        if let Some(refusal) = refuse_cross_site(&app, request.headers()) {
-            return refusal;
+    let input: LoginForm = match read_submission(&app, &auth, request).await {
+        Ok(Submission::Form(input)) => input,
+        Ok(Submission::Api(request)) => {
+            return match json(*request).await {
+                Ok(body) => api::login(State(app), auth, JsonBody(body))
+                    .await
+                    .into_response(),
+                Err(response) => response,
+            }
         }
-        return match json(request).await {
-            Ok(body) => api::login(State(app), auth, JsonBody(body))
-                .await
-                .into_response(),
-            Err(response) => response,
-        };
-    }
-    let input: LoginForm = match form(&app, request).await {
-        Ok(input) => input,
         Err(response) => return response,
     };
-    if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {
-        return response;
-    }
     let username = input.username.unwrap_or_default();
     let password = input.password.unwrap_or_default();
     let next = query
@@ -406,24 +425,34 @@ pub struct CsrfForm {
     csrf_token: Option<String>,
 }
 
+impl CsrfField for CsrfForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+impl CsrfField for SignupForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+impl CsrfField for LoginForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
 /// `POST /logout`: a form logs out and goes back to `/login`; JSON gets the API.
 pub async fn logout(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     request: Request,
 ) -> Response {
-    if !is_form(request.headers()) {
-        if let Some(refusal) = refuse_cross_site(&app, request.headers()) {
-            return refusal;
-        }
-        return api::logout(auth).await.into_response();
-    }
-    let input: CsrfForm = match form(&app, request).await {
-        Ok(input) => input,
+    match read_submission::<CsrfForm>(&app, &auth, request).await {
+        Ok(Submission::Form(_)) => {}
+        Ok(Submission::Api(_)) => return api::logout(auth).await.into_response(),
         Err(response) => return response,
-    };
-    if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {
-        return response;
     }
     let logged_out = auth.logout().await;
     if let Err(error) = logged_out {

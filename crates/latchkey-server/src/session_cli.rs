@@ -1,11 +1,11 @@
 //! `latchkey session …`: list and revoke sessions kept in the database store.
 
 use crate::config::DatabaseArgs;
-use anyhow::{bail, Context};
+use crate::user_cli::{find_user, open_users};
+use anyhow::bail;
 use clap::Subcommand;
 use latchkey::remember::{RememberStore, SqliteRememberStore};
-use latchkey::store::{open_sqlite, SqliteStore};
-use latchkey::{AuthUser, SessionId, SessionStore, SqliteUserStore, Timestamp, User, UserStore};
+use latchkey::{AuthUser, SessionId, SessionStore, Timestamp, User, UserStore};
 
 /// Session administration (database session store).
 #[derive(Subcommand)]
@@ -35,7 +35,7 @@ pub enum SessionCommand {
 pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
     match command {
         SessionCommand::List { user, database } => {
-            let (users, sessions) = open(&database).await?;
+            let (users, sessions) = open_users(&database).await?;
             let selected: Vec<User> = match user {
                 Some(name) => vec![find_user(&users, &name).await?],
                 None => users.list().await?,
@@ -62,7 +62,7 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
             }
         }
         SessionCommand::Revoke { id, user, database } => {
-            let (users, sessions) = open(&database).await?;
+            let (users, sessions) = open_users(&database).await?;
             if let Some(name) = user {
                 let user = find_user(&users, &name).await?;
                 let user_id = user.user_id();
@@ -86,20 +86,6 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn open(database: &DatabaseArgs) -> anyhow::Result<(SqliteUserStore, SqliteStore)> {
-    let pool = open_sqlite(&database.database_url)
-        .await
-        .with_context(|| format!("cannot open database {}", database.database_url))?;
-    Ok((SqliteUserStore::new(pool.clone()), SqliteStore::new(pool)))
-}
-
-async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<User> {
-    users
-        .find_by_login(name)
-        .await?
-        .with_context(|| format!("no user named {name:?}"))
 }
 
 /// A timestamp as RFC 3339 UTC, to the second.

@@ -111,14 +111,16 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_users(database: &DatabaseArgs) -> anyhow::Result<(SqliteUserStore, SqliteStore)> {
+/// Opens the database: its users and its session store.
+pub async fn open_users(database: &DatabaseArgs) -> anyhow::Result<(SqliteUserStore, SqliteStore)> {
     let pool = open_sqlite(&database.database_url)
         .await
         .with_context(|| format!("cannot open database {}", database.database_url))?;
     Ok((SqliteUserStore::new(pool.clone()), SqliteStore::new(pool)))
 }
 
-async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<User> {
+/// The user named `name` (username or email), or a clear error.
+pub async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<User> {
     users
         .find_by_login(name)
         .await?
