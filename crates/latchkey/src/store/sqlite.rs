@@ -1,6 +1,6 @@
 //! SQLite session store (sqlx): WAL mode, embedded migrations, compare-and-swap saves.
 
-use crate::session::{BoxError, SessionId, SessionRecord, SessionStore, StoreError};
+use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -125,13 +125,7 @@ fn map_sqlx(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn encode(record: &SessionRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|error| StoreError::Corrupt(Box::new(error)))
-}
-
-fn decode(text: &str) -> Result<SessionRecord, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(Box::new(error) as BoxError))
-}
+use super::{decode_record as decode, encode_record as encode};
 
 fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<(SessionId, SessionRecord), StoreError> {
     let id: String = row.try_get("id").map_err(map_sqlx)?;
