@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const HASH: &str = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
-const GRACE: Duration = Duration::from_millis(400);
+const GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 struct LoginQuery {

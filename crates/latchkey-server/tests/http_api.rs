@@ -526,7 +526,7 @@ async fn idle_sessions_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(
         dir.path(),
-        &["--idle-timeout", "1500ms", "--session-store", "memory"],
+        &["--idle-timeout", "3s", "--session-store", "memory"],
     );
     let browser = client();
     signup(&browser, &server, "foo", None).await;
@@ -534,20 +534,20 @@ async fn idle_sessions_expire() {
         login(&browser, &server, "foo").await.status(),
         StatusCode::OK
     );
-    // Activity inside the idle window keeps it alive…
-    for _ in 0..3 {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Activity inside the idle window keeps it alive past the window's length…
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
         assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
     }
     // …and silence past it ends it.
-    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn absolute_timeout_ends_even_active_sessions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--absolute-timeout", "2s"]);
+    let server = Server::start(dir.path(), &["--absolute-timeout", "3s"]);
     let browser = client();
     signup(&browser, &server, "foo", None).await;
     assert_eq!(
@@ -559,7 +559,7 @@ async fn absolute_timeout_ends_even_active_sessions() {
         assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED);
 }
 
