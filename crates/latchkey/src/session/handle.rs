@@ -194,6 +194,8 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
     client: ClientInfo,
+    /// Read by the axum extractors.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     attachment: Option<Attachment>,
     /// Held only for short synchronous sections, never across an await.
     state: Mutex<State>,
@@ -264,6 +266,7 @@ impl Session {
     }
 
     /// The attachment of type `T` the session layer gave this session, if any.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn attachment<T: 'static>(&self) -> Option<&T> {
         self.inner.attachment.as_ref()?.downcast_ref::<T>()
     }
@@ -493,6 +496,7 @@ impl Session {
     }
 
     /// What the response must do with the remember-me cookie.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn remember_cookie_out(&self) -> Option<RememberCookie> {
         self.state().remember_out.clone()
     }

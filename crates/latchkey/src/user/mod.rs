@@ -88,6 +88,7 @@ impl AuthUser for User {
 
 /// A user to create. Build it with [`NewUser::new`], which validates the fields.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub struct NewUser {
     username: String,
     email: Option<String>,

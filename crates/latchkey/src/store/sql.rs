@@ -1,0 +1,217 @@
+//! The session-store logic shared by the SQL stores. Only the statements differ between
+//! dialects (placeholders), so each store names its [`Statements`] and the pool it runs
+//! them on, and [`sql_session_store!`] writes the one implementation for both.
+
+use crate::session::{BoxError, SessionId, SessionRecord, StoreError};
+
+/// The SQL a session store runs, in one dialect. Parameters are bound in the order the
+/// comments give.
+pub(crate) struct Statements {
+    /// id → record
+    pub load: &'static str,
+    /// id, user_id, version, expires_at, record
+    pub insert: &'static str,
+    /// new id, user_id, version, expires_at, record, old id, expected version
+    pub replace: &'static str,
+    /// id → 1 if the row exists
+    pub exists: &'static str,
+    /// id
+    pub delete: &'static str,
+    /// user_id → id, record
+    pub list_for_user: &'static str,
+    /// user_id, id to keep (or NULL)
+    pub delete_for_user: &'static str,
+    /// now, limit
+    pub delete_expired: &'static str,
+}
+
+/// A record as the SQL stores keep it: JSON text.
+pub(crate) fn encode_record(record: &SessionRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|error| StoreError::Corrupt(Box::new(error)))
+}
+
+/// A record from its JSON text; `Corrupt` if it does not decode.
+pub(crate) fn decode_record(text: &str) -> Result<SessionRecord, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(Box::new(error) as BoxError))
+}
+
+/// A stored id from its hex form; `Corrupt` if it is not one.
+pub(crate) fn decode_id(hex: &str) -> Result<SessionId, StoreError> {
+    SessionId::from_hex(hex).ok_or_else(|| {
+        StoreError::Corrupt(format!("session id {hex:?} is not 64 hex characters").into())
+    })
+}
+
+/// A driver error, by cause.
+pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(Box::new(error))
+        }
+        _ => StoreError::Unavailable(Box::new(error)),
+    }
+}
+
+/// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field) with
+/// the statements `$sql`. Saves are conditional `UPDATE`s on the version; a rotation
+/// re-keys the row in the same statement, so the old token is dead the moment the new
+/// one exists; nothing ever upserts.
+macro_rules! sql_session_store {
+    ($store:ty, $sql:expr) => {
+        impl $store {
+            async fn replace(
+                &self,
+                old_id: &$crate::SessionId,
+                new_id: &$crate::SessionId,
+                record: &$crate::SessionRecord,
+                expected_version: u64,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::store::sql::{encode_record, map_sqlx};
+                let done = sqlx::query($sql.replace)
+                    .bind(new_id.to_hex())
+                    .bind(record.user_id())
+                    .bind(record.version as i64)
+                    .bind(record.expires_at().as_millis())
+                    .bind(encode_record(record)?)
+                    .bind(old_id.to_hex())
+                    .bind(expected_version as i64)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                // Why no row matched: the session is gone, or its version moved on.
+                let exists = sqlx::query($sql.exists)
+                    .bind(old_id.to_hex())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Err(match exists {
+                    Some(_) => $crate::StoreError::VersionConflict,
+                    None => $crate::StoreError::NotFound,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::SessionStore for $store {
+            async fn load(
+                &self,
+                id: &$crate::SessionId,
+            ) -> Result<Option<std::sync::Arc<$crate::SessionRecord>>, $crate::StoreError> {
+                use sqlx::Row;
+                use $crate::store::sql::{decode_record, map_sqlx};
+                let row = sqlx::query($sql.load)
+                    .bind(id.to_hex())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                match row {
+                    Some(row) => {
+                        let text: String = row.try_get("record").map_err(map_sqlx)?;
+                        decode_record(&text).map(|record| Some(std::sync::Arc::new(record)))
+                    }
+                    None => Ok(None),
+                }
+            }
+
+            async fn create(
+                &self,
+                id: &$crate::SessionId,
+                record: &$crate::SessionRecord,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::store::sql::{encode_record, map_sqlx};
+                sqlx::query($sql.insert)
+                    .bind(id.to_hex())
+                    .bind(record.user_id())
+                    .bind(record.version as i64)
+                    .bind(record.expires_at().as_millis())
+                    .bind(encode_record(record)?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
+            }
+
+            async fn save(
+                &self,
+                id: &$crate::SessionId,
+                record: &$crate::SessionRecord,
+                expected_version: u64,
+            ) -> Result<(), $crate::StoreError> {
+                self.replace(id, id, record, expected_version).await
+            }
+
+            async fn rotate(
+                &self,
+                old_id: &$crate::SessionId,
+                new_id: &$crate::SessionId,
+                record: &$crate::SessionRecord,
+                expected_version: u64,
+            ) -> Result<(), $crate::StoreError> {
+                self.replace(old_id, new_id, record, expected_version).await
+            }
+
+            async fn delete(&self, id: &$crate::SessionId) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query($sql.delete)
+                    .bind(id.to_hex())
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::sql::map_sqlx)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_for_user(
+                &self,
+                user_id: &str,
+            ) -> Result<Vec<($crate::SessionId, $crate::SessionRecord)>, $crate::StoreError> {
+                use sqlx::Row;
+                use $crate::store::sql::{decode_id, decode_record, map_sqlx};
+                let rows = sqlx::query($sql.list_for_user)
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                rows.iter()
+                    .map(|row| {
+                        let id: String = row.try_get("id").map_err(map_sqlx)?;
+                        let text: String = row.try_get("record").map_err(map_sqlx)?;
+                        Ok((decode_id(&id)?, decode_record(&text)?))
+                    })
+                    .collect()
+            }
+
+            async fn delete_for_user(
+                &self,
+                user_id: &str,
+                keep: Option<&$crate::SessionId>,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query($sql.delete_for_user)
+                    .bind(user_id)
+                    .bind(keep.map($crate::SessionId::to_hex))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::sql::map_sqlx)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn delete_expired(
+                &self,
+                now: $crate::Timestamp,
+                limit: u32,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query($sql.delete_expired)
+                    .bind(now.as_millis())
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::sql::map_sqlx)?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use sql_session_store;
