@@ -75,6 +75,32 @@ async fn note(auth: &AuthSession<User>, message: String) {
     let _ = flash(auth.session(), FlashLevel::Info, message).await;
 }
 
+/// Whether the form carried this session's CSRF token.
+async fn csrf_ok(auth: &AuthSession<User>, token: Option<&str>) -> bool {
+    verify_csrf_token(auth.session(), token)
+        .await
+        .unwrap_or(false)
+}
+
+/// The trimmed username and password of a form that passed the CSRF check; a 403, or
+/// the flashed `empty` message and a redirect to `back`, otherwise.
+async fn checked<'f>(
+    auth: &AuthSession<User>,
+    form: &'f Credentials,
+    empty: &str,
+    back: &str,
+) -> Result<(&'f str, &'f str), Response> {
+    if !csrf_ok(auth, form.csrf_token.as_deref()).await {
+        return Err(StatusCode::FORBIDDEN.into_response());
+    }
+    let (username, password) = (form.username.trim(), form.password.trim());
+    if username.is_empty() || password.is_empty() {
+        note(auth, empty.to_string()).await;
+        return Err(Redirect::to(back).into_response());
+    }
+    Ok((username, password))
+}
+
 async fn signup_form(State(app): State<App>, auth: AuthSession<User>) -> Response {
     app.render(
         &auth,
@@ -90,17 +116,17 @@ async fn signup(
     auth: AuthSession<User>,
     Form(form): Form<Credentials>,
 ) -> Response {
-    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
-        .await
-        .unwrap_or(false)
+    let (username, password) = match checked(
+        &auth,
+        &form,
+        "Username or Password cannot be empty",
+        "/signup/",
+    )
+    .await
     {
-        return StatusCode::FORBIDDEN.into_response();
-    }
-    let (username, password) = (form.username.trim(), form.password.trim());
-    if username.is_empty() || password.is_empty() {
-        note(&auth, "Username or Password cannot be empty".into()).await;
-        return Redirect::to("/signup/").into_response();
-    }
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
     let Ok(hash) = app.hasher.hash(password).await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -139,17 +165,17 @@ async fn login(
     auth: AuthSession<User>,
     Form(form): Form<Credentials>,
 ) -> Response {
-    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
-        .await
-        .unwrap_or(false)
+    let (username, password) = match checked(
+        &auth,
+        &form,
+        "Username or Password cannot be empty.",
+        "/login/",
+    )
+    .await
     {
-        return StatusCode::FORBIDDEN.into_response();
-    }
-    let (username, password) = (form.username.trim(), form.password.trim());
-    if username.is_empty() || password.is_empty() {
-        note(&auth, "Username or Password cannot be empty.".into()).await;
-        return Redirect::to("/login/").into_response();
-    }
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
     match authenticate(&*app.users, &app.hasher, username, password).await {
         Ok(Some(user)) if auth.login(&user).await.is_ok() => {
             Redirect::to(&format!("/user/{}/", user.username)).into_response()
@@ -188,10 +214,7 @@ async fn logout(
     RequireLogin(_): RequireLogin<User>,
     Form(form): Form<LogoutForm>,
 ) -> Response {
-    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
-        .await
-        .unwrap_or(false)
-    {
+    if !csrf_ok(&auth, form.csrf_token.as_deref()).await {
         return StatusCode::FORBIDDEN.into_response();
     }
     let _ = auth.logout().await;
