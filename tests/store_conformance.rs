@@ -1,10 +1,12 @@
 //! Every store latchkey ships passes the one conformance suite.
 
 use latchkey::store::{
-    conformance, open_postgres, open_sqlite, MemoryStore, PostgresStore, SqliteStore,
+    conformance, open_postgres, open_sqlite, MemoryStore, PostgresStore, RedisStore, SqliteStore,
 };
-use latchkey::{SessionStore, StoreError};
+use latchkey::SessionStore;
 use std::sync::Arc;
+
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_suite() {
@@ -29,22 +31,14 @@ async fn sqlite_in_memory_store_passes_the_suite() {
 async fn sqlite_corrupt_record_is_an_error_not_a_panic() {
     let pool = open_sqlite("sqlite::memory:").await.expect("open");
     let store = SqliteStore::new(pool.clone());
-    let id = conformance::new_id();
-    store
-        .create(&id, &conformance::sample_record(Some("7")))
-        .await
-        .expect("create");
-    sqlx::query("UPDATE sessions SET record = '{not json'")
-        .execute(&pool)
-        .await
-        .expect("corrupt the record");
-    assert!(matches!(store.load(&id).await, Err(StoreError::Corrupt(_))));
-    assert!(matches!(
-        store.list_for_user("7").await,
-        Err(StoreError::Corrupt(_))
-    ));
-    // Deleting a corrupt record still works.
-    assert!(store.delete(&id).await.expect("delete"));
+    conformance::corrupt_record_is_an_error(&store, |id, _| async move {
+        sqlx::query("UPDATE sessions SET record = '{not json' WHERE id = ?")
+            .bind(id.to_hex())
+            .execute(&pool)
+            .await
+            .expect("corrupt the record");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -69,25 +63,9 @@ async fn memory_store_hides_then_sweeps_expired_sessions() {
     assert!(store.is_empty(), "expired entry still held after a sweep");
 }
 
-/// The URL of a real service from `variable`; `None` (with a printed line) when it is
-/// not set, a failure when `LATCHKEY_REQUIRE_SERVICES` says it must be there.
-fn service_url(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
-                "{variable} must be set when LATCHKEY_REQUIRE_SERVICES is"
-            );
-            println!("skipped: {variable} is not set");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_store_passes_the_suite() {
-    let Some(url) = service_url("LATCHKEY_TEST_POSTGRES") else {
+    let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
         return;
     };
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
@@ -96,26 +74,82 @@ async fn postgres_store_passes_the_suite() {
 
 #[tokio::test]
 async fn postgres_corrupt_record_is_an_error_not_a_panic() {
-    let Some(url) = service_url("LATCHKEY_TEST_POSTGRES") else {
+    let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
         return;
     };
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
     let store = PostgresStore::new(pool.clone());
+    conformance::corrupt_record_is_an_error(&store, |id, _| async move {
+        sqlx::query("UPDATE sessions SET record = '{not json' WHERE id = $1")
+            .bind(id.to_hex())
+            .execute(&pool)
+            .await
+            .expect("corrupt the record");
+    })
+    .await;
+}
+
+/// A Redis store under a prefix of its own, so runs never see each other's keys.
+async fn redis_store() -> Option<RedisStore> {
+    let url = common::service_url("LATCHKEY_TEST_REDIS")?;
+    let prefix = format!("latchkey-test-{}", &conformance::new_id().to_hex()[..12]);
+    let store = RedisStore::open(&url).await.expect("Redis reachable");
+    Some(store.with_prefix(&prefix).expect("prefix"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_passes_the_suite() {
+    let Some(store) = redis_store().await else {
+        return;
+    };
+    conformance::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn redis_corrupt_record_is_an_error_not_a_panic() {
+    let Some(store) = redis_store().await else {
+        return;
+    };
+    let url = common::service_url("LATCHKEY_TEST_REDIS").expect("url");
+    let key_of = |id: &latchkey::SessionId| store.session_key(id);
+    conformance::corrupt_record_is_an_error(&store, |id, _| {
+        let key = key_of(&id);
+        async move {
+            let client = redis::Client::open(url).expect("client");
+            let mut connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg("r")
+                .arg("{not json")
+                .query_async(&mut connection)
+                .await
+                .expect("corrupt the record");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_sessions_expire_natively() {
+    let Some(store) = redis_store().await else {
+        return;
+    };
     let id = conformance::new_id();
-    let user = format!("corrupt-{}", &id.to_hex()[..12]);
-    store
-        .create(&id, &conformance::sample_record(Some(&user)))
-        .await
-        .expect("create");
-    sqlx::query("UPDATE sessions SET record = '{not json' WHERE id = $1")
-        .bind(id.to_hex())
-        .execute(&pool)
-        .await
-        .expect("corrupt the record");
-    assert!(matches!(store.load(&id).await, Err(StoreError::Corrupt(_))));
-    assert!(matches!(
-        store.list_for_user(&user).await,
-        Err(StoreError::Corrupt(_))
-    ));
-    assert!(store.delete(&id).await.expect("delete"));
+    let user = format!("expiring-{}", &id.to_hex()[..8]);
+    let mut record = conformance::sample_record(Some(&user));
+    record.idle_expires_at = latchkey::Timestamp::now().plus(std::time::Duration::from_millis(300));
+    store.create(&id, &record).await.expect("create");
+    assert!(store.load(&id).await.expect("load").is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(
+        store.load(&id).await.expect("load").is_none(),
+        "Redis kept a session past its expiry"
+    );
+    assert!(
+        store.list_for_user(&user).await.expect("list").is_empty(),
+        "an expired session is still listed"
+    );
 }

@@ -1,17 +1,18 @@
 //! Wiring: stores, the router, the cleanup task and graceful shutdown.
 
 use crate::api;
+use crate::backend::Backend;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
 use crate::pages::{self, Templates};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use latchkey::remember::{RememberStore, SqliteRememberStore};
-use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
+use latchkey::remember::RememberStore;
+use latchkey::store::MemoryStore;
 use latchkey::{
-    Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, SqliteUserStore,
-    Timestamp, UserStore,
+    Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
+    UserStore,
 };
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -83,32 +84,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "secret key loaded"
     );
 
-    let pool = open_sqlite(&args.database.database_url)
-        .await
-        .with_context(|| format!("cannot open database {}", args.database.database_url))?;
-    let user_store = SqliteUserStore::new(pool.clone());
+    let backend = Backend::open(&args.database).await?;
     let session_store: Arc<dyn SessionStore> = match args.session_store {
         SessionStoreKind::Memory => Arc::new(MemoryStore::new()),
-        SessionStoreKind::Database => Arc::new(SqliteStore::new(pool.clone())),
+        SessionStoreKind::Database => backend.sessions.clone(),
     };
     let state = AppState {
-        users: Arc::new(user_store.clone()),
+        users: backend.users.clone(),
         hasher: args.database.hasher()?,
         policy: args.database.policy(),
         templates: Templates::new(args.templates.clone()),
         public_origin: origin_of(&args.public_url()),
     };
-    let remember_store = SqliteRememberStore::new(pool.clone());
-    let authenticator = Authenticator::new(user_store)
+    let authenticator = Authenticator::<User>::new(backend.users.clone())
         .with_unauthorized_message("I can't let you do that")
-        .with_remember_store(remember_store.clone());
+        .with_remember_store(backend.remember.clone());
     let sessions = SessionLayer::from_arc(session_store.clone(), args.session_config(secure))
         .with_authenticator(authenticator);
     let app = router(state, sessions);
 
     tokio::spawn(sweep_expired(
         session_store,
-        remember_store,
+        backend.remember,
         args.cleanup_interval,
     ));
 
@@ -137,7 +134,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// none are left.
 async fn sweep_expired(
     store: Arc<dyn SessionStore>,
-    remember: SqliteRememberStore,
+    remember: Arc<dyn RememberStore>,
     interval: Duration,
 ) {
     let mut ticker = tokio::time::interval(interval);

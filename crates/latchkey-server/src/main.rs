@@ -3,6 +3,7 @@
 
 mod api;
 mod app;
+mod backend;
 mod config;
 mod pages;
 mod session_cli;

@@ -1,11 +1,11 @@
 //! `latchkey session …`: list and revoke sessions kept in the database store.
 
+use crate::backend::Backend;
 use crate::config::DatabaseArgs;
-use crate::user_cli::{find_user, open_users};
+use crate::user_cli::find_user;
 use anyhow::bail;
 use clap::Subcommand;
-use latchkey::remember::{RememberStore, SqliteRememberStore};
-use latchkey::{AuthUser, SessionId, SessionStore, Timestamp, User, UserStore};
+use latchkey::{AuthUser, SessionId, Timestamp, User, UserStore};
 
 /// Session administration (database session store).
 #[derive(Subcommand)]
@@ -35,9 +35,11 @@ pub enum SessionCommand {
 pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
     match command {
         SessionCommand::List { user, database } => {
-            let (users, sessions) = open_users(&database).await?;
+            let Backend {
+                users, sessions, ..
+            } = Backend::open(&database).await?;
             let selected: Vec<User> = match user {
-                Some(name) => vec![find_user(&users, &name).await?],
+                Some(name) => vec![find_user(&*users, &name).await?],
                 None => users.list().await?,
             };
             let now = Timestamp::now();
@@ -62,14 +64,16 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
             }
         }
         SessionCommand::Revoke { id, user, database } => {
-            let (users, sessions) = open_users(&database).await?;
+            let Backend {
+                users,
+                sessions,
+                remember,
+            } = Backend::open(&database).await?;
             if let Some(name) = user {
-                let user = find_user(&users, &name).await?;
+                let user = find_user(&*users, &name).await?;
                 let user_id = user.user_id();
                 let ended = sessions.delete_for_user(&user_id, None).await?;
-                let forgotten = SqliteRememberStore::new(sessions.pool().clone())
-                    .delete_for_user(&user_id)
-                    .await?;
+                let forgotten = remember.delete_for_user(&user_id).await?;
                 println!(
                     "revoked {ended} session(s) and {forgotten} remembered device(s) of {}",
                     user.username

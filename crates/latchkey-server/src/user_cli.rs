@@ -1,11 +1,10 @@
 //! `latchkey user …`: add, list, passwd, disable.
 
+use crate::backend::Backend;
 use crate::config::DatabaseArgs;
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use latchkey::remember::{RememberStore, SqliteRememberStore};
-use latchkey::store::{open_sqlite, SqliteStore};
-use latchkey::{NewUser, SessionStore, SqliteUserStore, User, UserStore};
+use latchkey::{NewUser, User, UserStore};
 use std::io::BufRead;
 
 /// User administration.
@@ -57,7 +56,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
             database,
         } => {
-            let users = open_users(&database).await?.0;
+            let users = Backend::open(&database).await?.users;
             let password = read_new_password(password_stdin)?;
             database
                 .policy()
@@ -70,7 +69,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             println!("created user {} (id {})", user.username, user.id);
         }
         UserCommand::List { database } => {
-            let users = open_users(&database).await?.0;
+            let users = Backend::open(&database).await?.users;
             println!(
                 "{:>6}  {:<24} {:<32} {:<8}",
                 "ID", "USERNAME", "EMAIL", "STATUS"
@@ -90,21 +89,21 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
             database,
         } => {
-            let (users, sessions) = open_users(&database).await?;
-            let user = find_user(&users, &name).await?;
+            let backend = Backend::open(&database).await?;
+            let user = find_user(&*backend.users, &name).await?;
             let hash = new_password_hash(&database, password_stdin).await?;
-            let user = users.set_password_hash(user.id, &hash).await?;
-            let ended = end_sessions(&sessions, &user).await?;
+            let user = backend.users.set_password_hash(user.id, &hash).await?;
+            let ended = end_sessions(&backend, &user).await?;
             println!(
                 "password changed for {}; {ended} session(s) ended",
                 user.username
             );
         }
         UserCommand::Disable { name, database } => {
-            let (users, sessions) = open_users(&database).await?;
-            let user = find_user(&users, &name).await?;
-            let user = users.set_disabled(user.id, true).await?;
-            let ended = end_sessions(&sessions, &user).await?;
+            let backend = Backend::open(&database).await?;
+            let user = find_user(&*backend.users, &name).await?;
+            let user = backend.users.set_disabled(user.id, true).await?;
+            let ended = end_sessions(&backend, &user).await?;
             println!("disabled {}; {ended} session(s) ended", user.username);
         }
     }
@@ -112,15 +111,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
 }
 
 /// Opens the database: its users and its session store.
-pub async fn open_users(database: &DatabaseArgs) -> anyhow::Result<(SqliteUserStore, SqliteStore)> {
-    let pool = open_sqlite(&database.database_url)
-        .await
-        .with_context(|| format!("cannot open database {}", database.database_url))?;
-    Ok((SqliteUserStore::new(pool.clone()), SqliteStore::new(pool)))
-}
-
-/// The user named `name` (username or email), or a clear error.
-pub async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<User> {
+pub async fn find_user(users: &dyn UserStore, name: &str) -> anyhow::Result<User> {
     users
         .find_by_login(name)
         .await?
@@ -130,15 +121,12 @@ pub async fn find_user(users: &SqliteUserStore, name: &str) -> anyhow::Result<Us
 /// Deletes the user's sessions and remember-me tokens from the database now. Sessions
 /// held elsewhere (a server's memory store) end on their next request, because the
 /// user's credential version changed.
-async fn end_sessions(sessions: &SqliteStore, user: &User) -> anyhow::Result<u64> {
+async fn end_sessions(backend: &Backend, user: &User) -> anyhow::Result<u64> {
     let user_id = latchkey::AuthUser::user_id(user);
-    SqliteRememberStore::new(sessions.pool().clone())
-        .delete_for_user(&user_id)
-        .await?;
-    Ok(sessions.delete_for_user(&user_id, None).await?)
+    backend.remember.delete_for_user(&user_id).await?;
+    Ok(backend.sessions.delete_for_user(&user_id, None).await?)
 }
 
-/// Reads a new password, checks it against the policy and hashes it.
 async fn new_password_hash(database: &DatabaseArgs, from_stdin: bool) -> anyhow::Result<String> {
     let password = read_new_password(from_stdin)?;
     database

@@ -53,6 +53,8 @@ pub use session::{
     SessionStore, SessionToken, StoreError,
 };
 pub use time::Timestamp;
+#[cfg(feature = "postgres")]
+pub use user::PostgresUserStore;
 #[cfg(feature = "sqlite")]
 pub use user::SqliteUserStore;
 pub use user::{AuthUser, NewUser, User, UserLoader, UserStore, UserStoreError};

@@ -37,6 +37,39 @@ pub async fn run_all(store: Arc<dyn SessionStore>) {
     logout_wins_over_in_flight_write(store.clone()).await;
 }
 
+/// Corrupt bytes in the store are an error, never a panic, and never a session:
+/// `corrupt` must overwrite the stored record of the given session (created here for
+/// `user_id`) with bytes that do not decode. Loading and listing then answer
+/// [`StoreError::Corrupt`], and the session can still be deleted.
+pub async fn corrupt_record_is_an_error<F, Fut>(store: &dyn SessionStore, corrupt: F)
+where
+    F: FnOnce(SessionId, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let id = new_id();
+    let user = random_user();
+    store
+        .create(&id, &sample_record(Some(&user)))
+        .await
+        .expect("create");
+    corrupt(id, user.clone()).await;
+    assert!(
+        matches!(store.load(&id).await, Err(StoreError::Corrupt(_))),
+        "corrupt record: load must answer Corrupt"
+    );
+    assert!(
+        matches!(
+            store.list_for_user(&user).await,
+            Err(StoreError::Corrupt(_))
+        ),
+        "corrupt record: list_for_user must answer Corrupt"
+    );
+    assert!(
+        store.delete(&id).await.expect("delete a corrupt record"),
+        "corrupt record: delete must still work"
+    );
+}
+
 /// The record under `id`, as an owned value.
 async fn loaded(store: &dyn SessionStore, id: &SessionId) -> Option<SessionRecord> {
     store

@@ -1,11 +1,13 @@
 //! Users: the `AuthUser` trait the session layer needs, the `UserLoader` it loads users
 //! through, and latchkey's own `User` type with its SQL `UserStore`.
 
-#[cfg(feature = "sqlite")]
-mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod sql;
 
+#[cfg(feature = "postgres")]
+pub use sql::PostgresUserStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteUserStore;
+pub use sql::SqliteUserStore;
 
 use crate::session::BoxError;
 use crate::time::Timestamp;
@@ -219,6 +221,40 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError>;
     /// Disables or re-enables the user and bumps the credential version.
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError>;
+}
+
+/// A shared store is a store.
+#[async_trait]
+impl<S: UserStore + ?Sized> UserStore for std::sync::Arc<S> {
+    async fn create(&self, user: NewUser) -> Result<User, UserStoreError> {
+        (**self).create(user).await
+    }
+    async fn find_by_login(&self, login: &str) -> Result<Option<User>, UserStoreError> {
+        (**self).find_by_login(login).await
+    }
+    async fn find_by_id(&self, id: i64) -> Result<Option<User>, UserStoreError> {
+        (**self).find_by_id(id).await
+    }
+    async fn list(&self) -> Result<Vec<User>, UserStoreError> {
+        (**self).list().await
+    }
+    async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError> {
+        (**self).set_password_hash(id, hash).await
+    }
+    async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError> {
+        (**self).set_disabled(id, disabled).await
+    }
+}
+
+/// Every [`UserStore`] loads latchkey's [`User`] by its id.
+#[async_trait]
+impl<S: UserStore + ?Sized> UserLoader<User> for S {
+    async fn load_user(&self, user_id: &str) -> Result<Option<User>, UserStoreError> {
+        match user_id.parse::<i64>() {
+            Ok(id) => self.find_by_id(id).await,
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

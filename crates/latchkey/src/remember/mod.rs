@@ -73,6 +73,38 @@ pub trait RememberStore: Send + Sync + 'static {
     async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
 
+/// A shared store is a store.
+#[async_trait]
+impl<S: RememberStore + ?Sized> RememberStore for Arc<S> {
+    async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError> {
+        (**self).insert(record).await
+    }
+    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError> {
+        (**self).find(series).await
+    }
+    async fn rotate(
+        &self,
+        series: &str,
+        expected: &[u8; 32],
+        new_hash: &[u8; 32],
+        grace_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        (**self)
+            .rotate(series, expected, new_hash, grace_until, now)
+            .await
+    }
+    async fn delete(&self, series: &str) -> Result<bool, StoreError> {
+        (**self).delete(series).await
+    }
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        (**self).delete_for_user(user_id).await
+    }
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        (**self).delete_expired(now, limit).await
+    }
+}
+
 /// The secret half of a cookie, and its hash.
 pub(crate) struct Validator {
     pub(crate) text: String,
@@ -206,144 +238,10 @@ impl RememberStore for MemoryRememberStore {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+
+#[cfg(feature = "postgres")]
+pub use sql::PostgresRememberStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteRememberStore;
-
-#[cfg(feature = "sqlite")]
-mod sqlite {
-    use super::{RememberRecord, RememberStore};
-    use crate::session::StoreError;
-    use crate::time::Timestamp;
-    use async_trait::async_trait;
-    use sqlx::sqlite::{SqlitePool, SqliteRow};
-    use sqlx::Row;
-
-    /// Remember-me tokens in the `remember_tokens` table of a database opened with
-    /// [`crate::store::open_sqlite`].
-    #[derive(Clone, Debug)]
-    pub struct SqliteRememberStore {
-        pool: SqlitePool,
-    }
-
-    impl SqliteRememberStore {
-        /// A store over `pool`.
-        pub fn new(pool: SqlitePool) -> Self {
-            SqliteRememberStore { pool }
-        }
-    }
-
-    fn unavailable(error: sqlx::Error) -> StoreError {
-        match &error {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
-            _ => StoreError::Unavailable(Box::new(error)),
-        }
-    }
-
-    fn hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
-        bytes
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("validator hash is not 32 bytes".into()))
-    }
-
-    fn decode(row: &SqliteRow) -> Result<RememberRecord, StoreError> {
-        let column = |error: sqlx::Error| StoreError::Corrupt(Box::new(error));
-        let previous: Option<Vec<u8>> = row.try_get("previous_hash").map_err(column)?;
-        Ok(RememberRecord {
-            series: row.try_get("series").map_err(column)?,
-            validator_hash: hash(row.try_get("validator_hash").map_err(column)?)?,
-            previous_hash: previous.map(hash).transpose()?,
-            previous_valid_until: row
-                .try_get::<Option<i64>, _>("previous_valid_until")
-                .map_err(column)?
-                .map(Timestamp),
-            user_id: row.try_get("user_id").map_err(column)?,
-            created_at: Timestamp(row.try_get("created_at").map_err(column)?),
-            last_used_at: Timestamp(row.try_get("last_used_at").map_err(column)?),
-            expires_at: Timestamp(row.try_get("expires_at").map_err(column)?),
-        })
-    }
-
-    #[async_trait]
-    impl RememberStore for SqliteRememberStore {
-        async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO remember_tokens (series, validator_hash, user_id, created_at, \
-                 last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&record.series)
-            .bind(&record.validator_hash[..])
-            .bind(&record.user_id)
-            .bind(record.created_at.as_millis())
-            .bind(record.last_used_at.as_millis())
-            .bind(record.expires_at.as_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            Ok(())
-        }
-
-        async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError> {
-            let row = sqlx::query("SELECT * FROM remember_tokens WHERE series = ?")
-                .bind(series)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            row.as_ref().map(decode).transpose()
-        }
-
-        async fn rotate(
-            &self,
-            series: &str,
-            expected: &[u8; 32],
-            new_hash: &[u8; 32],
-            grace_until: Timestamp,
-            now: Timestamp,
-        ) -> Result<bool, StoreError> {
-            let done = sqlx::query(
-                "UPDATE remember_tokens SET previous_hash = validator_hash, \
-                 previous_valid_until = ?, validator_hash = ?, last_used_at = ? \
-                 WHERE series = ? AND validator_hash = ?",
-            )
-            .bind(grace_until.as_millis())
-            .bind(&new_hash[..])
-            .bind(now.as_millis())
-            .bind(series)
-            .bind(&expected[..])
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            Ok(done.rows_affected() == 1)
-        }
-
-        async fn delete(&self, series: &str) -> Result<bool, StoreError> {
-            let done = sqlx::query("DELETE FROM remember_tokens WHERE series = ?")
-                .bind(series)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(done.rows_affected() > 0)
-        }
-
-        async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
-            let done = sqlx::query("DELETE FROM remember_tokens WHERE user_id = ?")
-                .bind(user_id)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(done.rows_affected())
-        }
-
-        async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
-            let done = sqlx::query(
-                "DELETE FROM remember_tokens WHERE series IN \
-                 (SELECT series FROM remember_tokens WHERE expires_at <= ? LIMIT ?)",
-            )
-            .bind(now.as_millis())
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            Ok(done.rows_affected())
-        }
-    }
-}
+pub use sql::SqliteRememberStore;

@@ -1,0 +1,407 @@
+//! Redis session store: native expiry, a per-user index, compare-and-swap in Lua, and a
+//! connection that reconnects on its own after Redis restarts.
+//!
+//! Layout (`P` is the key prefix, `latchkey` by default):
+//! * `P:s:{<hex id>}`: a hash with `v` (version), `u` (user id, empty when anonymous)
+//!   and `r` (the record as JSON), expiring at the record's expiry (`PEXPIREAT`);
+//! * `P:u:{<user id>}`: a set of the user's session ids, expiring with the last of them.
+//!
+//! Every script touches exactly one key, so each runs in one Redis Cluster slot. The
+//! user index is written *before* a session joins it, so a crash can leave a dangling
+//! index entry (pruned when listed) but never a session that per-user revocation
+//! misses. A rotation is two single-key steps: the new key is created, then the old
+//! key is deleted if its version is still the expected one (otherwise the new key is
+//! removed again and the rotation fails). The new token reaches no client before the
+//! old key is gone, so the old token is dead the moment the new one is issued.
+
+use crate::session::{BoxError, SessionId, SessionRecord, SessionStore, StoreError};
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+/// Creates the session hash if the key is free: 1, or 0 when taken.
+/// KEYS: session. ARGV: version, user, record, expires (ms).
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        redis.call('HSET', KEYS[1], 'v', ARGV[1], 'u', ARGV[2], 'r', ARGV[3])
+        redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+        return 1",
+    )
+});
+
+/// Replaces the record if the stored version is the expected one: 1 done, 0 missing,
+/// -1 version conflict.
+/// KEYS: session. ARGV: expected version, version, user, record, expires (ms).
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local current = redis.call('HGET', KEYS[1], 'v')
+        if not current then return 0 end
+        if current ~= ARGV[1] then return -1 end
+        redis.call('HSET', KEYS[1], 'v', ARGV[2], 'u', ARGV[3], 'r', ARGV[4])
+        redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+        return 1",
+    )
+});
+
+/// Deletes the session if its version is the expected one (the old half of a rotation):
+/// {1, user} done, {0, ''} missing, {-1, ''} version conflict.
+/// KEYS: session. ARGV: expected version.
+static RETIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local stored = redis.call('HMGET', KEYS[1], 'v', 'u')
+        if not stored[1] then return {0, ''} end
+        if stored[1] ~= ARGV[1] then return {-1, ''} end
+        redis.call('DEL', KEYS[1])
+        return {1, stored[2] or ''}",
+    )
+});
+
+/// Deletes the session: {1, user} when it existed, {0, ''} otherwise.
+/// KEYS: session.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local user = redis.call('HGET', KEYS[1], 'u')
+        if not user then return {0, ''} end
+        redis.call('DEL', KEYS[1])
+        return {1, user}",
+    )
+});
+
+/// Deletes the session only if it still belongs to the user: 1 or 0.
+/// KEYS: session. ARGV: user.
+static DELETE_IF_OWNED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
+        return redis.call('DEL', KEYS[1])",
+    )
+});
+
+/// Adds a session to a user's index and makes the index live at least until `expires`.
+/// KEYS: index. ARGV: session id, expires (ms).
+static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        redis.call('SADD', KEYS[1], ARGV[1])
+        if redis.call('PEXPIRETIME', KEYS[1]) < tonumber(ARGV[2]) then
+            redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+        end
+        return 1",
+    )
+});
+
+/// Sessions in Redis. Cheap to clone (one multiplexed connection, shared).
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to Redis at `url` (`redis://host:port/db`, `rediss://…` for TLS when
+    /// the redis crate is built with it). Fails if Redis cannot be reached now; once
+    /// open, a lost connection is re-established in the background and requests in
+    /// the meantime fail with [`StoreError::Unavailable`] within about two seconds.
+    pub async fn open(url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unavailable)?;
+        Ok(RedisStore {
+            connection,
+            prefix: Arc::from("latchkey"),
+        })
+    }
+
+    /// Uses `prefix` instead of `latchkey` in front of every key (to share one Redis
+    /// between applications). It may not contain `{` or `}`, which would change the
+    /// Cluster hash slot.
+    pub fn with_prefix(mut self, prefix: &str) -> Result<RedisStore, StoreError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::Unavailable(
+                format!("Redis key prefix {prefix:?} may not contain braces").into(),
+            ));
+        }
+        self.prefix = Arc::from(prefix);
+        Ok(self)
+    }
+
+    /// The key of a session.
+    pub fn session_key(&self, id: &SessionId) -> String {
+        format!("{}:s:{{{}}}", self.prefix, id.to_hex())
+    }
+
+    /// The key of a user's session index.
+    pub fn user_key(&self, user_id: &str) -> String {
+        format!("{}:u:{{{}}}", self.prefix, user_id)
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Adds the session to its user's index (before the session itself is written).
+    async fn index(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+        if let Some(user_id) = record.user_id() {
+            let _: i64 = INDEX_ADD
+                .key(self.user_key(user_id))
+                .arg(id.to_hex())
+                .arg(record.expires_at().as_millis())
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(map_redis)?;
+        }
+        Ok(())
+    }
+
+    async fn unindex(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
+        if user_id.is_empty() || ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("SREM")
+            .arg(self.user_key(user_id))
+            .arg(ids)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(map_redis)?;
+        Ok(())
+    }
+
+    /// Runs CREATE for `id`: `true` if created, `false` if the id was taken.
+    async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<bool, StoreError> {
+        let created: i64 = CREATE
+            .key(self.session_key(id))
+            .arg(record.version)
+            .arg(record.user_id().unwrap_or(""))
+            .arg(encode(record)?)
+            .arg(record.expires_at().as_millis())
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(map_redis)?;
+        Ok(created == 1)
+    }
+
+    /// The session ids in a user's index.
+    async fn indexed(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        redis::cmd("SMEMBERS")
+            .arg(self.user_key(user_id))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(map_redis)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(self.session_key(id))
+            .arg("r")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(map_redis)?;
+        text.map(|text| decode(&text).map(Arc::new)).transpose()
+    }
+
+    async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+        self.index(id, record).await?;
+        if self.insert(id, record).await? {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists)
+        }
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.index(id, record).await?;
+        let saved: i64 = SAVE
+            .key(self.session_key(id))
+            .arg(expected_version)
+            .arg(record.version)
+            .arg(record.user_id().unwrap_or(""))
+            .arg(encode(record)?)
+            .arg(record.expires_at().as_millis())
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(map_redis)?;
+        match saved {
+            1 => Ok(()),
+            0 => Err(StoreError::NotFound),
+            _ => Err(StoreError::VersionConflict),
+        }
+    }
+
+    async fn rotate(
+        &self,
+        old_id: &SessionId,
+        new_id: &SessionId,
+        record: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.index(new_id, record).await?;
+        if !self.insert(new_id, record).await? {
+            return Err(StoreError::AlreadyExists);
+        }
+        let retired: (i64, String) = match RETIRE
+            .key(self.session_key(old_id))
+            .arg(expected_version)
+            .invoke_async(&mut self.connection())
+            .await
+        {
+            Ok(retired) => retired,
+            Err(error) => {
+                // Whether the old key went or not is unknown; the new one must not
+                // outlive a failed rotation. Best effort: Redis may be gone.
+                let _ = self.delete(new_id).await;
+                return Err(map_redis(error));
+            }
+        };
+        match retired {
+            (1, old_user) => {
+                self.unindex(&old_user, &[old_id.to_hex()]).await?;
+                Ok(())
+            }
+            (code, _) => {
+                self.delete(new_id).await?;
+                Err(if code == 0 {
+                    StoreError::NotFound
+                } else {
+                    StoreError::VersionConflict
+                })
+            }
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let (deleted, user): (i64, String) = DELETE
+            .key(self.session_key(id))
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(map_redis)?;
+        self.unindex(&user, &[id.to_hex()]).await?;
+        Ok(deleted == 1)
+    }
+
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
+        let ids = self.indexed(user_id).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for hex in &ids {
+            pipe.cmd("HMGET")
+                .arg(format!("{}:s:{{{hex}}}", self.prefix))
+                .arg("u")
+                .arg("r");
+        }
+        let rows: Vec<(Option<String>, Option<String>)> = pipe
+            .query_async(&mut self.connection())
+            .await
+            .map_err(map_redis)?;
+        let mut sessions = Vec::new();
+        let mut dangling = Vec::new();
+        for (hex, (owner, text)) in ids.into_iter().zip(rows) {
+            match (owner, text) {
+                (Some(owner), Some(text)) if owner == user_id => {
+                    sessions.push((decode_id(&hex)?, decode(&text)?));
+                }
+                _ => dangling.push(hex),
+            }
+        }
+        self.unindex(user_id, &dangling).await?;
+        Ok(sessions)
+    }
+
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        let keep = keep.map(SessionId::to_hex);
+        let ids: Vec<String> = self
+            .indexed(user_id)
+            .await?
+            .into_iter()
+            .filter(|hex| Some(hex) != keep.as_ref())
+            .collect();
+        let mut deleted = 0;
+        for hex in &ids {
+            let done: i64 = DELETE_IF_OWNED
+                .key(format!("{}:s:{{{hex}}}", self.prefix))
+                .arg(user_id)
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(map_redis)?;
+            deleted += done as u64;
+        }
+        self.unindex(user_id, &ids).await?;
+        Ok(deleted)
+    }
+
+    /// Redis removes expired sessions itself (`PEXPIREAT`), so there is nothing to do.
+    async fn delete_expired(&self, _now: Timestamp, _limit: u32) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+fn encode(record: &SessionRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|error| StoreError::Corrupt(Box::new(error)))
+}
+
+fn decode(text: &str) -> Result<SessionRecord, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(Box::new(error) as BoxError))
+}
+
+fn decode_id(hex: &str) -> Result<SessionId, StoreError> {
+    SessionId::from_hex(hex).ok_or_else(|| {
+        StoreError::Corrupt(format!("session id {hex:?} is not 64 hex characters").into())
+    })
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// A Redis error, by cause: data of the wrong shape is corruption, anything else means
+/// Redis is unavailable.
+fn map_redis(error: redis::RedisError) -> StoreError {
+    use redis::ErrorKind;
+    let wrong_shape = matches!(
+        error.kind(),
+        ErrorKind::UnexpectedReturnType | ErrorKind::Parse
+    ) || error.code() == Some("WRONGTYPE");
+    if wrong_shape {
+        StoreError::Corrupt(Box::new(error))
+    } else {
+        unavailable(error)
+    }
+}

@@ -1,0 +1,260 @@
+//! latchkey's users in SQL (SQLite and PostgreSQL). The dialects differ only in their
+//! placeholders, so each names its [`UserStatements`] and [`sql_user_store!`] writes the
+//! one implementation.
+
+/// The columns every user query returns, in order.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, password_hash, created_at, disabled, credential_version"
+    };
+}
+
+/// The SQL a user store runs, in one dialect; parameters in the order the comments give.
+pub(crate) struct UserStatements {
+    /// username, username_key, email, email_key, password_hash, created_at → user
+    pub create: &'static str,
+    /// login key (matches username_key or email_key; a username match wins) → user
+    pub find_by_login: &'static str,
+    /// id → user
+    pub find_by_id: &'static str,
+    /// → every user, by id
+    pub list: &'static str,
+    /// password_hash, id → user (credential version bumped)
+    pub set_password_hash: &'static str,
+    /// disabled, id → user (credential version bumped)
+    pub set_disabled: &'static str,
+}
+
+/// Implements [`crate::UserStore`] (and so [`crate::UserLoader`]) for `$store` (a struct with
+/// a `pool` field) whose rows are `$row`, with the statements `$sql`.
+macro_rules! sql_user_store {
+    ($store:ty, $row:ty, $sql:expr) => {
+        impl $store {
+            fn decode_user(row: &$row) -> Result<$crate::User, $crate::UserStoreError> {
+                use sqlx::Row;
+                let decoded = (|| -> Result<$crate::User, sqlx::Error> {
+                    Ok($crate::User {
+                        id: row.try_get("id")?,
+                        username: row.try_get("username")?,
+                        email: row.try_get("email")?,
+                        password_hash: row.try_get("password_hash")?,
+                        created_at: $crate::Timestamp(row.try_get("created_at")?),
+                        disabled: row.try_get("disabled")?,
+                        credential_version: row.try_get("credential_version")?,
+                    })
+                })();
+                decoded.map_err($crate::user::sql::unavailable)
+            }
+
+            fn decode_changed(
+                row: Result<Option<$row>, sqlx::Error>,
+            ) -> Result<$crate::User, $crate::UserStoreError> {
+                match row.map_err($crate::user::sql::unavailable)? {
+                    Some(row) => Self::decode_user(&row),
+                    None => Err($crate::UserStoreError::NotFound),
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::UserStore for $store {
+            async fn create(
+                &self,
+                user: $crate::NewUser,
+            ) -> Result<$crate::User, $crate::UserStoreError> {
+                use $crate::user::login_key;
+                let result = sqlx::query($sql.create)
+                    .bind(&user.username)
+                    .bind(login_key(&user.username))
+                    .bind(&user.email)
+                    .bind(user.email.as_deref().map(login_key))
+                    .bind(&user.password_hash)
+                    .bind($crate::Timestamp::now().as_millis())
+                    .fetch_one(&self.pool)
+                    .await;
+                match result {
+                    Ok(row) => Self::decode_user(&row),
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        // Both dialects name the violated column or constraint.
+                        if db.message().contains("email_key")
+                            || db
+                                .constraint()
+                                .is_some_and(|name| name.contains("email_key"))
+                        {
+                            Err($crate::UserStoreError::EmailTaken(
+                                user.email.unwrap_or_default(),
+                            ))
+                        } else {
+                            Err($crate::UserStoreError::UsernameTaken(user.username))
+                        }
+                    }
+                    Err(error) => Err($crate::user::sql::unavailable(error)),
+                }
+            }
+
+            async fn find_by_login(
+                &self,
+                login: &str,
+            ) -> Result<Option<$crate::User>, $crate::UserStoreError> {
+                let row = sqlx::query($sql.find_by_login)
+                    .bind($crate::user::login_key(login))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::user::sql::unavailable)?;
+                row.as_ref().map(Self::decode_user).transpose()
+            }
+
+            async fn find_by_id(
+                &self,
+                id: i64,
+            ) -> Result<Option<$crate::User>, $crate::UserStoreError> {
+                let row = sqlx::query($sql.find_by_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::user::sql::unavailable)?;
+                row.as_ref().map(Self::decode_user).transpose()
+            }
+
+            async fn list(&self) -> Result<Vec<$crate::User>, $crate::UserStoreError> {
+                let rows = sqlx::query($sql.list)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::user::sql::unavailable)?;
+                rows.iter().map(Self::decode_user).collect()
+            }
+
+            async fn set_password_hash(
+                &self,
+                id: i64,
+                hash: &str,
+            ) -> Result<$crate::User, $crate::UserStoreError> {
+                let row = sqlx::query($sql.set_password_hash)
+                    .bind(hash)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await;
+                Self::decode_changed(row)
+            }
+
+            async fn set_disabled(
+                &self,
+                id: i64,
+                disabled: bool,
+            ) -> Result<$crate::User, $crate::UserStoreError> {
+                let row = sqlx::query($sql.set_disabled)
+                    .bind(disabled)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await;
+                Self::decode_changed(row)
+            }
+        }
+    };
+}
+
+/// A driver error as a user-store error.
+pub(crate) fn unavailable(error: sqlx::Error) -> crate::UserStoreError {
+    crate::UserStoreError::Unavailable(Box::new(error))
+}
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteUserStore;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::UserStatements;
+    use sqlx::sqlite::{SqlitePool, SqliteRow};
+
+    /// Users in the `users` table of a database opened with [`crate::store::open_sqlite`].
+    #[derive(Clone, Debug)]
+    pub struct SqliteUserStore {
+        pool: SqlitePool,
+    }
+
+    impl SqliteUserStore {
+        /// A user store over `pool`.
+        pub fn new(pool: SqlitePool) -> Self {
+            SqliteUserStore { pool }
+        }
+    }
+
+    const STATEMENTS: UserStatements = UserStatements {
+        create: concat!(
+            "INSERT INTO users (username, username_key, email, email_key, password_hash, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING ",
+            user_columns!()
+        ),
+        find_by_login: concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username_key = ?1 OR email_key = ?1 \
+             ORDER BY username_key = ?1 DESC LIMIT 1"
+        ),
+        find_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?"),
+        list: concat!("SELECT ", user_columns!(), " FROM users ORDER BY id"),
+        set_password_hash: concat!(
+            "UPDATE users SET password_hash = ?, credential_version = credential_version + 1 \
+             WHERE id = ? RETURNING ",
+            user_columns!()
+        ),
+        set_disabled: concat!(
+            "UPDATE users SET disabled = ?, credential_version = credential_version + 1 \
+             WHERE id = ? RETURNING ",
+            user_columns!()
+        ),
+    };
+
+    sql_user_store!(SqliteUserStore, SqliteRow, STATEMENTS);
+}
+
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresUserStore;
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::UserStatements;
+    use sqlx::postgres::{PgPool, PgRow};
+
+    /// Users in the `users` table of a database opened with
+    /// [`crate::store::open_postgres`].
+    #[derive(Clone, Debug)]
+    pub struct PostgresUserStore {
+        pool: PgPool,
+    }
+
+    impl PostgresUserStore {
+        /// A user store over `pool`.
+        pub fn new(pool: PgPool) -> Self {
+            PostgresUserStore { pool }
+        }
+    }
+
+    const STATEMENTS: UserStatements = UserStatements {
+        create: concat!(
+            "INSERT INTO users (username, username_key, email, email_key, password_hash, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            user_columns!()
+        ),
+        find_by_login: concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username_key = $1 OR email_key = $1 \
+             ORDER BY (username_key = $1) DESC LIMIT 1"
+        ),
+        find_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
+        list: concat!("SELECT ", user_columns!(), " FROM users ORDER BY id"),
+        set_password_hash: concat!(
+            "UPDATE users SET password_hash = $1, credential_version = credential_version + 1 \
+             WHERE id = $2 RETURNING ",
+            user_columns!()
+        ),
+        set_disabled: concat!(
+            "UPDATE users SET disabled = $1, credential_version = credential_version + 1 \
+             WHERE id = $2 RETURNING ",
+            user_columns!()
+        ),
+    };
+
+    sql_user_store!(PostgresUserStore, PgRow, STATEMENTS);
+}

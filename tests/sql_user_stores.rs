@@ -1,0 +1,196 @@
+//! latchkey's user and remember-me stores behave the same on SQLite and PostgreSQL.
+
+use latchkey::remember::{
+    PostgresRememberStore, RememberRecord, RememberStore, SqliteRememberStore,
+};
+use latchkey::store::{open_postgres, open_sqlite};
+use latchkey::{
+    NewUser, PostgresUserStore, SqliteUserStore, StoreError, Timestamp, UserLoader, UserStore,
+    UserStoreError,
+};
+use std::time::Duration;
+
+mod common;
+
+/// A name no earlier run used (PostgreSQL keeps its rows between runs).
+fn unique(stem: &str) -> String {
+    format!(
+        "{stem}{}",
+        &latchkey::SessionToken::generate().id().to_hex()[..10]
+    )
+}
+
+async fn users_behave(users: &dyn UserStore, loader: &dyn UserLoader<latchkey::User>) {
+    let name = unique("Alice");
+    let email = format!("{}@example.com", unique("alice"));
+    let alice = users
+        .create(NewUser::new(&name, Some(&email), "hash-1".into()).expect("valid"))
+        .await
+        .expect("create");
+    assert_eq!(alice.username, name);
+    assert_eq!(alice.credential_version, 1);
+    assert!(!alice.disabled);
+
+    // Names are unique case-insensitively; emails are unique.
+    let taken = users
+        .create(NewUser::new(&name.to_uppercase(), None, "h".into()).expect("valid"))
+        .await;
+    assert!(
+        matches!(taken, Err(UserStoreError::UsernameTaken(_))),
+        "{taken:?}"
+    );
+    let taken = users
+        .create(
+            NewUser::new(&unique("bob"), Some(&email.to_uppercase()), "h".into()).expect("valid"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(UserStoreError::EmailTaken(_))),
+        "{taken:?}"
+    );
+
+    // Login by username (any case) or by email.
+    for login in [name.clone(), name.to_lowercase(), email.clone()] {
+        let found = users
+            .find_by_login(&login)
+            .await
+            .expect("find")
+            .expect("found");
+        assert_eq!(found.id, alice.id, "login {login}");
+    }
+    assert!(users
+        .find_by_login(&unique("nobody"))
+        .await
+        .expect("find")
+        .is_none());
+
+    // A password change and a disable each bump the credential version.
+    let changed = users
+        .set_password_hash(alice.id, "hash-2")
+        .await
+        .expect("passwd");
+    assert_eq!(changed.password_hash(), "hash-2");
+    assert_eq!(changed.credential_version, 2);
+    let disabled = users.set_disabled(alice.id, true).await.expect("disable");
+    assert!(disabled.disabled);
+    assert_eq!(disabled.credential_version, 3);
+    assert!(matches!(
+        users.set_disabled(i64::MAX, true).await,
+        Err(UserStoreError::NotFound)
+    ));
+
+    // The loader finds users by their id string and ignores ids that are not numbers.
+    let loaded = loader
+        .load_user(&alice.id.to_string())
+        .await
+        .expect("load")
+        .expect("found");
+    assert!(loaded.disabled);
+    assert!(loader
+        .load_user("not-a-number")
+        .await
+        .expect("load")
+        .is_none());
+    assert!(users
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .any(|user| user.id == alice.id));
+}
+
+fn token(user_id: &str, expires_at: Timestamp) -> RememberRecord {
+    let now = Timestamp::now();
+    RememberRecord {
+        series: unique("series-"),
+        validator_hash: [1; 32],
+        previous_hash: None,
+        previous_valid_until: None,
+        user_id: user_id.to_string(),
+        created_at: now,
+        last_used_at: now,
+        expires_at,
+    }
+}
+
+async fn remember_tokens_behave(store: &dyn RememberStore) {
+    let user = unique("user-");
+    let later = Timestamp::now().plus(Duration::from_secs(3600));
+    let record = token(&user, later);
+    store.insert(&record).await.expect("insert");
+    assert!(matches!(
+        store.insert(&record).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(
+        store.find(&record.series).await.expect("find"),
+        Some(record.clone())
+    );
+
+    // Rotation is compare-and-swap on the current hash and keeps the old one for grace.
+    let grace = Timestamp::now().plus(Duration::from_secs(60));
+    let now = Timestamp::now();
+    assert!(store
+        .rotate(&record.series, &[1; 32], &[2; 32], grace, now)
+        .await
+        .expect("rotate"));
+    assert!(!store
+        .rotate(&record.series, &[1; 32], &[3; 32], grace, now)
+        .await
+        .expect("rotate"));
+    let rotated = store
+        .find(&record.series)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(rotated.validator_hash, [2; 32]);
+    assert_eq!(rotated.previous_hash, Some([1; 32]));
+    assert_eq!(rotated.previous_valid_until, Some(grace));
+
+    // Per-user deletion, single deletion and bounded expiry sweeps.
+    let second = token(&user, later);
+    store.insert(&second).await.expect("insert");
+    assert_eq!(store.delete_for_user(&user).await.expect("delete"), 2);
+    assert!(store.find(&second.series).await.expect("find").is_none());
+    let single = token(&user, later);
+    store.insert(&single).await.expect("insert");
+    assert!(store.delete(&single.series).await.expect("delete"));
+    assert!(!store.delete(&single.series).await.expect("delete"));
+
+    let past = Timestamp::now();
+    let expired: Vec<RememberRecord> = (0..3).map(|_| token(&user, past)).collect();
+    for record in &expired {
+        store.insert(record).await.expect("insert");
+    }
+    let live = token(&user, later);
+    store.insert(&live).await.expect("insert");
+    let sweep_time = past.plus(Duration::from_millis(1));
+    let first = store.delete_expired(sweep_time, 2).await.expect("sweep");
+    assert!(first <= 2, "limit respected");
+    while store.delete_expired(sweep_time, 2).await.expect("sweep") > 0 {}
+    for record in &expired {
+        assert!(store.find(&record.series).await.expect("find").is_none());
+    }
+    assert!(store.find(&live.series).await.expect("find").is_some());
+}
+
+#[tokio::test]
+async fn sqlite_user_and_remember_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let pool = open_sqlite(&url).await.expect("open");
+    let users = SqliteUserStore::new(pool.clone());
+    users_behave(&users, &users).await;
+    remember_tokens_behave(&SqliteRememberStore::new(pool)).await;
+}
+
+#[tokio::test]
+async fn postgres_user_and_remember_stores() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    let users = PostgresUserStore::new(pool.clone());
+    users_behave(&users, &users).await;
+    remember_tokens_behave(&PostgresRememberStore::new(pool)).await;
+}
