@@ -3,8 +3,9 @@
 
 use super::config::SessionConfig;
 use super::handle::{Attachment, ClientInfo, CookieChange, RememberCookie, Session, SessionError};
-use super::store::SessionStore;
+use super::store::{SessionStore, StoreError};
 use crate::auth::Authenticator;
+use crate::store::{CookieJar, CookieStore, Outgoing};
 use crate::user::AuthUser;
 use axum::extract::ConnectInfo;
 use cookie::{Cookie, SameSite};
@@ -32,11 +33,20 @@ use tower::{Layer, Service};
 /// `SessionLayer::new(store, config).with_authenticator(Authenticator::new(users))`.
 #[derive(Clone)]
 pub struct SessionLayer {
-    store: Arc<dyn SessionStore>,
+    backing: Backing,
     config: Arc<SessionConfig>,
     cookie_name: Arc<str>,
     remember_cookie_name: Arc<str>,
     authenticator: Option<Attachment>,
+}
+
+/// Where the layer keeps sessions.
+#[derive(Clone)]
+enum Backing {
+    /// In a server-side store; the cookie holds the token.
+    Server(Arc<dyn SessionStore>),
+    /// In the cookie itself, encrypted.
+    Cookie(CookieStore),
 }
 
 impl SessionLayer {
@@ -47,8 +57,17 @@ impl SessionLayer {
 
     /// A layer over a store that is already shared.
     pub fn from_arc(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        Self::with_backing(Backing::Server(store), config)
+    }
+
+    /// A layer keeping each session encrypted in its cookie (see [`CookieStore`]).
+    pub fn with_cookie_store(cookies: CookieStore, config: SessionConfig) -> Self {
+        Self::with_backing(Backing::Cookie(cookies), config)
+    }
+
+    fn with_backing(backing: Backing, config: SessionConfig) -> Self {
         SessionLayer {
-            store,
+            backing,
             cookie_name: Arc::from(config.cookie_name()),
             remember_cookie_name: Arc::from(config.remember_cookie_name()),
             config: Arc::new(config),
@@ -101,10 +120,19 @@ where
             Some(_) => cookie_value(&request, &self.layer.remember_cookie_name),
             None => None,
         };
+        let cookie = cookie_value(&request, &self.layer.cookie_name);
+        let (store, jar, token) = match &self.layer.backing {
+            Backing::Server(store) => (store.clone(), None, None),
+            Backing::Cookie(cookies) => {
+                let (jar, token) = cookies.jar(cookie);
+                (jar.clone() as Arc<dyn SessionStore>, Some(jar), token)
+            }
+        };
+        // A cookie that does not open is passed on as it came: an unknown token.
         let session = Session::with_attachment(
-            self.layer.store.clone(),
+            store,
             self.layer.config.clone(),
-            cookie_value(&request, &self.layer.cookie_name),
+            token.as_deref().or(cookie),
             remember,
             client_info(&request),
             self.layer.authenticator.clone(),
@@ -113,6 +141,7 @@ where
         SessionFuture {
             inner: self.inner.call(request),
             session,
+            jar,
             layer: self.layer.clone(),
             committing: None,
         }
@@ -133,6 +162,7 @@ pin_project! {
         #[pin]
         inner: F,
         session: Session,
+        jar: Option<Arc<CookieJar>>,
         layer: SessionLayer,
         committing: Option<Committing<B>>,
     }
@@ -154,9 +184,13 @@ where
                         *this.committing = Some((response, commit));
                         Poll::Pending
                     }
-                    Poll::Ready(Ok(change)) => {
-                        Poll::Ready(Ok(with_cookies(this.layer, this.session, response, change)))
-                    }
+                    Poll::Ready(Ok(change)) => Poll::Ready(Ok(with_cookies(
+                        this.layer,
+                        this.session,
+                        this.jar.as_deref(),
+                        response,
+                        change,
+                    ))),
                     Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
                 };
             }
@@ -172,7 +206,13 @@ where
                 this.session.settled()
             };
             if let Some(change) = settled {
-                return Poll::Ready(Ok(with_cookies(this.layer, this.session, response, change)));
+                return Poll::Ready(Ok(with_cookies(
+                    this.layer,
+                    this.session,
+                    this.jar.as_deref(),
+                    response,
+                    change,
+                )));
             }
             // The store must be written: poll the commit next, and never the inner
             // future again.
@@ -182,13 +222,31 @@ where
     }
 }
 
-/// Adds the `Set-Cookie` headers the session and remember-me cookies call for.
-fn with_cookies<B>(
+/// Adds the `Set-Cookie` headers the session and remember-me cookies call for. With the
+/// cookie store, the session cookie carries the sealed record instead of the token.
+fn with_cookies<B: From<String>>(
     layer: &SessionLayer,
     session: &Session,
+    jar: Option<&CookieJar>,
     mut response: Response<B>,
     change: CookieChange,
 ) -> Response<B> {
+    let change = match jar {
+        None => change,
+        Some(jar) => {
+            let new_token = match &change {
+                CookieChange::Set(token) => Some(token.as_str()),
+                _ => None,
+            };
+            match jar.outgoing(new_token) {
+                Ok(Outgoing::Sealed(value)) => CookieChange::Set(value),
+                Ok(Outgoing::Removed) => CookieChange::Remove,
+                Ok(Outgoing::Unchanged) if change == CookieChange::Remove => CookieChange::Remove,
+                Ok(Outgoing::Unchanged) => CookieChange::Keep,
+                Err(error) => return store_failure_response(&SessionError::Store(error)),
+            }
+        }
+    };
     match change {
         CookieChange::Keep => {}
         CookieChange::Set(token) => append_cookie(
@@ -270,6 +328,12 @@ fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> 
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "session store unavailable, try again shortly",
+        )
+    } else if let SessionError::Store(StoreError::TooLarge { size, limit }) = error {
+        tracing::error!(size, limit, "session too large to save");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "session data too large to save",
         )
     } else {
         tracing::error!(%error, "session save failed");

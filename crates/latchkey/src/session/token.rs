@@ -43,6 +43,16 @@ impl SessionToken {
         }
     }
 
+    /// A token from its raw bytes (as sealed inside an encrypted cookie).
+    pub(crate) fn from_bytes(bytes: [u8; TOKEN_BYTES]) -> Self {
+        SessionToken(bytes)
+    }
+
+    /// The raw bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8; TOKEN_BYTES] {
+        &self.0
+    }
+
     /// The cookie form of the token.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)

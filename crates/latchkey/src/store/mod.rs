@@ -1,6 +1,7 @@
 //! Session stores. Each implements [`crate::SessionStore`] and passes the
 //! [`conformance`] suite.
 
+mod cookie;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -16,6 +17,8 @@ pub mod conformance;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub(crate) use cookie::{CookieJar, Outgoing};
+pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{open_postgres, PostgresStore};
