@@ -4,74 +4,13 @@
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use latchkey::store::conformance::CountingStore;
 use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
-use latchkey::{
-    Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionRecord, SessionStore,
-    StoreError, Timestamp,
-};
+use latchkey::{Session, SessionConfig, SessionError, SessionLayer, SessionStore};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Wraps a store and counts its writes.
-struct CountingStore {
-    inner: Arc<dyn SessionStore>,
-    writes: Arc<AtomicUsize>,
-    loads: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl SessionStore for CountingStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(id).await
-    }
-    async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(id, record).await
-    }
-    async fn save(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: u64,
-    ) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.save(id, record, expected).await
-    }
-    async fn rotate(
-        &self,
-        old: &SessionId,
-        new: &SessionId,
-        record: &SessionRecord,
-        expected: u64,
-    ) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.rotate(old, new, record, expected).await
-    }
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(id).await
-    }
-    async fn list_for_user(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
-        self.inner.list_for_user(user_id).await
-    }
-    async fn delete_for_user(
-        &self,
-        user_id: &str,
-        keep: Option<&SessionId>,
-    ) -> Result<u64, StoreError> {
-        self.inner.delete_for_user(user_id, keep).await
-    }
-    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
-        self.inner.delete_expired(now, limit).await
-    }
-}
 
 async fn set_key(session: Session, Path(key): Path<String>) -> Result<&'static str, SessionError> {
     session.insert(&key, true).await?;
@@ -190,13 +129,7 @@ async fn sqlite_store_concurrent_requests_lose_nothing() {
 
 #[tokio::test]
 async fn read_only_requests_write_nothing_until_the_touch_interval() {
-    let writes = Arc::new(AtomicUsize::new(0));
-    let loads = Arc::new(AtomicUsize::new(0));
-    let store = Arc::new(CountingStore {
-        inner: Arc::new(MemoryStore::new()),
-        writes: writes.clone(),
-        loads: loads.clone(),
-    });
+    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
     let config = SessionConfig::default()
         .with_idle_timeout(Duration::from_secs(60))
         .with_touch_interval(Duration::from_secs(2));
@@ -210,11 +143,11 @@ async fn read_only_requests_write_nothing_until_the_touch_interval() {
         .await
         .expect("data");
     assert!(response.headers().get("set-cookie").is_none());
-    assert_eq!(writes.load(Ordering::SeqCst), 0);
+    assert_eq!(store.writes(), 0);
 
     let cookie = start_session(&client, address).await;
-    assert_eq!(writes.load(Ordering::SeqCst), 1, "one create");
-    let loads_before = loads.load(Ordering::SeqCst);
+    assert_eq!(store.writes(), 1, "one create");
+    let loads_before = store.loads();
     for _ in 0..20 {
         let response = client
             .get(format!("http://{address}/data"))
@@ -228,42 +161,31 @@ async fn read_only_requests_write_nothing_until_the_touch_interval() {
         );
     }
     assert_eq!(
-        writes.load(Ordering::SeqCst),
+        store.writes(),
         1,
         "reads inside the touch interval write nothing"
     );
     assert_eq!(
-        loads.load(Ordering::SeqCst) - loads_before,
+        store.loads() - loads_before,
         20,
         "one store read per request"
     );
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let before = store
-        .inner
-        .list_for_user("nobody")
-        .await
-        .expect("list")
-        .len();
-    assert_eq!(before, 0);
     client
         .get(format!("http://{address}/data"))
         .header("cookie", &cookie)
         .send()
         .await
         .expect("data");
-    assert_eq!(
-        writes.load(Ordering::SeqCst),
-        2,
-        "one touch once the interval passed"
-    );
+    assert_eq!(store.writes(), 2, "one touch once the interval passed");
     client
         .get(format!("http://{address}/data"))
         .header("cookie", &cookie)
         .send()
         .await
         .expect("data");
-    assert_eq!(writes.load(Ordering::SeqCst), 2, "and then quiet again");
+    assert_eq!(store.writes(), 2, "and then quiet again");
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use crate::session::{
 };
 use crate::time::Timestamp;
 use serde_json::{json, Map};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -511,4 +512,88 @@ pub async fn logout_wins_over_in_flight_write(store: Arc<dyn SessionStore>) {
         store.load(&token.id()).await.expect("load").is_none(),
         "logout_wins: a late write resurrected the session"
     );
+}
+
+/// Wraps a store and counts its loads and writes (create, save, rotate, delete), to
+/// check how many store round trips a request costs.
+pub struct CountingStore {
+    inner: Arc<dyn SessionStore>,
+    loads: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+impl CountingStore {
+    /// Counts the calls made to `inner`.
+    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
+        CountingStore {
+            inner,
+            loads: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Loads so far.
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    /// Writes so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for CountingStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+    async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.create(id, record).await
+    }
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.save(id, record, expected).await
+    }
+    async fn rotate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        record: &SessionRecord,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.rotate(old, new, record, expected).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.wrote();
+        self.inner.delete(id).await
+    }
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
+        self.inner.list_for_user(user_id).await
+    }
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_for_user(user_id, keep).await
+    }
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.inner.delete_expired(now, limit).await
+    }
 }

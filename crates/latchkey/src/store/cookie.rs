@@ -17,6 +17,9 @@
 //! * Two requests racing on one session each send a cookie back; the browser keeps the
 //!   last. Use a server-side store where concurrent writes must merge.
 
+// The per-request jar is driven by the session layer (feature `axum`).
+#![cfg_attr(not(feature = "axum"), allow(dead_code))]
+
 use crate::session::{
     SessionId, SessionRecord, SessionStore, SessionToken, StoreError, TOKEN_BYTES,
 };

@@ -1,7 +1,10 @@
 //! Session stores. Each implements [`crate::SessionStore`] and passes the
 //! [`conformance`] suite.
 
+#[cfg(feature = "cache")]
+mod cache;
 mod cookie;
+mod fanout;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -17,8 +20,12 @@ pub mod conformance;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+#[cfg(feature = "cache")]
+pub use cache::CachedStore;
+#[cfg(feature = "axum")]
 pub(crate) use cookie::{CookieJar, Outgoing};
 pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};
+pub use fanout::{FanOutStore, MirrorFailure};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{open_postgres, PostgresStore};

@@ -1,0 +1,168 @@
+//! The cache tier and fan-out: both pass the conformance suite over real stores; the
+//! cache loads a cold session once for a stampede and never hides a lost race; fan-out
+//! reads the master, writes every mirror, repairs a mirror that missed writes, and
+//! treats a failed mirror as its policy says.
+
+use latchkey::store::conformance::{self, CountingStore};
+use latchkey::store::{
+    open_sqlite, CachedStore, FanOutStore, MemoryStore, MirrorFailure, RedisStore, SqliteStore,
+};
+use latchkey::{SessionStore, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
+
+fn cached(inner: Arc<dyn SessionStore>) -> Arc<dyn SessionStore> {
+    Arc::new(CachedStore::new(inner, Duration::from_secs(1), 10_000))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_memory_and_sqlite_stores_pass_the_suite() {
+    conformance::run_all(cached(Arc::new(MemoryStore::new()))).await;
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    conformance::run_all(cached(Arc::new(SqliteStore::new(pool)))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_redis_store_passes_the_suite() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    let prefix = format!("latchkey-cache-{}", &conformance::new_id().to_hex()[..12]);
+    let redis = RedisStore::open(&url).await.expect("Redis reachable");
+    conformance::run_all(cached(Arc::new(
+        redis.with_prefix(&prefix).expect("prefix"),
+    )))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stampede_on_a_cold_session_loads_it_once() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let store = cached(counting.clone());
+    let id = conformance::new_id();
+    counting
+        .create(&id, &conformance::sample_record(Some("7")))
+        .await
+        .expect("create");
+    let loads = (0..64).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.load(&id).await })
+    });
+    for load in loads {
+        assert!(load.await.expect("task").expect("load").is_some());
+    }
+    assert_eq!(counting.loads(), 1, "64 concurrent reads, one store load");
+}
+
+#[tokio::test]
+async fn a_stale_cached_version_cannot_lose_a_write() {
+    let shared: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let process_a = cached(shared.clone());
+    let process_b = cached(shared);
+    let id = conformance::new_id();
+    let record = conformance::sample_record(None);
+    process_a.create(&id, &record).await.expect("create");
+    let seen_by_b = process_b.load(&id).await.expect("load").expect("found");
+
+    // A writes; B still holds version 1 in its cache and tries to write on top of it.
+    let mut from_a = record.clone();
+    from_a.version = 2;
+    from_a.data.insert("a".into(), true.into());
+    process_a.save(&id, &from_a, 1).await.expect("save");
+    let mut from_b = (*seen_by_b).clone();
+    from_b.version = 2;
+    assert!(matches!(
+        process_b.save(&id, &from_b, 1).await,
+        Err(StoreError::VersionConflict)
+    ));
+    // The conflict evicted B's entry: B now reads A's write.
+    let reloaded = process_b.load(&id).await.expect("load").expect("found");
+    assert_eq!(reloaded.version, 2);
+    assert!(reloaded.data.contains_key("a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fan_out_over_memory_and_sqlite_passes_the_suite() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let store = FanOutStore::new(
+        Arc::new(MemoryStore::new()),
+        vec![Arc::new(SqliteStore::new(pool))],
+        MirrorFailure::Fail,
+    );
+    conformance::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn fan_out_writes_every_mirror_and_repairs_one_that_missed_writes() {
+    let master = Arc::new(MemoryStore::new());
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let mirror = Arc::new(SqliteStore::new(pool));
+    let store = FanOutStore::new(master.clone(), vec![mirror.clone()], MirrorFailure::Log);
+    let id = conformance::new_id();
+    let mut record = conformance::sample_record(Some("42"));
+    store.create(&id, &record).await.expect("create");
+    assert_eq!(
+        mirror
+            .load(&id)
+            .await
+            .expect("load")
+            .expect("mirrored")
+            .version,
+        1
+    );
+
+    // The mirror loses the session (say it was down and restarted empty)...
+    mirror.delete(&id).await.expect("delete");
+    record.version = 2;
+    record.data.insert("after".into(), 1.into());
+    store.save(&id, &record, 1).await.expect("save");
+    // ...and the next write puts the master's record back.
+    let repaired = mirror.load(&id).await.expect("load").expect("repaired");
+    assert_eq!(repaired.version, 2);
+    assert_eq!(repaired.data.get("after"), Some(&1.into()));
+
+    // Reads come from the master only.
+    master.delete(&id).await.expect("delete");
+    assert!(store.load(&id).await.expect("load").is_none());
+
+    // Rotation and delete reach the mirror too.
+    let id = conformance::new_id();
+    let fresh = conformance::new_id();
+    store
+        .create(&id, &conformance::sample_record(None))
+        .await
+        .expect("create");
+    let mut rotated = conformance::sample_record(None);
+    rotated.version = 2;
+    store
+        .rotate(&id, &fresh, &rotated, 1)
+        .await
+        .expect("rotate");
+    assert!(mirror.load(&id).await.expect("load").is_none());
+    assert!(mirror.load(&fresh).await.expect("load").is_some());
+    assert!(store.delete(&fresh).await.expect("delete"));
+    assert!(mirror.load(&fresh).await.expect("load").is_none());
+}
+
+#[tokio::test]
+async fn a_failed_mirror_is_logged_or_fails_the_write_as_configured() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    pool.close().await; // a mirror that is down
+    let down: Arc<dyn SessionStore> = Arc::new(SqliteStore::new(pool));
+    for (policy, should_fail) in [(MirrorFailure::Log, false), (MirrorFailure::Fail, true)] {
+        let master = Arc::new(MemoryStore::new());
+        let store = FanOutStore::new(master.clone(), vec![down.clone()], policy);
+        let id = conformance::new_id();
+        let created = store.create(&id, &conformance::sample_record(None)).await;
+        assert_eq!(created.is_err(), should_fail, "{policy:?}: {created:?}");
+        if should_fail {
+            assert!(matches!(created, Err(StoreError::Unavailable(_))));
+        }
+        assert!(
+            master.load(&id).await.expect("load").is_some(),
+            "{policy:?}: the master keeps the write"
+        );
+    }
+}
