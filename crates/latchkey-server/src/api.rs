@@ -35,7 +35,8 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, message)
     }
 
-    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    /// 400 naming the field at fault.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),

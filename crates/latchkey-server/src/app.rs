@@ -1,15 +1,16 @@
 //! Wiring: stores, the router, the cleanup task and graceful shutdown.
 
-use crate::api;
 use crate::backend::Backend;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
 use crate::pages::{self, Templates};
+use crate::{api, data_api};
+use anyhow::bail;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use latchkey::remember::RememberStore;
-use latchkey::store::MemoryStore;
+use latchkey::store::{CachedStore, CookieStore};
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
     UserStore,
@@ -21,6 +22,9 @@ use std::time::Duration;
 
 /// Largest request body accepted (JSON and forms).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Most sessions the in-process cache holds.
+const SESSION_CACHE_CAPACITY: u64 = 100_000;
 
 /// Sessions deleted per cleanup statement.
 const CLEANUP_BATCH: u32 = 500;
@@ -42,8 +46,18 @@ pub struct AppState {
 
 /// The full router: pages and JSON API on the same paths, behind the session layer
 /// (which carries the user loader).
-pub fn router(state: AppState, sessions: SessionLayer) -> Router {
-    Router::new()
+pub fn router(state: AppState, sessions: SessionLayer, data_api: bool) -> Router {
+    let mut routes = Router::new();
+    if data_api {
+        routes = routes
+            .route("/api/session/data", get(data_api::read_all))
+            .route("/api/session/data/{key}", put(data_api::put))
+            .route(
+                "/api/session/data/{key}/increment",
+                post(data_api::increment),
+            );
+    }
+    routes
         .route("/", get(pages::index))
         .route("/signup", get(pages::signup_page).post(pages::signup))
         .route("/login", get(pages::login_page).post(pages::login))
@@ -76,19 +90,16 @@ pub fn origin_of(url: &str) -> String {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let secure = args.check()?;
-    let (secret_key, key_source) = load_secret_key(&args.database)?;
-    let fingerprint = Sha256::digest(&secret_key);
+    let secrets = load_secret_key(&args.database)?;
+    let fingerprint = Sha256::digest(&secrets.keys[0]);
     tracing::info!(
-        source = %key_source,
+        source = %secrets.source,
+        keys = secrets.keys.len(),
         fingerprint = %format!("{:02x}{:02x}{:02x}{:02x}", fingerprint[0], fingerprint[1], fingerprint[2], fingerprint[3]),
         "secret key loaded"
     );
 
     let backend = Backend::open(&args.database).await?;
-    let session_store: Arc<dyn SessionStore> = match args.session_store {
-        SessionStoreKind::Memory => Arc::new(MemoryStore::new()),
-        SessionStoreKind::Database => backend.sessions.clone(),
-    };
     let state = AppState {
         users: backend.users.clone(),
         hasher: args.database.hasher()?,
@@ -99,12 +110,40 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let authenticator = Authenticator::<User>::new(backend.users.clone())
         .with_unauthorized_message("I can't let you do that")
         .with_remember_store(backend.remember.clone());
-    let sessions = SessionLayer::from_arc(session_store.clone(), args.session_config(secure))
-        .with_authenticator(authenticator);
-    let app = router(state, sessions);
+    let config = args.session_config(secure);
+    // The store the sweeper cleans: the session store, or the cookie store's revocations.
+    let (sessions, swept) = if args.sessions.session_store == SessionStoreKind::Cookie {
+        if !args.sessions.session_mirrors.is_empty() || args.session_cache.is_some() {
+            bail!("--session-store cookie takes no --session-mirror or --session-cache");
+        }
+        if !secrets.persistent {
+            bail!(
+                "--session-store cookie needs a key every process shares and that survives \
+                 restarts: set LATCHKEY_SECRET_KEY (or use a SQLite database, whose key file \
+                 is created beside it)"
+            );
+        }
+        let cookies = CookieStore::new(&secrets.keys)?.with_revocations(backend.sessions.clone());
+        (
+            SessionLayer::with_cookie_store(cookies, config),
+            backend.sessions.clone(),
+        )
+    } else {
+        let store = backend.session_store(&args.sessions).await?;
+        let served: Arc<dyn SessionStore> = match args.session_cache {
+            Some(ttl) => Arc::new(CachedStore::new(store.clone(), ttl, SESSION_CACHE_CAPACITY)),
+            None => store.clone(),
+        };
+        (SessionLayer::from_arc(served, config), store)
+    };
+    let app = router(
+        state,
+        sessions.with_authenticator(authenticator),
+        args.enable_session_data_api,
+    );
 
     tokio::spawn(sweep_expired(
-        session_store,
+        swept,
         backend.remember,
         args.cleanup_interval,
     ));
@@ -116,7 +155,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         address = %local,
         public_url = %args.public_url(),
-        store = ?args.session_store,
+        store = %args.sessions.session_store,
+        mirrors = args.sessions.session_mirrors.len(),
+        cache = ?args.session_cache,
         "latchkey listening"
     );
     axum::serve(
@@ -130,8 +171,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes expired sessions and remember-me tokens every `interval`, in batches, until
-/// none are left.
+/// Deletes expired sessions and remember-me tokens every `interval`, in batches of
+/// [`CLEANUP_BATCH`] until none are left, so no statement holds the database for long.
 async fn sweep_expired(
     store: Arc<dyn SessionStore>,
     remember: Arc<dyn RememberStore>,
@@ -140,27 +181,37 @@ async fn sweep_expired(
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
-        if let Err(error) = remember.delete_expired(Timestamp::now(), u32::MAX).await {
-            tracing::warn!(%error, "expired remember-token sweep failed");
-        }
-        let mut total = 0;
-        loop {
-            match store.delete_expired(Timestamp::now(), CLEANUP_BATCH).await {
-                Ok(deleted) => {
-                    total += deleted;
-                    if deleted < u64::from(CLEANUP_BATCH) {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "expired-session sweep failed");
+        sweep_in_batches("sessions", |now| store.delete_expired(now, CLEANUP_BATCH)).await;
+        sweep_in_batches("remember-me tokens", |now| {
+            remember.delete_expired(now, CLEANUP_BATCH)
+        })
+        .await;
+    }
+}
+
+/// Runs `delete` until a batch comes back short; logs the total or the failure.
+async fn sweep_in_batches<F, Fut>(what: &str, delete: F)
+where
+    F: Fn(Timestamp) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, latchkey::StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        match delete(Timestamp::now()).await {
+            Ok(deleted) => {
+                total += deleted;
+                if deleted < u64::from(CLEANUP_BATCH) {
                     break;
                 }
             }
+            Err(error) => {
+                tracing::warn!(%error, what, "expiry sweep failed");
+                break;
+            }
         }
-        if total > 0 {
-            tracing::info!(deleted = total, "expired sessions swept");
-        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, what, "expired entries swept");
     }
 }
 

@@ -2,10 +2,13 @@
 //! `--database-url`: `sqlite://…` (the default) or `postgres://…`. Either way the same
 //! three tables hold users, sessions and remember-me tokens.
 
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind};
 use anyhow::{bail, Context};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
-use latchkey::store::{open_postgres, open_sqlite, PostgresStore, SqliteStore};
+use latchkey::store::{
+    open_postgres, open_sqlite, FanOutStore, MemoryStore, MirrorFailure, PostgresStore, RedisStore,
+    SqliteStore,
+};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;
 
@@ -43,6 +46,51 @@ impl Backend {
             bail!("--database-url must start with sqlite: or postgres:// (got {url:?})");
         };
         opened.with_context(|| format!("cannot open database {}", redact(url)))
+    }
+}
+
+impl Backend {
+    /// The server-side store a `--session-store` / `--session-mirror` value names.
+    pub async fn open_store(
+        &self,
+        kind: &SessionStoreKind,
+    ) -> anyhow::Result<Arc<dyn SessionStore>> {
+        Ok(match kind {
+            SessionStoreKind::Memory => Arc::new(MemoryStore::new()),
+            SessionStoreKind::Database => self.sessions.clone(),
+            SessionStoreKind::Redis(url) => Arc::new(
+                RedisStore::open(url)
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?,
+            ),
+            SessionStoreKind::Cookie => {
+                bail!("the cookie store keeps sessions in browsers: it cannot be a mirror or be reached from here")
+            }
+        })
+    }
+
+    /// The server-side session store the flags describe: the master, fanned out to the
+    /// mirrors if there are any.
+    pub async fn session_store(
+        &self,
+        args: &SessionStoreArgs,
+    ) -> anyhow::Result<Arc<dyn SessionStore>> {
+        let master = self.open_store(&args.session_store).await?;
+        if args.session_mirrors.is_empty() {
+            return Ok(master);
+        }
+        let mut mirrors = Vec::new();
+        for mirror in &args.session_mirrors {
+            if *mirror == args.session_store {
+                bail!("--session-mirror {mirror} is the --session-store itself");
+            }
+            mirrors.push(self.open_store(mirror).await?);
+        }
+        let on_failure = match args.mirror_failure {
+            MirrorFailurePolicy::Log => MirrorFailure::Log,
+            MirrorFailurePolicy::Fail => MirrorFailure::Fail,
+        };
+        Ok(Arc::new(FanOutStore::new(master, mirrors, on_failure)))
     }
 }
 

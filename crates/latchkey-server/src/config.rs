@@ -7,13 +7,71 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where sessions are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Where sessions are kept: `memory`, `database`, `cookie` or a `redis://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStoreKind {
     /// In this process's memory (lost on restart).
     Memory,
     /// In the database given by `--database-url` (survives restarts).
     Database,
+    /// In Redis at this URL.
+    Redis(String),
+    /// Encrypted in the cookie itself, with revocation records in the database.
+    Cookie,
+}
+
+impl std::str::FromStr for SessionStoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "memory" => Ok(SessionStoreKind::Memory),
+            "database" => Ok(SessionStoreKind::Database),
+            "cookie" => Ok(SessionStoreKind::Cookie),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(SessionStoreKind::Redis(url.to_string()))
+            }
+            other => Err(format!(
+                "{other:?} is not a session store: use memory, database, cookie or a redis:// URL"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SessionStoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionStoreKind::Memory => f.write_str("memory"),
+            SessionStoreKind::Database => f.write_str("database"),
+            SessionStoreKind::Redis(url) => f.write_str(&crate::backend::redact(url)),
+            SessionStoreKind::Cookie => f.write_str("cookie"),
+        }
+    }
+}
+
+/// What a failed mirror write does (see `--session-mirror`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MirrorFailurePolicy {
+    /// Log a warning; the request succeeds on the master's write.
+    Log,
+    /// Log an error and answer 503.
+    Fail,
+}
+
+/// Where sessions live: shared by `serve` and the commands that end sessions.
+#[derive(Args, Debug, Clone)]
+pub struct SessionStoreArgs {
+    /// Where sessions are kept: memory, database (the --database-url database), cookie
+    /// (encrypted in the cookie) or a redis:// URL.
+    #[arg(long, env = "LATCHKEY_SESSION_STORE", default_value = "database")]
+    pub session_store: SessionStoreKind,
+    /// Also write every session to this store (database or a redis:// URL); reads stay
+    /// on --session-store. Repeatable.
+    #[arg(long = "session-mirror", value_name = "STORE")]
+    pub session_mirrors: Vec<SessionStoreKind>,
+    /// What a failed mirror write does.
+    #[arg(long, env = "LATCHKEY_MIRROR_FAILURE", value_enum, default_value_t = MirrorFailurePolicy::Log)]
+    pub mirror_failure: MirrorFailurePolicy,
 }
 
 /// Database and password-hashing options shared by `serve` and the user commands.
@@ -73,9 +131,12 @@ pub struct ServeArgs {
     pub bind: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Where sessions are kept.
-    #[arg(long, env = "LATCHKEY_SESSION_STORE", value_enum, default_value_t = SessionStoreKind::Database)]
-    pub session_store: SessionStoreKind,
+    #[command(flatten)]
+    pub sessions: SessionStoreArgs,
+    /// Cache sessions in this process for at most this long (e.g. 1s); another
+    /// process's logout is seen here at most this much later. Off by default.
+    #[arg(long, env = "LATCHKEY_SESSION_CACHE", value_parser = humantime::parse_duration)]
+    pub session_cache: Option<Duration>,
     /// The URL users reach the server at (default http://<bind>); https makes cookies
     /// `Secure` with the `__Host-` prefix.
     #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
@@ -93,6 +154,9 @@ pub struct ServeArgs {
     /// (base.html, login.html, …).
     #[arg(long, env = "LATCHKEY_TEMPLATES")]
     pub templates: Option<PathBuf>,
+    /// Serve the session data JSON API (/api/session/data) to logged-in users.
+    #[arg(long, env = "LATCHKEY_ENABLE_SESSION_DATA_API")]
+    pub enable_session_data_api: bool,
     /// How often expired sessions are swept from the store.
     #[arg(long, env = "LATCHKEY_CLEANUP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Duration,
@@ -142,24 +206,50 @@ impl ServeArgs {
 /// Minimum length of a secret key.
 const MIN_SECRET_BYTES: usize = 32;
 
-/// The server's secret key: `LATCHKEY_SECRET_KEY` if set, else the key file beside the
-/// database (created with 32 random bytes and mode 0600 on first run). An in-memory
-/// database gets a key that lives as long as the process.
-pub fn load_secret_key(database: &DatabaseArgs) -> anyhow::Result<(Vec<u8>, String)> {
-    if let Ok(key) = std::env::var("LATCHKEY_SECRET_KEY") {
-        if key.len() < MIN_SECRET_BYTES {
-            bail!("LATCHKEY_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long");
+/// The server's secret keys, newest first, and where they came from.
+pub struct SecretKeys {
+    /// The keys; the first signs and encrypts, every one verifies and decrypts.
+    pub keys: Vec<Vec<u8>>,
+    /// `LATCHKEY_SECRET_KEY`, the key file's path, or "generated for this process".
+    pub source: String,
+    /// Whether the keys survive a restart (and are shared by processes that read them).
+    pub persistent: bool,
+}
+
+/// The server's secret keys: `LATCHKEY_SECRET_KEY` if set (several keys separated by
+/// commas, newest first, to roll a key over), else the key file beside the database
+/// (created with 32 random bytes and mode 0600 on first run; one key per line). Any
+/// other database gets a key that lives as long as the process.
+pub fn load_secret_key(database: &DatabaseArgs) -> anyhow::Result<SecretKeys> {
+    if let Ok(text) = std::env::var("LATCHKEY_SECRET_KEY") {
+        let keys: Vec<Vec<u8>> = text
+            .split(',')
+            .map(|key| key.trim().as_bytes().to_vec())
+            .collect();
+        if keys.iter().any(|key| key.len() < MIN_SECRET_BYTES) {
+            bail!("each key in LATCHKEY_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long");
         }
-        return Ok((key.into_bytes(), "LATCHKEY_SECRET_KEY".to_string()));
+        return Ok(SecretKeys {
+            keys,
+            source: "LATCHKEY_SECRET_KEY".to_string(),
+            persistent: true,
+        });
     }
     let Some(database_file) = database.database_file() else {
         let mut key = vec![0u8; MIN_SECRET_BYTES];
         latchkey::session::random_bytes(&mut key);
-        return Ok((key, "generated for this process".to_string()));
+        return Ok(SecretKeys {
+            keys: vec![key],
+            source: "generated for this process".to_string(),
+            persistent: false,
+        });
     };
     let path = key_path(&database_file);
-    let key = read_or_create_key(&path)?;
-    Ok((key, path.display().to_string()))
+    Ok(SecretKeys {
+        keys: read_or_create_key(&path)?,
+        source: path.display().to_string(),
+        persistent: true,
+    })
 }
 
 fn key_path(database_file: &Path) -> PathBuf {
@@ -171,23 +261,30 @@ fn key_path(database_file: &Path) -> PathBuf {
     database_file.with_file_name(name)
 }
 
-fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use std::io::Write;
     if path.exists() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read secret key file {}", path.display()))?;
-        let key = URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .with_context(|| format!("secret key file {} is not base64url", path.display()))?;
-        if key.len() < MIN_SECRET_BYTES {
-            bail!(
-                "secret key file {} holds fewer than {MIN_SECRET_BYTES} bytes",
-                path.display()
-            );
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+            let key = URL_SAFE_NO_PAD
+                .decode(line)
+                .with_context(|| format!("secret key file {} is not base64url", path.display()))?;
+            if key.len() < MIN_SECRET_BYTES {
+                bail!(
+                    "secret key file {} holds a key of fewer than {MIN_SECRET_BYTES} bytes",
+                    path.display()
+                );
+            }
+            keys.push(key);
         }
-        return Ok(key);
+        if keys.is_empty() {
+            bail!("secret key file {} holds no key", path.display());
+        }
+        return Ok(keys);
     }
     let mut key = vec![0u8; MIN_SECRET_BYTES];
     latchkey::session::random_bytes(&mut key);
@@ -203,7 +300,7 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot create secret key file {}", path.display()))?;
     writeln!(file, "{}", URL_SAFE_NO_PAD.encode(&key))?;
     file.sync_all()?;
-    Ok(key)
+    Ok(vec![key])
 }
 
 #[cfg(test)]
@@ -247,13 +344,35 @@ mod tests {
         let first = read_or_create_key(&path).expect("create");
         let second = read_or_create_key(&path).expect("read");
         assert_eq!(first, second);
-        assert_eq!(first.len(), MIN_SECRET_BYTES);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].len(), MIN_SECRET_BYTES);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn session_stores_parse() {
+        assert_eq!("memory".parse(), Ok(SessionStoreKind::Memory));
+        assert_eq!("cookie".parse(), Ok(SessionStoreKind::Cookie));
+        assert_eq!(
+            "redis://127.0.0.1:6379".parse(),
+            Ok(SessionStoreKind::Redis("redis://127.0.0.1:6379".into()))
+        );
+        assert!("mysql://x".parse::<SessionStoreKind>().is_err());
+        let args = parse(&[
+            "--session-store",
+            "redis://h",
+            "--session-mirror",
+            "database",
+        ]);
+        assert_eq!(
+            args.sessions.session_mirrors,
+            vec![SessionStoreKind::Database]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod backend;
 mod config;
+mod data_api;
 mod pages;
 mod session_cli;
 mod user_cli;

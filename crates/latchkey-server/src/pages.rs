@@ -130,7 +130,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 /// Refuses a JSON request sent by another site's page.
-fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     let header_text = |name| {
         headers
             .get(name)

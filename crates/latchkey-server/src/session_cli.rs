@@ -1,13 +1,13 @@
 //! `latchkey session …`: list and revoke sessions kept in the database store.
 
 use crate::backend::Backend;
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, SessionStoreArgs};
 use crate::user_cli::find_user;
 use anyhow::bail;
 use clap::Subcommand;
 use latchkey::{AuthUser, SessionId, Timestamp, User, UserStore};
 
-/// Session administration (database session store).
+/// Session administration (the server-side store named by --session-store).
 #[derive(Subcommand)]
 pub enum SessionCommand {
     /// List live sessions, of every user or of one.
@@ -17,6 +17,8 @@ pub enum SessionCommand {
         user: Option<String>,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        sessions: SessionStoreArgs,
     },
     /// Revoke one session by id, or every session (and remembered device) of a user.
     Revoke {
@@ -28,16 +30,22 @@ pub enum SessionCommand {
         user: Option<String>,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        sessions: SessionStoreArgs,
     },
 }
 
 /// Runs one session command.
 pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
     match command {
-        SessionCommand::List { user, database } => {
-            let Backend {
-                users, sessions, ..
-            } = Backend::open(&database).await?;
+        SessionCommand::List {
+            user,
+            database,
+            sessions,
+        } => {
+            let backend = Backend::open(&database).await?;
+            let users = backend.users.clone();
+            let sessions = backend.session_store(&sessions).await?;
             let selected: Vec<User> = match user {
                 Some(name) => vec![find_user(&*users, &name).await?],
                 None => users.list().await?,
@@ -63,12 +71,17 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        SessionCommand::Revoke { id, user, database } => {
+        SessionCommand::Revoke {
+            id,
+            user,
+            database,
+            sessions,
+        } => {
+            let backend = Backend::open(&database).await?;
             let Backend {
-                users,
-                sessions,
-                remember,
-            } = Backend::open(&database).await?;
+                users, remember, ..
+            } = backend.clone();
+            let sessions = backend.session_store(&sessions).await?;
             if let Some(name) = user {
                 let user = find_user(&*users, &name).await?;
                 let user_id = user.user_id();

@@ -1,7 +1,7 @@
 //! `latchkey user …`: add, list, passwd, disable.
 
 use crate::backend::Backend;
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, SessionStoreArgs, SessionStoreKind};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use latchkey::{NewUser, User, UserStore};
@@ -37,6 +37,8 @@ pub enum UserCommand {
         password_stdin: bool,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        sessions: SessionStoreArgs,
     },
     /// Disable a user; ends all of the user's sessions.
     Disable {
@@ -44,6 +46,8 @@ pub enum UserCommand {
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        sessions: SessionStoreArgs,
     },
 }
 
@@ -88,23 +92,25 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             name,
             password_stdin,
             database,
+            sessions,
         } => {
             let backend = Backend::open(&database).await?;
             let user = find_user(&*backend.users, &name).await?;
             let hash = new_password_hash(&database, password_stdin).await?;
             let user = backend.users.set_password_hash(user.id, &hash).await?;
-            let ended = end_sessions(&backend, &user).await?;
-            println!(
-                "password changed for {}; {ended} session(s) ended",
-                user.username
-            );
+            let ended = end_sessions(&backend, &sessions, &user).await?;
+            println!("password changed for {}; {ended}", user.username);
         }
-        UserCommand::Disable { name, database } => {
+        UserCommand::Disable {
+            name,
+            database,
+            sessions,
+        } => {
             let backend = Backend::open(&database).await?;
             let user = find_user(&*backend.users, &name).await?;
             let user = backend.users.set_disabled(user.id, true).await?;
-            let ended = end_sessions(&backend, &user).await?;
-            println!("disabled {}; {ended} session(s) ended", user.username);
+            let ended = end_sessions(&backend, &sessions, &user).await?;
+            println!("disabled {}; {ended}", user.username);
         }
     }
     Ok(())
@@ -121,10 +127,31 @@ pub async fn find_user(users: &dyn UserStore, name: &str) -> anyhow::Result<User
 /// Deletes the user's sessions and remember-me tokens from the database now. Sessions
 /// held elsewhere (a server's memory store) end on their next request, because the
 /// user's credential version changed.
-async fn end_sessions(backend: &Backend, user: &User) -> anyhow::Result<u64> {
+/// Ends the user's sessions and remembered devices at once where the CLI can reach
+/// them (database, Redis, mirrors); says how. Sessions it cannot reach (another
+/// process's memory, cookies) end on their next request: the user's credential version
+/// changed, and every request compares it.
+async fn end_sessions(
+    backend: &Backend,
+    sessions: &SessionStoreArgs,
+    user: &User,
+) -> anyhow::Result<String> {
     let user_id = latchkey::AuthUser::user_id(user);
-    backend.remember.delete_for_user(&user_id).await?;
-    Ok(backend.sessions.delete_for_user(&user_id, None).await?)
+    let forgotten = backend.remember.delete_for_user(&user_id).await?;
+    let ended = match sessions.session_store {
+        SessionStoreKind::Memory | SessionStoreKind::Cookie => format!(
+            "{} sessions end on their next request (credential version changed)",
+            sessions.session_store
+        ),
+        _ => {
+            let store = backend.session_store(sessions).await?;
+            let ended = store.delete_for_user(&user_id, None).await?;
+            format!("{ended} session(s) ended")
+        }
+    };
+    Ok(format!(
+        "{ended}, {forgotten} remembered device(s) forgotten"
+    ))
 }
 
 async fn new_password_hash(database: &DatabaseArgs, from_stdin: bool) -> anyhow::Result<String> {

@@ -399,7 +399,16 @@ impl<U: AuthUser> AuthSession<U> {
         let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
             return self.restore_from_remember_cookie().await;
         };
-        let user = self.authenticator.load_user(&auth.user_id).await?;
+        let mut user = self.authenticator.load_user(&auth.user_id).await?;
+        // A session newer than the cached user means another process changed the
+        // user's credentials after this one cached it: read the user again.
+        if user
+            .as_ref()
+            .is_some_and(|user| user.credential_version() < auth.credential_version)
+        {
+            self.authenticator.inner.users.remove(&auth.user_id);
+            user = self.authenticator.load_user(&auth.user_id).await?;
+        }
         match user {
             Some(user)
                 if user.is_active() && user.credential_version() == auth.credential_version =>

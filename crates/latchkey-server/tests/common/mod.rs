@@ -40,7 +40,16 @@ impl Server {
     }
 
     pub fn start_at(dir: &Path, address: SocketAddr, extra: &[&str]) -> Server {
-        let database_url = database_url(dir);
+        Self::launch(&database_url(dir), address, extra)
+    }
+
+    /// Starts `latchkey serve` on the database at `database_url` (PostgreSQL, say).
+    pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
+        Self::launch(database_url, free_address(), extra)
+    }
+
+    fn launch(database_url: &str, address: SocketAddr, extra: &[&str]) -> Server {
+        let database_url = database_url.to_string();
         let address_text = address.to_string();
         let mut args = vec![
             "serve",
@@ -81,6 +90,12 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the server with SIGTERM (graceful) and waits for it.
@@ -164,4 +179,29 @@ pub fn cookie_value(set_cookie: &str) -> String {
     pair.split_once('=')
         .map(|(_, value)| value.to_string())
         .unwrap_or_default()
+}
+
+/// The URL of a real service from `variable`; `None` (with a printed line) when it is
+/// not set, a failure when `LATCHKEY_REQUIRE_SERVICES` says it must be there.
+pub fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
+                "{variable} must be set when LATCHKEY_REQUIRE_SERVICES is"
+            );
+            println!("skipped: {variable} is not set");
+            None
+        }
+    }
+}
+
+/// A name no earlier run used (PostgreSQL and Redis keep data between runs).
+pub fn unique(stem: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    format!("{stem}{:x}{}", nanos, std::process::id())
 }

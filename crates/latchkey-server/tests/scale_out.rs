@@ -1,0 +1,264 @@
+//! Two `latchkey serve` processes sharing PostgreSQL (users) and a session store
+//! (PostgreSQL or Redis): a login on one works on the other, a logout or a password
+//! change on one ends the session on the other, and concurrent writes through both
+//! lose nothing.
+
+mod common;
+
+use common::{bare_client, service_url, unique, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Two servers on the test PostgreSQL database, sessions in `store`.
+fn two_servers(postgres: &str, store: &str) -> (Server, Server) {
+    let args = ["--session-store", store, "--enable-session-data-api"];
+    (
+        Server::start_on(postgres, &args),
+        Server::start_on(postgres, &args),
+    )
+}
+
+async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = bare_client().request(method, server.url(path));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let cookie = common::session_cookie(&response, "id")
+        .map(|header| format!("id={}", common::cookie_value(&header)));
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body, cookie)
+}
+
+/// Signs a new user up on `server` and logs in; returns the name and session cookie.
+async fn new_login(server: &Server) -> (String, String) {
+    let name = unique("u");
+    let credentials = json!({ "username": name, "password": PASSWORD });
+    let (status, _, _) = send(
+        server,
+        reqwest::Method::POST,
+        "/signup",
+        None,
+        Some(credentials.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, cookie) = send(
+        server,
+        reqwest::Method::POST,
+        "/login",
+        None,
+        Some(credentials),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    (name, cookie.expect("session cookie"))
+}
+
+/// Changes the password through the `/password` form (CSRF token from the page);
+/// returns the status and the session cookie the browser keeps.
+async fn change_password(server: &Server, cookie: &str) -> (StatusCode, Option<String>) {
+    let page = bare_client()
+        .get(server.url("/password"))
+        .header("cookie", cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("password page")
+        .text()
+        .await
+        .expect("page");
+    let marker = r#"name="csrf_token" value=""#;
+    let start = page.find(marker).expect("CSRF field") + marker.len();
+    let csrf = page[start..].split('"').next().expect("token");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = no_redirects
+        .post(server.url("/password"))
+        .header("cookie", cookie)
+        .header("accept", "text/html")
+        .form(&[
+            ("csrf_token", csrf),
+            ("current", PASSWORD),
+            ("new", "another long passphrase"),
+            ("confirm", "another long passphrase"),
+        ])
+        .send()
+        .await
+        .expect("change password");
+    let kept = common::session_cookie(&response, "id")
+        .map(|header| format!("id={}", common::cookie_value(&header)));
+    (response.status(), kept)
+}
+
+async fn home(server: &Server, cookie: &str) -> StatusCode {
+    send(server, reqwest::Method::GET, "/home", Some(cookie), None)
+        .await
+        .0
+}
+
+async fn login_logout_and_password_change_cross_processes(store: &str) {
+    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let (a, b) = two_servers(&postgres, store);
+
+    // Log in on A, use the cookie on B; log out on B and A refuses it.
+    let (name, cookie) = new_login(&a).await;
+    let (status, body, _) = send(&b, reqwest::Method::GET, "/home", Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "message": format!("Hello, {name}") }));
+    let (status, _, _) = send(&b, reqwest::Method::POST, "/logout", Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        home(&a, &cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "A still accepts a cookie logged out on B"
+    );
+
+    // A password change on A ends the session used on B.
+    let credentials = json!({ "username": name, "password": PASSWORD });
+    let (_, _, on_b) = send(
+        &b,
+        reqwest::Method::POST,
+        "/login",
+        None,
+        Some(credentials.clone()),
+    )
+    .await;
+    let on_b = on_b.expect("cookie");
+    let (_, _, on_a) = send(&a, reqwest::Method::POST, "/login", None, Some(credentials)).await;
+    let on_a = on_a.expect("cookie");
+    assert_eq!(home(&b, &on_b).await, StatusCode::OK);
+    let (status, kept) = change_password(&a, &on_a).await;
+    assert!(status.is_redirection(), "password change answered {status}");
+    let kept = kept.unwrap_or(on_a);
+    assert_eq!(
+        home(&b, &on_b).await,
+        StatusCode::UNAUTHORIZED,
+        "B's session outlived the password change on A"
+    );
+    assert_eq!(
+        home(&b, &kept).await,
+        StatusCode::OK,
+        "the browser that changed it stays logged in"
+    );
+}
+
+async fn concurrent_writes_through_both_lose_nothing(store: &str) {
+    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let (a, b) = two_servers(&postgres, store);
+    let (_, cookie) = new_login(&a).await;
+
+    // 2 x 50 requests, each writing its own key; 2 x 50 increments of one counter.
+    let mut requests = Vec::new();
+    for index in 0..100 {
+        let server = if index % 2 == 0 { a.url("") } else { b.url("") };
+        let cookie = cookie.clone();
+        requests.push(tokio::spawn(async move {
+            let client = bare_client();
+            let put = client
+                .put(format!("{server}/api/session/data/key{index}"))
+                .header("cookie", &cookie)
+                .json(&json!(index))
+                .send();
+            let increment = client
+                .post(format!("{server}/api/session/data/counter/increment"))
+                .header("cookie", &cookie)
+                .send();
+            let (put, increment) = tokio::join!(put, increment);
+            (
+                put.expect("put").status(),
+                increment.expect("increment").status(),
+            )
+        }));
+    }
+    for request in requests {
+        assert_eq!(
+            request.await.expect("task"),
+            (StatusCode::OK, StatusCode::OK)
+        );
+    }
+    let (status, data, _) = send(
+        &b,
+        reqwest::Method::GET,
+        "/api/session/data",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for index in 0..100 {
+        assert_eq!(
+            data[format!("key{index}")],
+            json!(index),
+            "key{index} was lost"
+        );
+    }
+    assert_eq!(data["counter"], json!(100), "increments were lost");
+
+    // A logged-out session never comes back because a request in flight saved it.
+    let writes: Vec<_> = (0..20)
+        .map(|index| {
+            let server = if index % 2 == 0 { a.url("") } else { b.url("") };
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                bare_client()
+                    .post(format!("{server}/api/session/data/late/increment"))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                    .map(|response| response.status())
+            })
+        })
+        .collect();
+    let (status, _, _) = send(&a, reqwest::Method::POST, "/logout", Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for write in writes {
+        let _ = write.await;
+    }
+    assert_eq!(home(&a, &cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(home(&b, &cookie).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn postgres_sessions_cross_processes() {
+    login_logout_and_password_change_cross_processes("database").await;
+}
+
+#[tokio::test]
+async fn redis_sessions_cross_processes() {
+    let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    login_logout_and_password_change_cross_processes(&redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_writes_through_two_processes() {
+    concurrent_writes_through_both_lose_nothing("database").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_concurrent_writes_through_two_processes() {
+    let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    concurrent_writes_through_both_lose_nothing(&redis).await;
+}
