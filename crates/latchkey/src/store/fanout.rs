@@ -20,8 +20,9 @@ pub enum MirrorFailure {
     /// truth, the mirror catches up on the session's next write).
     #[default]
     Log,
-    /// Log an error and fail the request with the mirror's error (the master keeps the
-    /// write).
+    /// Log an error and fail the request as unavailable (503). The master keeps the
+    /// write: the failure is never reported as a conflict, which would make the
+    /// session retry and apply its change twice.
     Fail,
 }
 
@@ -70,7 +71,11 @@ impl FanOutStore {
                     }
                     MirrorFailure::Fail => {
                         tracing::error!(mirror = index, operation, %error, "session mirror write failed");
-                        return Err(error);
+                        // Never a conflict or not-found: those tell the caller to retry,
+                        // and the master already holds this write.
+                        return Err(StoreError::Unavailable(
+                            format!("session mirror {index} failed: {error}").into(),
+                        ));
                     }
                 }
             }
@@ -86,7 +91,9 @@ async fn converge(
     id: &SessionId,
     record: &SessionRecord,
 ) -> Result<(), StoreError> {
-    const ATTEMPTS: usize = 8;
+    // Each failed attempt means another writer moved the mirror on, so this ends as
+    // soon as the mirror reaches this version; the cap only guards against a bug.
+    const ATTEMPTS: usize = 64;
     for _ in 0..ATTEMPTS {
         let attempt = match mirror.load(id).await? {
             Some(current) if current.version >= record.version => return Ok(()),
@@ -99,7 +106,9 @@ async fn converge(
             other => return other,
         }
     }
-    Err(StoreError::VersionConflict)
+    Err(StoreError::Unavailable(
+        "session mirror kept changing; gave up bringing it up to date".into(),
+    ))
 }
 
 #[async_trait]
