@@ -26,36 +26,42 @@ pub const MAX_KEYS: usize = 256;
 /// Prefix of the session keys this API owns (it never touches the others).
 const PREFIX: &str = "app:";
 
-fn session_key(key: &str) -> Result<String, ApiError> {
+/// The session key a write to `key` goes to, after the checks every write shares: not
+/// cross-site, a valid key name, and room in the session for a new key.
+async fn writable_key(
+    app: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    key: &str,
+) -> Result<String, Response> {
+    if let Some(refused) = refuse_cross_site(app, headers) {
+        return Err(refused);
+    }
     let valid = (1..=64).contains(&key.len())
         && key
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
-    if valid {
-        Ok(format!("{PREFIX}{key}"))
-    } else {
-        Err(ApiError::invalid(
-            "key",
-            "keys are 1-64 characters of A-Z, a-z, 0-9, _ and -",
-        ))
+    if !valid {
+        let message = "keys are 1-64 characters of A-Z, a-z, 0-9, _ and -";
+        return Err(ApiError::invalid("key", message).into_response());
     }
-}
-
-/// Refuses a new key when the session already holds [`MAX_KEYS`].
-async fn check_room(session: &Session, key: &str) -> Result<(), HandlerError> {
-    let record = session.record().await.map_err(latchkey::AuthError::from)?;
-    let Some(record) = record else { return Ok(()) };
-    let held = record
-        .data
-        .keys()
-        .filter(|name| name.starts_with(PREFIX))
-        .count();
-    if held >= MAX_KEYS && !record.data.contains_key(key) {
-        return Err(
-            ApiError::invalid("key", format!("a session holds at most {MAX_KEYS} keys")).into(),
-        );
+    let key = format!("{PREFIX}{key}");
+    let record = session
+        .record()
+        .await
+        .map_err(|error| latchkey::AuthError::from(error).into_response())?;
+    if let Some(record) = record {
+        let held = record
+            .data
+            .keys()
+            .filter(|name| name.starts_with(PREFIX))
+            .count();
+        if held >= MAX_KEYS && !record.data.contains_key(&key) {
+            let message = format!("a session holds at most {MAX_KEYS} keys");
+            return Err(ApiError::invalid("key", message).into_response());
+        }
     }
-    Ok(())
+    Ok(key)
 }
 
 /// `GET /api/session/data`
@@ -81,11 +87,10 @@ pub async fn put(
     Path(key): Path<String>,
     JsonBody(value): JsonBody<Value>,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site(&app, &headers) {
-        return Ok(refused);
-    }
-    let key = session_key(&key)?;
-    check_room(&session, &key).await?;
+    let key = match writable_key(&app, &headers, &session, &key).await {
+        Ok(key) => key,
+        Err(refused) => return Ok(refused),
+    };
     session
         .insert(&key, value)
         .await
@@ -101,11 +106,10 @@ pub async fn increment(
     session: Session,
     Path(key): Path<String>,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site(&app, &headers) {
-        return Ok(refused);
-    }
-    let key = session_key(&key)?;
-    check_room(&session, &key).await?;
+    let key = match writable_key(&app, &headers, &session, &key).await {
+        Ok(key) => key,
+        Err(refused) => return Ok(refused),
+    };
     let count = session
         .update(&key, |old| {
             Value::from(old.and_then(Value::as_i64).unwrap_or(0).saturating_add(1))

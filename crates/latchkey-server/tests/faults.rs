@@ -15,22 +15,26 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct horse battery";
 
+/// `POST /login` as `name`.
+async fn login(server: &Server, name: &str) -> reqwest::Response {
+    bare_client()
+        .post(server.url("/login"))
+        .json(&json!({ "username": name, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("login")
+}
+
 async fn signup_and_login(server: &Server, name: &str) -> Option<String> {
     let credentials = json!({ "username": name, "password": PASSWORD });
-    let client = bare_client();
-    let signup = client
+    let signup = bare_client()
         .post(server.url("/signup"))
         .json(&credentials)
         .send()
         .await
         .ok()?;
     assert_eq!(signup.status(), StatusCode::CREATED);
-    let login = client
-        .post(server.url("/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .ok()?;
+    let login = login(server, name).await;
     assert_eq!(login.status(), StatusCode::OK);
     common::session_cookie(&login, "id")
         .map(|header| format!("id={}", common::cookie_value(&header)))
@@ -163,14 +167,8 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
     // new logins again without a restart (the old session died with Redis's memory).
     redis.stop();
     home_until(&server, &cookie, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
-    let login = bare_client()
-        .post(server.url("/login"))
-        .json(&json!({ "username": name, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("login");
     assert_eq!(
-        login.status(),
+        login(&server, &name).await.status(),
         StatusCode::SERVICE_UNAVAILABLE,
         "a login without a session store"
     );
@@ -182,13 +180,11 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
         &[StatusCode::SERVICE_UNAVAILABLE],
     )
     .await;
-    let login = bare_client()
-        .post(server.url("/login"))
-        .json(&json!({ "username": name, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), StatusCode::OK, "logins work again");
+    assert_eq!(
+        login(&server, &name).await.status(),
+        StatusCode::OK,
+        "logins work again"
+    );
 }
 
 /// A TCP proxy that can cut every connection and refuse new ones: PostgreSQL "going
@@ -339,14 +335,8 @@ async fn sigkill_during_signups_loses_no_answered_user() {
 
     let restarted = Server::start_at(dir.path(), address, &[]);
     for name in &created {
-        let login = bare_client()
-            .post(restarted.url("/login"))
-            .json(&json!({ "username": name, "password": PASSWORD }))
-            .send()
-            .await
-            .expect("login");
         assert_eq!(
-            login.status(),
+            login(&restarted, name).await.status(),
             StatusCode::OK,
             "{name} was answered 201 but is gone"
         );

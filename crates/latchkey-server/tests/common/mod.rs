@@ -181,21 +181,9 @@ pub fn cookie_value(set_cookie: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The URL of a real service from `variable`; `None` (with a printed line) when it is
-/// not set, a failure when `LATCHKEY_REQUIRE_SERVICES` says it must be there.
-pub fn service_url(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
-                "{variable} must be set when LATCHKEY_REQUIRE_SERVICES is"
-            );
-            println!("skipped: {variable} is not set");
-            None
-        }
-    }
-}
+/// Real services for tests: skipped when unset, required under LATCHKEY_REQUIRE_SERVICES.
+#[allow(unused_imports)]
+pub use latchkey::store::conformance::service_url;
 
 /// A name no earlier run used (PostgreSQL and Redis keep data between runs).
 pub fn unique(stem: &str) -> String {

@@ -20,14 +20,6 @@ pub(crate) struct RememberStatements {
     pub delete_expired: &'static str,
 }
 
-/// A driver error, by cause.
-pub(crate) fn map_error(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
-        _ => StoreError::Unavailable(Box::new(error)),
-    }
-}
-
 /// A stored 32-byte hash; `Corrupt` if it has another length.
 pub(crate) fn hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     bytes
@@ -80,7 +72,7 @@ macro_rules! sql_remember_store {
                     .bind(record.expires_at.as_millis())
                     .execute(&self.pool)
                     .await
-                    .map_err(super::map_error)?;
+                    .map_err($crate::store::sql::map_sqlx)?;
                 Ok(())
             }
 
@@ -92,7 +84,7 @@ macro_rules! sql_remember_store {
                     .bind(series)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(super::map_error)?;
+                    .map_err($crate::store::sql::map_sqlx)?;
                 row.as_ref().map(super::decode).transpose()
             }
 
@@ -112,7 +104,7 @@ macro_rules! sql_remember_store {
                     .bind(&expected[..])
                     .execute(&self.pool)
                     .await
-                    .map_err(super::map_error)?;
+                    .map_err($crate::store::sql::map_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -121,7 +113,7 @@ macro_rules! sql_remember_store {
                     .bind(series)
                     .execute(&self.pool)
                     .await
-                    .map_err(super::map_error)?;
+                    .map_err($crate::store::sql::map_sqlx)?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -130,7 +122,7 @@ macro_rules! sql_remember_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await
-                    .map_err(super::map_error)?;
+                    .map_err($crate::store::sql::map_sqlx)?;
                 Ok(done.rows_affected())
             }
 
@@ -144,7 +136,7 @@ macro_rules! sql_remember_store {
                     .bind(i64::from(limit))
                     .execute(&self.pool)
                     .await
-                    .map_err(super::map_error)?;
+                    .map_err($crate::store::sql::map_sqlx)?;
                 Ok(done.rows_affected())
             }
         }

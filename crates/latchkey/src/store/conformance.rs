@@ -80,6 +80,23 @@ async fn loaded(store: &dyn SessionStore, id: &SessionId) -> Option<SessionRecor
         .map(|record| (*record).clone())
 }
 
+/// The URL of a real service for a test from the environment `variable`: `None`, with a
+/// printed line, when it is not set (the test should return early), and a panic when
+/// `LATCHKEY_REQUIRE_SERVICES` is set, so CI cannot skip what it must run.
+pub fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
+                "{variable} must be set when LATCHKEY_REQUIRE_SERVICES is"
+            );
+            println!("skipped: {variable} is not set");
+            None
+        }
+    }
+}
+
 /// A fresh random id.
 pub fn new_id() -> SessionId {
     SessionToken::generate().id()

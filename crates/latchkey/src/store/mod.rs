@@ -3,6 +3,8 @@
 
 #[cfg(feature = "cache")]
 mod cache;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod codec;
 mod cookie;
 mod fanout;
 mod memory;

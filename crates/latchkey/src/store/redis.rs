@@ -14,7 +14,8 @@
 //! removed again and the rotation fails). The new token reaches no client before the
 //! old key is gone, so the old token is dead the moment the new one is issued.
 
-use crate::session::{BoxError, SessionId, SessionRecord, SessionStore, StoreError};
+use super::codec::{decode_id, decode_record, encode_record};
+use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -194,7 +195,7 @@ impl RedisStore {
             .key(self.session_key(id))
             .arg(record.version)
             .arg(record.user_id().unwrap_or(""))
-            .arg(encode(record)?)
+            .arg(encode_record(record)?)
             .arg(record.expires_at().as_millis())
             .invoke_async(&mut self.connection())
             .await
@@ -221,7 +222,8 @@ impl SessionStore for RedisStore {
             .query_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
-        text.map(|text| decode(&text).map(Arc::new)).transpose()
+        text.map(|text| decode_record(&text).map(Arc::new))
+            .transpose()
     }
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
@@ -245,7 +247,7 @@ impl SessionStore for RedisStore {
             .arg(expected_version)
             .arg(record.version)
             .arg(record.user_id().unwrap_or(""))
-            .arg(encode(record)?)
+            .arg(encode_record(record)?)
             .arg(record.expires_at().as_millis())
             .invoke_async(&mut self.connection())
             .await
@@ -332,7 +334,7 @@ impl SessionStore for RedisStore {
         for (hex, (owner, text)) in ids.into_iter().zip(rows) {
             match (owner, text) {
                 (Some(owner), Some(text)) if owner == user_id => {
-                    sessions.push((decode_id(&hex)?, decode(&text)?));
+                    sessions.push((decode_id(&hex)?, decode_record(&text)?));
                 }
                 _ => dangling.push(hex),
             }
@@ -371,20 +373,6 @@ impl SessionStore for RedisStore {
     async fn delete_expired(&self, _now: Timestamp, _limit: u32) -> Result<u64, StoreError> {
         Ok(0)
     }
-}
-
-fn encode(record: &SessionRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|error| StoreError::Corrupt(Box::new(error)))
-}
-
-fn decode(text: &str) -> Result<SessionRecord, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(Box::new(error) as BoxError))
-}
-
-fn decode_id(hex: &str) -> Result<SessionId, StoreError> {
-    SessionId::from_hex(hex).ok_or_else(|| {
-        StoreError::Corrupt(format!("session id {hex:?} is not 64 hex characters").into())
-    })
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {

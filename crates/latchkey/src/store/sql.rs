@@ -2,7 +2,7 @@
 //! dialects (placeholders), so each store names its [`Statements`] and the pool it runs
 //! them on, and [`sql_session_store!`] writes the one implementation for both.
 
-use crate::session::{BoxError, SessionId, SessionRecord, StoreError};
+use crate::session::StoreError;
 
 /// The SQL a session store runs, in one dialect. Parameters are bound in the order the
 /// comments give.
@@ -23,23 +23,6 @@ pub(crate) struct Statements {
     pub delete_for_user: &'static str,
     /// now, limit
     pub delete_expired: &'static str,
-}
-
-/// A record as the SQL stores keep it: JSON text.
-pub(crate) fn encode_record(record: &SessionRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|error| StoreError::Corrupt(Box::new(error)))
-}
-
-/// A record from its JSON text; `Corrupt` if it does not decode.
-pub(crate) fn decode_record(text: &str) -> Result<SessionRecord, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(Box::new(error) as BoxError))
-}
-
-/// A stored id from its hex form; `Corrupt` if it is not one.
-pub(crate) fn decode_id(hex: &str) -> Result<SessionId, StoreError> {
-    SessionId::from_hex(hex).ok_or_else(|| {
-        StoreError::Corrupt(format!("session id {hex:?} is not 64 hex characters").into())
-    })
 }
 
 /// A driver error, by cause.
@@ -67,7 +50,7 @@ macro_rules! sql_session_store {
                 record: &$crate::SessionRecord,
                 expected_version: u64,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::store::sql::{encode_record, map_sqlx};
+                use $crate::store::{codec::encode_record, sql::map_sqlx};
                 let done = sqlx::query($sql.replace)
                     .bind(new_id.to_hex())
                     .bind(record.user_id())
@@ -102,7 +85,7 @@ macro_rules! sql_session_store {
                 id: &$crate::SessionId,
             ) -> Result<Option<std::sync::Arc<$crate::SessionRecord>>, $crate::StoreError> {
                 use sqlx::Row;
-                use $crate::store::sql::{decode_record, map_sqlx};
+                use $crate::store::{codec::decode_record, sql::map_sqlx};
                 let row = sqlx::query($sql.load)
                     .bind(id.to_hex())
                     .fetch_optional(&self.pool)
@@ -122,7 +105,7 @@ macro_rules! sql_session_store {
                 id: &$crate::SessionId,
                 record: &$crate::SessionRecord,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::store::sql::{encode_record, map_sqlx};
+                use $crate::store::{codec::encode_record, sql::map_sqlx};
                 sqlx::query($sql.insert)
                     .bind(id.to_hex())
                     .bind(record.user_id())
@@ -168,7 +151,10 @@ macro_rules! sql_session_store {
                 user_id: &str,
             ) -> Result<Vec<($crate::SessionId, $crate::SessionRecord)>, $crate::StoreError> {
                 use sqlx::Row;
-                use $crate::store::sql::{decode_id, decode_record, map_sqlx};
+                use $crate::store::{
+                    codec::{decode_id, decode_record},
+                    sql::map_sqlx,
+                };
                 let rows = sqlx::query($sql.list_for_user)
                     .bind(user_id)
                     .fetch_all(&self.pool)
