@@ -1,0 +1,205 @@
+//! The server's `--session-store` choices end to end: the encrypted cookie store, a
+//! memory store mirrored to the database behind a cache, Redis reached from the CLI, and
+//! the combinations it refuses.
+
+mod common;
+
+use common::{bare_client, cli, service_url, unique, Server};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Signs `name` up and logs in; returns the `id=…` cookie.
+async fn signup_and_login(server: &Server, name: &str) -> String {
+    let credentials = json!({ "username": name, "password": PASSWORD });
+    let client = bare_client();
+    let signup = client
+        .post(server.url("/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let login = client
+        .post(server.url("/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let header = common::session_cookie(&login, "id").expect("session cookie");
+    format!("id={}", common::cookie_value(&header))
+}
+
+async fn status(server: &Server, method: reqwest::Method, path: &str, cookie: &str) -> StatusCode {
+    bare_client()
+        .request(method, server.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+#[tokio::test]
+async fn cookie_store_keeps_sessions_in_the_browser_and_refuses_replays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    let server = Server::start_at(dir.path(), address, &["--session-store", "cookie"]);
+    let cookie = signup_and_login(&server, "cookie-user").await;
+    assert!(
+        cookie.len() > 200,
+        "the record travels in the cookie: {cookie}"
+    );
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::OK
+    );
+
+    // The key file beside the database survives a restart, and so do the cookies.
+    server.stop();
+    let server = Server::start_at(dir.path(), address, &["--session-store", "cookie"]);
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::OK
+    );
+
+    // After logout, a copy of the cookie is refused (revocation record in the database).
+    assert_eq!(
+        status(&server, reqwest::Method::POST, "/logout", &cookie).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn memory_sessions_mirrored_to_the_database_behind_a_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--session-store",
+            "memory",
+            "--session-mirror",
+            "database",
+            "--session-cache",
+            "1s",
+        ],
+    );
+    let cookie = signup_and_login(&server, "mirrored").await;
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::OK
+    );
+
+    // The database mirror holds the session: the CLI reads it from there.
+    let url = server.database_url.clone();
+    let (ok, stdout, stderr) = cli(
+        &[
+            "session",
+            "list",
+            "--user",
+            "mirrored",
+            "--database-url",
+            &url,
+        ],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.contains("mirrored"))
+            .count(),
+        1,
+        "{stdout}"
+    );
+
+    assert_eq!(
+        status(&server, reqwest::Method::POST, "/logout", &cookie).await,
+        StatusCode::OK
+    );
+    let (ok, stdout, _) = cli(
+        &[
+            "session",
+            "list",
+            "--user",
+            "mirrored",
+            "--database-url",
+            &url,
+        ],
+        "",
+    );
+    assert!(ok);
+    assert!(
+        !stdout.contains("mirrored"),
+        "logout reached the mirror: {stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_ends_sessions_kept_in_redis_at_once() {
+    let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--session-store", &redis]);
+    let name = unique("cli");
+    let cookie = signup_and_login(&server, &name).await;
+    let url = server.database_url.clone();
+    let flags = [
+        "--database-url",
+        url.as_str(),
+        "--session-store",
+        redis.as_str(),
+    ];
+
+    let mut list = vec!["session", "list", "--user", name.as_str()];
+    list.extend_from_slice(&flags);
+    let (ok, stdout, stderr) = cli(&list, "");
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|line| line.contains(&name)).count(),
+        1,
+        "{stdout}"
+    );
+
+    let mut passwd = vec!["user", "passwd", name.as_str(), "--password-stdin"];
+    passwd.extend_from_slice(&flags);
+    let (ok, stdout, stderr) = cli(&passwd, "a brand new password\n");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 session(s) ended"), "{stdout}");
+    // Deleted from Redis: refused at once, without waiting for the user cache.
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[test]
+fn combinations_that_cannot_work_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = common::database_url(dir.path());
+    let cases: [(&[&str], &str); 3] = [
+        (&["--session-store", "mysql://x"], "is not a session store"),
+        (
+            &["--session-store", "cookie", "--session-mirror", "database"],
+            "takes no --session-mirror",
+        ),
+        (
+            &["--session-store", "memory", "--session-mirror", "cookie"],
+            "cannot be a mirror",
+        ),
+    ];
+    for (flags, reason) in cases {
+        let mut args = vec!["serve", "--database-url", database.as_str()];
+        args.extend_from_slice(flags);
+        let (ok, _, stderr) = cli(&args, "");
+        assert!(!ok, "{flags:?} started");
+        assert!(stderr.contains(reason), "{flags:?}: {stderr}");
+    }
+}
