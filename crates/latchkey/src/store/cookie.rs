@@ -127,11 +127,6 @@ impl CookieStore {
         self
     }
 
-    /// The revocation store, if any (for the background sweep).
-    pub fn revocations(&self) -> Option<&Arc<dyn SessionStore>> {
-        self.revocations.as_ref()
-    }
-
     /// The cookie value holding `token` and `record`; [`StoreError::TooLarge`] when it
     /// would not fit in a cookie.
     pub fn seal(&self, token: &SessionToken, record: &SessionRecord) -> Result<String, StoreError> {
