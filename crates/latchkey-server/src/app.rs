@@ -2,6 +2,7 @@
 
 use crate::backend::Backend;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
+use crate::headers::{self, HeaderPolicy};
 use crate::pages::{self, Templates};
 use crate::{api, data_api};
 use anyhow::bail;
@@ -46,7 +47,7 @@ pub struct AppState {
 
 /// The full router: pages and JSON API on the same paths, behind the session layer
 /// (which carries the user loader).
-pub fn router(state: AppState, sessions: SessionLayer, data_api: bool) -> Router {
+pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: bool) -> Router {
     let mut routes = Router::new();
     if data_api {
         routes = routes
@@ -59,6 +60,7 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool) -> Router
     }
     routes
         .route("/", get(pages::index))
+        .route("/style.css", get(headers::stylesheet))
         .route("/signup", get(pages::signup_page).post(pages::signup))
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/home", post(pages::home).get(pages::home))
@@ -78,6 +80,10 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool) -> Router
         .with_state(state)
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            HeaderPolicy { hsts },
+            headers::add_security_headers,
+        ))
 }
 
 /// `scheme://host[:port]` of a URL (its path dropped).
@@ -140,6 +146,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state,
         sessions.with_authenticator(authenticator),
         args.enable_session_data_api,
+        secure,
     );
 
     tokio::spawn(sweep_expired(

@@ -6,6 +6,7 @@ mod app;
 mod backend;
 mod config;
 mod data_api;
+mod headers;
 mod pages;
 mod session_cli;
 mod user_cli;

@@ -68,18 +68,13 @@ impl Templates {
             .get_template(name)
             .and_then(|template| template.render(context));
         match rendered {
-            Ok(html) => (status, no_store(), Html(html)).into_response(),
+            Ok(html) => (status, Html(html)).into_response(),
             Err(error) => {
                 tracing::error!(%error, template = name, "template failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
             }
         }
     }
-}
-
-/// Pages show personal data: never cache them.
-fn no_store() -> [(header::HeaderName, &'static str); 1] {
-    [(header::CACHE_CONTROL, "no-store")]
 }
 
 /// What every page needs: who is logged in, the CSRF token, pending flash messages.
@@ -468,7 +463,7 @@ pub async fn logout(
     {
         return error.into_response();
     }
-    ([("clear-site-data", "\"cache\"")], Redirect::to("/login")).into_response()
+    Redirect::to("/login").into_response()
 }
 
 /// `GET /sessions`: the user's sessions with revoke buttons.

@@ -224,7 +224,10 @@ async fn signup_login_home_logout_in_pages() {
     };
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response).as_deref(), Some("/login"));
-    assert_eq!(response.headers()["clear-site-data"], "\"cache\"");
+    assert_eq!(
+        response.headers()["clear-site-data"],
+        "\"cache\", \"storage\""
+    );
     let (_, html, _) = browser.get("/login").await;
     assert!(html.contains("You have been signed out."));
     assert_eq!(browser.get("/home").await.0, StatusCode::SEE_OTHER);
