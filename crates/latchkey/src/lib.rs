@@ -41,6 +41,7 @@ pub mod redirect;
 pub mod remember;
 pub mod session;
 pub mod store;
+pub mod throttle;
 mod time;
 pub mod user;
 

@@ -21,6 +21,8 @@ mod sqlite;
 pub mod conformance;
 
 #[cfg(feature = "redis")]
+pub(crate) use self::redis::map_redis as redis_error;
+#[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 #[cfg(feature = "cache")]
 pub use cache::CachedStore;

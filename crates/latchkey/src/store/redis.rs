@@ -158,7 +158,12 @@ impl RedisStore {
         format!("{}:u:{{{}}}", self.prefix, user_id)
     }
 
-    fn connection(&self) -> ConnectionManager {
+    /// The key of a throttle counter.
+    pub(crate) fn throttle_key(&self, key: &str) -> String {
+        format!("{}:t:{{{key}}}", self.prefix)
+    }
+
+    pub(crate) fn connection(&self) -> ConnectionManager {
         self.connection.clone()
     }
 
@@ -381,7 +386,7 @@ fn unavailable(error: redis::RedisError) -> StoreError {
 
 /// A Redis error, by cause: data of the wrong shape is corruption, anything else means
 /// Redis is unavailable.
-fn map_redis(error: redis::RedisError) -> StoreError {
+pub(crate) fn map_redis(error: redis::RedisError) -> StoreError {
     use redis::ErrorKind;
     let wrong_shape = matches!(
         error.kind(),

@@ -1,0 +1,112 @@
+//! Throttle counters in Redis: one Lua script per attempt (a single key, so one Cluster
+//! slot), expiring with their window.
+
+use super::{Counter, ThrottleStore};
+use crate::session::StoreError;
+use crate::store::RedisStore;
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use redis::Script;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// Counts one attempt: {count, first_at, last_at}.
+/// KEYS: counter. ARGV: now (ms), window start (ms), expiry (ms).
+static RECORD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local first = tonumber(redis.call('HGET', KEYS[1], 'f'))
+        if not first or first <= tonumber(ARGV[2]) then
+            redis.call('HSET', KEYS[1], 'c', 1, 'f', ARGV[1], 'l', ARGV[1])
+        else
+            redis.call('HINCRBY', KEYS[1], 'c', 1)
+            redis.call('HSET', KEYS[1], 'l', ARGV[1])
+        end
+        redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+        return redis.call('HMGET', KEYS[1], 'c', 'f', 'l')",
+    )
+});
+
+/// Throttle counters beside the sessions of a [`RedisStore`] (same connection and
+/// prefix), under `P:t:{key}`.
+#[derive(Clone, Debug)]
+pub struct RedisThrottleStore {
+    redis: RedisStore,
+}
+
+impl RedisThrottleStore {
+    /// Counters in the Redis that `sessions` uses.
+    pub fn new(sessions: RedisStore) -> Self {
+        RedisThrottleStore { redis: sessions }
+    }
+}
+
+fn counter(fields: (Option<i64>, Option<i64>, Option<i64>)) -> Result<Counter, StoreError> {
+    match fields {
+        (Some(count), Some(first_at), Some(last_at)) => Ok(Counter {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            first_at: Timestamp(first_at),
+            last_at: Timestamp(last_at),
+        }),
+        _ => Err(StoreError::Corrupt("throttle counter with missing fields".into())),
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl ThrottleStore for RedisThrottleStore {
+    async fn record(
+        &self,
+        key: &str,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<Counter, StoreError> {
+        let fields = RECORD
+            .key(self.redis.throttle_key(key))
+            .arg(now.as_millis())
+            .arg(now.as_millis().saturating_sub(millis(window)))
+            .arg(now.as_millis().saturating_add(millis(window)))
+            .invoke_async(&mut self.redis.connection())
+            .await
+            .map_err(crate::store::redis_error)?;
+        counter(fields)
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Counter>, StoreError> {
+        let fields: (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.redis.throttle_key(key))
+            .arg("c")
+            .arg("f")
+            .arg("l")
+            .query_async(&mut self.redis.connection())
+            .await
+            .map_err(crate::store::redis_error)?;
+        if fields.0.is_none() {
+            return Ok(None);
+        }
+        let counter = counter(fields)?;
+        Ok((counter.first_at.plus(window) > now).then_some(counter))
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.redis.throttle_key(key))
+            .query_async(&mut self.redis.connection())
+            .await
+            .map_err(crate::store::redis_error)?;
+        Ok(())
+    }
+
+    /// Counters expire in Redis with their window.
+    async fn delete_stale(&self, _before: Timestamp, _limit: u32) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
