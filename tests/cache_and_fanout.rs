@@ -7,7 +7,7 @@ use latchkey::store::conformance::{self, CountingStore};
 use latchkey::store::{
     open_sqlite, CachedStore, FanOutStore, MemoryStore, MirrorFailure, RedisStore, SqliteStore,
 };
-use latchkey::{SessionStore, StoreError};
+use latchkey::{SessionId, SessionRecord, SessionStore, StoreError, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,4 +165,87 @@ async fn a_failed_mirror_is_logged_or_fails_the_write_as_configured() {
             "{policy:?}: the master keeps the write"
         );
     }
+}
+
+/// A mirror in front of which a logout lands on the master just before every mirror
+/// save: the race between a request's write and a logout, made certain.
+struct LogoutRacesMirror {
+    master: Arc<dyn SessionStore>,
+    mirror: Arc<dyn SessionStore>,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for LogoutRacesMirror {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.mirror.load(id).await
+    }
+    async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+        self.mirror.create(id, record).await
+    }
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.master.delete(id).await?;
+        self.mirror.delete(id).await?;
+        self.mirror.save(id, record, expected).await
+    }
+    async fn rotate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        record: &SessionRecord,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.mirror.rotate(old, new, record, expected).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.mirror.delete(id).await
+    }
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
+        self.mirror.list_for_user(user_id).await
+    }
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        self.mirror.delete_for_user(user_id, keep).await
+    }
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.mirror.delete_expired(now, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_mirror_repair_never_brings_back_a_logged_out_session() {
+    let master: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let mirror: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let racing = Arc::new(LogoutRacesMirror {
+        master: master.clone(),
+        mirror: mirror.clone(),
+    });
+    let store = FanOutStore::new(master.clone(), vec![racing], MirrorFailure::Fail);
+    let id = conformance::new_id();
+    let mut record = conformance::sample_record(Some("9"));
+    store.create(&id, &record).await.expect("create");
+    record.version = 2;
+    // The master takes the write, the logout lands, the mirror save finds nothing.
+    store
+        .save(&id, &record, 1)
+        .await
+        .expect("the master's write stands");
+    assert!(
+        master.load(&id).await.expect("load").is_none(),
+        "logged out"
+    );
+    assert!(
+        mirror.load(&id).await.expect("load").is_none(),
+        "the mirror re-created a logged-out session"
+    );
 }

@@ -93,6 +93,12 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
             }),
         )
         .route(
+            "/revoke-others",
+            post(|auth: AuthSession<User>| async move {
+                auth.revoke_other_sessions().await.map(|_| "done")
+            }),
+        )
+        .route(
             "/logout",
             post(|auth: AuthSession<User>| async move { auth.logout().await.map(|_| "bye") }),
         )
@@ -242,6 +248,10 @@ async fn a_copied_cookie_is_refused_after_logout() {
     let revocations = Arc::new(MemoryStore::new());
     let app = app(&[OLD_KEY], revocations.clone()).await;
     let cookie = log_in(&app).await;
+    let (token, record) = CookieStore::new(&[OLD_KEY])
+        .expect("key")
+        .open(&cookie)
+        .expect("our own cookie opens");
     let (status, _, set) = send(
         reqwest::Method::POST,
         &format!("{}/logout", app.url),
@@ -251,6 +261,15 @@ async fn a_copied_cookie_is_refused_after_logout() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(set.as_deref(), Some(""), "logout removes the cookie");
     assert_eq!(revocations.len(), 1, "one revocation record");
+    let revoked = revocations
+        .load(&token.id())
+        .await
+        .expect("load")
+        .expect("revoked");
+    assert_eq!(
+        revoked.idle_expires_at, record.absolute_expires_at,
+        "kept as long as any refreshed copy could live"
+    );
     let (status, _, _) = send(
         reqwest::Method::GET,
         &format!("{}/home", app.url),
@@ -299,4 +318,31 @@ async fn a_password_change_ends_copies_of_the_cookie() {
         .expect("find")
         .expect("user");
     assert_eq!(user.credential_version, 2);
+}
+
+#[tokio::test]
+async fn revoking_other_sessions_ends_the_other_browsers_cookies() {
+    let app = app(&[OLD_KEY], Arc::new(MemoryStore::new())).await;
+    let other = log_in(&app).await;
+    let this = log_in(&app).await;
+    let (status, _, _) = send(
+        reqwest::Method::POST,
+        &format!("{}/revoke-others", app.url),
+        Some(&this),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let home = format!("{}/home", app.url);
+    let (status, _, _) = send(reqwest::Method::GET, &home, Some(&this)).await;
+    assert_eq!(status, StatusCode::OK, "this browser stays");
+    let (status, _, _) = send(reqwest::Method::GET, &home, Some(&other)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the other browser's cookie still works"
+    );
+    // A new login afterwards is not affected by the marker.
+    let later = log_in(&app).await;
+    let (status, _, _) = send(reqwest::Method::GET, &home, Some(&later)).await;
+    assert_eq!(status, StatusCode::OK);
 }

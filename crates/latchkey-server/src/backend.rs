@@ -69,6 +69,22 @@ impl Backend {
         })
     }
 
+    /// The session store as the CLI sees it: refused when the sessions live where a
+    /// separate process cannot reach them.
+    pub async fn reachable_session_store(
+        &self,
+        args: &SessionStoreArgs,
+    ) -> anyhow::Result<Arc<dyn SessionStore>> {
+        if args.session_store == SessionStoreKind::Memory {
+            bail!(
+                "--session-store memory lives inside the server process, out of this command's \
+                 reach; `latchkey user passwd` and `user disable` still end such sessions \
+                 through the user's credential version"
+            );
+        }
+        self.session_store(args).await
+    }
+
     /// The server-side session store the flags describe: the master, fanned out to the
     /// mirrors if there are any.
     pub async fn session_store(

@@ -45,7 +45,7 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
         } => {
             let backend = Backend::open(&database).await?;
             let users = backend.users.clone();
-            let sessions = backend.session_store(&sessions).await?;
+            let sessions = backend.reachable_session_store(&sessions).await?;
             let selected: Vec<User> = match user {
                 Some(name) => vec![find_user(&*users, &name).await?],
                 None => users.list().await?,
@@ -81,7 +81,7 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
             let Backend {
                 users, remember, ..
             } = backend.clone();
-            let sessions = backend.session_store(&sessions).await?;
+            let sessions = backend.reachable_session_store(&sessions).await?;
             if let Some(name) = user {
                 let user = find_user(&*users, &name).await?;
                 let user_id = user.user_id();

@@ -202,4 +202,22 @@ fn combinations_that_cannot_work_are_refused_with_a_reason() {
         assert!(!ok, "{flags:?} started");
         assert!(stderr.contains(reason), "{flags:?}: {stderr}");
     }
+    // The CLI cannot see sessions in another process's memory, and says so.
+    let (ok, _, stderr) = cli(
+        &[
+            "session",
+            "revoke",
+            "--user",
+            "x",
+            "--database-url",
+            &database,
+            "--session-store",
+            "memory",
+        ],
+        "",
+    );
+    assert!(
+        !ok && stderr.contains("out of this command's reach"),
+        "{stderr}"
+    );
 }

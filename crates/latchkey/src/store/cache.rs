@@ -6,7 +6,9 @@
 //! the cache, and a lost compare-and-swap evicts the entry so the retry reads the store.
 //!
 //! Staleness: a change made by *another* process (a logout, a revocation, another
-//! request's write) is seen here at most `ttl` later. Writes never lose updates because
+//! request's write) is seen here at most `ttl` later. Within this process, a delete
+//! that races a write or a load of the same session can leave the deleted record
+//! cached, also for at most `ttl`. Writes never lose updates because
 //! of the cache: a stale version only makes the store's compare-and-swap fail, and the
 //! retry reloads. Keep `ttl` short (about a second) where processes share a store.
 

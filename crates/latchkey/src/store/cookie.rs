@@ -213,6 +213,34 @@ impl CookieStore {
     }
 }
 
+/// How long a per-user revocation marker is kept: longer than any session can live
+/// (remember-me restores are new logins, so they are not affected by old markers).
+const USER_MARKER_LIFETIME: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
+
+/// Where the revocation store keeps the per-user marker of `user_id`.
+fn user_marker_id(user_id: &str) -> SessionId {
+    let digest: [u8; TOKEN_BYTES] = Sha256::new()
+        .chain_update(b"latchkey revoked user\0")
+        .chain_update(user_id.as_bytes())
+        .finalize()
+        .into();
+    SessionToken::from_bytes(digest).id()
+}
+
+/// Whether a per-user marker ends the session `id` that logged in at `authenticated_at`.
+fn revoked_by(marker: &SessionRecord, id: &SessionId, authenticated_at: Timestamp) -> bool {
+    let before = marker
+        .data
+        .get("revoked_before")
+        .and_then(serde_json::Value::as_i64);
+    let keep = marker.data.get("keep").and_then(serde_json::Value::as_str);
+    match before {
+        Some(before) => authenticated_at.as_millis() < before && keep != Some(id.to_hex().as_str()),
+        // A marker that does not say when is corrupt: refuse rather than guess.
+        None => true,
+    }
+}
+
 /// What the response must do with an encrypted session cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outgoing {
@@ -287,7 +315,9 @@ impl CookieJar {
         Ok(())
     }
 
-    /// Writes a revocation record for a logged-in session, kept until it would expire.
+    /// Writes a revocation record for a logged-in session, kept until the session's
+    /// absolute expiry: a copy of the cookie refreshed by its own requests can outlive
+    /// this copy's idle expiry, never the absolute one.
     async fn revoke(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
         let (Some(revocations), Some(_)) = (&self.store.revocations, &record.auth) else {
             return Ok(());
@@ -297,6 +327,7 @@ impl CookieJar {
             data: Default::default(),
             client_ip: None,
             user_agent: None,
+            idle_expires_at: record.absolute_expires_at,
             ..record.clone()
         };
         match revocations.create(id, &tombstone).await {
@@ -319,8 +350,12 @@ impl SessionStore for CookieJar {
         let Some(record) = self.current(id) else {
             return Ok(None);
         };
-        if let (Some(revocations), Some(_)) = (&self.store.revocations, &record.auth) {
+        if let (Some(revocations), Some(auth)) = (&self.store.revocations, &record.auth) {
             if revocations.load(id).await?.is_some() {
+                return Ok(None);
+            }
+            let marker = revocations.load(&user_marker_id(&auth.user_id)).await?;
+            if marker.is_some_and(|marker| revoked_by(&marker, id, auth.authenticated_at)) {
                 return Ok(None);
             }
         }
@@ -388,14 +423,53 @@ impl SessionStore for CookieJar {
             .collect())
     }
 
-    /// Other browsers' cookies are out of reach; their sessions end through the user's
-    /// credential version instead.
+    /// Other browsers' cookies are out of reach, so this leaves a per-user marker in
+    /// the revocation store: every session of the user that logged in before now,
+    /// except `keep`, is refused from then on. How many that ends is unknown: 0.
     async fn delete_for_user(
         &self,
-        _user_id: &str,
-        _keep: Option<&SessionId>,
+        user_id: &str,
+        keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
-        Ok(0)
+        let Some(revocations) = &self.store.revocations else {
+            return Err(StoreError::Unavailable(
+                "the cookie store needs a revocation store to end a user's sessions".into(),
+            ));
+        };
+        let id = user_marker_id(user_id);
+        let now = Timestamp::now();
+        let mut data = serde_json::Map::new();
+        data.insert("revoked_before".into(), now.as_millis().into());
+        data.insert("keep".into(), keep.map(SessionId::to_hex).into());
+        let mut marker = SessionRecord {
+            version: 1,
+            auth: None,
+            data,
+            created_at: now,
+            last_active_at: now,
+            idle_expires_at: now.plus(USER_MARKER_LIFETIME),
+            absolute_expires_at: now.plus(USER_MARKER_LIFETIME),
+            client_ip: None,
+            user_agent: None,
+        };
+        for _ in 0..8 {
+            let written = match revocations.load(&id).await? {
+                None => revocations.create(&id, &marker).await,
+                Some(current) => {
+                    marker.version = current.version + 1;
+                    revocations.save(&id, &marker, current.version).await
+                }
+            };
+            match written {
+                Err(
+                    StoreError::AlreadyExists | StoreError::VersionConflict | StoreError::NotFound,
+                ) => {}
+                other => return other.map(|()| 0),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "revocation marker kept changing".into(),
+        ))
     }
 
     async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {

@@ -22,7 +22,8 @@ pub enum MirrorFailure {
     Log,
     /// Log an error and fail the request as unavailable (503). The master keeps the
     /// write: the failure is never reported as a conflict, which would make the
-    /// session retry and apply its change twice.
+    /// session retry and apply its change twice, but a client that retries a
+    /// non-idempotent request after the 503 applies it twice.
     Fail,
 }
 
@@ -85,8 +86,11 @@ impl FanOutStore {
 }
 
 /// Brings `mirror`'s copy of `id` up to `record` unless it already holds that version
-/// or a later one (versions only grow, so racing repairs settle on the newest).
+/// or a later one (versions only grow, so racing repairs settle on the newest). A
+/// session the master no longer holds (a logout raced this write) is removed from the
+/// mirror instead, never re-created there.
 async fn converge(
+    master: &Arc<dyn SessionStore>,
     mirror: &Arc<dyn SessionStore>,
     id: &SessionId,
     record: &SessionRecord,
@@ -95,6 +99,10 @@ async fn converge(
     // soon as the mirror reaches this version; the cap only guards against a bug.
     const ATTEMPTS: usize = 64;
     for _ in 0..ATTEMPTS {
+        if master.load(id).await?.is_none() {
+            mirror.delete(id).await?;
+            return Ok(());
+        }
         let attempt = match mirror.load(id).await? {
             Some(current) if current.version >= record.version => return Ok(()),
             Some(current) => mirror.save(id, record, current.version).await,
@@ -103,7 +111,14 @@ async fn converge(
         match attempt {
             Err(StoreError::VersionConflict | StoreError::NotFound | StoreError::AlreadyExists) => {
             }
-            other => return other,
+            Ok(()) => {
+                // A logout may have passed the mirror between the check and the write.
+                if master.load(id).await?.is_none() {
+                    mirror.delete(id).await?;
+                }
+                return Ok(());
+            }
+            Err(error) => return Err(error),
         }
     }
     Err(StoreError::Unavailable(
@@ -121,7 +136,7 @@ impl SessionStore for FanOutStore {
         self.master.create(id, record).await?;
         self.mirror("create", |mirror| async move {
             match mirror.create(id, record).await {
-                Err(StoreError::AlreadyExists) => converge(mirror, id, record).await,
+                Err(StoreError::AlreadyExists) => converge(&self.master, mirror, id, record).await,
                 other => other,
             }
         })
@@ -138,7 +153,7 @@ impl SessionStore for FanOutStore {
         self.mirror("save", |mirror| async move {
             match mirror.save(id, record, expected_version).await {
                 Err(StoreError::NotFound | StoreError::VersionConflict) => {
-                    converge(mirror, id, record).await
+                    converge(&self.master, mirror, id, record).await
                 }
                 other => other,
             }
@@ -163,7 +178,7 @@ impl SessionStore for FanOutStore {
             {
                 Err(StoreError::NotFound | StoreError::VersionConflict) => {
                     mirror.delete(old_id).await?;
-                    converge(mirror, new_id, record).await
+                    converge(&self.master, mirror, new_id, record).await
                 }
                 other => other,
             }

@@ -181,17 +181,21 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn unindex(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
+    /// Removes ids from a user's index after their sessions are gone. Best effort: the
+    /// index tolerates entries without a session (they expire with it), so a failure
+    /// here is logged, never reported for a write that already happened.
+    async fn unindex(&self, user_id: &str, ids: &[String]) {
         if user_id.is_empty() || ids.is_empty() {
-            return Ok(());
+            return;
         }
-        let _: i64 = redis::cmd("SREM")
+        let removed: Result<i64, _> = redis::cmd("SREM")
             .arg(self.user_key(user_id))
             .arg(ids)
             .query_async(&mut self.connection())
-            .await
-            .map_err(map_redis)?;
-        Ok(())
+            .await;
+        if let Err(error) = removed {
+            tracing::warn!(%error, "Redis session index cleanup failed");
+        }
     }
 
     /// Runs CREATE for `id`: `true` if created, `false` if the id was taken.
@@ -291,7 +295,7 @@ impl SessionStore for RedisStore {
         };
         match retired {
             (1, old_user) => {
-                self.unindex(&old_user, &[old_id.to_hex()]).await?;
+                self.unindex(&old_user, &[old_id.to_hex()]).await;
                 Ok(())
             }
             (code, _) => {
@@ -311,7 +315,7 @@ impl SessionStore for RedisStore {
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
-        self.unindex(&user, &[id.to_hex()]).await?;
+        self.unindex(&user, &[id.to_hex()]).await;
         Ok(deleted == 1)
     }
 
@@ -334,17 +338,16 @@ impl SessionStore for RedisStore {
             .query_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
+        // Entries without a session are left alone: one may be a session being created
+        // right now (its index entry is written first). They expire with the index.
         let mut sessions = Vec::new();
-        let mut dangling = Vec::new();
         for (hex, (owner, text)) in ids.into_iter().zip(rows) {
-            match (owner, text) {
-                (Some(owner), Some(text)) if owner == user_id => {
+            if let (Some(owner), Some(text)) = (owner, text) {
+                if owner == user_id {
                     sessions.push((decode_id(&hex)?, decode_record(&text)?));
                 }
-                _ => dangling.push(hex),
             }
         }
-        self.unindex(user_id, &dangling).await?;
         Ok(sessions)
     }
 
@@ -360,18 +363,22 @@ impl SessionStore for RedisStore {
             .into_iter()
             .filter(|hex| Some(hex) != keep.as_ref())
             .collect();
-        let mut deleted = 0;
-        for hex in &ids {
+        // Only ids whose session was deleted leave the index: an id whose session is
+        // not there yet may belong to a login in progress.
+        let mut deleted = Vec::new();
+        for hex in ids {
             let done: i64 = DELETE_IF_OWNED
                 .key(format!("{}:s:{{{hex}}}", self.prefix))
                 .arg(user_id)
                 .invoke_async(&mut self.connection())
                 .await
                 .map_err(map_redis)?;
-            deleted += done as u64;
+            if done == 1 {
+                deleted.push(hex);
+            }
         }
-        self.unindex(user_id, &ids).await?;
-        Ok(deleted)
+        self.unindex(user_id, &deleted).await;
+        Ok(deleted.len() as u64)
     }
 
     /// Redis removes expired sessions itself (`PEXPIREAT`), so there is nothing to do.

@@ -53,8 +53,12 @@ pub struct Counter {
 pub trait ThrottleStore: Send + Sync + 'static {
     /// Counts one attempt under `key` at `now`: a window older than `window` starts
     /// over at 1. Returns the counter after the attempt.
-    async fn record(&self, key: &str, window: Duration, now: Timestamp)
-        -> Result<Counter, StoreError>;
+    async fn record(
+        &self,
+        key: &str,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<Counter, StoreError>;
     /// The counter under `key`, unless absent or its window is over.
     async fn get(
         &self,
@@ -132,7 +136,11 @@ impl Throttle {
     }
 
     /// May a login as `login` from `ip` be checked now?
-    pub async fn check_login(&self, login: &str, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
+    pub async fn check_login(
+        &self,
+        login: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
         let now = Timestamp::now();
         let policy = &self.policy;
         let mut wait = Duration::ZERO;
@@ -223,7 +231,10 @@ fn verdict(wait: Duration) -> Verdict {
 /// string an attacker sends takes the same fixed room, known account or not.
 fn account_key(login: &str) -> String {
     let digest = Sha256::digest(crate::user::login_key(login).as_bytes());
-    let hex: String = digest[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex: String = digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     format!("a:{hex}")
 }
 
@@ -249,7 +260,10 @@ mod tests {
     use super::*;
 
     fn throttle() -> Throttle {
-        Throttle::new(Arc::new(MemoryThrottleStore::new()), ThrottlePolicy::default())
+        Throttle::new(
+            Arc::new(MemoryThrottleStore::new()),
+            ThrottlePolicy::default(),
+        )
     }
 
     #[test]
@@ -260,8 +274,23 @@ mod tests {
             .collect();
         assert_eq!(
             lockouts,
-            [None, None, Some(1), Some(2), Some(4), Some(8), Some(16), Some(32), Some(64), Some(128), Some(256), Some(512), Some(900), Some(900)]
-                .to_vec()
+            [
+                None,
+                None,
+                Some(1),
+                Some(2),
+                Some(4),
+                Some(8),
+                Some(16),
+                Some(32),
+                Some(64),
+                Some(128),
+                Some(256),
+                Some(512),
+                Some(900),
+                Some(900)
+            ]
+            .to_vec()
         );
         assert_eq!(throttle.lockout(u32::MAX), Some(Duration::from_secs(900)));
     }
@@ -273,7 +302,10 @@ mod tests {
         let (mut failures, mut clock) = (0u32, Duration::ZERO);
         while clock < HOUR {
             failures += 1;
-            clock += throttle.lockout(failures).unwrap_or(Duration::ZERO).max(Duration::from_millis(1));
+            clock += throttle
+                .lockout(failures)
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_millis(1));
         }
         assert!(failures <= 18, "{failures} failures in an hour");
     }
@@ -282,15 +314,24 @@ mod tests {
     fn unknown_and_known_names_share_the_key_space() {
         assert_eq!(account_key("Alice "), account_key("alice"));
         assert_ne!(account_key("alice"), account_key("bob"));
-        assert_eq!(account_key(&"x".repeat(100_000)).len(), account_key("a").len());
+        assert_eq!(
+            account_key(&"x".repeat(100_000)).len(),
+            account_key("a").len()
+        );
     }
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        let a: IpAddr = "2001:db8:1:2:aaaa::1"
+            .parse()
+            .unwrap_or(IpAddr::from([0u8; 16]));
+        let b: IpAddr = "2001:db8:1:2:bbbb::9"
+            .parse()
+            .unwrap_or(IpAddr::from([0u8; 16]));
         assert_eq!(ip_text(a), ip_text(b));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        let mapped: IpAddr = "::ffff:192.0.2.1"
+            .parse()
+            .unwrap_or(IpAddr::from([0u8; 16]));
         assert_eq!(ip_text(mapped), "192.0.2.1");
     }
 }

@@ -48,7 +48,9 @@ fn counter(fields: (Option<i64>, Option<i64>, Option<i64>)) -> Result<Counter, S
             first_at: Timestamp(first_at),
             last_at: Timestamp(last_at),
         }),
-        _ => Err(StoreError::Corrupt("throttle counter with missing fields".into())),
+        _ => Err(StoreError::Corrupt(
+            "throttle counter with missing fields".into(),
+        )),
     }
 }
 

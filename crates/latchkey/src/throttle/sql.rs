@@ -113,7 +113,8 @@ mod sqlite {
     }
 
     const STATEMENTS: ThrottleStatements = ThrottleStatements {
-        record: "INSERT INTO throttle_counters (key, count, first_at, last_at) VALUES (?1, 1, ?2, ?2) \
+        record:
+            "INSERT INTO throttle_counters (key, count, first_at, last_at) VALUES (?1, 1, ?2, ?2) \
                  ON CONFLICT (key) DO UPDATE SET \
                  count = CASE WHEN first_at <= ?3 THEN 1 ELSE count + 1 END, \
                  first_at = CASE WHEN first_at <= ?3 THEN ?2 ELSE first_at END, \
