@@ -2,13 +2,15 @@
 //! logout.
 
 use crate::app::AppState;
+use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use latchkey::axum::RequireLogin;
-use latchkey::{authenticate, AuthError, AuthSession, NewUser, User, UserStoreError};
+use latchkey::throttle::Verdict;
+use latchkey::{AuthError, AuthSession, NewUser, SessionError, User, UserStoreError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,6 +21,7 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<&'static str>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -27,6 +30,15 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many(wait: std::time::Duration) -> Self {
+        ApiError {
+            retry_after: Some(wait),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait))
         }
     }
 
@@ -38,9 +50,8 @@ impl ApiError {
     /// 400 naming the field at fault.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
             field: Some(field),
+            ..Self::new(StatusCode::BAD_REQUEST, message)
         }
     }
 }
@@ -51,7 +62,11 @@ impl IntoResponse for ApiError {
             Some(field) => json!({ "error": self.message, "field": field }),
             None => json!({ "error": self.message }),
         };
-        (self.status, Json(body)).into_response()
+        let response = (self.status, Json(body)).into_response();
+        match self.retry_after {
+            Some(wait) => with_retry_after(response, wait),
+            None => response,
+        }
     }
 }
 
@@ -140,6 +155,7 @@ pub struct LoginRequest {
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
 pub async fn login(
     State(app): State<AppState>,
+    ip: ClientIp,
     auth: AuthSession<User>,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, HandlerError> {
@@ -153,16 +169,17 @@ pub async fn login(
         )
         .into());
     };
-    match authenticate(&*app.users, &app.hasher, &username, &password).await? {
-        Some(user) => {
+    match throttled_login(&app, ip, &username, &password).await? {
+        Attempt::Checked(Some(user)) => {
             auth.login(&user).await?;
             tracing::info!(user_id = user.id, "login");
             Ok(Json(json!({ "message": "Logged in" })))
         }
-        None => {
+        Attempt::Checked(None) => {
             tracing::info!("login failed");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
+        Attempt::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
 }
 
@@ -198,6 +215,8 @@ pub enum CreateError {
     Invalid(&'static str, String),
     /// The username or email is in use: "Username X is not available."
     Taken(String),
+    /// Too many sign-ups from this address; try again after this long.
+    Throttled(std::time::Duration),
     /// A backing service failed.
     Failed(AuthError),
 }
@@ -212,10 +231,20 @@ impl From<AuthError> for CreateError {
 /// API and the sign-up form.
 pub async fn create_user(
     app: &AppState,
+    ip: ClientIp,
     username: &str,
     email: Option<&str>,
     password: &str,
 ) -> Result<User, CreateError> {
+    let verdict = app
+        .throttle
+        .sign_up(ip.0)
+        .await
+        .map_err(|error| CreateError::Failed(SessionError::from(error).into()))?;
+    if let Verdict::Wait(wait) = verdict {
+        tracing::warn!(event = "signup_throttled", ip = ?ip.0, "sign-up throttled");
+        return Err(CreateError::Throttled(wait));
+    }
     let username = latchkey::user::validate_username(username)
         .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
     let email = match email.map(str::trim) {
@@ -246,6 +275,7 @@ pub async fn create_user(
 /// `POST /signup`: creates a user; 409 when the name or email is taken.
 pub async fn signup(
     State(app): State<AppState>,
+    ip: ClientIp,
     JsonBody(request): JsonBody<SignupRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), HandlerError> {
     let username = request.username.unwrap_or_default();
@@ -253,7 +283,7 @@ pub async fn signup(
         .password
         .filter(|password| !password.is_empty())
         .ok_or_else(|| ApiError::invalid("password", "password is required"))?;
-    match create_user(&app, &username, request.email.as_deref(), &password).await {
+    match create_user(&app, ip, &username, request.email.as_deref(), &password).await {
         Ok(_) => Ok((
             StatusCode::CREATED,
             Json(json!({ "message": "User account has been created." })),
@@ -262,6 +292,7 @@ pub async fn signup(
         Err(CreateError::Taken(message)) => {
             Err(ApiError::new(StatusCode::CONFLICT, message).into())
         }
+        Err(CreateError::Throttled(wait)) => Err(ApiError::too_many(wait).into()),
         Err(CreateError::Failed(error)) => Err(error.into()),
     }
 }

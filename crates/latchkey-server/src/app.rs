@@ -12,12 +12,13 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore};
+use latchkey::throttle::Throttle;
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
     UserStore,
 };
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ pub struct AppState {
     pub templates: Templates,
     /// `scheme://host[:port]` of the public URL, for cross-site checks.
     pub public_origin: String,
+    /// Failed-login and sign-up throttling, counted in the session store's backend.
+    pub throttle: Throttle,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpAddr]>,
 }
 
 /// The full router: pages and JSON API on the same paths, behind the session layer
@@ -106,12 +111,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let backend = Backend::open(&args.database).await?;
+    let throttle = Throttle::new(
+        backend.throttle_store(&args.sessions.session_store).await?,
+        args.throttle_policy(),
+    );
     let state = AppState {
         users: backend.users.clone(),
         hasher: args.database.hasher()?,
         policy: args.database.policy(),
         templates: Templates::new(args.templates.clone()),
         public_origin: origin_of(&args.public_url()),
+        throttle: throttle.clone(),
+        trusted_proxies: args.trusted_proxies.clone().into(),
     };
     let authenticator = Authenticator::<User>::new(backend.users.clone())
         .with_unauthorized_message("I can't let you do that")
@@ -152,6 +163,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(sweep_expired(
         swept,
         backend.remember,
+        throttle,
         args.cleanup_interval,
     ));
 
@@ -183,6 +195,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn sweep_expired(
     store: Arc<dyn SessionStore>,
     remember: Arc<dyn RememberStore>,
+    throttle: Throttle,
     interval: Duration,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -191,6 +204,12 @@ async fn sweep_expired(
         sweep_in_batches("sessions", |now| store.delete_expired(now, CLEANUP_BATCH)).await;
         sweep_in_batches("remember-me tokens", |now| {
             remember.delete_expired(now, CLEANUP_BATCH)
+        })
+        .await;
+        // Counters untouched for a day are past every throttle window.
+        sweep_in_batches("throttle counters", |now| {
+            let day_ago = Timestamp(now.as_millis() - 24 * 3600 * 1000);
+            throttle.store().delete_stale(day_ago, CLEANUP_BATCH)
         })
         .await;
     }

@@ -9,12 +9,18 @@ use latchkey::store::{
     open_postgres, open_sqlite, FanOutStore, MemoryStore, MirrorFailure, PostgresStore, RedisStore,
     SqliteStore,
 };
+use latchkey::throttle::{
+    MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
+    ThrottleStore,
+};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;
 
 /// The stores kept in the database.
 #[derive(Clone)]
 pub struct Backend {
+    /// Throttle counters.
+    pub throttle: Arc<dyn ThrottleStore>,
     /// Users.
     pub users: Arc<dyn UserStore>,
     /// Remember-me tokens.
@@ -31,6 +37,7 @@ impl Backend {
         let opened = if url.starts_with("sqlite:") {
             let pool = open_sqlite(url).await;
             pool.map(|pool| Backend {
+                throttle: Arc::new(SqliteThrottleStore::new(pool.clone())),
                 users: Arc::new(SqliteUserStore::new(pool.clone())),
                 remember: Arc::new(SqliteRememberStore::new(pool.clone())),
                 sessions: Arc::new(SqliteStore::new(pool)),
@@ -38,6 +45,7 @@ impl Backend {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = open_postgres(url).await;
             pool.map(|pool| Backend {
+                throttle: Arc::new(PostgresThrottleStore::new(pool.clone())),
                 users: Arc::new(PostgresUserStore::new(pool.clone())),
                 remember: Arc::new(PostgresRememberStore::new(pool.clone())),
                 sessions: Arc::new(PostgresStore::new(pool)),
@@ -66,6 +74,23 @@ impl Backend {
             SessionStoreKind::Cookie => {
                 bail!("the cookie store keeps sessions in browsers: it cannot be a mirror or be reached from here")
             }
+        })
+    }
+
+    /// Where throttle counters go: beside the sessions, so processes sharing a session
+    /// store share counters (memory sessions count in memory, cookies in the database).
+    pub async fn throttle_store(
+        &self,
+        kind: &SessionStoreKind,
+    ) -> anyhow::Result<Arc<dyn ThrottleStore>> {
+        Ok(match kind {
+            SessionStoreKind::Memory => Arc::new(MemoryThrottleStore::new()),
+            SessionStoreKind::Database | SessionStoreKind::Cookie => self.throttle.clone(),
+            SessionStoreKind::Redis(url) => Arc::new(RedisThrottleStore::new(
+                RedisStore::open(url)
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?,
+            )),
         })
     }
 

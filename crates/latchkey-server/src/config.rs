@@ -154,6 +154,22 @@ pub struct ServeArgs {
     /// (base.html, login.html, …).
     #[arg(long, env = "LATCHKEY_TEMPLATES")]
     pub templates: Option<PathBuf>,
+    /// A reverse proxy whose X-Forwarded-For is believed (repeatable); requests from
+    /// anyone else are counted under their own address.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed logins per account before lockouts start (then 1 s, 2 s, 4 s … 15 min).
+    #[arg(long, env = "LATCHKEY_LOGIN_FREE_FAILURES", default_value_t = 5)]
+    pub login_free_failures: u32,
+    /// Failed logins allowed from one IP per minute.
+    #[arg(long, env = "LATCHKEY_LOGIN_IP_BURST", default_value_t = 30)]
+    pub login_ip_burst: u32,
+    /// Failed logins allowed from one IP per hour.
+    #[arg(long, env = "LATCHKEY_LOGIN_IP_HOURLY", default_value_t = 300)]
+    pub login_ip_hourly: u32,
+    /// Sign-up attempts allowed from one IP per hour.
+    #[arg(long, env = "LATCHKEY_SIGNUPS_PER_IP_HOURLY", default_value_t = 20)]
+    pub signups_per_ip_hourly: u32,
     /// Serve the session data JSON API (/api/session/data) to logged-in users.
     #[arg(long, env = "LATCHKEY_ENABLE_SESSION_DATA_API")]
     pub enable_session_data_api: bool,
@@ -192,6 +208,17 @@ impl ServeArgs {
             bail!("--idle-timeout and --absolute-timeout must be longer than zero");
         }
         Ok(secure)
+    }
+
+    /// The throttling limits from these options.
+    pub fn throttle_policy(&self) -> latchkey::throttle::ThrottlePolicy {
+        latchkey::throttle::ThrottlePolicy {
+            free_failures: self.login_free_failures,
+            ip_burst: self.login_ip_burst,
+            ip_hourly: self.login_ip_hourly,
+            signups_hourly: self.signups_per_ip_hourly,
+            ..Default::default()
+        }
     }
 
     /// Session settings from these options.

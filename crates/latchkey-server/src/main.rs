@@ -9,6 +9,7 @@ mod data_api;
 mod headers;
 mod pages;
 mod session_cli;
+mod throttling;
 mod user_cli;
 
 use clap::{Parser, Subcommand};

@@ -4,6 +4,7 @@
 use crate::api::{self, ApiError, JsonBody};
 use crate::app::AppState;
 use crate::session_cli::format_time;
+use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -12,7 +13,7 @@ use latchkey::axum::{wants_html, RequireFresh, RequireLogin};
 use latchkey::csrf::{csrf_token, request_origin, verify_csrf_token, RequestOrigin};
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::redirect::next_or_home;
-use latchkey::{authenticate, AuthError, AuthSession, SessionId, User};
+use latchkey::{AuthError, AuthSession, SessionId, User};
 use minijinja::{context, Environment, Value};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -237,6 +238,7 @@ pub struct SignupForm {
 /// `POST /signup`: a form gets pages, JSON gets the API.
 pub async fn signup(
     State(app): State<AppState>,
+    ip: ClientIp,
     auth: AuthSession<User>,
     request: Request,
 ) -> Response {
@@ -244,7 +246,7 @@ pub async fn signup(
         Ok(Submission::Form(input)) => input,
         Ok(Submission::Api(request)) => {
             return match json(*request).await {
-                Ok(body) => api::signup(State(app), JsonBody(body))
+                Ok(body) => api::signup(State(app), ip, JsonBody(body))
                     .await
                     .into_response(),
                 Err(response) => response,
@@ -279,7 +281,7 @@ pub async fn signup(
         )
         .await;
     }
-    match api::create_user(&app, &username, Some(email.as_str()), &password).await {
+    match api::create_user(&app, ip, &username, Some(email.as_str()), &password).await {
         Ok(_) => {
             if let Err(error) = flash(
                 auth.session(),
@@ -294,6 +296,10 @@ pub async fn signup(
         }
         Err(api::CreateError::Invalid(_, message)) => again(StatusCode::BAD_REQUEST, message).await,
         Err(api::CreateError::Taken(message)) => again(StatusCode::CONFLICT, message).await,
+        Err(api::CreateError::Throttled(wait)) => with_retry_after(
+            again(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait)).await,
+            wait,
+        ),
         Err(api::CreateError::Failed(error)) => error.into_response(),
     }
 }
@@ -335,6 +341,7 @@ pub struct LoginForm {
 /// gets the API.
 pub async fn login(
     State(app): State<AppState>,
+    ip: ClientIp,
     auth: AuthSession<User>,
     Query(query): Query<NextQuery>,
     request: Request,
@@ -343,7 +350,7 @@ pub async fn login(
         Ok(Submission::Form(input)) => input,
         Ok(Submission::Api(request)) => {
             return match json(*request).await {
-                Ok(body) => api::login(State(app), auth, JsonBody(body))
+                Ok(body) => api::login(State(app), ip, auth, JsonBody(body))
                     .await
                     .into_response(),
                 Err(response) => response,
@@ -369,11 +376,25 @@ pub async fn login(
         )
         .await;
     }
-    let user = match authenticate(&*app.users, &app.hasher, &username, &password).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
+    let user = match throttled_login(&app, ip, &username, &password).await {
+        Ok(Attempt::Checked(Some(user))) => user,
+        Ok(Attempt::Checked(None)) => {
             tracing::info!("login failed");
             return fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await;
+        }
+        Ok(Attempt::Throttled(wait)) => {
+            let message = too_many_message(wait);
+            let extra =
+                context! { error => message, form_username => username.clone(), next => next };
+            let page = page(
+                &app,
+                &auth,
+                StatusCode::TOO_MANY_REQUESTS,
+                "login.html",
+                extra,
+            )
+            .await;
+            return with_retry_after(page, wait);
         }
         Err(error) => return error.into_response(),
     };

@@ -16,6 +16,7 @@ use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,26 @@ impl CachedStore {
 }
 
 impl CachedStore {
+    /// Caches `record` unless the cache already holds that version or a later one:
+    /// concurrent writers finish in any order, and the newest must stay.
+    async fn remember(&self, id: &SessionId, record: &SessionRecord) {
+        let record = Arc::new(record.clone());
+        self.cache
+            .entry(*id)
+            .and_compute_with(|entry| {
+                let newer_cached = entry
+                    .as_ref()
+                    .and_then(|entry| entry.value().as_ref())
+                    .is_some_and(|cached| cached.version >= record.version);
+                std::future::ready(if newer_cached {
+                    Op::Nop
+                } else {
+                    Op::Put(Some(record))
+                })
+            })
+            .await;
+    }
+
     /// Evicts every entry `predicate` picks.
     fn evict_where(&self, predicate: impl Fn(&SessionId, &Entry) -> bool + Send + Sync + 'static) {
         if let Err(error) = self.cache.invalidate_entries_if(predicate) {
@@ -88,7 +109,7 @@ impl SessionStore for CachedStore {
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
         self.inner.create(id, record).await?;
-        self.cache.insert(*id, Some(Arc::new(record.clone()))).await;
+        self.remember(id, record).await;
         Ok(())
     }
 
@@ -100,7 +121,7 @@ impl SessionStore for CachedStore {
     ) -> Result<(), StoreError> {
         match self.inner.save(id, record, expected_version).await {
             Ok(()) => {
-                self.cache.insert(*id, Some(Arc::new(record.clone()))).await;
+                self.remember(id, record).await;
                 Ok(())
             }
             Err(error) => {
@@ -123,9 +144,7 @@ impl SessionStore for CachedStore {
             .await;
         self.cache.invalidate(old_id).await;
         rotated?;
-        self.cache
-            .insert(*new_id, Some(Arc::new(record.clone())))
-            .await;
+        self.remember(new_id, record).await;
         Ok(())
     }
 

@@ -1,0 +1,118 @@
+//! Every throttle counter store counts the same way: increments within a window, a new
+//! window after it, clearing, sweeping stale counters, and no lost counts when many
+//! requests record at once.
+
+use latchkey::store::{open_postgres, open_sqlite, RedisStore};
+use latchkey::throttle::{
+    MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
+    ThrottleStore,
+};
+use latchkey::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
+
+fn key(stem: &str) -> String {
+    format!(
+        "{stem}-{}",
+        &latchkey::SessionToken::generate().id().to_hex()[..12]
+    )
+}
+
+async fn counts_like_a_throttle_store(store: Arc<dyn ThrottleStore>) {
+    let window = Duration::from_secs(60);
+    let start = Timestamp::now();
+    let counted = key("counted");
+    for expected in 1..=3 {
+        let counter = store
+            .record(
+                &counted,
+                window,
+                start.plus(Duration::from_millis(expected)),
+            )
+            .await
+            .expect("record");
+        assert_eq!(counter.count, expected as u32);
+        assert_eq!(counter.first_at, start.plus(Duration::from_millis(1)));
+    }
+    let seen = store
+        .get(&counted, window, start.plus(Duration::from_secs(30)))
+        .await
+        .expect("get");
+    assert_eq!(seen.map(|counter| counter.count), Some(3));
+    // After the window the counter is over, and the next attempt starts a new one.
+    let later = start.plus(Duration::from_secs(61));
+    assert_eq!(store.get(&counted, window, later).await.expect("get"), None);
+    let counter = store.record(&counted, window, later).await.expect("record");
+    assert_eq!((counter.count, counter.first_at), (1, later));
+
+    store.clear(&counted).await.expect("clear");
+    assert_eq!(store.get(&counted, window, later).await.expect("get"), None);
+
+    // 50 attempts at once: 50 counted.
+    let racing = key("racing");
+    let attempts = (0..50).map(|_| {
+        let (store, racing) = (store.clone(), racing.clone());
+        tokio::spawn(async move { store.record(&racing, window, Timestamp::now()).await })
+    });
+    for attempt in attempts {
+        attempt.await.expect("task").expect("record");
+    }
+    let counter = store
+        .get(&racing, window, Timestamp::now())
+        .await
+        .expect("get");
+    assert_eq!(counter.map(|counter| counter.count), Some(50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_and_sqlite_throttle_stores() {
+    counts_like_a_throttle_store(Arc::new(MemoryThrottleStore::new())).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = open_sqlite(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("open");
+    let store = SqliteThrottleStore::new(pool);
+    counts_like_a_throttle_store(Arc::new(store.clone())).await;
+    // Stale counters are swept in bounded batches.
+    let old = Timestamp(Timestamp::now().as_millis() - 10_000);
+    for _ in 0..3 {
+        store
+            .record(&key("stale"), Duration::from_secs(1), old)
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        store
+            .delete_stale(Timestamp::now(), 2)
+            .await
+            .expect("sweep"),
+        2
+    );
+    assert!(
+        store
+            .delete_stale(Timestamp::now(), 10)
+            .await
+            .expect("sweep")
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_throttle_store() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    counts_like_a_throttle_store(Arc::new(PostgresThrottleStore::new(pool))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_throttle_store() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    let redis = RedisStore::open(&url).await.expect("Redis reachable");
+    counts_like_a_throttle_store(Arc::new(RedisThrottleStore::new(redis))).await;
+}
