@@ -217,6 +217,8 @@ pub struct PasswordPolicy {
     pub min_chars: usize,
     /// Most characters accepted (default 128).
     pub max_chars: usize,
+    /// Refuse the 10,000 most common passwords (default on).
+    pub refuse_common: bool,
 }
 
 impl Default for PasswordPolicy {
@@ -224,8 +226,24 @@ impl Default for PasswordPolicy {
         PasswordPolicy {
             min_chars: 12,
             max_chars: 128,
+            refuse_common: true,
         }
     }
+}
+
+/// The bundled list of the 10,000 most common passwords (see the file's header).
+static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        include_str!("../data/common-passwords.txt")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .collect()
+    });
+
+/// Whether `password` is on the bundled list of common passwords (compared
+/// case-insensitively).
+pub fn is_common_password(password: &str) -> bool {
+    password.len() <= 64 && COMMON_PASSWORDS.contains(password.to_lowercase().as_str())
 }
 
 /// Why a new password was refused.
@@ -237,10 +255,15 @@ pub enum PolicyError {
     /// More characters than the policy's maximum.
     #[error("password must be at most {0} characters")]
     TooLong(usize),
+    /// One of the most common passwords, the first an attacker tries.
+    #[error("this password is one of the most common passwords; choose another")]
+    Common,
 }
 
 impl PasswordPolicy {
-    /// Checks a new password's length (in characters, never bytes).
+    /// Checks a new password: its length in characters (never bytes; nothing is
+    /// truncated or normalised) and, unless turned off, the common-password list. No
+    /// composition rules. Oversized input is refused before any counting.
     pub fn check(&self, password: &str) -> Result<(), PolicyError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(PolicyError::TooLong(self.max_chars));
@@ -250,6 +273,8 @@ impl PasswordPolicy {
             Err(PolicyError::TooShort(self.min_chars))
         } else if chars > self.max_chars {
             Err(PolicyError::TooLong(self.max_chars))
+        } else if self.refuse_common && is_common_password(password) {
+            Err(PolicyError::Common)
         } else {
             Ok(())
         }
@@ -331,9 +356,44 @@ mod tests {
             policy.check(&"🔑".repeat(11)),
             Err(PolicyError::TooShort(12))
         );
-        assert_eq!(policy.check(&"a".repeat(128)), Ok(()));
+        assert_eq!(policy.check(&"ab".repeat(64)), Ok(()));
         assert_eq!(
             policy.check(&"a".repeat(129)),
+            Err(PolicyError::TooLong(128))
+        );
+    }
+
+    #[test]
+    fn common_passwords_are_refused_whatever_their_case() {
+        let policy = PasswordPolicy::default();
+        assert!(
+            COMMON_PASSWORDS.len() >= 10_000,
+            "{}",
+            COMMON_PASSWORDS.len()
+        );
+        for common in [
+            "qwerty123456",
+            "QWERTY123456",
+            "1qaz2wsx3edc",
+            "leavemealone",
+        ] {
+            assert_eq!(policy.check(common), Err(PolicyError::Common), "{common}");
+        }
+        assert_eq!(policy.check("leave me alone, please"), Ok(()));
+        let lenient = PasswordPolicy {
+            refuse_common: false,
+            ..PasswordPolicy::default()
+        };
+        assert_eq!(lenient.check("qwerty123456"), Ok(()));
+        // Short ones are on the list too, for policies with a lower minimum.
+        assert!(is_common_password("dragon") && is_common_password("Password"));
+    }
+
+    #[test]
+    fn a_mebibyte_password_is_refused_without_counting_it() {
+        let policy = PasswordPolicy::default();
+        assert_eq!(
+            policy.check(&"a".repeat(1 << 20)),
             Err(PolicyError::TooLong(128))
         );
     }
