@@ -172,11 +172,9 @@ pub async fn login(
     match throttled_login(&app, ip, &username, &password).await? {
         Attempt::Checked(Some(user)) => {
             auth.login(&user).await?;
-            tracing::info!(user_id = user.id, "login");
             Ok(Json(json!({ "message": "Logged in" })))
         }
         Attempt::Checked(None) => {
-            tracing::info!("login failed");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
         Attempt::Throttled(wait) => Err(ApiError::too_many(wait).into()),
@@ -191,10 +189,7 @@ pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<serde_json::Va
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.
 pub async fn logout(auth: AuthSession<User>) -> Result<Json<serde_json::Value>, HandlerError> {
     let message = match auth.logout().await? {
-        Some(user_id) => {
-            tracing::info!(%user_id, "logout");
-            "Logged out"
-        }
+        Some(_) => "Logged out",
         None => "Not logged in",
     };
     Ok(Json(json!({ "message": message })))
@@ -242,7 +237,7 @@ pub async fn create_user(
         .await
         .map_err(|error| CreateError::Failed(SessionError::from(error).into()))?;
     if let Verdict::Wait(wait) = verdict {
-        tracing::warn!(event = "signup_throttled", ip = ?ip.0, "sign-up throttled");
+        tracing::warn!(target: "latchkey::audit", event = "signup_throttled", ip = ?ip.0, "signup_throttled");
         return Err(CreateError::Throttled(wait));
     }
     let username = latchkey::user::validate_username(username)
@@ -262,7 +257,7 @@ pub async fn create_user(
         .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
     match app.users.create(new_user).await {
         Ok(user) => {
-            tracing::info!(user_id = user.id, "signup");
+            tracing::info!(target: "latchkey::audit", event = "signup", user_id = user.id, "signup");
             Ok(user)
         }
         Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {

@@ -138,7 +138,7 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
         &app.public_origin,
     );
     (origin == RequestOrigin::CrossSite).then(|| {
-        tracing::warn!("cross-site request refused");
+        tracing::warn!(target: "latchkey::audit", event = "cross_site_refused", "cross_site_refused");
         ApiError::forbidden("cross-site request refused").into_response()
     })
 }
@@ -152,7 +152,7 @@ async fn check_csrf(
     match verify_csrf_token(auth.session(), submitted).await {
         Ok(true) => Ok(()),
         Ok(false) => {
-            tracing::warn!("form post with a missing or wrong CSRF token refused");
+            tracing::warn!(target: "latchkey::audit", event = "csrf_refused", "csrf_refused");
             Err(error_page(
                 app,
                 StatusCode::FORBIDDEN,
@@ -379,7 +379,6 @@ pub async fn login(
     let user = match throttled_login(&app, ip, &username, &password).await {
         Ok(Attempt::Checked(Some(user))) => user,
         Ok(Attempt::Checked(None)) => {
-            tracing::info!("login failed");
             return fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await;
         }
         Ok(Attempt::Throttled(wait)) => {
@@ -407,11 +406,6 @@ pub async fn login(
     if let Err(error) = logged_in {
         return error.into_response();
     }
-    tracing::info!(
-        user_id = user.id,
-        remember = input.remember.is_some(),
-        "login"
-    );
     Redirect::to(next_or_home(next)).into_response()
 }
 
@@ -642,7 +636,6 @@ pub async fn change_password(
     if let Err(error) = auth.password_changed(&updated).await {
         return error.into_response();
     }
-    tracing::info!(user_id = user.id, "password changed");
     let _ = flash(
         auth.session(),
         FlashLevel::Success,

@@ -74,16 +74,30 @@ pub async fn throttled_login(
         .await
         .map_err(SessionError::from)?
     {
-        tracing::warn!(event = "login_throttled", ip = ?ip.0, retry_after = wait.as_secs(), "login throttled");
+        tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
         return Ok(Attempt::Throttled(wait));
     }
     let user = authenticate(&*app.users, &app.hasher, login, password).await?;
     let counted = match &user {
         Some(_) => throttle.login_succeeded(login).await,
-        None => throttle.login_failed(login, ip.0).await,
+        None => {
+            tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
+            throttle.login_failed(login, ip.0).await
+        }
     };
     counted.map_err(SessionError::from)?;
     Ok(Attempt::Checked(user))
+}
+
+/// A short, stable tag of the login name a request tried, for audit events: the name
+/// itself is not logged, since people type their password into it by mistake.
+pub fn account_tag(login: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(latchkey::user::login_key(login).as_bytes());
+    digest[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Adds `Retry-After` (whole seconds) to a 429 answer.

@@ -246,6 +246,7 @@ impl<U: AuthUser> AuthSession<U> {
         self.session
             .log_in(&user.user_id(), method, user.credential_version())
             .await?;
+        audit!(info, "login", user_id = %user.user_id(), method = ?method);
         Ok(())
     }
 
@@ -272,6 +273,7 @@ impl<U: AuthUser> AuthSession<U> {
             expires_at: now.plus(lifetime),
         };
         store.insert(&record).await.map_err(SessionError::from)?;
+        audit!(info, "remember_me_issued", user_id = %record.user_id, days = days.clamp(1, MAX_REMEMBER_DAYS));
         self.session.set_remember_cookie(RememberCookie::Set {
             value: remember_cookie_value(&record.series, &validator),
             max_age: lifetime,
@@ -284,7 +286,11 @@ impl<U: AuthUser> AuthSession<U> {
     pub async fn logout(&self) -> Result<Option<String>, AuthError> {
         self.forget_this_device().await?;
         let record = self.session.destroy().await?;
-        Ok(record.and_then(|record| record.auth.map(|auth| auth.user_id)))
+        let user_id = record.and_then(|record| record.auth.map(|auth| auth.user_id));
+        if let Some(user_id) = &user_id {
+            audit!(info, "logout", user_id = %user_id);
+        }
+        Ok(user_id)
     }
 
     /// Deletes the remember-me token the browser sent and expires its cookie.
@@ -354,11 +360,7 @@ impl<U: AuthUser> AuthSession<U> {
                 .is_some_and(|hash| validator.matches(&hash))
                 && record.previous_valid_until.is_some_and(|until| now < until);
             if !in_grace {
-                tracing::warn!(
-                    user_id = %record.user_id,
-                    event = "remember_token_theft",
-                    "remember-me validator reused after rotation: revoking every session and remember token of the user"
-                );
+                audit!(warn, "remember_token_theft", user_id = %record.user_id);
                 store
                     .delete_for_user(&record.user_id)
                     .await
@@ -381,7 +383,7 @@ impl<U: AuthUser> AuthSession<U> {
                         user.credential_version(),
                     )
                     .await?;
-                tracing::info!(user_id = %record.user_id, "session restored from remember-me");
+                audit!(info, "remember_me_login", user_id = %record.user_id);
                 Ok(Some(user))
             }
             _ => {
@@ -416,7 +418,7 @@ impl<U: AuthUser> AuthSession<U> {
                 Ok(Some(user))
             }
             _ => {
-                tracing::info!(user_id = %auth.user_id, "session ended: user gone, disabled or credentials changed");
+                audit!(info, "session_ended_credentials_changed", user_id = %auth.user_id);
                 self.session.destroy().await?;
                 Ok(None)
             }
@@ -489,7 +491,9 @@ impl<U: AuthUser> AuthSession<U> {
         if !owned {
             return Ok(false);
         }
-        Ok(store.delete(id).await.map_err(SessionError::from)?)
+        let deleted = store.delete(id).await.map_err(SessionError::from)?;
+        audit!(info, "session_revoked", user_id = %auth.user_id, session = %id.to_hex());
+        Ok(deleted)
     }
 
     /// Ends every session of the logged-in user except this one; returns how many.
@@ -498,12 +502,14 @@ impl<U: AuthUser> AuthSession<U> {
             return Ok(0);
         };
         let current = self.session.id().await?;
-        Ok(self
+        let ended = self
             .session
             .store()
             .delete_for_user(&auth.user_id, current.as_ref())
             .await
-            .map_err(SessionError::from)?)
+            .map_err(SessionError::from)?;
+        audit!(info, "other_sessions_revoked", user_id = %auth.user_id, ended);
+        Ok(ended)
     }
 
     /// After `user`'s password changed (their credential version moved on): keeps this
@@ -526,6 +532,7 @@ impl<U: AuthUser> AuthSession<U> {
                 .map_err(SessionError::from)?;
             self.session.set_remember_cookie(RememberCookie::Remove);
         }
+        audit!(info, "password_changed", user_id = %user.user_id());
         Ok(())
     }
 }

@@ -40,15 +40,25 @@ impl Server {
     }
 
     pub fn start_at(dir: &Path, address: SocketAddr, extra: &[&str]) -> Server {
-        Self::launch(&database_url(dir), address, extra)
+        Self::launch(&database_url(dir), address, extra, None)
+    }
+
+    /// Starts `latchkey serve` in `dir` logging everything (`debug`) to `log`.
+    pub fn start_logging(dir: &Path, extra: &[&str], log: &Path) -> Server {
+        Self::launch(&database_url(dir), free_address(), extra, Some(log))
     }
 
     /// Starts `latchkey serve` on the database at `database_url` (PostgreSQL, say).
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
-        Self::launch(database_url, free_address(), extra)
+        Self::launch(database_url, free_address(), extra, None)
     }
 
-    fn launch(database_url: &str, address: SocketAddr, extra: &[&str]) -> Server {
+    fn launch(
+        database_url: &str,
+        address: SocketAddr,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Server {
         let database_url = database_url.to_string();
         let address_text = address.to_string();
         let mut args = vec![
@@ -60,12 +70,19 @@ impl Server {
         ];
         args.extend_from_slice(&FAST_HASHING);
         args.extend_from_slice(extra);
+        let (level, stderr) = match log {
+            Some(path) => (
+                "debug",
+                Stdio::from(std::fs::File::create(path).expect("log file")),
+            ),
+            None => ("warn", Stdio::inherit()),
+        };
         let child = Command::new(binary())
             .args(&args)
             .env_remove("LATCHKEY_SECRET_KEY")
-            .env("LATCHKEY_LOG", "warn")
+            .env("LATCHKEY_LOG", level)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start latchkey");
         let server = Server {

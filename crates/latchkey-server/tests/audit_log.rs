@@ -1,0 +1,86 @@
+//! The audit log: every security event is a structured `latchkey::audit` event, and no
+//! password, session token, remember-me token or password hash reaches any log line,
+//! even at debug level.
+
+mod common;
+
+use common::{bare_client, Server};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+const WRONG: &str = "a wrong password, typed";
+
+#[tokio::test]
+async fn security_events_are_logged_and_secrets_never_are() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging(dir.path(), &[], &log);
+    let client = bare_client();
+    let post = |path: &str, body: serde_json::Value, cookie: Option<&str>| {
+        let mut request = client.post(server.url(path)).json(&body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let credentials = json!({ "username": "audited", "password": PASSWORD });
+    assert_eq!(
+        post("/signup", credentials.clone(), None)
+            .await
+            .expect("signup")
+            .status(),
+        StatusCode::CREATED
+    );
+    let wrong = json!({ "username": "audited", "password": WRONG });
+    for _ in 0..6 {
+        post("/login", wrong.clone(), None).await.expect("login");
+    }
+    let throttled = post("/login", credentials.clone(), None)
+        .await
+        .expect("login");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let login = post("/login", credentials.clone(), None)
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let set_cookie = common::session_cookie(&login, "id").expect("cookie");
+    let token = common::cookie_value(&set_cookie);
+    let cookie = format!("id={token}");
+    assert_eq!(
+        post("/logout", json!({}), Some(&cookie))
+            .await
+            .expect("logout")
+            .status(),
+        StatusCode::OK
+    );
+    server.stop();
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    for event in [
+        "signup",
+        "login_failed",
+        "login_throttled",
+        "login",
+        "logout",
+    ] {
+        let marker = format!("event=\"{event}\"");
+        assert!(
+            text.lines()
+                .any(|line| line.contains("latchkey::audit") && line.contains(&marker)),
+            "no {event} audit event in:\n{text}"
+        );
+    }
+    for secret in [PASSWORD, WRONG, token.as_str(), "$argon2id$"] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} reached the log:\n{text}"
+        );
+    }
+    // The login name is not logged either (people type passwords into it).
+    assert!(
+        !text.contains("audited"),
+        "a login name reached the log:\n{text}"
+    );
+}
