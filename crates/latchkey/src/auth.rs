@@ -575,6 +575,46 @@ pub async fn authenticate(
         hasher.verify_dummy(password).await?;
         return Ok(None);
     };
-    let matches = hasher.verify(password, user.password_hash()).await?;
-    Ok((matches && !user.disabled).then_some(user))
+    let matches = match hasher.verify(password, user.password_hash()).await {
+        Ok(matches) => matches,
+        Err(error @ (PasswordError::MalformedHash | PasswordError::UnsafeHash(_))) => {
+            tracing::error!(user_id = user.id, %error, "stored password hash unusable: login refused");
+            // Spend the same time as any other failure.
+            hasher.verify_dummy(password).await?;
+            false
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !matches || user.disabled {
+        return Ok(None);
+    }
+    Ok(Some(upgrade_hash(users, hasher, user, password).await?))
+}
+
+/// After a successful login with a hash made elsewhere or with weaker parameters:
+/// stores an argon2id hash of the same password instead. The credential version does
+/// not change (it is the same password), so no session ends. A failed upgrade is logged
+/// and the login goes on; the next login tries again.
+async fn upgrade_hash(
+    users: &dyn UserStore,
+    hasher: &PasswordHasher,
+    mut user: User,
+    password: &str,
+) -> Result<User, AuthError> {
+    if !hasher.needs_rehash(user.password_hash()) {
+        return Ok(user);
+    }
+    let upgraded = hasher.hash(password).await?;
+    match users
+        .upgrade_password_hash(user.id, user.password_hash(), &upgraded)
+        .await
+    {
+        Ok(true) => {
+            audit!(info, "password_hash_upgraded", user_id = user.id);
+            user.password_hash = upgraded;
+        }
+        Ok(false) => {}
+        Err(error) => tracing::warn!(user_id = user.id, %error, "password hash upgrade failed"),
+    }
+    Ok(user)
 }

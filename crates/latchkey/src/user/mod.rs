@@ -53,7 +53,7 @@ pub struct User {
     pub disabled: bool,
     /// Bumped by every password change and disable.
     pub credential_version: i64,
-    password_hash: String,
+    pub(crate) password_hash: String,
 }
 
 impl User {
@@ -94,7 +94,7 @@ impl AuthUser for User {
 pub struct NewUser {
     username: String,
     email: Option<String>,
-    password_hash: String,
+    pub(crate) password_hash: String,
 }
 
 impl NewUser {
@@ -221,6 +221,19 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError>;
     /// Disables or re-enables the user and bumps the credential version.
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError>;
+    /// Replaces the hash with a stronger hash *of the same password* (a legacy hash
+    /// re-hashed after a successful login), only if the stored hash is still
+    /// `old_hash`. The credential version stays: no session ends. `false` when the hash
+    /// changed meanwhile. The default keeps the old hash.
+    async fn upgrade_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, UserStoreError> {
+        let _ = (id, old_hash, new_hash);
+        Ok(false)
+    }
 }
 
 /// A shared store is a store.
@@ -243,6 +256,14 @@ impl<S: UserStore + ?Sized> UserStore for std::sync::Arc<S> {
     }
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError> {
         (**self).set_disabled(id, disabled).await
+    }
+    async fn upgrade_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, UserStoreError> {
+        (**self).upgrade_password_hash(id, old_hash, new_hash).await
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct UserStatements {
     pub set_password_hash: &'static str,
     /// disabled, id → user (credential version bumped)
     pub set_disabled: &'static str,
+    /// new hash, id, old hash (credential version unchanged)
+    pub upgrade_password_hash: &'static str,
 }
 
 /// Implements [`crate::UserStore`] (and so [`crate::UserLoader`]) for `$store` (a struct with
@@ -149,6 +151,22 @@ macro_rules! sql_user_store {
                     .await;
                 Self::decode_changed(row)
             }
+
+            async fn upgrade_password_hash(
+                &self,
+                id: i64,
+                old_hash: &str,
+                new_hash: &str,
+            ) -> Result<bool, $crate::UserStoreError> {
+                let done = sqlx::query($sql.upgrade_password_hash)
+                    .bind(new_hash)
+                    .bind(id)
+                    .bind(old_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::user::sql::unavailable)?;
+                Ok(done.rows_affected() == 1)
+            }
         }
     };
 }
@@ -203,6 +221,8 @@ mod sqlite {
              WHERE id = ? RETURNING ",
             user_columns!()
         ),
+        upgrade_password_hash:
+            "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
     };
 
     sql_user_store!(SqliteUserStore, SqliteRow, STATEMENTS);
@@ -254,6 +274,8 @@ mod postgres {
              WHERE id = $2 RETURNING ",
             user_columns!()
         ),
+        upgrade_password_hash:
+            "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
     };
 
     sql_user_store!(PostgresUserStore, PgRow, STATEMENTS);

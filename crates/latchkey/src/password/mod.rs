@@ -1,6 +1,8 @@
 //! Password hashing with argon2id, run off the async workers with bounded concurrency,
 //! plus the length policy checked before any hashing.
 
+pub mod legacy;
+
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -27,6 +29,10 @@ pub enum PasswordError {
     /// The hashing task could not run (runtime shutting down).
     #[error("password hashing task failed")]
     TaskFailed,
+    /// The stored hash asks for more work than is safe to spend (a huge iteration count
+    /// or memory size); refused before any hashing.
+    #[error("stored password hash refused: {0}")]
+    UnsafeHash(String),
 }
 
 /// argon2id cost parameters.
@@ -169,19 +175,29 @@ impl PasswordHasher {
         .await?
     }
 
-    /// Whether `password` matches `hash` (constant-time compare inside argon2). The
-    /// parameters stored in the hash are used, so older hashes keep verifying.
+    /// Whether `password` matches the stored `hash`: latchkey's argon2id, or any format
+    /// [`legacy`] reads (Werkzeug, Django, passlib, bcrypt, other argon2 parameters).
+    /// The parameters stored in the hash are used, after checking they are not
+    /// hostile; comparisons are constant-time.
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, PasswordError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(PasswordError::TooLong);
         }
-        PasswordHash::new(hash).map_err(|_| PasswordError::MalformedHash)?;
+        let legacy = legacy::parse(hash)?;
         let password = password.to_string();
-        let hash = hash.to_string();
+        let hash = legacy::argon2_phc(hash).to_string();
+        if legacy.is_none() {
+            let parsed = PasswordHash::new(&hash).map_err(|_| PasswordError::MalformedHash)?;
+            let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
+            legacy::check_argon2(&params)?;
+        }
         self.inner.verifications.fetch_add(1, Ordering::Relaxed);
-        self.run_blocking(move |argon2| match PasswordHash::new(&hash) {
-            Ok(parsed) => Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok()),
-            Err(_) => Err(PasswordError::MalformedHash),
+        self.run_blocking(move |argon2| match legacy {
+            Some(legacy) => Ok(legacy.verify(password.as_bytes())),
+            None => match PasswordHash::new(&hash) {
+                Ok(parsed) => Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok()),
+                Err(_) => Err(PasswordError::MalformedHash),
+            },
         })
         .await?
     }
@@ -198,6 +214,7 @@ impl PasswordHasher {
     /// the next successful login).
     pub fn needs_rehash(&self, hash: &str) -> bool {
         let Ok(parsed) = PasswordHash::new(hash) else {
+            // Legacy formats, Django's argon2 prefix, anything unreadable.
             return true;
         };
         let Ok(params) = Params::try_from(&parsed) else {
@@ -234,7 +251,7 @@ impl Default for PasswordPolicy {
 /// The bundled list of the 10,000 most common passwords (see the file's header).
 static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
     std::sync::LazyLock::new(|| {
-        include_str!("../data/common-passwords.txt")
+        include_str!("../../data/common-passwords.txt")
             .lines()
             .filter(|line| !line.starts_with('#') && !line.is_empty())
             .collect()
