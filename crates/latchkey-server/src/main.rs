@@ -7,6 +7,7 @@ mod backend;
 mod config;
 mod data_api;
 mod headers;
+mod import;
 mod pages;
 mod session_cli;
 mod throttling;

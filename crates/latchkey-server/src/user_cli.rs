@@ -41,6 +41,15 @@ pub enum UserCommand {
         sessions: SessionStoreArgs,
     },
     /// Disable a user; ends all of the user's sessions.
+    /// Import users with their existing password hashes (Werkzeug, Django, passlib,
+    /// bcrypt, argon2) from a JSON Lines or .csv file with username, email and
+    /// password_hash; all rows or none.
+    Import {
+        /// The file: `.csv` with a header line, anything else JSON Lines.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     Disable {
         /// Username or email.
         name: String,
@@ -100,6 +109,10 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let user = backend.users.set_password_hash(user.id, &hash).await?;
             let ended = end_sessions(&backend, &sessions, &user).await?;
             println!("password changed for {}; {ended}", user.username);
+        }
+        UserCommand::Import { file, database } => {
+            let backend = Backend::open(&database).await?;
+            crate::import::import(&backend, &file).await?;
         }
         UserCommand::Disable {
             name,

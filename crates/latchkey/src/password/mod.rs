@@ -227,6 +227,21 @@ impl PasswordHasher {
     }
 }
 
+/// Checks that a stored hash (from an import, say) is one latchkey can verify: a PHC
+/// argon2 string or a [`legacy`] format, with parameters within the caps.
+pub fn check_stored_hash(stored: &str) -> Result<(), PasswordError> {
+    if legacy::parse(stored)?.is_none() {
+        let parsed = PasswordHash::new(legacy::argon2_phc(stored))
+            .map_err(|_| PasswordError::MalformedHash)?;
+        if !parsed.algorithm.as_str().starts_with("argon2") {
+            return Err(PasswordError::MalformedHash);
+        }
+        let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
+        legacy::check_argon2(&params)?;
+    }
+    Ok(())
+}
+
 /// Length rules for new passwords: counted in Unicode characters, no composition rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordPolicy {

@@ -221,6 +221,16 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError>;
     /// Disables or re-enables the user and bumps the credential version.
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError>;
+    /// Creates all `users` or none (one transaction in the SQL stores). On failure, the
+    /// index of the user that failed and why. The default creates them one by one and
+    /// is not atomic.
+    async fn create_many(&self, users: Vec<NewUser>) -> Result<Vec<User>, (usize, UserStoreError)> {
+        let mut created = Vec::with_capacity(users.len());
+        for (index, user) in users.into_iter().enumerate() {
+            created.push(self.create(user).await.map_err(|error| (index, error))?);
+        }
+        Ok(created)
+    }
     /// Replaces the hash with a stronger hash *of the same password* (a legacy hash
     /// re-hashed after a successful login), only if the stored hash is still
     /// `old_hash`. The credential version stays: no session ends. `false` when the hash
@@ -264,6 +274,9 @@ impl<S: UserStore + ?Sized> UserStore for std::sync::Arc<S> {
         new_hash: &str,
     ) -> Result<bool, UserStoreError> {
         (**self).upgrade_password_hash(id, old_hash, new_hash).await
+    }
+    async fn create_many(&self, users: Vec<NewUser>) -> Result<Vec<User>, (usize, UserStoreError)> {
+        (**self).create_many(users).await
     }
 }
 

@@ -28,9 +28,9 @@ pub(crate) struct UserStatements {
 }
 
 /// Implements [`crate::UserStore`] (and so [`crate::UserLoader`]) for `$store` (a struct with
-/// a `pool` field) whose rows are `$row`, with the statements `$sql`.
+/// a `pool` field) on database `$db` whose rows are `$row`, with the statements `$sql`.
 macro_rules! sql_user_store {
-    ($store:ty, $row:ty, $sql:expr) => {
+    ($store:ty, $db:ty, $row:ty, $sql:expr) => {
         impl $store {
             fn decode_user(row: &$row) -> Result<$crate::User, $crate::UserStoreError> {
                 use sqlx::Row;
@@ -46,6 +46,48 @@ macro_rules! sql_user_store {
                     })
                 })();
                 decoded.map_err($crate::user::sql::unavailable)
+            }
+
+            /// Runs the insert of `user` on a pool or a transaction.
+            async fn insert<'e, E>(executor: E, user: &$crate::NewUser) -> Result<$row, sqlx::Error>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                use $crate::user::login_key;
+                sqlx::query($sql.create)
+                    .bind(&user.username)
+                    .bind(login_key(&user.username))
+                    .bind(&user.email)
+                    .bind(user.email.as_deref().map(login_key))
+                    .bind(&user.password_hash)
+                    .bind($crate::Timestamp::now().as_millis())
+                    .fetch_one(executor)
+                    .await
+            }
+
+            /// The user an insert made, or why it failed: a unique violation names what
+            /// is taken (both dialects name the violated column or constraint).
+            fn created(
+                result: Result<$row, sqlx::Error>,
+                user: $crate::NewUser,
+            ) -> Result<$crate::User, $crate::UserStoreError> {
+                match result {
+                    Ok(row) => Self::decode_user(&row),
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        if db.message().contains("email_key")
+                            || db
+                                .constraint()
+                                .is_some_and(|name| name.contains("email_key"))
+                        {
+                            Err($crate::UserStoreError::EmailTaken(
+                                user.email.unwrap_or_default(),
+                            ))
+                        } else {
+                            Err($crate::UserStoreError::UsernameTaken(user.username))
+                        }
+                    }
+                    Err(error) => Err($crate::user::sql::unavailable(error)),
+                }
             }
 
             fn decode_changed(
@@ -64,34 +106,24 @@ macro_rules! sql_user_store {
                 &self,
                 user: $crate::NewUser,
             ) -> Result<$crate::User, $crate::UserStoreError> {
-                use $crate::user::login_key;
-                let result = sqlx::query($sql.create)
-                    .bind(&user.username)
-                    .bind(login_key(&user.username))
-                    .bind(&user.email)
-                    .bind(user.email.as_deref().map(login_key))
-                    .bind(&user.password_hash)
-                    .bind($crate::Timestamp::now().as_millis())
-                    .fetch_one(&self.pool)
-                    .await;
-                match result {
-                    Ok(row) => Self::decode_user(&row),
-                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                        // Both dialects name the violated column or constraint.
-                        if db.message().contains("email_key")
-                            || db
-                                .constraint()
-                                .is_some_and(|name| name.contains("email_key"))
-                        {
-                            Err($crate::UserStoreError::EmailTaken(
-                                user.email.unwrap_or_default(),
-                            ))
-                        } else {
-                            Err($crate::UserStoreError::UsernameTaken(user.username))
-                        }
-                    }
-                    Err(error) => Err($crate::user::sql::unavailable(error)),
+                let result = Self::insert(&self.pool, &user).await;
+                Self::created(result, user)
+            }
+
+            async fn create_many(
+                &self,
+                users: Vec<$crate::NewUser>,
+            ) -> Result<Vec<$crate::User>, (usize, $crate::UserStoreError)> {
+                let unavailable = |error| (0, $crate::user::sql::unavailable(error));
+                let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+                let mut created = Vec::with_capacity(users.len());
+                for (index, user) in users.into_iter().enumerate() {
+                    let result = Self::insert(&mut *transaction, &user).await;
+                    // An early return drops the transaction: nothing is kept.
+                    created.push(Self::created(result, user).map_err(|error| (index, error))?);
                 }
+                transaction.commit().await.map_err(unavailable)?;
+                Ok(created)
             }
 
             async fn find_by_login(
@@ -225,7 +257,7 @@ mod sqlite {
             "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
     };
 
-    sql_user_store!(SqliteUserStore, SqliteRow, STATEMENTS);
+    sql_user_store!(SqliteUserStore, sqlx::Sqlite, SqliteRow, STATEMENTS);
 }
 
 #[cfg(feature = "postgres")]
@@ -278,5 +310,5 @@ mod postgres {
             "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
     };
 
-    sql_user_store!(PostgresUserStore, PgRow, STATEMENTS);
+    sql_user_store!(PostgresUserStore, sqlx::Postgres, PgRow, STATEMENTS);
 }
