@@ -11,7 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use latchkey::remember::RememberStore;
-use latchkey::store::{CachedStore, CookieStore};
+use latchkey::store::{CachedStore, CookieStore, MemoryStore};
 use latchkey::throttle::Throttle;
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
@@ -89,6 +89,28 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
             HeaderPolicy { hsts },
             headers::add_security_headers,
         ))
+}
+
+/// The whole router over a private in-memory SQLite database, memory sessions and cheap
+/// hashing, with the default limits: for driving the server in process (fuzzing).
+pub async fn in_memory_router() -> anyhow::Result<Router> {
+    let pool = latchkey::store::open_sqlite("sqlite::memory:").await?;
+    let users: Arc<dyn UserStore> = Arc::new(latchkey::SqliteUserStore::new(pool.clone()));
+    let state = AppState {
+        users: users.clone(),
+        hasher: PasswordHasher::new(latchkey::HashParams::insecure_fast())?,
+        policy: PasswordPolicy::default(),
+        templates: Templates::new(None),
+        public_origin: "http://localhost".into(),
+        throttle: Throttle::new(
+            Arc::new(latchkey::throttle::MemoryThrottleStore::new()),
+            latchkey::throttle::ThrottlePolicy::default(),
+        ),
+        trusted_proxies: Arc::from([]),
+    };
+    let sessions = SessionLayer::new(MemoryStore::new(), latchkey::SessionConfig::default())
+        .with_authenticator(Authenticator::<User>::new(users));
+    Ok(router(state, sessions, true, false))
 }
 
 /// `scheme://host[:port]` of a URL (its path dropped).

@@ -1,20 +1,10 @@
 //! `latchkey`: a ready-to-run login server and its admin CLI, built only on the
 //! `latchkey` library's public API.
 
-mod api;
-mod app;
-mod backend;
-mod config;
-mod data_api;
-mod headers;
-mod import;
-mod pages;
-mod session_cli;
-mod throttling;
-mod user_cli;
+use latchkey_server::{app, session_cli, user_cli};
 
 use clap::{Parser, Subcommand};
-use config::ServeArgs;
+use latchkey_server::config::ServeArgs;
 use std::process::ExitCode;
 
 /// Login server and admin tool.

@@ -73,7 +73,7 @@ fn hostile(what: String) -> PasswordError {
 }
 
 /// What a stored hash is: `Ok(None)` for a PHC argon2 string (which the caller verifies,
-/// after [`check_argon2`]), `Ok(Some(…))` for a legacy format, an error for anything
+/// after [`argon2_params`]), `Ok(Some(…))` for a legacy format, an error for anything
 /// unreadable or asking for too much work.
 pub(crate) fn parse(stored: &str) -> Result<Option<Legacy>, PasswordError> {
     if stored.starts_with("$argon2") || stored.starts_with("argon2$") {
@@ -111,20 +111,33 @@ pub(crate) fn argon2_phc(stored: &str) -> &str {
     })
 }
 
-/// Refuses argon2 parameters that would cost too much to verify.
-pub(crate) fn check_argon2(params: &argon2::Params) -> Result<(), PasswordError> {
-    if params.m_cost() > MAX_ARGON2_MEMORY_KIB
-        || params.t_cost() > MAX_ARGON2_ITERATIONS
-        || params.p_cost() > MAX_ARGON2_PARALLELISM
-    {
-        return Err(hostile(format!(
-            "argon2 m={} t={} p={} exceeds the limits",
-            params.m_cost(),
-            params.t_cost(),
-            params.p_cost()
-        )));
+/// The argon2 parameters of a parsed PHC string, refused when they would cost too much
+/// to verify. The raw numbers are checked before the argon2 crate sees them: it
+/// computes with them unchecked (a huge `p` overflowed inside it, found by fuzzing).
+pub(crate) fn argon2_params(
+    parsed: &argon2::password_hash::PasswordHash<'_>,
+) -> Result<argon2::Params, PasswordError> {
+    // Every occurrence counts (argon2 reads them all, the last one wins), and a
+    // repeated name is not a hash anyone wrote.
+    let mut seen = Vec::new();
+    for (name, value) in parsed.params.iter() {
+        let name = name.as_str();
+        if seen.contains(&name) {
+            return Err(malformed());
+        }
+        seen.push(name);
+        let limit = match name {
+            "m" => MAX_ARGON2_MEMORY_KIB,
+            "t" => MAX_ARGON2_ITERATIONS,
+            "p" => MAX_ARGON2_PARALLELISM,
+            _ => continue,
+        };
+        let number = value.decimal().map_err(|_| malformed())?;
+        if number > limit {
+            return Err(hostile(format!("argon2 {name}={number} exceeds {limit}")));
+        }
     }
-    Ok(())
+    argon2::Params::try_from(parsed).map_err(|_| malformed())
 }
 
 fn iterations(text: &str) -> Result<u32, PasswordError> {
@@ -395,6 +408,19 @@ mod tests {
             "plain text",
         ] {
             assert!(parse(stored).is_err(), "{stored:?}");
+        }
+    }
+
+    #[test]
+    fn huge_argon2_numbers_are_refused_not_overflowed() {
+        // Found by the password_hash fuzz target: argon2's own check overflowed on p.
+        for stored in [
+            "$argon2id$v=19$p=3616161736",
+            "$argon2id$v=19$m=4294967295,t=1,p=4294967295$c2FsdHNhbHQ$aGFzaA",
+            "$argon2i$v=19$m=65536,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=19$p=8,p=806969908,m=608960988",
+        ] {
+            assert!(super::super::check_stored_hash(stored).is_err(), "{stored}");
         }
     }
 

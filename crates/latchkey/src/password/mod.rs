@@ -188,8 +188,7 @@ impl PasswordHasher {
         let hash = legacy::argon2_phc(hash).to_string();
         if legacy.is_none() {
             let parsed = PasswordHash::new(&hash).map_err(|_| PasswordError::MalformedHash)?;
-            let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
-            legacy::check_argon2(&params)?;
+            legacy::argon2_params(&parsed)?;
         }
         self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         self.run_blocking(move |argon2| match legacy {
@@ -217,7 +216,7 @@ impl PasswordHasher {
             // Legacy formats, Django's argon2 prefix, anything unreadable.
             return true;
         };
-        let Ok(params) = Params::try_from(&parsed) else {
+        let Ok(params) = legacy::argon2_params(&parsed) else {
             return true;
         };
         parsed.algorithm.as_str() != "argon2id"
@@ -236,8 +235,7 @@ pub fn check_stored_hash(stored: &str) -> Result<(), PasswordError> {
         if !parsed.algorithm.as_str().starts_with("argon2") {
             return Err(PasswordError::MalformedHash);
         }
-        let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
-        legacy::check_argon2(&params)?;
+        legacy::argon2_params(&parsed)?;
     }
     Ok(())
 }

@@ -1,0 +1,15 @@
+//! The `latchkey` server as a library: its router, handlers, configuration and CLI
+//! commands, so that tests and fuzz targets can drive them in process. The binary
+//! (`src/main.rs`) only parses the command line and runs them.
+
+pub mod api;
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod data_api;
+pub mod headers;
+pub mod import;
+pub mod pages;
+pub mod session_cli;
+pub mod throttling;
+pub mod user_cli;
