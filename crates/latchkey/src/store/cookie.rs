@@ -479,3 +479,58 @@ impl SessionStore for CookieJar {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(user: &str) -> SessionRecord {
+        let now = Timestamp::now();
+        SessionRecord {
+            version: 3,
+            auth: Some(crate::AuthInfo {
+                user_id: user.into(),
+                authenticated_at: now,
+                method: crate::AuthMethod::Password,
+                credential_version: 1,
+            }),
+            data: Default::default(),
+            created_at: now,
+            last_active_at: now,
+            idle_expires_at: now.plus(std::time::Duration::from_secs(60)),
+            absolute_expires_at: now.plus(std::time::Duration::from_secs(600)),
+            client_ip: Some("192.0.2.1".into()),
+            user_agent: None,
+        }
+    }
+
+    proptest! {
+        /// Whatever a session holds, sealing then opening gives it back, under the
+        /// same token; any single flipped byte makes the cookie unreadable.
+        #[test]
+        fn sealed_sessions_round_trip(
+            token in any::<[u8; TOKEN_BYTES]>(),
+            entries in proptest::collection::btree_map("[a-z]{1,8}", ".{0,40}", 0..8),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let store = CookieStore::new(&[b"a property test key, 32 bytes long".as_slice()]).expect("key");
+            let token = SessionToken::from_bytes(token);
+            let mut record = record("7");
+            for (key, value) in entries {
+                record.data.insert(key, value.into());
+            }
+            let sealed = store.seal(&token, &record).expect("seal");
+            let (opened_token, opened) = store.open(&sealed).expect("open");
+            prop_assert!(opened_token == token);
+            prop_assert_eq!(&opened, &record);
+            prop_assert!(SessionToken::parse(&token.encode()) == Some(token));
+
+            let mut bytes = sealed.into_bytes();
+            let at = flip.index(bytes.len());
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).expect("ascii");
+            prop_assert!(store.open(&tampered).is_none());
+        }
+    }
+}
