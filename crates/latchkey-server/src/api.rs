@@ -146,13 +146,25 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// `POST /login` body. Fields are optional so a missing one gets the seed's message.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    /// The username or the email.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
     username: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
     password: Option<String>,
 }
 
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
+#[utoipa::path(post, path = "/login", request_body = LoginRequest, responses(
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::openapi::Message),
+    (status = 400, description = "Missing or malformed fields", body = crate::openapi::ErrorBody),
+    (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::openapi::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+    (status = 429, description = "Throttled; see Retry-After", body = crate::openapi::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn login(
     State(app): State<AppState>,
     ip: ClientIp,
@@ -182,11 +194,21 @@ pub async fn login(
 }
 
 /// `GET|POST /home`: greets the logged-in user; 401 otherwise.
+#[utoipa::path(method(get, post), path = "/home", responses(
+    (status = 200, description = "The greeting", body = crate::openapi::Message),
+    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<serde_json::Value> {
     Json(json!({ "message": format!("Hello, {}", user.username) }))
 }
 
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.
+#[utoipa::path(post, path = "/logout", responses(
+    (status = 200, description = "Logged out (or was not logged in)", body = crate::openapi::Message),
+    (status = 403, description = "Sent from another site", body = crate::openapi::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn logout(auth: AuthSession<User>) -> Result<Json<serde_json::Value>, HandlerError> {
     let message = match auth.logout().await? {
         Some(_) => "Logged out",
@@ -196,11 +218,17 @@ pub async fn logout(auth: AuthSession<User>) -> Result<Json<serde_json::Value>, 
 }
 
 /// `POST /signup` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
+    /// 1-64 characters, no spaces; unique whatever the letter case.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64)]
     username: Option<String>,
+    /// 12-128 characters, not one of the most common passwords.
+    #[schema(value_type = String, required = true, min_length = 12, max_length = 128)]
     password: Option<String>,
+    /// Optional; unique.
+    #[schema(value_type = String, format = Email)]
     email: Option<String>,
 }
 
@@ -268,6 +296,15 @@ pub async fn create_user(
 }
 
 /// `POST /signup`: creates a user; 409 when the name or email is taken.
+#[utoipa::path(post, path = "/signup", request_body = SignupRequest, responses(
+    (status = 201, description = "Created", body = crate::openapi::Message),
+    (status = 400, description = "A field breaks the rules (named in `field`)", body = crate::openapi::ErrorBody),
+    (status = 409, description = "Username or email taken", body = crate::openapi::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+    (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = crate::openapi::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn signup(
     State(app): State<AppState>,
     ip: ClientIp,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod data_api;
 pub mod headers;
 pub mod import;
+pub mod openapi;
 pub mod pages;
 pub mod session_cli;
 pub mod throttling;

@@ -221,6 +221,9 @@ pub async fn index(State(app): State<AppState>, auth: AuthSession<User>) -> Resp
 }
 
 /// `GET /signup`.
+#[utoipa::path(get, path = "/signup", responses(
+    (status = 200, description = "The sign-up page", content_type = "text/html", body = String),
+))]
 pub async fn signup_page(State(app): State<AppState>, auth: AuthSession<User>) -> Response {
     let extra = context! { min_password => app.policy.min_chars };
     page(&app, &auth, StatusCode::OK, "signup.html", extra).await
@@ -310,6 +313,9 @@ pub struct NextQuery {
 }
 
 /// `GET /login`.
+#[utoipa::path(get, path = "/login", responses(
+    (status = 200, description = "The login page", content_type = "text/html", body = String),
+))]
 pub async fn login_page(
     State(app): State<AppState>,
     auth: AuthSession<User>,
