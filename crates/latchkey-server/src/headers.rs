@@ -1,5 +1,7 @@
 //! Security headers on every response, errors included.
 //!
+//! * JSON: `Content-Disposition: attachment; filename="api.json"` (a browser that is
+//!   tricked into opening an API response saves it rather than rendering it);
 //! * all responses: `Cache-Control: no-store` (unless the handler chose a policy, as the
 //!   stylesheet does), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`;
 //! * HTML: a strict `Content-Security-Policy` (same-origin styles, nothing else; no
@@ -12,7 +14,7 @@
 
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
     STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderName, HeaderValue, Method};
@@ -44,11 +46,13 @@ pub async fn add_security_headers(
     let logout = request.method() == Method::POST && request.uri().path() == "/logout";
     let mut response = next.run(request).await;
     let successful = response.status().is_success() || response.status().is_redirection();
-    let html = response
+    let content_type = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/html"));
+        .unwrap_or_default();
+    let html = content_type.starts_with("text/html");
+    let json = content_type.starts_with("application/json");
     let headers = response.headers_mut();
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -64,6 +68,12 @@ pub async fn add_security_headers(
         headers.insert(
             CROSS_ORIGIN_OPENER_POLICY,
             HeaderValue::from_static("same-origin"),
+        );
+    }
+    if json {
+        headers.insert(
+            CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"api.json\""),
         );
     }
     if logout && successful {

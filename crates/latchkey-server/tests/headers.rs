@@ -15,6 +15,16 @@ fn check(what: &str, headers: &HeaderMap, hsts: bool) {
     let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     assert_eq!(get("x-content-type-options"), Some("nosniff"), "{what}");
     assert_eq!(get("referrer-policy"), Some("same-origin"), "{what}");
+    for leak in ["server", "x-powered-by", "access-control-allow-origin"] {
+        assert!(get(leak).is_none(), "{what}: sends {leak}");
+    }
+    if get("content-type").is_some_and(|value| value.starts_with("application/json")) {
+        assert_eq!(
+            get("content-disposition"),
+            Some("attachment; filename=\"api.json\""),
+            "{what}"
+        );
+    }
     let html = get("content-type").is_some_and(|value| value.starts_with("text/html"));
     if html {
         let csp = get("content-security-policy").unwrap_or_default();
@@ -209,5 +219,46 @@ async fn an_https_public_url_adds_hsts_everywhere() {
             true,
         )
         .await;
+    }
+}
+
+#[tokio::test]
+async fn what_users_type_is_escaped_in_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let name = "<b>bold</b>";
+    let credentials = json!({ "username": name, "password": PASSWORD });
+    let signup = bare_client()
+        .post(server.url("/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let login = bare_client()
+        .post(server.url("/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login");
+    let cookie = common::session_cookie(&login, "id")
+        .map(|header| format!("id={}", common::cookie_value(&header)))
+        .expect("cookie");
+    for path in ["/home"] {
+        let page = bare_client()
+            .get(server.url(path))
+            .header("accept", "text/html")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html");
+        assert!(!page.contains(name), "{path} renders the name as markup");
+        assert!(
+            page.contains("&lt;b&gt;bold&lt;"),
+            "{path} does not show the escaped name"
+        );
     }
 }
