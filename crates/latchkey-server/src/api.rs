@@ -147,6 +147,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// `POST /login` body. Fields are optional so a missing one gets the seed's message.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The username or the email.
     #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]

@@ -524,7 +524,7 @@ pub async fn sessions_page(
 pub async fn revoke_session(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    RequireLogin(_): RequireLogin<User>,
+    RequireFresh(_): RequireFresh<User>,
     Path(id): Path<String>,
     Form(input): Form<CsrfForm>,
 ) -> Response {
@@ -548,7 +548,7 @@ pub async fn revoke_session(
 pub async fn revoke_other_sessions(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    RequireLogin(_): RequireLogin<User>,
+    RequireFresh(_): RequireFresh<User>,
     Form(input): Form<CsrfForm>,
 ) -> Response {
     if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {

@@ -363,6 +363,23 @@ async fn remembered_browsers_come_back_but_must_reenter_the_password_for_passwor
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Hello, bob") && html.contains("remembered on this device"));
 
+    // Ending other sessions needs the password again too: nothing is revoked.
+    let (status, _, location) = restarted
+        .submit("/sessions", "/sessions/revoke-others", &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        location
+            .as_deref()
+            .is_some_and(|to| to.starts_with("/login?next=")),
+        "{location:?}"
+    );
+    assert_eq!(
+        other.get("/home").await.0,
+        StatusCode::OK,
+        "the other browser was logged out"
+    );
+
     // Sensitive page: the password again.
     let (status, _, location) = restarted.get("/password").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -458,4 +475,25 @@ async fn templates_can_be_overridden_from_a_folder() {
         html.contains("Stay logged in"),
         "other pages keep the embedded templates"
     );
+}
+
+#[tokio::test]
+async fn password_managers_and_paste_are_welcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let browser = Browser::new(&server);
+    for (path, password_hint) in [("/login", "current-password"), ("/signup", "new-password")] {
+        let (status, html, _) = browser.get(path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(r#"type="password""#), "{path}");
+        assert!(
+            html.contains(&format!(r#"autocomplete="{password_hint}""#)),
+            "{path}"
+        );
+        assert!(html.contains(r#"autocomplete="username""#), "{path}");
+        assert!(
+            !html.contains("onpaste") && !html.contains(r#"autocomplete="off""#),
+            "{path}"
+        );
+    }
 }
