@@ -221,3 +221,36 @@ fn combinations_that_cannot_work_are_refused_with_a_reason() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn secret_keys_roll_over_without_logging_anyone_out() {
+    const OLD: &str = "an old server key of at least thirty-two bytes";
+    const NEW: &str = "a new server key that is also thirty-two bytes";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    let cookie_store = ["--session-store", "cookie"];
+    let server = Server::start_with_keys(dir.path(), address, &cookie_store, OLD);
+    let cookie = signup_and_login(&server, "rolling").await;
+    server.stop();
+
+    // The new key first, the old one still accepted: the old cookie works.
+    let keys = format!("{NEW},{OLD}");
+    let server = Server::start_with_keys(dir.path(), address, &cookie_store, &keys);
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::OK
+    );
+    let fresh = signup_and_login(&server, "rolled").await;
+    server.stop();
+
+    // The old key removed: its cookies stop opening, the new key's still do.
+    let server = Server::start_with_keys(dir.path(), address, &cookie_store, NEW);
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&server, reqwest::Method::GET, "/home", &fresh).await,
+        StatusCode::OK
+    );
+}

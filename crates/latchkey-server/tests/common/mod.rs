@@ -43,6 +43,12 @@ impl Server {
         Self::launch(&database_url(dir), address, extra, None)
     }
 
+    /// Starts `latchkey serve` in `dir` at `address` with the secret keys `keys`
+    /// (`LATCHKEY_SECRET_KEY`, comma-separated, newest first).
+    pub fn start_with_keys(dir: &Path, address: SocketAddr, extra: &[&str], keys: &str) -> Server {
+        Self::launch_with(&database_url(dir), address, extra, None, Some(keys))
+    }
+
     /// Starts `latchkey serve` in `dir` logging everything (`debug`) to `log`.
     pub fn start_logging(dir: &Path, extra: &[&str], log: &Path) -> Server {
         Self::launch(&database_url(dir), free_address(), extra, Some(log))
@@ -58,6 +64,16 @@ impl Server {
         address: SocketAddr,
         extra: &[&str],
         log: Option<&Path>,
+    ) -> Server {
+        Self::launch_with(database_url, address, extra, log, None)
+    }
+
+    fn launch_with(
+        database_url: &str,
+        address: SocketAddr,
+        extra: &[&str],
+        log: Option<&Path>,
+        keys: Option<&str>,
     ) -> Server {
         let database_url = database_url.to_string();
         let address_text = address.to_string();
@@ -80,9 +96,13 @@ impl Server {
             ),
             None => ("warn", Stdio::inherit()),
         };
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        match keys {
+            Some(keys) => command.env("LATCHKEY_SECRET_KEY", keys),
+            None => command.env_remove("LATCHKEY_SECRET_KEY"),
+        };
+        let child = command
             .args(&args)
-            .env_remove("LATCHKEY_SECRET_KEY")
             .env("LATCHKEY_LOG", level)
             .stdout(Stdio::null())
             .stderr(stderr)
