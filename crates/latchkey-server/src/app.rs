@@ -66,6 +66,7 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
     routes
         .route("/", get(pages::index))
         .route("/style.css", get(headers::stylesheet))
+        .route("/app.js", get(headers::script))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/signup", get(pages::signup_page).post(pages::signup))
         .route("/login", get(pages::login_page).post(pages::login))

@@ -52,7 +52,22 @@ async fn a_person_signs_up_stays_logged_in_changes_password_and_logs_out() {
     alice.type_into("#email", "bob@example.com").await;
     alice.type_into("#password", PASSWORD).await;
     alice.type_into("#confirm", PASSWORD).await;
+    // The show-password button and the strength hint (app.js, allowed by the CSP).
+    assert_eq!(alice.property("#password", "type").await, "password");
+    alice.tick("#password + button.reveal").await;
+    assert_eq!(alice.property("#password", "type").await, "text");
+    assert!(!alice
+        .property("#password-strength", "value")
+        .await
+        .is_empty());
+    assert!(
+        alice.page_text().await.contains("good")
+            || alice.page_text().await.contains("fair")
+            || alice.page_text().await.contains("strong")
+    );
     alice.screenshot("02-signup").await;
+    alice.tick("#password + button.reveal").await;
+    assert_eq!(alice.property("#password", "type").await, "password");
     alice.click("main button[type=submit]").await;
     assert!(alice.current_url().await.ends_with("/login"));
     assert!(alice

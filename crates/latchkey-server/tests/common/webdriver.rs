@@ -202,6 +202,22 @@ impl Browser {
             .to_string()
     }
 
+    /// A DOM property of the element (`type`, `value`, …) as text.
+    pub async fn property(&self, css: &str, name: &str) -> String {
+        let element = self.find(css).await;
+        let value = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/property/{name}"),
+                None,
+            )
+            .await;
+        match value {
+            Value::String(text) => text,
+            other => other.to_string(),
+        }
+    }
+
     pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.call(
