@@ -25,21 +25,6 @@ async fn login(server: &Server, name: &str) -> reqwest::Response {
         .expect("login")
 }
 
-async fn signup_and_login(server: &Server, name: &str) -> Option<String> {
-    let credentials = json!({ "username": name, "password": PASSWORD });
-    let signup = bare_client()
-        .post(server.url("/signup"))
-        .json(&credentials)
-        .send()
-        .await
-        .ok()?;
-    assert_eq!(signup.status(), StatusCode::CREATED);
-    let login = login(server, name).await;
-    assert_eq!(login.status(), StatusCode::OK);
-    common::session_cookie(&login, "id")
-        .map(|header| format!("id={}", common::cookie_value(&header)))
-}
-
 /// `GET /home` with `cookie`: its status and JSON body.
 async fn home(server: &Server, cookie: &str) -> (StatusCode, Value) {
     let response = bare_client()
@@ -137,7 +122,7 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
     let store = format!("redis://127.0.0.1:{}", redis.port);
     let server = Server::start(dir.path(), &["--session-store", &store]);
     let name = unique("r");
-    let cookie = signup_and_login(&server, &name).await.expect("logged in");
+    let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
     assert_eq!(home(&server, &cookie).await.0, StatusCode::OK);
 
     // Redis hangs (SIGSTOP): requests time out into 503, never 200 or 401.
@@ -252,7 +237,7 @@ async fn postgres_going_away_gives_503_and_the_server_recovers() {
     through.set_port(Some(cut.address.port())).expect("port");
     let server = Server::start_on(through.as_str(), &["--session-store", "database"]);
     let name = unique("p");
-    let cookie = signup_and_login(&server, &name).await.expect("logged in");
+    let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
 
     cut.set_down(true);
     let body = home_until(

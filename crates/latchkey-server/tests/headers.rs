@@ -86,22 +86,7 @@ async fn visit(
 }
 
 async fn walk(server: &Server, hsts: bool) {
-    let credentials = json!({ "username": "walker", "password": PASSWORD });
-    bare_client()
-        .post(server.url("/signup"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("signup");
-    let login = bare_client()
-        .post(server.url("/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("login");
-    let cookie = common::session_cookie(&login, "id")
-        .map(|header| format!("id={}", common::cookie_value(&header)))
-        .expect("cookie");
+    let cookie = common::signup_and_login(server, "walker", PASSWORD).await;
 
     let pages = [
         "/",
@@ -228,23 +213,7 @@ async fn what_users_type_is_escaped_in_pages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     let name = "<b>bold</b>";
-    let credentials = json!({ "username": name, "password": PASSWORD });
-    let signup = bare_client()
-        .post(server.url("/signup"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), StatusCode::CREATED);
-    let login = bare_client()
-        .post(server.url("/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("login");
-    let cookie = common::session_cookie(&login, "id")
-        .map(|header| format!("id={}", common::cookie_value(&header)))
-        .expect("cookie");
+    let cookie = common::signup_and_login(&server, name, PASSWORD).await;
     for path in ["/home"] {
         let page = bare_client()
             .get(server.url(path))

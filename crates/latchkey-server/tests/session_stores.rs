@@ -6,31 +6,8 @@ mod common;
 
 use common::{bare_client, cli, service_url, unique, Server};
 use reqwest::StatusCode;
-use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
-
-/// Signs `name` up and logs in; returns the `id=…` cookie.
-async fn signup_and_login(server: &Server, name: &str) -> String {
-    let credentials = json!({ "username": name, "password": PASSWORD });
-    let client = bare_client();
-    let signup = client
-        .post(server.url("/signup"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), StatusCode::CREATED);
-    let login = client
-        .post(server.url("/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), StatusCode::OK);
-    let header = common::session_cookie(&login, "id").expect("session cookie");
-    format!("id={}", common::cookie_value(&header))
-}
 
 async fn status(server: &Server, method: reqwest::Method, path: &str, cookie: &str) -> StatusCode {
     bare_client()
@@ -47,7 +24,7 @@ async fn cookie_store_keeps_sessions_in_the_browser_and_refuses_replays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let address = common::free_address();
     let server = Server::start_at(dir.path(), address, &["--session-store", "cookie"]);
-    let cookie = signup_and_login(&server, "cookie-user").await;
+    let cookie = common::signup_and_login(&server, "cookie-user", PASSWORD).await;
     assert!(
         cookie.len() > 200,
         "the record travels in the cookie: {cookie}"
@@ -90,7 +67,7 @@ async fn memory_sessions_mirrored_to_the_database_behind_a_cache() {
             "1s",
         ],
     );
-    let cookie = signup_and_login(&server, "mirrored").await;
+    let cookie = common::signup_and_login(&server, "mirrored", PASSWORD).await;
     assert_eq!(
         status(&server, reqwest::Method::GET, "/home", &cookie).await,
         StatusCode::OK
@@ -149,7 +126,7 @@ async fn the_cli_ends_sessions_kept_in_redis_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &["--session-store", &redis]);
     let name = unique("cli");
-    let cookie = signup_and_login(&server, &name).await;
+    let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
     let url = server.database_url.clone();
     let flags = [
         "--database-url",
@@ -230,7 +207,7 @@ async fn secret_keys_roll_over_without_logging_anyone_out() {
     let address = common::free_address();
     let cookie_store = ["--session-store", "cookie"];
     let server = Server::start_with_keys(dir.path(), address, &cookie_store, OLD);
-    let cookie = signup_and_login(&server, "rolling").await;
+    let cookie = common::signup_and_login(&server, "rolling", PASSWORD).await;
     server.stop();
 
     // The new key first, the old one still accepted: the old cookie works.
@@ -240,7 +217,7 @@ async fn secret_keys_roll_over_without_logging_anyone_out() {
         status(&server, reqwest::Method::GET, "/home", &cookie).await,
         StatusCode::OK
     );
-    let fresh = signup_and_login(&server, "rolled").await;
+    let fresh = common::signup_and_login(&server, "rolled", PASSWORD).await;
     server.stop();
 
     // The old key removed: its cookies stop opening, the new key's still do.

@@ -233,3 +233,30 @@ pub fn unique(stem: &str) -> String {
         .unwrap_or(0);
     format!("{stem}{:x}{}", nanos, std::process::id())
 }
+
+/// Signs `name` up with `password` through the JSON API and logs in; returns the
+/// `id=…` cookie header value of the new session.
+pub async fn signup_and_login(server: &Server, name: &str, password: &str) -> String {
+    let credentials = serde_json::json!({ "username": name, "password": password });
+    let client = bare_client();
+    let signup = client
+        .post(server.url("/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(
+        signup.status(),
+        reqwest::StatusCode::CREATED,
+        "sign-up of {name}"
+    );
+    let login = client
+        .post(server.url("/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), reqwest::StatusCode::OK, "login of {name}");
+    let header = session_cookie(&login, "id").expect("session cookie");
+    format!("id={}", cookie_value(&header))
+}
