@@ -5,6 +5,9 @@
 #
 #   bench/run.sh [ROUNDS] [SECONDS]        (defaults: 3 rounds of 10 s; median reported)
 #
+# BENCH_STORES="memory sqlite" limits the stores measured (default: all five);
+# BENCH_LOGIN=0 skips the POST /login rows.
+#
 # Servers are pinned to core 0 and wrk to core 1 (wrk -t1 -c32). GET /home carries a
 # logged-in session cookie; POST /login sends the right password (argon2id at the
 # OWASP parameters, so it measures hashing). PostgreSQL and Redis come from
@@ -55,12 +58,19 @@ LATCHKEY_BIND=127.0.0.1:18100 taskset -c 0 target/release/examples/bare_axum &
 pids+=($!)
 wait_port 18100
 echo "x=1" >"$work/bare.cookie"; echo foo >"$work/bare.user"
-start memory   18101 "sqlite://$work/memory.db" memory
-start sqlite   18102 "sqlite://$work/sqlite.db" database
-start postgres 18103 "$postgres" database
-start redis    18104 "sqlite://$work/redis.db" "$redis"
-start cookie   18105 "sqlite://$work/cookie.db" cookie
-targets="bare:18100 memory:18101 sqlite:18102 postgres:18103 redis:18104 cookie:18105"
+stores="${BENCH_STORES:-memory sqlite postgres redis cookie}"
+targets="bare:18100"
+for store in $stores; do
+  case $store in
+    memory)   start memory   18101 "sqlite://$work/memory.db" memory ;;
+    sqlite)   start sqlite   18102 "sqlite://$work/sqlite.db" database ;;
+    postgres) start postgres 18103 "$postgres" database ;;
+    redis)    start redis    18104 "sqlite://$work/redis.db" "$redis" ;;
+    cookie)   start cookie   18105 "sqlite://$work/cookie.db" cookie ;;
+    *) echo "unknown store $store" >&2; exit 1 ;;
+  esac
+  targets+=" $store:$(( 18101 + $(echo "memory sqlite postgres redis cookie" | tr ' ' '\n' | grep -n "^$store\$" | cut -d: -f1) - 1 ))"
+done
 
 # measure URL COOKIE [SCRIPT] -> "req/s p50_ms p99_ms"
 measure() {
@@ -85,7 +95,10 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"username":"USER","password":"$password"}'
 LUA
 declare -A logins
-for target in bare:18100 sqlite:18102; do
+login_targets="bare:18100"
+[[ " $stores " == *" sqlite "* && "${BENCH_LOGIN:-1}" != 0 ]] && login_targets+=" sqlite:18102"
+[ "${BENCH_LOGIN:-1}" = 0 ] && login_targets=""
+for target in $login_targets; do
   name=${target%%:*}; port=${target##*:}
   sed "s/USER/$(cat "$work/$name.user")/" "$work/login.lua" >"$work/$name.lua"
   for round in $(seq "$rounds"); do
@@ -107,7 +120,8 @@ done
 printf '\nPOST /login with the right password (argon2id m=19456 t=2 p=1 for latchkey)\n\n'
 printf '| %-28s | %10s | %8s | %8s |\n' stack req/s "p50 ms" "p99 ms"
 printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..30})" "------------" "----------" "----------"
-for name in bare sqlite; do
+for target in $login_targets; do
+  name=${target%%:*}
   read -r rps p50 p99 <<<"$(median <<<"${logins[$name]}")"
   label=$([ "$name" = bare ] && echo "bare axum, no password check" || echo "latchkey, SQLite users")
   printf '| %-28s | %10.1f | %8s | %8s |\n' "$label" "$rps" "$p50" "$p99"

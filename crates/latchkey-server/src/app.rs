@@ -2,7 +2,7 @@
 
 use crate::backend::Backend;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
-use crate::headers::{self, HeaderPolicy};
+use crate::headers;
 use crate::pages::{self, Templates};
 use crate::{api, data_api};
 use anyhow::bail;
@@ -87,10 +87,9 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
         .with_state(state)
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            HeaderPolicy { hsts },
-            headers::add_security_headers,
-        ))
+        .layer(tower::util::MapResponseLayer::new(move |response| {
+            headers::secure(response, hsts)
+        }))
 }
 
 /// The whole router over a private in-memory SQLite database, memory sessions and cheap

@@ -12,13 +12,11 @@
 //!   wipe too (the browser test caught it);
 //! * with an https public URL: `Strict-Transport-Security` for a year, subdomains too.
 
-use axum::extract::{Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
     STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 /// The policy for the server's HTML: same-origin scripts, stylesheets and form targets
@@ -32,22 +30,9 @@ const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
     HeaderName::from_static("cross-origin-opener-policy");
 
-/// Whether the public URL is https (HSTS is only meaningful there).
-#[derive(Clone, Copy)]
-pub struct HeaderPolicy {
-    /// Send `Strict-Transport-Security`.
-    pub hsts: bool,
-}
-
-/// The middleware: runs the handler, then adds the headers.
-pub async fn add_security_headers(
-    State(policy): State<HeaderPolicy>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let logout = request.method() == Method::POST && request.uri().path() == "/logout";
-    let mut response = next.run(request).await;
-    let successful = response.status().is_success() || response.status().is_redirection();
+/// Adds the headers to a response (a synchronous map, so the layer costs no allocation
+/// per request). `hsts` when the public URL is https.
+pub fn secure<B>(mut response: axum::http::Response<B>, hsts: bool) -> axum::http::Response<B> {
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -78,16 +63,21 @@ pub async fn add_security_headers(
             HeaderValue::from_static("attachment; filename=\"api.json\""),
         );
     }
-    if logout && successful {
-        headers.insert(
-            CLEAR_SITE_DATA,
-            HeaderValue::from_static("\"cache\", \"storage\""),
-        );
-    }
-    if policy.hsts {
+    if hsts {
         headers.insert(
             STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static(HSTS_VALUE),
+        );
+    }
+    response
+}
+
+/// Marks a successful logout's response: `Clear-Site-Data: "cache", "storage"`.
+pub fn clear_site_data(mut response: Response) -> Response {
+    if response.status().is_success() || response.status().is_redirection() {
+        response.headers_mut().insert(
+            CLEAR_SITE_DATA,
+            HeaderValue::from_static("\"cache\", \"storage\""),
         );
     }
     response

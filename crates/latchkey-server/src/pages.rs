@@ -3,13 +3,14 @@
 
 use crate::api::{self, ApiError, JsonBody};
 use crate::app::AppState;
+use crate::headers::clear_site_data;
 use crate::session_cli::format_time;
 use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use latchkey::axum::{wants_html, RequireFresh, RequireLogin};
+use latchkey::axum::{wants_html, RequireFresh, RequireLogin, WantsHtml};
 use latchkey::csrf::{csrf_token, request_origin, verify_csrf_token, RequestOrigin};
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::redirect::next_or_home;
@@ -418,11 +419,11 @@ pub async fn login(
 /// `GET|POST /home`: the greeting, as a page for browsers and JSON otherwise.
 pub async fn home(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    WantsHtml(html): WantsHtml,
     auth: AuthSession<User>,
     RequireLogin(user): RequireLogin<User>,
 ) -> Response {
-    if !wants_html(&headers) {
+    if !html {
         return api::home(RequireLogin(user)).await.into_response();
     }
     let fresh = auth.is_fresh().await.unwrap_or(false);
@@ -467,7 +468,7 @@ pub async fn logout(
 ) -> Response {
     match read_submission::<CsrfForm>(&app, &auth, request).await {
         Ok(Submission::Form(_)) => {}
-        Ok(Submission::Api(_)) => return api::logout(auth).await.into_response(),
+        Ok(Submission::Api(_)) => return clear_site_data(api::logout(auth).await.into_response()),
         Err(response) => return response,
     }
     let logged_out = auth.logout().await;
@@ -484,7 +485,7 @@ pub async fn logout(
     {
         return error.into_response();
     }
-    Redirect::to("/login").into_response()
+    clear_site_data(Redirect::to("/login").into_response())
 }
 
 /// `GET /sessions`: the user's sessions with revoke buttons.

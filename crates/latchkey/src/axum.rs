@@ -189,6 +189,19 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
     accept.contains("text/html") && !accept.starts_with("application/json")
 }
 
+/// Whether the request asked for HTML (see [`wants_html`]), read without copying the
+/// headers.
+#[derive(Debug, Clone, Copy)]
+pub struct WantsHtml(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for WantsHtml {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(WantsHtml(wants_html(&parts.headers)))
+    }
+}
+
 /// The rejection for a request that needs a (fresh) login.
 fn must_log_in<U: AuthUser>(
     parts: &Parts,
