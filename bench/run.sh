@@ -106,6 +106,19 @@ for target in $login_targets; do
   done
 done
 
+# GET /home p99 while logins flood the same server (hashing must not starve requests):
+# wrk on /home and a second wrk posting logins, both from core 1.
+declare -A flood
+if [ -n "$login_targets" ] && [[ " $stores " == *" sqlite "* ]]; then
+  for round in $(seq "$rounds"); do
+    taskset -c 1 wrk -t1 -c8 -d"$((seconds + 2))s" -s "$work/sqlite.lua" http://127.0.0.1:18102/login >/dev/null 2>&1 &
+    flooder=$!
+    sleep 1
+    flood[sqlite]+="$(measure http://127.0.0.1:18102/home "$(cat "$work/sqlite.cookie")")|"
+    wait "$flooder" || true
+  done
+fi
+
 median() { tr '|' '\n' | grep -v '^$' | sort -g -k1 | awk '{row[NR]=$0} END {print row[int((NR+1)/2)]}'; }
 base=$(median <<<"${results[bare]}" | awk '{print $1}')
 printf '\nGET /home with a logged-in cookie; wrk -t1 -c32 -d%ss, median of %s rounds; server on core 0, wrk on core 1\n\n' "$seconds" "$rounds"
@@ -126,5 +139,13 @@ for target in $login_targets; do
   label=$([ "$name" = bare ] && echo "bare axum, no password check" || echo "latchkey, SQLite users")
   printf '| %-28s | %10.1f | %8s | %8s |\n' "$label" "$rps" "$p50" "$p99"
 done
+if [ -n "${flood[sqlite]:-}" ]; then
+  read -r _ _ idle_p99 <<<"$(median <<<"${results[sqlite]}")"
+  read -r rps p50 p99 <<<"$(median <<<"${flood[sqlite]}")"
+  printf '\nGET /home on the SQLite server during a login flood (8 connections posting the right password)\n\n'
+  printf '| %-28s | %10s | %8s | %8s | %12s |\n' "" req/s "p50 ms" "p99 ms" "p99 × idle"
+  printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..30})" "------------" "----------" "----------" "--------------"
+  printf '| %-28s | %10.0f | %8s | %8s | %12.2f |\n' "during the flood" "$rps" "$p50" "$p99" "$(awk -v a="$p99" -v b="$idle_p99" 'BEGIN {print a/b}')"
+fi
 echo
 for target in $targets; do name=${target%%:*}; echo "per-round $name: ${results[$name]}"; done

@@ -93,9 +93,67 @@ pub struct PasswordHasher {
 struct Inner {
     params: HashParams,
     verifications: AtomicU64,
-    argon2: Argon2<'static>,
+    argon2: Arc<Argon2<'static>>,
     permits: Semaphore,
+    pool: HashingPool,
     dummy_hash: String,
+}
+
+/// A hashing job for the pool.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash: as many as there are cores, at the lowest scheduling
+/// priority, so that a flood of logins slows other logins, not ordinary requests (the
+/// async workers keep their normal priority). They end when the hasher is dropped.
+struct HashingPool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl HashingPool {
+    fn new(threads: usize) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("latchkey-hash-{index}"))
+                .spawn(move || {
+                    if let Err(error) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    ) {
+                        tracing::debug!(?error, "cannot lower the hashing thread's priority");
+                    }
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            // A panicking job drops its reply (the caller gets
+                            // TaskFailed); the thread goes on serving.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a password hashing thread");
+            }
+        }
+        HashingPool {
+            jobs: std::sync::Mutex::new(sender),
+        }
+    }
+
+    /// Queues `job`; `false` if no thread can take it.
+    fn submit(&self, job: Job) -> bool {
+        match self.jobs.lock() {
+            Ok(jobs) => jobs.send(job).is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 impl PasswordHasher {
@@ -125,8 +183,9 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 params,
                 verifications: AtomicU64::new(0),
-                argon2,
+                argon2: Arc::new(argon2),
                 permits: Semaphore::new(cores),
+                pool: HashingPool::new(cores),
                 dummy_hash,
             }),
         })
@@ -153,10 +212,16 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|_| PasswordError::TaskFailed)?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner.argon2))
-            .await
-            .map_err(|_| PasswordError::TaskFailed)
+        let argon2 = self.inner.argon2.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The receiver is gone only if the request was cancelled.
+            let _ = done.send(work(&argon2));
+        });
+        if !self.inner.pool.submit(job) {
+            return Err(PasswordError::TaskFailed);
+        }
+        result.await.map_err(|_| PasswordError::TaskFailed)
     }
 
     /// Hashes `password` with a fresh 16-byte salt.
