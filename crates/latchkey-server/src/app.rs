@@ -31,9 +31,28 @@ const SESSION_CACHE_CAPACITY: u64 = 100_000;
 /// Sessions deleted per cleanup statement.
 const CLEANUP_BATCH: u32 = 500;
 
-/// What the handlers share.
+/// What the handlers share: one allocation, so extracting it costs one reference-count
+/// increment (cloning the fields per request showed up at 3% in a profile).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The state over `shared`.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct Shared {
     /// Where users live.
     pub users: Arc<dyn UserStore>,
     /// Password hashing.
@@ -97,7 +116,7 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
 pub async fn in_memory_router() -> anyhow::Result<Router> {
     let pool = latchkey::store::open_sqlite("sqlite::memory:").await?;
     let users: Arc<dyn UserStore> = Arc::new(latchkey::SqliteUserStore::new(pool.clone()));
-    let state = AppState {
+    let state = AppState::new(Shared {
         users: users.clone(),
         hasher: PasswordHasher::new(latchkey::HashParams::insecure_fast())?,
         policy: PasswordPolicy::default(),
@@ -108,7 +127,7 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
             latchkey::throttle::ThrottlePolicy::default(),
         ),
         trusted_proxies: Arc::from([]),
-    };
+    });
     let sessions = SessionLayer::new(MemoryStore::new(), latchkey::SessionConfig::default())
         .with_authenticator(Authenticator::<User>::new(users));
     Ok(router(state, sessions, true, false))
@@ -138,7 +157,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         backend.throttle_store(&args.sessions.session_store).await?,
         args.throttle_policy(),
     );
-    let state = AppState {
+    let state = AppState::new(Shared {
         users: backend.users.clone(),
         hasher: args.database.hasher()?,
         policy: args.database.policy(),
@@ -146,7 +165,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_origin: origin_of(&args.public_url()),
         throttle: throttle.clone(),
         trusted_proxies: args.trusted_proxies.clone().into(),
-    };
+    });
     let authenticator = Authenticator::<User>::new(backend.users.clone())
         .with_unauthorized_message("I can't let you do that")
         .with_remember_store(backend.remember.clone());

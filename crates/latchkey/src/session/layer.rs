@@ -33,10 +33,15 @@ use tower::{Layer, Service};
 /// `SessionLayer::new(store, config).with_authenticator(Authenticator::new(users))`.
 #[derive(Clone)]
 pub struct SessionLayer {
+    /// Everything behind one pointer: each request clones the layer once.
+    shared: Arc<LayerShared>,
+}
+
+struct LayerShared {
     backing: Backing,
     config: Arc<SessionConfig>,
-    cookie_name: Arc<str>,
-    remember_cookie_name: Arc<str>,
+    cookie_name: String,
+    remember_cookie_name: String,
     authenticator: Option<Attachment>,
 }
 
@@ -67,20 +72,33 @@ impl SessionLayer {
 
     fn with_backing(backing: Backing, config: SessionConfig) -> Self {
         SessionLayer {
-            backing,
-            cookie_name: Arc::from(config.cookie_name()),
-            remember_cookie_name: Arc::from(config.remember_cookie_name()),
-            config: Arc::new(config),
-            authenticator: None,
+            shared: Arc::new(LayerShared {
+                backing,
+                cookie_name: config.cookie_name(),
+                remember_cookie_name: config.remember_cookie_name(),
+                config: Arc::new(config),
+                authenticator: None,
+            }),
         }
     }
 
     /// Gives every request's session the authenticator (user loader), so that
     /// [`crate::AuthSession`] and [`crate::axum::RequireLogin`] work without an
     /// `Extension` layer.
-    pub fn with_authenticator<U: AuthUser>(mut self, authenticator: Authenticator<U>) -> Self {
-        self.authenticator = Some(Arc::new(authenticator));
-        self
+    pub fn with_authenticator<U: AuthUser>(self, authenticator: Authenticator<U>) -> Self {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| LayerShared {
+            backing: shared.backing.clone(),
+            config: shared.config.clone(),
+            cookie_name: shared.cookie_name.clone(),
+            remember_cookie_name: shared.remember_cookie_name.clone(),
+            authenticator: shared.authenticator.clone(),
+        });
+        SessionLayer {
+            shared: Arc::new(LayerShared {
+                authenticator: Some(Arc::new(authenticator)),
+                ..shared
+            }),
+        }
     }
 }
 
@@ -116,12 +134,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let remember = match self.layer.authenticator {
-            Some(_) => cookie_value(&request, &self.layer.remember_cookie_name),
+        let remember = match self.layer.shared.authenticator {
+            Some(_) => cookie_value(&request, &self.layer.shared.remember_cookie_name),
             None => None,
         };
-        let cookie = cookie_value(&request, &self.layer.cookie_name);
-        let (store, jar, token) = match &self.layer.backing {
+        let cookie = cookie_value(&request, &self.layer.shared.cookie_name);
+        let (store, jar, token) = match &self.layer.shared.backing {
             Backing::Server(store) => (store.clone(), None, None),
             Backing::Cookie(cookies) => {
                 let (jar, token) = cookies.jar(cookie);
@@ -131,11 +149,11 @@ where
         // A cookie that does not open is passed on as it came: an unknown token.
         let session = Session::with_attachment(
             store,
-            self.layer.config.clone(),
+            self.layer.shared.config.clone(),
             token.as_deref().or(cookie),
             remember,
             client_info(&request),
-            self.layer.authenticator.clone(),
+            self.layer.shared.authenticator.clone(),
         );
         request.extensions_mut().insert(session.clone());
         SessionFuture {
@@ -251,10 +269,14 @@ fn with_cookies<B: From<String>>(
         CookieChange::Keep => {}
         CookieChange::Set(token) => append_cookie(
             &mut response,
-            session_cookie(&layer.config, &layer.cookie_name, token),
+            session_cookie(&layer.shared.config, &layer.shared.cookie_name, token),
         ),
         CookieChange::Remove => {
-            let mut removal = session_cookie(&layer.config, &layer.cookie_name, String::new());
+            let mut removal = session_cookie(
+                &layer.shared.config,
+                &layer.shared.cookie_name,
+                String::new(),
+            );
             removal.make_removal();
             append_cookie(&mut response, removal)
         }
@@ -262,15 +284,22 @@ fn with_cookies<B: From<String>>(
     match session.remember_cookie_out() {
         None => {}
         Some(RememberCookie::Set { value, max_age }) => {
-            let mut cookie = session_cookie(&layer.config, &layer.remember_cookie_name, value);
+            let mut cookie = session_cookie(
+                &layer.shared.config,
+                &layer.shared.remember_cookie_name,
+                value,
+            );
             cookie.set_max_age(cookie::time::Duration::seconds(
                 i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
             ));
             append_cookie(&mut response, cookie)
         }
         Some(RememberCookie::Remove) => {
-            let mut removal =
-                session_cookie(&layer.config, &layer.remember_cookie_name, String::new());
+            let mut removal = session_cookie(
+                &layer.shared.config,
+                &layer.shared.remember_cookie_name,
+                String::new(),
+            );
             removal.make_removal();
             append_cookie(&mut response, removal)
         }
