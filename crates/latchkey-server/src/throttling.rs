@@ -7,7 +7,7 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use latchkey::throttle::Verdict;
+use latchkey::throttle::{account_tag, Verdict};
 use latchkey::{authenticate, AuthError, SessionError, User};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -87,17 +87,6 @@ pub async fn throttled_login(
     };
     counted.map_err(SessionError::from)?;
     Ok(Attempt::Checked(user))
-}
-
-/// A short, stable tag of the login name a request tried, for audit events: the name
-/// itself is not logged, since people type their password into it by mistake.
-pub fn account_tag(login: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(latchkey::user::login_key(login).as_bytes());
-    digest[..6]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 /// Adds `Retry-After` (whole seconds) to a 429 answer.

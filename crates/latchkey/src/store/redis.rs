@@ -150,7 +150,12 @@ impl RedisStore {
 
     /// The key of a session.
     pub fn session_key(&self, id: &SessionId) -> String {
-        format!("{}:s:{{{}}}", self.prefix, id.to_hex())
+        self.session_key_hex(&id.to_hex())
+    }
+
+    /// The key of the session whose id is `hex` (as the user index holds it).
+    fn session_key_hex(&self, hex: &str) -> String {
+        format!("{}:s:{{{hex}}}", self.prefix)
     }
 
     /// The key of a user's session index.
@@ -330,7 +335,7 @@ impl SessionStore for RedisStore {
         let mut pipe = redis::pipe();
         for hex in &ids {
             pipe.cmd("HMGET")
-                .arg(format!("{}:s:{{{hex}}}", self.prefix))
+                .arg(self.session_key_hex(hex))
                 .arg("u")
                 .arg("r");
         }
@@ -368,7 +373,7 @@ impl SessionStore for RedisStore {
         let mut deleted = Vec::new();
         for hex in ids {
             let done: i64 = DELETE_IF_OWNED
-                .key(format!("{}:s:{{{hex}}}", self.prefix))
+                .key(self.session_key_hex(&hex))
                 .arg(user_id)
                 .invoke_async(&mut self.connection())
                 .await

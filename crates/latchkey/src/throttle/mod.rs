@@ -230,12 +230,23 @@ fn verdict(wait: Duration) -> Verdict {
 /// An account's counter key: a hash of the login as the user store compares it, so any
 /// string an attacker sends takes the same fixed room, known account or not.
 fn account_key(login: &str) -> String {
+    format!("a:{}", login_digest_hex(login, 16))
+}
+
+/// A short, stable tag of a login name as typed (the first bytes of the same digest the
+/// counters use), for logs that must not hold the name itself: people type their
+/// password into it by mistake.
+pub fn account_tag(login: &str) -> String {
+    login_digest_hex(login, 6)
+}
+
+/// The first `bytes` of SHA-256 of the login key, in hex.
+fn login_digest_hex(login: &str, bytes: usize) -> String {
     let digest = Sha256::digest(crate::user::login_key(login).as_bytes());
-    let hex: String = digest[..16]
+    digest[..bytes.min(32)]
         .iter()
         .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("a:{hex}")
+        .collect()
 }
 
 /// An IP as counted: IPv6 addresses by their /64, which one client usually holds whole.
