@@ -2,12 +2,17 @@
 //! (m=19456 KiB, t=2, p=1) on one core, the ceiling for `POST /login` in `bench/run.sh`
 //! (whose server is pinned to one core too).
 //!
-//! `cargo bench --bench hashing`
+//! `cargo bench --bench hashing [-- SECONDS]` (default 10 s)
 
 use latchkey::{HashParams, PasswordHasher};
 use std::time::{Duration, Instant};
 
 fn main() {
+    // `cargo bench` passes `--bench` too; the first number is the duration.
+    let seconds = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.parse::<u64>().ok())
+        .unwrap_or(10);
     #[cfg(target_os = "linux")]
     // SAFETY: `set` is a plain bit set owned by this frame; the call only reads it.
     unsafe {
@@ -27,7 +32,7 @@ fn main() {
             .expect("hash");
         let started = Instant::now();
         let mut done = 0u32;
-        while started.elapsed() < Duration::from_secs(10) {
+        while started.elapsed() < Duration::from_secs(seconds) {
             assert!(hasher
                 .verify("correct horse battery staple", &hash)
                 .await

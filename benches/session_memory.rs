@@ -1,7 +1,7 @@
 //! Resident memory per idle in-memory session: fills a `MemoryStore` with 100,000
 //! logged-in sessions shaped like the login server's (auth, a CSRF token, client IP and a
-//! typical browser user agent) and prints the growth of the process's resident set per
-//! session. Linux only (reads /proc/self/statm).
+//! browser user agent), two per user, and prints the growth of the process's resident
+//! set per session. Linux only (reads /proc/self/statm).
 //!
 //! `cargo bench --bench session_memory` (target: ≤ 400 bytes per session).
 
@@ -11,8 +11,11 @@ use serde_json::{json, Map};
 use std::time::Duration;
 
 const SESSIONS: usize = 100_000;
-const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                          Chrome/156.0.0.0 Safari/537.36";
+const USER_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1",
+];
 
 /// Resident bytes of this process.
 fn resident_bytes() -> usize {
@@ -32,7 +35,7 @@ fn record(index: usize) -> SessionRecord {
     SessionRecord {
         version: 2,
         auth: Some(AuthInfo {
-            user_id: (index % 5_000).to_string(),
+            user_id: (index / 2).to_string(),
             authenticated_at: now,
             method: AuthMethod::Password,
             credential_version: 1,
@@ -43,7 +46,7 @@ fn record(index: usize) -> SessionRecord {
         idle_expires_at: now.plus(Duration::from_secs(1800)),
         absolute_expires_at: now.plus(Duration::from_secs(12 * 3600)),
         client_ip: Some(format!("203.0.{}.{}", index % 250, index % 200)),
-        user_agent: Some(USER_AGENT.to_string()),
+        user_agent: Some(USER_AGENTS[index % USER_AGENTS.len()].to_string()),
     }
 }
 
@@ -63,10 +66,17 @@ fn main() {
         }
     });
     let after = resident_bytes();
-    drop(sessions);
     let per_session = (after.saturating_sub(before)) as f64 / SESSIONS as f64;
     println!(
         "{SESSIONS} idle logged-in sessions in the memory store: {:.1} MiB resident, {per_session:.0} bytes per session",
         (after - before) as f64 / (1024.0 * 1024.0)
     );
+    // Reading a session keeps it decoded until the store's next sweep.
+    runtime.block_on(async {
+        for (id, _) in &sessions {
+            store.load(id).await.expect("load").expect("session");
+        }
+    });
+    let in_use = (resident_bytes().saturating_sub(before)) as f64 / SESSIONS as f64;
+    println!("after every session was read once (kept decoded until the next sweep): {in_use:.0} bytes per session");
 }

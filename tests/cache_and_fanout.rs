@@ -5,7 +5,8 @@
 
 use latchkey::store::conformance::{self, CountingStore};
 use latchkey::store::{
-    open_sqlite, CachedStore, FanOutStore, MemoryStore, MirrorFailure, RedisStore, SqliteStore,
+    open_postgres, open_sqlite, CachedStore, Change, ChangeFeed, FanOutStore, MemoryStore,
+    MirrorFailure, PostgresStore, RedisStore, SqliteStore,
 };
 use latchkey::{SessionId, SessionRecord, SessionStore, StoreError, Timestamp};
 use std::sync::Arc;
@@ -22,6 +23,145 @@ async fn cached_memory_and_sqlite_stores_pass_the_suite() {
     conformance::run_all(cached(Arc::new(MemoryStore::new()))).await;
     let pool = open_sqlite("sqlite::memory:").await.expect("open");
     conformance::run_all(cached(Arc::new(SqliteStore::new(pool)))).await;
+}
+
+/// `store` written by "another process" (directly, as the command line would) while a
+/// cache with an hour's TTL fronts it here: with the store's change feed the cache sees
+/// each change at once; without it, it would serve the old record for the hour.
+async fn another_process_changes_reach_the_cache<S>(store: S)
+where
+    S: SessionStore + ChangeFeed + Clone + 'static,
+{
+    let hour = Duration::from_secs(3600);
+    let followed =
+        CachedStore::with_feed(Arc::new(store.clone()), hour, 1000, Arc::new(store.clone()));
+    let plain = CachedStore::new(Arc::new(store.clone()), hour, 1000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !followed.feed_is_live() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = conformance::new_id();
+    let record = conformance::sample_record(Some("42"));
+    store.create(&id, &record).await.expect("create");
+    for cache in [&followed, &plain] {
+        let loaded = cache.load(&id).await.expect("load").expect("session");
+        assert_eq!(loaded.version, record.version);
+    }
+
+    let newer = SessionRecord {
+        version: record.version + 1,
+        ..record.clone()
+    };
+    store
+        .save(&id, &newer, record.version)
+        .await
+        .expect("save elsewhere");
+    let version = |cache: &CachedStore| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .load(&id)
+                .await
+                .expect("load")
+                .map(|record| record.version)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while version(&followed).await != Some(newer.version) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        version(&plain).await,
+        Some(record.version),
+        "a cache without the feed still serves the old record (so the cache is in use)"
+    );
+
+    store.delete(&id).await.expect("delete elsewhere");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while version(&followed).await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the logout never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A heartbeat sent through the feed comes back on a subscription (amid whatever other
+/// tests' sessions are doing).
+async fn heartbeats_come_back(feed: &dyn ChangeFeed) {
+    let mut changes = feed.subscribe().await.expect("subscribe");
+    feed.heartbeat().await.expect("heartbeat");
+    let heard = tokio::time::timeout(Duration::from_secs(2), async {
+        while changes.next_change().await.expect("subscription") != Change::Heartbeat {}
+    })
+    .await;
+    assert!(heard.is_ok(), "the heartbeat never came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_and_redis_heartbeats_come_back() {
+    if let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") {
+        let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+        heartbeats_come_back(&PostgresStore::new(pool)).await;
+    }
+    if let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") {
+        heartbeats_come_back(&RedisStore::open(&url).await.expect("Redis reachable")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_changes_from_another_process_reach_the_cache() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    another_process_changes_reach_the_cache(PostgresStore::new(pool)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_changes_from_another_process_reach_the_cache() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    let prefix = format!("latchkey-feed-{}", &conformance::new_id().to_hex()[..12]);
+    let redis = RedisStore::open(&url).await.expect("Redis reachable");
+    another_process_changes_reach_the_cache(redis.with_prefix(&prefix).expect("prefix")).await;
+}
+
+/// `store` behind a cache that follows its own change feed.
+fn followed<S>(store: S) -> Arc<dyn SessionStore>
+where
+    S: SessionStore + ChangeFeed + Clone + 'static,
+{
+    let feed = Arc::new(store.clone());
+    Arc::new(CachedStore::with_feed(
+        Arc::new(store),
+        Duration::from_secs(60),
+        10_000,
+        feed,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_postgres_and_redis_stores_with_feeds_pass_the_suite() {
+    if let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") {
+        let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+        conformance::run_all(followed(PostgresStore::new(pool))).await;
+    }
+    if let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") {
+        let prefix = format!("latchkey-feed-{}", &conformance::new_id().to_hex()[..12]);
+        let redis = RedisStore::open(&url).await.expect("Redis reachable");
+        conformance::run_all(followed(redis.with_prefix(&prefix).expect("prefix"))).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

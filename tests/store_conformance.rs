@@ -27,9 +27,9 @@ async fn sqlite_in_memory_store_passes_the_suite() {
     conformance::run_all(Arc::new(SqliteStore::new(pool))).await;
 }
 
-#[tokio::test]
-async fn sqlite_corrupt_record_is_an_error_not_a_panic() {
-    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+/// Garbles a record behind the store's back: `corrupt_record_is_an_error` on `url`.
+async fn sqlite_corrupt_record_is_an_error(url: &str) {
+    let pool = open_sqlite(url).await.expect("open");
     let store = SqliteStore::new(pool.clone());
     conformance::corrupt_record_is_an_error(&store, |id, _| async move {
         sqlx::query("UPDATE sessions SET record = '{not json' WHERE id = ?")
@@ -39,6 +39,91 @@ async fn sqlite_corrupt_record_is_an_error_not_a_panic() {
             .expect("corrupt the record");
     })
     .await;
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_record_is_an_error_not_a_panic() {
+    sqlite_corrupt_record_is_an_error("sqlite::memory:").await;
+    // A file: loads take the store's own read-only connections.
+    let dir = tempfile::tempdir().expect("tempdir");
+    sqlite_corrupt_record_is_an_error(&format!(
+        "sqlite://{}",
+        dir.path().join("sessions.db").display()
+    ))
+    .await;
+}
+
+/// Loads from a database file run on the calling thread: after the first, they neither
+/// wait for a pool connection nor miss a write the pool just committed.
+#[tokio::test]
+async fn sqlite_file_loads_do_not_wait_for_the_pool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    let pool = open_sqlite(&url).await.expect("open");
+    let store = SqliteStore::new(pool.clone());
+    let id = conformance::new_id();
+    let record = conformance::sample_record(Some("7"));
+    store.create(&id, &record).await.expect("create");
+    // The first load asks the pool which file the database is.
+    assert!(store.load(&id).await.expect("first load").is_some());
+
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.expect("acquire"));
+    }
+    let loaded = tokio::time::timeout(std::time::Duration::from_secs(2), store.load(&id))
+        .await
+        .expect("the load waited for the busy pool")
+        .expect("load")
+        .expect("session");
+    assert_eq!(*loaded, record);
+    let unknown = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        store.load(&conformance::new_id()),
+    )
+    .await
+    .expect("the load waited for the busy pool")
+    .expect("load");
+    assert!(unknown.is_none());
+    drop(held);
+
+    let newer = latchkey::SessionRecord {
+        version: record.version + 1,
+        ..record.clone()
+    };
+    store.save(&id, &newer, record.version).await.expect("save");
+    let loaded = store.load(&id).await.expect("load").expect("session");
+    assert_eq!(
+        loaded.version, newer.version,
+        "a committed write is seen at once"
+    );
+}
+
+/// `?mode=memory` keeps the database in memory even though the URL names a file: loads
+/// must read that database, not a file of the same name.
+#[tokio::test]
+async fn sqlite_in_memory_url_naming_a_file_never_reads_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sessions.db");
+    let on_disk = SqliteStore::new(
+        open_sqlite(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("open file"),
+    );
+    let id = conformance::new_id();
+    on_disk
+        .create(&id, &conformance::sample_record(Some("1")))
+        .await
+        .expect("create in the file");
+    let in_memory = SqliteStore::new(
+        open_sqlite(&format!("sqlite://{}?mode=memory", file.display()))
+            .await
+            .expect("open in memory"),
+    );
+    assert!(
+        in_memory.load(&id).await.expect("load").is_none(),
+        "read the file instead of the in-memory database"
+    );
 }
 
 #[tokio::test]

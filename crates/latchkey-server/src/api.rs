@@ -200,8 +200,10 @@ pub async fn login(
     (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
 ))]
-pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<serde_json::Value> {
-    Json(json!({ "message": format!("Hello, {}", user.username) }))
+pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<crate::openapi::Message> {
+    Json(crate::openapi::Message {
+        message: format!("Hello, {}", user.username),
+    })
 }
 
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.

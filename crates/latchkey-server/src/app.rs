@@ -82,7 +82,7 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
                 post(data_api::increment),
             );
     }
-    routes
+    let routes = routes
         .route("/", get(pages::index))
         .route("/style.css", get(headers::stylesheet))
         .route("/app.js", get(headers::script))
@@ -102,13 +102,15 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
             get(pages::password_page).post(pages::change_password),
         )
         .fallback(pages::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state)
-        .layer(sessions)
+        .method_not_allowed_fallback(api::method_not_allowed);
+    // The layers wrap the routed app once, rather than each route through
+    // `Router::layer` (which clones a boxed service per layer on every request).
+    let layered = tower::ServiceBuilder::new()
+        .map_response(move |response| headers::secure(response, hsts))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower::util::MapResponseLayer::new(move |response| {
-            headers::secure(response, hsts)
-        }))
+        .layer(sessions)
+        .service(routes.with_state(state));
+    Router::new().fallback_service(layered)
 }
 
 /// The whole router over a private in-memory SQLite database, memory sessions and cheap
@@ -154,7 +156,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let backend = Backend::open(&args.database).await?;
     let throttle = Throttle::new(
-        backend.throttle_store(&args.sessions.session_store).await?,
+        backend.throttle_store(&args.sessions).await?,
         args.throttle_policy(),
     );
     let state = AppState::new(Shared {
@@ -190,7 +192,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         let store = backend.session_store(&args.sessions).await?;
         let served: Arc<dyn SessionStore> = match args.session_cache {
-            Some(ttl) => Arc::new(CachedStore::new(store.clone(), ttl, SESSION_CACHE_CAPACITY)),
+            Some(ttl) => match backend.session_feed(&args.sessions).await? {
+                Some(feed) => Arc::new(CachedStore::with_feed(
+                    store.clone(),
+                    ttl,
+                    SESSION_CACHE_CAPACITY,
+                    feed,
+                )),
+                None => Arc::new(CachedStore::new(store.clone(), ttl, SESSION_CACHE_CAPACITY)),
+            },
             None => store.clone(),
         };
         (SessionLayer::from_arc(served, config), store)

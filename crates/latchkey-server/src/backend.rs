@@ -6,8 +6,8 @@ use crate::config::{DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, Session
 use anyhow::{bail, Context};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
-    open_postgres, open_sqlite, FanOutStore, MemoryStore, MirrorFailure, PostgresStore, RedisStore,
-    SqliteStore,
+    open_postgres, open_sqlite, ChangeFeed, FanOutStore, MemoryStore, MirrorFailure, PostgresStore,
+    RedisStore, SqliteStore,
 };
 use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
@@ -27,6 +27,8 @@ pub struct Backend {
     pub remember: Arc<dyn RememberStore>,
     /// The `sessions` table (used when `--session-store database`).
     pub sessions: Arc<dyn SessionStore>,
+    /// Announcements of changes to the `sessions` table (PostgreSQL only).
+    pub sessions_feed: Option<Arc<dyn ChangeFeed>>,
 }
 
 impl Backend {
@@ -41,6 +43,7 @@ impl Backend {
                 users: Arc::new(SqliteUserStore::new(pool.clone())),
                 remember: Arc::new(SqliteRememberStore::new(pool.clone())),
                 sessions: Arc::new(SqliteStore::new(pool)),
+                sessions_feed: None,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = open_postgres(url).await;
@@ -48,7 +51,8 @@ impl Backend {
                 throttle: Arc::new(PostgresThrottleStore::new(pool.clone())),
                 users: Arc::new(PostgresUserStore::new(pool.clone())),
                 remember: Arc::new(PostgresRememberStore::new(pool.clone())),
-                sessions: Arc::new(PostgresStore::new(pool)),
+                sessions: Arc::new(PostgresStore::new(pool.clone())),
+                sessions_feed: Some(Arc::new(PostgresStore::new(pool))),
             })
         } else {
             bail!("--database-url must start with sqlite: or postgres:// (got {url:?})");
@@ -57,23 +61,45 @@ impl Backend {
     }
 }
 
+/// The Redis store at `url`, its keys under `prefix`.
+async fn open_redis(url: &str, prefix: &str) -> anyhow::Result<RedisStore> {
+    RedisStore::open(url)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?
+        .with_prefix(prefix)
+        .context("--redis-prefix")
+}
+
 impl Backend {
-    /// The server-side store a `--session-store` / `--session-mirror` value names.
+    /// The server-side store a `--session-store` / `--session-mirror` value names (Redis
+    /// keys under `redis_prefix`).
     pub async fn open_store(
         &self,
         kind: &SessionStoreKind,
+        redis_prefix: &str,
     ) -> anyhow::Result<Arc<dyn SessionStore>> {
         Ok(match kind {
             SessionStoreKind::Memory => Arc::new(MemoryStore::new()),
             SessionStoreKind::Database => self.sessions.clone(),
-            SessionStoreKind::Redis(url) => Arc::new(
-                RedisStore::open(url)
-                    .await
-                    .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?,
-            ),
+            SessionStoreKind::Redis(url) => Arc::new(open_redis(url, redis_prefix).await?),
             SessionStoreKind::Cookie => {
                 bail!("the cookie store keeps sessions in browsers: it cannot be a mirror or be reached from here")
             }
+        })
+    }
+
+    /// Where the `--session-store` announces changes made by any process: PostgreSQL
+    /// and Redis do; SQLite cannot, and memory needs no announcing.
+    pub async fn session_feed(
+        &self,
+        args: &SessionStoreArgs,
+    ) -> anyhow::Result<Option<Arc<dyn ChangeFeed>>> {
+        Ok(match &args.session_store {
+            SessionStoreKind::Database => self.sessions_feed.clone(),
+            SessionStoreKind::Redis(url) => {
+                Some(Arc::new(open_redis(url, &args.redis_prefix).await?))
+            }
+            SessionStoreKind::Memory | SessionStoreKind::Cookie => None,
         })
     }
 
@@ -81,15 +107,13 @@ impl Backend {
     /// store share counters (memory sessions count in memory, cookies in the database).
     pub async fn throttle_store(
         &self,
-        kind: &SessionStoreKind,
+        args: &SessionStoreArgs,
     ) -> anyhow::Result<Arc<dyn ThrottleStore>> {
-        Ok(match kind {
+        Ok(match &args.session_store {
             SessionStoreKind::Memory => Arc::new(MemoryThrottleStore::new()),
             SessionStoreKind::Database | SessionStoreKind::Cookie => self.throttle.clone(),
             SessionStoreKind::Redis(url) => Arc::new(RedisThrottleStore::new(
-                RedisStore::open(url)
-                    .await
-                    .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?,
+                open_redis(url, &args.redis_prefix).await?,
             )),
         })
     }
@@ -116,7 +140,9 @@ impl Backend {
         &self,
         args: &SessionStoreArgs,
     ) -> anyhow::Result<Arc<dyn SessionStore>> {
-        let master = self.open_store(&args.session_store).await?;
+        let master = self
+            .open_store(&args.session_store, &args.redis_prefix)
+            .await?;
         if args.session_mirrors.is_empty() {
             return Ok(master);
         }
@@ -125,7 +151,7 @@ impl Backend {
             if *mirror == args.session_store {
                 bail!("--session-mirror {mirror} is the --session-store itself");
             }
-            mirrors.push(self.open_store(mirror).await?);
+            mirrors.push(self.open_store(mirror, &args.redis_prefix).await?);
         }
         let on_failure = match args.mirror_failure {
             MirrorFailurePolicy::Log => MirrorFailure::Log,

@@ -72,6 +72,10 @@ pub struct SessionStoreArgs {
     /// What a failed mirror write does.
     #[arg(long, env = "LATCHKEY_MIRROR_FAILURE", value_enum, default_value_t = MirrorFailurePolicy::Log)]
     pub mirror_failure: MirrorFailurePolicy,
+    /// Prefix of every Redis key (sessions, per-user indexes, throttle counters) and of
+    /// the change channel: one per deployment sharing a Redis server.
+    #[arg(long, env = "LATCHKEY_REDIS_PREFIX", default_value = "latchkey")]
+    pub redis_prefix: String,
 }
 
 /// Database and password-hashing options shared by `serve` and the user commands.
@@ -133,8 +137,11 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub sessions: SessionStoreArgs,
-    /// Cache sessions in this process for at most this long (e.g. 1s); another
-    /// process's logout is seen here at most this much later. Off by default.
+    /// Cache sessions in this process for at most this long. With PostgreSQL
+    /// (`database` on a postgres:// URL) or Redis sessions, a change made by any process
+    /// evicts the entry as soon as the store announces it (NOTIFY, PUBLISH), so the TTL
+    /// only bounds memory (e.g. 10m); with SQLite, another process's logout is seen here
+    /// up to the TTL later, so keep it short (e.g. 1s). Off by default.
     #[arg(long, env = "LATCHKEY_SESSION_CACHE", value_parser = humantime::parse_duration)]
     pub session_cache: Option<Duration>,
     /// The URL users reach the server at (default http://<bind>); https makes cookies

@@ -116,36 +116,13 @@ async fn walk(server: &Server, hsts: bool) {
                 hsts,
             )
             .await;
-            visit(
-                server,
-                Method::POST,
+            for path in [
                 "/sessions/00/revoke",
-                accept,
-                cookie,
-                None,
-                hsts,
-            )
-            .await;
-            visit(
-                server,
-                Method::POST,
                 "/sessions/revoke-others",
-                accept,
-                cookie,
-                None,
-                hsts,
-            )
-            .await;
-            visit(
-                server,
-                Method::POST,
                 "/password",
-                accept,
-                cookie,
-                None,
-                hsts,
-            )
-            .await;
+            ] {
+                visit(server, Method::POST, path, accept, cookie, None, hsts).await;
+            }
         }
     }
     let (status, headers) = visit(

@@ -237,6 +237,45 @@ async fn concurrent_writes_through_both_lose_nothing(store: &str) {
     assert_eq!(home(&b, &cookie).await, StatusCode::UNAUTHORIZED);
 }
 
+/// Both servers cache sessions for ten minutes (`--session-cache 10m`); a logout on B
+/// still reaches A's cache as soon as the store announces it.
+async fn cached_logout_cross_processes(store: &str) {
+    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let args = ["--session-store", store, "--session-cache", "10m"];
+    let (a, b) = (
+        Server::start_on(&postgres, &args),
+        Server::start_on(&postgres, &args),
+    );
+    let (_, cookie) = new_login(&a).await;
+    assert_eq!(home(&a, &cookie).await, StatusCode::OK);
+    assert_eq!(home(&b, &cookie).await, StatusCode::OK);
+    let (status, _, _) = send(&b, reqwest::Method::POST, "/logout", Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while home(&a, &cookie).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's cache still accepts a cookie logged out on B"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_cached_sessions_see_a_logout_elsewhere() {
+    cached_logout_cross_processes("database").await;
+}
+
+#[tokio::test]
+async fn redis_cached_sessions_see_a_logout_elsewhere() {
+    let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    cached_logout_cross_processes(&redis).await;
+}
+
 #[tokio::test]
 async fn postgres_sessions_cross_processes() {
     login_logout_and_password_change_cross_processes("database").await;

@@ -124,7 +124,13 @@ async fn the_cli_ends_sessions_kept_in_redis_at_once() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--session-store", &redis]);
+    // A prefix of this run's own: the machine's Redis outlives this test's fresh
+    // database, and other runs' sessions of a user with the same id must not mix in.
+    let prefix = unique("cli-prefix");
+    let server = Server::start(
+        dir.path(),
+        &["--session-store", &redis, "--redis-prefix", &prefix],
+    );
     let name = unique("cli");
     let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
     let url = server.database_url.clone();
@@ -133,10 +139,10 @@ async fn the_cli_ends_sessions_kept_in_redis_at_once() {
         url.as_str(),
         "--session-store",
         redis.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
     ];
 
-    // The machine's Redis outlives this test's fresh database, so other runs' sessions
-    // of a user with the same id may be listed too: look for this session's own id.
     let token = cookie.trim_start_matches("id=");
     let session_id = latchkey::SessionToken::parse(token)
         .expect("a session token")
@@ -147,6 +153,10 @@ async fn the_cli_ends_sessions_kept_in_redis_at_once() {
     let (ok, stdout, stderr) = cli(&list, "");
     assert!(ok, "{stderr}");
     assert!(stdout.contains(&session_id), "{stdout}");
+    // Under the default prefix (another deployment) the session is not there.
+    let (ok, stdout, stderr) = cli(&list[..list.len() - 2], "");
+    assert!(ok, "{stderr}");
+    assert!(!stdout.contains(&session_id), "{stdout}");
 
     let mut passwd = vec!["user", "passwd", name.as_str(), "--password-stdin"];
     passwd.extend_from_slice(&flags);

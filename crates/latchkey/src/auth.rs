@@ -611,7 +611,7 @@ async fn upgrade_hash(
     {
         Ok(true) => {
             audit!(info, "password_hash_upgraded", user_id = user.id);
-            user.password_hash = upgraded;
+            user.password_hash = upgraded.into();
         }
         Ok(false) => {}
         Err(error) => tracing::warn!(user_id = user.id, %error, "password hash upgrade failed"),

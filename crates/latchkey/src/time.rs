@@ -25,12 +25,21 @@ impl Timestamp {
 
     /// This time moved `duration` into the future (saturating).
     pub fn plus(self, duration: Duration) -> Self {
-        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        Timestamp(self.0.saturating_add(millis))
+        Timestamp(self.0.saturating_add(saturating_millis(duration)))
+    }
+
+    /// This time moved `duration` into the past (saturating).
+    pub fn minus(self, duration: Duration) -> Self {
+        Timestamp(self.0.saturating_sub(saturating_millis(duration)))
     }
 
     /// How long after `earlier` this time is (zero if it is not later).
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
     }
+}
+
+/// `duration` in whole milliseconds, `i64::MAX` if it is longer.
+fn saturating_millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -341,11 +341,7 @@ impl Legacy {
             }
             Legacy::Bcrypt { hash, sha256_first } => {
                 let prepared: Vec<u8> = if *sha256_first {
-                    Sha256::digest(password)
-                        .iter()
-                        .map(|byte| format!("{byte:02x}"))
-                        .collect::<String>()
-                        .into_bytes()
+                    crate::session::lower_hex(&Sha256::digest(password)).into_bytes()
                 } else {
                     password.to_vec()
                 };

@@ -313,11 +313,19 @@ fn cookie_value<'r, B>(request: &'r Request<B>, name: &str) -> Option<&'r str> {
         .headers()
         .get_all(COOKIE)
         .iter()
-        .filter_map(|header| header.to_str().ok())
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(cookie_name, _)| *cookie_name == name)
-        .map(|(_, value)| value.trim_matches('"'))
+        .flat_map(|header| header.as_bytes().split(|byte| *byte == b';'))
+        .find_map(|pair| {
+            pair.trim_ascii()
+                .strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")
+        })
+        .and_then(|value| {
+            let unquoted = value
+                .strip_prefix(b"\"")
+                .and_then(|inner| inner.strip_suffix(b"\""))
+                .unwrap_or(value);
+            std::str::from_utf8(unquoted).ok()
+        })
 }
 
 fn client_info<B>(request: &Request<B>) -> ClientInfo {
@@ -379,4 +387,30 @@ fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> 
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cookie_value;
+    use http::Request;
+
+    fn request(headers: &[&str]) -> Request<()> {
+        let mut builder = Request::builder();
+        for header in headers {
+            builder = builder.header(http::header::COOKIE, *header);
+        }
+        builder.body(()).expect("request")
+    }
+
+    #[test]
+    fn finds_the_named_cookie_only() {
+        let found = |headers: &[&str]| cookie_value(&request(headers), "id").map(str::to_owned);
+        assert_eq!(found(&["id=abc"]), Some("abc".into()));
+        assert_eq!(found(&["xid=1; id2=2;  id=abc ; z=3"]), Some("abc".into()));
+        assert_eq!(found(&["a=1", "b=2; id=\"abc\""]), Some("abc".into()));
+        assert_eq!(found(&["id=first; id=second"]), Some("first".into()));
+        assert_eq!(found(&["id=a=b"]), Some("a=b".into()));
+        assert_eq!(found(&["xid=1; id2=2; id =3"]), None);
+        assert_eq!(found(&[]), None);
+    }
 }

@@ -70,6 +70,17 @@ impl fmt::Debug for SessionToken {
     }
 }
 
+/// `bytes` as lower-case hex, two digits a byte.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
 /// SHA-256 of a [`SessionToken`]: the key a session is stored under.
 ///
 /// Knowing an id does not let anyone use the session; it is safe to show in admin
@@ -80,11 +91,7 @@ pub struct SessionId(pub [u8; 32]);
 impl SessionId {
     /// Lower-case hex (64 characters), the form SQL stores and the CLI use.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push_str(&format!("{byte:02x}"));
-        }
-        out
+        lower_hex(&self.0)
     }
 
     /// Parses the 64-character hex form.
@@ -161,5 +168,12 @@ mod tests {
         assert_eq!(SessionId::from_hex(&id.to_hex()), Some(id));
         assert!(SessionId::from_hex("zz").is_none());
         assert!(SessionId::from_hex(&"g".repeat(64)).is_none());
+        let mut bytes = [0u8; 32];
+        bytes[0] = 0x0f;
+        bytes[1] = 0xa9;
+        bytes[31] = 0xff;
+        let hex = SessionId(bytes).to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.starts_with("0fa900") && hex.ends_with("00ff"), "{hex}");
     }
 }

@@ -1,13 +1,15 @@
 //! In-process session store: sharded hash maps behind read-write locks, swept of expired
-//! sessions as it goes, bounded in size, with a per-user index.
+//! sessions as it goes, bounded in size, with a per-user index. Idle sessions are kept in
+//! a compact encoding; sessions in use are kept decoded.
 
+use super::compact;
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const SHARDS: usize = 16;
 /// Every this many creates, one shard is swept of expired sessions.
@@ -29,16 +31,48 @@ impl Hasher for IdHasher {
     }
 }
 
-type Shard = RwLock<HashMap<SessionId, Arc<SessionRecord>, BuildHasherDefault<IdHasher>>>;
+/// One stored session.
+enum Entry {
+    /// Decoded, ready to hand out: a session read since its shard was last swept.
+    Decoded(Arc<SessionRecord>),
+    /// The compact encoding (a few hundred bytes): a session just written, or idle.
+    Compact(Box<[u8]>),
+}
+
+impl Entry {
+    fn record(&self) -> Result<Arc<SessionRecord>, StoreError> {
+        match self {
+            Entry::Decoded(record) => Ok(Arc::clone(record)),
+            Entry::Compact(bytes) => Ok(Arc::new(compact::decode(bytes)?)),
+        }
+    }
+
+    /// Whether the session is over at `now`; an entry that does not decode is over.
+    fn is_expired(&self, now: Timestamp) -> bool {
+        match self {
+            Entry::Decoded(record) => record.is_expired(now),
+            Entry::Compact(bytes) => !compact::expires_at(bytes).is_ok_and(|at| now < at),
+        }
+    }
+}
+
+type Entries = HashMap<SessionId, Entry, BuildHasherDefault<IdHasher>>;
+type Shard = RwLock<Entries>;
 
 /// Sessions in this process's memory: lost on restart, not shared between processes.
 ///
-/// Reads take a shared lock on one of 16 shards and clone the record; there is no
-/// hashing work, since ids are already SHA-256 digests. Expired sessions are never
-/// returned, and they are swept as the store is used (one shard every 64 new sessions)
-/// and by [`SessionStore::delete_expired`], so memory holds live sessions plus at most
-/// the recently expired. When `max_sessions` live sessions exist, creating another fails
-/// with [`StoreError::Unavailable`] (a 503) instead of logging existing users out.
+/// Reads take a shared lock on one of 16 shards and clone an `Arc` of the decoded
+/// record; there is no hashing work, since ids are already SHA-256 digests. Writes store
+/// the record in a compact encoding (about 250 bytes for a logged-in browser session);
+/// the first read decodes it and keeps it decoded, and each sweep of a shard compacts
+/// its decoded records again, so idle sessions stay small and sessions in use are
+/// decoded about once per sweep.
+///
+/// Expired sessions are never returned, and they are swept as the store is used (one
+/// shard every 64 new sessions) and by [`SessionStore::delete_expired`], so memory holds
+/// live sessions plus at most the recently expired. When `max_sessions` live sessions
+/// exist, creating another fails with [`StoreError::Unavailable`] (a 503) instead of
+/// logging existing users out.
 ///
 /// Whole-store writes are serialized by one lock (they are rare: read-only requests
 /// write nothing).
@@ -49,7 +83,11 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Vec<Shard>,
-    by_user: Mutex<HashMap<String, HashSet<SessionId>>>,
+    /// (keyed hash of the user id, session id): one ordered set for every user, so a
+    /// user costs no allocation of their own. Hash collisions are told apart by the
+    /// records' user ids.
+    by_user: Mutex<BTreeSet<(u64, SessionId)>>,
+    user_hasher: RandomState,
     write_lock: Mutex<()>,
     len: AtomicUsize,
     creates: AtomicU64,
@@ -85,6 +123,7 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
                 by_user: Mutex::default(),
+                user_hasher: RandomState::new(),
                 write_lock: Mutex::default(),
                 len: AtomicUsize::new(0),
                 creates: AtomicU64::new(0),
@@ -103,41 +142,91 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, id: &SessionId) -> &Shard {
+    fn shard_of(&self, id: &SessionId) -> &Shard {
         &self.inner.shards[usize::from(id.0[31]) % SHARDS]
     }
 
-    fn get(&self, id: &SessionId) -> Option<Arc<SessionRecord>> {
-        let shard = self.shard(id).read().unwrap_or_else(|p| p.into_inner());
-        shard.get(id).cloned()
+    fn read(shard: &Shard) -> RwLockReadGuard<'_, Entries> {
+        shard.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores `record` under `id` and keeps the user index in step.
-    fn put(&self, id: SessionId, record: &SessionRecord, previous: Option<&SessionRecord>) {
+    fn write(shard: &Shard) -> RwLockWriteGuard<'_, Entries> {
+        shard.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The record under `id`, expired or not, decoded without changing how it is kept.
+    fn peek(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        Self::read(self.shard_of(id))
+            .get(id)
+            .map(Entry::record)
+            .transpose()
+    }
+
+    /// The record under `id`, keeping it decoded from now on: a session being read is
+    /// probably in use. Concurrent first reads decode it once.
+    fn get_for_use(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let shard = self.shard_of(id);
+        match Self::read(shard).get(id) {
+            None => return Ok(None),
+            Some(Entry::Decoded(record)) => return Ok(Some(Arc::clone(record))),
+            Some(Entry::Compact(_)) => {}
+        }
+        let mut shard = Self::write(shard);
+        let Some(entry) = shard.get_mut(id) else {
+            return Ok(None);
+        };
+        let record = entry.record()?;
+        *entry = Entry::Decoded(Arc::clone(&record));
+        Ok(Some(record))
+    }
+
+    fn user_key(&self, user_id: &str) -> u64 {
+        self.inner.user_hasher.hash_one(user_id)
+    }
+
+    /// Stores `record` under `id` (compact) and keeps the user index in step.
+    fn put(
+        &self,
+        id: SessionId,
+        record: &SessionRecord,
+        previous: Option<&SessionRecord>,
+    ) -> Result<(), StoreError> {
+        let bytes = compact::encode(record)?;
+        // Only what decodes is stored (JSON nested deeper than serde_json reads back is
+        // refused now), so every stored session can be listed and revoked later.
+        compact::decode(&bytes)?;
+        let entry = Entry::Compact(bytes);
         let mut index = lock(&self.inner.by_user);
         if let Some(user_id) = previous.and_then(SessionRecord::user_id) {
-            unindex(&mut index, user_id, &id);
+            index.remove(&(self.user_key(user_id), id));
         }
         if let Some(user_id) = record.user_id() {
-            index.entry(user_id.to_string()).or_default().insert(id);
+            index.insert((self.user_key(user_id), id));
         }
         drop(index);
-        let mut shard = self.shard(&id).write().unwrap_or_else(|p| p.into_inner());
-        if shard.insert(id, Arc::new(record.clone())).is_none() {
+        if Self::write(self.shard_of(&id)).insert(id, entry).is_none() {
             self.inner.len.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(())
     }
 
-    fn take(&self, id: &SessionId) -> Option<Arc<SessionRecord>> {
-        let removed = {
-            let mut shard = self.shard(id).write().unwrap_or_else(|p| p.into_inner());
-            shard.remove(id)?
+    /// Removes the session under `id`; whether there was one.
+    fn take(&self, id: &SessionId) -> bool {
+        let Some(removed) = Self::write(self.shard_of(id)).remove(id) else {
+            return false;
         };
         self.inner.len.fetch_sub(1, Ordering::Relaxed);
-        if let Some(user_id) = removed.user_id() {
-            unindex(&mut lock(&self.inner.by_user), user_id, id);
+        // A record that does not decode leaves an index entry naming no session, which
+        // listings skip.
+        if let Some(user_id) = removed
+            .record()
+            .ok()
+            .as_deref()
+            .and_then(SessionRecord::user_id)
+        {
+            lock(&self.inner.by_user).remove(&(self.user_key(user_id), *id));
         }
-        Some(removed)
+        true
     }
 
     /// A live record stored under `id` at `expected_version`.
@@ -146,7 +235,7 @@ impl MemoryStore {
         id: &SessionId,
         expected_version: u64,
     ) -> Result<Arc<SessionRecord>, StoreError> {
-        match self.get(id) {
+        match self.peek(id)? {
             Some(current) if current.is_expired(Timestamp::now()) => Err(StoreError::NotFound),
             None => Err(StoreError::NotFound),
             Some(current) if current.version != expected_version => {
@@ -156,28 +245,80 @@ impl MemoryStore {
         }
     }
 
-    /// Removes up to `limit` expired sessions from shard `index`.
+    /// Removes up to `limit` expired sessions from shard `index` and compacts its
+    /// decoded records; returns how many were removed.
     fn sweep_shard(&self, index: usize, now: Timestamp, limit: usize) -> u64 {
-        let expired: Vec<SessionId> = {
-            let shard = self.inner.shards[index]
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            shard
+        let shard = &self.inner.shards[index];
+        let (expired, decoded): (Vec<SessionId>, Vec<(SessionId, Arc<SessionRecord>)>) = {
+            let entries = Self::read(shard);
+            let expired = entries
                 .iter()
-                .filter(|(_, record)| record.is_expired(now))
+                .filter(|(_, entry)| entry.is_expired(now))
                 .map(|(id, _)| *id)
                 .take(limit)
-                .collect()
+                .collect();
+            let decoded = entries
+                .iter()
+                .filter_map(|(id, entry)| match entry {
+                    Entry::Decoded(record) if !record.is_expired(now) => {
+                        Some((*id, Arc::clone(record)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            (expired, decoded)
         };
-        expired.iter().filter(|id| self.take(id).is_some()).count() as u64
+        let removed = expired.iter().filter(|id| self.take(id)).count() as u64;
+        // Encoded outside the lock; swapped in only where the entry still holds the very
+        // record encoded (a write in between wins).
+        let compacted: Vec<_> = decoded
+            .into_iter()
+            .filter_map(|(id, record)| Some((id, compact::encode(&record).ok()?, record)))
+            .collect();
+        let mut entries = Self::write(shard);
+        for (id, bytes, record) in compacted {
+            compact_unless_rewritten(&mut entries, &id, &record, bytes);
+        }
+        removed
+    }
+
+    /// The ids of `user_id`'s sessions, with the records they hold now.
+    fn sessions_of(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionId, Arc<SessionRecord>)>, StoreError> {
+        let key = self.user_key(user_id);
+        let ids: Vec<SessionId> = lock(&self.inner.by_user)
+            .range((key, SessionId([0; 32]))..=(key, SessionId([0xff; 32])))
+            .map(|(_, id)| *id)
+            .collect();
+        let mut sessions = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.peek(&id) {
+                Ok(Some(record)) if record.user_id() == Some(user_id) => {
+                    sessions.push((id, record))
+                }
+                Ok(_) => {}
+                // Cannot happen (writes store only what decodes); if it did, one bad
+                // record must not stop the user's other sessions being revoked.
+                Err(error) => tracing::error!(session = ?id, %error, "undecodable session skipped"),
+            }
+        }
+        Ok(sessions)
     }
 }
 
-fn unindex(index: &mut HashMap<String, HashSet<SessionId>>, user_id: &str, id: &SessionId) {
-    if let Some(ids) = index.get_mut(user_id) {
-        ids.remove(id);
-        if ids.is_empty() {
-            index.remove(user_id);
+/// Replaces the decoded `record` under `id` with its encoding `bytes`, unless a write
+/// has replaced the record since it was read.
+fn compact_unless_rewritten(
+    entries: &mut Entries,
+    id: &SessionId,
+    record: &Arc<SessionRecord>,
+    bytes: Box<[u8]>,
+) {
+    if let Some(entry) = entries.get_mut(id) {
+        if matches!(entry, Entry::Decoded(current) if Arc::ptr_eq(current, record)) {
+            *entry = Entry::Compact(bytes);
         }
     }
 }
@@ -186,7 +327,7 @@ fn unindex(index: &mut HashMap<String, HashSet<SessionId>>, user_id: &str, id: &
 impl SessionStore for MemoryStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         Ok(self
-            .get(id)
+            .get_for_use(id)?
             .filter(|record| !record.is_expired(Timestamp::now())))
     }
 
@@ -197,11 +338,15 @@ impl SessionStore for MemoryStore {
             let shard = (creates / SWEEP_EVERY_CREATES) as usize % SHARDS;
             self.sweep_shard(shard, Timestamp::now(), usize::MAX);
         }
-        if let Some(existing) = self.get(id) {
-            if !existing.is_expired(Timestamp::now()) {
-                return Err(StoreError::AlreadyExists);
+        let existing = Self::read(self.shard_of(id))
+            .get(id)
+            .map(|entry| entry.is_expired(Timestamp::now()));
+        match existing {
+            Some(false) => return Err(StoreError::AlreadyExists),
+            Some(true) => {
+                self.take(id);
             }
-            self.take(id);
+            None => {}
         }
         if self.len() >= self.inner.max_sessions {
             let now = Timestamp::now();
@@ -214,8 +359,7 @@ impl SessionStore for MemoryStore {
                 ))));
             }
         }
-        self.put(*id, record, None);
-        Ok(())
+        self.put(*id, record, None)
     }
 
     async fn save(
@@ -226,8 +370,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let _guard = lock(&self.inner.write_lock);
         let current = self.check_version(id, expected_version)?;
-        self.put(*id, record, Some(&current));
-        Ok(())
+        self.put(*id, record, Some(&current))
     }
 
     async fn rotate(
@@ -239,30 +382,27 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let _guard = lock(&self.inner.write_lock);
         self.check_version(old_id, expected_version)?;
-        if self.get(new_id).is_some() {
+        if Self::read(self.shard_of(new_id)).contains_key(new_id) {
             return Err(StoreError::AlreadyExists);
         }
+        self.put(*new_id, record, None)?;
         self.take(old_id);
-        self.put(*new_id, record, None);
         Ok(())
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let _guard = lock(&self.inner.write_lock);
-        Ok(self.take(id).is_some())
+        Ok(self.take(id))
     }
 
     async fn list_for_user(
         &self,
         user_id: &str,
     ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
-        let ids: Vec<SessionId> = lock(&self.inner.by_user)
-            .get(user_id)
-            .map(|ids| ids.iter().copied().collect())
-            .unwrap_or_default();
-        Ok(ids
+        Ok(self
+            .sessions_of(user_id)?
             .into_iter()
-            .filter_map(|id| self.get(&id).map(|record| (id, (*record).clone())))
+            .map(|(id, record)| (id, Arc::unwrap_or_clone(record)))
             .collect())
     }
 
@@ -272,14 +412,11 @@ impl SessionStore for MemoryStore {
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
         let _guard = lock(&self.inner.write_lock);
-        let ids: Vec<SessionId> = lock(&self.inner.by_user)
-            .get(user_id)
-            .map(|ids| ids.iter().copied().collect())
-            .unwrap_or_default();
-        Ok(ids
+        Ok(self
+            .sessions_of(user_id)?
             .iter()
-            .filter(|id| Some(*id) != keep)
-            .filter(|id| self.take(id).is_some())
+            .filter(|(id, _)| Some(id) != keep)
+            .filter(|(id, _)| self.take(id))
             .count() as u64)
     }
 
@@ -351,5 +488,85 @@ mod tests {
             SWEEP_EVERY_CREATES as usize * SHARDS,
             "every shard was swept once"
         );
+    }
+
+    fn is_decoded(store: &MemoryStore, id: &SessionId) -> bool {
+        matches!(
+            MemoryStore::read(store.shard_of(id)).get(id),
+            Some(Entry::Decoded(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn writes_are_compact_reads_decode_once_and_sweeps_compact_again() {
+        let store = MemoryStore::new();
+        let id = id();
+        let mut written = record(60_000);
+        written
+            .data
+            .insert("cart".into(), serde_json::json!([1, 2]));
+        store.create(&id, &written).await.expect("create");
+        assert!(!is_decoded(&store, &id), "a new session is stored compact");
+
+        let first = store.load(&id).await.expect("load").expect("session");
+        assert_eq!(*first, written);
+        assert!(is_decoded(&store, &id), "a session in use stays decoded");
+        let second = store.load(&id).await.expect("load").expect("session");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second read decodes nothing"
+        );
+
+        store
+            .delete_expired(Timestamp::now(), 1000)
+            .await
+            .expect("sweep");
+        assert!(!is_decoded(&store, &id), "a sweep compacts it again");
+        assert_eq!(
+            *store.load(&id).await.expect("load").expect("session"),
+            written
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_never_puts_back_a_record_older_than_a_write() {
+        let store = MemoryStore::new();
+        let id = id();
+        store.create(&id, &record(60_000)).await.expect("create");
+        let loaded = store.load(&id).await.expect("load").expect("session");
+        // A write lands between the sweep's read of the decoded record and its swap.
+        let stale = Arc::clone(&loaded);
+        let newer = SessionRecord {
+            version: 2,
+            ..(*loaded).clone()
+        };
+        store.save(&id, &newer, 1).await.expect("save");
+        let bytes = compact::encode(&stale).expect("encode");
+        compact_unless_rewritten(
+            &mut MemoryStore::write(store.shard_of(&id)),
+            &id,
+            &stale,
+            bytes,
+        );
+        let now = store.load(&id).await.expect("load").expect("session");
+        assert_eq!(now.version, 2);
+    }
+
+    #[tokio::test]
+    async fn data_too_deeply_nested_to_read_back_is_refused_and_nothing_changes() {
+        let store = MemoryStore::new();
+        let id = id();
+        let mut deep = serde_json::json!(1);
+        for _ in 0..200 {
+            deep = serde_json::json!([deep]);
+        }
+        let mut written = record(60_000);
+        written.data.insert("deep".into(), deep);
+        assert!(matches!(
+            store.create(&id, &written).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(store.is_empty());
+        assert!(store.load(&id).await.expect("load").is_none());
     }
 }

@@ -5,6 +5,7 @@
 mod cache;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod codec;
+mod compact;
 mod cookie;
 mod fanout;
 mod memory;
@@ -25,7 +26,7 @@ pub(crate) use self::redis::map_redis as redis_error;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 #[cfg(feature = "cache")]
-pub use cache::CachedStore;
+pub use cache::{CachedStore, Change, ChangeFeed, Changes};
 #[cfg(feature = "axum")]
 pub(crate) use cookie::{CookieJar, Outgoing};
 pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};

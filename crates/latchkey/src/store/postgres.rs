@@ -56,4 +56,66 @@ const STATEMENTS: Statements = Statements {
                      (SELECT id FROM sessions WHERE expires_at <= $1 LIMIT $2)",
 };
 
+/// The channel a trigger on the sessions table notifies (migration 0003).
+#[cfg(feature = "cache")]
+const CHANGE_CHANNEL: &str = "latchkey_sessions";
+
+/// Announcements come from a trigger, so every writer's changes are heard.
+#[cfg(feature = "cache")]
+#[async_trait::async_trait]
+impl super::ChangeFeed for PostgresStore {
+    async fn subscribe(&self) -> Result<Box<dyn super::Changes>, StoreError> {
+        use super::sql::map_sqlx;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        listener.listen(CHANGE_CHANNEL).await.map_err(map_sqlx)?;
+        Ok(Box::new(PostgresChanges(listener)))
+    }
+
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(super::cache::HEARTBEAT)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(super::sql::map_sqlx)
+    }
+}
+
+/// A `LISTEN` connection to [`CHANGE_CHANNEL`].
+#[cfg(feature = "cache")]
+struct PostgresChanges(sqlx::postgres::PgListener);
+
+#[cfg(feature = "cache")]
+#[async_trait::async_trait]
+impl super::Changes for PostgresChanges {
+    async fn next_change(&mut self) -> Result<super::Change, StoreError> {
+        // `None`: the connection was lost (the listener would reconnect silently, so
+        // this subscription ends instead and the cache starts over).
+        match self.0.try_recv().await.map_err(super::sql::map_sqlx)? {
+            Some(notification) if notification.payload() == super::cache::HEARTBEAT => {
+                Ok(super::Change::Heartbeat)
+            }
+            Some(notification) => {
+                super::codec::decode_id(notification.payload()).map(super::Change::Session)
+            }
+            None => Err(StoreError::Unavailable(
+                "PostgreSQL notification connection lost".into(),
+            )),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Every load goes through the pool: PostgreSQL has no in-process read path.
+    async fn load_inline(
+        &self,
+        _id: &crate::SessionId,
+    ) -> Option<Result<Option<std::sync::Arc<crate::SessionRecord>>, StoreError>> {
+        None
+    }
+}
+
 sql_session_store!(PostgresStore, STATEMENTS);

@@ -31,6 +31,7 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
         if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
         redis.call('HSET', KEYS[1], 'v', ARGV[1], 'u', ARGV[2], 'r', ARGV[3])
         redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+        redis.call('PUBLISH', ARGV[5], KEYS[1])
         return 1",
     )
 });
@@ -46,6 +47,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         if current ~= ARGV[1] then return -1 end
         redis.call('HSET', KEYS[1], 'v', ARGV[2], 'u', ARGV[3], 'r', ARGV[4])
         redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+        redis.call('PUBLISH', ARGV[6], KEYS[1])
         return 1",
     )
 });
@@ -60,6 +62,7 @@ static RETIRE: LazyLock<Script> = LazyLock::new(|| {
         if not stored[1] then return {0, ''} end
         if stored[1] ~= ARGV[1] then return {-1, ''} end
         redis.call('DEL', KEYS[1])
+        redis.call('PUBLISH', ARGV[2], KEYS[1])
         return {1, stored[2] or ''}",
     )
 });
@@ -72,6 +75,7 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
         local user = redis.call('HGET', KEYS[1], 'u')
         if not user then return {0, ''} end
         redis.call('DEL', KEYS[1])
+        redis.call('PUBLISH', ARGV[1], KEYS[1])
         return {1, user}",
     )
 });
@@ -82,6 +86,7 @@ static DELETE_IF_OWNED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
+        redis.call('PUBLISH', ARGV[2], KEYS[1])
         return redis.call('DEL', KEYS[1])",
     )
 });
@@ -102,6 +107,8 @@ static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
 /// Sessions in Redis. Cheap to clone (one multiplexed connection, shared).
 #[derive(Clone)]
 pub struct RedisStore {
+    /// For the change feed's own subscription connection.
+    client: redis::Client,
     connection: ConnectionManager,
     prefix: Arc<str>,
 }
@@ -126,10 +133,11 @@ impl RedisStore {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
         Ok(RedisStore {
+            client,
             connection,
             prefix: Arc::from("latchkey"),
         })
@@ -166,6 +174,11 @@ impl RedisStore {
     /// The key of a throttle counter.
     pub(crate) fn throttle_key(&self, key: &str) -> String {
         format!("{}:t:{{{key}}}", self.prefix)
+    }
+
+    /// The channel the write scripts publish changed session keys on.
+    fn change_channel(&self) -> String {
+        format!("{}:changed", self.prefix)
     }
 
     pub(crate) fn connection(&self) -> ConnectionManager {
@@ -211,6 +224,7 @@ impl RedisStore {
             .arg(record.user_id().unwrap_or(""))
             .arg(encode_record(record)?)
             .arg(record.expires_at().as_millis())
+            .arg(self.change_channel())
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
@@ -263,6 +277,7 @@ impl SessionStore for RedisStore {
             .arg(record.user_id().unwrap_or(""))
             .arg(encode_record(record)?)
             .arg(record.expires_at().as_millis())
+            .arg(self.change_channel())
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
@@ -287,6 +302,7 @@ impl SessionStore for RedisStore {
         let retired: (i64, String) = match RETIRE
             .key(self.session_key(old_id))
             .arg(expected_version)
+            .arg(self.change_channel())
             .invoke_async(&mut self.connection())
             .await
         {
@@ -317,6 +333,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let (deleted, user): (i64, String) = DELETE
             .key(self.session_key(id))
+            .arg(self.change_channel())
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
@@ -375,6 +392,7 @@ impl SessionStore for RedisStore {
             let done: i64 = DELETE_IF_OWNED
                 .key(self.session_key_hex(&hex))
                 .arg(user_id)
+                .arg(self.change_channel())
                 .invoke_async(&mut self.connection())
                 .await
                 .map_err(map_redis)?;
@@ -408,5 +426,57 @@ pub(crate) fn map_redis(error: redis::RedisError) -> StoreError {
         StoreError::Corrupt(Box::new(error))
     } else {
         unavailable(error)
+    }
+}
+
+/// Announcements come from the write scripts (`PUBLISH` of the session key), so every
+/// writer through a `RedisStore` is heard, the command line included.
+#[cfg(feature = "cache")]
+#[async_trait]
+impl super::ChangeFeed for RedisStore {
+    async fn subscribe(&self) -> Result<Box<dyn super::Changes>, StoreError> {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(map_redis)?;
+        pubsub
+            .subscribe(self.change_channel())
+            .await
+            .map_err(map_redis)?;
+        Ok(Box::new(RedisChanges(pubsub.into_on_message())))
+    }
+
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        redis::cmd("PUBLISH")
+            .arg(self.change_channel())
+            .arg(super::cache::HEARTBEAT)
+            .query_async::<i64>(&mut self.connection())
+            .await
+            .map(drop)
+            .map_err(map_redis)
+    }
+}
+
+/// A subscription to a store's change channel.
+#[cfg(feature = "cache")]
+struct RedisChanges(redis::aio::PubSubStream);
+
+#[cfg(feature = "cache")]
+#[async_trait]
+impl super::Changes for RedisChanges {
+    async fn next_change(&mut self) -> Result<super::Change, StoreError> {
+        use futures_util::StreamExt;
+        let message = self
+            .0
+            .next()
+            .await
+            .ok_or_else(|| StoreError::Unavailable("Redis change subscription lost".into()))?;
+        let key: String = message.get_payload().map_err(map_redis)?;
+        if key == super::cache::HEARTBEAT {
+            return Ok(super::Change::Heartbeat);
+        }
+        // `P:s:{<hex id>}`
+        let hex = key
+            .rsplit_once('{')
+            .and_then(|(_, rest)| rest.strip_suffix('}'))
+            .unwrap_or_default();
+        decode_id(hex).map(super::Change::Session)
     }
 }

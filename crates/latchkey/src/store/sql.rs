@@ -36,8 +36,9 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field) with
-/// the statements `$sql`. Saves are conditional `UPDATE`s on the version; a rotation
+/// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field and a
+/// `load_inline` method, which may answer a load without the pool) with the statements
+/// `$sql`. Saves are conditional `UPDATE`s on the version; a rotation
 /// re-keys the row in the same statement, so the old token is dead the moment the new
 /// one exists; nothing ever upserts.
 macro_rules! sql_session_store {
@@ -86,6 +87,9 @@ macro_rules! sql_session_store {
             ) -> Result<Option<std::sync::Arc<$crate::SessionRecord>>, $crate::StoreError> {
                 use sqlx::Row;
                 use $crate::store::{codec::decode_record, sql::map_sqlx};
+                if let Some(loaded) = self.load_inline(id).await {
+                    return loaded;
+                }
                 let row = sqlx::query($sql.load)
                     .bind(id.to_hex())
                     .fetch_optional(&self.pool)

@@ -1,11 +1,15 @@
 //! SQLite session store (sqlx): WAL mode, embedded migrations, compare-and-swap saves.
 
+use super::codec::decode_record;
 use super::sql::{sql_session_store, Statements};
-use crate::session::StoreError;
+use crate::session::{SessionId, SessionRecord, StoreError};
+use rusqlite::{OpenFlags, OptionalExtension};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Opens (creating the file if missing) the SQLite database at `url`, in WAL mode, and
@@ -47,21 +51,127 @@ pub async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
 /// Sessions in a SQLite database: table `sessions`, keyed by the hex SHA-256 of the
 /// token, indexed by user and by expiry. Saves are `UPDATE … WHERE version = ?`; nothing
 /// ever upserts, so a session deleted by a logout stays deleted.
+///
+/// Loads from a database file run on the calling thread over a few read-only
+/// connections of its own (a primary-key read from SQLite's page cache takes
+/// microseconds; sqlx would hand it to a connection's worker thread and back). WAL mode
+/// lets them read while another connection writes; a load that finds the database busy
+/// or cannot open a connection goes through the pool instead, as does every load of an
+/// in-memory database (which other connections cannot see). Writes always go through
+/// the pool.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: Arc<InlineReaders>,
 }
 
 impl SqliteStore {
     /// A store over a pool opened with [`open_sqlite`].
     pub fn new(pool: SqlitePool) -> Self {
-        SqliteStore { pool }
+        SqliteStore {
+            pool,
+            readers: Arc::default(),
+        }
     }
 
     /// The pool (shared with the user store).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// The session under `id` read on this thread, or `None` to go through the pool.
+    async fn load_inline(
+        &self,
+        id: &SessionId,
+    ) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        let file = self
+            .readers
+            .file
+            .get_or_try_init(|| main_database_file(&self.pool))
+            .await
+            .ok()?;
+        self.readers.load(file.as_deref()?, id)
+    }
+}
+
+/// The file the pool's connections have open as their main database, asked of SQLite
+/// itself (so an in-memory database is never mistaken for a file of the same name);
+/// `None` for an in-memory or temporary database.
+async fn main_database_file(pool: &SqlitePool) -> Result<Option<PathBuf>, sqlx::Error> {
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(pool)
+            .await?;
+    Ok((!file.is_empty()).then(|| PathBuf::from(file)))
+}
+
+/// Most idle read-only connections kept.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Read-only connections to the store's database file, each used by one load at a time.
+#[derive(Default)]
+struct InlineReaders {
+    /// The database file, found on the first load.
+    file: tokio::sync::OnceCell<Option<PathBuf>>,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for InlineReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineReaders")
+            .field("file", &self.file.get())
+            .finish()
+    }
+}
+
+impl InlineReaders {
+    fn open(file: &Path) -> rusqlite::Result<rusqlite::Connection> {
+        let connection = rusqlite::Connection::open_with_flags(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Never wait for a lock on this thread: a busy database is the pool's job.
+        connection.busy_timeout(Duration::ZERO)?;
+        Ok(connection)
+    }
+
+    fn load(
+        &self,
+        file: &Path,
+        id: &SessionId,
+    ) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => Self::open(file).ok()?,
+        };
+        let text = read_record(&connection, id);
+        // A connection that failed is dropped rather than reused.
+        if text.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(connection);
+            }
+        }
+        match text {
+            Ok(Some(text)) => Some(decode_record(&text).map(|record| Some(Arc::new(record)))),
+            Ok(None) => Some(Ok(None)),
+            Err(error) => {
+                tracing::debug!(%error, "inline session read failed; using the pool");
+                None
+            }
+        }
+    }
+}
+
+fn read_record(
+    connection: &rusqlite::Connection,
+    id: &SessionId,
+) -> rusqlite::Result<Option<String>> {
+    let mut statement = connection.prepare_cached(STATEMENTS.load)?;
+    statement
+        .query_row([id.to_hex()], |row| row.get(0))
+        .optional()
 }
 
 /// The SQLite dialect of the session statements.

@@ -243,10 +243,7 @@ pub fn account_tag(login: &str) -> String {
 /// The first `bytes` of SHA-256 of the login key, in hex.
 fn login_digest_hex(login: &str, bytes: usize) -> String {
     let digest = Sha256::digest(crate::user::login_key(login).as_bytes());
-    digest[..bytes.min(32)]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::session::lower_hex(&digest[..bytes.min(32)])
 }
 
 /// An IP as counted: IPv6 addresses by their /64, which one client usually holds whole.

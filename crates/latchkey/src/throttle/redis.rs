@@ -54,10 +54,6 @@ fn counter(fields: (Option<i64>, Option<i64>, Option<i64>)) -> Result<Counter, S
     }
 }
 
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
 #[async_trait]
 impl ThrottleStore for RedisThrottleStore {
     async fn record(
@@ -69,8 +65,8 @@ impl ThrottleStore for RedisThrottleStore {
         let fields = RECORD
             .key(self.redis.throttle_key(key))
             .arg(now.as_millis())
-            .arg(now.as_millis().saturating_sub(millis(window)))
-            .arg(now.as_millis().saturating_add(millis(window)))
+            .arg(now.minus(window).as_millis())
+            .arg(now.plus(window).as_millis())
             .invoke_async(&mut self.redis.connection())
             .await
             .map_err(crate::store::redis_error)?;

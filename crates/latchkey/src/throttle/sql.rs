@@ -19,11 +19,6 @@ pub(crate) struct ThrottleStatements {
     pub delete_stale: &'static str,
 }
 
-fn window_start(now: Timestamp, window: Duration) -> i64 {
-    now.as_millis()
-        .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn counter(count: i64, first_at: i64, last_at: i64) -> Counter {
     Counter {
         count: u32::try_from(count).unwrap_or(u32::MAX),
@@ -45,7 +40,7 @@ macro_rules! sql_throttle_store {
                 let (count, first_at, last_at): (i64, i64, i64) = sqlx::query_as($sql.record)
                     .bind(key)
                     .bind(now.as_millis())
-                    .bind(window_start(now, window))
+                    .bind(now.minus(window).as_millis())
                     .fetch_one(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
@@ -65,7 +60,7 @@ macro_rules! sql_throttle_store {
                     .map_err(map_sqlx)?;
                 Ok(row
                     .map(|(count, first_at, last_at)| counter(count, first_at, last_at))
-                    .filter(|counter| counter.first_at.as_millis() > window_start(now, window)))
+                    .filter(|counter| counter.first_at > now.minus(window)))
             }
 
             async fn clear(&self, key: &str) -> Result<(), StoreError> {

@@ -53,7 +53,8 @@ pub struct User {
     pub disabled: bool,
     /// Bumped by every password change and disable.
     pub credential_version: i64,
-    pub(crate) password_hash: String,
+    /// Shared, so the user cache hands out copies without copying the hash.
+    pub(crate) password_hash: std::sync::Arc<str>,
 }
 
 impl User {

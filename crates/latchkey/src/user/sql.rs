@@ -39,7 +39,7 @@ macro_rules! sql_user_store {
                         id: row.try_get("id")?,
                         username: row.try_get("username")?,
                         email: row.try_get("email")?,
-                        password_hash: row.try_get("password_hash")?,
+                        password_hash: row.try_get::<String, _>("password_hash")?.into(),
                         created_at: $crate::Timestamp(row.try_get("created_at")?),
                         disabled: row.try_get("disabled")?,
                         credential_version: row.try_get("credential_version")?,
