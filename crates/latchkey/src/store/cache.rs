@@ -15,6 +15,7 @@
 //! of the cache: a stale version only makes the store's compare-and-swap fail, and the
 //! retry reloads. Keep `ttl` short (about a second) where processes share a store.
 
+use super::unshare;
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -257,21 +258,6 @@ impl CachedStore {
             self.cache.invalidate_all();
         }
     }
-}
-
-/// A shared store error as an owned one (moka shares the error of a coalesced load).
-fn unshare(error: Arc<StoreError>) -> StoreError {
-    Arc::try_unwrap(error).unwrap_or_else(|shared| match &*shared {
-        StoreError::NotFound => StoreError::NotFound,
-        StoreError::VersionConflict => StoreError::VersionConflict,
-        StoreError::AlreadyExists => StoreError::AlreadyExists,
-        StoreError::TooLarge { size, limit } => StoreError::TooLarge {
-            size: *size,
-            limit: *limit,
-        },
-        StoreError::Corrupt(_) => StoreError::Corrupt(shared.to_string().into()),
-        StoreError::Unavailable(_) => StoreError::Unavailable(shared.to_string().into()),
-    })
 }
 
 #[async_trait]

@@ -33,6 +33,7 @@ pub async fn run_all(store: Arc<dyn SessionStore>) {
     per_user_listing_and_revocation(&*store).await;
     delete_expired_removes_only_expired(&*store).await;
     concurrent_increments_are_not_lost(store.clone()).await;
+    concurrent_loads_see_their_own_session_and_every_finished_write(store.clone()).await;
     session_expiry_is_enforced(store.clone()).await;
     concurrent_session_writes_merge(store.clone()).await;
     logout_wins_over_in_flight_write(store.clone()).await;
@@ -407,6 +408,66 @@ pub async fn concurrent_increments_are_not_lost(store: Arc<dyn SessionStore>) {
     let record = loaded(&*store, &id).await.expect("exists");
     assert_eq!(record.data["counter"], json!(50), "concurrent increments");
     assert_eq!(record.version, 51);
+}
+
+/// Many loads at once (of many sessions, some twice, some unknown; a store may answer
+/// them together) each get their own session; a load started after a write finished
+/// sees that write.
+pub async fn concurrent_loads_see_their_own_session_and_every_finished_write(
+    store: Arc<dyn SessionStore>,
+) {
+    let mut sessions = Vec::new();
+    for n in 0..20 {
+        let id = new_id();
+        let mut record = sample_record(Some(&random_user()));
+        record.data.insert("n".into(), json!(n));
+        store.create(&id, &record).await.expect("create");
+        sessions.push((id, Some(record)));
+    }
+    sessions.extend((0..5).map(|_| (new_id(), None)));
+    let sessions = Arc::new(sessions);
+    let loads: Vec<_> = (0..200)
+        .map(|n| {
+            let (store, sessions) = (store.clone(), sessions.clone());
+            tokio::spawn(async move {
+                let (id, expected) = &sessions[n % sessions.len()];
+                assert_eq!(
+                    loaded(&*store, id).await.as_ref(),
+                    expected.as_ref(),
+                    "concurrent loads: load {n} got another session's record"
+                );
+            })
+        })
+        .collect();
+    for load in loads {
+        load.await.expect("load task");
+    }
+    let (id, record) = (sessions[0].0, sessions[0].1.clone().expect("created"));
+    let mut current = record;
+    for _ in 0..10 {
+        let next = bumped(&current);
+        store.save(&id, &next, current.version).await.expect("save");
+        let readers: Vec<_> = (0..10)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { loaded(&*store, &id).await.map(|r| r.version) })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(
+                reader.await.expect("reader"),
+                Some(next.version),
+                "concurrent loads: a load after a save must see it"
+            );
+        }
+        current = next;
+    }
+    store.delete(&id).await.expect("delete");
+    assert_eq!(
+        loaded(&*store, &id).await,
+        None,
+        "concurrent loads: a load after a delete must miss"
+    );
 }
 
 fn session_for(store: &Arc<dyn SessionStore>, token: &SessionToken) -> Session {

@@ -1,6 +1,8 @@
 //! Session stores. Each implements [`crate::SessionStore`] and passes the
 //! [`conformance`] suite.
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod batch;
 #[cfg(feature = "cache")]
 mod cache;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
@@ -36,3 +38,21 @@ pub use memory::MemoryStore;
 pub use postgres::{open_postgres, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{open_sqlite, SqliteStore};
+
+/// A shared store error as an owned one (a coalesced or batched load shares one error
+/// among its waiters). The kind is kept; a boxed cause is kept as its message.
+#[cfg(any(feature = "cache", feature = "postgres", feature = "redis"))]
+fn unshare(error: std::sync::Arc<crate::StoreError>) -> crate::StoreError {
+    use crate::StoreError;
+    std::sync::Arc::try_unwrap(error).unwrap_or_else(|shared| match &*shared {
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::VersionConflict => StoreError::VersionConflict,
+        StoreError::AlreadyExists => StoreError::AlreadyExists,
+        StoreError::TooLarge { size, limit } => StoreError::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        StoreError::Corrupt(cause) => StoreError::Corrupt(cause.to_string().into()),
+        StoreError::Unavailable(cause) => StoreError::Unavailable(cause.to_string().into()),
+    })
+}

@@ -1,8 +1,11 @@
 //! PostgreSQL session store (sqlx): compare-and-swap saves, atomic re-keying, no upserts.
 
-use super::sql::{sql_session_store, Statements};
-use crate::session::StoreError;
+use super::batch::{FetchMany, LoadBatcher};
+use super::sql::{map_sqlx, sql_session_store, Statements};
+use crate::session::{SessionId, SessionRecord, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connects to PostgreSQL at `url` and applies latchkey's migrations (users, sessions
@@ -23,16 +26,21 @@ pub async fn open_postgres(url: &str) -> Result<PgPool, StoreError> {
 
 /// Sessions in PostgreSQL: table `sessions`, keyed by the hex SHA-256 of the token,
 /// indexed by user and expiry. Saves are `UPDATE … WHERE version = $n`; rotation
-/// re-keys the row in the same statement.
+/// re-keys the row in the same statement. Loads that arrive together share one query
+/// (see [`LoadBatcher`]).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    loads: Arc<LoadBatcher<FetchSessions>>,
 }
 
 impl PostgresStore {
     /// A store over a pool opened with [`open_postgres`].
     pub fn new(pool: PgPool) -> Self {
-        PostgresStore { pool }
+        PostgresStore {
+            loads: Arc::new(LoadBatcher::new(FetchSessions(pool.clone()))),
+            pool,
+        }
     }
 
     /// The pool.
@@ -65,7 +73,6 @@ const CHANGE_CHANNEL: &str = "latchkey_sessions";
 #[async_trait::async_trait]
 impl super::ChangeFeed for PostgresStore {
     async fn subscribe(&self) -> Result<Box<dyn super::Changes>, StoreError> {
-        use super::sql::map_sqlx;
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
             .await
             .map_err(map_sqlx)?;
@@ -80,7 +87,7 @@ impl super::ChangeFeed for PostgresStore {
             .execute(&self.pool)
             .await
             .map(drop)
-            .map_err(super::sql::map_sqlx)
+            .map_err(map_sqlx)
     }
 }
 
@@ -94,7 +101,7 @@ impl super::Changes for PostgresChanges {
     async fn next_change(&mut self) -> Result<super::Change, StoreError> {
         // `None`: the connection was lost (the listener would reconnect silently, so
         // this subscription ends instead and the cache starts over).
-        match self.0.try_recv().await.map_err(super::sql::map_sqlx)? {
+        match self.0.try_recv().await.map_err(map_sqlx)? {
             Some(notification) if notification.payload() == super::cache::HEARTBEAT => {
                 Ok(super::Change::Heartbeat)
             }
@@ -109,12 +116,35 @@ impl super::Changes for PostgresChanges {
 }
 
 impl PostgresStore {
-    /// Every load goes through the pool: PostgreSQL has no in-process read path.
-    async fn load_inline(
+    /// Every load joins a batch.
+    async fn load_fast(
         &self,
-        _id: &crate::SessionId,
-    ) -> Option<Result<Option<std::sync::Arc<crate::SessionRecord>>, StoreError>> {
-        None
+        id: &SessionId,
+    ) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        Some(
+            self.loads
+                .load(id)
+                .await
+                .and_then(super::codec::decode_stored),
+        )
+    }
+}
+
+/// Fetches sessions' records in one `SELECT … WHERE id = ANY($1)`.
+struct FetchSessions(PgPool);
+
+#[async_trait::async_trait]
+impl FetchMany for FetchSessions {
+    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Option<String>>, StoreError> {
+        let hex: Vec<String> = ids.iter().map(SessionId::to_hex).collect();
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, record FROM sessions WHERE id = ANY($1)")
+                .bind(&hex)
+                .fetch_all(&self.0)
+                .await
+                .map_err(map_sqlx)?;
+        let mut found: HashMap<String, String> = rows.into_iter().collect();
+        Ok(hex.iter().map(|id| found.remove(id)).collect())
     }
 }
 

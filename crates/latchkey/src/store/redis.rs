@@ -14,7 +14,8 @@
 //! removed again and the rotation fails). The new token reaches no client before the
 //! old key is gone, so the old token is dead the moment the new one is issued.
 
-use super::codec::{decode_id, decode_record, encode_record};
+use super::batch::{FetchMany, LoadBatcher};
+use super::codec::{decode_id, decode_record, decode_stored, encode_record};
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -111,6 +112,8 @@ pub struct RedisStore {
     client: redis::Client,
     connection: ConnectionManager,
     prefix: Arc<str>,
+    /// Loads that arrive together share one pipeline.
+    loads: Arc<LoadBatcher<FetchSessions>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -136,24 +139,40 @@ impl RedisStore {
         let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
-        Ok(RedisStore {
+        Ok(RedisStore::assemble(
             client,
             connection,
-            prefix: Arc::from("latchkey"),
-        })
+            Arc::from("latchkey"),
+        ))
+    }
+
+    fn assemble(client: redis::Client, connection: ConnectionManager, prefix: Arc<str>) -> Self {
+        let fetcher = FetchSessions {
+            connection: connection.clone(),
+            prefix: prefix.clone(),
+        };
+        RedisStore {
+            client,
+            connection,
+            prefix,
+            loads: Arc::new(LoadBatcher::new(fetcher)),
+        }
     }
 
     /// Uses `prefix` instead of `latchkey` in front of every key (to share one Redis
     /// between applications). It may not contain `{` or `}`, which would change the
     /// Cluster hash slot.
-    pub fn with_prefix(mut self, prefix: &str) -> Result<RedisStore, StoreError> {
+    pub fn with_prefix(self, prefix: &str) -> Result<RedisStore, StoreError> {
         if prefix.contains(['{', '}']) {
             return Err(StoreError::Unavailable(
                 format!("Redis key prefix {prefix:?} may not contain braces").into(),
             ));
         }
-        self.prefix = Arc::from(prefix);
-        Ok(self)
+        Ok(RedisStore::assemble(
+            self.client,
+            self.connection,
+            Arc::from(prefix),
+        ))
     }
 
     /// The key of a session.
@@ -163,7 +182,7 @@ impl RedisStore {
 
     /// The key of the session whose id is `hex` (as the user index holds it).
     fn session_key_hex(&self, hex: &str) -> String {
-        format!("{}:s:{{{hex}}}", self.prefix)
+        session_key(&self.prefix, hex)
     }
 
     /// The key of a user's session index.
@@ -241,17 +260,38 @@ impl RedisStore {
     }
 }
 
+/// The key of the session whose id is `hex`, under `prefix`.
+fn session_key(prefix: &str, hex: &str) -> String {
+    format!("{prefix}:s:{{{hex}}}")
+}
+
+/// Fetches sessions' records with one pipeline of `HGET`s.
+struct FetchSessions {
+    connection: ConnectionManager,
+    prefix: Arc<str>,
+}
+
+#[async_trait]
+impl FetchMany for FetchSessions {
+    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Option<String>>, StoreError> {
+        let mut pipeline = redis::pipe();
+        for id in ids {
+            pipeline
+                .cmd("HGET")
+                .arg(session_key(&self.prefix, &id.to_hex()))
+                .arg("r");
+        }
+        pipeline
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(map_redis)
+    }
+}
+
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        let text: Option<String> = redis::cmd("HGET")
-            .arg(self.session_key(id))
-            .arg("r")
-            .query_async(&mut self.connection())
-            .await
-            .map_err(map_redis)?;
-        text.map(|text| decode_record(&text).map(Arc::new))
-            .transpose()
+        self.loads.load(id).await.and_then(decode_stored)
     }
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {

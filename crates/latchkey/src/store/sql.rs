@@ -37,7 +37,7 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
 }
 
 /// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field and a
-/// `load_inline` method, which may answer a load without the pool) with the statements
+/// `load_fast` method, which may answer a load without a pooled query of its own) with the statements
 /// `$sql`. Saves are conditional `UPDATE`s on the version; a rotation
 /// re-keys the row in the same statement, so the old token is dead the moment the new
 /// one exists; nothing ever upserts.
@@ -85,23 +85,16 @@ macro_rules! sql_session_store {
                 &self,
                 id: &$crate::SessionId,
             ) -> Result<Option<std::sync::Arc<$crate::SessionRecord>>, $crate::StoreError> {
-                use sqlx::Row;
-                use $crate::store::{codec::decode_record, sql::map_sqlx};
-                if let Some(loaded) = self.load_inline(id).await {
+                use $crate::store::{codec::decode_stored, sql::map_sqlx};
+                if let Some(loaded) = self.load_fast(id).await {
                     return loaded;
                 }
-                let row = sqlx::query($sql.load)
+                let text: Option<String> = sqlx::query_scalar($sql.load)
                     .bind(id.to_hex())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
-                match row {
-                    Some(row) => {
-                        let text: String = row.try_get("record").map_err(map_sqlx)?;
-                        decode_record(&text).map(|record| Some(std::sync::Arc::new(record)))
-                    }
-                    None => Ok(None),
-                }
+                decode_stored(text)
             }
 
             async fn create(

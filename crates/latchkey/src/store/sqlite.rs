@@ -1,6 +1,6 @@
 //! SQLite session store (sqlx): WAL mode, embedded migrations, compare-and-swap saves.
 
-use super::codec::decode_record;
+use super::codec::decode_stored;
 use super::sql::{sql_session_store, Statements};
 use crate::session::{SessionId, SessionRecord, StoreError};
 use rusqlite::{OpenFlags, OptionalExtension};
@@ -80,7 +80,7 @@ impl SqliteStore {
     }
 
     /// The session under `id` read on this thread, or `None` to go through the pool.
-    async fn load_inline(
+    async fn load_fast(
         &self,
         id: &SessionId,
     ) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
@@ -154,8 +154,7 @@ impl InlineReaders {
             }
         }
         match text {
-            Ok(Some(text)) => Some(decode_record(&text).map(|record| Some(Arc::new(record)))),
-            Ok(None) => Some(Ok(None)),
+            Ok(text) => Some(decode_stored(text)),
             Err(error) => {
                 tracing::debug!(%error, "inline session read failed; using the pool");
                 None
