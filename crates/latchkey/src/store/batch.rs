@@ -1,7 +1,15 @@
-//! Concurrent session loads share one round trip to a store server. A load that arrives
-//! while [`BATCHES_IN_FLIGHT`] earlier ones are still waiting for the server queues,
-//! and the next round trip asks for every queued id at once (`WHERE id = ANY($1)` in
-//! PostgreSQL, one pipeline in Redis). At low load every load goes out alone, at once.
+//! Concurrent session loads share one round trip to a store server. Each store has one
+//! load round trip in flight at a time; loads that arrive meanwhile queue, and the next
+//! round trip asks for every queued id at once (`WHERE id = ANY($1)` in PostgreSQL,
+//! one pipeline in Redis). At low load every load goes out alone, at once.
+//!
+//! One round trip at a time measured best on the benchmark machine (two cores shared
+//! with the store server; paired 10 s runs): PostgreSQL served more with one than with
+//! two in two of three pairs (1.4x, 1.6x, 0.9x) and more with two than with four in all
+//! three; Redis, which answers one command at a time anyway, served 1.1x as much with
+//! one as with four.
+//! It caps a store at [`MAX_BATCH`] loads per round trip time, far
+//! beyond what one process serves.
 //!
 //! A load is only ever answered by a round trip that started after the load was asked
 //! for, so it sees every write that finished before it: batching changes how many
@@ -12,10 +20,7 @@ use crate::session::{SessionId, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, Semaphore};
-
-/// Round trips a store has in flight at once; more loads wait for the next batch.
-const BATCHES_IN_FLIGHT: usize = 4;
+use tokio::sync::{mpsc, oneshot};
 
 /// Most ids asked for in one round trip.
 const MAX_BATCH: usize = 128;
@@ -87,13 +92,9 @@ impl<F: FetchMany> LoadBatcher<F> {
     }
 }
 
-/// Takes queued loads in batches, at most [`BATCHES_IN_FLIGHT`] round trips at a time.
+/// Takes queued loads in batches, one round trip at a time.
 async fn run_batches<F: FetchMany>(fetcher: Arc<F>, mut queue: mpsc::UnboundedReceiver<Waiting>) {
-    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -101,11 +102,7 @@ async fn run_batches<F: FetchMany>(fetcher: Arc<F>, mut queue: mpsc::UnboundedRe
                 Err(_) => break,
             }
         }
-        let fetcher = fetcher.clone();
-        tokio::spawn(async move {
-            answer_batch(&*fetcher, batch).await;
-            drop(permit);
-        });
+        answer_batch(&*fetcher, batch).await;
     }
 }
 
@@ -194,7 +191,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn loads_beyond_the_round_trips_in_flight_share_one() {
+    async fn loads_that_arrive_during_a_round_trip_share_the_next() {
         let counting = Arc::new(Counting::default());
         let batcher = Arc::new(LoadBatcher::new(counting.clone()));
         // 200 loads of 100 sessions (each asked for twice) at the same moment.
@@ -213,10 +210,7 @@ mod tests {
             assert_eq!(text.unwrap(), expected, "session {byte}");
         }
         let round_trips = counting.round_trips.load(Ordering::SeqCst);
-        assert!(
-            round_trips < 200 / 4,
-            "{round_trips} round trips for 200 loads"
-        );
+        assert!(round_trips <= 3, "{round_trips} round trips for 200 loads");
         assert!(
             counting.ids.load(Ordering::SeqCst) < 200,
             "a session asked for twice in one batch is fetched once"
