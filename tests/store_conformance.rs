@@ -238,3 +238,46 @@ async fn redis_sessions_expire_natively() {
         "an expired session is still listed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_one_unreadable_key_fails_only_its_own_loads() {
+    let Some(store) = redis_store().await else {
+        return;
+    };
+    let url = common::service_url("LATCHKEY_TEST_REDIS").expect("url");
+    let (broken, good) = (conformance::new_id(), conformance::new_id());
+    let record = conformance::sample_record(None);
+    store.create(&good, &record).await.expect("create");
+    // A plain string where a session hash belongs: HGET answers WRONGTYPE.
+    let client = redis::Client::open(url).expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = redis::cmd("SET")
+        .arg(store.session_key(&broken))
+        .arg("not a session")
+        .query_async(&mut connection)
+        .await
+        .expect("write the broken key");
+    let store = Arc::new(store);
+    let loads: Vec<_> = (0..100)
+        .map(|n| {
+            let store = store.clone();
+            let id = if n % 2 == 0 { broken } else { good };
+            tokio::spawn(async move { (id == broken, store.load(&id).await) })
+        })
+        .collect();
+    for load in loads {
+        match load.await.expect("load task") {
+            (true, loaded) => assert!(
+                matches!(loaded, Err(latchkey::StoreError::Corrupt(_))),
+                "the broken key: {loaded:?}"
+            ),
+            (false, loaded) => assert_eq!(
+                loaded.expect("the good session loads").as_deref(),
+                Some(&record)
+            ),
+        }
+    }
+}

@@ -20,21 +20,30 @@ use crate::session::{SessionId, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most ids asked for in one round trip.
 const MAX_BATCH: usize = 128;
 
+/// How long a round trip may take before its loads fail as unavailable (the PostgreSQL
+/// pool waits as long for a connection): one stalled query must not hold every later
+/// load of the store for good.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One session's answer from a round trip: its stored text, if any, or why it could not
+/// be read (shared by the loads that asked for the same id).
+pub(crate) type Answer = Result<Option<String>, Arc<StoreError>>;
+
 /// Fetches the stored text of many sessions in one round trip.
 #[async_trait]
 pub(crate) trait FetchMany: Send + Sync + 'static {
-    /// The stored record of each of `ids` (distinct), in the same order; `None` where
-    /// there is none.
-    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Option<String>>, StoreError>;
+    /// An answer for each of `ids` (distinct), in the same order. `Err` when the round
+    /// trip as a whole failed; a session that could not be read alone is an `Err`
+    /// answer, which fails that session's loads only.
+    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Answer>, StoreError>;
 }
-
-/// What a waiting load is told.
-type Answer = Result<Option<String>, Arc<StoreError>>;
 
 /// A load waiting for its batch.
 struct Waiting {
@@ -42,11 +51,12 @@ struct Waiting {
     reply: oneshot::Sender<Answer>,
 }
 
-/// Batches the loads of one store (see the module docs). The batching task starts on
-/// the first load, on that load's runtime, and ends when the store is dropped.
+/// Batches the loads of one store (see the module docs). Each runtime that loads gets
+/// its own batching task (a task only runs while its runtime is driven), which ends
+/// when the store is dropped or its runtime shuts down.
 pub(crate) struct LoadBatcher<F> {
     fetcher: Arc<F>,
-    queue: Mutex<Option<mpsc::UnboundedSender<Waiting>>>,
+    queues: Mutex<Vec<(RuntimeId, mpsc::UnboundedSender<Waiting>)>>,
 }
 
 impl<F> std::fmt::Debug for LoadBatcher<F> {
@@ -59,40 +69,48 @@ impl<F: FetchMany> LoadBatcher<F> {
     pub(crate) fn new(fetcher: F) -> Self {
         LoadBatcher {
             fetcher: Arc::new(fetcher),
-            queue: Mutex::new(None),
+            queues: Mutex::new(Vec::new()),
         }
     }
 
     /// The stored text of session `id`, fetched in the next batch.
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.queue().send(Waiting { id: *id, reply });
-        if queued.is_ok() {
+        let queued = self
+            .queue()
+            .map(|queue| queue.send(Waiting { id: *id, reply }).is_ok());
+        if queued == Some(true) {
             if let Ok(answer) = answer.await {
                 return answer.map_err(unshare);
             }
         }
-        // The batching task is gone (its runtime shut down mid-batch): ask alone.
-        let mut texts = self.fetcher.fetch_many(&[*id]).await?;
-        Ok(texts.pop().flatten())
+        // No runtime to batch on, or the batching task is gone (its runtime shut down
+        // mid-batch): ask alone.
+        let mut answers = timed(self.fetcher.fetch_many(&[*id])).await?;
+        match answers.pop() {
+            Some(answer) if answers.is_empty() => answer.map_err(unshare),
+            _ => Err(miscounted(1, answers.len() + 1)),
+        }
     }
 
-    /// The batching task's queue, started (again) if it is not running.
-    fn queue(&self) -> mpsc::UnboundedSender<Waiting> {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        match &*queue {
-            Some(sender) if !sender.is_closed() => sender.clone(),
-            _ => {
-                let (sender, receiver) = mpsc::unbounded_channel();
-                tokio::spawn(run_batches(self.fetcher.clone(), receiver));
-                *queue = Some(sender.clone());
-                sender
-            }
+    /// The queue of this runtime's batching task, started (again) if it is not running;
+    /// `None` outside a Tokio runtime.
+    fn queue(&self) -> Option<mpsc::UnboundedSender<Waiting>> {
+        let runtime = Handle::try_current().ok()?;
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.retain(|(_, queue)| !queue.is_closed());
+        if let Some((_, queue)) = queues.iter().find(|(id, _)| *id == runtime.id()) {
+            return Some(queue.clone());
         }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(run_batches(self.fetcher.clone(), receiver));
+        queues.push((runtime.id(), sender.clone()));
+        Some(sender)
     }
 }
 
-/// Takes queued loads in batches, one round trip at a time.
+/// Takes queued loads in batches, one round trip at a time. Loads whose callers have
+/// stopped waiting are left out.
 async fn run_batches<F: FetchMany>(fetcher: Arc<F>, mut queue: mpsc::UnboundedReceiver<Waiting>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -102,7 +120,10 @@ async fn run_batches<F: FetchMany>(fetcher: Arc<F>, mut queue: mpsc::UnboundedRe
                 Err(_) => break,
             }
         }
-        answer_batch(&*fetcher, batch).await;
+        batch.retain(|waiting| !waiting.reply.is_closed());
+        if !batch.is_empty() {
+            answer_batch(&*fetcher, batch).await;
+        }
     }
 }
 
@@ -116,31 +137,39 @@ async fn answer_batch<F: FetchMany>(fetcher: &F, batch: Vec<Waiting>) {
             ids.len() - 1
         });
     }
-    match fetcher.fetch_many(&ids).await {
-        Ok(texts) if texts.len() == ids.len() => {
-            for waiting in batch {
-                let text = texts[slots[&waiting.id]].clone();
-                // A load that gave up waiting (its request ended) is no one's concern.
-                let _ = waiting.reply.send(Ok(text));
-            }
-        }
-        Ok(texts) => {
-            let error = Arc::new(StoreError::Corrupt(
-                format!(
-                    "asked the store for {} sessions, got {} answers",
-                    ids.len(),
-                    texts.len()
-                )
-                .into(),
-            ));
-            answer_all(batch, error);
-        }
-        Err(error) => answer_all(batch, Arc::new(error)),
+    let answers = match timed(fetcher.fetch_many(&ids)).await {
+        Ok(answers) if answers.len() == ids.len() => answers,
+        Ok(answers) => return answer_all(batch, miscounted(ids.len(), answers.len())),
+        Err(error) => return answer_all(batch, error),
+    };
+    for waiting in batch {
+        let answer = answers[slots[&waiting.id]].clone();
+        // A load that gave up waiting (its request ended) is no one's concern.
+        let _ = waiting.reply.send(answer);
     }
 }
 
+/// A round trip, failed as unavailable after [`ROUND_TRIP_TIMEOUT`].
+async fn timed<T>(
+    round_trip: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(ROUND_TRIP_TIMEOUT, round_trip)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                format!("session load took over {ROUND_TRIP_TIMEOUT:?}").into(),
+            ))
+        })
+}
+
+/// The error for a round trip that answered `got` sessions when asked for `asked`.
+fn miscounted(asked: usize, got: usize) -> StoreError {
+    StoreError::Corrupt(format!("asked the store for {asked} sessions, got {got} answers").into())
+}
+
 /// Gives every load of `batch` the batch's error.
-fn answer_all(batch: Vec<Waiting>, error: Arc<StoreError>) {
+fn answer_all(batch: Vec<Waiting>, error: StoreError) {
+    let error = Arc::new(error);
     for waiting in batch {
         let _ = waiting.reply.send(Err(error.clone()));
     }
@@ -149,30 +178,39 @@ fn answer_all(batch: Vec<Waiting>, error: Arc<StoreError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    /// Answers `text-<first byte>` for ids whose first byte is even, after a pause;
-    /// counts round trips and ids asked for.
+    /// Answers `text-<first byte>` for ids whose first byte is even, nothing for odd
+    /// ones, and a corrupt-record error for 99, after a pause; counts round trips and
+    /// ids asked for.
     #[derive(Default)]
     struct Counting {
         round_trips: AtomicUsize,
         ids: AtomicUsize,
-        fail: std::sync::atomic::AtomicBool,
+        fail: AtomicBool,
+        stall: AtomicBool,
     }
 
     #[async_trait]
     impl FetchMany for Arc<Counting> {
-        async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Option<String>>, StoreError> {
+        async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Answer>, StoreError> {
             self.round_trips.fetch_add(1, Ordering::SeqCst);
             self.ids.fetch_add(ids.len(), Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let pause = if self.stall.load(Ordering::SeqCst) {
+                3600
+            } else {
+                0
+            };
+            tokio::time::sleep(Duration::from_millis(20) + Duration::from_secs(pause)).await;
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("store is down".into()));
             }
             Ok(ids
                 .iter()
-                .map(|id| (id.0[0] % 2 == 0).then(|| format!("text-{}", id.0[0])))
+                .map(|id| match id.0[0] {
+                    99 => Err(Arc::new(StoreError::Corrupt("garbled".into()))),
+                    byte => Ok((byte % 2 == 0).then(|| format!("text-{byte}"))),
+                })
                 .collect())
         }
     }
@@ -194,7 +232,8 @@ mod tests {
     async fn loads_that_arrive_during_a_round_trip_share_the_next() {
         let counting = Arc::new(Counting::default());
         let batcher = Arc::new(LoadBatcher::new(counting.clone()));
-        // 200 loads of 100 sessions (each asked for twice) at the same moment.
+        // 200 loads of 100 sessions (each asked for twice) at the same moment, one of
+        // them unreadable.
         let loads: Vec<_> = (0..200u32)
             .map(|n| {
                 let batcher = batcher.clone();
@@ -206,6 +245,10 @@ mod tests {
             .collect();
         for load in loads {
             let (byte, text) = load.await.unwrap();
+            if byte == 99 {
+                assert!(matches!(text, Err(StoreError::Corrupt(_))), "{text:?}");
+                continue;
+            }
             let expected = (byte % 2 == 0).then(|| format!("text-{byte}"));
             assert_eq!(text.unwrap(), expected, "session {byte}");
         }
@@ -231,23 +274,57 @@ mod tests {
         for load in loads {
             let error = load.await.unwrap().unwrap_err();
             assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
-            assert!(error.to_string().contains("store is down"), "{error}");
+            assert_eq!(
+                error.to_string(),
+                "session store unavailable: store is down"
+            );
         }
         counting.fail.store(false, Ordering::SeqCst);
         assert_eq!(batcher.load(&id(4)).await.unwrap(), Some("text-4".into()));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_round_trip_times_out_and_the_next_goes_out() {
+        let counting = Arc::new(Counting::default());
+        counting.stall.store(true, Ordering::SeqCst);
+        let batcher = Arc::new(LoadBatcher::new(counting.clone()));
+        let stalled = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.load(&id(2)).await }
+        });
+        let error = stalled.await.unwrap().unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+        counting.stall.store(false, Ordering::SeqCst);
+        assert_eq!(batcher.load(&id(4)).await.unwrap(), Some("text-4".into()));
+    }
+
     #[test]
-    fn a_batcher_outlives_the_runtime_its_task_started_on() {
+    fn each_runtime_gets_its_own_batching_task() {
         let counting = Arc::new(Counting::default());
         let batcher = LoadBatcher::new(counting.clone());
-        for _ in 0..2 {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
-                .unwrap();
-            let text = runtime.block_on(batcher.load(&id(6))).unwrap();
-            assert_eq!(text, Some("text-6".into()));
-        }
+                .unwrap()
+        };
+        // The first runtime stays alive but idle (its task cannot run) while the
+        // second loads; then the first is dropped and a third loads.
+        let first = runtime();
+        assert_eq!(
+            first.block_on(batcher.load(&id(6))).unwrap(),
+            Some("text-6".into())
+        );
+        let second = runtime();
+        assert_eq!(
+            second.block_on(batcher.load(&id(8))).unwrap(),
+            Some("text-8".into())
+        );
+        drop(first);
+        assert_eq!(
+            runtime().block_on(batcher.load(&id(10))).unwrap(),
+            Some("text-10".into())
+        );
+        assert_eq!(batcher.queues.lock().unwrap().len(), 2);
     }
 }

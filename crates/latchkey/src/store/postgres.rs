@@ -1,6 +1,6 @@
 //! PostgreSQL session store (sqlx): compare-and-swap saves, atomic re-keying, no upserts.
 
-use super::batch::{FetchMany, LoadBatcher};
+use super::batch::{Answer, FetchMany, LoadBatcher};
 use super::sql::{map_sqlx, sql_session_store, Statements};
 use crate::session::{SessionId, SessionRecord, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -135,7 +135,7 @@ struct FetchSessions(PgPool);
 
 #[async_trait::async_trait]
 impl FetchMany for FetchSessions {
-    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Option<String>>, StoreError> {
+    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Answer>, StoreError> {
         let hex: Vec<String> = ids.iter().map(SessionId::to_hex).collect();
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT id, record FROM sessions WHERE id = ANY($1)")
@@ -144,7 +144,7 @@ impl FetchMany for FetchSessions {
                 .await
                 .map_err(map_sqlx)?;
         let mut found: HashMap<String, String> = rows.into_iter().collect();
-        Ok(hex.iter().map(|id| found.remove(id)).collect())
+        Ok(hex.iter().map(|id| Ok(found.remove(id))).collect())
     }
 }
 

@@ -14,7 +14,7 @@
 //! removed again and the rotation fails). The new token reaches no client before the
 //! old key is gone, so the old token is dead the moment the new one is issued.
 
-use super::batch::{FetchMany, LoadBatcher};
+use super::batch::{Answer, FetchMany, LoadBatcher};
 use super::codec::{decode_id, decode_record, decode_stored, encode_record};
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
@@ -273,18 +273,25 @@ struct FetchSessions {
 
 #[async_trait]
 impl FetchMany for FetchSessions {
-    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Option<String>>, StoreError> {
+    async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Answer>, StoreError> {
         let mut pipeline = redis::pipe();
+        // One key of the wrong type (or text that is not UTF-8) fails its own loads,
+        // not the whole pipeline's.
+        pipeline.ignore_errors();
         for id in ids {
             pipeline
                 .cmd("HGET")
                 .arg(session_key(&self.prefix, &id.to_hex()))
                 .arg("r");
         }
-        pipeline
+        let replies: Vec<redis::RedisResult<Option<String>>> = pipeline
             .query_async(&mut self.connection.clone())
             .await
-            .map_err(map_redis)
+            .map_err(map_redis)?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| reply.map_err(|error| Arc::new(map_redis(error))))
+            .collect())
     }
 }
 
