@@ -182,6 +182,20 @@ async fn redis_store() -> Option<RedisStore> {
     Some(store.with_prefix(&prefix).expect("prefix"))
 }
 
+/// Runs `command` on the Redis at `url` over a connection of its own (to write what
+/// no store would).
+async fn raw_redis(url: &str, command: &redis::Cmd) {
+    let client = redis::Client::open(url).expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = command
+        .query_async(&mut connection)
+        .await
+        .expect("raw Redis command");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_passes_the_suite() {
     let Some(store) = redis_store().await else {
@@ -200,18 +214,7 @@ async fn redis_corrupt_record_is_an_error_not_a_panic() {
     conformance::corrupt_record_is_an_error(&store, |id, _| {
         let key = key_of(&id);
         async move {
-            let client = redis::Client::open(url).expect("client");
-            let mut connection = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect");
-            let _: () = redis::cmd("HSET")
-                .arg(&key)
-                .arg("r")
-                .arg("{not json")
-                .query_async(&mut connection)
-                .await
-                .expect("corrupt the record");
+            raw_redis(&url, redis::cmd("HSET").arg(&key).arg("r").arg("{not json")).await;
         }
     })
     .await;
@@ -249,17 +252,13 @@ async fn redis_one_unreadable_key_fails_only_its_own_loads() {
     let record = conformance::sample_record(None);
     store.create(&good, &record).await.expect("create");
     // A plain string where a session hash belongs: HGET answers WRONGTYPE.
-    let client = redis::Client::open(url).expect("client");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let _: () = redis::cmd("SET")
-        .arg(store.session_key(&broken))
-        .arg("not a session")
-        .query_async(&mut connection)
-        .await
-        .expect("write the broken key");
+    raw_redis(
+        &url,
+        redis::cmd("SET")
+            .arg(store.session_key(&broken))
+            .arg("not a session"),
+    )
+    .await;
     let store = Arc::new(store);
     let loads: Vec<_> = (0..100)
         .map(|n| {
