@@ -426,6 +426,11 @@ pub async fn home(
     if !html {
         return api::home(RequireLogin(user)).await.into_response();
     }
+    // Boxed: the page's future is large, and the JSON answer above should not carry it.
+    Box::pin(home_page(app, auth)).await
+}
+
+async fn home_page(app: AppState, auth: AuthSession<User>) -> Response {
     let fresh = auth.is_fresh().await.unwrap_or(false);
     page(
         &app,

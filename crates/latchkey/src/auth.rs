@@ -6,10 +6,11 @@ use crate::remember::{
     RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
 };
 use crate::session::{AuthInfo, AuthMethod, RememberCookie, Session, SessionError, SessionId};
+use crate::time::Timestamp;
 use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why an auth operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,12 +144,21 @@ impl<U: AuthUser> Authenticator<U> {
     }
 
     async fn load_user(&self, user_id: &str) -> Result<Option<U>, UserStoreError> {
-        if let Some(user) = self.inner.users.get(user_id) {
+        self.load_user_at(user_id, Timestamp::now()).await
+    }
+
+    /// The user, from the cache if it was loaded less than its time to live before `now`.
+    async fn load_user_at(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<U>, UserStoreError> {
+        if let Some(user) = self.inner.users.get(user_id, now) {
             return Ok(Some(user));
         }
         let user = self.inner.loader.load_user(user_id).await?;
         if let Some(user) = &user {
-            self.inner.users.insert(user_id, user.clone());
+            self.inner.users.insert(user_id, user.clone(), now);
         }
         Ok(user)
     }
@@ -165,10 +175,12 @@ impl<U: AuthUser> Authenticator<U> {
 /// Most users held by the user cache; past it the cache starts over.
 const USER_CACHE_CAPACITY: usize = 100_000;
 
-/// Users loaded in the last `ttl`, keyed by user id.
+/// Users loaded in the last `ttl`, keyed by user id. Times are the requests' own clock
+/// readings (a request reads the clock once); an entry from the future (the wall clock
+/// went back) counts as stale.
 struct UserCache<U> {
     ttl: Duration,
-    entries: RwLock<HashMap<String, (U, Instant)>>,
+    entries: RwLock<HashMap<String, (U, Timestamp)>>,
 }
 
 impl<U: Clone> UserCache<U> {
@@ -179,28 +191,31 @@ impl<U: Clone> UserCache<U> {
         }
     }
 
-    fn get(&self, user_id: &str) -> Option<U> {
+    fn fresh(&self, loaded_at: Timestamp, now: Timestamp) -> bool {
+        loaded_at <= now && now.since(loaded_at) < self.ttl
+    }
+
+    fn get(&self, user_id: &str, now: Timestamp) -> Option<U> {
         if self.ttl.is_zero() {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let (user, loaded_at) = entries.get(user_id)?;
-        (loaded_at.elapsed() < self.ttl).then(|| user.clone())
+        self.fresh(*loaded_at, now).then(|| user.clone())
     }
 
-    fn insert(&self, user_id: &str, user: U) {
+    fn insert(&self, user_id: &str, user: U, now: Timestamp) {
         if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= USER_CACHE_CAPACITY {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, loaded_at)| loaded_at.elapsed() < ttl);
+            entries.retain(|_, (_, loaded_at)| self.fresh(*loaded_at, now));
             if entries.len() >= USER_CACHE_CAPACITY {
                 entries.clear();
             }
         }
-        entries.insert(user_id.to_string(), (user, Instant::now()));
+        entries.insert(user_id.to_string(), (user, now));
     }
 
     fn remove(&self, user_id: &str) {
@@ -397,11 +412,12 @@ impl<U: AuthUser> AuthSession<U> {
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        let record = self.session.record().await?;
+        let (record, now) = self.session.record_read_at().await?;
         let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
-            return self.restore_from_remember_cookie().await;
+            // Boxed, as are the other rare paths: the common future stays small.
+            return Box::pin(self.restore_from_remember_cookie()).await;
         };
-        let mut user = self.authenticator.load_user(&auth.user_id).await?;
+        let mut user = self.authenticator.load_user_at(&auth.user_id, now).await?;
         // A session newer than the cached user means another process changed the
         // user's credentials after this one cached it: read the user again.
         if user
@@ -409,7 +425,7 @@ impl<U: AuthUser> AuthSession<U> {
             .is_some_and(|user| user.credential_version() < auth.credential_version)
         {
             self.authenticator.inner.users.remove(&auth.user_id);
-            user = self.authenticator.load_user(&auth.user_id).await?;
+            user = Box::pin(self.authenticator.load_user(&auth.user_id)).await?;
         }
         match user {
             Some(user)
@@ -419,7 +435,7 @@ impl<U: AuthUser> AuthSession<U> {
             }
             _ => {
                 audit!(info, "session_ended_credentials_changed", user_id = %auth.user_id);
-                self.session.destroy().await?;
+                Box::pin(self.session.destroy()).await?;
                 Ok(None)
             }
         }

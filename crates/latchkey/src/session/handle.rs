@@ -145,6 +145,9 @@ struct State {
     incoming: Option<SessionToken>,
     incoming_cookie_present: bool,
     loaded: bool,
+    /// When the record was read: this request's clock for the expiry, touch and
+    /// user-cache checks, so a request reads the clock once.
+    loaded_at: Timestamp,
     live: Option<Live>,
     pending: Pending,
     cookie: CookieChange,
@@ -190,13 +193,41 @@ enum Loaded {
 /// so extractors find it without a separate request extension.
 pub(crate) type Attachment = Arc<dyn Any + Send + Sync>;
 
-struct Inner {
-    store: Arc<dyn SessionStore>,
-    config: Arc<SessionConfig>,
-    client: ClientInfo,
+/// What every session of one layer shares, behind one pointer: a request's session costs
+/// one reference-count increment for all of it.
+pub(crate) struct SessionContext {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) config: Arc<SessionConfig>,
     /// Read by the axum extractors.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    attachment: Option<Attachment>,
+    pub(crate) attachment: Option<Attachment>,
+    /// The session cookie's name.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) cookie_name: String,
+    /// The remember-me cookie's name.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) remember_cookie_name: String,
+}
+
+impl SessionContext {
+    pub(crate) fn new(
+        store: Arc<dyn SessionStore>,
+        config: Arc<SessionConfig>,
+        attachment: Option<Attachment>,
+    ) -> Self {
+        SessionContext {
+            cookie_name: config.cookie_name(),
+            remember_cookie_name: config.remember_cookie_name(),
+            store,
+            config,
+            attachment,
+        }
+    }
+}
+
+struct Inner {
+    context: Arc<SessionContext>,
+    client: ClientInfo,
     /// Held only for short synchronous sections, never across an await.
     state: Mutex<State>,
     /// Serializes this request's writes to the store (saves, rotations, deletes).
@@ -232,21 +263,22 @@ impl Session {
         cookie_value: Option<&str>,
         client: ClientInfo,
     ) -> Self {
-        Self::with_attachment(store, config, cookie_value, None, client, None)
+        let context = Arc::new(SessionContext::new(store, config, None));
+        Self::with_context(context, cookie_value, None, client)
     }
 
-    pub(crate) fn with_attachment(
-        store: Arc<dyn SessionStore>,
-        config: Arc<SessionConfig>,
+    /// A session for one request of a layer whose sessions share `context`.
+    pub(crate) fn with_context(
+        context: Arc<SessionContext>,
         cookie_value: Option<&str>,
         remember_cookie: Option<&str>,
         client: ClientInfo,
-        attachment: Option<Attachment>,
     ) -> Self {
         let state = State {
             incoming: cookie_value.and_then(SessionToken::parse),
             incoming_cookie_present: cookie_value.is_some(),
             loaded: false,
+            loaded_at: Timestamp(0),
             live: None,
             pending: Pending::default(),
             cookie: CookieChange::Keep,
@@ -255,10 +287,8 @@ impl Session {
         };
         Session {
             inner: Arc::new(Inner {
-                store,
-                config,
+                context,
                 client,
-                attachment,
                 state: Mutex::new(state),
                 writer: tokio::sync::Mutex::new(()),
             }),
@@ -268,17 +298,23 @@ impl Session {
     /// The attachment of type `T` the session layer gave this session, if any.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn attachment<T: 'static>(&self) -> Option<&T> {
-        self.inner.attachment.as_ref()?.downcast_ref::<T>()
+        self.inner.context.attachment.as_ref()?.downcast_ref::<T>()
     }
 
     /// The session settings in force.
     pub fn config(&self) -> &SessionConfig {
-        &self.inner.config
+        &self.inner.context.config
     }
 
     /// The store behind this session.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.inner.store
+        &self.inner.context.store
+    }
+
+    /// What this session shares with the other sessions of its layer.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.inner.context
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -288,17 +324,19 @@ impl Session {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Reads the incoming token's record once (outside the state lock).
-    async fn ensure_loaded(&self) -> Result<(), SessionError> {
+    /// The state, once the incoming token's record has been read (the store is read
+    /// once, outside the state lock; the lock is held only by the returned guard).
+    async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         let (token, cookie_present) = {
             let state = self.state();
             if state.loaded {
-                return Ok(());
+                return Ok(state);
             }
             (state.incoming.clone(), state.incoming_cookie_present)
         };
+        let now = Timestamp::now();
         let loaded = match token {
-            Some(token) => self.fetch(token).await?,
+            Some(token) => self.fetch(token, now).await?,
             None => {
                 if cookie_present {
                     tracing::debug!("malformed session cookie ignored");
@@ -309,6 +347,7 @@ impl Session {
         let mut state = self.state();
         if !state.loaded {
             state.loaded = true;
+            state.loaded_at = now;
             match loaded {
                 Loaded::Live(live) => state.live = Some(live),
                 Loaded::Dead if state.incoming_cookie_present => {
@@ -317,12 +356,17 @@ impl Session {
                 Loaded::Dead => {}
             }
         }
-        Ok(())
+        Ok(state)
     }
 
-    async fn fetch(&self, token: SessionToken) -> Result<Loaded, SessionError> {
+    /// Reads the incoming token's record once.
+    async fn ensure_loaded(&self) -> Result<(), SessionError> {
+        self.loaded().await.map(drop)
+    }
+
+    async fn fetch(&self, token: SessionToken, now: Timestamp) -> Result<Loaded, SessionError> {
         let id = token.id();
-        let record = match self.inner.store.load(&id).await {
+        let record = match self.inner.context.store.load(&id).await {
             Ok(record) => record,
             Err(StoreError::Corrupt(error)) => {
                 tracing::warn!(session = ?id, %error, "corrupt session record treated as no session");
@@ -331,9 +375,7 @@ impl Session {
             Err(error) => return Err(error.into()),
         };
         Ok(match record {
-            Some(record) if !record.is_expired(Timestamp::now()) => {
-                Loaded::Live(Live { id, record })
-            }
+            Some(record) if !record.is_expired(now) => Loaded::Live(Live { id, record }),
             Some(_) => Loaded::Dead,
             None => {
                 tracing::debug!(session = ?id, "unknown session token");
@@ -344,8 +386,18 @@ impl Session {
 
     /// Loads if needed, then reads the state.
     async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, SessionError> {
-        self.ensure_loaded().await?;
-        Ok(f(&self.state()))
+        Ok(f(&*self.loaded().await?))
+    }
+
+    /// The stored record and the time it was read (this request's clock).
+    pub(crate) async fn record_read_at(
+        &self,
+    ) -> Result<(Option<Arc<SessionRecord>>, Timestamp), SessionError> {
+        self.read(|state| {
+            let record = state.live.as_ref().map(|live| live.record.clone());
+            (record, state.loaded_at)
+        })
+        .await
     }
 
     /// Whether a live session exists (loads it if needed).
@@ -457,15 +509,21 @@ impl Session {
     }
 
     /// The cookie change, if committing needs no store write: nothing loaded, or nothing
-    /// changed and the idle expiry not yet due for a refresh.
+    /// changed and the idle expiry not yet due for a refresh (as of when the record was
+    /// read).
     pub(crate) fn settled(&self) -> Option<CookieChange> {
+        self.settled_with_remember().map(|(cookie, _)| cookie)
+    }
+
+    /// [`Session::settled`] and the remember-me cookie change, under one lock.
+    pub(crate) fn settled_with_remember(&self) -> Option<(CookieChange, Option<RememberCookie>)> {
         let state = self.state();
         let quiet = !state.loaded
             || (state.pending.is_empty()
                 && state
                     .record()
-                    .is_none_or(|record| !self.touch_due(record, Timestamp::now())));
-        quiet.then(|| state.cookie.clone())
+                    .is_none_or(|record| !self.touch_due(record, state.loaded_at)));
+        quiet.then(|| (state.cookie.clone(), state.remember_out.clone()))
     }
 
     /// What the response must do with the cookie, as things stand.
@@ -502,7 +560,7 @@ impl Session {
     }
 
     fn touch_due(&self, record: &SessionRecord, now: Timestamp) -> bool {
-        now.since(record.last_active_at) >= self.inner.config.touch_interval()
+        now.since(record.last_active_at) >= self.inner.context.config.touch_interval()
     }
 
     /// Refreshes the idle expiry of an unchanged session once the touch interval has
@@ -520,7 +578,13 @@ impl Session {
             (live.id, live.record.clone(), (*live.record).clone())
         };
         self.stamp_activity(&mut next, now);
-        match self.inner.store.save(&id, &next, current.version).await {
+        match self
+            .inner
+            .context
+            .store
+            .save(&id, &next, current.version)
+            .await
+        {
             Ok(()) => {
                 let mut state = self.state();
                 if let Some(live) = state.live.as_mut().filter(|live| live.id == id) {
@@ -536,7 +600,7 @@ impl Session {
     fn stamp_activity(&self, record: &mut SessionRecord, now: Timestamp) {
         record.version += 1;
         record.last_active_at = now;
-        record.idle_expires_at = now.plus(self.inner.config.idle_timeout());
+        record.idle_expires_at = now.plus(self.inner.context.config.idle_timeout());
     }
 
     fn new_record(&self, now: Timestamp, data: Map<String, Value>) -> SessionRecord {
@@ -547,8 +611,8 @@ impl Session {
             data,
             created_at: now,
             last_active_at: now,
-            idle_expires_at: now.plus(self.inner.config.idle_timeout()),
-            absolute_expires_at: now.plus(self.inner.config.absolute_timeout()),
+            idle_expires_at: now.plus(self.inner.context.config.idle_timeout()),
+            absolute_expires_at: now.plus(self.inner.context.config.absolute_timeout()),
             client_ip: client.ip.map(|ip| ip.to_string()),
             user_agent: client
                 .user_agent
@@ -575,8 +639,8 @@ impl Session {
         &self,
         mut extra: impl FnMut(&mut Map<String, Value>),
     ) -> Result<(), SessionError> {
-        let store = &self.inner.store;
-        let max_attempts = self.inner.config.max_write_attempts();
+        let store = &self.inner.context.store;
+        let max_attempts = self.inner.context.config.max_write_attempts();
         for attempt in 0..max_attempts {
             let now = Timestamp::now();
             let (live, pending) = self.snapshot();
@@ -629,7 +693,7 @@ impl Session {
     /// After a lost race: fetch the winner's copy (`true`), or notice the session is gone
     /// (`false`).
     async fn reload_after_conflict(&self, id: SessionId) -> Result<bool, SessionError> {
-        let fresh = self.inner.store.load(&id).await?;
+        let fresh = self.inner.context.store.load(&id).await?;
         let mut state = self.state();
         match (fresh, state.live.as_mut()) {
             (Some(fresh), Some(live)) if !fresh.is_expired(Timestamp::now()) => {
@@ -651,8 +715,8 @@ impl Session {
     ) -> Result<(), SessionError> {
         self.ensure_loaded().await?;
         let _writer = self.inner.writer.lock().await;
-        let store = &self.inner.store;
-        let max_attempts = self.inner.config.max_write_attempts();
+        let store = &self.inner.context.store;
+        let max_attempts = self.inner.context.config.max_write_attempts();
         for attempt in 0..max_attempts {
             let now = Timestamp::now();
             let token = SessionToken::generate();
@@ -713,7 +777,7 @@ impl Session {
         method: AuthMethod,
         credential_version: i64,
     ) -> Result<(), SessionError> {
-        let absolute = self.inner.config.absolute_timeout();
+        let absolute = self.inner.context.config.absolute_timeout();
         self.rotate_with(|record, now| {
             if record.user_id().is_some_and(|current| current != user_id) {
                 record.data.clear();
@@ -747,7 +811,7 @@ impl Session {
         };
         match live {
             Some(live) => {
-                self.inner.store.delete(&live.id).await?;
+                self.inner.context.store.delete(&live.id).await?;
                 Ok(Some(Arc::unwrap_or_clone(live.record)))
             }
             None => Ok(None),

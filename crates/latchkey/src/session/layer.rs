@@ -2,7 +2,9 @@
 //! after the handler ran.
 
 use super::config::SessionConfig;
-use super::handle::{Attachment, ClientInfo, CookieChange, RememberCookie, Session, SessionError};
+use super::handle::{
+    ClientInfo, CookieChange, RememberCookie, Session, SessionContext, SessionError,
+};
 use super::store::{SessionStore, StoreError};
 use crate::auth::Authenticator;
 use crate::store::{CookieJar, CookieStore, Outgoing};
@@ -39,17 +41,16 @@ pub struct SessionLayer {
 
 struct LayerShared {
     backing: Backing,
-    config: Arc<SessionConfig>,
-    cookie_name: String,
-    remember_cookie_name: String,
-    authenticator: Option<Attachment>,
+    /// What every request's session shares (with the cookie store, each request's jar
+    /// replaces the store).
+    context: Arc<SessionContext>,
 }
 
 /// Where the layer keeps sessions.
 #[derive(Clone)]
 enum Backing {
-    /// In a server-side store; the cookie holds the token.
-    Server(Arc<dyn SessionStore>),
+    /// In a server-side store (the context's); the cookie holds the token.
+    Server,
     /// In the cookie itself, encrypted.
     Cookie(CookieStore),
 }
@@ -62,22 +63,22 @@ impl SessionLayer {
 
     /// A layer over a store that is already shared.
     pub fn from_arc(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
-        Self::with_backing(Backing::Server(store), config)
+        Self::with_backing(Backing::Server, store, config)
     }
 
     /// A layer keeping each session encrypted in its cookie (see [`CookieStore`]).
     pub fn with_cookie_store(cookies: CookieStore, config: SessionConfig) -> Self {
-        Self::with_backing(Backing::Cookie(cookies), config)
+        // Each request's session gets its own jar as its store; the layer's context holds
+        // the jar of a request without a cookie, which nothing reads.
+        let empty_jar: Arc<dyn SessionStore> = cookies.jar(None).0;
+        Self::with_backing(Backing::Cookie(cookies), empty_jar, config)
     }
 
-    fn with_backing(backing: Backing, config: SessionConfig) -> Self {
+    fn with_backing(backing: Backing, store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
         SessionLayer {
             shared: Arc::new(LayerShared {
                 backing,
-                cookie_name: config.cookie_name(),
-                remember_cookie_name: config.remember_cookie_name(),
-                config: Arc::new(config),
-                authenticator: None,
+                context: Arc::new(SessionContext::new(store, Arc::new(config), None)),
             }),
         }
     }
@@ -86,17 +87,16 @@ impl SessionLayer {
     /// [`crate::AuthSession`] and [`crate::axum::RequireLogin`] work without an
     /// `Extension` layer.
     pub fn with_authenticator<U: AuthUser>(self, authenticator: Authenticator<U>) -> Self {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| LayerShared {
-            backing: shared.backing.clone(),
-            config: shared.config.clone(),
-            cookie_name: shared.cookie_name.clone(),
-            remember_cookie_name: shared.remember_cookie_name.clone(),
-            authenticator: shared.authenticator.clone(),
-        });
+        let context = &self.shared.context;
+        let context = SessionContext::new(
+            context.store.clone(),
+            context.config.clone(),
+            Some(Arc::new(authenticator)),
+        );
         SessionLayer {
             shared: Arc::new(LayerShared {
-                authenticator: Some(Arc::new(authenticator)),
-                ..shared
+                backing: self.shared.backing.clone(),
+                context: Arc::new(context),
             }),
         }
     }
@@ -134,33 +134,37 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let remember = match self.layer.shared.authenticator {
-            Some(_) => cookie_value(&request, &self.layer.shared.remember_cookie_name),
+        let shared = &self.layer.shared;
+        let remember_name = match shared.context.attachment {
+            Some(_) => Some(shared.context.remember_cookie_name.as_str()),
             None => None,
         };
-        let cookie = cookie_value(&request, &self.layer.shared.cookie_name);
-        let (store, jar, token) = match &self.layer.shared.backing {
-            Backing::Server(store) => (store.clone(), None, None),
+        let (cookie, remember) =
+            cookie_values(&request, &shared.context.cookie_name, remember_name);
+        let (context, jar, token) = match &shared.backing {
+            Backing::Server => (shared.context.clone(), None, None),
             Backing::Cookie(cookies) => {
                 let (jar, token) = cookies.jar(cookie);
-                (jar.clone() as Arc<dyn SessionStore>, Some(jar), token)
+                let context = SessionContext::new(
+                    jar.clone(),
+                    shared.context.config.clone(),
+                    shared.context.attachment.clone(),
+                );
+                (Arc::new(context), Some(jar), token)
             }
         };
         // A cookie that does not open is passed on as it came: an unknown token.
-        let session = Session::with_attachment(
-            store,
-            self.layer.shared.config.clone(),
+        let session = Session::with_context(
+            context,
             token.as_deref().or(cookie),
             remember,
             client_info(&request),
-            self.layer.shared.authenticator.clone(),
         );
         request.extensions_mut().insert(session.clone());
         SessionFuture {
             inner: self.inner.call(request),
             session,
             jar,
-            layer: self.layer.clone(),
             committing: None,
         }
     }
@@ -181,7 +185,6 @@ pin_project! {
         inner: F,
         session: Session,
         jar: Option<Arc<CookieJar>>,
-        layer: SessionLayer,
         committing: Option<Committing<B>>,
     }
 }
@@ -203,11 +206,11 @@ where
                         Poll::Pending
                     }
                     Poll::Ready(Ok(change)) => Poll::Ready(Ok(with_cookies(
-                        this.layer,
-                        this.session,
+                        this.session.context(),
                         this.jar.as_deref(),
                         response,
                         change,
+                        this.session.remember_cookie_out(),
                     ))),
                     Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
                 };
@@ -219,17 +222,20 @@ where
             };
             // A failed handler's half-done changes are not saved.
             let settled = if response.status().is_server_error() {
-                Some(this.session.cookie_state())
+                Some((
+                    this.session.cookie_state(),
+                    this.session.remember_cookie_out(),
+                ))
             } else {
-                this.session.settled()
+                this.session.settled_with_remember()
             };
-            if let Some(change) = settled {
+            if let Some((change, remember)) = settled {
                 return Poll::Ready(Ok(with_cookies(
-                    this.layer,
-                    this.session,
+                    this.session.context(),
                     this.jar.as_deref(),
                     response,
                     change,
+                    remember,
                 )));
             }
             // The store must be written: poll the commit next, and never the inner
@@ -243,11 +249,11 @@ where
 /// Adds the `Set-Cookie` headers the session and remember-me cookies call for. With the
 /// cookie store, the session cookie carries the sealed record instead of the token.
 fn with_cookies<B: From<String>>(
-    layer: &SessionLayer,
-    session: &Session,
+    context: &SessionContext,
     jar: Option<&CookieJar>,
     mut response: Response<B>,
     change: CookieChange,
+    remember: Option<RememberCookie>,
 ) -> Response<B> {
     let change = match jar {
         None => change,
@@ -269,26 +275,18 @@ fn with_cookies<B: From<String>>(
         CookieChange::Keep => {}
         CookieChange::Set(token) => append_cookie(
             &mut response,
-            session_cookie(&layer.shared.config, &layer.shared.cookie_name, token),
+            session_cookie(&context.config, &context.cookie_name, token),
         ),
         CookieChange::Remove => {
-            let mut removal = session_cookie(
-                &layer.shared.config,
-                &layer.shared.cookie_name,
-                String::new(),
-            );
+            let mut removal = session_cookie(&context.config, &context.cookie_name, String::new());
             removal.make_removal();
             append_cookie(&mut response, removal)
         }
     }
-    match session.remember_cookie_out() {
+    match remember {
         None => {}
         Some(RememberCookie::Set { value, max_age }) => {
-            let mut cookie = session_cookie(
-                &layer.shared.config,
-                &layer.shared.remember_cookie_name,
-                value,
-            );
+            let mut cookie = session_cookie(&context.config, &context.remember_cookie_name, value);
             cookie.set_max_age(cookie::time::Duration::seconds(
                 i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
             ));
@@ -296,8 +294,8 @@ fn with_cookies<B: From<String>>(
         }
         Some(RememberCookie::Remove) => {
             let mut removal = session_cookie(
-                &layer.shared.config,
-                &layer.shared.remember_cookie_name,
+                &context.config,
+                &context.remember_cookie_name,
                 String::new(),
             );
             removal.make_removal();
@@ -307,25 +305,44 @@ fn with_cookies<B: From<String>>(
     response
 }
 
-/// The value of the first cookie named `name` in the request's `Cookie` headers.
-fn cookie_value<'r, B>(request: &'r Request<B>, name: &str) -> Option<&'r str> {
-    request
-        .headers()
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|header| header.as_bytes().split(|byte| *byte == b';'))
-        .find_map(|pair| {
-            pair.trim_ascii()
-                .strip_prefix(name.as_bytes())?
-                .strip_prefix(b"=")
-        })
-        .and_then(|value| {
-            let unquoted = value
-                .strip_prefix(b"\"")
-                .and_then(|inner| inner.strip_suffix(b"\""))
-                .unwrap_or(value);
-            std::str::from_utf8(unquoted).ok()
-        })
+/// The values of the first cookies named `name` and `other` in the request's `Cookie`
+/// headers, read in one pass.
+fn cookie_values<'r, B>(
+    request: &'r Request<B>,
+    name: &str,
+    other: Option<&str>,
+) -> (Option<&'r str>, Option<&'r str>) {
+    let (mut found, mut other_found) = (None, None);
+    for header in request.headers().get_all(COOKIE) {
+        let mut rest = header.as_bytes();
+        while !rest.is_empty() {
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let pair = rest[..end].trim_ascii();
+            rest = rest.get(end + 1..).unwrap_or_default();
+            let Some(equals) = memchr::memchr(b'=', pair) else {
+                continue;
+            };
+            let (key, value) = (&pair[..equals], &pair[equals + 1..]);
+            if found.is_none() && key == name.as_bytes() {
+                found = Some(value);
+            } else if other_found.is_none() && other.is_some_and(|other| key == other.as_bytes()) {
+                other_found = Some(value);
+            }
+            if found.is_some() && (other.is_none() || other_found.is_some()) {
+                return (found.and_then(unquoted), other_found.and_then(unquoted));
+            }
+        }
+    }
+    (found.and_then(unquoted), other_found.and_then(unquoted))
+}
+
+/// A cookie value without its optional double quotes, if it is UTF-8.
+fn unquoted(value: &[u8]) -> Option<&str> {
+    let inner = value
+        .strip_prefix(b"\"")
+        .and_then(|inner| inner.strip_suffix(b"\""))
+        .unwrap_or(value);
+    std::str::from_utf8(inner).ok()
 }
 
 fn client_info<B>(request: &Request<B>) -> ClientInfo {
@@ -391,7 +408,7 @@ fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> 
 
 #[cfg(test)]
 mod tests {
-    use super::cookie_value;
+    use super::cookie_values;
     use http::Request;
 
     fn request(headers: &[&str]) -> Request<()> {
@@ -404,7 +421,11 @@ mod tests {
 
     #[test]
     fn finds_the_named_cookie_only() {
-        let found = |headers: &[&str]| cookie_value(&request(headers), "id").map(str::to_owned);
+        let found = |headers: &[&str]| {
+            cookie_values(&request(headers), "id", None)
+                .0
+                .map(str::to_owned)
+        };
         assert_eq!(found(&["id=abc"]), Some("abc".into()));
         assert_eq!(found(&["xid=1; id2=2;  id=abc ; z=3"]), Some("abc".into()));
         assert_eq!(found(&["a=1", "b=2; id=\"abc\""]), Some("abc".into()));
@@ -412,5 +433,26 @@ mod tests {
         assert_eq!(found(&["id=a=b"]), Some("a=b".into()));
         assert_eq!(found(&["xid=1; id2=2; id =3"]), None);
         assert_eq!(found(&[]), None);
+    }
+
+    #[test]
+    fn finds_both_cookies_in_one_pass() {
+        let both = |headers: &[&str]| {
+            let request = request(headers);
+            let (session, remember) = cookie_values(&request, "id", Some("remember"));
+            (session.map(str::to_owned), remember.map(str::to_owned))
+        };
+        let pair = |a: Option<&str>, b: Option<&str>| (a.map(str::to_owned), b.map(str::to_owned));
+        assert_eq!(
+            both(&["remember=r1; id=abc"]),
+            pair(Some("abc"), Some("r1"))
+        );
+        assert_eq!(
+            both(&["id=abc", "remember=\"r1\"; remember=r2; id=x"]),
+            pair(Some("abc"), Some("r1"))
+        );
+        assert_eq!(both(&["id=abc; other"]), pair(Some("abc"), None));
+        assert_eq!(both(&["remember=r1"]), pair(None, Some("r1")));
+        assert_eq!(both(&["xremember=1; ;; =2"]), pair(None, None));
     }
 }
