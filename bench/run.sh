@@ -93,7 +93,10 @@ log_in() {
 LATCHKEY_BIND=127.0.0.1:18100 taskset -c 0 target/release/examples/bare_axum &
 pids+=($!)
 wait_port 18100
-echo "x=1" >"$work/bare.cookie"; echo foo >"$work/bare.user"
+# The same request bytes as latchkey's: a session-shaped cookie (43 base64url
+# characters), which bare axum ignores, so both parse the same headers.
+echo "id=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >"$work/bare.cookie"
+echo foo >"$work/bare.user"
 stores="${BENCH_STORES:-memory sqlite postgres redis cookie}"
 targets="bare:18100"
 for store in $stores; do

@@ -8,12 +8,15 @@ use crate::{api, data_api};
 use anyhow::bail;
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use axum::{Router, ServiceExt};
+use axum::serve::IncomingStream;
+use axum::Router;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore};
 use latchkey::throttle::Throttle;
+use latchkey::SessionService;
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
     UserStore,
@@ -23,6 +26,9 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::util::MapResponse;
+use tower::Layer;
 use tower::Service;
 
 /// Largest request body accepted (JSON and forms).
@@ -72,28 +78,71 @@ pub struct Shared {
     pub trusted_proxies: Arc<[IpAddr]>,
 }
 
-/// The whole server as one service: pages and JSON API on the same paths, behind the
-/// session layer (which carries the user loader), the body limit and the security
-/// headers. Served as it is rather than as a `Router` fallback, which cost a boxed clone
-/// and a second route lookup per request.
-pub fn router(
-    state: AppState,
-    sessions: SessionLayer,
-    data_api: bool,
+/// The whole server: pages and JSON API on the same paths, behind the session layer
+/// (which carries the user loader) and the security headers. Served as one service per
+/// connection ([`App::for_peer`]), not as a `Router` with layers: that cost a boxed clone,
+/// a second route lookup and two request extensions (the peer address and the body limit)
+/// on every request.
+#[derive(Clone)]
+pub struct App {
+    sessions: SessionService<Router>,
     hsts: bool,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
+}
+
+impl App {
+    /// The service for one connection from `peer`: sessions and throttling read the
+    /// address from the session.
+    pub fn for_peer(
+        &self,
+        peer: SocketAddr,
+    ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
+        self.with_headers(self.sessions.for_peer(peer))
+    }
+
+    /// The service with no peer address (for driving the server in process).
+    pub fn service(
+        &self,
+    ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
+        self.with_headers(self.sessions.clone())
+    }
+
+    fn with_headers(
+        &self,
+        sessions: SessionService<Router>,
+    ) -> MapResponse<SessionService<Router>, impl Fn(Response) -> Response + Clone> {
+        let hsts = self.hsts;
+        MapResponse::new(sessions, move |response| headers::secure(response, hsts))
+    }
+}
+
+/// `handler` with the request body limit ([`MAX_BODY_BYTES`]): only the routes that
+/// read a body carry it.
+fn limited<H, T>(handler: H) -> impl Handler<T, AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    handler.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// The server's routes (see [`App`]).
+pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: bool) -> App {
     let mut routes = Router::new();
     if data_api {
         routes = routes
             .route("/api/session/data", get(data_api::read_all))
-            .route("/api/session/data/{key}", put(data_api::put))
+            .route("/api/session/data/{key}", put(limited(data_api::put)))
             .route(
                 "/api/session/data/{key}/increment",
-                post(data_api::increment),
+                post(limited(data_api::increment)),
             );
     }
     let routes = routes
@@ -101,29 +150,32 @@ pub fn router(
         .route("/style.css", get(headers::stylesheet))
         .route("/app.js", get(headers::script))
         .route("/openapi.json", get(crate::openapi::document))
-        .route("/signup", get(pages::signup_page).post(pages::signup))
-        .route("/login", get(pages::login_page).post(pages::login))
+        .route(
+            "/signup",
+            get(pages::signup_page).post(limited(pages::signup)),
+        )
+        .route("/login", get(pages::login_page).post(limited(pages::login)))
         .route("/home", post(pages::home).get(pages::home))
-        .route("/logout", post(pages::logout))
+        .route("/logout", post(limited(pages::logout)))
         .route("/sessions", get(pages::sessions_page))
         .route(
             "/sessions/revoke-others",
-            post(pages::revoke_other_sessions),
+            post(limited(pages::revoke_other_sessions)),
         )
-        .route("/sessions/{id}/revoke", post(pages::revoke_session))
+        .route(
+            "/sessions/{id}/revoke",
+            post(limited(pages::revoke_session)),
+        )
         .route(
             "/password",
-            get(pages::password_page).post(pages::change_password),
+            get(pages::password_page).post(limited(pages::change_password)),
         )
         .fallback(pages::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
-    // The layers wrap the routed app once, rather than each route through
-    // `Router::layer` (which clones a boxed service per layer on every request).
-    tower::ServiceBuilder::new()
-        .map_response(move |response| headers::secure(response, hsts))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(sessions)
-        .service(routes.with_state(state))
+    App {
+        sessions: sessions.layer(routes.with_state(state)),
+        hsts,
+    }
 }
 
 /// The whole router over a private in-memory SQLite database, memory sessions and cheap
@@ -145,7 +197,7 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
     });
     let sessions = SessionLayer::new(MemoryStore::new(), latchkey::SessionConfig::default())
         .with_authenticator(Authenticator::<User>::new(users));
-    Ok(Router::new().fallback_service(router(state, sessions, true, false)))
+    Ok(Router::new().fallback_service(router(state, sessions, true, false).service()))
 }
 
 /// `scheme://host[:port]` of a URL (its path dropped).
@@ -244,13 +296,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache = ?args.session_cache,
         "latchkey listening"
     );
-    axum::serve(
-        listener,
-        ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("server failed")?;
+    let per_connection = tower::service_fn(move |incoming: IncomingStream<'_, TcpListener>| {
+        std::future::ready(Ok::<_, Infallible>(app.for_peer(*incoming.remote_addr())))
+    });
+    axum::serve(listener, per_connection)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
     tracing::info!("latchkey stopped");
     Ok(())
 }

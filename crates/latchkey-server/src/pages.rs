@@ -6,11 +6,11 @@ use crate::app::AppState;
 use crate::headers::clear_site_data;
 use crate::session_cli::format_time;
 use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use latchkey::axum::{wants_html, RequireFresh, RequireLogin, WantsHtml};
+use latchkey::axum::{wants_html, RequireFresh, RequireLogin};
 use latchkey::csrf::{csrf_token, request_origin, verify_csrf_token, RequestOrigin};
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::redirect::next_or_home;
@@ -417,20 +417,26 @@ pub async fn login(
 }
 
 /// `GET|POST /home`: the greeting, as a page for browsers and JSON otherwise.
-pub async fn home(
-    State(app): State<AppState>,
-    WantsHtml(html): WantsHtml,
-    auth: AuthSession<User>,
-    RequireLogin(user): RequireLogin<User>,
-) -> Response {
-    if !html {
+pub async fn home(State(app): State<AppState>, request: Request) -> Response {
+    // Extracted by hand, so the JSON answer (the hot path) reads the session in place
+    // and only the page takes its own handle on it.
+    let (mut parts, _) = request.into_parts();
+    let user = match RequireLogin::<User>::from_request_parts(&mut parts, &app).await {
+        Ok(RequireLogin(user)) => user,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if !wants_html(&parts.headers) {
         return api::home(RequireLogin(user)).await.into_response();
     }
     // Boxed: the page's future is large, and the JSON answer above should not carry it.
-    Box::pin(home_page(app, auth)).await
+    Box::pin(home_page(app, parts)).await
 }
 
-async fn home_page(app: AppState, auth: AuthSession<User>) -> Response {
+async fn home_page(app: AppState, mut parts: axum::http::request::Parts) -> Response {
+    let auth = match AuthSession::<User>::from_request_parts(&mut parts, &app).await {
+        Ok(auth) => auth,
+        Err(rejection) => return rejection.into_response(),
+    };
     let fresh = auth.is_fresh().await.unwrap_or(false);
     page(
         &app,

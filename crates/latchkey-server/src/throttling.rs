@@ -23,10 +23,18 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
+        // The session layer knows the peer (from the per-connection service, or from
+        // `ConnectInfo`).
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip());
+            .get::<latchkey::Session>()
+            .and_then(|session| session.client().ip)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(address)| address.ip())
+            });
         Ok(ClientIp(peer.map(|peer| {
             client_ip(peer, &parts.headers, &app.trusted_proxies)
         })))

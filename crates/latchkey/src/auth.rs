@@ -323,121 +323,16 @@ impl<U: AuthUser> AuthSession<U> {
         Ok(())
     }
 
-    /// Starts a session from the remember-me cookie, if there is a valid one: the token
-    /// is rotated, the new session is not fresh. A reused old validator is theft: every
-    /// remember token and session of the user is revoked.
-    async fn restore_from_remember_cookie(&self) -> Result<Option<U>, AuthError> {
-        let (Some(store), Some(cookie)) = (
-            self.authenticator.remember_store(),
-            self.session.remember_cookie_in(),
-        ) else {
-            return Ok(None);
-        };
-        let forget = || self.session.set_remember_cookie(RememberCookie::Remove);
-        let Some((series, validator)) = parse_remember_cookie(&cookie) else {
-            forget();
-            return Ok(None);
-        };
-        let Some(record) = store.find(&series).await.map_err(SessionError::from)? else {
-            forget();
-            return Ok(None);
-        };
-        let now = crate::Timestamp::now();
-        if record.expires_at <= now {
-            store.delete(&series).await.map_err(SessionError::from)?;
-            forget();
-            return Ok(None);
-        }
-        if validator.matches(&record.validator_hash) {
-            let next = Validator::generate();
-            let grace_until = now.plus(self.authenticator.inner.remember_grace);
-            let rotated = store
-                .rotate(
-                    &series,
-                    &record.validator_hash,
-                    &next.hash,
-                    grace_until,
-                    now,
-                )
-                .await
-                .map_err(SessionError::from)?;
-            // Losing the rotation race means a parallel request with the same cookie
-            // rotated first; its response carries the new cookie.
-            if rotated {
-                self.session.set_remember_cookie(RememberCookie::Set {
-                    value: remember_cookie_value(&series, &next),
-                    max_age: record.expires_at.since(now),
-                });
-            }
-        } else {
-            let in_grace = record
-                .previous_hash
-                .is_some_and(|hash| validator.matches(&hash))
-                && record.previous_valid_until.is_some_and(|until| now < until);
-            if !in_grace {
-                audit!(warn, "remember_token_theft", user_id = %record.user_id);
-                store
-                    .delete_for_user(&record.user_id)
-                    .await
-                    .map_err(SessionError::from)?;
-                self.session
-                    .store()
-                    .delete_for_user(&record.user_id, None)
-                    .await
-                    .map_err(SessionError::from)?;
-                forget();
-                return Ok(None);
-            }
-        }
-        match self.authenticator.load_user(&record.user_id).await? {
-            Some(user) if user.is_active() => {
-                self.session
-                    .log_in(
-                        &record.user_id,
-                        AuthMethod::RememberMe,
-                        user.credential_version(),
-                    )
-                    .await?;
-                audit!(info, "remember_me_login", user_id = %record.user_id);
-                Ok(Some(user))
-            }
-            _ => {
-                store.delete(&series).await.map_err(SessionError::from)?;
-                forget();
-                Ok(None)
-            }
-        }
-    }
-
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        let (record, now) = self.session.record_read_at().await?;
-        let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
-            // Boxed, as are the other rare paths: the common future stays small.
-            return Box::pin(self.restore_from_remember_cookie()).await;
-        };
-        let mut user = self.authenticator.load_user_at(&auth.user_id, now).await?;
-        // A session newer than the cached user means another process changed the
-        // user's credentials after this one cached it: read the user again.
-        if user
-            .as_ref()
-            .is_some_and(|user| user.credential_version() < auth.credential_version)
-        {
-            self.authenticator.inner.users.remove(&auth.user_id);
-            user = Box::pin(self.authenticator.load_user(&auth.user_id)).await?;
-        }
-        match user {
-            Some(user)
-                if user.is_active() && user.credential_version() == auth.credential_version =>
-            {
-                Ok(Some(user))
-            }
-            _ => {
-                audit!(info, "session_ended_credentials_changed", user_id = %auth.user_id);
-                Box::pin(self.session.destroy()).await?;
-                Ok(None)
-            }
+        self.borrowed().current_user().await
+    }
+
+    fn borrowed(&self) -> LoginState<'_, U> {
+        LoginState {
+            session: &self.session,
+            authenticator: &self.authenticator,
         }
     }
 
@@ -550,6 +445,134 @@ impl<U: AuthUser> AuthSession<U> {
         }
         audit!(info, "password_changed", user_id = %user.user_id());
         Ok(())
+    }
+}
+
+/// A request's login state over borrowed parts: what [`AuthSession::current_user`] does,
+/// for extractors that read the session and authenticator in place (no reference
+/// counting on the hot path).
+pub(crate) struct LoginState<'a, U> {
+    pub(crate) session: &'a Session,
+    pub(crate) authenticator: &'a Authenticator<U>,
+}
+
+impl<U: AuthUser> LoginState<'_, U> {
+    /// The logged-in user, through the user loader. A session whose user is gone,
+    /// disabled, or whose credentials changed since login is ended and gives `None`.
+    pub(crate) async fn current_user(&self) -> Result<Option<U>, AuthError> {
+        let (record, now) = self.session.record_read_at().await?;
+        let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
+            // Boxed, as are the other rare paths: the common future stays small.
+            return Box::pin(self.restore_from_remember_cookie()).await;
+        };
+        let mut user = self.authenticator.load_user_at(&auth.user_id, now).await?;
+        // A session newer than the cached user means another process changed the
+        // user's credentials after this one cached it: read the user again.
+        if user
+            .as_ref()
+            .is_some_and(|user| user.credential_version() < auth.credential_version)
+        {
+            self.authenticator.inner.users.remove(&auth.user_id);
+            user = Box::pin(self.authenticator.load_user(&auth.user_id)).await?;
+        }
+        match user {
+            Some(user)
+                if user.is_active() && user.credential_version() == auth.credential_version =>
+            {
+                Ok(Some(user))
+            }
+            _ => {
+                audit!(info, "session_ended_credentials_changed", user_id = %auth.user_id);
+                Box::pin(self.session.destroy()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Starts a session from the remember-me cookie, if there is a valid one: the token
+    /// is rotated, the new session is not fresh. A reused old validator is theft: every
+    /// remember token and session of the user is revoked.
+    async fn restore_from_remember_cookie(&self) -> Result<Option<U>, AuthError> {
+        let (Some(store), Some(cookie)) = (
+            self.authenticator.remember_store(),
+            self.session.remember_cookie_in(),
+        ) else {
+            return Ok(None);
+        };
+        let forget = || self.session.set_remember_cookie(RememberCookie::Remove);
+        let Some((series, validator)) = parse_remember_cookie(&cookie) else {
+            forget();
+            return Ok(None);
+        };
+        let Some(record) = store.find(&series).await.map_err(SessionError::from)? else {
+            forget();
+            return Ok(None);
+        };
+        let now = crate::Timestamp::now();
+        if record.expires_at <= now {
+            store.delete(&series).await.map_err(SessionError::from)?;
+            forget();
+            return Ok(None);
+        }
+        if validator.matches(&record.validator_hash) {
+            let next = Validator::generate();
+            let grace_until = now.plus(self.authenticator.inner.remember_grace);
+            let rotated = store
+                .rotate(
+                    &series,
+                    &record.validator_hash,
+                    &next.hash,
+                    grace_until,
+                    now,
+                )
+                .await
+                .map_err(SessionError::from)?;
+            // Losing the rotation race means a parallel request with the same cookie
+            // rotated first; its response carries the new cookie.
+            if rotated {
+                self.session.set_remember_cookie(RememberCookie::Set {
+                    value: remember_cookie_value(&series, &next),
+                    max_age: record.expires_at.since(now),
+                });
+            }
+        } else {
+            let in_grace = record
+                .previous_hash
+                .is_some_and(|hash| validator.matches(&hash))
+                && record.previous_valid_until.is_some_and(|until| now < until);
+            if !in_grace {
+                audit!(warn, "remember_token_theft", user_id = %record.user_id);
+                store
+                    .delete_for_user(&record.user_id)
+                    .await
+                    .map_err(SessionError::from)?;
+                self.session
+                    .store()
+                    .delete_for_user(&record.user_id, None)
+                    .await
+                    .map_err(SessionError::from)?;
+                forget();
+                return Ok(None);
+            }
+        }
+        match self.authenticator.load_user(&record.user_id).await? {
+            Some(user) if user.is_active() => {
+                self.session
+                    .log_in(
+                        &record.user_id,
+                        AuthMethod::RememberMe,
+                        user.credential_version(),
+                    )
+                    .await?;
+                audit!(info, "remember_me_login", user_id = %record.user_id);
+                Ok(Some(user))
+            }
+            _ => {
+                store.delete(&series).await.map_err(SessionError::from)?;
+                forget();
+                Ok(None)
+            }
+        }
     }
 }
 

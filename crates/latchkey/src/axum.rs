@@ -6,7 +6,7 @@
 //! (303) to the login page with `?next=` the page it wanted; anything else gets a 401
 //! JSON error.
 
-use crate::auth::{AuthError, AuthSession, Authenticator};
+use crate::auth::{AuthError, AuthSession, Authenticator, LoginState};
 use crate::session::{Session, SessionError};
 use crate::user::AuthUser;
 use axum::extract::FromRequestParts;
@@ -89,19 +89,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
+/// The request's session and authenticator, borrowed from its extensions.
+fn login_state<U: AuthUser>(parts: &Parts) -> Result<LoginState<'_, U>, Rejection> {
+    let session = parts
+        .extensions
+        .get::<Session>()
+        .ok_or(Rejection::MissingLayer("SessionLayer"))?;
+    let authenticator = session
+        .attachment::<Authenticator<U>>()
+        .or_else(|| parts.extensions.get::<Authenticator<U>>())
+        .ok_or(Rejection::MissingLayer(
+            "SessionLayer::with_authenticator (or Extension(Authenticator))",
+        ))?;
+    Ok(LoginState {
+        session,
+        authenticator,
+    })
+}
+
 impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for AuthSession<U> {
     type Rejection = Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let session = Session::from_request_parts(parts, state).await?;
-        let authenticator = session
-            .attachment::<Authenticator<U>>()
-            .or_else(|| parts.extensions.get::<Authenticator<U>>())
-            .cloned()
-            .ok_or(Rejection::MissingLayer(
-                "SessionLayer::with_authenticator (or Extension(Authenticator))",
-            ))?;
-        Ok(authenticator.session(session))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let state = login_state::<U>(parts)?;
+        Ok(state.authenticator.session(state.session.clone()))
     }
 }
 
@@ -119,14 +130,16 @@ pub struct RequireLogin<U>(pub U);
 impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
     type Rejection = Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = AuthSession::<U>::from_request_parts(parts, state).await?;
-        match auth.current_user().await {
+    /// Reads the session and authenticator in place: no reference counting.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let parts: &Parts = parts;
+        let login = login_state::<U>(parts)?;
+        match login.current_user().await {
             Ok(Some(user)) => Ok(RequireLogin(user)),
             Ok(None) => Err(must_log_in(
                 parts,
-                auth.authenticator(),
-                auth.authenticator().unauthorized_message(),
+                login.authenticator,
+                login.authenticator.unauthorized_message(),
             )),
             Err(error) => Err(Rejection::Failed(error)),
         }

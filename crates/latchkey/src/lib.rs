@@ -55,12 +55,12 @@ pub mod user;
 
 pub use auth::{authenticate, AuthError, AuthSession, Authenticator, SessionInfo};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
-#[cfg(feature = "axum")]
-pub use session::SessionLayer;
 pub use session::{
     AuthInfo, AuthMethod, Session, SessionConfig, SessionError, SessionId, SessionRecord,
     SessionStore, SessionToken, StoreError,
 };
+#[cfg(feature = "axum")]
+pub use session::{SessionLayer, SessionService};
 pub use time::Timestamp;
 #[cfg(feature = "postgres")]
 pub use user::PostgresUserStore;

@@ -306,6 +306,11 @@ impl Session {
         &self.inner.context.config
     }
 
+    /// Where the request came from (peer address, user agent).
+    pub fn client(&self) -> &ClientInfo {
+        &self.inner.client
+    }
+
     /// The store behind this session.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.context.store

@@ -109,6 +109,7 @@ impl<S> Layer<S> for SessionLayer {
         SessionService {
             inner,
             layer: self.clone(),
+            peer: None,
         }
     }
 }
@@ -118,6 +119,25 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     layer: SessionLayer,
+    /// The connection's peer, when the service serves one connection.
+    peer: Option<SocketAddr>,
+}
+
+impl<S> SessionService<S> {
+    /// This service for one connection from `peer`: its sessions record `peer` as the
+    /// client address, without a [`ConnectInfo`] extension on every request. For servers
+    /// that build a service per connection (see `latchkey serve`); otherwise the address
+    /// comes from `ConnectInfo`, as axum's `into_make_service_with_connect_info` adds it.
+    pub fn for_peer(&self, peer: SocketAddr) -> Self
+    where
+        S: Clone,
+    {
+        SessionService {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+            peer: Some(peer),
+        }
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
@@ -158,7 +178,7 @@ where
             context,
             token.as_deref().or(cookie),
             remember,
-            client_info(&request),
+            client_info(&request, self.peer),
         );
         request.extensions_mut().insert(session.clone());
         SessionFuture {
@@ -345,12 +365,15 @@ fn unquoted(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(inner).ok()
 }
 
-fn client_info<B>(request: &Request<B>) -> ClientInfo {
-    ClientInfo {
-        ip: request
+fn client_info<B>(request: &Request<B>, peer: Option<SocketAddr>) -> ClientInfo {
+    let peer = peer.or_else(|| {
+        request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip()),
+            .map(|ConnectInfo(address)| *address)
+    });
+    ClientInfo {
+        ip: peer.map(|address| address.ip()),
         user_agent: request
             .headers()
             .get(USER_AGENT)
