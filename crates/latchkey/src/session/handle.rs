@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -142,7 +143,6 @@ impl Pending {
 }
 
 struct State {
-    incoming: Option<SessionToken>,
     incoming_cookie_present: bool,
     loaded: bool,
     /// When the record was read: this request's clock for the expiry, touch and
@@ -228,6 +228,12 @@ impl SessionContext {
 struct Inner {
     context: Arc<SessionContext>,
     client: ClientInfo,
+    /// The token the browser sent, if it parsed.
+    incoming: Option<SessionToken>,
+    /// Whether the browser sent a session cookie at all.
+    incoming_cookie_present: bool,
+    /// Set once the record has been read: checked without taking the state lock.
+    loaded: AtomicBool,
     /// Held only for short synchronous sections, never across an await.
     state: Mutex<State>,
     /// Serializes this request's writes to the store (saves, rotations, deletes).
@@ -275,7 +281,6 @@ impl Session {
         client: ClientInfo,
     ) -> Self {
         let state = State {
-            incoming: cookie_value.and_then(SessionToken::parse),
             incoming_cookie_present: cookie_value.is_some(),
             loaded: false,
             loaded_at: Timestamp(0),
@@ -289,6 +294,9 @@ impl Session {
             inner: Arc::new(Inner {
                 context,
                 client,
+                incoming: cookie_value.and_then(SessionToken::parse),
+                incoming_cookie_present: cookie_value.is_some(),
+                loaded: AtomicBool::new(false),
                 state: Mutex::new(state),
                 writer: tokio::sync::Mutex::new(()),
             }),
@@ -332,18 +340,14 @@ impl Session {
     /// The state, once the incoming token's record has been read (the store is read
     /// once, outside the state lock; the lock is held only by the returned guard).
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
-        let (token, cookie_present) = {
-            let state = self.state();
-            if state.loaded {
-                return Ok(state);
-            }
-            (state.incoming.clone(), state.incoming_cookie_present)
-        };
+        if self.inner.loaded.load(Ordering::Acquire) {
+            return Ok(self.state());
+        }
         let now = Timestamp::now();
-        let loaded = match token {
+        let loaded = match &self.inner.incoming {
             Some(token) => self.fetch(token, now).await?,
             None => {
-                if cookie_present {
+                if self.inner.incoming_cookie_present {
                     tracing::debug!("malformed session cookie ignored");
                 }
                 Loaded::Dead
@@ -352,6 +356,7 @@ impl Session {
         let mut state = self.state();
         if !state.loaded {
             state.loaded = true;
+            self.inner.loaded.store(true, Ordering::Release);
             state.loaded_at = now;
             match loaded {
                 Loaded::Live(live) => state.live = Some(live),
@@ -369,7 +374,7 @@ impl Session {
         self.loaded().await.map(drop)
     }
 
-    async fn fetch(&self, token: SessionToken, now: Timestamp) -> Result<Loaded, SessionError> {
+    async fn fetch(&self, token: &SessionToken, now: Timestamp) -> Result<Loaded, SessionError> {
         let id = token.id();
         let record = match self.inner.context.store.load(&id).await {
             Ok(record) => record,

@@ -10,6 +10,18 @@ pub const TOKEN_BYTES: usize = 32;
 /// Length of a token in its cookie form (unpadded base64url of [`TOKEN_BYTES`]).
 pub const TOKEN_CHARS: usize = 43;
 
+/// The value of each base64url character (`A-Z a-z 0-9 - _`), 0xff for any other byte.
+const BASE64URL_DIGITS: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut digits = [0xff; 256];
+    let mut value = 0;
+    while value < alphabet.len() {
+        digits[alphabet[value] as usize] = value as u8;
+        value += 1;
+    }
+    digits
+};
+
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) {
     use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -31,16 +43,30 @@ impl SessionToken {
         SessionToken(bytes)
     }
 
-    /// Parses a cookie value; anything but exactly 43 base64url characters is `None`.
+    /// Parses a cookie value; anything but exactly 43 base64url characters in canonical
+    /// form (the unused low bits of the last character zero) is `None`.
+    ///
+    /// Decoded by hand, since every request does it: 10 groups of four characters give
+    /// 30 bytes and the last three characters give two.
     pub fn parse(value: &str) -> Option<Self> {
-        if value.len() != TOKEN_CHARS {
-            return None;
-        }
+        let chars: &[u8; TOKEN_CHARS] = value.as_bytes().try_into().ok()?;
+        let digit = |index: usize| u32::from(BASE64URL_DIGITS[usize::from(chars[index])]);
         let mut bytes = [0u8; TOKEN_BYTES];
-        match URL_SAFE_NO_PAD.decode_slice(value, &mut bytes) {
-            Ok(TOKEN_BYTES) => Some(SessionToken(bytes)),
-            _ => None,
+        // Invalid characters map to 0xff: any of them sets bit 7 here.
+        let mut invalid = 0;
+        for group in 0..10 {
+            let at = group * 4;
+            let (a, b, c, d) = (digit(at), digit(at + 1), digit(at + 2), digit(at + 3));
+            invalid |= a | b | c | d;
+            let bits = a << 18 | b << 12 | c << 6 | d;
+            bytes[group * 3..group * 3 + 3].copy_from_slice(&bits.to_be_bytes()[1..]);
         }
+        let (a, b, c) = (digit(40), digit(41), digit(42));
+        invalid |= a | b | c;
+        let bits = a << 18 | b << 12 | c << 6;
+        bytes[30..].copy_from_slice(&bits.to_be_bytes()[1..3]);
+        let canonical = bits & 0xff == 0;
+        (invalid & 0x80 == 0 && canonical).then_some(SessionToken(bytes))
     }
 
     /// A token from its raw bytes (as sealed inside an encrypted cookie).
@@ -142,6 +168,53 @@ mod tests {
             .map(|_| SessionToken::generate().encode())
             .collect();
         assert_eq!(encoded.len(), 10_000);
+    }
+
+    #[test]
+    fn parsing_agrees_with_the_base64_crate() {
+        for _ in 0..2000 {
+            let mut bytes = [0u8; TOKEN_BYTES];
+            random_bytes(&mut bytes);
+            let encoded = URL_SAFE_NO_PAD.encode(bytes);
+            assert_eq!(SessionToken::parse(&encoded), Some(SessionToken(bytes)));
+            // Every single-character change is either another valid token (as the crate
+            // decodes it) or refused, as the crate refuses it.
+            let position = usize::from(bytes[0]) % TOKEN_CHARS;
+            for replacement in [b'A', b'z', b'-', b'_', b'+', b'/', b'=', b'.', 0xc3] {
+                let mut changed = encoded.clone().into_bytes();
+                changed[position] = replacement;
+                let Ok(changed) = String::from_utf8(changed) else {
+                    continue;
+                };
+                let mut expected = [0u8; TOKEN_BYTES];
+                let reference = match URL_SAFE_NO_PAD.decode_slice(&changed, &mut expected) {
+                    Ok(TOKEN_BYTES) => Some(SessionToken(expected)),
+                    _ => None,
+                };
+                assert_eq!(SessionToken::parse(&changed), reference, "{changed}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_canonical_last_characters_are_rejected() {
+        // "B" in last place leaves a stray low bit; "A", "Q", "g", "w" do not.
+        let base = "A".repeat(42);
+        for (last, valid) in [
+            ('A', true),
+            ('Q', true),
+            ('g', true),
+            ('w', true),
+            ('B', false),
+            ('R', false),
+            ('_', false),
+        ] {
+            assert_eq!(
+                SessionToken::parse(&format!("{base}{last}")).is_some(),
+                valid,
+                "{last}"
+            );
+        }
     }
 
     #[test]
