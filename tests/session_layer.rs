@@ -211,3 +211,39 @@ async fn unknown_cookie_is_cleared_and_never_adopted() {
     let planted_id = latchkey::SessionToken::parse(&planted).expect("token").id();
     assert!(store.load(&planted_id).await.expect("load").is_none());
 }
+
+/// The session a request through `service` created, as stored.
+async fn created_record(
+    service: latchkey::SessionService<Router>,
+    store: &MemoryStore,
+) -> latchkey::SessionRecord {
+    use tower::ServiceExt;
+    let request = axum::http::Request::post("/set/a")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response = service.oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"].to_str().expect("ascii");
+    let token = cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.strip_prefix("id="))
+        .and_then(latchkey::SessionToken::parse)
+        .expect("session token");
+    let record = store.load(&token.id()).await.expect("load");
+    (*record.expect("stored")).clone()
+}
+
+#[tokio::test]
+async fn a_per_connection_service_records_its_peer_without_connect_info() {
+    use tower::Layer;
+    let store = MemoryStore::new();
+    let routes = Router::new().route("/set/{key}", post(set_key));
+    let service = SessionLayer::new(store.clone(), SessionConfig::default()).layer(routes);
+    let peer: SocketAddr = "192.0.2.7:4321".parse().expect("address");
+    let record = created_record(service.for_peer(peer), &store).await;
+    assert_eq!(record.client_ip.as_deref(), Some("192.0.2.7"));
+    // Without a peer or a ConnectInfo extension, no address is recorded.
+    let record = created_record(service, &store).await;
+    assert_eq!(record.client_ip, None);
+}

@@ -267,7 +267,7 @@ pub async fn signup(
             form_email => email.clone(),
             min_password => app.policy.min_chars,
         };
-        let (app, auth) = (app.clone(), &auth);
+        let auth = &auth;
         async move { page(&app, auth, status, "signup.html", extra).await }
     };
     let password = input.password.unwrap_or_default();
@@ -373,7 +373,7 @@ pub async fn login(
         .and_then(latchkey::redirect::safe_next);
     let fail = |status: StatusCode, error: &'static str| {
         let extra = context! { error => error, form_username => username.clone(), next => next };
-        let (app, auth) = (app.clone(), &auth);
+        let auth = &auth;
         async move { page(&app, auth, status, "login.html", extra).await }
     };
     if username.trim().is_empty() || password.is_empty() {
@@ -617,7 +617,7 @@ pub async fn change_password(
     }
     let again = |status: StatusCode, error: String| {
         let extra = context! { error => error, min_password => app.policy.min_chars };
-        let (app, auth) = (app.clone(), &auth);
+        let auth = &auth;
         async move { page(&app, auth, status, "password.html", extra).await }
     };
     let current = input.current.unwrap_or_default();

@@ -155,10 +155,12 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
-        let remember_name = match shared.context.attachment {
-            Some(_) => Some(shared.context.remember_cookie_name.as_str()),
-            None => None,
-        };
+        // Remember-me cookies only mean something with an authenticator attached.
+        let remember_name = shared
+            .context
+            .attachment
+            .as_ref()
+            .map(|_| shared.context.remember_cookie_name.as_str());
         let (cookie, remember) =
             cookie_values(&request, &shared.context.cookie_name, remember_name);
         let (context, jar, token) = match &shared.backing {

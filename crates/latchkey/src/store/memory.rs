@@ -325,10 +325,10 @@ fn compact_unless_rewritten(
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    /// May return an expired record, as the trait allows: the session layer checks expiry
-    /// against the request's one clock reading.
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        self.get_for_use(id)
+        Ok(self
+            .get_for_use(id)?
+            .filter(|record| !record.is_expired(Timestamp::now())))
     }
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
