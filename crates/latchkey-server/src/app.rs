@@ -7,7 +7,7 @@ use crate::pages::{self, Templates};
 use crate::{api, data_api};
 use anyhow::bail;
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -29,7 +29,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::util::MapResponse;
 use tower::Layer;
-use tower::Service;
 
 /// Largest request body accepted (JSON and forms).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -93,36 +92,28 @@ pub struct App {
 impl App {
     /// The service for one connection from `peer`: sessions and throttling read the
     /// address from the session.
-    pub fn for_peer(
-        &self,
-        peer: SocketAddr,
-    ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-           + Clone
-           + Send
-           + Sync
-           + 'static {
+    pub fn for_peer(&self, peer: SocketAddr) -> Secured {
         self.with_headers(self.sessions.for_peer(peer))
     }
 
     /// The service with no peer address (for driving the server in process).
-    pub fn service(
-        &self,
-    ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-           + Clone
-           + Send
-           + Sync
-           + 'static {
+    pub fn service(&self) -> Secured {
         self.with_headers(self.sessions.clone())
     }
 
-    fn with_headers(
-        &self,
-        sessions: SessionService<Router>,
-    ) -> MapResponse<SessionService<Router>, impl Fn(Response) -> Response + Clone> {
-        let hsts = self.hsts;
-        MapResponse::new(sessions, move |response| headers::secure(response, hsts))
+    fn with_headers(&self, sessions: SessionService<Router>) -> Secured {
+        let add: fn(Response) -> Response = if self.hsts {
+            |response| headers::secure(response, true)
+        } else {
+            |response| headers::secure(response, false)
+        };
+        MapResponse::new(sessions, add)
     }
 }
+
+/// The served routes behind the session layer, with the security headers added to every
+/// answer.
+pub type Secured = MapResponse<SessionService<Router>, fn(Response) -> Response>;
 
 /// `handler` with the request body limit ([`MAX_BODY_BYTES`]): only the routes that
 /// read a body carry it.

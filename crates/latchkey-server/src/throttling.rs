@@ -2,7 +2,7 @@
 //! the throttle checks around `authenticate`, and the 429 answer.
 
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -10,7 +10,7 @@ use axum::response::Response;
 use latchkey::throttle::{account_tag, Verdict};
 use latchkey::{authenticate, AuthError, SessionError, User};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The client's IP address: the TCP peer, unless the peer is a configured trusted proxy,
@@ -23,18 +23,12 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
-        // The session layer knows the peer (from the per-connection service, or from
-        // `ConnectInfo`).
+        // The session layer records the peer (from the per-connection service, or from
+        // `ConnectInfo`), and every route is behind it.
         let peer = parts
             .extensions
             .get::<latchkey::Session>()
-            .and_then(|session| session.client().ip)
-            .or_else(|| {
-                parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(address)| address.ip())
-            });
+            .and_then(|session| session.client().ip);
         Ok(ClientIp(peer.map(|peer| {
             client_ip(peer, &parts.headers, &app.trusted_proxies)
         })))

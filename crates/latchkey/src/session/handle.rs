@@ -143,8 +143,6 @@ impl Pending {
 }
 
 struct State {
-    incoming_cookie_present: bool,
-    loaded: bool,
     /// When the record was read: this request's clock for the expiry, touch and
     /// user-cache checks, so a request reads the clock once.
     loaded_at: Timestamp,
@@ -175,8 +173,8 @@ impl State {
 
     /// The session vanished from the store (logout elsewhere, expiry): pending writes are
     /// dropped rather than re-creating it.
-    fn mark_gone(&mut self) {
-        if self.live.take().is_some() || self.incoming_cookie_present {
+    fn mark_gone(&mut self, incoming_cookie_present: bool) {
+        if self.live.take().is_some() || incoming_cookie_present {
             self.cookie = CookieChange::Remove;
         }
         self.pending = Pending::default();
@@ -203,10 +201,10 @@ pub(crate) struct SessionContext {
     pub(crate) attachment: Option<Attachment>,
     /// The session cookie's name.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) cookie_name: String,
+    pub(crate) cookie_name: Arc<str>,
     /// The remember-me cookie's name.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) remember_cookie_name: String,
+    pub(crate) remember_cookie_name: Arc<str>,
 }
 
 impl SessionContext {
@@ -216,11 +214,23 @@ impl SessionContext {
         attachment: Option<Attachment>,
     ) -> Self {
         SessionContext {
-            cookie_name: config.cookie_name(),
-            remember_cookie_name: config.remember_cookie_name(),
+            cookie_name: config.cookie_name().into(),
+            remember_cookie_name: config.remember_cookie_name().into(),
             store,
             config,
             attachment,
+        }
+    }
+
+    /// The same context over another store (a cookie-store request's own jar).
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn with_store(&self, store: Arc<dyn SessionStore>) -> Self {
+        SessionContext {
+            store,
+            config: self.config.clone(),
+            attachment: self.attachment.clone(),
+            cookie_name: self.cookie_name.clone(),
+            remember_cookie_name: self.remember_cookie_name.clone(),
         }
     }
 }
@@ -232,7 +242,7 @@ struct Inner {
     incoming: Option<SessionToken>,
     /// Whether the browser sent a session cookie at all.
     incoming_cookie_present: bool,
-    /// Set once the record has been read: checked without taking the state lock.
+    /// Set (under the state lock) once the record has been read; read without the lock.
     loaded: AtomicBool,
     /// Held only for short synchronous sections, never across an await.
     state: Mutex<State>,
@@ -281,8 +291,6 @@ impl Session {
         client: ClientInfo,
     ) -> Self {
         let state = State {
-            incoming_cookie_present: cookie_value.is_some(),
-            loaded: false,
             loaded_at: Timestamp(0),
             live: None,
             pending: Pending::default(),
@@ -354,13 +362,13 @@ impl Session {
             }
         };
         let mut state = self.state();
-        if !state.loaded {
-            state.loaded = true;
+        // Another clone of the session may have loaded it meanwhile: the first one counts.
+        if !self.inner.loaded.load(Ordering::Acquire) {
             self.inner.loaded.store(true, Ordering::Release);
             state.loaded_at = now;
             match loaded {
                 Loaded::Live(live) => state.live = Some(live),
-                Loaded::Dead if state.incoming_cookie_present => {
+                Loaded::Dead if self.inner.incoming_cookie_present => {
                     state.cookie = CookieChange::Remove
                 }
                 Loaded::Dead => {}
@@ -528,7 +536,7 @@ impl Session {
     /// [`Session::settled`] and the remember-me cookie change, under one lock.
     pub(crate) fn settled_with_remember(&self) -> Option<(CookieChange, Option<RememberCookie>)> {
         let state = self.state();
-        let quiet = !state.loaded
+        let quiet = !self.inner.loaded.load(Ordering::Acquire)
             || (state.pending.is_empty()
                 && state
                     .record()
@@ -691,7 +699,7 @@ impl Session {
                 }
                 Err(StoreError::NotFound) => {
                     tracing::debug!(session = ?id, "session ended while a request was writing to it; changes dropped");
-                    self.state().mark_gone();
+                    self.state().mark_gone(self.inner.incoming_cookie_present);
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
@@ -711,7 +719,7 @@ impl Session {
                 Ok(true)
             }
             _ => {
-                state.mark_gone();
+                state.mark_gone(self.inner.incoming_cookie_present);
                 Ok(false)
             }
         }
@@ -814,7 +822,7 @@ impl Session {
             let mut state = self.state();
             let live = state.live.take();
             state.pending = Pending::default();
-            if state.incoming_cookie_present || live.is_some() {
+            if self.inner.incoming_cookie_present || live.is_some() {
                 state.cookie = CookieChange::Remove;
             }
             live

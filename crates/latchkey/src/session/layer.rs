@@ -160,18 +160,14 @@ where
             .context
             .attachment
             .as_ref()
-            .map(|_| shared.context.remember_cookie_name.as_str());
+            .map(|_| &*shared.context.remember_cookie_name);
         let (cookie, remember) =
             cookie_values(&request, &shared.context.cookie_name, remember_name);
         let (context, jar, token) = match &shared.backing {
             Backing::Server => (shared.context.clone(), None, None),
             Backing::Cookie(cookies) => {
                 let (jar, token) = cookies.jar(cookie);
-                let context = SessionContext::new(
-                    jar.clone(),
-                    shared.context.config.clone(),
-                    shared.context.attachment.clone(),
-                );
+                let context = shared.context.with_store(jar.clone());
                 (Arc::new(context), Some(jar), token)
             }
         };
