@@ -2,6 +2,7 @@
 //! logout.
 
 use crate::app::AppState;
+use crate::headers;
 use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request, State};
@@ -12,7 +13,8 @@ use latchkey::axum::RequireLogin;
 use latchkey::throttle::Verdict;
 use latchkey::{AuthError, AuthSession, NewUser, SessionError, User, UserStoreError};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::json;
 
 /// An error answer: a status and `{"error": message[, "field": name]}`.
@@ -62,7 +64,7 @@ impl IntoResponse for ApiError {
             Some(field) => json!({ "error": self.message, "field": field }),
             None => json!({ "error": self.message }),
         };
-        let response = (self.status, Json(body)).into_response();
+        let response = headers::json(self.status, &body);
         match self.retry_after {
             Some(wait) => with_retry_after(response, wait),
             None => response,
@@ -171,7 +173,7 @@ pub async fn login(
     ip: ClientIp,
     auth: AuthSession<User>,
     JsonBody(request): JsonBody<LoginRequest>,
-) -> Result<Json<serde_json::Value>, HandlerError> {
+) -> Result<Response, HandlerError> {
     let (Some(username), Some(password)) = (
         request.username.filter(|name| !name.trim().is_empty()),
         request.password.filter(|password| !password.is_empty()),
@@ -185,7 +187,10 @@ pub async fn login(
     match throttled_login(&app, ip, &username, &password).await? {
         Attempt::Checked(Some(user)) => {
             auth.login(&user).await?;
-            Ok(Json(json!({ "message": "Logged in" })))
+            Ok(headers::json(
+                StatusCode::OK,
+                &json!({ "message": "Logged in" }),
+            ))
         }
         Attempt::Checked(None) => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
@@ -200,10 +205,26 @@ pub async fn login(
     (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
 ))]
-pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<crate::openapi::Message> {
-    Json(crate::openapi::Message {
-        message: format!("Hello, {}", user.username),
-    })
+pub async fn home(RequireLogin(user): RequireLogin<User>) -> Response {
+    headers::json(
+        StatusCode::OK,
+        &Greeting {
+            username: &user.username,
+        },
+    )
+}
+
+/// `{"message": "Hello, <username>"}`, written straight into the answer's buffer.
+struct Greeting<'a> {
+    username: &'a str,
+}
+
+impl Serialize for Greeting<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("message", &format_args!("Hello, {}", self.username))?;
+        map.end()
+    }
 }
 
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.
@@ -212,12 +233,15 @@ pub async fn home(RequireLogin(user): RequireLogin<User>) -> Json<crate::openapi
     (status = 403, description = "Sent from another site", body = crate::openapi::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
 ))]
-pub async fn logout(auth: AuthSession<User>) -> Result<Json<serde_json::Value>, HandlerError> {
+pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
     let message = match auth.logout().await? {
         Some(_) => "Logged out",
         None => "Not logged in",
     };
-    Ok(Json(json!({ "message": message })))
+    Ok(headers::json(
+        StatusCode::OK,
+        &json!({ "message": message }),
+    ))
 }
 
 /// `POST /signup` body.
@@ -312,16 +336,16 @@ pub async fn signup(
     State(app): State<AppState>,
     ip: ClientIp,
     JsonBody(request): JsonBody<SignupRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), HandlerError> {
+) -> Result<Response, HandlerError> {
     let username = request.username.unwrap_or_default();
     let password = request
         .password
         .filter(|password| !password.is_empty())
         .ok_or_else(|| ApiError::invalid("password", "password is required"))?;
     match create_user(&app, ip, &username, request.email.as_deref(), &password).await {
-        Ok(_) => Ok((
+        Ok(_) => Ok(headers::json(
             StatusCode::CREATED,
-            Json(json!({ "message": "User account has been created." })),
+            &json!({ "message": "User account has been created." }),
         )),
         Err(CreateError::Invalid(field, message)) => Err(ApiError::invalid(field, message).into()),
         Err(CreateError::Taken(message)) => {

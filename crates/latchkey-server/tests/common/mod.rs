@@ -8,6 +8,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 /// Cheap hashing so tests run fast; production defaults are checked in unit tests.
@@ -20,9 +21,22 @@ pub struct Server {
     pub database_url: String,
 }
 
+/// A port no other test of this process is given, below the kernel's ephemeral range
+/// (32768 and up): a port the kernel picked (`bind` to port 0) could be handed to a
+/// client connection between this check and the server's own `bind`, which once made a
+/// test talk to the wrong server and fail with "connection refused".
 pub fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test process starts at its own place in 20000..32000.
+    let base = 20_000 + (std::process::id() % 600) as u16 * 20;
+    for _ in 0..12_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("local address");
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 pub fn database_url(dir: &Path) -> String {

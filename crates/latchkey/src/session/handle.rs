@@ -384,7 +384,12 @@ impl Session {
 
     async fn fetch(&self, token: &SessionToken, now: Timestamp) -> Result<Loaded, SessionError> {
         let id = token.id();
-        let record = match self.inner.context.store.load(&id).await {
+        let store = &self.inner.context.store;
+        let loaded = match store.load_in_process(&id, now) {
+            Some(loaded) => loaded,
+            None => store.load(&id).await,
+        };
+        let record = match loaded {
             Ok(record) => record,
             Err(StoreError::Corrupt(error)) => {
                 tracing::warn!(session = ?id, %error, "corrupt session record treated as no session");

@@ -3,7 +3,7 @@
 //! a compact encoding; sessions in use are kept decoded.
 
 use super::compact;
-use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
+use crate::session::{Loaded, SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
@@ -180,6 +180,13 @@ impl MemoryStore {
         Ok(Some(record))
     }
 
+    /// The record under `id` if it is live at `now`.
+    fn live_at(&self, id: &SessionId, now: Timestamp) -> Loaded {
+        Ok(self
+            .get_for_use(id)?
+            .filter(|record| !record.is_expired(now)))
+    }
+
     fn user_key(&self, user_id: &str) -> u64 {
         self.inner.user_hasher.hash_one(user_id)
     }
@@ -326,9 +333,11 @@ fn compact_unless_rewritten(
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        Ok(self
-            .get_for_use(id)?
-            .filter(|record| !record.is_expired(Timestamp::now())))
+        self.live_at(id, Timestamp::now())
+    }
+
+    fn load_in_process(&self, id: &SessionId, now: Timestamp) -> Option<Loaded> {
+        Some(self.live_at(id, now))
     }
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
