@@ -49,14 +49,20 @@ static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
 /// (all but HSTS, which depends on the server's settings).
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
     let mut body = Vec::with_capacity(64);
-    let status = match serde_json::to_writer(&mut body, value) {
-        Ok(()) => status,
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => json_body(status, body),
         Err(error) => {
             tracing::error!(%error, "answer not serializable");
-            body = br#"{"error":"answer could not be written"}"#.to_vec();
-            StatusCode::INTERNAL_SERVER_ERROR
+            json_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"error":"answer could not be written"}"#.to_vec(),
+            )
         }
-    };
+    }
+}
+
+/// [`json`] for a body that is already JSON.
+pub fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
     let mut headers = JSON_HEADERS.clone();
     if let Some(length) = headers.get_mut(CONTENT_LENGTH) {
         *length = HeaderValue::from(body.len());

@@ -280,13 +280,13 @@ impl Session {
         client: ClientInfo,
     ) -> Self {
         let context = Arc::new(SessionContext::new(store, config, None));
-        Self::with_context(context, cookie_value, None, client)
+        Self::with_context(context, cookie_value.map(str::as_bytes), None, client)
     }
 
     /// A session for one request of a layer whose sessions share `context`.
     pub(crate) fn with_context(
         context: Arc<SessionContext>,
-        cookie_value: Option<&str>,
+        cookie_value: Option<&[u8]>,
         remember_cookie: Option<&str>,
         client: ClientInfo,
     ) -> Self {
@@ -302,7 +302,7 @@ impl Session {
             inner: Arc::new(Inner {
                 context,
                 client,
-                incoming: cookie_value.and_then(SessionToken::parse),
+                incoming: cookie_value.and_then(SessionToken::parse_bytes),
                 incoming_cookie_present: cookie_value.is_some(),
                 loaded: AtomicBool::new(false),
                 state: Mutex::new(state),

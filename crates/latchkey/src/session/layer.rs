@@ -166,7 +166,7 @@ where
         let (context, jar, token) = match &shared.backing {
             Backing::Server => (shared.context.clone(), None, None),
             Backing::Cookie(cookies) => {
-                let (jar, token) = cookies.jar(cookie);
+                let (jar, token) = cookies.jar(cookie.and_then(utf8));
                 let context = shared.context.with_store(jar.clone());
                 (Arc::new(context), Some(jar), token)
             }
@@ -174,8 +174,8 @@ where
         // A cookie that does not open is passed on as it came: an unknown token.
         let session = Session::with_context(
             context,
-            token.as_deref().or(cookie),
-            remember,
+            token.as_deref().map(str::as_bytes).or(cookie),
+            remember.and_then(utf8),
             client_info(&request, self.peer),
         );
         request.extensions_mut().insert(session.clone());
@@ -248,6 +248,11 @@ where
                 this.session.settled_with_remember()
             };
             if let Some((change, remember)) = settled {
+                // The common answer: no cookie to send (a cookie-store session may still
+                // have a sealed cookie to send).
+                if change == CookieChange::Keep && remember.is_none() && this.jar.is_none() {
+                    return Poll::Ready(Ok(response));
+                }
                 return Poll::Ready(Ok(with_cookies(
                     this.session.context(),
                     this.jar.as_deref(),
@@ -324,12 +329,13 @@ fn with_cookies<B: From<String>>(
 }
 
 /// The values of the first cookies named `name` and `other` in the request's `Cookie`
-/// headers, read in one pass.
+/// headers, read in one pass, without their optional double quotes. Bytes, not text:
+/// a session token is checked character by character as it is decoded anyway.
 fn cookie_values<'r, B>(
     request: &'r Request<B>,
     name: &str,
     other: Option<&str>,
-) -> (Option<&'r str>, Option<&'r str>) {
+) -> (Option<&'r [u8]>, Option<&'r [u8]>) {
     let (mut found, mut other_found) = (None, None);
     for header in request.headers().get_all(COOKIE) {
         let mut rest = header.as_bytes();
@@ -347,20 +353,24 @@ fn cookie_values<'r, B>(
                 other_found = Some(value);
             }
             if found.is_some() && (other.is_none() || other_found.is_some()) {
-                return (found.and_then(unquoted), other_found.and_then(unquoted));
+                return (found.map(unquoted), other_found.map(unquoted));
             }
         }
     }
-    (found.and_then(unquoted), other_found.and_then(unquoted))
+    (found.map(unquoted), other_found.map(unquoted))
 }
 
-/// A cookie value without its optional double quotes, if it is UTF-8.
-fn unquoted(value: &[u8]) -> Option<&str> {
-    let inner = value
+/// A cookie value without its optional double quotes.
+fn unquoted(value: &[u8]) -> &[u8] {
+    value
         .strip_prefix(b"\"")
         .and_then(|inner| inner.strip_suffix(b"\""))
-        .unwrap_or(value);
-    std::str::from_utf8(inner).ok()
+        .unwrap_or(value)
+}
+
+/// A cookie value as text, if it is UTF-8.
+fn utf8(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok()
 }
 
 fn client_info<B>(request: &Request<B>, peer: Option<SocketAddr>) -> ClientInfo {
@@ -432,6 +442,10 @@ mod tests {
     use super::cookie_values;
     use http::Request;
 
+    fn text(value: &[u8]) -> String {
+        String::from_utf8_lossy(value).into_owned()
+    }
+
     fn request(headers: &[&str]) -> Request<()> {
         let mut builder = Request::builder();
         for header in headers {
@@ -442,11 +456,7 @@ mod tests {
 
     #[test]
     fn finds_the_named_cookie_only() {
-        let found = |headers: &[&str]| {
-            cookie_values(&request(headers), "id", None)
-                .0
-                .map(str::to_owned)
-        };
+        let found = |headers: &[&str]| cookie_values(&request(headers), "id", None).0.map(text);
         assert_eq!(found(&["id=abc"]), Some("abc".into()));
         assert_eq!(found(&["xid=1; id2=2;  id=abc ; z=3"]), Some("abc".into()));
         assert_eq!(found(&["a=1", "b=2; id=\"abc\""]), Some("abc".into()));
@@ -461,7 +471,7 @@ mod tests {
         let both = |headers: &[&str]| {
             let request = request(headers);
             let (session, remember) = cookie_values(&request, "id", Some("remember"));
-            (session.map(str::to_owned), remember.map(str::to_owned))
+            (session.map(text), remember.map(text))
         };
         let pair = |a: Option<&str>, b: Option<&str>| (a.map(str::to_owned), b.map(str::to_owned));
         assert_eq!(

@@ -49,7 +49,12 @@ impl SessionToken {
     /// Decoded by hand, since every request does it: 10 groups of four characters give
     /// 30 bytes and the last three characters give two.
     pub fn parse(value: &str) -> Option<Self> {
-        let chars: &[u8; TOKEN_CHARS] = value.as_bytes().try_into().ok()?;
+        Self::parse_bytes(value.as_bytes())
+    }
+
+    /// [`SessionToken::parse`] of a cookie value as it came (any bytes).
+    pub(crate) fn parse_bytes(value: &[u8]) -> Option<Self> {
+        let chars: &[u8; TOKEN_CHARS] = value.try_into().ok()?;
         let digit = |index: usize| u32::from(BASE64URL_DIGITS[usize::from(chars[index])]);
         let mut bytes = [0u8; TOKEN_BYTES];
         // Invalid characters map to 0xff: any of them sets bit 7 here.
