@@ -80,7 +80,7 @@ start_flask() {
 log_in() {
   local name=$1 port=$2
   wait_port "$port"
-  local user="foo$RANDOM$RANDOM"
+  local user=$username
   curl -s -o /dev/null -H 'content-type: application/json' \
     -d "{\"username\":\"$user\",\"password\":\"$password\"}" "http://127.0.0.1:$port/signup"
   curl -s -D - -o /dev/null -H 'content-type: application/json' \
@@ -90,13 +90,17 @@ log_in() {
   [ -s "$work/$name.cookie" ] || { echo "$name: no session cookie" >&2; cat "$work/$name.log" >&2; exit 1; }
 }
 
-LATCHKEY_BIND=127.0.0.1:18100 taskset -c 0 target/release/examples/bare_axum &
+# One user name for every server (each has its own users, but the PostgreSQL rows share
+# a database, where a second sign-up of the name is refused and the login still works),
+# and bare axum greets the same name: every server sends the same bytes.
+username="foo$(printf '%06d' $((RANDOM * 32768 + RANDOM)) | tail -c 6)"
+LATCHKEY_BENCH_USERNAME=$username LATCHKEY_BIND=127.0.0.1:18100 taskset -c 0 target/release/examples/bare_axum &
 pids+=($!)
 wait_port 18100
 # The same request bytes as latchkey's: a session-shaped cookie (43 base64url
 # characters), which bare axum ignores, so both parse the same headers.
 echo "id=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >"$work/bare.cookie"
-echo foo >"$work/bare.user"
+echo "$username" >"$work/bare.user"
 stores="${BENCH_STORES:-memory sqlite postgres redis cookie}"
 targets="bare:18100"
 for store in $stores; do
@@ -158,7 +162,7 @@ for round in $(seq "$rounds"); do
     results[$name]+="$(measure "http://127.0.0.1:$port/home" "$(cat "$work/$name.cookie")")|"
   done
 done
-# Logins: the right password for foo, as fast as the server takes them.
+# Logins: the right password, as fast as the server takes them.
 cat >"$work/login.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

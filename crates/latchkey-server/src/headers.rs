@@ -45,6 +45,15 @@ static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     headers
 });
 
+/// `Content-Length` values for bodies shorter than 1 KiB (most JSON answers), made once
+/// with static text so that copying one allocates nothing (a value made per answer
+/// allocates its few digits).
+static SMALL_LENGTHS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+    (0..1024usize)
+        .map(|length| HeaderValue::from_static(length.to_string().leak()))
+        .collect()
+});
+
 /// A JSON answer with the security headers [`secure`] would add to it already in place
 /// (all but HSTS, which depends on the server's settings).
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
@@ -65,7 +74,10 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
 pub fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
     let mut headers = JSON_HEADERS.clone();
     if let Some(length) = headers.get_mut(CONTENT_LENGTH) {
-        *length = HeaderValue::from(body.len());
+        *length = match SMALL_LENGTHS.get(body.len()) {
+            Some(small) => small.clone(),
+            None => HeaderValue::from(body.len()),
+        };
     }
     let mut response = Response::new(axum::body::Body::from(body));
     *response.status_mut() = status;
@@ -156,4 +168,27 @@ pub async fn stylesheet() -> impl IntoResponse {
         ],
         include_str!("../static/style.css"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_answers_carry_their_length_and_security_headers() {
+        for length in [0, 1, 27, 1023, 1024, 70_000] {
+            let response = json_body(StatusCode::OK, vec![b' '; length]);
+            let headers = response.headers();
+            assert_eq!(headers[CONTENT_LENGTH], length.to_string().as_str());
+            assert_eq!(headers[CONTENT_TYPE], "application/json");
+            assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(headers[CACHE_CONTROL], "no-store");
+            assert!(headers.contains_key(CONTENT_DISPOSITION));
+        }
+        // `secure` adds nothing to them but HSTS.
+        let plain = secure(json_body(StatusCode::OK, b"{}".to_vec()), false);
+        assert_eq!(plain.headers().len(), JSON_HEADERS.len());
+        let https = secure(json_body(StatusCode::OK, b"{}".to_vec()), true);
+        assert_eq!(https.headers()[STRICT_TRANSPORT_SECURITY], HSTS_VALUE);
+    }
 }
