@@ -103,10 +103,32 @@ struct Inner {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The threads that hash: as many as there are cores, at the lowest scheduling
-/// priority, so that a flood of logins slows other logins, not ordinary requests (the
+/// priority ([`lower_priority`]), so that a flood of logins slows other logins, not ordinary requests (the
 /// async workers keep their normal priority). They end when the hasher is dropped.
 struct HashingPool {
     jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+/// Lowers the calling (hashing) thread's priority as far as it goes: on Linux the
+/// `SCHED_IDLE` policy, which any ordinary thread that wakes up preempts at once (with
+/// nice 19 a request's wake-up could still wait behind a hash: `GET /home` p99 doubled
+/// during a login flood); elsewhere the lowest priority of the normal policy.
+fn lower_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority};
+    #[cfg(target_os = "linux")]
+    let lowered = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        ThreadPriority::Min,
+        thread_priority::ThreadSchedulePolicy::Normal(
+            thread_priority::NormalThreadSchedulePolicy::Idle,
+        ),
+    )
+    .or_else(|_| set_current_thread_priority(ThreadPriority::Min));
+    #[cfg(not(target_os = "linux"))]
+    let lowered = set_current_thread_priority(ThreadPriority::Min);
+    if let Err(error) = lowered {
+        tracing::debug!(?error, "cannot lower the hashing thread's priority");
+    }
 }
 
 impl HashingPool {
@@ -118,11 +140,7 @@ impl HashingPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("latchkey-hash-{index}"))
                 .spawn(move || {
-                    if let Err(error) = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    ) {
-                        tracing::debug!(?error, "cannot lower the hashing thread's priority");
-                    }
+                    lower_priority();
                     loop {
                         let job = match receiver.lock() {
                             Ok(receiver) => receiver.recv(),
@@ -382,6 +400,26 @@ mod tests {
 
     fn fast() -> PasswordHasher {
         PasswordHasher::new(HashParams::insecure_fast()).expect("params")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn hashing_threads_run_under_sched_idle() {
+        let pool = HashingPool::new(1);
+        let (reply, policy) = std::sync::mpsc::channel();
+        assert!(pool.submit(Box::new(move || {
+            let _ = reply.send(thread_priority::thread_schedule_policy());
+        })));
+        let policy = policy
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the job ran")
+            .expect("policy");
+        assert_eq!(
+            policy,
+            thread_priority::ThreadSchedulePolicy::Normal(
+                thread_priority::NormalThreadSchedulePolicy::Idle
+            )
+        );
     }
 
     #[tokio::test]
