@@ -214,13 +214,23 @@ median() { tr '|' '\n' | grep -v '^$' | sort -g -k1 | awk '{row[NR]=$0} END {pri
 # median_column N: the median of field N over the rounds.
 median_column() { tr '|' '\n' | grep -v '^$' | awk -v n="$1" '{print $n}' | sort -g | awk '{row[NR]=$0} END {print row[int((NR+1)/2)]}'; }
 base=$(median <<<"${results[bare]}" | awk '{print $1}')
-printf '\nGET /home with a logged-in cookie; wrk -t1 -c32 -d%ss, median of %s rounds; server on core 0, wrk on core 1\n\n' "$seconds" "$rounds"
-printf '| %-30s | %10s | %8s | %8s | %8s |\n' stack req/s "p50 ms" "p99 ms" "× bare"
-printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..32})" "------------" "----------" "----------" "----------"
+printf '\nGET /home with a logged-in cookie; wrk -t1 -c32 -d%ss, median of %s rounds; server on core 0, wrk on core 1\n' "$seconds" "$rounds"
+printf '(× bare: ratio of the medians; per round: median of the same-round ratios)\n\n'
+# per_round NAME: the median over the rounds of NAME's req/s ÷ bare axum's in the same
+# round (each pair measured seconds apart, so the machine's slow spells, which last
+# tens of seconds and shift the two medians apart, mostly cancel).
+per_round() {
+  paste -d' ' <(tr '|' '\n' <<<"${results[bare]}" | grep -v '^$' | awk '{print $1}') \
+    <(tr '|' '\n' <<<"${results[$1]}" | grep -v '^$' | awk '{print $1}') \
+    | awk '{print $2 / $1}' | sort -g | awk '{row[NR]=$0} END {print row[int((NR+1)/2)]}'
+}
+printf '| %-30s | %10s | %8s | %8s | %8s | %9s |\n' stack req/s "p50 ms" "p99 ms" "× bare" "per round"
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..32})" "------------" "----------" "----------" "----------" "-----------"
 for target in $targets; do
   name=${target%%:*}
   read -r rps p50 p99 <<<"$(median <<<"${results[$name]}")"
-  printf '| %-30s | %10.0f | %8s | %8s | %8.2f |\n' "$(label "$name")" "$rps" "$p50" "$p99" "$(awk -v a="$rps" -v b="$base" 'BEGIN {print a/b}')"
+  printf '| %-30s | %10.0f | %8s | %8s | %8.2f | %9.2f |\n' "$(label "$name")" "$rps" "$p50" "$p99" \
+    "$(awk -v a="$rps" -v b="$base" 'BEGIN {print a/b}')" "$(per_round "$name")"
 done
 # latchkey against axum-login on the same session store (the issue's target: at least
 # 3x on SQLite, PostgreSQL and Redis).
