@@ -16,21 +16,15 @@ rounds=$1
 seconds=$2
 shift 2
 [ -x target/release/examples/bare_axum ] || cargo build -j2 --release --example bare_axum >&2
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+source bench/common.sh
 
-username="foo$(printf '%06d' $((RANDOM * 32768 + RANDOM)) | tail -c 6)"
-password="correct horse battery staple"
 LATCHKEY_BENCH_USERNAME=$username LATCHKEY_BIND=127.0.0.1:18150 taskset -c 0 \
   target/release/examples/bare_axum >/dev/null 2>&1 &
 pids+=($!)
 wait_port 18150
 names=(bare)
 ports=(18150)
-cookies=("id=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')")
+cookies=("$(bare_cookie)")
 for binary in "$@"; do
   port=$((18150 + ${#ports[@]}))
   LATCHKEY_SECRET_KEY="benchmark key that is at least thirty-two bytes" LATCHKEY_LOG=error \
@@ -38,10 +32,7 @@ for binary in "$@"; do
     --session-store memory >"$work/$port.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
-  body="{\"username\":\"$username\",\"password\":\"$password\"}"
-  curl -s -o /dev/null -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/signup"
-  cookie=$(curl -s -D - -o /dev/null -H 'content-type: application/json' -d "$body" \
-    "http://127.0.0.1:$port/login" | tr -d '\r' | awk -F'[ ;]' 'tolower($1) == "set-cookie:" && $2 ~ /^id=/ {print $2}')
+  cookie=$(session_cookie "$port")
   [ -n "$cookie" ] || { echo "$binary: no session cookie" >&2; cat "$work/$port.log" >&2; exit 1; }
   names+=("$binary")
   ports+=("$port")

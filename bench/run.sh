@@ -39,14 +39,8 @@ fi
 # benches/hashing.rs: argon2id verifications per second on core 0, beside the login rows.
 [ "${BENCH_LOGIN:-1}" != 0 ] && cargo bench -j2 --bench hashing --no-run >&2
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/common.sh
 
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-
-password="correct horse battery staple"
 # start NAME PORT DATABASE_URL SESSION_STORE [FLAG...]: a latchkey server, with a user
 # logged in.
 start() {
@@ -75,31 +69,20 @@ start_flask() {
   pids+=($!)
   log_in "$name" "$port"
 }
-# log_in NAME PORT: signs a new user up and logs them in; the session cookie (named id
-# on every server) goes to $work/NAME.cookie and the username to $work/NAME.user.
+# log_in NAME PORT: signs $username up and logs in; the session cookie goes to
+# $work/NAME.cookie and the username to $work/NAME.user.
 log_in() {
   local name=$1 port=$2
   wait_port "$port"
-  local user=$username
-  curl -s -o /dev/null -H 'content-type: application/json' \
-    -d "{\"username\":\"$user\",\"password\":\"$password\"}" "http://127.0.0.1:$port/signup"
-  curl -s -D - -o /dev/null -H 'content-type: application/json' \
-    -d "{\"username\":\"$user\",\"password\":\"$password\"}" "http://127.0.0.1:$port/login" \
-    | tr -d '\r' | awk -F'[ ;]' 'tolower($1) == "set-cookie:" && $2 ~ /^id=/ {print $2}' >"$work/$name.cookie"
-  echo "$user" >"$work/$name.user"
+  session_cookie "$port" >"$work/$name.cookie"
+  echo "$username" >"$work/$name.user"
   [ -s "$work/$name.cookie" ] || { echo "$name: no session cookie" >&2; cat "$work/$name.log" >&2; exit 1; }
 }
 
-# One user name for every server (each has its own users, but the PostgreSQL rows share
-# a database, where a second sign-up of the name is refused and the login still works),
-# and bare axum greets the same name: every server sends the same bytes.
-username="foo$(printf '%06d' $((RANDOM * 32768 + RANDOM)) | tail -c 6)"
 LATCHKEY_BENCH_USERNAME=$username LATCHKEY_BIND=127.0.0.1:18100 taskset -c 0 target/release/examples/bare_axum &
 pids+=($!)
 wait_port 18100
-# The same request bytes as latchkey's: a session-shaped cookie (43 base64url
-# characters), which bare axum ignores, so both parse the same headers.
-echo "id=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >"$work/bare.cookie"
+bare_cookie >"$work/bare.cookie"
 echo "$username" >"$work/bare.user"
 stores="${BENCH_STORES:-memory sqlite postgres redis cookie}"
 targets="bare:18100"
