@@ -33,9 +33,9 @@ const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
     HeaderName::from_static("cross-origin-opener-policy");
 
-/// The headers of a JSON answer, security headers included, made once: [`json`] copies
-/// the map (two allocations) instead of inserting six headers one by one, which showed
-/// as a tenth of the work of `GET /home`. `Content-Length` is a placeholder [`json`]
+/// The headers of a JSON answer, security headers included, made once: [`json_body`]
+/// copies the map (two allocations) instead of inserting six headers one by one, which
+/// showed as a tenth of the work of `GET /home`. `Content-Length` is a placeholder it
 /// overwrites.
 static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     let mut headers = HeaderMap::with_capacity(6);

@@ -103,8 +103,9 @@ struct Inner {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The threads that hash: as many as there are cores, at the lowest scheduling
-/// priority ([`lower_priority`]), so that a flood of logins slows other logins, not ordinary requests (the
-/// async workers keep their normal priority). They end when the hasher is dropped.
+/// priority ([`lower_priority`]), so that a flood of logins slows other logins, not
+/// ordinary requests (the async workers keep their normal priority). They end when the
+/// hasher is dropped.
 struct HashingPool {
     jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
 }
