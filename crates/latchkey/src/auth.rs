@@ -329,14 +329,12 @@ impl<U: AuthUser> AuthSession<U> {
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        self.borrowed().current_user().await
-    }
-
-    fn borrowed(&self) -> LoginState<'_, U> {
         LoginState {
             session: &self.session,
             authenticator: &self.authenticator,
         }
+        .current_user()
+        .await
     }
 
     /// How the current session authenticated, if logged in.

@@ -28,10 +28,10 @@ pub struct Server {
 pub fn free_address() -> SocketAddr {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Each test process starts at its own place in 20000..32000.
-    let base = 20_000 + (std::process::id() % 600) as u16 * 20;
+    let start = (std::process::id() % 600) as u16 * 20;
     for _ in 0..12_000 {
         let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
-        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        let port = 20_000 + (start + offset) % 12_000;
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
             return listener.local_addr().expect("local address");
         }
