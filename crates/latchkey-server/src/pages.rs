@@ -7,6 +7,7 @@ use crate::headers::clear_site_data;
 use crate::session_cli::format_time;
 use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
@@ -417,26 +418,42 @@ pub async fn login(
 }
 
 /// `GET|POST /home`: the greeting, as a page for browsers and JSON otherwise.
-pub async fn home(State(app): State<AppState>, request: Request) -> Response {
-    // Extracted by hand, so the JSON answer (the hot path) reads the session in place
-    // and only the page takes its own handle on it.
-    let (mut parts, _) = request.into_parts();
-    let user = match RequireLogin::<User>::from_request_parts(&mut parts, &app).await {
-        Ok(RequireLogin(user)) => user,
-        Err(rejection) => return rejection.into_response(),
-    };
-    if !wants_html(&parts.headers) {
-        return api::home(RequireLogin(user)).await.into_response();
+pub async fn home(visit: HomeVisit) -> Response {
+    match visit {
+        HomeVisit::Json(user) => api::home(RequireLogin(user)).await.into_response(),
+        // Boxed: the page's future is large, and the JSON answer should not carry it.
+        HomeVisit::Page(app, auth) => Box::pin(home_page(app, auth)).await,
     }
-    // Boxed: the page's future is large, and the JSON answer above should not carry it.
-    Box::pin(home_page(app, parts)).await
 }
 
-async fn home_page(app: AppState, mut parts: axum::http::request::Parts) -> Response {
-    let auth = match AuthSession::<User>::from_request_parts(&mut parts, &app).await {
-        Ok(auth) => auth,
-        Err(rejection) => return rejection.into_response(),
-    };
+/// What `/home` needs, read by one extractor: the handler is then called with the
+/// request's parts split once, and the JSON answer (the hot path) takes no handle on
+/// the session or the server's state.
+pub enum HomeVisit {
+    /// A logged-in client that wants JSON: the user to greet.
+    Json(User),
+    /// A logged-in browser: what the page is made from.
+    Page(AppState, AuthSession<User>),
+}
+
+impl FromRequestParts<AppState> for HomeVisit {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let RequireLogin(user) = RequireLogin::<User>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !wants_html(&parts.headers) {
+            return Ok(HomeVisit::Json(user));
+        }
+        let auth = AuthSession::<User>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(HomeVisit::Page(*app, auth))
+    }
+}
+
+async fn home_page(app: AppState, auth: AuthSession<User>) -> Response {
     let fresh = auth.is_fresh().await.unwrap_or(false);
     page(
         &app,

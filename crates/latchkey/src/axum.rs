@@ -14,7 +14,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::future::Either;
 use serde_json::json;
+use std::future::Future;
 
 fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
@@ -130,19 +132,36 @@ pub struct RequireLogin<U>(pub U);
 impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
     type Rejection = Rejection;
 
-    /// Reads the session and authenticator in place: no reference counting.
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    /// Answers at once when the session and its user are in memory (an in-process store
+    /// and the user cache), with a future of a few bytes: the state of the whole check
+    /// is only allocated when a store must be asked.
+    fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
         let parts: &Parts = parts;
-        let login = login_state::<U>(parts)?;
-        match login.current_user().await {
-            Ok(Some(user)) => Ok(RequireLogin(user)),
-            Ok(None) => Err(must_log_in(
-                parts,
-                login.authenticator,
-                login.authenticator.unauthorized_message(),
-            )),
-            Err(error) => Err(Rejection::Failed(error)),
+        let answered = match login_state::<U>(parts) {
+            Ok(login) => login.current_user_now().map(|user| Ok(RequireLogin(user))),
+            Err(rejection) => Some(Err(rejection)),
+        };
+        match answered {
+            Some(answer) => Either::Left(std::future::ready(answer)),
+            None => Either::Right(Box::pin(require_login(parts))),
         }
+    }
+}
+
+/// [`RequireLogin`] when the stores must be asked.
+async fn require_login<U: AuthUser>(parts: &Parts) -> Result<RequireLogin<U>, Rejection> {
+    let login = login_state::<U>(parts)?;
+    match login.current_user().await {
+        Ok(Some(user)) => Ok(RequireLogin(user)),
+        Ok(None) => Err(must_log_in(
+            parts,
+            login.authenticator,
+            login.authenticator.unauthorized_message(),
+        )),
+        Err(error) => Err(Rejection::Failed(error)),
     }
 }
 

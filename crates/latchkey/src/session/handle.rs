@@ -3,8 +3,8 @@
 
 use super::config::SessionConfig;
 use super::record::{AuthInfo, AuthMethod, SessionRecord};
-use super::store::{SessionStore, StoreError};
-use super::token::{random_bytes, SessionId, SessionToken};
+use super::store::{Loaded as StoreAnswer, SessionStore, StoreError};
+use super::token::{id_of_cookie, random_bytes, SessionId, SessionToken};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -187,6 +187,14 @@ enum Loaded {
     Dead,
 }
 
+/// How far [`Session::load_without_waiting`] got.
+enum LoadStep<'a> {
+    /// The state (read now or before), or why it could not be read.
+    Done(Result<MutexGuard<'a, State>, SessionError>),
+    /// The store must be asked for this id; the clock read at this time.
+    AskStore(SessionId, Timestamp),
+}
+
 /// Something the session layer hands every request's session (the [`crate::Authenticator`]),
 /// so extractors find it without a separate request extension.
 pub(crate) type Attachment = Arc<dyn Any + Send + Sync>;
@@ -238,8 +246,8 @@ impl SessionContext {
 struct Inner {
     context: Arc<SessionContext>,
     client: ClientInfo,
-    /// The token the browser sent, if it parsed.
-    incoming: Option<SessionToken>,
+    /// The store id of the token the browser sent, if it parsed.
+    incoming: Option<SessionId>,
     /// Whether the browser sent a session cookie at all.
     incoming_cookie_present: bool,
     /// Set (under the state lock) once the record has been read; read without the lock.
@@ -302,7 +310,7 @@ impl Session {
             inner: Arc::new(Inner {
                 context,
                 client,
-                incoming: cookie_value.and_then(SessionToken::parse_bytes),
+                incoming: cookie_value.and_then(id_of_cookie),
                 incoming_cookie_present: cookie_value.is_some(),
                 loaded: AtomicBool::new(false),
                 state: Mutex::new(state),
@@ -348,33 +356,12 @@ impl Session {
     /// The state, once the incoming token's record has been read (the store is read
     /// once, outside the state lock; the lock is held only by the returned guard).
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
-        if self.inner.loaded.load(Ordering::Acquire) {
-            return Ok(self.state());
-        }
-        let now = Timestamp::now();
-        let loaded = match &self.inner.incoming {
-            Some(token) => self.fetch(token, now).await?,
-            None => {
-                if self.inner.incoming_cookie_present {
-                    tracing::debug!("malformed session cookie ignored");
-                }
-                Loaded::Dead
-            }
+        let (id, now) = match self.load_without_waiting() {
+            LoadStep::Done(state) => return state,
+            LoadStep::AskStore(id, now) => (id, now),
         };
-        let mut state = self.state();
-        // Another clone of the session may have loaded it meanwhile: the first one counts.
-        if !self.inner.loaded.load(Ordering::Acquire) {
-            self.inner.loaded.store(true, Ordering::Release);
-            state.loaded_at = now;
-            match loaded {
-                Loaded::Live(live) => state.live = Some(live),
-                Loaded::Dead if self.inner.incoming_cookie_present => {
-                    state.cookie = CookieChange::Remove
-                }
-                Loaded::Dead => {}
-            }
-        }
-        Ok(state)
+        let outcome = Self::outcome(id, self.inner.context.store.load(&id).await, now)?;
+        Ok(self.install(outcome, now))
     }
 
     /// Reads the incoming token's record once.
@@ -382,14 +369,32 @@ impl Session {
         self.loaded().await.map(drop)
     }
 
-    async fn fetch(&self, token: &SessionToken, now: Timestamp) -> Result<Loaded, SessionError> {
-        let id = token.id();
-        let store = &self.inner.context.store;
-        let loaded = match store.load_in_process(&id, now) {
-            Some(loaded) => loaded,
-            None => store.load(&id).await,
+    /// The state, if it can be had without waiting: already read, no token to look up,
+    /// or a store that answers in process. Otherwise the id the store must be asked for,
+    /// and this request's clock reading.
+    fn load_without_waiting(&self) -> LoadStep<'_> {
+        if self.inner.loaded.load(Ordering::Acquire) {
+            return LoadStep::Done(Ok(self.state()));
+        }
+        let now = Timestamp::now();
+        let Some(id) = self.inner.incoming else {
+            if self.inner.incoming_cookie_present {
+                tracing::debug!("malformed session cookie ignored");
+            }
+            return LoadStep::Done(Ok(self.install(Loaded::Dead, now)));
         };
-        let record = match loaded {
+        match self.inner.context.store.load_in_process(&id, now) {
+            Some(answer) => LoadStep::Done(
+                Self::outcome(id, answer, now).map(|outcome| self.install(outcome, now)),
+            ),
+            None => LoadStep::AskStore(id, now),
+        }
+    }
+
+    /// What the store's answer for `id` means at `now`. A corrupt record counts as no
+    /// session (logged); other store errors fail the request.
+    fn outcome(id: SessionId, answer: StoreAnswer, now: Timestamp) -> Result<Loaded, SessionError> {
+        let record = match answer {
             Ok(record) => record,
             Err(StoreError::Corrupt(error)) => {
                 tracing::warn!(session = ?id, %error, "corrupt session record treated as no session");
@@ -407,6 +412,24 @@ impl Session {
         })
     }
 
+    /// Keeps what was read at `now` and returns the locked state. Another clone of the
+    /// session may have read it meanwhile: the first one counts.
+    fn install(&self, loaded: Loaded, now: Timestamp) -> MutexGuard<'_, State> {
+        let mut state = self.state();
+        if !self.inner.loaded.load(Ordering::Acquire) {
+            self.inner.loaded.store(true, Ordering::Release);
+            state.loaded_at = now;
+            match loaded {
+                Loaded::Live(live) => state.live = Some(live),
+                Loaded::Dead if self.inner.incoming_cookie_present => {
+                    state.cookie = CookieChange::Remove
+                }
+                Loaded::Dead => {}
+            }
+        }
+        state
+    }
+
     /// Loads if needed, then reads the state.
     async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, SessionError> {
         Ok(f(&*self.loaded().await?))
@@ -421,6 +444,19 @@ impl Session {
             (record, state.loaded_at)
         })
         .await
+    }
+
+    /// `read(record, time it was read)`, without waiting: when the record is already read
+    /// or the store answers in process. `None` when only the store (or a retry of a
+    /// failed read) can tell. `read` runs under the session's lock: keep it short.
+    pub(crate) fn read_record_now<T>(
+        &self,
+        read: impl FnOnce(Option<&SessionRecord>, Timestamp) -> T,
+    ) -> Option<T> {
+        match self.load_without_waiting() {
+            LoadStep::Done(Ok(state)) => Some(read(state.record(), state.loaded_at)),
+            LoadStep::Done(Err(_)) | LoadStep::AskStore(..) => None,
+        }
     }
 
     /// Whether a live session exists (loads it if needed).
