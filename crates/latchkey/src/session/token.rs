@@ -122,8 +122,8 @@ thread_local! {
 /// token: `SessionToken::parse_bytes(value).map(|token| token.id())`, remembered.
 ///
 /// A browser sends the same cookie with every request, often over one keep-alive
-/// connection, and decoding and hashing it was a tenth of the work of a cached
-/// `GET /home`: each thread keeps the ids of the last [`RECENT_COOKIES`] cookies it read.
+/// connection, and decoding and hashing it cost more than reading the session from the
+/// memory store: each thread keeps the ids of the last [`RECENT_COOKIES`] cookies it read.
 /// A remembered id is only reused for a cookie equal to the remembered one byte for byte,
 /// compared in constant time, so nothing about one client's cookie shows in the timing
 /// of another's request.
