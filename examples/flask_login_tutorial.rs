@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use latchkey::csrf::{csrf_token, verify_csrf_token};
+use latchkey::axum::Csrf;
+use latchkey::csrf::CsrfKey;
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::redirect::safe_next;
 use latchkey::remember::SqliteRememberStore;
@@ -56,11 +57,12 @@ impl App {
     async fn render(
         &self,
         auth: &AuthSession<User>,
+        csrf_guard: &Csrf,
         name: &str,
         values: minijinja::Value,
     ) -> Response {
         let session = auth.session();
-        let (Ok(csrf), Ok(flashes)) = (csrf_token(session).await, take_flashes(session).await)
+        let (Ok(csrf), Ok(flashes)) = (csrf_guard.token().await, take_flashes(session).await)
         else {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         };
@@ -70,14 +72,18 @@ impl App {
             .get_template(name)
             .and_then(|page| page.render(context! { csrf, flashes => messages, ..values }));
         match html {
-            Ok(html) => Html(html).into_response(),
+            Ok(html) => {
+                let mut response = Html(html).into_response();
+                csrf_guard.set_cookie(&mut response);
+                response
+            }
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         }
     }
 }
 
 /// `main.index`: a greeting built from `session['user_data']`.
-async fn index(State(app): State<App>, auth: AuthSession<User>) -> Response {
+async fn index(State(app): State<App>, auth: AuthSession<User>, csrf: Csrf) -> Response {
     let logged_in = matches!(auth.current_user().await, Ok(Some(_)));
     let user_data = match logged_in {
         true => auth.session().get_value("user_data").await.ok().flatten(),
@@ -85,6 +91,7 @@ async fn index(State(app): State<App>, auth: AuthSession<User>) -> Response {
     };
     app.render(
         &auth,
+        &csrf,
         "index.html",
         context! { user_data => minijinja::Value::from_serialize(&user_data) },
     )
@@ -99,10 +106,12 @@ struct NextQuery {
 async fn login_form(
     State(app): State<App>,
     auth: AuthSession<User>,
+    csrf: Csrf,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = query.next.as_deref().and_then(safe_next);
-    app.render(&auth, "login.html", context! { next }).await
+    app.render(&auth, &csrf, "login.html", context! { next })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -118,10 +127,12 @@ struct LoginForm {
 async fn login(
     State(app): State<App>,
     auth: AuthSession<User>,
+    csrf: Csrf,
     Query(query): Query<NextQuery>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
+    if !csrf
+        .verify(form.csrf_token.as_deref())
         .await
         .unwrap_or(false)
     {
@@ -137,7 +148,9 @@ async fn login(
             )
             .await;
             let next = query.next.as_deref().and_then(safe_next);
-            return app.render(&auth, "login.html", context! { next }).await;
+            return app
+                .render(&auth, &csrf, "login.html", context! { next })
+                .await;
         }
         Err(error) => return error.into_response(),
     };
@@ -162,8 +175,9 @@ struct LogoutForm {
 }
 
 /// `auth.logout`: `logout_user()`, flash, back to the index.
-async fn logout(auth: AuthSession<User>, Form(form): Form<LogoutForm>) -> Response {
-    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
+async fn logout(auth: AuthSession<User>, csrf: Csrf, Form(form): Form<LogoutForm>) -> Response {
+    if !csrf
+        .verify(form.csrf_token.as_deref())
         .await
         .unwrap_or(false)
     {
@@ -206,6 +220,8 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
             hasher,
             pages: Arc::new(pages),
         })
+        // Forms' CSRF tokens: a key for this process (forms do not survive a restart).
+        .layer(axum::Extension(CsrfKey::generate()))
         .layer(
             SessionLayer::new(SqliteStore::new(pool), SessionConfig::default())
                 .with_authenticator(login_manager),

@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use latchkey::axum::RequireLogin;
-use latchkey::csrf::{csrf_token, verify_csrf_token};
+use latchkey::axum::{BrowserCsrf, RequireLogin};
+use latchkey::csrf::CsrfKey;
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
@@ -37,6 +37,8 @@ struct App {
     users: Arc<SqliteUserStore>,
     hasher: PasswordHasher,
     pages: Arc<Environment<'static>>,
+    /// Forms' CSRF tokens (a key for this process: forms do not survive a restart).
+    csrf: CsrfKey,
 }
 
 impl App {
@@ -44,12 +46,15 @@ impl App {
     async fn render(
         &self,
         auth: &AuthSession<User>,
+        browser: &BrowserCsrf,
         status: StatusCode,
         values: minijinja::Value,
     ) -> Response {
         let session = auth.session();
-        let (Ok(csrf), Ok(flashes)) = (csrf_token(session).await, take_flashes(session).await)
-        else {
+        let (Ok(csrf), Ok(flashes)) = (
+            self.csrf.form_token(session, browser.nonce()).await,
+            take_flashes(session).await,
+        ) else {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         };
         let messages: Vec<String> = flashes.into_iter().map(|flash| flash.message).collect();
@@ -58,7 +63,11 @@ impl App {
             .get_template("page.html")
             .and_then(|page| page.render(context! { csrf, flashes => messages, ..values }));
         match html {
-            Ok(html) => (status, Html(html)).into_response(),
+            Ok(html) => {
+                let mut response = (status, Html(html)).into_response();
+                browser.set_cookie(&mut response);
+                response
+            }
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         }
     }
@@ -75,9 +84,15 @@ async fn note(auth: &AuthSession<User>, message: String) {
     let _ = flash(auth.session(), FlashLevel::Info, message).await;
 }
 
-/// Whether the form carried this session's CSRF token.
-async fn csrf_ok(auth: &AuthSession<User>, token: Option<&str>) -> bool {
-    verify_csrf_token(auth.session(), token)
+/// Whether the form carried a CSRF token of this session or browser.
+async fn csrf_ok(
+    app: &App,
+    auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
+    token: Option<&str>,
+) -> bool {
+    app.csrf
+        .verify(auth.session(), browser.sent(), token)
         .await
         .unwrap_or(false)
 }
@@ -85,12 +100,14 @@ async fn csrf_ok(auth: &AuthSession<User>, token: Option<&str>) -> bool {
 /// The trimmed username and password of a form that passed the CSRF check; a 403, or
 /// the flashed `empty` message and a redirect to `back`, otherwise.
 async fn checked<'f>(
+    app: &App,
     auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
     form: &'f Credentials,
     empty: &str,
     back: &str,
 ) -> Result<(&'f str, &'f str), Response> {
-    if !csrf_ok(auth, form.csrf_token.as_deref()).await {
+    if !csrf_ok(app, auth, browser, form.csrf_token.as_deref()).await {
         return Err(StatusCode::FORBIDDEN.into_response());
     }
     let (username, password) = (form.username.trim(), form.password.trim());
@@ -101,9 +118,14 @@ async fn checked<'f>(
     Ok((username, password))
 }
 
-async fn signup_form(State(app): State<App>, auth: AuthSession<User>) -> Response {
+async fn signup_form(
+    State(app): State<App>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+) -> Response {
     app.render(
         &auth,
+        &browser,
         StatusCode::OK,
         context! { form => true, title => "Sign up", action => "/signup/" },
     )
@@ -114,10 +136,13 @@ async fn signup_form(State(app): State<App>, auth: AuthSession<User>) -> Respons
 async fn signup(
     State(app): State<App>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     Form(form): Form<Credentials>,
 ) -> Response {
     let (username, password) = match checked(
+        &app,
         &auth,
+        &browser,
         &form,
         "Username or Password cannot be empty",
         "/signup/",
@@ -150,9 +175,14 @@ async fn signup(
     }
 }
 
-async fn login_form(State(app): State<App>, auth: AuthSession<User>) -> Response {
+async fn login_form(
+    State(app): State<App>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+) -> Response {
     app.render(
         &auth,
+        &browser,
         StatusCode::OK,
         context! { form => true, title => "Login", action => "/login/" },
     )
@@ -163,10 +193,13 @@ async fn login_form(State(app): State<App>, auth: AuthSession<User>) -> Response
 async fn login(
     State(app): State<App>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     Form(form): Form<Credentials>,
 ) -> Response {
     let (username, password) = match checked(
+        &app,
         &auth,
+        &browser,
         &form,
         "Username or Password cannot be empty.",
         "/login/",
@@ -184,6 +217,7 @@ async fn login(
             note(&auth, "Invalid username or password.".into()).await;
             app.render(
                 &auth,
+                &browser,
                 StatusCode::UNAUTHORIZED,
                 context! { form => true, title => "Login", action => "/login/" },
             )
@@ -197,12 +231,18 @@ async fn login(
 async fn user_home(
     State(app): State<App>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     Path(username): Path<String>,
 ) -> Response {
     match auth.current_user().await {
         Ok(Some(user)) if user.username == username => {
-            app.render(&auth, StatusCode::OK, context! { form => false, username })
-                .await
+            app.render(
+                &auth,
+                &browser,
+                StatusCode::OK,
+                context! { form => false, username },
+            )
+            .await
         }
         _ => StatusCode::UNAUTHORIZED.into_response(),
     }
@@ -210,11 +250,13 @@ async fn user_home(
 
 /// `logout()`: a POST here (logging out on GET would let any page log you out).
 async fn logout(
+    State(app): State<App>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     RequireLogin(_): RequireLogin<User>,
     Form(form): Form<LogoutForm>,
 ) -> Response {
-    if !csrf_ok(&auth, form.csrf_token.as_deref()).await {
+    if !csrf_ok(&app, &auth, &browser, form.csrf_token.as_deref()).await {
         return StatusCode::FORBIDDEN.into_response();
     }
     let _ = auth.logout().await;
@@ -236,6 +278,7 @@ pub async fn app(database_url: &str) -> Result<Router, Box<dyn std::error::Error
         users: Arc::new(SqliteUserStore::new(pool.clone())),
         hasher: PasswordHasher::new(HashParams::default())?,
         pages: Arc::new(pages),
+        csrf: CsrfKey::generate(),
     };
     Ok(Router::new()
         .route("/signup/", get(signup_form).post(signup))

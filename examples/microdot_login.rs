@@ -10,8 +10,9 @@ use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use latchkey::axum::Csrf;
 use latchkey::axum::{RequireFresh, RequireLogin};
-use latchkey::csrf::{csrf_token, verify_csrf_token};
+use latchkey::csrf::CsrfKey;
 use latchkey::redirect::next_or_home;
 use latchkey::remember::MemoryRememberStore;
 use latchkey::store::MemoryStore;
@@ -63,20 +64,22 @@ fn escape(text: &str) -> String {
     minijinja::HtmlEscape(text).to_string()
 }
 
-async fn login_form(auth: AuthSession<Member>, Query(query): Query<NextQuery>) -> Response {
-    let token = match csrf_token(auth.session()).await {
+async fn login_form(csrf: Csrf, Query(query): Query<NextQuery>) -> Response {
+    let token = match csrf.token().await {
         Ok(token) => token,
         Err(error) => return error.into_response(),
     };
     let next = escape(query.next.as_deref().unwrap_or("/"));
-    Html(format!(
+    let mut page = Html(format!(
         r#"<form method="post" action="/login?next={next}">
 <input type="hidden" name="csrf_token" value="{token}">
 <input name="username" placeholder="username"> <input name="password" type="password">
 <label><input type="checkbox" name="remember_me" value="30"> remember me</label>
 <button>log in</button></form>"#
     ))
-    .into_response()
+    .into_response();
+    csrf.set_cookie(&mut page);
+    page
 }
 
 #[derive(Deserialize)]
@@ -97,10 +100,12 @@ struct LoginForm {
 async fn login(
     State(app): State<App>,
     auth: AuthSession<Member>,
+    csrf: Csrf,
     Query(query): Query<NextQuery>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !verify_csrf_token(auth.session(), form.csrf_token.as_deref())
+    if !csrf
+        .verify(form.csrf_token.as_deref())
         .await
         .unwrap_or(false)
     {
@@ -172,6 +177,8 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .with_state(App { database, hasher })
+        // Forms' CSRF tokens: a key for this process (forms do not survive a restart).
+        .layer(axum::Extension(CsrfKey::generate()))
         .layer(
             SessionLayer::new(MemoryStore::new(), SessionConfig::default())
                 .with_authenticator(login_manager),

@@ -232,16 +232,3 @@ async fn freshness_can_be_limited_in_time() {
         StatusCode::OK
     );
 }
-
-/// The extractor answers a session in an in-process store without keeping the state of
-/// the whole login check: its future is a few hundred bytes at most. As one async
-/// function it was 1,200 bytes in release builds, and every handler's boxed future
-/// carried them.
-#[test]
-fn the_login_check_future_is_small() {
-    use axum::extract::FromRequestParts;
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    let future = <RequireLogin<User> as FromRequestParts<()>>::from_request_parts(&mut parts, &());
-    let size = std::mem::size_of_val(&future);
-    assert!(size <= 256, "{size} bytes");
-}

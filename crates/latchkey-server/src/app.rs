@@ -13,6 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::serve::IncomingStream;
 use axum::Router;
+use latchkey::csrf::CsrfKey;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore};
 use latchkey::throttle::Throttle;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub throttle: Throttle,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// The key of the forms' CSRF tokens.
+    pub csrf: CsrfKey,
 }
 
 /// The whole server: pages and JSON API on the same paths, behind the session layer
@@ -186,6 +189,7 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
             latchkey::throttle::ThrottlePolicy::default(),
         ),
         trusted_proxies: Arc::from([]),
+        csrf: CsrfKey::generate(),
     });
     let sessions = SessionLayer::new(MemoryStore::new(), latchkey::SessionConfig::default())
         .with_authenticator(Authenticator::<User>::new(users));
@@ -211,6 +215,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "secret key loaded"
     );
 
+    if !secrets.persistent {
+        tracing::warn!(
+            "the secret key is this process's own: forms it shows are refused by any other \
+             process and after a restart; set LATCHKEY_SECRET_KEY when several processes serve"
+        );
+    }
     let backend = Backend::open(&args.database).await?;
     let throttle = Throttle::new(
         backend.throttle_store(&args.sessions).await?,
@@ -224,6 +234,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_origin: origin_of(&args.public_url()),
         throttle: throttle.clone(),
         trusted_proxies: args.trusted_proxies.clone().into(),
+        csrf: CsrfKey::derive(&secrets.keys[0]),
     });
     let authenticator = Authenticator::<User>::new(backend.users.clone())
         .with_unauthorized_message("I can't let you do that")

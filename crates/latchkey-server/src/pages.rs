@@ -11,8 +11,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use latchkey::axum::{wants_html, RequireFresh, RequireLogin};
-use latchkey::csrf::{csrf_token, request_origin, verify_csrf_token, RequestOrigin};
+use latchkey::axum::{wants_html, BrowserCsrf, RequireFresh, RequireLogin};
+use latchkey::csrf::{request_origin, RequestOrigin};
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::redirect::next_or_home;
 use latchkey::{AuthError, AuthSession, SessionId, User};
@@ -81,9 +81,14 @@ impl Templates {
 }
 
 /// What every page needs: who is logged in, the CSRF token, pending flash messages.
-async fn base_context(auth: &AuthSession<User>) -> Result<Value, AuthError> {
+/// Reads the session; writes nothing unless a flash message was waiting.
+async fn base_context(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
+) -> Result<Value, AuthError> {
     let user = auth.current_user().await?;
-    let token = csrf_token(auth.session()).await?;
+    let token = app.csrf.form_token(auth.session(), browser.nonce()).await?;
     let flashes = take_flashes(auth.session()).await?;
     Ok(context! {
         username => user.map(|user| user.username),
@@ -95,18 +100,24 @@ async fn base_context(auth: &AuthSession<User>) -> Result<Value, AuthError> {
     })
 }
 
-/// Renders a page with the base context merged with `extra`.
+/// Renders a page with the base context merged with `extra`; gives the browser its CSRF
+/// cookie if it has none yet.
 async fn page(
     app: &AppState,
     auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
     status: StatusCode,
     name: &str,
     extra: Value,
 ) -> Response {
-    match base_context(auth).await {
-        Ok(base) => app
-            .templates
-            .render(status, name, context! { ..extra, ..base }),
+    match base_context(app, auth, browser).await {
+        Ok(base) => {
+            let mut response = app
+                .templates
+                .render(status, name, context! { ..extra, ..base });
+            browser.set_cookie(&mut response);
+            response
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -149,9 +160,14 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
 async fn check_csrf(
     app: &AppState,
     auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
     submitted: Option<&str>,
 ) -> Result<(), Response> {
-    match verify_csrf_token(auth.session(), submitted).await {
+    match app
+        .csrf
+        .verify(auth.session(), browser.sent(), submitted)
+        .await
+    {
         Ok(true) => Ok(()),
         Ok(false) => {
             tracing::warn!(target: "latchkey::audit", event = "csrf_refused", "csrf_refused");
@@ -183,6 +199,7 @@ trait CsrfField {
 async fn read_submission<F: serde::de::DeserializeOwned + CsrfField>(
     app: &AppState,
     auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
     request: Request,
 ) -> Result<Submission<F>, Response> {
     if !is_form(request.headers()) {
@@ -192,7 +209,7 @@ async fn read_submission<F: serde::de::DeserializeOwned + CsrfField>(
         return Ok(Submission::Api(Box::new(request)));
     }
     let input: F = form(app, request).await?;
-    check_csrf(app, auth, input.csrf_token()).await?;
+    check_csrf(app, auth, browser, input.csrf_token()).await?;
     Ok(Submission::Form(input))
 }
 
@@ -218,17 +235,33 @@ async fn json<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, Res
 }
 
 /// `GET /`.
-pub async fn index(State(app): State<AppState>, auth: AuthSession<User>) -> Response {
-    page(&app, &auth, StatusCode::OK, "index.html", context! {}).await
+pub async fn index(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+) -> Response {
+    page(
+        &app,
+        &auth,
+        &browser,
+        StatusCode::OK,
+        "index.html",
+        context! {},
+    )
+    .await
 }
 
 /// `GET /signup`.
 #[utoipa::path(get, path = "/signup", responses(
     (status = 200, description = "The sign-up page", content_type = "text/html", body = String),
 ))]
-pub async fn signup_page(State(app): State<AppState>, auth: AuthSession<User>) -> Response {
+pub async fn signup_page(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+) -> Response {
     let extra = context! { min_password => app.policy.min_chars };
-    page(&app, &auth, StatusCode::OK, "signup.html", extra).await
+    page(&app, &auth, &browser, StatusCode::OK, "signup.html", extra).await
 }
 
 #[derive(Deserialize)]
@@ -245,9 +278,10 @@ pub async fn signup(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     request: Request,
 ) -> Response {
-    let input: SignupForm = match read_submission(&app, &auth, request).await {
+    let input: SignupForm = match read_submission(&app, &auth, &browser, request).await {
         Ok(Submission::Form(input)) => input,
         Ok(Submission::Api(request)) => {
             return match json(*request).await {
@@ -268,8 +302,8 @@ pub async fn signup(
             form_email => email.clone(),
             min_password => app.policy.min_chars,
         };
-        let auth = &auth;
-        async move { page(&app, auth, status, "signup.html", extra).await }
+        let (auth, browser) = (&auth, &browser);
+        async move { page(&app, auth, browser, status, "signup.html", extra).await }
     };
     let password = input.password.unwrap_or_default();
     if username.trim().is_empty() || password.is_empty() {
@@ -321,6 +355,7 @@ pub struct NextQuery {
 pub async fn login_page(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = query
@@ -330,6 +365,7 @@ pub async fn login_page(
     page(
         &app,
         &auth,
+        &browser,
         StatusCode::OK,
         "login.html",
         context! { next => next },
@@ -351,10 +387,11 @@ pub async fn login(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
     request: Request,
 ) -> Response {
-    let input: LoginForm = match read_submission(&app, &auth, request).await {
+    let input: LoginForm = match read_submission(&app, &auth, &browser, request).await {
         Ok(Submission::Form(input)) => input,
         Ok(Submission::Api(request)) => {
             return match json(*request).await {
@@ -374,8 +411,8 @@ pub async fn login(
         .and_then(latchkey::redirect::safe_next);
     let fail = |status: StatusCode, error: &'static str| {
         let extra = context! { error => error, form_username => username.clone(), next => next };
-        let auth = &auth;
-        async move { page(&app, auth, status, "login.html", extra).await }
+        let (auth, browser) = (&auth, &browser);
+        async move { page(&app, auth, browser, status, "login.html", extra).await }
     };
     if username.trim().is_empty() || password.is_empty() {
         return fail(
@@ -396,6 +433,7 @@ pub async fn login(
             let page = page(
                 &app,
                 &auth,
+                &browser,
                 StatusCode::TOO_MANY_REQUESTS,
                 "login.html",
                 extra,
@@ -422,7 +460,7 @@ pub async fn home(visit: HomeVisit) -> Response {
     match visit {
         HomeVisit::Json(user) => api::home(RequireLogin(user)).await.into_response(),
         // Boxed: the page's future is large, and the JSON answer should not carry it.
-        HomeVisit::Page(app, auth) => Box::pin(home_page(app, auth)).await,
+        HomeVisit::Page(app, auth, browser) => Box::pin(home_page(app, auth, browser)).await,
     }
 }
 
@@ -433,7 +471,7 @@ pub enum HomeVisit {
     /// A logged-in client that wants JSON: the user to greet.
     Json(User),
     /// A logged-in browser: what the page is made from.
-    Page(AppState, AuthSession<User>),
+    Page(AppState, AuthSession<User>, BrowserCsrf),
 }
 
 impl FromRequestParts<AppState> for HomeVisit {
@@ -449,15 +487,19 @@ impl FromRequestParts<AppState> for HomeVisit {
         let auth = AuthSession::<User>::from_request_parts(parts, app)
             .await
             .map_err(IntoResponse::into_response)?;
-        Ok(HomeVisit::Page(*app, auth))
+        let browser = BrowserCsrf::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(HomeVisit::Page(*app, auth, browser))
     }
 }
 
-async fn home_page(app: AppState, auth: AuthSession<User>) -> Response {
+async fn home_page(app: AppState, auth: AuthSession<User>, browser: BrowserCsrf) -> Response {
     let fresh = auth.is_fresh().await.unwrap_or(false);
     page(
         &app,
         &auth,
+        &browser,
         StatusCode::OK,
         "home.html",
         context! { fresh => fresh },
@@ -492,9 +534,10 @@ impl CsrfField for LoginForm {
 pub async fn logout(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     request: Request,
 ) -> Response {
-    match read_submission::<CsrfForm>(&app, &auth, request).await {
+    match read_submission::<CsrfForm>(&app, &auth, &browser, request).await {
         Ok(Submission::Form(_)) => {}
         Ok(Submission::Api(_)) => return clear_site_data(api::logout(auth).await.into_response()),
         Err(response) => return response,
@@ -520,6 +563,7 @@ pub async fn logout(
 pub async fn sessions_page(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     RequireLogin(_): RequireLogin<User>,
 ) -> Response {
     let sessions = match auth.sessions().await {
@@ -542,6 +586,7 @@ pub async fn sessions_page(
     page(
         &app,
         &auth,
+        &browser,
         StatusCode::OK,
         "sessions.html",
         context! { sessions => rows },
@@ -553,11 +598,12 @@ pub async fn sessions_page(
 pub async fn revoke_session(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     RequireFresh(_): RequireFresh<User>,
     Path(id): Path<String>,
     Form(input): Form<CsrfForm>,
 ) -> Response {
-    if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {
+    if let Err(response) = check_csrf(&app, &auth, &browser, input.csrf_token.as_deref()).await {
         return response;
     }
     let Some(id) = SessionId::from_hex(&id) else {
@@ -577,10 +623,11 @@ pub async fn revoke_session(
 pub async fn revoke_other_sessions(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     RequireFresh(_): RequireFresh<User>,
     Form(input): Form<CsrfForm>,
 ) -> Response {
-    if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {
+    if let Err(response) = check_csrf(&app, &auth, &browser, input.csrf_token.as_deref()).await {
         return response;
     }
     match auth.revoke_other_sessions().await {
@@ -601,11 +648,13 @@ pub async fn revoke_other_sessions(
 pub async fn password_page(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     RequireFresh(_): RequireFresh<User>,
 ) -> Response {
     page(
         &app,
         &auth,
+        &browser,
         StatusCode::OK,
         "password.html",
         context! { min_password => app.policy.min_chars },
@@ -626,16 +675,17 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
     Form(input): Form<PasswordForm>,
 ) -> Response {
-    if let Err(response) = check_csrf(&app, &auth, input.csrf_token.as_deref()).await {
+    if let Err(response) = check_csrf(&app, &auth, &browser, input.csrf_token.as_deref()).await {
         return response;
     }
     let again = |status: StatusCode, error: String| {
         let extra = context! { error => error, min_password => app.policy.min_chars };
-        let auth = &auth;
-        async move { page(&app, auth, status, "password.html", extra).await }
+        let (auth, browser) = (&auth, &browser);
+        async move { page(&app, auth, browser, status, "password.html", extra).await }
     };
     let current = input.current.unwrap_or_default();
     let new = input.new.unwrap_or_default();

@@ -333,10 +333,7 @@ impl<U: AuthUser> AuthSession<U> {
             session: &self.session,
             authenticator: &self.authenticator,
         };
-        match login.current_user_now() {
-            Some(user) => Ok(Some(user)),
-            None => login.current_user().await,
-        }
+        login.current_user().await
     }
 
     /// How the current session authenticated, if logged in.
@@ -460,23 +457,6 @@ pub(crate) struct LoginState<'a, U> {
 }
 
 impl<U: AuthUser> LoginState<'_, U> {
-    /// The logged-in user, when that can be told without waiting: the session's record
-    /// is read (or its store answers in process), it names a user, and the user cache
-    /// holds that user, still active and with the same credentials. `None` otherwise:
-    /// [`Self::current_user`] then asks the stores, and handles the rest (remember-me
-    /// cookies, ended sessions, errors).
-    pub(crate) fn current_user_now(&self) -> Option<U> {
-        self.session
-            .read_record_now(|record, now| {
-                let auth = record?.auth.as_ref()?;
-                let user = self.authenticator.inner.users.get(&auth.user_id, now)?;
-                let current =
-                    user.is_active() && user.credential_version() == auth.credential_version;
-                current.then_some(user)
-            })
-            .flatten()
-    }
-
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub(crate) async fn current_user(&self) -> Result<Option<U>, AuthError> {

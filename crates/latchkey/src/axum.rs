@@ -1,12 +1,13 @@
 //! axum extractors and guards: [`Session`], [`AuthSession`], [`RequireLogin`],
-//! [`RequireFresh`], and [`login_required`] / [`fresh_login_required`] to protect a whole
-//! router.
+//! [`RequireFresh`], [`Csrf`] / [`BrowserCsrf`], and [`login_required`] / [`fresh_login_required`]
+//! to protect a whole router.
 //!
 //! Guards answer the way the client expects: a browser asking for HTML is redirected
 //! (303) to the login page with `?next=` the page it wanted; anything else gets a 401
 //! JSON error.
 
 use crate::auth::{AuthError, AuthSession, Authenticator, LoginState};
+use crate::csrf::{browser_cookie_name, BrowserNonce, CsrfKey};
 use crate::session::{Session, SessionError};
 use crate::user::AuthUser;
 use axum::extract::FromRequestParts;
@@ -14,9 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::future::Either;
 use serde_json::json;
-use std::future::Future;
 
 fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
@@ -132,36 +131,17 @@ pub struct RequireLogin<U>(pub U);
 impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
     type Rejection = Rejection;
 
-    /// Answers at once when the session and its user are in memory (an in-process store
-    /// and the user cache), with a future of a few bytes: the state of the whole check
-    /// is only allocated when a store must be asked.
-    fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
-        let parts: &Parts = parts;
-        let answered = match login_state::<U>(parts) {
-            Ok(login) => login.current_user_now().map(|user| Ok(RequireLogin(user))),
-            Err(rejection) => Some(Err(rejection)),
-        };
-        match answered {
-            Some(answer) => Either::Left(std::future::ready(answer)),
-            None => Either::Right(Box::pin(require_login(parts))),
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let login = login_state::<U>(parts)?;
+        match login.current_user().await {
+            Ok(Some(user)) => Ok(RequireLogin(user)),
+            Ok(None) => Err(must_log_in(
+                parts,
+                login.authenticator,
+                login.authenticator.unauthorized_message(),
+            )),
+            Err(error) => Err(Rejection::Failed(error)),
         }
-    }
-}
-
-/// [`RequireLogin`] when the stores must be asked.
-async fn require_login<U: AuthUser>(parts: &Parts) -> Result<RequireLogin<U>, Rejection> {
-    let login = login_state::<U>(parts)?;
-    match login.current_user().await {
-        Ok(Some(user)) => Ok(RequireLogin(user)),
-        Ok(None) => Err(must_log_in(
-            parts,
-            login.authenticator,
-            login.authenticator.unauthorized_message(),
-        )),
-        Err(error) => Err(Rejection::Failed(error)),
     }
 }
 
@@ -250,4 +230,150 @@ fn must_log_in<U: AuthUser>(
         .unwrap_or("/");
     let next: String = form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
     Rejection::LoginRedirect(format!("{}?next={next}", authenticator.login_url()))
+}
+
+/// The browser's own CSRF value ([`BrowserNonce`], the signed double-submit cookie): the
+/// one its `csrf` cookie holds, or a new one. Forms shown to a visitor who is not logged
+/// in are bound to it (see [`crate::csrf`]), so they need no stored session. A page that
+/// shows such a form calls [`BrowserCsrf::set_cookie`] on its response.
+#[derive(Debug, Clone)]
+pub struct BrowserCsrf {
+    nonce: BrowserNonce,
+    sent: bool,
+    secure: bool,
+}
+
+impl BrowserCsrf {
+    /// The value forms of this response are bound to.
+    pub fn nonce(&self) -> &BrowserNonce {
+        &self.nonce
+    }
+
+    /// The value the browser sent, if it sent a well-formed one: the only one a form
+    /// submission may be checked against.
+    pub fn sent(&self) -> Option<&BrowserNonce> {
+        self.sent.then_some(&self.nonce)
+    }
+
+    /// Adds the cookie to `response` when the browser does not have it yet (`HttpOnly`,
+    /// `SameSite=Lax`, and `Secure` with the `__Host-` prefix when sessions are secure).
+    pub fn set_cookie(&self, response: &mut Response) {
+        if self.sent {
+            return;
+        }
+        let cookie = cookie::Cookie::build((browser_cookie_name(self.secure), self.nonce.encode()))
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .path("/")
+            .secure(self.secure)
+            .build();
+        if let Ok(value) = header::HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for BrowserCsrf {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let secure = parts
+            .extensions
+            .get::<Session>()
+            .ok_or(Rejection::MissingLayer("SessionLayer"))?
+            .config()
+            .secure();
+        let name = browser_cookie_name(secure);
+        let sent = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .flatten()
+            .find(|cookie| cookie.name() == name)
+            .and_then(|cookie| BrowserNonce::parse(cookie.value()));
+        Ok(match sent {
+            Some(nonce) => BrowserCsrf {
+                nonce,
+                sent: true,
+                secure,
+            },
+            None => BrowserCsrf {
+                nonce: BrowserNonce::generate(),
+                sent: false,
+                secure,
+            },
+        })
+    }
+}
+
+/// Everything a handler needs for CSRF-protected forms: the key (from an
+/// `axum::Extension(CsrfKey)` layer), the request's session and the browser's CSRF
+/// cookie.
+///
+/// ```no_run
+/// use axum::{response::{Html, IntoResponse, Response}, routing::get, Extension, Router};
+/// use latchkey::{axum::Csrf, csrf::CsrfKey, store::MemoryStore, SessionConfig, SessionLayer};
+///
+/// async fn form(csrf: Csrf) -> Response {
+///     let Ok(token) = csrf.token().await else {
+///         return http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+///     };
+///     let page = format!(r#"<form method="post"><input type="hidden" name="csrf_token" value="{token}"></form>"#);
+///     let mut response = Html(page).into_response();
+///     csrf.set_cookie(&mut response);
+///     response
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/form", get(form))
+///     .layer(Extension(CsrfKey::derive(b"a secret every process shares, 32+ bytes")))
+///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
+/// ```
+#[derive(Clone)]
+pub struct Csrf {
+    key: CsrfKey,
+    session: Session,
+    browser: BrowserCsrf,
+}
+
+impl Csrf {
+    /// The token for a form on this response (see [`CsrfKey::form_token`]).
+    pub async fn token(&self) -> Result<String, SessionError> {
+        self.key
+            .form_token(&self.session, self.browser.nonce())
+            .await
+    }
+
+    /// Whether a submitted form's token is good (see [`CsrfKey::verify`]).
+    pub async fn verify(&self, submitted: Option<&str>) -> Result<bool, SessionError> {
+        self.key
+            .verify(&self.session, self.browser.sent(), submitted)
+            .await
+    }
+
+    /// Gives the browser its CSRF cookie if it has none (call on every page with a form).
+    pub fn set_cookie(&self, response: &mut Response) {
+        self.browser.set_cookie(response)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Csrf {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .extensions
+            .get::<CsrfKey>()
+            .cloned()
+            .ok_or(Rejection::MissingLayer("Extension(CsrfKey)"))?;
+        let browser = BrowserCsrf::from_request_parts(parts, state).await?;
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(Csrf {
+            key,
+            session,
+            browser,
+        })
+    }
 }

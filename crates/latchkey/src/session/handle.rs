@@ -4,7 +4,7 @@
 use super::config::SessionConfig;
 use super::record::{AuthInfo, AuthMethod, SessionRecord};
 use super::store::{Loaded as StoreAnswer, SessionStore, StoreError};
-use super::token::{id_of_cookie, random_bytes, SessionId, SessionToken};
+use super::token::{random_bytes, SessionId, SessionToken};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -187,14 +187,6 @@ enum Loaded {
     Dead,
 }
 
-/// How far [`Session::load_without_waiting`] got.
-enum LoadStep<'a> {
-    /// The state (read now or before), or why it could not be read.
-    Done(Result<MutexGuard<'a, State>, SessionError>),
-    /// The store must be asked for this id; the clock read at this time.
-    AskStore(SessionId, Timestamp),
-}
-
 /// Something the session layer hands every request's session (the [`crate::Authenticator`]),
 /// so extractors find it without a separate request extension.
 pub(crate) type Attachment = Arc<dyn Any + Send + Sync>;
@@ -310,7 +302,9 @@ impl Session {
             inner: Arc::new(Inner {
                 context,
                 client,
-                incoming: cookie_value.and_then(id_of_cookie),
+                incoming: cookie_value
+                    .and_then(SessionToken::parse_bytes)
+                    .map(|token| token.id()),
                 incoming_cookie_present: cookie_value.is_some(),
                 loaded: AtomicBool::new(false),
                 state: Mutex::new(state),
@@ -356,9 +350,15 @@ impl Session {
     /// The state, once the incoming token's record has been read (the store is read
     /// once, outside the state lock; the lock is held only by the returned guard).
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
-        let (id, now) = match self.load_without_waiting() {
-            LoadStep::Done(state) => return state,
-            LoadStep::AskStore(id, now) => (id, now),
+        if self.inner.loaded.load(Ordering::Acquire) {
+            return Ok(self.state());
+        }
+        let now = Timestamp::now();
+        let Some(id) = self.inner.incoming else {
+            if self.inner.incoming_cookie_present {
+                tracing::debug!("malformed session cookie ignored");
+            }
+            return Ok(self.install(Loaded::Dead, now));
         };
         let outcome = Self::outcome(id, self.inner.context.store.load(&id).await, now)?;
         Ok(self.install(outcome, now))
@@ -367,28 +367,6 @@ impl Session {
     /// Reads the incoming token's record once.
     async fn ensure_loaded(&self) -> Result<(), SessionError> {
         self.loaded().await.map(drop)
-    }
-
-    /// The state, if it can be had without waiting: already read, no token to look up,
-    /// or a store that answers in process. Otherwise the id the store must be asked for,
-    /// and this request's clock reading.
-    fn load_without_waiting(&self) -> LoadStep<'_> {
-        if self.inner.loaded.load(Ordering::Acquire) {
-            return LoadStep::Done(Ok(self.state()));
-        }
-        let now = Timestamp::now();
-        let Some(id) = self.inner.incoming else {
-            if self.inner.incoming_cookie_present {
-                tracing::debug!("malformed session cookie ignored");
-            }
-            return LoadStep::Done(Ok(self.install(Loaded::Dead, now)));
-        };
-        match self.inner.context.store.load_in_process(&id, now) {
-            Some(answer) => LoadStep::Done(
-                Self::outcome(id, answer, now).map(|outcome| self.install(outcome, now)),
-            ),
-            None => LoadStep::AskStore(id, now),
-        }
     }
 
     /// What the store's answer for `id` means at `now`. A corrupt record counts as no
@@ -444,19 +422,6 @@ impl Session {
             (record, state.loaded_at)
         })
         .await
-    }
-
-    /// `read(record, time it was read)`, without waiting: when the record is already read
-    /// or the store answers in process. `None` when only the store (or a retry of a
-    /// failed read) can tell. `read` runs under the session's lock: keep it short.
-    pub(crate) fn read_record_now<T>(
-        &self,
-        read: impl FnOnce(Option<&SessionRecord>, Timestamp) -> T,
-    ) -> Option<T> {
-        match self.load_without_waiting() {
-            LoadStep::Done(Ok(state)) => Some(read(state.record(), state.loaded_at)),
-            LoadStep::Done(Err(_)) | LoadStep::AskStore(..) => None,
-        }
     }
 
     /// Whether a live session exists (loads it if needed).
@@ -841,8 +806,6 @@ impl Session {
             if record.user_id().is_some_and(|current| current != user_id) {
                 record.data.clear();
             }
-            // A new login gets a new CSRF token.
-            record.data.remove(crate::csrf::CSRF_SESSION_KEY);
             record.auth = Some(AuthInfo {
                 user_id: user_id.to_string(),
                 authenticated_at: now,

@@ -59,15 +59,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// copy without cloning it.
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError>;
 
-    /// What `load` would answer, for a store that holds its records in this process and
-    /// can answer at once; `None` (the default) for a store that must be asked with
-    /// `load`. The session layer tries this first: no boxed future, and `now` (the
-    /// request's clock) saves a store that hides expired records a clock reading.
-    fn load_in_process(&self, id: &SessionId, now: Timestamp) -> Option<Loaded> {
-        let _ = (id, now);
-        None
-    }
-
     /// Stores a new record; [`StoreError::AlreadyExists`] if `id` is taken.
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError>;
 

@@ -13,7 +13,7 @@
 //! a store that already holds data). A failed check panics with a message naming it.
 
 use crate::session::{
-    AuthInfo, AuthMethod, ClientInfo, Loaded, Session, SessionConfig, SessionId, SessionRecord,
+    AuthInfo, AuthMethod, ClientInfo, Session, SessionConfig, SessionId, SessionRecord,
     SessionStore, SessionToken, StoreError,
 };
 use crate::time::Timestamp;
@@ -25,7 +25,6 @@ use std::time::Duration;
 /// Runs every check against `store`.
 pub async fn run_all(store: Arc<dyn SessionStore>) {
     create_and_load(&*store).await;
-    in_process_load_agrees_with_load(&*store).await;
     create_refuses_taken_id(&*store).await;
     save_is_compare_and_swap(&*store).await;
     save_never_resurrects(&*store).await;
@@ -151,44 +150,6 @@ pub async fn create_and_load(store: &dyn SessionStore) {
     assert!(
         store.load(&new_id()).await.expect("load unknown").is_none(),
         "create_and_load: unknown id must load as None"
-    );
-}
-
-/// A store that answers `load_in_process` answers what `load` does: the record for a
-/// live session, nothing for an unknown id, and never a session expired at `now`.
-pub async fn in_process_load_agrees_with_load(store: &dyn SessionStore) {
-    let id = new_id();
-    let record = sample_record(None);
-    store.create(&id, &record).await.expect("create");
-    let now = Timestamp::now();
-    let Some(answer) = store.load_in_process(&id, now) else {
-        return;
-    };
-    let in_process = answer
-        .expect("load_in_process")
-        .map(|record| (*record).clone());
-    assert_eq!(
-        in_process,
-        loaded(store, &id).await,
-        "in_process_load_agrees_with_load: a live session"
-    );
-    assert_eq!(in_process.as_ref(), Some(&record));
-    let unknown = store
-        .load_in_process(&new_id(), now)
-        .map(|answer| answer.expect("load_in_process").is_none());
-    assert_eq!(
-        unknown,
-        Some(true),
-        "in_process_load_agrees_with_load: an unknown id"
-    );
-    let after_expiry = record.idle_expires_at.plus(Duration::from_millis(1));
-    let expired = store
-        .load_in_process(&id, after_expiry)
-        .map(|answer| answer.expect("load_in_process").is_none());
-    assert_eq!(
-        expired,
-        Some(true),
-        "in_process_load_agrees_with_load: expired at the given time"
     );
 }
 
@@ -669,11 +630,6 @@ impl SessionStore for CountingStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(id).await
-    }
-    fn load_in_process(&self, id: &SessionId, now: Timestamp) -> Option<Loaded> {
-        let loaded = self.inner.load_in_process(id, now)?;
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        Some(loaded)
     }
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
         self.wrote();

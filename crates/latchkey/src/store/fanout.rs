@@ -8,7 +8,7 @@
 //! mirrors converge on the newest version even when requests race. What a mirror that is *down* does to the
 //! request is [`MirrorFailure`]; either way it is logged.
 
-use crate::session::{Loaded, SessionId, SessionRecord, SessionStore, StoreError};
+use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -130,10 +130,6 @@ async fn converge(
 impl SessionStore for FanOutStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         self.master.load(id).await
-    }
-
-    fn load_in_process(&self, id: &SessionId, now: Timestamp) -> Option<Loaded> {
-        self.master.load_in_process(id, now)
     }
 
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {

@@ -336,10 +336,6 @@ impl SessionStore for MemoryStore {
         self.live_at(id, Timestamp::now())
     }
 
-    fn load_in_process(&self, id: &SessionId, now: Timestamp) -> Option<Loaded> {
-        Some(self.live_at(id, now))
-    }
-
     async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
         let _guard = lock(&self.inner.write_lock);
         let creates = self.inner.creates.fetch_add(1, Ordering::Relaxed);
