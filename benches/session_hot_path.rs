@@ -27,7 +27,7 @@ fn bench_store(
     store: Arc<dyn SessionStore>,
 ) {
     let cookie = stored_session(runtime, &store);
-    let config = Arc::new(SessionConfig::default());
+    let config = Arc::new(SessionConfig::insecure_for_local_development());
     c.bench_function(&format!("read session + touch decision ({name})"), |b| {
         b.to_async(runtime).iter(|| async {
             let session = Session::new(

@@ -223,8 +223,11 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         // Forms' CSRF tokens: a key for this process (forms do not survive a restart).
         .layer(axum::Extension(CsrfKey::generate()))
         .layer(
-            SessionLayer::new(SqliteStore::new(pool), SessionConfig::default())
-                .with_authenticator(login_manager),
+            SessionLayer::new(
+                SqliteStore::new(pool),
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(login_manager),
         ))
 }
 

@@ -287,8 +287,11 @@ pub async fn app(database_url: &str) -> Result<Router, Box<dyn std::error::Error
         .route("/logout/", post(logout))
         .with_state(app)
         .layer(
-            SessionLayer::new(SqliteStore::new(pool.clone()), SessionConfig::default())
-                .with_authenticator(Authenticator::new(SqliteUserStore::new(pool))),
+            SessionLayer::new(
+                SqliteStore::new(pool.clone()),
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(Authenticator::new(SqliteUserStore::new(pool))),
         ))
 }
 

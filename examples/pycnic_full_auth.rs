@@ -98,8 +98,11 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .route("/logout", post(logout))
         .layer(Extension(Users { store, hasher }))
         .layer(
-            SessionLayer::new(SqliteStore::new(pool), SessionConfig::default())
-                .with_authenticator(authenticator),
+            SessionLayer::new(
+                SqliteStore::new(pool),
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(authenticator),
         ))
 }
 

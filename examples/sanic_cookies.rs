@@ -155,7 +155,7 @@ async fn protected(RequireLogin(user): RequireLogin<AuthorizedUser>) -> Json<Val
 
 /// The app over a master interface and the mirrors every write also goes to.
 pub fn app(master: Interface, mirrors: Vec<Arc<dyn SessionStore>>) -> Result<Router, String> {
-    let config = SessionConfig::default().with_cookie_name("SECURE_SESSION");
+    let config = SessionConfig::insecure_for_local_development().with_cookie_name("SECURE_SESSION");
     let sessions = match master {
         Interface::Store(store) if mirrors.is_empty() => SessionLayer::from_arc(store, config),
         Interface::Store(store) => SessionLayer::from_arc(

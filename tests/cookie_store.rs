@@ -103,7 +103,11 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
             post(|auth: AuthSession<User>| async move { auth.logout().await.map(|_| "bye") }),
         )
         .layer(
-            SessionLayer::with_cookie_store(cookies, SessionConfig::default()).with_authenticator(
+            SessionLayer::with_cookie_store(
+                cookies,
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(
                 Authenticator::new(users.clone()).with_user_cache(std::time::Duration::ZERO),
             ),
         );

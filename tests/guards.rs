@@ -74,8 +74,11 @@ async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
         .merge(private)
         .merge(sensitive)
         .layer(
-            SessionLayer::new(MemoryStore::new(), SessionConfig::default())
-                .with_authenticator(authenticator),
+            SessionLayer::new(
+                MemoryStore::new(),
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(authenticator),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

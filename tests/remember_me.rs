@@ -82,8 +82,11 @@ async fn serve() -> (SocketAddr, SqlitePool) {
         )
         .with_state(users)
         .layer(
-            SessionLayer::new(SqliteStore::new(pool.clone()), SessionConfig::default())
-                .with_authenticator(authenticator),
+            SessionLayer::new(
+                SqliteStore::new(pool.clone()),
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(authenticator),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -86,7 +86,7 @@ async fn post_all_at_once(
 }
 
 async fn concurrent_writers_lose_nothing(store: Arc<dyn SessionStore>) {
-    let address = serve(app(store, SessionConfig::default())).await;
+    let address = serve(app(store, SessionConfig::insecure_for_local_development())).await;
     let client = reqwest::Client::new();
     let cookie = start_session(&client, address).await;
 
@@ -130,7 +130,7 @@ async fn sqlite_store_concurrent_requests_lose_nothing() {
 #[tokio::test]
 async fn read_only_requests_write_nothing_until_the_touch_interval() {
     let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
-    let config = SessionConfig::default()
+    let config = SessionConfig::insecure_for_local_development()
         .with_idle_timeout(Duration::from_secs(60))
         .with_touch_interval(Duration::from_secs(2));
     let address = serve(app(store.clone(), config)).await;
@@ -191,7 +191,11 @@ async fn read_only_requests_write_nothing_until_the_touch_interval() {
 #[tokio::test]
 async fn unknown_cookie_is_cleared_and_never_adopted() {
     let store = Arc::new(MemoryStore::new());
-    let address = serve(app(store.clone(), SessionConfig::default())).await;
+    let address = serve(app(
+        store.clone(),
+        SessionConfig::insecure_for_local_development(),
+    ))
+    .await;
     let planted = latchkey::SessionToken::generate().encode();
     let response = reqwest::Client::new()
         .post(format!("http://{address}/set/x"))
@@ -216,11 +220,17 @@ async fn unknown_cookie_is_cleared_and_never_adopted() {
 async fn created_record(
     service: latchkey::SessionService<Router>,
     store: &MemoryStore,
+    peer: Option<SocketAddr>,
 ) -> latchkey::SessionRecord {
     use tower::ServiceExt;
-    let request = axum::http::Request::post("/set/a")
+    let mut request = axum::http::Request::post("/set/a")
         .body(axum::body::Body::empty())
         .expect("request");
+    if let Some(peer) = peer {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+    }
     let response = service.oneshot(request).await.expect("answer");
     assert_eq!(response.status(), 200);
     let cookie = response.headers()["set-cookie"].to_str().expect("ascii");
@@ -235,15 +245,19 @@ async fn created_record(
 }
 
 #[tokio::test]
-async fn a_per_connection_service_records_its_peer_without_connect_info() {
+async fn new_sessions_record_the_connection_peer() {
     use tower::Layer;
     let store = MemoryStore::new();
     let routes = Router::new().route("/set/{key}", post(set_key));
-    let service = SessionLayer::new(store.clone(), SessionConfig::default()).layer(routes);
+    let service = SessionLayer::new(
+        store.clone(),
+        SessionConfig::insecure_for_local_development(),
+    )
+    .layer(routes);
     let peer: SocketAddr = "192.0.2.7:4321".parse().expect("address");
-    let record = created_record(service.for_peer(peer), &store).await;
+    let record = created_record(service.clone(), &store, Some(peer)).await;
     assert_eq!(record.client_ip.as_deref(), Some("192.0.2.7"));
-    // Without a peer or a ConnectInfo extension, no address is recorded.
-    let record = created_record(service, &store).await;
+    // Without a ConnectInfo extension, no address is recorded.
+    let record = created_record(service, &store, None).await;
     assert_eq!(record.client_ip, None);
 }

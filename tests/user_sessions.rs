@@ -83,8 +83,11 @@ async fn serve() -> (SocketAddr, Arc<SqliteUserStore>) {
         )
         .with_state(users.clone())
         .layer(
-            SessionLayer::new(SqliteStore::new(pool.clone()), SessionConfig::default())
-                .with_authenticator(Authenticator::new(SqliteUserStore::new(pool))),
+            SessionLayer::new(
+                SqliteStore::new(pool.clone()),
+                SessionConfig::insecure_for_local_development(),
+            )
+            .with_authenticator(Authenticator::new(SqliteUserStore::new(pool))),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

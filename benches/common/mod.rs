@@ -37,7 +37,7 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
         .create(NewUser::new("foo", None, hash).expect("user"))
         .await
         .expect("create");
-    let config = SessionConfig::default();
+    let config = SessionConfig::insecure_for_local_development();
     let session = Session::new(
         store.clone(),
         Arc::new(config.clone()),

@@ -7,12 +7,13 @@ use crate::pages::{self, Templates};
 use crate::{api, data_api};
 use anyhow::bail;
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::handler::Handler;
+use axum::middleware::AddExtension;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::serve::IncomingStream;
-use axum::Router;
+use axum::{Extension, Router};
 use latchkey::csrf::CsrfKey;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore};
@@ -93,30 +94,30 @@ pub struct App {
 }
 
 impl App {
-    /// The service for one connection from `peer`: sessions and throttling read the
-    /// address from the session.
-    pub fn for_peer(&self, peer: SocketAddr) -> Secured {
-        self.with_headers(self.sessions.for_peer(peer))
+    /// The service for one connection from `peer`: every request carries the peer as
+    /// axum's `ConnectInfo`, which sessions (the address of "your sessions") and
+    /// throttling (`ClientIp`) read.
+    pub fn for_peer(&self, peer: SocketAddr) -> Connection {
+        Layer::layer(&Extension(ConnectInfo(peer)), self.service())
     }
 
     /// The service with no peer address (for driving the server in process).
     pub fn service(&self) -> Secured {
-        self.with_headers(self.sessions.clone())
-    }
-
-    fn with_headers(&self, sessions: SessionService<Router>) -> Secured {
         let add: fn(Response) -> Response = if self.hsts {
             |response| headers::secure(response, true)
         } else {
             |response| headers::secure(response, false)
         };
-        MapResponse::new(sessions, add)
+        MapResponse::new(self.sessions.clone(), add)
     }
 }
 
 /// The served routes behind the session layer, with the security headers added to every
 /// answer.
 pub type Secured = MapResponse<SessionService<Router>, fn(Response) -> Response>;
+
+/// [`Secured`] for one connection: its requests carry the peer address.
+pub type Connection = AddExtension<Secured, ConnectInfo<SocketAddr>>;
 
 /// `handler` with the request body limit ([`MAX_BODY_BYTES`]): only the routes that
 /// read a body carry it.
@@ -191,8 +192,11 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         trusted_proxies: Arc::from([]),
         csrf: CsrfKey::generate(),
     });
-    let sessions = SessionLayer::new(MemoryStore::new(), latchkey::SessionConfig::default())
-        .with_authenticator(Authenticator::<User>::new(users));
+    let sessions = SessionLayer::new(
+        MemoryStore::new(),
+        latchkey::SessionConfig::insecure_for_local_development(),
+    )
+    .with_authenticator(Authenticator::<User>::new(users));
     Ok(Router::new().fallback_service(router(state, sessions, true, false).service()))
 }
 

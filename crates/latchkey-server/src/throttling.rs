@@ -2,7 +2,7 @@
 //! the throttle checks around `authenticate`, and the 429 answer.
 
 use crate::app::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -10,7 +10,7 @@ use axum::response::Response;
 use latchkey::throttle::{account_tag, Verdict};
 use latchkey::{authenticate, AuthError, SessionError, User};
 use std::convert::Infallible;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The client's IP address: the TCP peer, unless the peer is a configured trusted proxy,
@@ -23,12 +23,13 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
-        // The session layer records the peer (from the per-connection service, or from
-        // `ConnectInfo`), and every route is behind it.
+        // The connection's peer, as the server (or axum's
+        // `into_make_service_with_connect_info`) records it on every request: no
+        // session layer is needed.
         let peer = parts
             .extensions
-            .get::<latchkey::Session>()
-            .and_then(|session| session.client().ip);
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
         Ok(ClientIp(peer.map(|peer| {
             client_ip(peer, &parts.headers, &app.trusted_proxies)
         })))

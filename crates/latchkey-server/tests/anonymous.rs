@@ -24,9 +24,12 @@ fn browser() -> reqwest::Client {
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .default_headers(
-            [(reqwest::header::ACCEPT, "text/html".parse().expect("header"))]
-                .into_iter()
-                .collect(),
+            [(
+                reqwest::header::ACCEPT,
+                "text/html".parse().expect("header"),
+            )]
+            .into_iter()
+            .collect(),
         )
         .build()
         .expect("client")
@@ -94,7 +97,11 @@ async fn a_flood_of_anonymous_page_views_stores_nothing() {
             "{cookies:?}"
         );
     }
-    assert_eq!(stored_sessions(dir.path()), 0, "600 page views stored sessions");
+    assert_eq!(
+        stored_sessions(dir.path()),
+        0,
+        "600 page views stored sessions"
+    );
 }
 
 #[tokio::test]
@@ -116,9 +123,8 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
             ("confirm", PASSWORD.to_string()),
         ]
     };
-    let as_pairs = |form: &[(&'static str, String); 4]| -> Vec<(&'static str, String)> {
-        form.to_vec()
-    };
+    let as_pairs =
+        |form: &[(&'static str, String); 4]| -> Vec<(&'static str, String)> { form.to_vec() };
     // Alice's token in Mallory's browser, and in a request with no cookie: refused, no user.
     let refused = mallory
         .post(server.url("/signup"))
@@ -162,7 +168,11 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
         .await
         .expect("post");
     assert_eq!(created.status(), StatusCode::SEE_OTHER);
-    assert_eq!(stored_sessions(dir.path()), 1, "the flash message's session");
+    assert_eq!(
+        stored_sessions(dir.path()),
+        1,
+        "the flash message's session"
+    );
 
     // Log in with the browser-bound token from the login page.
     let login_token = csrf_field(&page(&alice, &server, "/login").await);
@@ -202,10 +212,6 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
     )
     .await;
     assert_eq!(logged_out.status(), StatusCode::SEE_OTHER);
-    let home = alice
-        .get(server.url("/home"))
-        .send()
-        .await
-        .expect("home");
+    let home = alice.get(server.url("/home")).send().await.expect("home");
     assert_eq!(home.status(), StatusCode::SEE_OTHER, "logged out");
 }

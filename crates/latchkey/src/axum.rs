@@ -329,7 +329,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BrowserCsrf {
 /// let app: Router = Router::new()
 ///     .route("/form", get(form))
 ///     .layer(Extension(CsrfKey::derive(b"a secret every process shares, 32+ bytes")))
-///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
+///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::insecure_for_local_development()));
 /// ```
 #[derive(Clone)]
 pub struct Csrf {

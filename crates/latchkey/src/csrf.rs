@@ -18,7 +18,7 @@
 //! use latchkey::csrf::{BrowserNonce, CsrfKey};
 //! # let session = latchkey::Session::new(
 //! #     std::sync::Arc::new(latchkey::store::MemoryStore::new()),
-//! #     std::sync::Arc::new(latchkey::SessionConfig::default()),
+//! #     std::sync::Arc::new(latchkey::SessionConfig::insecure_for_local_development()),
 //! #     None,
 //! #     Default::default(),
 //! # );
@@ -243,7 +243,7 @@ mod tests {
         let store = MemoryStore::new();
         let session = Session::new(
             Arc::new(store.clone()),
-            Arc::new(SessionConfig::default()),
+            Arc::new(SessionConfig::insecure_for_local_development()),
             None,
             ClientInfo::default(),
         );

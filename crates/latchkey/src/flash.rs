@@ -60,7 +60,7 @@ mod tests {
     #[tokio::test]
     async fn messages_survive_one_redirect_and_are_shown_once() {
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-        let config = Arc::new(SessionConfig::default());
+        let config = Arc::new(SessionConfig::insecure_for_local_development());
         let first = Session::new(store.clone(), config.clone(), None, ClientInfo::default());
         flash(
             &first,

@@ -4,13 +4,17 @@ use std::time::Duration;
 
 /// How sessions behave: cookie attributes, idle and absolute expiry, touch throttling.
 ///
+/// Secure by default: cookies are `Secure` with the `__Host-` prefix, so they only travel
+/// over https. Plain http (local development) has to be asked for by name.
+///
 /// ```
 /// use latchkey::SessionConfig;
 /// use std::time::Duration;
-/// let config = SessionConfig::default()
-///     .with_secure(true)
-///     .with_idle_timeout(Duration::from_secs(15 * 60));
+/// let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(15 * 60));
 /// assert_eq!(config.cookie_name(), "__Host-id");
+/// assert!(config.secure());
+/// let local = SessionConfig::insecure_for_local_development();
+/// assert_eq!(local.cookie_name(), "id");
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -23,10 +27,10 @@ pub struct SessionConfig {
 }
 
 impl Default for SessionConfig {
-    /// 30 minutes idle, 12 hours absolute, cookie `id` (plain http).
+    /// 30 minutes idle, 12 hours absolute, cookie `__Host-id` (`Secure`: https only).
     fn default() -> Self {
         SessionConfig {
-            secure: false,
+            secure: true,
             cookie_base_name: "id".to_string(),
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 60 * 60),
@@ -37,8 +41,15 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
-    /// Marks cookies `Secure` and gives them the `__Host-` prefix. Use whenever the public
-    /// URL is https.
+    /// The defaults over plain http, for a server on `http://localhost` during
+    /// development: cookies without `Secure`, named `id` and `remember`. Never in
+    /// production: the cookies would travel in the clear.
+    pub fn insecure_for_local_development() -> Self {
+        SessionConfig::default().with_secure(false)
+    }
+
+    /// Whether cookies are `Secure` with the `__Host-` prefix (the default). Only a server
+    /// reached over plain http turns it off.
     pub fn with_secure(mut self, secure: bool) -> Self {
         self.secure = secure;
         self

@@ -28,7 +28,7 @@ use tower::{Layer, Service};
 /// ```no_run
 /// use latchkey::{store::MemoryStore, SessionConfig, SessionLayer};
 /// let app: axum::Router = axum::Router::new()
-///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()));
+///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::insecure_for_local_development()));
 /// ```
 ///
 /// With logins, attach the [`Authenticator`] (the user loader):
@@ -109,7 +109,6 @@ impl<S> Layer<S> for SessionLayer {
         SessionService {
             inner,
             layer: self.clone(),
-            peer: None,
         }
     }
 }
@@ -119,25 +118,6 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     layer: SessionLayer,
-    /// The connection's peer, when the service serves one connection.
-    peer: Option<SocketAddr>,
-}
-
-impl<S> SessionService<S> {
-    /// This service for one connection from `peer`: its sessions record `peer` as the
-    /// client address, without a [`ConnectInfo`] extension on every request. For servers
-    /// that build a service per connection (see `latchkey serve`); otherwise the address
-    /// comes from `ConnectInfo`, as axum's `into_make_service_with_connect_info` adds it.
-    pub fn for_peer(&self, peer: SocketAddr) -> Self
-    where
-        S: Clone,
-    {
-        SessionService {
-            inner: self.inner.clone(),
-            layer: self.layer.clone(),
-            peer: Some(peer),
-        }
-    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
@@ -176,7 +156,7 @@ where
             context,
             token.as_deref().map(str::as_bytes).or(cookie),
             remember.and_then(utf8),
-            client_info(&request, self.peer),
+            client_info(&request),
         );
         request.extensions_mut().insert(session.clone());
         SessionFuture {
@@ -373,13 +353,12 @@ fn utf8(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
 }
 
-fn client_info<B>(request: &Request<B>, peer: Option<SocketAddr>) -> ClientInfo {
-    let peer = peer.or_else(|| {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| *address)
-    });
+/// The peer (axum's `ConnectInfo`, if the server records it) and user agent.
+fn client_info<B>(request: &Request<B>) -> ClientInfo {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| *address);
     ClientInfo {
         ip: peer.map(|address| address.ip()),
         user_agent: request

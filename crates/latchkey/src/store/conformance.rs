@@ -473,7 +473,7 @@ pub async fn concurrent_loads_see_their_own_session_and_every_finished_write(
 fn session_for(store: &Arc<dyn SessionStore>, token: &SessionToken) -> Session {
     Session::new(
         store.clone(),
-        Arc::new(SessionConfig::default()),
+        Arc::new(SessionConfig::insecure_for_local_development()),
         Some(&token.encode()),
         ClientInfo::default(),
     )
@@ -516,7 +516,7 @@ pub async fn session_expiry_is_enforced(store: Arc<dyn SessionStore>) {
     assert!(!unknown.exists().await.expect("exists"));
     let malformed = Session::new(
         store.clone(),
-        Arc::new(SessionConfig::default()),
+        Arc::new(SessionConfig::insecure_for_local_development()),
         Some("not-a-token"),
         ClientInfo::default(),
     );
