@@ -17,8 +17,8 @@ use latchkey::redirect::safe_next;
 use latchkey::remember::SqliteRememberStore;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    authenticate, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher, SessionConfig,
-    SessionLayer, SqliteUserStore, User, UserStore,
+    authenticate, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher,
+    SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
 };
 use minijinja::{context, Environment};
 use serde::Deserialize;
@@ -222,13 +222,11 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         })
         // Forms' CSRF tokens: a key for this process (forms do not survive a restart).
         .layer(axum::Extension(CsrfKey::generate()))
-        .layer(
-            SessionLayer::new(
-                SqliteStore::new(pool),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(login_manager),
-        ))
+        .layer(AuthLayer::new(login_manager))
+        .layer(SessionLayer::new(
+            SqliteStore::new(pool),
+            SessionConfig::insecure_for_local_development(),
+        )))
 }
 
 #[tokio::main]

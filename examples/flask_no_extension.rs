@@ -16,8 +16,8 @@ use latchkey::csrf::CsrfKey;
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    authenticate, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher, SessionConfig,
-    SessionLayer, SqliteUserStore, User, UserStore, UserStoreError,
+    authenticate, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher,
+    SessionConfig, SessionLayer, SqliteUserStore, User, UserStore, UserStoreError,
 };
 use minijinja::{context, Environment};
 use serde::Deserialize;
@@ -286,13 +286,13 @@ pub async fn app(database_url: &str) -> Result<Router, Box<dyn std::error::Error
         .route("/user/{username}/", get(user_home))
         .route("/logout/", post(logout))
         .with_state(app)
-        .layer(
-            SessionLayer::new(
-                SqliteStore::new(pool.clone()),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(Authenticator::new(SqliteUserStore::new(pool))),
-        ))
+        .layer(AuthLayer::new(Authenticator::new(SqliteUserStore::new(
+            pool.clone(),
+        ))))
+        .layer(SessionLayer::new(
+            SqliteStore::new(pool.clone()),
+            SessionConfig::insecure_for_local_development(),
+        )))
 }
 
 #[tokio::main]

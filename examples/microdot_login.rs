@@ -17,8 +17,8 @@ use latchkey::redirect::next_or_home;
 use latchkey::remember::MemoryRememberStore;
 use latchkey::store::MemoryStore;
 use latchkey::{
-    AuthSession, AuthUser, Authenticator, HashParams, PasswordHasher, SessionConfig, SessionLayer,
-    UserLoader, UserStoreError,
+    AuthLayer, AuthSession, AuthUser, Authenticator, HashParams, PasswordHasher, SessionConfig,
+    SessionLayer, UserLoader, UserStoreError,
 };
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -179,13 +179,11 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .with_state(App { database, hasher })
         // Forms' CSRF tokens: a key for this process (forms do not survive a restart).
         .layer(axum::Extension(CsrfKey::generate()))
-        .layer(
-            SessionLayer::new(
-                MemoryStore::new(),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(login_manager),
-        ))
+        .layer(AuthLayer::new(login_manager))
+        .layer(SessionLayer::new(
+            MemoryStore::new(),
+            SessionConfig::insecure_for_local_development(),
+        )))
 }
 
 #[tokio::main]

@@ -15,8 +15,8 @@ use axum::{Extension, Json, Router};
 use latchkey::axum::RequireLogin;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    authenticate, AuthError, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher,
-    SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
+    authenticate, AuthError, AuthLayer, AuthSession, Authenticator, HashParams, NewUser,
+    PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -97,13 +97,11 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .layer(Extension(Users { store, hasher }))
-        .layer(
-            SessionLayer::new(
-                SqliteStore::new(pool),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(authenticator),
-        ))
+        .layer(AuthLayer::new(authenticator))
+        .layer(SessionLayer::new(
+            SqliteStore::new(pool),
+            SessionConfig::insecure_for_local_development(),
+        )))
 }
 
 #[tokio::main]

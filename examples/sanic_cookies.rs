@@ -29,8 +29,8 @@ use latchkey::store::{
     SqliteStore,
 };
 use latchkey::{
-    AuthSession, AuthUser, Authenticator, Session, SessionConfig, SessionError, SessionLayer,
-    SessionStore, Timestamp, UserLoader, UserStoreError,
+    AuthLayer, AuthSession, AuthUser, Authenticator, Session, SessionConfig, SessionError,
+    SessionLayer, SessionStore, Timestamp, UserLoader, UserStoreError,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -172,7 +172,8 @@ pub fn app(master: Interface, mirrors: Vec<Arc<dyn SessionStore>>) -> Result<Rou
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/protected", get(protected))
-        .layer(sessions.with_authenticator(Authenticator::new(Users))))
+        .layer(AuthLayer::new(Authenticator::new(Users)))
+        .layer(sessions))
 }
 
 #[tokio::main]

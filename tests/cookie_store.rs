@@ -6,8 +6,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use latchkey::store::{open_sqlite, CookieStore, MemoryStore, MAX_COOKIE_VALUE_BYTES};
 use latchkey::{
-    AuthSession, Authenticator, NewUser, Session, SessionConfig, SessionLayer, SessionStore,
-    SqliteUserStore, User, UserStore,
+    AuthLayer, AuthSession, Authenticator, NewUser, Session, SessionConfig, SessionLayer,
+    SessionStore, SqliteUserStore, User, UserStore,
 };
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
@@ -102,15 +102,13 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
             "/logout",
             post(|auth: AuthSession<User>| async move { auth.logout().await.map(|_| "bye") }),
         )
-        .layer(
-            SessionLayer::with_cookie_store(
-                cookies,
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(
-                Authenticator::new(users.clone()).with_user_cache(std::time::Duration::ZERO),
-            ),
-        );
+        .layer(AuthLayer::new(
+            Authenticator::new(users.clone()).with_user_cache(std::time::Duration::ZERO),
+        ))
+        .layer(SessionLayer::with_cookie_store(
+            cookies,
+            SessionConfig::insecure_for_local_development(),
+        ));
     App {
         url: common::serve(router).await,
         users,

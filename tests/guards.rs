@@ -6,8 +6,8 @@ use axum::Router;
 use latchkey::axum::{fresh_login_required, login_required, RequireFresh, RequireLogin};
 use latchkey::store::{open_sqlite, MemoryStore};
 use latchkey::{
-    AuthMethod, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer, SqliteUserStore,
-    User, UserStore,
+    AuthLayer, AuthMethod, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer,
+    SqliteUserStore, User, UserStore,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -73,13 +73,11 @@ async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
         )
         .merge(private)
         .merge(sensitive)
-        .layer(
-            SessionLayer::new(
-                MemoryStore::new(),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(authenticator),
-        );
+        .layer(AuthLayer::new(authenticator))
+        .layer(SessionLayer::new(
+            MemoryStore::new(),
+            SessionConfig::insecure_for_local_development(),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -234,4 +232,96 @@ async fn freshness_can_be_limited_in_time() {
         get_as_api(&browser, address, "/home").await.0,
         StatusCode::OK
     );
+}
+
+/// A user loader that counts its loads.
+struct CountingLoader {
+    users: SqliteUserStore,
+    loads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl latchkey::UserLoader<User> for CountingLoader {
+    async fn load_user(&self, user_id: &str) -> Result<Option<User>, latchkey::UserStoreError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        latchkey::UserLoader::<User>::load_user(&self.users, user_id).await
+    }
+}
+
+/// A handler that checks the login with a guard, then asks for the user twice more and
+/// for freshness: the user loader runs once for the whole request (the user cache is
+/// off, so every resolution would be a load).
+#[tokio::test]
+async fn the_user_is_resolved_once_per_request() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = SqliteUserStore::new(pool);
+    let grover = users
+        .create(
+            NewUser::new(
+                "grover",
+                None,
+                "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            )
+            .expect("user"),
+        )
+        .await
+        .expect("create");
+    let loads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let authenticator = Authenticator::new(CountingLoader {
+        users,
+        loads: loads.clone(),
+    })
+    .with_user_cache(Duration::ZERO);
+    let app = Router::new()
+        .route(
+            "/login",
+            post(move |auth: AuthSession<User>| {
+                let user = grover.clone();
+                async move { auth.login(&user).await.map(|()| "ok") }
+            }),
+        )
+        .route(
+            "/whoami",
+            get(
+                |RequireFresh(user): RequireFresh<User>, auth: AuthSession<User>| async move {
+                    let again = auth.current_user().await.ok().flatten();
+                    let third = auth.current_user().await.ok().flatten();
+                    assert_eq!(again.as_ref(), Some(&user));
+                    assert_eq!(third.as_ref(), Some(&user));
+                    user.username
+                },
+            ),
+        )
+        .layer(AuthLayer::new(authenticator))
+        .layer(SessionLayer::new(
+            MemoryStore::new(),
+            SessionConfig::insecure_for_local_development(),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = client();
+    let login = client
+        .post(format!("http://{address}/login"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+    for request in 1..=3 {
+        let answer = client
+            .get(format!("http://{address}/whoami"))
+            .send()
+            .await
+            .expect("whoami");
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.text().await.expect("body"), "grover");
+        assert_eq!(
+            loads.load(std::sync::atomic::Ordering::SeqCst),
+            request,
+            "one load per request"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use latchkey::axum::{RequireFresh, RequireLogin};
 use latchkey::remember::SqliteRememberStore;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    AuthError, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer, SqliteUserStore,
-    User, UserStore,
+    AuthError, AuthLayer, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer,
+    SqliteUserStore, User, UserStore,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -81,13 +81,11 @@ async fn serve() -> (SocketAddr, SqlitePool) {
             get(|RequireFresh(user): RequireFresh<User>| async move { user.username }),
         )
         .with_state(users)
-        .layer(
-            SessionLayer::new(
-                SqliteStore::new(pool.clone()),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(authenticator),
-        );
+        .layer(AuthLayer::new(authenticator))
+        .layer(SessionLayer::new(
+            SqliteStore::new(pool.clone()),
+            SessionConfig::insecure_for_local_development(),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

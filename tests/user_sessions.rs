@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use latchkey::axum::RequireLogin;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    AuthError, AuthSession, Authenticator, NewUser, SessionConfig, SessionId, SessionLayer,
-    SqliteUserStore, User, UserStore,
+    AuthError, AuthLayer, AuthSession, Authenticator, NewUser, SessionConfig, SessionId,
+    SessionLayer, SqliteUserStore, User, UserStore,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -82,13 +82,13 @@ async fn serve() -> (SocketAddr, Arc<SqliteUserStore>) {
             get(|RequireLogin(user): RequireLogin<User>| async move { user.username }),
         )
         .with_state(users.clone())
-        .layer(
-            SessionLayer::new(
-                SqliteStore::new(pool.clone()),
-                SessionConfig::insecure_for_local_development(),
-            )
-            .with_authenticator(Authenticator::new(SqliteUserStore::new(pool))),
-        );
+        .layer(AuthLayer::new(Authenticator::new(SqliteUserStore::new(
+            pool.clone(),
+        ))))
+        .layer(SessionLayer::new(
+            SqliteStore::new(pool.clone()),
+            SessionConfig::insecure_for_local_development(),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

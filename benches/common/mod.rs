@@ -7,8 +7,8 @@ use latchkey::axum::RequireLogin;
 use latchkey::session::CookieChange;
 use latchkey::store::open_sqlite;
 use latchkey::{
-    AuthMethod, Authenticator, HashParams, NewUser, PasswordHasher, Session, SessionConfig,
-    SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
+    AuthLayer, AuthMethod, Authenticator, HashParams, NewUser, PasswordHasher, Session,
+    SessionConfig, SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -57,6 +57,7 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
     };
     let router = Router::new()
         .route("/home", get(home))
-        .layer(SessionLayer::from_arc(store, config).with_authenticator(Authenticator::new(users)));
+        .layer(AuthLayer::new(Authenticator::new(users)))
+        .layer(SessionLayer::from_arc(store, config));
     (router, format!("id={token}"))
 }

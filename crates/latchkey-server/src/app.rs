@@ -18,7 +18,7 @@ use latchkey::csrf::CsrfKey;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore};
 use latchkey::throttle::Throttle;
-use latchkey::SessionService;
+use latchkey::{AuthLayer, AuthService, SessionService};
 use latchkey::{
     Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
     UserStore,
@@ -89,7 +89,7 @@ pub struct Shared {
 /// on every request.
 #[derive(Clone)]
 pub struct App {
-    sessions: SessionService<Router>,
+    sessions: SessionService<AuthService<Router, User>>,
     hsts: bool,
 }
 
@@ -114,7 +114,7 @@ impl App {
 
 /// The served routes behind the session layer, with the security headers added to every
 /// answer.
-pub type Secured = MapResponse<SessionService<Router>, fn(Response) -> Response>;
+pub type Secured = MapResponse<SessionService<AuthService<Router, User>>, fn(Response) -> Response>;
 
 /// [`Secured`] for one connection: its requests carry the peer address.
 pub type Connection = AddExtension<Secured, ConnectInfo<SocketAddr>>;
@@ -129,8 +129,15 @@ where
     handler.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The server's routes (see [`App`]).
-pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: bool) -> App {
+/// The server's routes (see [`App`]): auth (with its authenticator) inside the session
+/// layer.
+pub fn router(
+    state: AppState,
+    sessions: SessionLayer,
+    authenticator: Authenticator<User>,
+    data_api: bool,
+    hsts: bool,
+) -> App {
     let mut routes = Router::new();
     if data_api {
         routes = routes
@@ -169,7 +176,7 @@ pub fn router(state: AppState, sessions: SessionLayer, data_api: bool, hsts: boo
         .fallback(pages::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
     App {
-        sessions: sessions.layer(routes.with_state(state)),
+        sessions: sessions.layer(AuthLayer::new(authenticator).layer(routes.with_state(state))),
         hsts,
     }
 }
@@ -195,9 +202,9 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
     let sessions = SessionLayer::new(
         MemoryStore::new(),
         latchkey::SessionConfig::insecure_for_local_development(),
-    )
-    .with_authenticator(Authenticator::<User>::new(users));
-    Ok(Router::new().fallback_service(router(state, sessions, true, false).service()))
+    );
+    let app = router(state, sessions, Authenticator::new(users), true, false);
+    Ok(Router::new().fallback_service(app.service()))
 }
 
 /// `scheme://host[:port]` of a URL (its path dropped).
@@ -279,7 +286,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = router(
         state,
-        sessions.with_authenticator(authenticator),
+        sessions,
+        authenticator,
         args.enable_session_data_api,
         secure,
     );

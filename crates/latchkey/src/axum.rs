@@ -6,7 +6,7 @@
 //! (303) to the login page with `?next=` the page it wanted; anything else gets a 401
 //! JSON error.
 
-use crate::auth::{AuthError, AuthSession, Authenticator, LoginState};
+use crate::auth::{AuthError, AuthSession, Authenticator, RequestAuth};
 use crate::csrf::{browser_cookie_name, BrowserNonce, CsrfKey};
 use crate::session::{Session, SessionError};
 use crate::user::AuthUser;
@@ -16,6 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use std::sync::Arc;
 
 fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
@@ -24,8 +25,8 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 /// Why an extractor could not give a handler what it asked for.
 #[derive(Debug)]
 pub enum Rejection {
-    /// No [`crate::SessionLayer`] (or no authenticator attached to it) on the route:
-    /// a programming error, answered 500.
+    /// No [`crate::SessionLayer`] (or no [`crate::AuthLayer`] inside it) on the route: a
+    /// programming error, answered 500.
     MissingLayer(&'static str),
     /// Not logged in (or not freshly enough): 401 with this message.
     Unauthorized(String),
@@ -90,30 +91,27 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// The request's session and authenticator, borrowed from its extensions.
-fn login_state<U: AuthUser>(parts: &Parts) -> Result<LoginState<'_, U>, Rejection> {
+/// The request's session and auth state, borrowed from its extensions.
+fn request_auth<U: AuthUser>(parts: &Parts) -> Result<(&Session, &Arc<RequestAuth<U>>), Rejection> {
     let session = parts
         .extensions
         .get::<Session>()
         .ok_or(Rejection::MissingLayer("SessionLayer"))?;
-    let authenticator = session
-        .attachment::<Authenticator<U>>()
-        .or_else(|| parts.extensions.get::<Authenticator<U>>())
+    let auth = parts
+        .extensions
+        .get::<Arc<RequestAuth<U>>>()
         .ok_or(Rejection::MissingLayer(
-            "SessionLayer::with_authenticator (or Extension(Authenticator))",
+            "AuthLayer (inside the SessionLayer)",
         ))?;
-    Ok(LoginState {
-        session,
-        authenticator,
-    })
+    Ok((session, auth))
 }
 
 impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for AuthSession<U> {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let state = login_state::<U>(parts)?;
-        Ok(state.authenticator.session(state.session.clone()))
+        let (session, auth) = request_auth::<U>(parts)?;
+        Ok(AuthSession::from_request(session.clone(), auth.clone()))
     }
 }
 
@@ -132,13 +130,13 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let login = login_state::<U>(parts)?;
-        match login.current_user().await {
+        let (session, auth) = request_auth::<U>(parts)?;
+        match auth.current_user(session).await {
             Ok(Some(user)) => Ok(RequireLogin(user)),
             Ok(None) => Err(must_log_in(
                 parts,
-                login.authenticator,
-                login.authenticator.unauthorized_message(),
+                &auth.authenticator,
+                auth.authenticator.unauthorized_message(),
             )),
             Err(error) => Err(Rejection::Failed(error)),
         }

@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use latchkey::{axum::RequireLogin, store, Authenticator, SessionConfig, SessionLayer, User};
+//! use latchkey::{axum::RequireLogin, store, AuthLayer, Authenticator, SessionConfig, SessionLayer, User};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = store::open_sqlite("sqlite://app.db").await?;
@@ -22,10 +22,8 @@
 //!     .route("/home", get(|RequireLogin(user): RequireLogin<User>| async move {
 //!         format!("Hello, {}", user.username)
 //!     }))
-//!     .layer(
-//!         SessionLayer::new(store::SqliteStore::new(pool), SessionConfig::default())
-//!             .with_authenticator(Authenticator::new(users)),
-//!     );
+//!     .layer(AuthLayer::new(Authenticator::new(users)))
+//!     .layer(SessionLayer::new(store::SqliteStore::new(pool), SessionConfig::default()));
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -54,6 +52,8 @@ mod time;
 pub mod user;
 
 pub use auth::{authenticate, AuthError, AuthSession, Authenticator, SessionInfo};
+#[cfg(feature = "axum")]
+pub use auth::{AuthLayer, AuthService};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
 pub use session::{
     AuthInfo, AuthMethod, Session, SessionConfig, SessionError, SessionId, SessionRecord,

@@ -42,7 +42,7 @@ impl Default for SessionConfig {
 
 impl SessionConfig {
     /// The defaults over plain http, for a server on `http://localhost` during
-    /// development: cookies without `Secure`, named `id` and `remember`. Never in
+    /// development: cookies without `Secure` or the `__Host-` prefix. Never in
     /// production: the cookies would travel in the clear.
     pub fn insecure_for_local_development() -> Self {
         SessionConfig::default().with_secure(false)
@@ -101,13 +101,16 @@ impl SessionConfig {
         }
     }
 
-    /// The remember-me cookie's name: `__Host-remember` when secure, `remember` otherwise.
-    pub fn remember_cookie_name(&self) -> String {
-        if self.secure {
-            "__Host-remember".to_string()
-        } else {
-            "remember".to_string()
-        }
+    /// A cookie with the attributes every cookie of this site gets: `HttpOnly`,
+    /// `SameSite=Lax`, `Path=/`, and `Secure` when [`SessionConfig::secure`]. The session
+    /// cookie is one; auth's remember-me cookie and the CSRF cookie use the same.
+    pub fn build_cookie(&self, name: &str, value: String) -> cookie::Cookie<'static> {
+        cookie::Cookie::build((name.to_string(), value))
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .path("/")
+            .secure(self.secure)
+            .build()
     }
 
     /// Idle timeout.

@@ -9,7 +9,6 @@ use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,20 +48,6 @@ pub enum CookieChange {
     Keep,
     /// Send this token.
     Set(String),
-    /// Expire the cookie.
-    Remove,
-}
-
-/// What the response must do with the remember-me cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RememberCookie {
-    /// Send this value, kept by the browser for `max_age`.
-    Set {
-        /// `series.validator`.
-        value: String,
-        /// Cookie lifetime.
-        max_age: Duration,
-    },
     /// Expire the cookie.
     Remove,
 }
@@ -149,10 +134,6 @@ struct State {
     live: Option<Live>,
     pending: Pending,
     cookie: CookieChange,
-    /// The remember-me cookie the browser sent, if any.
-    remember_in: Option<String>,
-    /// What the response must do with the remember-me cookie.
-    remember_out: Option<RememberCookie>,
 }
 
 impl State {
@@ -187,38 +168,22 @@ enum Loaded {
     Dead,
 }
 
-/// Something the session layer hands every request's session (the [`crate::Authenticator`]),
-/// so extractors find it without a separate request extension.
-pub(crate) type Attachment = Arc<dyn Any + Send + Sync>;
-
 /// What every session of one layer shares, behind one pointer: a request's session costs
 /// one reference-count increment for all of it.
 pub(crate) struct SessionContext {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: Arc<SessionConfig>,
-    /// Read by the axum extractors.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) attachment: Option<Attachment>,
     /// The session cookie's name.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) cookie_name: Arc<str>,
-    /// The remember-me cookie's name.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) remember_cookie_name: Arc<str>,
 }
 
 impl SessionContext {
-    pub(crate) fn new(
-        store: Arc<dyn SessionStore>,
-        config: Arc<SessionConfig>,
-        attachment: Option<Attachment>,
-    ) -> Self {
+    pub(crate) fn new(store: Arc<dyn SessionStore>, config: Arc<SessionConfig>) -> Self {
         SessionContext {
             cookie_name: config.cookie_name().into(),
-            remember_cookie_name: config.remember_cookie_name().into(),
             store,
             config,
-            attachment,
         }
     }
 
@@ -228,9 +193,7 @@ impl SessionContext {
         SessionContext {
             store,
             config: self.config.clone(),
-            attachment: self.attachment.clone(),
             cookie_name: self.cookie_name.clone(),
-            remember_cookie_name: self.remember_cookie_name.clone(),
         }
     }
 }
@@ -279,15 +242,14 @@ impl Session {
         cookie_value: Option<&str>,
         client: ClientInfo,
     ) -> Self {
-        let context = Arc::new(SessionContext::new(store, config, None));
-        Self::with_context(context, cookie_value.map(str::as_bytes), None, client)
+        let context = Arc::new(SessionContext::new(store, config));
+        Self::with_context(context, cookie_value.map(str::as_bytes), client)
     }
 
     /// A session for one request of a layer whose sessions share `context`.
     pub(crate) fn with_context(
         context: Arc<SessionContext>,
         cookie_value: Option<&[u8]>,
-        remember_cookie: Option<&str>,
         client: ClientInfo,
     ) -> Self {
         let state = State {
@@ -295,8 +257,6 @@ impl Session {
             live: None,
             pending: Pending::default(),
             cookie: CookieChange::Keep,
-            remember_in: remember_cookie.map(str::to_string),
-            remember_out: None,
         };
         Session {
             inner: Arc::new(Inner {
@@ -311,12 +271,6 @@ impl Session {
                 writer: tokio::sync::Mutex::new(()),
             }),
         }
-    }
-
-    /// The attachment of type `T` the session layer gave this session, if any.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn attachment<T: 'static>(&self) -> Option<&T> {
-        self.inner.context.attachment.as_ref()?.downcast_ref::<T>()
     }
 
     /// The session settings in force.
@@ -536,18 +490,13 @@ impl Session {
     /// changed and the idle expiry not yet due for a refresh (as of when the record was
     /// read).
     pub(crate) fn settled(&self) -> Option<CookieChange> {
-        self.settled_with_remember().map(|(cookie, _)| cookie)
-    }
-
-    /// [`Session::settled`] and the remember-me cookie change, under one lock.
-    pub(crate) fn settled_with_remember(&self) -> Option<(CookieChange, Option<RememberCookie>)> {
         let state = self.state();
         let quiet = !self.inner.loaded.load(Ordering::Acquire)
             || (state.pending.is_empty()
                 && state
                     .record()
                     .is_none_or(|record| !self.touch_due(record, state.loaded_at)));
-        quiet.then(|| (state.cookie.clone(), state.remember_out.clone()))
+        quiet.then(|| state.cookie.clone())
     }
 
     /// What the response must do with the cookie, as things stand.
@@ -557,30 +506,6 @@ impl Session {
 
     pub(crate) fn cookie_state(&self) -> CookieChange {
         self.state().cookie.clone()
-    }
-
-    /// The remember-me cookie the browser sent.
-    pub(crate) fn remember_cookie_in(&self) -> Option<String> {
-        self.state().remember_in.clone()
-    }
-
-    /// Tells the response what to do with the remember-me cookie.
-    pub(crate) fn set_remember_cookie(&self, change: RememberCookie) {
-        let mut state = self.state();
-        if change == RememberCookie::Remove && state.remember_in.is_none() {
-            // Nothing to remove unless this response set one.
-            if matches!(state.remember_out, Some(RememberCookie::Set { .. })) {
-                state.remember_out = Some(RememberCookie::Remove);
-            }
-            return;
-        }
-        state.remember_out = Some(change);
-    }
-
-    /// What the response must do with the remember-me cookie.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn remember_cookie_out(&self) -> Option<RememberCookie> {
-        self.state().remember_out.clone()
     }
 
     fn touch_due(&self, record: &SessionRecord, now: Timestamp) -> bool {

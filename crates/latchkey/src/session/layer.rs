@@ -2,17 +2,13 @@
 //! after the handler ran.
 
 use super::config::SessionConfig;
-use super::handle::{
-    ClientInfo, CookieChange, RememberCookie, Session, SessionContext, SessionError,
-};
+use super::handle::{ClientInfo, CookieChange, Session, SessionContext, SessionError};
 use super::store::{SessionStore, StoreError};
-use crate::auth::Authenticator;
 use crate::store::{CookieJar, CookieStore, Outgoing};
-use crate::user::AuthUser;
 use axum::extract::ConnectInfo;
-use cookie::{Cookie, SameSite};
+use cookie::Cookie;
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,8 +27,7 @@ use tower::{Layer, Service};
 ///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::insecure_for_local_development()));
 /// ```
 ///
-/// With logins, attach the [`Authenticator`] (the user loader):
-/// `SessionLayer::new(store, config).with_authenticator(Authenticator::new(users))`.
+/// Logins sit on top of it: see [`crate::AuthLayer`].
 #[derive(Clone)]
 pub struct SessionLayer {
     /// Everything behind one pointer: each request clones the layer once.
@@ -78,25 +73,7 @@ impl SessionLayer {
         SessionLayer {
             shared: Arc::new(LayerShared {
                 backing,
-                context: Arc::new(SessionContext::new(store, Arc::new(config), None)),
-            }),
-        }
-    }
-
-    /// Gives every request's session the authenticator (user loader), so that
-    /// [`crate::AuthSession`] and [`crate::axum::RequireLogin`] work without an
-    /// `Extension` layer.
-    pub fn with_authenticator<U: AuthUser>(self, authenticator: Authenticator<U>) -> Self {
-        let context = &self.shared.context;
-        let context = SessionContext::new(
-            context.store.clone(),
-            context.config.clone(),
-            Some(Arc::new(authenticator)),
-        );
-        SessionLayer {
-            shared: Arc::new(LayerShared {
-                backing: self.shared.backing.clone(),
-                context: Arc::new(context),
+                context: Arc::new(SessionContext::new(store, Arc::new(config))),
             }),
         }
     }
@@ -135,14 +112,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
-        // Remember-me cookies only mean something with an authenticator attached.
-        let remember_name = shared
-            .context
-            .attachment
-            .as_ref()
-            .map(|_| &*shared.context.remember_cookie_name);
-        let (cookie, remember) =
-            cookie_values(&request, &shared.context.cookie_name, remember_name);
+        let cookie = request_cookie(request.headers(), &shared.context.cookie_name);
         let (context, jar, token) = match &shared.backing {
             Backing::Server => (shared.context.clone(), None, None),
             Backing::Cookie(cookies) => {
@@ -155,7 +125,6 @@ where
         let session = Session::with_context(
             context,
             token.as_deref().map(str::as_bytes).or(cookie),
-            remember.and_then(utf8),
             client_info(&request),
         );
         request.extensions_mut().insert(session.clone());
@@ -203,12 +172,11 @@ where
                         *this.committing = Some((response, commit));
                         Poll::Pending
                     }
-                    Poll::Ready(Ok(change)) => Poll::Ready(Ok(with_cookies(
+                    Poll::Ready(Ok(change)) => Poll::Ready(Ok(with_cookie(
                         this.session.context(),
                         this.jar.as_deref(),
                         response,
                         change,
-                        this.session.remember_cookie_out(),
                     ))),
                     Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
                 };
@@ -220,25 +188,21 @@ where
             };
             // A failed handler's half-done changes are not saved.
             let settled = if response.status().is_server_error() {
-                Some((
-                    this.session.cookie_state(),
-                    this.session.remember_cookie_out(),
-                ))
+                Some(this.session.cookie_state())
             } else {
-                this.session.settled_with_remember()
+                this.session.settled()
             };
-            if let Some((change, remember)) = settled {
+            if let Some(change) = settled {
                 // The common answer: no cookie to send (a cookie-store session may still
                 // have a sealed cookie to send).
-                if change == CookieChange::Keep && remember.is_none() && this.jar.is_none() {
+                if change == CookieChange::Keep && this.jar.is_none() {
                     return Poll::Ready(Ok(response));
                 }
-                return Poll::Ready(Ok(with_cookies(
+                return Poll::Ready(Ok(with_cookie(
                     this.session.context(),
                     this.jar.as_deref(),
                     response,
                     change,
-                    remember,
                 )));
             }
             // The store must be written: poll the commit next, and never the inner
@@ -249,14 +213,13 @@ where
     }
 }
 
-/// Adds the `Set-Cookie` headers the session and remember-me cookies call for. With the
-/// cookie store, the session cookie carries the sealed record instead of the token.
-fn with_cookies<B: From<String>>(
+/// Adds the `Set-Cookie` header the session cookie calls for. With the cookie store, the
+/// cookie carries the sealed record instead of the token.
+fn with_cookie<B: From<String>>(
     context: &SessionContext,
     jar: Option<&CookieJar>,
     mut response: Response<B>,
     change: CookieChange,
-    remember: Option<RememberCookie>,
 ) -> Response<B> {
     let change = match jar {
         None => change,
@@ -278,29 +241,12 @@ fn with_cookies<B: From<String>>(
         CookieChange::Keep => {}
         CookieChange::Set(token) => append_cookie(
             &mut response,
-            session_cookie(&context.config, &context.cookie_name, token),
+            context.config.build_cookie(&context.cookie_name, token),
         ),
         CookieChange::Remove => {
-            let mut removal = session_cookie(&context.config, &context.cookie_name, String::new());
-            removal.make_removal();
-            append_cookie(&mut response, removal)
-        }
-    }
-    match remember {
-        None => {}
-        Some(RememberCookie::Set { value, max_age }) => {
-            let mut cookie = session_cookie(&context.config, &context.remember_cookie_name, value);
-            cookie.set_max_age(cookie::time::Duration::seconds(
-                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
-            ));
-            append_cookie(&mut response, cookie)
-        }
-        Some(RememberCookie::Remove) => {
-            let mut removal = session_cookie(
-                &context.config,
-                &context.remember_cookie_name,
-                String::new(),
-            );
+            let mut removal = context
+                .config
+                .build_cookie(&context.cookie_name, String::new());
             removal.make_removal();
             append_cookie(&mut response, removal)
         }
@@ -308,16 +254,11 @@ fn with_cookies<B: From<String>>(
     response
 }
 
-/// The values of the first cookies named `name` and `other` in the request's `Cookie`
-/// headers, read in one pass, without their optional double quotes. Bytes, not text:
-/// a session token is checked character by character as it is decoded anyway.
-fn cookie_values<'r, B>(
-    request: &'r Request<B>,
-    name: &str,
-    other: Option<&str>,
-) -> (Option<&'r [u8]>, Option<&'r [u8]>) {
-    let (mut found, mut other_found) = (None, None);
-    for header in request.headers().get_all(COOKIE) {
+/// The value of the first cookie named `name` in the `Cookie` headers, without its
+/// optional double quotes. Bytes, not text: a session token is checked character by
+/// character as it is decoded anyway.
+pub(crate) fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    for header in headers.get_all(COOKIE) {
         let mut rest = header.as_bytes();
         while !rest.is_empty() {
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
@@ -326,18 +267,12 @@ fn cookie_values<'r, B>(
             let Some(equals) = memchr::memchr(b'=', pair) else {
                 continue;
             };
-            let (key, value) = (&pair[..equals], &pair[equals + 1..]);
-            if found.is_none() && key == name.as_bytes() {
-                found = Some(value);
-            } else if other_found.is_none() && other.is_some_and(|other| key == other.as_bytes()) {
-                other_found = Some(value);
-            }
-            if found.is_some() && (other.is_none() || other_found.is_some()) {
-                return (found.map(unquoted), other_found.map(unquoted));
+            if &pair[..equals] == name.as_bytes() {
+                return Some(unquoted(&pair[equals + 1..]));
             }
         }
     }
-    (found.map(unquoted), other_found.map(unquoted))
+    None
 }
 
 /// A cookie value without its optional double quotes.
@@ -369,16 +304,8 @@ fn client_info<B>(request: &Request<B>) -> ClientInfo {
     }
 }
 
-fn session_cookie(config: &SessionConfig, name: &str, value: String) -> Cookie<'static> {
-    Cookie::build((name.to_string(), value))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .secure(config.secure())
-        .build()
-}
-
-fn append_cookie<B>(response: &mut Response<B>, cookie: Cookie<'static>) {
+/// Appends `Set-Cookie: cookie` to the response.
+pub(crate) fn append_cookie<B>(response: &mut Response<B>, cookie: Cookie<'static>) {
     if let Ok(value) = HeaderValue::from_str(&cookie.encoded().to_string()) {
         response.headers_mut().append(SET_COOKIE, value);
     }
@@ -418,51 +345,31 @@ fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> 
 
 #[cfg(test)]
 mod tests {
-    use super::cookie_values;
-    use http::Request;
+    use super::request_cookie;
+    use http::HeaderMap;
 
     fn text(value: &[u8]) -> String {
         String::from_utf8_lossy(value).into_owned()
     }
 
-    fn request(headers: &[&str]) -> Request<()> {
-        let mut builder = Request::builder();
-        for header in headers {
-            builder = builder.header(http::header::COOKIE, *header);
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(http::header::COOKIE, value.parse().expect("header"));
         }
-        builder.body(()).expect("request")
+        headers
     }
 
     #[test]
     fn finds_the_named_cookie_only() {
-        let found = |headers: &[&str]| cookie_values(&request(headers), "id", None).0.map(text);
+        let found = |values: &[&str]| request_cookie(&headers(values), "id").map(text);
         assert_eq!(found(&["id=abc"]), Some("abc".into()));
         assert_eq!(found(&["xid=1; id2=2;  id=abc ; z=3"]), Some("abc".into()));
         assert_eq!(found(&["a=1", "b=2; id=\"abc\""]), Some("abc".into()));
         assert_eq!(found(&["id=first; id=second"]), Some("first".into()));
         assert_eq!(found(&["id=a=b"]), Some("a=b".into()));
         assert_eq!(found(&["xid=1; id2=2; id =3"]), None);
+        assert_eq!(found(&["other; ;; =2"]), None);
         assert_eq!(found(&[]), None);
-    }
-
-    #[test]
-    fn finds_both_cookies_in_one_pass() {
-        let both = |headers: &[&str]| {
-            let request = request(headers);
-            let (session, remember) = cookie_values(&request, "id", Some("remember"));
-            (session.map(text), remember.map(text))
-        };
-        let pair = |a: Option<&str>, b: Option<&str>| (a.map(str::to_owned), b.map(str::to_owned));
-        assert_eq!(
-            both(&["remember=r1; id=abc"]),
-            pair(Some("abc"), Some("r1"))
-        );
-        assert_eq!(
-            both(&["id=abc", "remember=\"r1\"; remember=r2; id=x"]),
-            pair(Some("abc"), Some("r1"))
-        );
-        assert_eq!(both(&["id=abc; other"]), pair(Some("abc"), None));
-        assert_eq!(both(&["remember=r1"]), pair(None, Some("r1")));
-        assert_eq!(both(&["xremember=1; ;; =2"]), pair(None, None));
     }
 }

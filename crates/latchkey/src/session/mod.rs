@@ -4,13 +4,13 @@
 mod config;
 mod handle;
 #[cfg(feature = "axum")]
-mod layer;
+pub(crate) mod layer;
 mod record;
 mod store;
 mod token;
 
 pub use config::SessionConfig;
-pub use handle::{ClientInfo, CookieChange, RememberCookie, Session, SessionError};
+pub use handle::{ClientInfo, CookieChange, Session, SessionError};
 #[cfg(feature = "axum")]
 pub use layer::{SessionLayer, SessionService};
 pub use record::{AuthInfo, AuthMethod, SessionRecord};

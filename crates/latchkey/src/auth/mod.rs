@@ -1,11 +1,26 @@
 //! Logging users in and out on top of a [`Session`], and checking credentials.
+//!
+//! Auth is a floor of its own above the session: [`AuthLayer`] (inside the
+//! [`crate::SessionLayer`]) gives each request its [`Authenticator`], reads and writes the
+//! remember-me cookie, and keeps the request's user once resolved; [`AuthSession`] and the
+//! guards in [`crate::axum`] are the handlers' view of it. The session only stores the
+//! login record ([`crate::AuthInfo`]) that auth writes.
+
+#[cfg(feature = "axum")]
+mod layer;
+
+#[cfg(feature = "axum")]
+pub use layer::{remember_cookie_name, AuthFuture, AuthLayer, AuthService};
+pub(crate) use request::{RememberCookie, RequestAuth};
+
+mod request;
 
 use crate::password::{PasswordError, PasswordHasher};
 use crate::remember::{
     cookie_value as remember_cookie_value, new_series, parse_cookie as parse_remember_cookie,
     RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
 };
-use crate::session::{AuthInfo, AuthMethod, RememberCookie, Session, SessionError, SessionId};
+use crate::session::{AuthInfo, AuthMethod, Session, SessionError, SessionId};
 use crate::time::Timestamp;
 use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
 use std::collections::HashMap;
@@ -37,9 +52,9 @@ impl AuthError {
     }
 }
 
-/// Shared auth settings and the user loader. Attach it to the session layer
-/// (`SessionLayer::with_authenticator`, or an `axum::Extension`) and extract
-/// [`AuthSession`] in handlers. Cloning it is one reference-count increment.
+/// Shared auth settings and the user loader. Give it to the router with
+/// [`AuthLayer::new`] (inside the session layer) and extract [`AuthSession`] in handlers.
+/// Cloning it is one reference-count increment.
 ///
 /// Loaded users are cached for a short time (default 2 seconds), so a read of the
 /// current user normally costs no query; a password change or disable made by another
@@ -163,11 +178,12 @@ impl<U: AuthUser> Authenticator<U> {
         Ok(user)
     }
 
-    /// The auth view of one request's session.
+    /// The auth view of one request's session, outside [`AuthLayer`] (tests, background
+    /// tasks): no remember-me cookie is read or written.
     pub fn session(&self, session: Session) -> AuthSession<U> {
         AuthSession {
             session,
-            authenticator: self.clone(),
+            request: Arc::new(RequestAuth::new(self.clone(), None)),
         }
     }
 }
@@ -237,12 +253,20 @@ impl<U: Clone> UserCache<U> {
 /// auth.logout().await?;                // session deleted from the store
 /// # Ok(()) }
 /// ```
+///
+/// The user is resolved at most once per request: later calls (and the guards) reuse it,
+/// and `login`, `logout` and `password_changed` keep it current.
 pub struct AuthSession<U> {
     session: Session,
-    authenticator: Authenticator<U>,
+    request: Arc<RequestAuth<U>>,
 }
 
 impl<U: AuthUser> AuthSession<U> {
+    /// The view of a request's session and its auth state (the extractor's).
+    pub(crate) fn from_request(session: Session, request: Arc<RequestAuth<U>>) -> Self {
+        AuthSession { session, request }
+    }
+
     /// The underlying session (for application data).
     pub fn session(&self) -> &Session {
         &self.session
@@ -250,7 +274,7 @@ impl<U: AuthUser> AuthSession<U> {
 
     /// The authenticator in force.
     pub fn authenticator(&self) -> &Authenticator<U> {
-        &self.authenticator
+        &self.request.authenticator
     }
 
     /// Logs `user` in after a password check: rotates the session token (no fixation) and
@@ -264,6 +288,7 @@ impl<U: AuthUser> AuthSession<U> {
         self.session
             .log_in(&user.user_id(), method, user.credential_version())
             .await?;
+        self.request.know_user(Some(user.clone()));
         audit!(info, "login", user_id = %user.user_id(), method = ?method);
         Ok(())
     }
@@ -273,7 +298,7 @@ impl<U: AuthUser> AuthSession<U> {
     /// cookie, the remember-me cookie starts a new, non-fresh session.
     pub async fn login_remembered(&self, user: &U, days: u32) -> Result<(), AuthError> {
         self.login(user).await?;
-        let Some(store) = self.authenticator.remember_store() else {
+        let Some(store) = self.request.authenticator.remember_store() else {
             tracing::warn!("remember-me asked for but no remember store is configured");
             return Ok(());
         };
@@ -292,7 +317,7 @@ impl<U: AuthUser> AuthSession<U> {
         };
         store.insert(&record).await.map_err(SessionError::from)?;
         audit!(info, "remember_me_issued", user_id = %record.user_id, days = days.clamp(1, MAX_REMEMBER_DAYS));
-        self.session.set_remember_cookie(RememberCookie::Set {
+        self.request.set_remember_cookie(RememberCookie::Set {
             value: remember_cookie_value(&record.series, &validator),
             max_age: lifetime,
         });
@@ -304,6 +329,7 @@ impl<U: AuthUser> AuthSession<U> {
     pub async fn logout(&self) -> Result<Option<String>, AuthError> {
         self.forget_this_device().await?;
         let record = self.session.destroy().await?;
+        self.request.know_user(None);
         let user_id = record.and_then(|record| record.auth.map(|auth| auth.user_id));
         if let Some(user_id) = &user_id {
             audit!(info, "logout", user_id = %user_id);
@@ -313,27 +339,23 @@ impl<U: AuthUser> AuthSession<U> {
 
     /// Deletes the remember-me token the browser sent and expires its cookie.
     async fn forget_this_device(&self) -> Result<(), AuthError> {
-        let Some(cookie) = self.session.remember_cookie_in() else {
+        let Some(cookie) = self.request.remember_cookie_in() else {
             return Ok(());
         };
         if let (Some(store), Some((series, _))) = (
-            self.authenticator.remember_store(),
-            parse_remember_cookie(&cookie),
+            self.request.authenticator.remember_store(),
+            parse_remember_cookie(cookie),
         ) {
             store.delete(&series).await.map_err(SessionError::from)?;
         }
-        self.session.set_remember_cookie(RememberCookie::Remove);
+        self.request.set_remember_cookie(RememberCookie::Remove);
         Ok(())
     }
 
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     pub async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        let login = LoginState {
-            session: &self.session,
-            authenticator: &self.authenticator,
-        };
-        login.current_user().await
+        self.request.current_user(&self.session).await
     }
 
     /// How the current session authenticated, if logged in.
@@ -347,7 +369,7 @@ impl<U: AuthUser> AuthSession<U> {
         let Some(auth) = self.session.auth().await? else {
             return Ok(false);
         };
-        let recent = match self.authenticator.inner.fresh_within {
+        let recent = match self.request.authenticator.inner.fresh_within {
             Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };
@@ -427,7 +449,7 @@ impl<U: AuthUser> AuthSession<U> {
     /// session alive under a new token as a fresh login, and ends every other session
     /// and every remember-me token of the user.
     pub async fn password_changed(&self, user: &U) -> Result<(), AuthError> {
-        self.authenticator.forget_user(&user.user_id());
+        self.request.authenticator.forget_user(&user.user_id());
         self.session
             .log_in(
                 &user.user_id(),
@@ -435,35 +457,38 @@ impl<U: AuthUser> AuthSession<U> {
                 user.credential_version(),
             )
             .await?;
+        self.request.know_user(Some(user.clone()));
         self.revoke_other_sessions().await?;
-        if let Some(store) = self.authenticator.remember_store() {
+        if let Some(store) = self.request.authenticator.remember_store() {
             store
                 .delete_for_user(&user.user_id())
                 .await
                 .map_err(SessionError::from)?;
-            self.session.set_remember_cookie(RememberCookie::Remove);
+            self.request.set_remember_cookie(RememberCookie::Remove);
         }
         audit!(info, "password_changed", user_id = %user.user_id());
         Ok(())
     }
 }
 
-/// A request's login state over borrowed parts: what [`AuthSession::current_user`] does,
-/// for extractors that read the session and authenticator in place (no reference
-/// counting on the hot path).
-pub(crate) struct LoginState<'a, U> {
-    pub(crate) session: &'a Session,
-    pub(crate) authenticator: &'a Authenticator<U>,
-}
+impl<U: AuthUser> RequestAuth<U> {
+    /// The logged-in user of `session` (this request's), resolved once per request.
+    pub(crate) async fn current_user(&self, session: &Session) -> Result<Option<U>, AuthError> {
+        if let Some(known) = self.known_user() {
+            return Ok(known);
+        }
+        let user = self.resolve_user(session).await?;
+        self.know_user(user.clone());
+        Ok(user)
+    }
 
-impl<U: AuthUser> LoginState<'_, U> {
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
-    pub(crate) async fn current_user(&self) -> Result<Option<U>, AuthError> {
-        let (record, now) = self.session.record_read_at().await?;
+    async fn resolve_user(&self, session: &Session) -> Result<Option<U>, AuthError> {
+        let (record, now) = session.record_read_at().await?;
         let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
             // Boxed, as are the other rare paths: the common future stays small.
-            return Box::pin(self.restore_from_remember_cookie()).await;
+            return Box::pin(self.restore_from_remember_cookie(session)).await;
         };
         let mut user = self.authenticator.load_user_at(&auth.user_id, now).await?;
         // A session newer than the cached user means another process changed the
@@ -483,7 +508,7 @@ impl<U: AuthUser> LoginState<'_, U> {
             }
             _ => {
                 audit!(info, "session_ended_credentials_changed", user_id = %auth.user_id);
-                Box::pin(self.session.destroy()).await?;
+                Box::pin(session.destroy()).await?;
                 Ok(None)
             }
         }
@@ -492,15 +517,18 @@ impl<U: AuthUser> LoginState<'_, U> {
     /// Starts a session from the remember-me cookie, if there is a valid one: the token
     /// is rotated, the new session is not fresh. A reused old validator is theft: every
     /// remember token and session of the user is revoked.
-    async fn restore_from_remember_cookie(&self) -> Result<Option<U>, AuthError> {
+    async fn restore_from_remember_cookie(
+        &self,
+        session: &Session,
+    ) -> Result<Option<U>, AuthError> {
         let (Some(store), Some(cookie)) = (
             self.authenticator.remember_store(),
-            self.session.remember_cookie_in(),
+            self.remember_cookie_in(),
         ) else {
             return Ok(None);
         };
-        let forget = || self.session.set_remember_cookie(RememberCookie::Remove);
-        let Some((series, validator)) = parse_remember_cookie(&cookie) else {
+        let forget = || self.set_remember_cookie(RememberCookie::Remove);
+        let Some((series, validator)) = parse_remember_cookie(cookie) else {
             forget();
             return Ok(None);
         };
@@ -530,7 +558,7 @@ impl<U: AuthUser> LoginState<'_, U> {
             // Losing the rotation race means a parallel request with the same cookie
             // rotated first; its response carries the new cookie.
             if rotated {
-                self.session.set_remember_cookie(RememberCookie::Set {
+                self.set_remember_cookie(RememberCookie::Set {
                     value: remember_cookie_value(&series, &next),
                     max_age: record.expires_at.since(now),
                 });
@@ -546,7 +574,7 @@ impl<U: AuthUser> LoginState<'_, U> {
                     .delete_for_user(&record.user_id)
                     .await
                     .map_err(SessionError::from)?;
-                self.session
+                session
                     .store()
                     .delete_for_user(&record.user_id, None)
                     .await
@@ -557,7 +585,7 @@ impl<U: AuthUser> LoginState<'_, U> {
         }
         match self.authenticator.load_user(&record.user_id).await? {
             Some(user) if user.is_active() => {
-                self.session
+                session
                     .log_in(
                         &record.user_id,
                         AuthMethod::RememberMe,

@@ -1,0 +1,84 @@
+//! What auth knows of one request: its authenticator, the remember-me cookie the browser
+//! sent and what the response must do with it, and the user once resolved.
+
+use super::Authenticator;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What the response must do with the remember-me cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RememberCookie {
+    /// Send this value (`series.validator`), kept by the browser for `max_age`.
+    Set { value: String, max_age: Duration },
+    /// Expire the cookie.
+    Remove,
+}
+
+/// One request's auth state, shared by its [`super::AuthSession`]s, its guards and the
+/// [`super::AuthLayer`] that answers it.
+pub(crate) struct RequestAuth<U> {
+    pub(crate) authenticator: Authenticator<U>,
+    /// The remember-me cookie the browser sent, if any.
+    remember_in: Option<String>,
+    state: Mutex<State<U>>,
+}
+
+struct State<U> {
+    /// What the response must do with the remember-me cookie.
+    remember_out: Option<RememberCookie>,
+    /// The logged-in user (`Some(None)`: nobody), once resolved or changed.
+    user: Option<Option<U>>,
+}
+
+impl<U: Clone> RequestAuth<U> {
+    pub(crate) fn new(authenticator: Authenticator<U>, remember_in: Option<String>) -> Self {
+        RequestAuth {
+            authenticator,
+            remember_in,
+            state: Mutex::new(State {
+                remember_out: None,
+                user: None,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<U>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The remember-me cookie the browser sent.
+    pub(crate) fn remember_cookie_in(&self) -> Option<&str> {
+        self.remember_in.as_deref()
+    }
+
+    /// Tells the response what to do with the remember-me cookie. Removing a cookie the
+    /// browser did not send only undoes one this response was going to set.
+    pub(crate) fn set_remember_cookie(&self, change: RememberCookie) {
+        let mut state = self.state();
+        if change == RememberCookie::Remove && self.remember_in.is_none() {
+            if matches!(state.remember_out, Some(RememberCookie::Set { .. })) {
+                state.remember_out = Some(RememberCookie::Remove);
+            }
+            return;
+        }
+        state.remember_out = Some(change);
+    }
+
+    /// What the response must do with the remember-me cookie.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn remember_cookie_out(&self) -> Option<RememberCookie> {
+        self.state().remember_out.clone()
+    }
+
+    /// The user, if this request resolved it already (`Some(None)`: nobody logged in).
+    pub(crate) fn known_user(&self) -> Option<Option<U>> {
+        self.state().user.clone()
+    }
+
+    /// Records who is logged in now (after a login, logout or lookup).
+    pub(crate) fn know_user(&self, user: Option<U>) {
+        self.state().user = Some(user);
+    }
+}
