@@ -17,8 +17,9 @@ use latchkey::redirect::safe_next;
 use latchkey::remember::SqliteRememberStore;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    authenticate, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher,
-    SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
+    AuthBackend, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordBackend,
+    PasswordCredentials, PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User,
+    UserStore,
 };
 use minijinja::{context, Environment};
 use serde::Deserialize;
@@ -48,8 +49,8 @@ const PAGES: &[(&str, &str)] = &[
 
 #[derive(Clone)]
 struct App {
-    users: Arc<SqliteUserStore>,
-    hasher: PasswordHasher,
+    /// The users and their passwords (the login manager loads users through it too).
+    users: Arc<PasswordBackend<SqliteUserStore>>,
     pages: Arc<Environment<'static>>,
 }
 
@@ -138,7 +139,8 @@ async fn login(
     {
         return StatusCode::FORBIDDEN.into_response();
     }
-    let user = match authenticate(&*app.users, &app.hasher, &form.email, &form.password).await {
+    let credentials = PasswordCredentials::new(form.email, form.password);
+    let user = match app.users.authenticate(credentials).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             let _ = flash(
@@ -198,17 +200,20 @@ async fn logout(auth: AuthSession<User>, csrf: Csrf, Form(form): Form<LogoutForm
 /// The app on an in-memory database holding grover.
 pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
     let pool = open_sqlite("sqlite::memory:").await?;
-    let users = Arc::new(SqliteUserStore::new(pool.clone()));
-    let hasher = PasswordHasher::new(HashParams::default())?;
-    let hash = hasher.hash("imbluedabadeedabadaa").await?;
+    let users = Arc::new(PasswordBackend::new(
+        SqliteUserStore::new(pool.clone()),
+        PasswordHasher::new(HashParams::default())?,
+    ));
+    let hash = users.hasher().hash("imbluedabadeedabadaa").await?;
     users
+        .users()
         .create(NewUser::new("grover", Some("grover@example.com"), hash)?)
         .await?;
     let mut pages = Environment::new();
     for (name, source) in PAGES {
         pages.add_template(name, source)?;
     }
-    let login_manager = Authenticator::new(SqliteUserStore::new(pool.clone()))
+    let login_manager = Authenticator::new(users.clone())
         .with_login_url("/auth/login")
         .with_remember_store(SqliteRememberStore::new(pool.clone()));
     Ok(Router::new()
@@ -217,7 +222,6 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .route("/auth/logout", post(logout))
         .with_state(App {
             users,
-            hasher,
             pages: Arc::new(pages),
         })
         // Forms' CSRF tokens: a key for this process (forms do not survive a restart).

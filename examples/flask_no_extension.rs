@@ -16,8 +16,9 @@ use latchkey::csrf::CsrfKey;
 use latchkey::flash::{flash, take_flashes, FlashLevel};
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    authenticate, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordHasher,
-    SessionConfig, SessionLayer, SqliteUserStore, User, UserStore, UserStoreError,
+    AuthBackend, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordBackend,
+    PasswordCredentials, PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User,
+    UserStore, UserStoreError,
 };
 use minijinja::{context, Environment};
 use serde::Deserialize;
@@ -34,8 +35,8 @@ Username : <input name="username"><br>Password : <input name="password" type="pa
 
 #[derive(Clone)]
 struct App {
-    users: Arc<SqliteUserStore>,
-    hasher: PasswordHasher,
+    /// The users and their passwords (the authenticator loads users through it too).
+    users: Arc<PasswordBackend<SqliteUserStore>>,
     pages: Arc<Environment<'static>>,
     /// Forms' CSRF tokens (a key for this process: forms do not survive a restart).
     csrf: CsrfKey,
@@ -152,11 +153,11 @@ async fn signup(
         Ok(fields) => fields,
         Err(response) => return response,
     };
-    let Ok(hash) = app.hasher.hash(password).await else {
+    let Ok(hash) = app.users.hasher().hash(password).await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let created = match NewUser::new(username, None, hash) {
-        Ok(user) => app.users.create(user).await,
+        Ok(user) => app.users.users().create(user).await,
         Err(error) => Err(error),
     };
     match created {
@@ -209,7 +210,11 @@ async fn login(
         Ok(fields) => fields,
         Err(response) => return response,
     };
-    match authenticate(&*app.users, &app.hasher, username, password).await {
+    match app
+        .users
+        .authenticate(PasswordCredentials::new(username, password))
+        .await
+    {
         Ok(Some(user)) if auth.login(&user).await.is_ok() => {
             Redirect::to(&format!("/user/{}/", user.username)).into_response()
         }
@@ -275,8 +280,10 @@ pub async fn app(database_url: &str) -> Result<Router, Box<dyn std::error::Error
     let mut pages = Environment::new();
     pages.add_template("page.html", PAGE)?;
     let app = App {
-        users: Arc::new(SqliteUserStore::new(pool.clone())),
-        hasher: PasswordHasher::new(HashParams::default())?,
+        users: Arc::new(PasswordBackend::new(
+            SqliteUserStore::new(pool.clone()),
+            PasswordHasher::new(HashParams::default())?,
+        )),
         pages: Arc::new(pages),
         csrf: CsrfKey::generate(),
     };
@@ -285,10 +292,8 @@ pub async fn app(database_url: &str) -> Result<Router, Box<dyn std::error::Error
         .route("/login/", get(login_form).post(login))
         .route("/user/{username}/", get(user_home))
         .route("/logout/", post(logout))
+        .layer(AuthLayer::new(Authenticator::new(app.users.clone())))
         .with_state(app)
-        .layer(AuthLayer::new(Authenticator::new(SqliteUserStore::new(
-            pool.clone(),
-        ))))
         .layer(SessionLayer::new(
             SqliteStore::new(pool.clone()),
             SessionConfig::insecure_for_local_development(),

@@ -17,8 +17,8 @@ use latchkey::redirect::next_or_home;
 use latchkey::remember::MemoryRememberStore;
 use latchkey::store::MemoryStore;
 use latchkey::{
-    AuthLayer, AuthSession, AuthUser, Authenticator, HashParams, PasswordHasher, SessionConfig,
-    SessionLayer, UserLoader, UserStoreError,
+    AuthBackend, AuthError, AuthLayer, AuthSession, AuthUser, Authenticator, HashParams,
+    PasswordCredentials, PasswordHasher, SessionConfig, SessionLayer, UserStoreError,
 };
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -38,15 +38,44 @@ impl AuthUser for Member {
     }
 }
 
-/// `database.get_user(user_id)`.
+/// The application's own user table, as latchkey's auth backend: `user.check_password`
+/// and `database.get_user(user_id)`.
 #[derive(Clone)]
 struct Database {
     members: Arc<HashMap<u32, Member>>,
+    hasher: PasswordHasher,
 }
 
 #[async_trait::async_trait]
-impl UserLoader<Member> for Database {
-    async fn load_user(&self, user_id: &str) -> Result<Option<Member>, UserStoreError> {
+impl AuthBackend for Database {
+    type User = Member;
+    type Credentials = PasswordCredentials;
+
+    async fn authenticate(
+        &self,
+        credentials: PasswordCredentials,
+    ) -> Result<Option<Member>, AuthError> {
+        let member = self
+            .members
+            .values()
+            .find(|member| member.name == credentials.login)
+            .cloned();
+        let matches = match &member {
+            Some(member) => {
+                self.hasher
+                    .verify(&credentials.password, &member.password_hash)
+                    .await?
+            }
+            // An unknown name costs one verification too.
+            None => {
+                self.hasher.verify_dummy(&credentials.password).await?;
+                false
+            }
+        };
+        Ok(member.filter(|_| matches))
+    }
+
+    async fn get_user(&self, user_id: &str) -> Result<Option<Member>, UserStoreError> {
         Ok(user_id
             .parse()
             .ok()
@@ -57,7 +86,6 @@ impl UserLoader<Member> for Database {
 #[derive(Clone)]
 struct App {
     database: Database,
-    hasher: PasswordHasher,
 }
 
 fn escape(text: &str) -> String {
@@ -111,21 +139,8 @@ async fn login(
     {
         return (axum::http::StatusCode::FORBIDDEN, "bad form").into_response();
     }
-    let member = app
-        .database
-        .members
-        .values()
-        .find(|m| m.name == form.username)
-        .cloned();
-    let checked = match &member {
-        Some(member) => {
-            app.hasher
-                .verify(&form.password, &member.password_hash)
-                .await
-        }
-        None => app.hasher.verify_dummy(&form.password).await,
-    };
-    let (Some(member), Ok(true)) = (member, checked) else {
+    let credentials = PasswordCredentials::new(form.username, form.password);
+    let Ok(Some(member)) = app.database.authenticate(credentials).await else {
         return Redirect::to("/login").into_response();
     };
     let logged_in = match form.remember_me {
@@ -166,6 +181,7 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
     };
     let database = Database {
         members: Arc::new(HashMap::from([(susan.id, susan)])),
+        hasher,
     };
     // Login(app, login_url='/login') with a user_loader and remember-me tokens.
     let login_manager = Authenticator::new(database.clone())
@@ -176,7 +192,7 @@ pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
         .route("/fresh", get(fresh))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
-        .with_state(App { database, hasher })
+        .with_state(App { database })
         // Forms' CSRF tokens: a key for this process (forms do not survive a restart).
         .layer(axum::Extension(CsrfKey::generate()))
         .layer(AuthLayer::new(login_manager))

@@ -15,19 +15,17 @@ use axum::{Extension, Json, Router};
 use latchkey::axum::RequireLogin;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    authenticate, AuthError, AuthLayer, AuthSession, Authenticator, HashParams, NewUser,
-    PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
+    AuthBackend, AuthError, AuthLayer, AuthSession, Authenticator, HashParams, NewUser,
+    PasswordBackend, PasswordCredentials, PasswordHasher, SessionConfig, SessionLayer,
+    SqliteUserStore, User, UserStore,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// What the handlers share.
-#[derive(Clone)]
-struct Users {
-    store: Arc<SqliteUserStore>,
-    hasher: PasswordHasher,
-}
+/// What the handlers share: the users and their passwords (the authenticator loads
+/// users through the same backend).
+type Users = Arc<PasswordBackend<SqliteUserStore>>;
 
 #[derive(Deserialize)]
 struct Credentials {
@@ -63,7 +61,8 @@ async fn login(
             "Please specify username and password",
         ));
     };
-    let user = authenticate(&*users.store, &users.hasher, &username, &password)
+    let user = users
+        .authenticate(PasswordCredentials::new(username, password))
         .await
         .map_err(failed)?
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Invalid username or password"))?;
@@ -83,20 +82,25 @@ async fn logout(auth: AuthSession<User>) -> Answer {
 pub async fn app() -> Result<Router, Box<dyn std::error::Error>> {
     println!("DB: Creating users and sessions tables in memory...");
     let pool = open_sqlite("sqlite::memory:").await?;
-    let store = Arc::new(SqliteUserStore::new(pool.clone()));
-    let hasher = PasswordHasher::new(HashParams::default())?;
+    let users: Users = Arc::new(PasswordBackend::new(
+        SqliteUserStore::new(pool.clone()),
+        PasswordHasher::new(HashParams::default())?,
+    ));
 
     println!("DB: Adding users...");
-    let hash = hasher.hash("foo").await?;
-    store.create(NewUser::new("foo", None, hash)?).await?;
+    let hash = users.hasher().hash("foo").await?;
+    users
+        .users()
+        .create(NewUser::new("foo", None, hash)?)
+        .await?;
 
-    let authenticator = Authenticator::new(SqliteUserStore::new(pool.clone()))
-        .with_unauthorized_message("I can't let you do that");
+    let authenticator =
+        Authenticator::new(users.clone()).with_unauthorized_message("I can't let you do that");
     Ok(Router::new()
         .route("/home", post(home).get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
-        .layer(Extension(Users { store, hasher }))
+        .layer(Extension(users))
         .layer(AuthLayer::new(authenticator))
         .layer(SessionLayer::new(
             SqliteStore::new(pool),

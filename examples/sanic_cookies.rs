@@ -29,8 +29,8 @@ use latchkey::store::{
     SqliteStore,
 };
 use latchkey::{
-    AuthLayer, AuthSession, AuthUser, Authenticator, Session, SessionConfig, SessionError,
-    SessionLayer, SessionStore, Timestamp, UserLoader, UserStoreError,
+    AuthBackend, AuthError, AuthLayer, AuthSession, AuthUser, Authenticator, Session,
+    SessionConfig, SessionError, SessionLayer, SessionStore, Timestamp, UserStoreError,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -58,11 +58,20 @@ fn authorized_user() -> AuthorizedUser {
     }
 }
 
+/// The app's auth backend: the seed has no credentials to check (its login view logs
+/// the fixed user in), so the credentials are `()`.
 struct Users;
 
 #[async_trait::async_trait]
-impl UserLoader<AuthorizedUser> for Users {
-    async fn load_user(&self, user_id: &str) -> Result<Option<AuthorizedUser>, UserStoreError> {
+impl AuthBackend for Users {
+    type User = AuthorizedUser;
+    type Credentials = ();
+
+    async fn authenticate(&self, (): ()) -> Result<Option<AuthorizedUser>, AuthError> {
+        Ok(Some(authorized_user()))
+    }
+
+    async fn get_user(&self, user_id: &str) -> Result<Option<AuthorizedUser>, UserStoreError> {
         Ok((user_id == "123").then(authorized_user))
     }
 }

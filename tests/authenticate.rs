@@ -1,8 +1,11 @@
-//! `authenticate` costs exactly one password verification whatever the outcome, so an
+//! `PasswordBackend::authenticate` costs exactly one password verification whatever the outcome, so an
 //! unknown or disabled user cannot be told apart from a wrong password by timing.
 
 use latchkey::store::open_sqlite;
-use latchkey::{authenticate, HashParams, NewUser, PasswordHasher, SqliteUserStore, UserStore};
+use latchkey::{
+    AuthBackend, HashParams, NewUser, PasswordBackend, PasswordCredentials, PasswordHasher,
+    SqliteUserStore, UserStore,
+};
 
 #[tokio::test]
 async fn every_outcome_costs_one_verification() {
@@ -34,7 +37,8 @@ async fn every_outcome_costs_one_verification() {
     ];
     for (login, attempt, succeeds) in cases {
         let before = hasher.verifications();
-        let user = authenticate(&users, &hasher, login, attempt)
+        let user = backend(&users, &hasher)
+            .authenticate(PasswordCredentials::new(login, attempt))
             .await
             .expect("authenticate");
         assert_eq!(user.is_some(), succeeds, "{login}");
@@ -48,9 +52,16 @@ async fn every_outcome_costs_one_verification() {
     // A password far over the limit is refused before any lookup or hashing.
     let before = hasher.verifications();
     let huge = "x".repeat(1 << 20);
-    assert!(authenticate(&users, &hasher, "grover", &huge)
+    assert!(backend(&users, &hasher)
+        .authenticate(PasswordCredentials::new("grover", &huge))
         .await
         .expect("ok")
         .is_none());
     assert_eq!(hasher.verifications(), before);
+}
+
+/// latchkey's password backend over `users`, checking with `hasher` (whose verification
+/// counter the tests read).
+fn backend(users: &SqliteUserStore, hasher: &PasswordHasher) -> PasswordBackend<SqliteUserStore> {
+    PasswordBackend::new(users.clone(), hasher.clone())
 }

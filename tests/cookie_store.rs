@@ -6,8 +6,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use latchkey::store::{open_sqlite, CookieStore, MemoryStore, MAX_COOKIE_VALUE_BYTES};
 use latchkey::{
-    AuthLayer, AuthSession, Authenticator, NewUser, Session, SessionConfig, SessionLayer,
-    SessionStore, SqliteUserStore, User, UserStore,
+    AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher,
+    Session, SessionConfig, SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
 };
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
@@ -103,7 +103,11 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
             post(|auth: AuthSession<User>| async move { auth.logout().await.map(|_| "bye") }),
         )
         .layer(AuthLayer::new(
-            Authenticator::new(users.clone()).with_user_cache(std::time::Duration::ZERO),
+            Authenticator::new(PasswordBackend::new(
+                users.clone(),
+                PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+            ))
+            .with_user_cache(std::time::Duration::ZERO),
         ))
         .layer(SessionLayer::with_cookie_store(
             cookies,

@@ -6,8 +6,8 @@ use axum::Router;
 use latchkey::axum::{fresh_login_required, login_required, RequireFresh, RequireLogin};
 use latchkey::store::{open_sqlite, MemoryStore};
 use latchkey::{
-    AuthLayer, AuthMethod, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer,
-    SqliteUserStore, User, UserStore,
+    AuthBackend, AuthLayer, AuthMethod, AuthSession, Authenticator, HashParams, NewUser,
+    PasswordBackend, PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -28,7 +28,10 @@ async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
         )
         .await
         .expect("create");
-    let mut authenticator = Authenticator::new(users);
+    let mut authenticator = Authenticator::new(PasswordBackend::new(
+        users,
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    ));
     if let Some(window) = fresh_within {
         authenticator = authenticator.with_fresh_within(window);
     }
@@ -234,17 +237,27 @@ async fn freshness_can_be_limited_in_time() {
     );
 }
 
-/// A user loader that counts its loads.
-struct CountingLoader {
-    users: SqliteUserStore,
+/// latchkey's password backend, counting the users it loads.
+struct CountingBackend {
+    inner: PasswordBackend<SqliteUserStore>,
     loads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[async_trait::async_trait]
-impl latchkey::UserLoader<User> for CountingLoader {
-    async fn load_user(&self, user_id: &str) -> Result<Option<User>, latchkey::UserStoreError> {
+impl AuthBackend for CountingBackend {
+    type User = User;
+    type Credentials = latchkey::PasswordCredentials;
+
+    async fn authenticate(
+        &self,
+        credentials: latchkey::PasswordCredentials,
+    ) -> Result<Option<User>, latchkey::AuthError> {
+        self.inner.authenticate(credentials).await
+    }
+
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>, latchkey::UserStoreError> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        latchkey::UserLoader::<User>::load_user(&self.users, user_id).await
+        self.inner.get_user(user_id).await
     }
 }
 
@@ -267,8 +280,11 @@ async fn the_user_is_resolved_once_per_request() {
         .await
         .expect("create");
     let loads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let authenticator = Authenticator::new(CountingLoader {
-        users,
+    let authenticator = Authenticator::new(CountingBackend {
+        inner: PasswordBackend::new(
+            users,
+            PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+        ),
         loads: loads.clone(),
     })
     .with_user_cache(Duration::ZERO);

@@ -5,7 +5,8 @@
 
 use latchkey::store::open_sqlite;
 use latchkey::{
-    authenticate, HashParams, NewUser, PasswordError, PasswordHasher, SqliteUserStore, UserStore,
+    AuthBackend, HashParams, NewUser, PasswordBackend, PasswordCredentials, PasswordError,
+    PasswordHasher, SqliteUserStore, UserStore,
 };
 use std::time::{Duration, Instant};
 
@@ -94,7 +95,8 @@ async fn the_first_login_upgrades_the_hash_and_keeps_sessions() {
             .create(NewUser::new(&name, None, hash.clone()).expect("user"))
             .await
             .expect("create");
-        assert!(authenticate(&users, &hasher, &name, "not it at all")
+        assert!(backend(&users, &hasher)
+            .authenticate(PasswordCredentials::new(&name, "not it at all"))
             .await
             .expect("auth")
             .is_none());
@@ -109,7 +111,8 @@ async fn the_first_login_upgrades_the_hash_and_keeps_sessions() {
             "{format}: a failed login changed the hash"
         );
 
-        let logged_in = authenticate(&users, &hasher, &name, &password)
+        let logged_in = backend(&users, &hasher)
+            .authenticate(PasswordCredentials::new(&name, &password))
             .await
             .expect("auth");
         assert!(logged_in.is_some(), "{format}: login refused");
@@ -126,7 +129,8 @@ async fn the_first_login_upgrades_the_hash_and_keeps_sessions() {
             stored.credential_version, user.credential_version,
             "{format}: sessions would end"
         );
-        assert!(authenticate(&users, &hasher, &name, &password)
+        assert!(backend(&users, &hasher)
+            .authenticate(PasswordCredentials::new(&name, &password))
             .await
             .expect("auth")
             .is_some());
@@ -143,7 +147,8 @@ async fn a_user_with_an_unusable_hash_is_refused_like_any_failure() {
         .await
         .expect("create");
     let before = hasher.verifications();
-    assert!(authenticate(&users, &hasher, "broken", "whatever it is")
+    assert!(backend(&users, &hasher)
+        .authenticate(PasswordCredentials::new("broken", "whatever it is"))
         .await
         .expect("auth")
         .is_none());
@@ -152,4 +157,10 @@ async fn a_user_with_an_unusable_hash_is_refused_like_any_failure() {
         1,
         "one (dummy) verification, like any failure"
     );
+}
+
+/// latchkey's password backend over `users`, checking with `hasher` (whose verification
+/// counter the tests read).
+fn backend(users: &SqliteUserStore, hasher: &PasswordHasher) -> PasswordBackend<SqliteUserStore> {
+    PasswordBackend::new(users.clone(), hasher.clone())
 }

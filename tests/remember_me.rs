@@ -9,8 +9,8 @@ use latchkey::axum::{RequireFresh, RequireLogin};
 use latchkey::remember::SqliteRememberStore;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    AuthError, AuthLayer, AuthSession, Authenticator, NewUser, SessionConfig, SessionLayer,
-    SqliteUserStore, User, UserStore,
+    AuthError, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordBackend,
+    PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -65,9 +65,12 @@ async fn serve() -> (SocketAddr, SqlitePool) {
         .create(NewUser::new("grover", None, HASH.into()).expect("user"))
         .await
         .expect("create");
-    let authenticator = Authenticator::new(SqliteUserStore::new(pool.clone()))
-        .with_remember_store(SqliteRememberStore::new(pool.clone()))
-        .with_remember_grace(GRACE);
+    let authenticator = Authenticator::new(PasswordBackend::new(
+        SqliteUserStore::new(pool.clone()),
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    ))
+    .with_remember_store(SqliteRememberStore::new(pool.clone()))
+    .with_remember_grace(GRACE);
     let app = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))

@@ -5,8 +5,8 @@ use latchkey::remember::{
 };
 use latchkey::store::{open_postgres, open_sqlite};
 use latchkey::{
-    NewUser, PostgresUserStore, SqliteUserStore, StoreError, Timestamp, UserLoader, UserStore,
-    UserStoreError,
+    AuthBackend, HashParams, NewUser, PasswordBackend, PasswordHasher, PostgresUserStore,
+    SqliteUserStore, StoreError, Timestamp, UserStore, UserStoreError,
 };
 use std::time::Duration;
 
@@ -20,7 +20,11 @@ fn unique(stem: &str) -> String {
     )
 }
 
-async fn users_behave(users: &dyn UserStore, loader: &dyn UserLoader<latchkey::User>) {
+async fn users_behave<S: UserStore + Clone>(users: &S) {
+    let loader = PasswordBackend::new(
+        users.clone(),
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    );
     let name = unique("Alice");
     let email = format!("{}@example.com", unique("alice"));
     let alice = users
@@ -79,15 +83,15 @@ async fn users_behave(users: &dyn UserStore, loader: &dyn UserLoader<latchkey::U
         Err(UserStoreError::NotFound)
     ));
 
-    // The loader finds users by their id string and ignores ids that are not numbers.
+    // The backend loads users by their id string and ignores ids that are not numbers.
     let loaded = loader
-        .load_user(&alice.id.to_string())
+        .get_user(&alice.id.to_string())
         .await
         .expect("load")
         .expect("found");
     assert!(loaded.disabled);
     assert!(loader
-        .load_user("not-a-number")
+        .get_user("not-a-number")
         .await
         .expect("load")
         .is_none());
@@ -180,7 +184,7 @@ async fn sqlite_user_and_remember_stores() {
     let url = format!("sqlite://{}", dir.path().join("users.db").display());
     let pool = open_sqlite(&url).await.expect("open");
     let users = SqliteUserStore::new(pool.clone());
-    users_behave(&users, &users).await;
+    users_behave(&users).await;
     remember_tokens_behave(&SqliteRememberStore::new(pool)).await;
 }
 
@@ -191,6 +195,6 @@ async fn postgres_user_and_remember_stores() {
     };
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
     let users = PostgresUserStore::new(pool.clone());
-    users_behave(&users, &users).await;
+    users_behave(&users).await;
     remember_tokens_behave(&PostgresRememberStore::new(pool)).await;
 }

@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use latchkey::axum::RequireLogin;
 use latchkey::store::{open_sqlite, SqliteStore};
 use latchkey::{
-    AuthError, AuthLayer, AuthSession, Authenticator, NewUser, SessionConfig, SessionId,
-    SessionLayer, SqliteUserStore, User, UserStore,
+    AuthError, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordBackend,
+    PasswordHasher, SessionConfig, SessionId, SessionLayer, SqliteUserStore, User, UserStore,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -82,8 +82,9 @@ async fn serve() -> (SocketAddr, Arc<SqliteUserStore>) {
             get(|RequireLogin(user): RequireLogin<User>| async move { user.username }),
         )
         .with_state(users.clone())
-        .layer(AuthLayer::new(Authenticator::new(SqliteUserStore::new(
-            pool.clone(),
+        .layer(AuthLayer::new(Authenticator::new(PasswordBackend::new(
+            SqliteUserStore::new(pool.clone()),
+            PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
         ))))
         .layer(SessionLayer::new(
             SqliteStore::new(pool.clone()),

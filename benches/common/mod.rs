@@ -7,8 +7,8 @@ use latchkey::axum::RequireLogin;
 use latchkey::session::CookieChange;
 use latchkey::store::open_sqlite;
 use latchkey::{
-    AuthLayer, AuthMethod, Authenticator, HashParams, NewUser, PasswordHasher, Session,
-    SessionConfig, SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
+    AuthLayer, AuthMethod, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher,
+    Session, SessionConfig, SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -57,7 +57,10 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
     };
     let router = Router::new()
         .route("/home", get(home))
-        .layer(AuthLayer::new(Authenticator::new(users)))
+        .layer(AuthLayer::new(Authenticator::new(PasswordBackend::new(
+            users,
+            PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+        ))))
         .layer(SessionLayer::from_arc(store, config));
     (router, format!("id={token}"))
 }

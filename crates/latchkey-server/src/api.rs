@@ -325,10 +325,15 @@ pub async fn create_user(
     app.policy
         .check(password)
         .map_err(|error| CreateError::Invalid("password", error.to_string()))?;
-    let hash = app.hasher.hash(password).await.map_err(AuthError::from)?;
+    let hash = app
+        .backend
+        .hasher()
+        .hash(password)
+        .await
+        .map_err(AuthError::from)?;
     let new_user = NewUser::new(&username, email.as_deref(), hash)
         .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
-    match app.users.create(new_user).await {
+    match app.backend.users().create(new_user).await {
         Ok(user) => {
             tracing::info!(target: "latchkey::audit", event = "signup", user_id = user.id, "signup");
             Ok(user)

@@ -1,6 +1,6 @@
 //! Wiring: stores, the router, the cleanup task and graceful shutdown.
 
-use crate::backend::Backend;
+use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
 use crate::headers;
 use crate::pages::{self, Templates};
@@ -20,8 +20,8 @@ use latchkey::store::{CachedStore, CookieStore, MemoryStore};
 use latchkey::throttle::Throttle;
 use latchkey::{AuthLayer, AuthService, SessionService};
 use latchkey::{
-    Authenticator, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore, Timestamp, User,
-    UserStore,
+    Authenticator, PasswordBackend, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore,
+    Timestamp, User, UserStore,
 };
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
@@ -62,12 +62,14 @@ impl AppState {
     }
 }
 
+/// The server's auth backend: latchkey's users with passwords.
+pub type Backend = PasswordBackend<Arc<dyn UserStore>>;
+
 /// The fields of [`AppState`].
 pub struct Shared {
-    /// Where users live.
-    pub users: Arc<dyn UserStore>,
-    /// Password hashing.
-    pub hasher: PasswordHasher,
+    /// The users and their passwords, through latchkey's one auth backend trait (the
+    /// authenticator loads users through the same value).
+    pub backend: Arc<Backend>,
     /// Rules for new passwords.
     pub policy: PasswordPolicy,
     /// The HTML templates.
@@ -186,9 +188,12 @@ pub fn router(
 pub async fn in_memory_router() -> anyhow::Result<Router> {
     let pool = latchkey::store::open_sqlite("sqlite::memory:").await?;
     let users: Arc<dyn UserStore> = Arc::new(latchkey::SqliteUserStore::new(pool.clone()));
+    let backend = Arc::new(PasswordBackend::new(
+        users,
+        PasswordHasher::new(latchkey::HashParams::insecure_fast())?,
+    ));
     let state = AppState::new(Shared {
-        users: users.clone(),
-        hasher: PasswordHasher::new(latchkey::HashParams::insecure_fast())?,
+        backend: backend.clone(),
         policy: PasswordPolicy::default(),
         templates: Templates::new(None),
         public_origin: "http://localhost".into(),
@@ -203,7 +208,7 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         MemoryStore::new(),
         latchkey::SessionConfig::insecure_for_local_development(),
     );
-    let app = router(state, sessions, Authenticator::new(users), true, false);
+    let app = router(state, sessions, Authenticator::new(backend), true, false);
     Ok(Router::new().fallback_service(app.service()))
 }
 
@@ -232,14 +237,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              process and after a restart; set LATCHKEY_SECRET_KEY when several processes serve"
         );
     }
-    let backend = Backend::open(&args.database).await?;
+    let backend = Stores::open(&args.database).await?;
     let throttle = Throttle::new(
         backend.throttle_store(&args.sessions).await?,
         args.throttle_policy(),
     );
+    let users = Arc::new(PasswordBackend::new(
+        backend.users.clone(),
+        args.database.hasher()?,
+    ));
     let state = AppState::new(Shared {
-        users: backend.users.clone(),
-        hasher: args.database.hasher()?,
+        backend: users.clone(),
         policy: args.database.policy(),
         templates: Templates::new(args.templates.clone()),
         public_origin: origin_of(&args.public_url()),
@@ -247,7 +255,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies.clone().into(),
         csrf: CsrfKey::derive(&secrets.keys[0]),
     });
-    let authenticator = Authenticator::<User>::new(backend.users.clone())
+    let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")
         .with_remember_store(backend.remember.clone());
     let config = args.session_config(secure);

@@ -689,7 +689,12 @@ pub async fn change_password(
     };
     let current = input.current.unwrap_or_default();
     let new = input.new.unwrap_or_default();
-    match app.hasher.verify(&current, user.password_hash()).await {
+    match app
+        .backend
+        .hasher()
+        .verify(&current, user.password_hash())
+        .await
+    {
         Ok(true) => {}
         Ok(false) | Err(latchkey::PasswordError::TooLong) => {
             return again(
@@ -710,8 +715,8 @@ pub async fn change_password(
     if let Err(error) = app.policy.check(&new) {
         return again(StatusCode::BAD_REQUEST, error.to_string()).await;
     }
-    let updated = match app.hasher.hash(&new).await {
-        Ok(hash) => app.users.set_password_hash(user.id, &hash).await,
+    let updated = match app.backend.hasher().hash(&new).await {
+        Ok(hash) => app.backend.users().set_password_hash(user.id, &hash).await,
         Err(error) => return AuthError::from(error).into_response(),
     };
     let updated = match updated {

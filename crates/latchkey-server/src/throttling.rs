@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use latchkey::throttle::{account_tag, Verdict};
-use latchkey::{authenticate, AuthError, SessionError, User};
+use latchkey::{AuthBackend, AuthError, PasswordCredentials, SessionError, User};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -80,7 +80,10 @@ pub async fn throttled_login(
         tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
         return Ok(Attempt::Throttled(wait));
     }
-    let user = authenticate(&*app.users, &app.hasher, login, password).await?;
+    let user = app
+        .backend
+        .authenticate(PasswordCredentials::new(login, password))
+        .await?;
     let counted = match &user {
         Some(_) => throttle.login_succeeded(login).await,
         None => {

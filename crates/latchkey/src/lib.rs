@@ -6,10 +6,10 @@
 //!   (32 random bytes; stores only see its SHA-256). Saves are compare-and-swap; lost
 //!   races are re-applied key by key, so concurrent requests never lose updates.
 //! * [`SessionStore`]: pluggable stores ([`store::MemoryStore`], [`store::SqliteStore`]).
-//! * [`PasswordHasher`]: argon2id off the async workers; [`auth::authenticate`] checks
+//! * [`PasswordHasher`]: argon2id off the async workers; [`PasswordBackend`] checks
 //!   credentials in constant work whether or not the user exists.
 //! * [`AuthSession`] and the axum guards in [`axum`]: login (token rotation), logout,
-//!   current user through a [`UserLoader`].
+//!   current user through one [`AuthBackend`] (credentials and user loading).
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -17,7 +17,10 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = store::open_sqlite("sqlite://app.db").await?;
-//! let users = latchkey::SqliteUserStore::new(pool.clone());
+//! let users = latchkey::PasswordBackend::new(
+//!     latchkey::SqliteUserStore::new(pool.clone()),
+//!     latchkey::PasswordHasher::new(latchkey::HashParams::default())?,
+//! );
 //! let app: Router = Router::new()
 //!     .route("/home", get(|RequireLogin(user): RequireLogin<User>| async move {
 //!         format!("Hello, {}", user.username)
@@ -51,7 +54,10 @@ pub mod throttle;
 mod time;
 pub mod user;
 
-pub use auth::{authenticate, AuthError, AuthSession, Authenticator, SessionInfo};
+pub use auth::{
+    AuthBackend, AuthError, AuthSession, Authenticator, PasswordBackend, PasswordCredentials,
+    SessionInfo,
+};
 #[cfg(feature = "axum")]
 pub use auth::{AuthLayer, AuthService};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
@@ -66,4 +72,4 @@ pub use time::Timestamp;
 pub use user::PostgresUserStore;
 #[cfg(feature = "sqlite")]
 pub use user::SqliteUserStore;
-pub use user::{AuthUser, NewUser, User, UserLoader, UserStore, UserStoreError};
+pub use user::{AuthUser, NewUser, User, UserStore, UserStoreError};

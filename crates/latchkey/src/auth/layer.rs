@@ -27,11 +27,11 @@ pub fn remember_cookie_name(secure: bool) -> &'static str {
 /// issued, rotated or forgot it. Goes inside the [`crate::SessionLayer`]:
 ///
 /// ```no_run
-/// use latchkey::{store::MemoryStore, AuthLayer, Authenticator, SessionConfig, SessionLayer, User};
-/// # fn app(users: latchkey::SqliteUserStore) -> axum::Router {
+/// use latchkey::{store::MemoryStore, AuthLayer, Authenticator, SessionConfig, SessionLayer};
+/// # fn app(users: latchkey::PasswordBackend<latchkey::SqliteUserStore>) -> axum::Router {
 /// axum::Router::new()
 ///     // .route(...)
-///     .layer(AuthLayer::new(Authenticator::<User>::new(users)))
+///     .layer(AuthLayer::new(Authenticator::new(users)))
 ///     .layer(SessionLayer::new(MemoryStore::new(), SessionConfig::default()))
 /// # }
 /// ```

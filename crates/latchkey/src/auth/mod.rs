@@ -13,16 +13,20 @@ mod layer;
 pub use layer::{remember_cookie_name, AuthFuture, AuthLayer, AuthService};
 pub(crate) use request::{RememberCookie, RequestAuth};
 
+mod backend;
 mod request;
 
-use crate::password::{PasswordError, PasswordHasher};
+use backend::LoadUser;
+pub use backend::{AuthBackend, PasswordBackend, PasswordCredentials};
+
+use crate::password::PasswordError;
 use crate::remember::{
     cookie_value as remember_cookie_value, new_series, parse_cookie as parse_remember_cookie,
     RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
 };
 use crate::session::{AuthInfo, AuthMethod, Session, SessionError, SessionId};
 use crate::time::Timestamp;
-use crate::user::{AuthUser, User, UserLoader, UserStore, UserStoreError};
+use crate::user::{AuthUser, UserStoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -65,7 +69,7 @@ pub struct Authenticator<U> {
 }
 
 struct AuthenticatorInner<U> {
-    loader: Box<dyn UserLoader<U>>,
+    backend: Box<dyn LoadUser<U>>,
     users: UserCache<U>,
     unauthorized_message: String,
     fresh_within: Option<Duration>,
@@ -83,11 +87,14 @@ impl<U> Clone for Authenticator<U> {
 }
 
 impl<U: AuthUser> Authenticator<U> {
-    /// An authenticator loading users through `loader`.
-    pub fn new(loader: impl UserLoader<U>) -> Self {
+    /// An authenticator loading the users of `backend` (the user loader of Flask-Login
+    /// and Microdot). The application keeps its own handle on the backend to check
+    /// credentials at login (`backend.authenticate(credentials)`, then
+    /// [`AuthSession::login`]); share one with `Arc`.
+    pub fn new(backend: impl AuthBackend<User = U>) -> Self {
         Authenticator {
             inner: Arc::new(AuthenticatorInner {
-                loader: Box::new(loader),
+                backend: Box::new(backend),
                 users: UserCache::new(Duration::from_secs(2)),
                 unauthorized_message: "login required".to_string(),
                 fresh_within: None,
@@ -171,7 +178,7 @@ impl<U: AuthUser> Authenticator<U> {
         if let Some(user) = self.inner.users.get(user_id, now) {
             return Ok(Some(user));
         }
-        let user = self.inner.loader.load_user(user_id).await?;
+        let user = self.inner.backend.get_user(user_id).await?;
         if let Some(user) = &user {
             self.inner.users.insert(user_id, user.clone(), now);
         }
@@ -622,66 +629,4 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
     /// Whether it is the session of the request asking.
     pub current: bool,
-}
-
-/// Checks a login name (username or email) and password against `users`. Unknown and
-/// disabled users cost one password verification too, so every failure takes about as
-/// long as a wrong password. Returns the user only if the password matches and the
-/// account is enabled.
-pub async fn authenticate(
-    users: &dyn UserStore,
-    hasher: &PasswordHasher,
-    login: &str,
-    password: &str,
-) -> Result<Option<User>, AuthError> {
-    if password.len() > crate::password::MAX_PASSWORD_BYTES {
-        // Refused before any lookup or hashing, whoever the user is.
-        return Ok(None);
-    }
-    let Some(user) = users.find_by_login(login).await? else {
-        hasher.verify_dummy(password).await?;
-        return Ok(None);
-    };
-    let matches = match hasher.verify(password, user.password_hash()).await {
-        Ok(matches) => matches,
-        Err(error @ (PasswordError::MalformedHash | PasswordError::UnsafeHash(_))) => {
-            tracing::error!(user_id = user.id, %error, "stored password hash unusable: login refused");
-            // Spend the same time as any other failure.
-            hasher.verify_dummy(password).await?;
-            false
-        }
-        Err(error) => return Err(error.into()),
-    };
-    if !matches || user.disabled {
-        return Ok(None);
-    }
-    Ok(Some(upgrade_hash(users, hasher, user, password).await?))
-}
-
-/// After a successful login with a hash made elsewhere or with weaker parameters:
-/// stores an argon2id hash of the same password instead. The credential version does
-/// not change (it is the same password), so no session ends. A failed upgrade is logged
-/// and the login goes on; the next login tries again.
-async fn upgrade_hash(
-    users: &dyn UserStore,
-    hasher: &PasswordHasher,
-    mut user: User,
-    password: &str,
-) -> Result<User, AuthError> {
-    if !hasher.needs_rehash(user.password_hash()) {
-        return Ok(user);
-    }
-    let upgraded = hasher.hash(password).await?;
-    match users
-        .upgrade_password_hash(user.id, user.password_hash(), &upgraded)
-        .await
-    {
-        Ok(true) => {
-            audit!(info, "password_hash_upgraded", user_id = user.id);
-            user.password_hash = upgraded.into();
-        }
-        Ok(false) => {}
-        Err(error) => tracing::warn!(user_id = user.id, %error, "password hash upgrade failed"),
-    }
-    Ok(user)
 }

@@ -1,5 +1,5 @@
-//! Users: the `AuthUser` trait the session layer needs, the `UserLoader` it loads users
-//! through, and latchkey's own `User` type with its SQL `UserStore`.
+//! Users: the `AuthUser` trait auth needs of any user type, and latchkey's own `User`
+//! type with its SQL `UserStore`.
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sql;
@@ -28,14 +28,6 @@ pub trait AuthUser: Clone + Send + Sync + 'static {
     fn is_active(&self) -> bool {
         true
     }
-}
-
-/// Loads a user by id for every request that asks who is logged in (Flask-Login's and
-/// Microdot's `user_loader`).
-#[async_trait]
-pub trait UserLoader<U>: Send + Sync + 'static {
-    /// The user with this id, or `None` if there is none.
-    async fn load_user(&self, user_id: &str) -> Result<Option<U>, UserStoreError>;
 }
 
 /// A user as latchkey's own user store keeps it.
@@ -278,17 +270,6 @@ impl<S: UserStore + ?Sized> UserStore for std::sync::Arc<S> {
     }
     async fn create_many(&self, users: Vec<NewUser>) -> Result<Vec<User>, (usize, UserStoreError)> {
         (**self).create_many(users).await
-    }
-}
-
-/// Every [`UserStore`] loads latchkey's [`User`] by its id.
-#[async_trait]
-impl<S: UserStore + ?Sized> UserLoader<User> for S {
-    async fn load_user(&self, user_id: &str) -> Result<Option<User>, UserStoreError> {
-        match user_id.parse::<i64>() {
-            Ok(id) => self.find_by_id(id).await,
-            Err(_) => Ok(None),
-        }
     }
 }
 
