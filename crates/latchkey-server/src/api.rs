@@ -1,150 +1,19 @@
-//! The JSON API of the seed's "full authentication example": signup, login, home,
-//! logout.
+//! The JSON API: the seed's "full authentication example" (signup, login, home, logout)
+//! and everything the pages do besides (account, sessions, password change), each over
+//! the use cases in [`crate::usecases`].
 
-use crate::app::AppState;
 use crate::headers;
-use crate::throttling::{throttled_login, too_many_message, with_retry_after, Attempt, ClientIp};
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
+use crate::json::{refuse_cross_site, ApiError, HandlerError, JsonBody};
+use crate::state::AppState;
+use crate::throttling::ClientIp;
+use crate::usecases::{self, LogIn, PasswordChangeError, SignUpError};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use latchkey::axum::RequireLogin;
-use latchkey::throttle::Verdict;
-use latchkey::{AuthError, AuthSession, NewUser, SessionError, User, UserStoreError};
-use serde::de::DeserializeOwned;
+use latchkey::axum::{RequireFresh, RequireLogin};
+use latchkey::{AuthSession, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-/// An error answer: a status and `{"error": message[, "field": name]}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    field: Option<&'static str>,
-    retry_after: Option<std::time::Duration>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            field: None,
-            retry_after: None,
-        }
-    }
-
-    /// 429 with `Retry-After`.
-    pub fn too_many(wait: std::time::Duration) -> Self {
-        ApiError {
-            retry_after: Some(wait),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait))
-        }
-    }
-
-    /// 403 with `message`.
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, message)
-    }
-
-    /// 400 naming the field at fault.
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            field: Some(field),
-            ..Self::new(StatusCode::BAD_REQUEST, message)
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = match self.field {
-            Some(field) => json!({ "error": self.message, "field": field }),
-            None => json!({ "error": self.message }),
-        };
-        let response = headers::json(self.status, &body);
-        match self.retry_after {
-            Some(wait) => with_retry_after(response, wait),
-            None => response,
-        }
-    }
-}
-
-/// Failures of the auth layer keep their own answer (503 when a store is down).
-pub enum HandlerError {
-    Api(ApiError),
-    Auth(AuthError),
-}
-
-impl From<ApiError> for HandlerError {
-    fn from(error: ApiError) -> Self {
-        HandlerError::Api(error)
-    }
-}
-
-impl From<AuthError> for HandlerError {
-    fn from(error: AuthError) -> Self {
-        HandlerError::Auth(error)
-    }
-}
-
-impl From<UserStoreError> for HandlerError {
-    fn from(error: UserStoreError) -> Self {
-        HandlerError::Auth(AuthError::Users(error))
-    }
-}
-
-impl From<latchkey::PasswordError> for HandlerError {
-    fn from(error: latchkey::PasswordError) -> Self {
-        HandlerError::Auth(AuthError::Password(error))
-    }
-}
-
-impl IntoResponse for HandlerError {
-    fn into_response(self) -> Response {
-        match self {
-            HandlerError::Api(error) => error.into_response(),
-            HandlerError::Auth(error) => error.into_response(),
-        }
-    }
-}
-
-/// A JSON body whose every rejection (wrong content type, malformed JSON, wrong field
-/// types, too large) is a JSON 4xx naming the problem.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = match rejection.status() {
-        // Well-formed JSON of the wrong shape is still a bad request here.
-        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-        status => status,
-    };
-    let message = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "expected a JSON body with Content-Type: application/json".to_string()
-        }
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            format!(
-                "request body is larger than {} bytes",
-                crate::app::MAX_BODY_BYTES
-            )
-        }
-        _ => rejection.body_text(),
-    };
-    ApiError::new(status, message)
-}
 
 /// `POST /login` body. Fields are optional so a missing one gets the seed's message.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -159,13 +28,13 @@ pub struct LoginRequest {
 
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
 #[utoipa::path(post, path = "/login", request_body = LoginRequest, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::openapi::Message),
-    (status = 400, description = "Missing or malformed fields", body = crate::openapi::ErrorBody),
-    (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::openapi::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
-    (status = 429, description = "Throttled; see Retry-After", body = crate::openapi::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
+    (status = 400, description = "Missing or malformed fields", body = crate::json::ErrorBody),
+    (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
+    (status = 429, description = "Throttled; see Retry-After", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn login(
     State(app): State<AppState>,
@@ -183,26 +52,23 @@ pub async fn login(
         )
         .into());
     };
-    match throttled_login(&app, ip, &username, &password).await? {
-        Attempt::Checked(Some(user)) => {
-            auth.login(&user).await?;
-            Ok(headers::json(
-                StatusCode::OK,
-                &json!({ "message": "Logged in" }),
-            ))
-        }
-        Attempt::Checked(None) => {
+    match usecases::log_in(&app, ip, &auth, &username, &password, false).await? {
+        LogIn::LoggedIn(_) => Ok(headers::json(
+            StatusCode::OK,
+            &json!({ "message": "Logged in" }),
+        )),
+        LogIn::Refused => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
-        Attempt::Throttled(wait) => Err(ApiError::too_many(wait).into()),
+        LogIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
 }
 
 /// `GET|POST /home`: greets the logged-in user; 401 otherwise.
 #[utoipa::path(method(get, post), path = "/home", responses(
-    (status = 200, description = "The greeting", body = crate::openapi::Message),
-    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+    (status = 200, description = "The greeting", body = crate::json::Message),
+    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn home(RequireLogin(user): RequireLogin<User>) -> Response {
     match greeting(&user.username) {
@@ -247,12 +113,12 @@ impl serde_json::ser::Formatter for StringContents {
 
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.
 #[utoipa::path(post, path = "/logout", responses(
-    (status = 200, description = "Logged out (or was not logged in)", body = crate::openapi::Message),
-    (status = 403, description = "Sent from another site", body = crate::openapi::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+    (status = 200, description = "Logged out (or was not logged in)", body = crate::json::Message),
+    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
-    let message = match auth.logout().await? {
+    let message = match usecases::log_out(&auth).await? {
         Some(_) => "Logged out",
         None => "Not logged in",
     };
@@ -277,83 +143,15 @@ pub struct SignupRequest {
     email: Option<String>,
 }
 
-/// Why a sign-up did not create a user.
-pub enum CreateError {
-    /// A field breaks the rules: (field, message).
-    Invalid(&'static str, String),
-    /// The username or email is in use: "Username X is not available."
-    Taken(String),
-    /// Too many sign-ups from this address; try again after this long.
-    Throttled(std::time::Duration),
-    /// A backing service failed.
-    Failed(AuthError),
-}
-
-impl From<AuthError> for CreateError {
-    fn from(error: AuthError) -> Self {
-        CreateError::Failed(error)
-    }
-}
-
-/// Validates the fields, hashes the password and creates the user; shared by the JSON
-/// API and the sign-up form.
-pub async fn create_user(
-    app: &AppState,
-    ip: ClientIp,
-    username: &str,
-    email: Option<&str>,
-    password: &str,
-) -> Result<User, CreateError> {
-    let verdict = app
-        .throttle
-        .sign_up(ip.0)
-        .await
-        .map_err(|error| CreateError::Failed(SessionError::from(error).into()))?;
-    if let Verdict::Wait(wait) = verdict {
-        tracing::warn!(target: "latchkey::audit", event = "signup_throttled", ip = ?ip.0, "signup_throttled");
-        return Err(CreateError::Throttled(wait));
-    }
-    let username = latchkey::user::validate_username(username)
-        .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
-    let email = match email.map(str::trim) {
-        Some(email) if !email.is_empty() => Some(
-            latchkey::user::validate_email(email)
-                .map_err(|error| CreateError::Invalid("email", error.to_string()))?,
-        ),
-        _ => None,
-    };
-    app.policy
-        .check(password)
-        .map_err(|error| CreateError::Invalid("password", error.to_string()))?;
-    let hash = app
-        .backend
-        .hasher()
-        .hash(password)
-        .await
-        .map_err(AuthError::from)?;
-    let new_user = NewUser::new(&username, email.as_deref(), hash)
-        .map_err(|error| CreateError::Invalid("username", error.to_string()))?;
-    match app.backend.users().create(new_user).await {
-        Ok(user) => {
-            tracing::info!(target: "latchkey::audit", event = "signup", user_id = user.id, "signup");
-            Ok(user)
-        }
-        Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {
-            Err(CreateError::Taken(error.to_string()))
-        }
-        Err(error) => Err(CreateError::Failed(error.into())),
-    }
-}
-
 /// `POST /signup`: creates a user; 409 when the name or email is taken.
 #[utoipa::path(post, path = "/signup", request_body = SignupRequest, responses(
-    (status = 201, description = "Created", body = crate::openapi::Message),
-    (status = 400, description = "A field breaks the rules (named in `field`)", body = crate::openapi::ErrorBody),
-    (status = 409, description = "Username or email taken", body = crate::openapi::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
-    (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = crate::openapi::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::openapi::ErrorBody),
+    (status = 201, description = "Created", body = crate::json::Message),
+    (status = 400, description = "A field breaks the rules (named in `field`)", body = crate::json::ErrorBody),
+    (status = 409, description = "Username or email taken", body = crate::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
+    (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn signup(
     State(app): State<AppState>,
@@ -365,17 +163,146 @@ pub async fn signup(
         .password
         .filter(|password| !password.is_empty())
         .ok_or_else(|| ApiError::invalid("password", "password is required"))?;
-    match create_user(&app, ip, &username, request.email.as_deref(), &password).await {
+    match usecases::sign_up(&app, ip, &username, request.email.as_deref(), &password).await {
         Ok(_) => Ok(headers::json(
             StatusCode::CREATED,
             &json!({ "message": "User account has been created." }),
         )),
-        Err(CreateError::Invalid(field, message)) => Err(ApiError::invalid(field, message).into()),
-        Err(CreateError::Taken(message)) => {
+        Err(SignUpError::Invalid(field, message)) => Err(ApiError::invalid(field, message).into()),
+        Err(SignUpError::Taken(message)) => {
             Err(ApiError::new(StatusCode::CONFLICT, message).into())
         }
-        Err(CreateError::Throttled(wait)) => Err(ApiError::too_many(wait).into()),
-        Err(CreateError::Failed(error)) => Err(error.into()),
+        Err(SignUpError::Throttled(wait)) => Err(ApiError::too_many(wait).into()),
+        Err(SignUpError::Failed(error)) => Err(error.into()),
+    }
+}
+
+/// `GET /account`: the logged-in user's account.
+#[utoipa::path(get, path = "/account", responses(
+    (status = 200, description = "The account", body = usecases::Account),
+    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+))]
+pub async fn account(RequireLogin(user): RequireLogin<User>) -> Response {
+    headers::json(StatusCode::OK, &usecases::account(&user))
+}
+
+/// `GET /sessions` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    /// The user's live sessions, newest first.
+    pub sessions: Vec<usecases::SessionView>,
+}
+
+/// `GET /sessions` (JSON): the logged-in user's live sessions, newest first.
+#[utoipa::path(get, path = "/sessions", responses(
+    (status = 200, description = "The sessions", body = SessionList),
+    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+))]
+pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
+    let sessions = usecases::sessions(&auth).await?;
+    Ok(headers::json(StatusCode::OK, &SessionList { sessions }))
+}
+
+/// `DELETE /sessions/{id}`: ends one of the user's sessions (a fresh login is needed;
+/// ending the current one is a logout).
+#[utoipa::path(delete, path = "/sessions/{id}", params(
+    ("id" = String, Path, description = "The session id (64 hex characters) from `GET /sessions`"),
+), responses(
+    (status = 200, description = "Revoked", body = crate::json::Message),
+    (status = 401, description = "Not logged in, or the login is not fresh (password entered in this session)", body = crate::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
+    (status = 404, description = "Not a session of this user", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+))]
+pub async fn revoke_session(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    _fresh: RequireFresh<User>,
+    auth: AuthSession<User>,
+    Path(id): Path<String>,
+) -> Result<Response, HandlerError> {
+    if let Some(refused) = refuse_cross_site(&app, &headers) {
+        return Ok(refused);
+    }
+    if usecases::revoke_session(&auth, &id).await? {
+        Ok(headers::json(
+            StatusCode::OK,
+            &json!({ "message": "Session revoked" }),
+        ))
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "No such session.").into())
+    }
+}
+
+/// `POST /sessions/revoke-others` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// What happened.
+    pub message: String,
+    /// How many sessions ended.
+    pub revoked: u64,
+}
+
+/// `POST /sessions/revoke-others` (JSON): ends every other session of the user (a fresh
+/// login is needed).
+#[utoipa::path(post, path = "/sessions/revoke-others", responses(
+    (status = 200, description = "The other sessions ended", body = Revoked),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+))]
+pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
+    let revoked = usecases::revoke_other_sessions(&auth).await?;
+    let body = Revoked {
+        message: format!("{revoked} other session(s) logged out."),
+        revoked,
+    };
+    Ok(headers::json(StatusCode::OK, &body))
+}
+
+/// `POST /password` body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    #[schema(value_type = String, required = true, max_length = 4096)]
+    current: Option<String>,
+    /// The new password: 12-128 characters, not one of the most common passwords.
+    #[schema(value_type = String, required = true, min_length = 12, max_length = 128)]
+    new: Option<String>,
+}
+
+/// `POST /password` (JSON): changes the password (a fresh login is needed); this session
+/// stays, every other session and remembered device ends.
+#[utoipa::path(post, path = "/password", request_body = PasswordChange, responses(
+    (status = 200, description = "Changed; Set-Cookie carries the session's new token", body = crate::json::Message),
+    (status = 400, description = "The new password breaks the rules (named in `field`)", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
+    (status = 403, description = "The current password is wrong, or sent from another site", body = crate::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+))]
+pub async fn change_password(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    RequireFresh(user): RequireFresh<User>,
+    JsonBody(request): JsonBody<PasswordChange>,
+) -> Result<Response, HandlerError> {
+    let current = request.current.unwrap_or_default();
+    let new = request.new.unwrap_or_default();
+    match usecases::change_password(&app, &auth, &user, &current, &new).await {
+        Ok(()) => Ok(headers::json(
+            StatusCode::OK,
+            &json!({ "message": "Your password has been changed." }),
+        )),
+        Err(PasswordChangeError::WrongCurrent) => {
+            Err(ApiError::forbidden_field("current", "The current password is wrong.").into())
+        }
+        Err(PasswordChangeError::Policy(message)) => Err(ApiError::invalid("new", message).into()),
+        Err(PasswordChangeError::Failed(error)) => Err(error.into()),
     }
 }
 

@@ -3,15 +3,17 @@
 use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
 use crate::headers;
-use crate::pages::{self, Templates};
-use crate::{api, data_api};
+use crate::pages;
+use crate::state::{AppState, Shared, MAX_BODY_BYTES};
+use crate::templates::Templates;
+use crate::{api, data_api, routes};
 use anyhow::bail;
 use anyhow::Context;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::handler::Handler;
 use axum::middleware::AddExtension;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::serve::IncomingStream;
 use axum::{Extension, Router};
 use latchkey::csrf::CsrfKey;
@@ -25,64 +27,18 @@ use latchkey::{
 };
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::util::MapResponse;
 use tower::Layer;
 
-/// Largest request body accepted (JSON and forms).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
 /// Most sessions the in-process cache holds.
 const SESSION_CACHE_CAPACITY: u64 = 100_000;
 
 /// Sessions deleted per cleanup statement.
 const CLEANUP_BATCH: u32 = 500;
-
-/// What the handlers share. It lives as long as the process (a server builds it once),
-/// so extracting it copies a reference: no reference counting per request, which showed
-/// up in profiles as the atomic increment and decrement of an `Arc`.
-#[derive(Clone, Copy)]
-pub struct AppState(&'static Shared);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        self.0
-    }
-}
-
-impl AppState {
-    /// The state over `shared`, kept for the rest of the process.
-    pub fn new(shared: Shared) -> Self {
-        AppState(Box::leak(Box::new(shared)))
-    }
-}
-
-/// The server's auth backend: latchkey's users with passwords.
-pub type Backend = PasswordBackend<Arc<dyn UserStore>>;
-
-/// The fields of [`AppState`].
-pub struct Shared {
-    /// The users and their passwords, through latchkey's one auth backend trait (the
-    /// authenticator loads users through the same value).
-    pub backend: Arc<Backend>,
-    /// Rules for new passwords.
-    pub policy: PasswordPolicy,
-    /// The HTML templates.
-    pub templates: Templates,
-    /// `scheme://host[:port]` of the public URL, for cross-site checks.
-    pub public_origin: String,
-    /// Failed-login and sign-up throttling, counted in the session store's backend.
-    pub throttle: Throttle,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<[IpAddr]>,
-    /// The key of the forms' CSRF tokens.
-    pub csrf: CsrfKey,
-}
 
 /// The whole server: pages and JSON API on the same paths, behind the session layer
 /// (which carries the user loader) and the security headers. Served as one service per
@@ -157,15 +113,20 @@ pub fn router(
         .route("/openapi.json", get(crate::openapi::document))
         .route(
             "/signup",
-            get(pages::signup_page).post(limited(pages::signup)),
+            get(pages::signup_page).post(limited(routes::signup)),
         )
-        .route("/login", get(pages::login_page).post(limited(pages::login)))
-        .route("/home", post(pages::home).get(pages::home))
-        .route("/logout", post(limited(pages::logout)))
-        .route("/sessions", get(pages::sessions_page))
+        .route(
+            "/login",
+            get(pages::login_page).post(limited(routes::login)),
+        )
+        .route("/home", post(routes::home).get(routes::home))
+        .route("/logout", post(limited(routes::logout)))
+        .route("/account", get(api::account))
+        .route("/sessions", get(routes::sessions))
+        .route("/sessions/{id}", delete(api::revoke_session))
         .route(
             "/sessions/revoke-others",
-            post(limited(pages::revoke_other_sessions)),
+            post(limited(routes::revoke_other_sessions)),
         )
         .route(
             "/sessions/{id}/revoke",
@@ -173,9 +134,9 @@ pub fn router(
         )
         .route(
             "/password",
-            get(pages::password_page).post(limited(pages::change_password)),
+            get(pages::password_page).post(limited(routes::change_password)),
         )
-        .fallback(pages::not_found)
+        .fallback(routes::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
     App {
         sessions: sessions.layer(AuthLayer::new(authenticator).layer(routes.with_state(state))),

@@ -2,7 +2,9 @@
 //! `--database-url`: `sqlite://…` (the default) or `postgres://…`. Either way the same
 //! three tables hold users, sessions and remember-me tokens.
 
-use crate::config::{DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind};
+use crate::config::{
+    redact, DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
+};
 use anyhow::{bail, Context};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
@@ -158,35 +160,5 @@ impl Backend {
             MirrorFailurePolicy::Fail => MirrorFailure::Fail,
         };
         Ok(Arc::new(FanOutStore::new(master, mirrors, on_failure)))
-    }
-}
-
-/// `url` without the password, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(redact("sqlite://latchkey.db"), "sqlite://latchkey.db");
-        assert_eq!(redact("redis://:pw@host"), "redis://:***@host");
     }
 }

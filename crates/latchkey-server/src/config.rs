@@ -43,7 +43,7 @@ impl std::fmt::Display for SessionStoreKind {
         match self {
             SessionStoreKind::Memory => f.write_str("memory"),
             SessionStoreKind::Database => f.write_str("database"),
-            SessionStoreKind::Redis(url) => f.write_str(&crate::backend::redact(url)),
+            SessionStoreKind::Redis(url) => f.write_str(&redact(url)),
             SessionStoreKind::Cookie => f.write_str("cookie"),
         }
     }
@@ -337,6 +337,20 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(vec![key])
 }
 
+/// `url` without the password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +431,21 @@ mod tests {
         assert_eq!(args.database_file(), Some(PathBuf::from("/tmp/x/app.db")));
         args.database_url = "sqlite::memory:".into();
         assert_eq!(args.database_file(), None);
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite://latchkey.db"), "sqlite://latchkey.db");
+        assert_eq!(redact("redis://:pw@host"), "redis://:***@host");
     }
 }

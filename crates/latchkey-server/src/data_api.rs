@@ -10,9 +10,8 @@
 //! [`MAX_KEYS`] of them, and every write is a compare-and-swap in the store, so
 //! concurrent writers in any number of processes lose nothing.
 
-use crate::api::{ApiError, HandlerError, JsonBody};
-use crate::app::AppState;
-use crate::pages::refuse_cross_site;
+use crate::json::{refuse_cross_site, ApiError, HandlerError, JsonBody};
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

@@ -1,45 +1,40 @@
 //! The OpenAPI 3 document of the JSON API, served at `GET /openapi.json` and kept in the
 //! repository as `crates/latchkey-server/openapi.json` (a test keeps the two equal).
 
+use crate::json::{ErrorBody, Message};
 use axum::Json;
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
-
-/// `{"message": …}`: what a success says.
-#[derive(Serialize, ToSchema)]
-pub struct Message {
-    /// For example `Hello, foo`.
-    pub message: String,
-}
-
-/// `{"error": …, "field": …}`: what went wrong, and the field at fault when one is.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// A sentence for people.
-    pub error: String,
-    /// The request field at fault, if any.
-    pub field: Option<String>,
-}
+use utoipa::OpenApi;
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "latchkey",
-        description = "Sign-up, login, a greeting for the logged-in user and logout. \
-                       The session travels in the `id` cookie (`__Host-id` behind https)."
+        description = "Sign-up, login, a greeting for the logged-in user, logout, the \
+                       account, its sessions and a password change. The session travels \
+                       in the `id` cookie (`__Host-id` behind https)."
     ),
     paths(
         crate::api::signup,
         crate::api::login,
         crate::api::home,
-        crate::api::logout
+        crate::api::logout,
+        crate::api::account,
+        crate::api::sessions,
+        crate::api::revoke_session,
+        crate::api::revoke_other_sessions,
+        crate::api::change_password
     ),
     components(schemas(
         Message,
         ErrorBody,
         crate::api::SignupRequest,
-        crate::api::LoginRequest
+        crate::api::LoginRequest,
+        crate::api::PasswordChange,
+        crate::api::SessionList,
+        crate::api::Revoked,
+        crate::usecases::Account,
+        crate::usecases::SessionView
     ))
 )]
 pub struct ApiDoc;

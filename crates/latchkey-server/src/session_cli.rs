@@ -2,6 +2,7 @@
 
 use crate::backend::Backend;
 use crate::config::{DatabaseArgs, SessionStoreArgs};
+use crate::usecases::format_time;
 use crate::user_cli::find_user;
 use anyhow::bail;
 use clap::Subcommand;
@@ -103,13 +104,4 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A timestamp as RFC 3339 UTC, to the second.
-pub fn format_time(time: Timestamp) -> String {
-    let seconds = u64::try_from(time.as_millis() / 1000).unwrap_or(0);
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-    )
-    .to_string()
 }

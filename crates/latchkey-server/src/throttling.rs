@@ -1,14 +1,12 @@
-//! Throttled logins and sign-ups: the client's address (through trusted proxies only),
-//! the throttle checks around `authenticate`, and the 429 answer.
+//! The client's address for throttling (through trusted proxies only) and the 429
+//! answer; the throttled use cases themselves are in [`crate::usecases`].
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use latchkey::throttle::{account_tag, Verdict};
-use latchkey::{AuthBackend, AuthError, PasswordCredentials, SessionError, User};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -52,47 +50,6 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .rev()
         .find(|hop| !trusted.contains(hop))
         .unwrap_or(peer)
-}
-
-/// The outcome of a throttled login attempt.
-pub enum Attempt {
-    /// The credentials were checked: the user, or `None` for a failure.
-    Checked(Option<User>),
-    /// Refused before checking; try again after this long.
-    Throttled(Duration),
-}
-
-/// Checks the throttle, then the credentials, and counts the outcome. A throttled
-/// attempt never reaches the password check, so a correct password is refused too, and
-/// unknown names are counted exactly like known ones.
-pub async fn throttled_login(
-    app: &AppState,
-    ip: ClientIp,
-    login: &str,
-    password: &str,
-) -> Result<Attempt, AuthError> {
-    let throttle = &app.throttle;
-    if let Verdict::Wait(wait) = throttle
-        .check_login(login, ip.0)
-        .await
-        .map_err(SessionError::from)?
-    {
-        tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
-        return Ok(Attempt::Throttled(wait));
-    }
-    let user = app
-        .backend
-        .authenticate(PasswordCredentials::new(login, password))
-        .await?;
-    let counted = match &user {
-        Some(_) => throttle.login_succeeded(login).await,
-        None => {
-            tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
-            throttle.login_failed(login, ip.0).await
-        }
-    };
-    counted.map_err(SessionError::from)?;
-    Ok(Attempt::Checked(user))
 }
 
 /// Adds `Retry-After` (whole seconds) to a 429 answer.

@@ -39,6 +39,8 @@ pub struct User {
     pub username: String,
     /// Email, if given.
     pub email: Option<String>,
+    /// When the user proved the email is theirs (`None`: not proven).
+    pub email_verified_at: Option<Timestamp>,
     /// When the account was created.
     pub created_at: Timestamp,
     /// Disabled users cannot log in and their sessions end.
@@ -62,6 +64,7 @@ impl fmt::Debug for User {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("email", &self.email)
+            .field("email_verified_at", &self.email_verified_at)
             .field("disabled", &self.disabled)
             .field("credential_version", &self.credential_version)
             .field("password_hash", &"<redacted>")
@@ -309,6 +312,7 @@ mod tests {
             id: 1,
             username: "bert".into(),
             email: None,
+            email_verified_at: None,
             created_at: Timestamp(0),
             disabled: false,
             credential_version: 1,

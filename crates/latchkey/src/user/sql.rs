@@ -5,7 +5,8 @@
 /// The columns every user query returns, in order.
 macro_rules! user_columns {
     () => {
-        "id, username, email, password_hash, created_at, disabled, credential_version"
+        "id, username, email, email_verified_at, password_hash, created_at, disabled, \
+         credential_version"
     };
 }
 
@@ -27,7 +28,7 @@ pub(crate) struct UserStatements {
     pub upgrade_password_hash: &'static str,
 }
 
-/// Implements [`crate::UserStore`] (and so [`crate::UserLoader`]) for `$store` (a struct with
+/// Implements [`crate::UserStore`] for `$store` (a struct with
 /// a `pool` field) on database `$db` whose rows are `$row`, with the statements `$sql`.
 macro_rules! sql_user_store {
     ($store:ty, $db:ty, $row:ty, $sql:expr) => {
@@ -39,6 +40,9 @@ macro_rules! sql_user_store {
                         id: row.try_get("id")?,
                         username: row.try_get("username")?,
                         email: row.try_get("email")?,
+                        email_verified_at: row
+                            .try_get::<Option<i64>, _>("email_verified_at")?
+                            .map($crate::Timestamp),
                         password_hash: row.try_get::<String, _>("password_hash")?.into(),
                         created_at: $crate::Timestamp(row.try_get("created_at")?),
                         disabled: row.try_get("disabled")?,

@@ -1,0 +1,178 @@
+//! The paths the pages and the JSON API share, dispatched by what the client sent: an
+//! HTML form (urlencoded) goes to [`crate::pages`], anything else to [`crate::api`] once
+//! it passed the cross-site check; a `GET` goes by `Accept`. The only module that knows
+//! both, so neither ever calls the other.
+
+use crate::json::{refuse_cross_site, JsonBody};
+use crate::pages::{self, is_form};
+use crate::state::AppState;
+use crate::throttling::ClientIp;
+use crate::{api, headers};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use latchkey::axum::{wants_html, BrowserCsrf, RequireFresh, RequireLogin, WantsHtml};
+use latchkey::{AuthSession, User};
+use serde::de::DeserializeOwned;
+
+/// The JSON body of a request that is not a form, after the cross-site check; the
+/// refusal or the JSON 4xx otherwise.
+async fn json_body<T: DeserializeOwned>(app: &AppState, request: Request) -> Result<T, Response> {
+    if let Some(refused) = refuse_cross_site(app, request.headers()) {
+        return Err(refused);
+    }
+    JsonBody::<T>::from_request(request, &())
+        .await
+        .map(|JsonBody(value)| value)
+        .map_err(IntoResponse::into_response)
+}
+
+/// `POST /signup`.
+pub async fn signup(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return pages::signup(app, ip, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => api::signup(app, ip, JsonBody(body)).await.into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `POST /login`.
+pub async fn login(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    query: Query<pages::NextQuery>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return pages::login(app, ip, auth, browser, query, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => api::login(app, ip, auth, JsonBody(body))
+            .await
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `POST /logout` (a logout also asks the browser to clear its cached pages).
+pub async fn logout(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return pages::logout(app, auth, browser, request).await;
+    }
+    if let Some(refused) = refuse_cross_site(&app, request.headers()) {
+        return refused;
+    }
+    headers::clear_site_data(api::logout(auth).await.into_response())
+}
+
+/// `GET|POST /home`: the greeting, as a page for browsers and JSON otherwise.
+pub async fn home(visit: HomeVisit) -> Response {
+    match visit {
+        HomeVisit::Json(user) => api::home(RequireLogin(user)).await,
+        // Boxed: the page's future is large, and the JSON answer should not carry it.
+        HomeVisit::Page(app, auth, browser) => Box::pin(pages::home_page(app, auth, browser)).await,
+    }
+}
+
+/// What `/home` needs, read by one extractor: the JSON answer (the hot path) takes no
+/// handle on the server's state or the CSRF cookie.
+pub enum HomeVisit {
+    /// A logged-in client that wants JSON: the user to greet.
+    Json(User),
+    /// A logged-in browser: what the page is made from.
+    Page(AppState, AuthSession<User>, BrowserCsrf),
+}
+
+impl FromRequestParts<AppState> for HomeVisit {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let RequireLogin(user) = RequireLogin::<User>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !wants_html(&parts.headers) {
+            return Ok(HomeVisit::Json(user));
+        }
+        let auth = AuthSession::<User>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let browser = BrowserCsrf::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(HomeVisit::Page(*app, auth, browser))
+    }
+}
+
+/// `GET /sessions`: the page for browsers, `{"sessions": [...]}` otherwise.
+pub async fn sessions(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    WantsHtml(html): WantsHtml,
+    login: RequireLogin<User>,
+) -> Response {
+    if html {
+        return pages::sessions_page(app, auth, browser, login).await;
+    }
+    api::sessions(auth).await.into_response()
+}
+
+/// `POST /sessions/revoke-others` (a fresh login is needed either way).
+pub async fn revoke_other_sessions(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(_): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return pages::revoke_other_sessions(app, auth, browser, request).await;
+    }
+    if let Some(refused) = refuse_cross_site(&app, request.headers()) {
+        return refused;
+    }
+    api::revoke_other_sessions(auth).await.into_response()
+}
+
+/// `POST /password` (a fresh login is needed either way).
+pub async fn change_password(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return pages::change_password(app, auth, browser, user, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => api::change_password(app, auth, RequireFresh(user), JsonBody(body))
+            .await
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Unknown paths: a page for browsers, JSON otherwise.
+pub async fn not_found(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
+        return pages::not_found_page(&app);
+    }
+    api::not_found().await.into_response()
+}

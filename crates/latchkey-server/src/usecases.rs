@@ -1,0 +1,297 @@
+//! The server's use cases, one function each: sign up, log in, log out, change the
+//! password, list and revoke sessions, show the account. The JSON API and the HTML pages
+//! both call these and never each other's handlers; each turns the outcome into its own
+//! kind of answer.
+
+use crate::state::AppState;
+use crate::throttling::ClientIp;
+use latchkey::remember::DEFAULT_REMEMBER_DAYS;
+use latchkey::throttle::{account_tag, Verdict};
+use latchkey::{
+    AuthBackend, AuthError, AuthMethod, AuthSession, NewUser, PasswordCredentials, PasswordError,
+    SessionError, SessionId, Timestamp, User, UserStoreError,
+};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why a sign-up did not create a user.
+pub enum SignUpError {
+    /// A field breaks the rules: (field, message).
+    Invalid(&'static str, String),
+    /// The username or email is in use: "Username X is not available."
+    Taken(String),
+    /// Too many sign-ups from this address; try again after this long.
+    Throttled(std::time::Duration),
+    /// A backing service failed.
+    Failed(AuthError),
+}
+
+impl From<AuthError> for SignUpError {
+    fn from(error: AuthError) -> Self {
+        SignUpError::Failed(error)
+    }
+}
+
+/// Sign-up: checks the per-IP cap, validates the fields, hashes the password and
+/// creates the user.
+pub async fn sign_up(
+    app: &AppState,
+    ip: ClientIp,
+    username: &str,
+    email: Option<&str>,
+    password: &str,
+) -> Result<User, SignUpError> {
+    let verdict = app
+        .throttle
+        .sign_up(ip.0)
+        .await
+        .map_err(|error| SignUpError::Failed(SessionError::from(error).into()))?;
+    if let Verdict::Wait(wait) = verdict {
+        tracing::warn!(target: "latchkey::audit", event = "signup_throttled", ip = ?ip.0, "signup_throttled");
+        return Err(SignUpError::Throttled(wait));
+    }
+    let username = latchkey::user::validate_username(username)
+        .map_err(|error| SignUpError::Invalid("username", error.to_string()))?;
+    let email = match email.map(str::trim) {
+        Some(email) if !email.is_empty() => Some(
+            latchkey::user::validate_email(email)
+                .map_err(|error| SignUpError::Invalid("email", error.to_string()))?,
+        ),
+        _ => None,
+    };
+    app.policy
+        .check(password)
+        .map_err(|error| SignUpError::Invalid("password", error.to_string()))?;
+    let hash = app
+        .backend
+        .hasher()
+        .hash(password)
+        .await
+        .map_err(AuthError::from)?;
+    let new_user = NewUser::new(&username, email.as_deref(), hash)
+        .map_err(|error| SignUpError::Invalid("username", error.to_string()))?;
+    match app.backend.users().create(new_user).await {
+        Ok(user) => {
+            tracing::info!(target: "latchkey::audit", event = "signup", user_id = user.id, "signup");
+            Ok(user)
+        }
+        Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {
+            Err(SignUpError::Taken(error.to_string()))
+        }
+        Err(error) => Err(SignUpError::Failed(error.into())),
+    }
+}
+
+/// The outcome of a throttled login attempt.
+pub enum Attempt {
+    /// The credentials were checked: the user, or `None` for a failure.
+    Checked(Option<User>),
+    /// Refused before checking; try again after this long.
+    Throttled(Duration),
+}
+
+/// Checks the throttle, then the credentials, and counts the outcome. A throttled
+/// attempt never reaches the password check, so a correct password is refused too, and
+/// unknown names are counted exactly like known ones.
+async fn check_credentials(
+    app: &AppState,
+    ip: ClientIp,
+    login: &str,
+    password: &str,
+) -> Result<Attempt, AuthError> {
+    let throttle = &app.throttle;
+    if let Verdict::Wait(wait) = throttle
+        .check_login(login, ip.0)
+        .await
+        .map_err(SessionError::from)?
+    {
+        tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
+        return Ok(Attempt::Throttled(wait));
+    }
+    let user = app
+        .backend
+        .authenticate(PasswordCredentials::new(login, password))
+        .await?;
+    let counted = match &user {
+        Some(_) => throttle.login_succeeded(login).await,
+        None => {
+            tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
+            throttle.login_failed(login, ip.0).await
+        }
+    };
+    counted.map_err(SessionError::from)?;
+    Ok(Attempt::Checked(user))
+}
+
+/// How a login attempt ended.
+pub enum LogIn {
+    /// Logged in: the session has a new token.
+    LoggedIn(User),
+    /// Wrong name or password, or a disabled user (the same for every cause).
+    Refused,
+    /// Refused before checking; try again after this long.
+    Throttled(Duration),
+}
+
+/// Log-in: throttled credential check, then a new session token (and, with `remember`,
+/// a remember-me token for [`DEFAULT_REMEMBER_DAYS`]).
+pub async fn log_in(
+    app: &AppState,
+    ip: ClientIp,
+    auth: &AuthSession<User>,
+    login: &str,
+    password: &str,
+    remember: bool,
+) -> Result<LogIn, AuthError> {
+    let user = match check_credentials(app, ip, login, password).await? {
+        Attempt::Checked(Some(user)) => user,
+        Attempt::Checked(None) => return Ok(LogIn::Refused),
+        Attempt::Throttled(wait) => return Ok(LogIn::Throttled(wait)),
+    };
+    if remember {
+        auth.login_remembered(&user, DEFAULT_REMEMBER_DAYS).await?;
+    } else {
+        auth.login(&user).await?;
+    }
+    Ok(LogIn::LoggedIn(user))
+}
+
+/// Log-out: ends the session and forgets this device; the id of whoever was logged in.
+pub async fn log_out(auth: &AuthSession<User>) -> Result<Option<String>, AuthError> {
+    auth.logout().await
+}
+
+/// Why a password change did not happen.
+pub enum PasswordChangeError {
+    /// The current password is wrong.
+    WrongCurrent,
+    /// The new password breaks the policy (the message says how).
+    Policy(String),
+    /// A backing service failed.
+    Failed(AuthError),
+}
+
+impl From<AuthError> for PasswordChangeError {
+    fn from(error: AuthError) -> Self {
+        PasswordChangeError::Failed(error)
+    }
+}
+
+/// Password change for `user` (logged in freshly in `auth`): checks the current password
+/// and the policy, stores the new hash, keeps this session as a fresh login and ends
+/// every other session and remembered device.
+pub async fn change_password(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    user: &User,
+    current: &str,
+    new: &str,
+) -> Result<(), PasswordChangeError> {
+    let hasher = app.backend.hasher();
+    match hasher.verify(current, user.password_hash()).await {
+        Ok(true) => {}
+        Ok(false) | Err(PasswordError::TooLong) => {
+            tracing::warn!(target: "latchkey::audit", event = "password_change_refused", user_id = user.id, "password_change_refused");
+            return Err(PasswordChangeError::WrongCurrent);
+        }
+        Err(error) => return Err(AuthError::from(error).into()),
+    }
+    app.policy
+        .check(new)
+        .map_err(|error| PasswordChangeError::Policy(error.to_string()))?;
+    let hash = hasher.hash(new).await.map_err(AuthError::from)?;
+    let updated = app
+        .backend
+        .users()
+        .set_password_hash(user.id, &hash)
+        .await
+        .map_err(AuthError::from)?;
+    auth.password_changed(&updated).await?;
+    Ok(())
+}
+
+/// What `GET /account` shows of the logged-in user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Account {
+    /// The username as entered at sign-up.
+    pub username: String,
+    /// The email, if one was given.
+    pub email: Option<String>,
+    /// Whether the email was proven to belong to the user.
+    pub email_verified: bool,
+    /// When the account was created (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// The account of `user`.
+pub fn account(user: &User) -> Account {
+    Account {
+        username: user.username.clone(),
+        email: user.email.clone(),
+        email_verified: user.email_verified_at.is_some(),
+        created_at: format_time(user.created_at),
+    }
+}
+
+/// One of the user's sessions, as the sessions page and `GET /sessions` show it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The session's id (SHA-256 of its token, 64 hex characters): what revoking takes.
+    pub id: String,
+    /// Whether it is the session of the request asking.
+    pub current: bool,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at: String,
+    /// When a request last refreshed it (RFC 3339, UTC).
+    pub last_active_at: String,
+    /// How its user logged in: `password` or `remember_me`.
+    pub method: Option<String>,
+    /// The client address when it was created.
+    pub client_ip: Option<String>,
+    /// The client's user agent when it was created.
+    pub user_agent: Option<String>,
+}
+
+/// The logged-in user's live sessions, newest first.
+pub async fn sessions(auth: &AuthSession<User>) -> Result<Vec<SessionView>, AuthError> {
+    Ok(auth
+        .sessions()
+        .await?
+        .into_iter()
+        .map(|session| SessionView {
+            id: session.id.to_hex(),
+            current: session.current,
+            created_at: format_time(session.created_at),
+            last_active_at: format_time(session.last_active_at),
+            method: session.method.map(|method| match method {
+                AuthMethod::Password => "password".to_string(),
+                AuthMethod::RememberMe => "remember_me".to_string(),
+            }),
+            client_ip: session.client_ip,
+            user_agent: session.user_agent,
+        })
+        .collect())
+}
+
+/// Ends one of the logged-in user's sessions (`id` as 64 hex characters); `false` when it
+/// is not one of theirs or not an id at all. Revoking the current session is a logout.
+pub async fn revoke_session(auth: &AuthSession<User>, id: &str) -> Result<bool, AuthError> {
+    match SessionId::from_hex(id) {
+        Some(id) => auth.revoke_session(&id).await,
+        None => Ok(false),
+    }
+}
+
+/// Ends every other session of the logged-in user; how many ended.
+pub async fn revoke_other_sessions(auth: &AuthSession<User>) -> Result<u64, AuthError> {
+    auth.revoke_other_sessions().await
+}
+
+/// A timestamp as RFC 3339 UTC, to the second.
+pub fn format_time(time: Timestamp) -> String {
+    let seconds = u64::try_from(time.as_millis() / 1000).unwrap_or(0);
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+    )
+    .to_string()
+}
