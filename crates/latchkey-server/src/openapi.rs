@@ -41,7 +41,11 @@ pub struct ApiDoc;
 
 /// The HTML pages on the same paths (GET), documented so clients know they exist.
 #[derive(OpenApi)]
-#[openapi(paths(crate::pages::signup_page, crate::pages::login_page))]
+#[openapi(paths(
+    crate::pages::signup_page,
+    crate::pages::login_page,
+    crate::pages::password_page
+))]
 struct PagesDoc;
 
 /// The whole document: the JSON API with the pages' operations merged into its paths

@@ -471,11 +471,17 @@ pub async fn revoke_other_sessions(
 }
 
 /// `GET /password` (fresh login required).
+#[utoipa::path(get, path = "/password", responses(
+    (status = 200, description = "The password change page (a fresh login is needed)", content_type = "text/html", body = String),
+    (status = 303, description = "A browser that must log in (again) is sent to the login page"),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+))]
 pub async fn password_page(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    RequireFresh(_): RequireFresh<User>,
+    _fresh: RequireFresh<User>,
 ) -> Response {
     page(
         &app,
