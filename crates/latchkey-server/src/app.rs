@@ -6,16 +6,16 @@ use crate::headers;
 use crate::pages;
 use crate::state::{AppState, Shared, MAX_BODY_BYTES};
 use crate::templates::Templates;
+use crate::throttling::{ClientAddress, NewSessionCap};
 use crate::{api, data_api, routes};
 use anyhow::bail;
 use anyhow::Context;
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
-use axum::middleware::AddExtension;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::serve::IncomingStream;
-use axum::{Extension, Router};
+use axum::Router;
 use latchkey::csrf::CsrfKey;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore};
@@ -27,7 +27,7 @@ use latchkey::{
 };
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -49,14 +49,16 @@ const CLEANUP_BATCH: u32 = 500;
 pub struct App {
     sessions: SessionService<AuthService<Router, User>>,
     hsts: bool,
+    trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl App {
-    /// The service for one connection from `peer`: every request carries the peer as
-    /// axum's `ConnectInfo`, which sessions (the address of "your sessions") and
-    /// throttling (`ClientIp`) read.
+    /// The service for one connection from `peer`: every request carries the client's
+    /// address (the peer, or behind a trusted proxy the client it forwards for) as
+    /// axum's `ConnectInfo`, which sessions (the address of "your sessions", the cap on
+    /// new sessions) and throttling (`ClientIp`) read.
     pub fn for_peer(&self, peer: SocketAddr) -> Connection {
-        Layer::layer(&Extension(ConnectInfo(peer)), self.service())
+        ClientAddress::new(self.service(), peer, self.trusted_proxies.clone())
     }
 
     /// The service with no peer address (for driving the server in process).
@@ -74,8 +76,8 @@ impl App {
 /// answer.
 pub type Secured = MapResponse<SessionService<AuthService<Router, User>>, fn(Response) -> Response>;
 
-/// [`Secured`] for one connection: its requests carry the peer address.
-pub type Connection = AddExtension<Secured, ConnectInfo<SocketAddr>>;
+/// [`Secured`] for one connection: its requests carry the client's address.
+pub type Connection = ClientAddress<Secured>;
 
 /// `handler` with the request body limit ([`MAX_BODY_BYTES`]): only the routes that
 /// read a body carry it.
@@ -139,8 +141,11 @@ pub fn router(
         .fallback(routes::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
     App {
-        sessions: sessions.layer(AuthLayer::new(authenticator).layer(routes.with_state(state))),
+        sessions: sessions
+            .with_new_session_policy(NewSessionCap(state.throttle.clone()))
+            .layer(AuthLayer::new(authenticator).layer(routes.with_state(state))),
         hsts,
+        trusted_proxies: state.trusted_proxies.clone(),
     }
 }
 

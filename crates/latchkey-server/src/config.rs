@@ -177,6 +177,14 @@ pub struct ServeArgs {
     /// Sign-up attempts allowed from one IP per hour.
     #[arg(long, env = "LATCHKEY_SIGNUPS_PER_IP_HOURLY", default_value_t = 20)]
     pub signups_per_ip_hourly: u32,
+    /// New stored sessions (logins, and notices to visitors without a session) allowed
+    /// from one IP per hour; beyond it 429.
+    #[arg(
+        long,
+        env = "LATCHKEY_NEW_SESSIONS_PER_IP_HOURLY",
+        default_value_t = 1000
+    )]
+    pub new_sessions_per_ip_hourly: u32,
     /// Serve the session data JSON API (/api/session/data) to logged-in users.
     #[arg(long, env = "LATCHKEY_ENABLE_SESSION_DATA_API")]
     pub enable_session_data_api: bool,
@@ -224,6 +232,7 @@ impl ServeArgs {
             ip_burst: self.login_ip_burst,
             ip_hourly: self.login_ip_hourly,
             signups_hourly: self.signups_per_ip_hourly,
+            new_sessions_hourly: self.new_sessions_per_ip_hourly,
             ..Default::default()
         }
     }

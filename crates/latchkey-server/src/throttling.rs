@@ -1,40 +1,99 @@
-//! The client's address for throttling (through trusted proxies only) and the 429
-//! answer; the throttled use cases themselves are in [`crate::usecases`].
+//! The client's address (through trusted proxies only), the per-address cap on new
+//! sessions, and the 429 answer; the throttled use cases themselves are in
+//! [`crate::usecases`].
 
-use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Request};
 use axum::response::Response;
+use latchkey::session::ClientInfo;
+use latchkey::throttle::{Throttle, Verdict};
+use latchkey::{NewSessionPolicy, StoreError};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// The client's IP address: the TCP peer, unless the peer is a configured trusted proxy,
-/// in which case the right-most `X-Forwarded-For` entry that is not itself a trusted
-/// proxy (entries further left are whatever the client chose to send).
+/// The client's IP address, as [`ClientAddress`] put it in the request's `ConnectInfo`
+/// (or axum's `into_make_service_with_connect_info`, which records the TCP peer): read
+/// from the connection, never from the session.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
-        // The connection's peer, as the server (or axum's
-        // `into_make_service_with_connect_info`) records it on every request: no
-        // session layer is needed.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip());
-        Ok(ClientIp(peer.map(|peer| {
-            client_ip(peer, &parts.headers, &app.trusted_proxies)
-        })))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
     }
 }
 
-/// See [`ClientIp`].
+/// One connection's service: gives every request `ConnectInfo` with the client's
+/// address, which is the TCP peer, unless the peer is a trusted proxy (then see
+/// [`client_ip`]). Sessions record it, throttling counts it.
+#[derive(Clone)]
+pub struct ClientAddress<S> {
+    inner: S,
+    peer: SocketAddr,
+    trusted: Arc<[IpAddr]>,
+}
+
+impl<S> ClientAddress<S> {
+    /// `inner` for a connection from `peer`, believing `X-Forwarded-For` from `trusted`.
+    pub fn new(inner: S, peer: SocketAddr, trusted: Arc<[IpAddr]>) -> Self {
+        ClientAddress {
+            inner,
+            peer,
+            trusted,
+        }
+    }
+}
+
+impl<S, B> tower::Service<Request<B>> for ClientAddress<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ip = client_ip(self.peer.ip(), request.headers(), &self.trusted);
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(ip, self.peer.port())));
+        self.inner.call(request)
+    }
+}
+
+/// The session layer's [`NewSessionPolicy`]: new stored sessions per client address and
+/// hour, counted in the throttle store every server process shares.
+pub struct NewSessionCap(pub Throttle);
+
+#[async_trait::async_trait]
+impl NewSessionPolicy for NewSessionCap {
+    async fn admit(&self, client: &ClientInfo) -> Result<Option<Duration>, StoreError> {
+        Ok(match self.0.new_session(client.ip).await? {
+            Verdict::Allow => None,
+            Verdict::Wait(wait) => Some(wait),
+        })
+    }
+}
+
+/// The client behind `peer`: `peer` itself, unless it is a trusted proxy, in which case
+/// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries
+/// further left are whatever the client chose to send).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;

@@ -215,3 +215,72 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
     let home = alice.get(server.url("/home")).send().await.expect("home");
     assert_eq!(home.status(), StatusCode::SEE_OTHER, "logged out");
 }
+
+#[tokio::test]
+async fn new_sessions_are_capped_per_client_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--new-sessions-per-ip-hourly",
+            "3",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
+    let credentials = serde_json::json!({ "username": "carol", "password": PASSWORD });
+    let signup = common::bare_client()
+        .post(server.url("/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let log_in = |from: &'static str| {
+        let url = server.url("/login");
+        let credentials = credentials.clone();
+        async move {
+            common::bare_client()
+                .post(url)
+                .header("x-forwarded-for", from)
+                .json(&credentials)
+                .send()
+                .await
+                .expect("login")
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(log_in("203.0.113.5").await.status(), StatusCode::OK);
+    }
+    // The fourth new session from that address: refused, nothing stored.
+    let refused = log_in("203.0.113.5").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(common::session_cookie(&refused, "id").is_none());
+    assert_eq!(stored_sessions(dir.path()), 3);
+    // A visitor without a session from there cannot get one through a notice either.
+    let visitor = browser();
+    let token = csrf_field(
+        &visitor
+            .get(server.url("/login"))
+            .header("x-forwarded-for", "203.0.113.5")
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("body"),
+    );
+    let notice = visitor
+        .post(server.url("/logout"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .expect("logout form");
+    assert_eq!(notice.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(stored_sessions(dir.path()), 3);
+    // Another address is counted on its own; the existing sessions work.
+    assert_eq!(log_in("203.0.113.6").await.status(), StatusCode::OK);
+    assert_eq!(stored_sessions(dir.path()), 4);
+}

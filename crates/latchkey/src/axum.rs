@@ -58,8 +58,20 @@ impl IntoResponse for Rejection {
 }
 
 impl IntoResponse for AuthError {
-    /// 503 when a store is down, 500 otherwise; details go to the log, not the client.
+    /// 503 when a store is down, 429 when the session layer's new-session policy said no
+    /// (with `Retry-After`), 500 otherwise; details go to the log, not the client.
     fn into_response(self) -> Response {
+        if let AuthError::Session(SessionError::Refused(wait)) = &self {
+            let mut response = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                crate::session::layer::REFUSED_MESSAGE,
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(wait.as_secs().max(1)),
+            );
+            return response;
+        }
         if self.is_unavailable() {
             tracing::warn!(error = %self, "auth backend unavailable");
             json_error(

@@ -62,8 +62,8 @@ pub use auth::{
 pub use auth::{AuthLayer, AuthService};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
 pub use session::{
-    AuthInfo, AuthMethod, Session, SessionConfig, SessionError, SessionId, SessionRecord,
-    SessionStore, SessionToken, StoreError,
+    AuthInfo, AuthMethod, NewSessionPolicy, Session, SessionConfig, SessionError, SessionId,
+    SessionRecord, SessionStore, SessionToken, StoreError,
 };
 #[cfg(feature = "axum")]
 pub use session::{SessionLayer, SessionService};

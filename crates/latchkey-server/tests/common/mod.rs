@@ -108,6 +108,9 @@ impl Server {
         if !extra.contains(&"--signups-per-ip-hourly") {
             args.extend_from_slice(&["--signups-per-ip-hourly", "1000000"]);
         }
+        if !extra.contains(&"--new-sessions-per-ip-hourly") {
+            args.extend_from_slice(&["--new-sessions-per-ip-hourly", "1000000"]);
+        }
         args.extend_from_slice(extra);
         let (level, stderr) = match log {
             Some(path) => (

@@ -3,7 +3,7 @@
 
 use super::config::SessionConfig;
 use super::record::{AuthInfo, AuthMethod, SessionRecord};
-use super::store::{Loaded as StoreAnswer, SessionStore, StoreError};
+use super::store::{Loaded as StoreAnswer, NewSessionPolicy, SessionStore, StoreError};
 use super::token::{random_bytes, SessionId, SessionToken};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -29,6 +29,10 @@ pub enum SessionError {
     /// Too many concurrent writers kept winning the compare-and-swap race.
     #[error("session is too busy: gave up after {0} write attempts")]
     Contended(u32),
+    /// The layer's [`NewSessionPolicy`] refused a new session for this client; it may
+    /// try again after this long (answered 429).
+    #[error("too many new sessions from this client: retry after {0:?}")]
+    Refused(Duration),
 }
 
 impl SessionError {
@@ -173,6 +177,8 @@ enum Loaded {
 pub(crate) struct SessionContext {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: Arc<SessionConfig>,
+    /// Asked before a new session is stored.
+    pub(crate) admission: Option<Arc<dyn NewSessionPolicy>>,
     /// The session cookie's name.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) cookie_name: Arc<str>,
@@ -184,6 +190,7 @@ impl SessionContext {
             cookie_name: config.cookie_name().into(),
             store,
             config,
+            admission: None,
         }
     }
 
@@ -193,6 +200,7 @@ impl SessionContext {
         SessionContext {
             store,
             config: self.config.clone(),
+            admission: self.admission.clone(),
             cookie_name: self.cookie_name.clone(),
         }
     }
@@ -594,6 +602,7 @@ impl Session {
             let now = Timestamp::now();
             let (live, pending) = self.snapshot();
             let Some((id, current)) = live else {
+                self.admit_new_session().await?;
                 let mut data = Map::new();
                 pending.apply(&mut data);
                 extra(&mut data);
@@ -683,6 +692,7 @@ impl Session {
                         .map(|()| next)
                 }
                 None => {
+                    self.admit_new_session().await?;
                     let mut data = Map::new();
                     pending.apply(&mut data);
                     let mut record = self.new_record(now, data);
@@ -710,6 +720,21 @@ impl Session {
             }
         }
         Err(SessionError::Contended(max_attempts))
+    }
+
+    /// Asks the layer's [`NewSessionPolicy`], if any, whether this request may store a new
+    /// session.
+    async fn admit_new_session(&self) -> Result<(), SessionError> {
+        let Some(policy) = &self.inner.context.admission else {
+            return Ok(());
+        };
+        match policy.admit(&self.inner.client).await? {
+            None => Ok(()),
+            Some(wait) => {
+                tracing::warn!(target: "latchkey::audit", event = "new_session_refused", ip = ?self.inner.client.ip, retry_after = wait.as_secs(), "new_session_refused");
+                Err(SessionError::Refused(wait))
+            }
+        }
     }
 
     /// Issues a new token for the same session (use after any privilege change).

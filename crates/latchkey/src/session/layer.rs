@@ -3,7 +3,7 @@
 
 use super::config::SessionConfig;
 use super::handle::{ClientInfo, CookieChange, Session, SessionContext, SessionError};
-use super::store::{SessionStore, StoreError};
+use super::store::{NewSessionPolicy, SessionStore, StoreError};
 use crate::store::{CookieJar, CookieStore, Outgoing};
 use axum::extract::ConnectInfo;
 use cookie::Cookie;
@@ -67,6 +67,20 @@ impl SessionLayer {
         // the jar of a request without a cookie, which nothing reads.
         let empty_jar: Arc<dyn SessionStore> = cookies.jar(None).0;
         Self::with_backing(Backing::Cookie(cookies), empty_jar, config)
+    }
+
+    /// Asks `policy` before storing any new session (for example a cap per client
+    /// address); a refusal answers 429 with `Retry-After`.
+    pub fn with_new_session_policy(self, policy: impl NewSessionPolicy) -> Self {
+        let context = &self.shared.context;
+        let mut with_policy = SessionContext::new(context.store.clone(), context.config.clone());
+        with_policy.admission = Some(Arc::new(policy));
+        SessionLayer {
+            shared: Arc::new(LayerShared {
+                backing: self.shared.backing.clone(),
+                context: Arc::new(with_policy),
+            }),
+        }
     }
 
     fn with_backing(backing: Backing, store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
@@ -213,6 +227,9 @@ where
     }
 }
 
+/// The `error` of a 429 for a refused new session.
+pub(crate) const REFUSED_MESSAGE: &str = "too many new sessions from this address, try again later";
+
 /// Adds the `Set-Cookie` header the session cookie calls for. With the cookie store, the
 /// cookie carries the sealed record instead of the token.
 fn with_cookie<B: From<String>>(
@@ -311,9 +328,24 @@ pub(crate) fn append_cookie<B>(response: &mut Response<B>, cookie: Cookie<'stati
     }
 }
 
-/// 503 when the store is down or too contended, 500 for anything else; never a panic,
-/// never a half-saved login.
+/// 503 when the store is down or too contended, 429 when the new-session policy said
+/// no, 500 for anything else; never a panic, never a half-saved login.
 fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> {
+    if let SessionError::Refused(wait) = error {
+        let body = serde_json::json!({ "error": REFUSED_MESSAGE }).to_string();
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return response;
+    }
     let (status, message) = if error.is_unavailable() {
         tracing::warn!(%error, "session store unavailable");
         (

@@ -14,6 +14,6 @@ pub use handle::{ClientInfo, CookieChange, Session, SessionError};
 #[cfg(feature = "axum")]
 pub use layer::{SessionLayer, SessionService};
 pub use record::{AuthInfo, AuthMethod, SessionRecord};
-pub use store::{BoxError, Loaded, SessionStore, StoreError};
+pub use store::{BoxError, Loaded, NewSessionPolicy, SessionStore, StoreError};
 pub(crate) use token::lower_hex;
 pub use token::{random_bytes, SessionId, SessionToken, TOKEN_BYTES, TOKEN_CHARS};

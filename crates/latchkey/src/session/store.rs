@@ -99,3 +99,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes up to `limit` sessions that expired before `now`; returns how many.
     async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
+
+/// Decides whether a request may store a new session: the session layer asks it before
+/// every `create`, so a client cannot fill the store (for example a cap per client
+/// address, as `latchkey serve` sets with its throttle counters). Reads and writes of
+/// existing sessions are never asked about.
+#[async_trait]
+pub trait NewSessionPolicy: Send + Sync + 'static {
+    /// `None` to allow a new session for `client`, or how long it should wait.
+    async fn admit(
+        &self,
+        client: &super::ClientInfo,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
+}

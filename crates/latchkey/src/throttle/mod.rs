@@ -87,6 +87,9 @@ pub struct ThrottlePolicy {
     pub ip_hourly: u32,
     /// Sign-up attempts from one IP per hour.
     pub signups_hourly: u32,
+    /// New stored sessions (logins, flash messages of visitors without one) from one IP
+    /// per hour.
+    pub new_sessions_hourly: u32,
 }
 
 impl Default for ThrottlePolicy {
@@ -98,6 +101,7 @@ impl Default for ThrottlePolicy {
             ip_burst: 30,
             ip_hourly: 300,
             signups_hourly: 20,
+            new_sessions_hourly: 1000,
         }
     }
 }
@@ -193,6 +197,21 @@ impl Throttle {
         let key = format!("s:{}", ip_text(ip));
         let counter = self.store.record(&key, HOUR, now).await?;
         Ok(if counter.count > self.policy.signups_hourly {
+            verdict(counter.first_at.plus(HOUR).since(now))
+        } else {
+            Verdict::Allow
+        })
+    }
+
+    /// Counts a new stored session for `ip`; refuses it past the hourly cap.
+    pub async fn new_session(&self, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
+        let Some(ip) = ip else {
+            return Ok(Verdict::Allow);
+        };
+        let now = Timestamp::now();
+        let key = format!("n:{}", ip_text(ip));
+        let counter = self.store.record(&key, HOUR, now).await?;
+        Ok(if counter.count > self.policy.new_sessions_hourly {
             verdict(counter.first_at.plus(HOUR).since(now))
         } else {
             Verdict::Allow
