@@ -49,7 +49,7 @@ start() {
   LATCHKEY_SECRET_KEY="benchmark key that is at least thirty-two bytes" LATCHKEY_LOG=error \
     taskset -c 0 target/release/latchkey serve --bind "127.0.0.1:$port" --database-url "$database" \
     --session-store "$store" --login-ip-burst 1000000000 --login-ip-hourly 1000000000 \
-    --signups-per-ip-hourly 1000000000 "$@" >"$work/$name.log" 2>&1 &
+    --signups-per-ip-hourly 1000000000 --new-sessions-per-ip-hourly 1000000000 "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
   log_in "$name" "$port"
 }
