@@ -5,9 +5,9 @@
 #
 #   bench/flood.sh [SECONDS]          (default 60)
 #
-# For each store: the logged-in GET /home p99 alone (wrk -t1 -c8, SECONDS/6 s), then the
-# flood (wrk -t1 -c32 on GET /login with Accept: text/html for SECONDS) with the same
-# GET /home measurement running inside it. Prints the flood's requests, the growth of
+# For each store: the logged-in GET /home p99 alone (wrk -t1 -c32, SECONDS/6 s), then the
+# flood (wrk -t1 -c8 on GET /login with Accept: text/html for SECONDS, the shape of
+# bench/run.sh's login flood) with the same GET /home measurement running inside it. Prints the flood's requests, the growth of
 # the SQLite files (database + WAL) and of the server's resident memory, the rows in
 # the sessions table, and the /home p99 alone and under the flood. Server on core 0,
 # both wrk on core 1.
@@ -27,7 +27,7 @@ source bench/common.sh
 
 # p99_ms URL COOKIE SECONDS [CONNECTIONS]: the p99 latency of GET URL, in ms.
 p99_ms() {
-  taskset -c 1 wrk -t1 -c"${4:-8}" -d"$3s" --latency -H "Cookie: $2" -H 'Accept: application/json' "$1" \
+  taskset -c 1 wrk -t1 -c"${4:-32}" -d"$3s" --latency -H "Cookie: $2" -H 'Accept: application/json' "$1" \
     | awk '$1 == "99%" {v=$2; u=1; if (v ~ /us$/) u=0.001; else if (v ~ /ms$/) u=1; else if (v ~ /s$/) u=1000; sub(/[a-z]+$/, "", v); printf "%.3f", v*u}'
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -52,7 +52,7 @@ for store in database memory; do
   rss_before=$(rss_kib "$server")
   rows_before=$(sqlite3 "$work/flood-$store.db" 'SELECT COUNT(*) FROM sessions')
   flood_out="$work/flood-$store.out"
-  taskset -c 1 wrk -t1 -c32 -d"${seconds}s" -H 'Accept: text/html' "$url/login" >"$flood_out" 2>&1 &
+  taskset -c 1 wrk -t1 -c8 -d"${seconds}s" -H 'Accept: text/html' "$url/login" >"$flood_out" 2>&1 &
   flooder=$!
   sleep $(( (seconds - probe) / 2 ))
   under=$(p99_ms "$url/home" "$cookie" "$probe")

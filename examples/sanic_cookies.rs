@@ -174,7 +174,7 @@ pub fn app(master: Interface, mirrors: Vec<Arc<dyn SessionStore>>) -> Result<Rou
         Interface::Cookie(_) if !mirrors.is_empty() => {
             return Err("the in-cookie interface cannot have mirrors".into())
         }
-        Interface::Cookie(cookies) => SessionLayer::with_cookie_store(cookies, config),
+        Interface::Cookie(cookies) => SessionLayer::with_storage(cookies, config),
     };
     Ok(Router::new()
         .route("/", get(index))

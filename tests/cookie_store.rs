@@ -34,7 +34,7 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
         .expect("create");
     let cookies = CookieStore::new(keys)
         .expect("keys")
-        .with_revocations(revocations);
+        .with_revocations(latchkey::store::StoreRevocations::new(revocations));
     let login_user = user.clone();
     let changed_user = users.clone();
     let router = Router::new()
@@ -109,7 +109,7 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
             ))
             .with_user_cache(std::time::Duration::ZERO),
         ))
-        .layer(SessionLayer::with_cookie_store(
+        .layer(SessionLayer::with_storage(
             cookies,
             SessionConfig::insecure_for_local_development(),
         ));
@@ -350,5 +350,41 @@ async fn revoking_other_sessions_ends_the_other_browsers_cookies() {
     // A new login afterwards is not affected by the marker.
     let later = log_in(&app).await;
     let (status, _, _) = send(reqwest::Method::GET, &home, Some(&later)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The per-user marker that "log out everywhere else" leaves is filed under an id only
+/// the server can compute (an HMAC under the cookie key), not under one derived from the
+/// user id alone, and a server that rolled its key over still honours it.
+#[tokio::test]
+async fn user_revocations_sit_under_keyed_ids_and_survive_a_key_roll() {
+    use sha2::{Digest, Sha256};
+    let revocations = Arc::new(MemoryStore::new());
+    let old = app(&[OLD_KEY], revocations.clone()).await;
+    let other = log_in(&old).await;
+    let this = log_in(&old).await;
+    let (status, _, _) = send(
+        reqwest::Method::POST,
+        &format!("{}/revoke-others", old.url),
+        Some(&this),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revocations.len(), 1, "one marker");
+    // Where the marker used to be: the SHA-256 of a token anyone could compute from the
+    // user id. Nothing is there now.
+    let guessable: [u8; 32] = Sha256::new()
+        .chain_update(b"latchkey revoked user\0")
+        .chain_update(old.user.id.to_string().as_bytes())
+        .finalize()
+        .into();
+    let guessed = latchkey::SessionId(Sha256::digest(guessable).into());
+    assert!(revocations.load(&guessed).await.expect("load").is_none());
+    // A server with a new key in front still refuses the other browser's old cookie.
+    let rolled = app(&[NEW_KEY, OLD_KEY], revocations.clone()).await;
+    let home = format!("{}/home", rolled.url);
+    let (status, _, _) = send(reqwest::Method::GET, &home, Some(&other)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(reqwest::Method::GET, &home, Some(&this)).await;
     assert_eq!(status, StatusCode::OK);
 }

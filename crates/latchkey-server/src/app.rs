@@ -18,7 +18,7 @@ use axum::serve::IncomingStream;
 use axum::Router;
 use latchkey::csrf::CsrfKey;
 use latchkey::remember::RememberStore;
-use latchkey::store::{CachedStore, CookieStore, MemoryStore};
+use latchkey::store::{CachedStore, CookieStore, MemoryStore, StoreRevocations};
 use latchkey::throttle::Throttle;
 use latchkey::{AuthLayer, AuthService, SessionService};
 use latchkey::{
@@ -237,9 +237,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                  is created beside it)"
             );
         }
-        let cookies = CookieStore::new(&secrets.keys)?.with_revocations(backend.sessions.clone());
+        let cookies = CookieStore::new(&secrets.keys)?
+            .with_revocations(StoreRevocations::new(backend.sessions.clone()));
         (
-            SessionLayer::with_cookie_store(cookies, config),
+            SessionLayer::with_storage(cookies, config),
             backend.sessions.clone(),
         )
     } else {

@@ -390,12 +390,19 @@ impl<U: AuthUser> AuthSession<U> {
         };
         let current = self.session.id().await?;
         let now = crate::Timestamp::now();
-        let mut sessions: Vec<SessionInfo> = self
+        let mut listed = self
             .session
-            .store()
+            .storage()
             .list_for_user(&auth.user_id)
             .await
-            .map_err(SessionError::from)?
+            .map_err(SessionError::from)?;
+        // A storage that cannot list its sessions (the cookie store) still has this one.
+        if let (Some(id), Some(record)) = (current, self.session.record().await?) {
+            if !listed.iter().any(|(listed, _)| *listed == id) {
+                listed.push((id, (*record).clone()));
+            }
+        }
+        let mut sessions: Vec<SessionInfo> = listed
             .into_iter()
             .filter(|(_, record)| !record.is_expired(now))
             .map(|(id, record)| SessionInfo {
@@ -422,16 +429,16 @@ impl<U: AuthUser> AuthSession<U> {
             self.logout().await?;
             return Ok(true);
         }
-        let store = self.session.store();
+        let store = self.session.storage();
         let owned = store
-            .load(id)
+            .load_by_id(id)
             .await
             .map_err(SessionError::from)?
             .is_some_and(|record| record.user_id() == Some(auth.user_id.as_str()));
         if !owned {
             return Ok(false);
         }
-        let deleted = store.delete(id).await.map_err(SessionError::from)?;
+        let deleted = store.delete_by_id(id).await.map_err(SessionError::from)?;
         audit!(info, "session_revoked", user_id = %auth.user_id, session = %id.to_hex());
         Ok(deleted)
     }
@@ -444,7 +451,7 @@ impl<U: AuthUser> AuthSession<U> {
         let current = self.session.id().await?;
         let ended = self
             .session
-            .store()
+            .storage()
             .delete_for_user(&auth.user_id, current.as_ref())
             .await
             .map_err(SessionError::from)?;
@@ -582,7 +589,7 @@ impl<U: AuthUser> RequestAuth<U> {
                     .await
                     .map_err(SessionError::from)?;
                 session
-                    .store()
+                    .storage()
                     .delete_for_user(&record.user_id, None)
                     .await
                     .map_err(SessionError::from)?;

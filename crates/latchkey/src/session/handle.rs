@@ -3,6 +3,7 @@
 
 use super::config::SessionConfig;
 use super::record::{AuthInfo, AuthMethod, SessionRecord};
+use super::storage::{CookieSession, ServerSide, SessionStorage};
 use super::store::{Loaded as StoreAnswer, NewSessionPolicy, SessionStore, StoreError};
 use super::token::{random_bytes, SessionId, SessionToken};
 use crate::time::Timestamp;
@@ -73,8 +74,10 @@ enum Change {
     Remove,
 }
 
-/// The loaded session: its id and the record as last read from or written to the store.
+/// The loaded session: its token and id, and the record as last read from or written to
+/// the store.
 struct Live {
+    token: SessionToken,
     id: SessionId,
     record: Arc<SessionRecord>,
 }
@@ -146,11 +149,12 @@ impl State {
     }
 
     /// A new token now holds `record` in the store, with the changes up to `written`:
-    /// it is the live session, and the browser must get the token.
-    fn adopt(&mut self, token: &SessionToken, id: SessionId, record: SessionRecord, written: u64) {
-        self.cookie = CookieChange::Set(token.encode());
+    /// it is the live session, and the browser must get `cookie`.
+    fn adopt(&mut self, token: SessionToken, cookie: String, record: SessionRecord, written: u64) {
+        self.cookie = CookieChange::Set(cookie);
         self.live = Some(Live {
-            id,
+            id: token.id(),
+            token,
             record: Arc::new(record),
         });
         self.pending.forget_up_to(written);
@@ -175,7 +179,7 @@ enum Loaded {
 /// What every session of one layer shares, behind one pointer: a request's session costs
 /// one reference-count increment for all of it.
 pub(crate) struct SessionContext {
-    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) storage: Arc<dyn SessionStorage>,
     pub(crate) config: Arc<SessionConfig>,
     /// Asked before a new session is stored.
     pub(crate) admission: Option<Arc<dyn NewSessionPolicy>>,
@@ -185,23 +189,12 @@ pub(crate) struct SessionContext {
 }
 
 impl SessionContext {
-    pub(crate) fn new(store: Arc<dyn SessionStore>, config: Arc<SessionConfig>) -> Self {
+    pub(crate) fn new(storage: Arc<dyn SessionStorage>, config: Arc<SessionConfig>) -> Self {
         SessionContext {
             cookie_name: config.cookie_name().into(),
-            store,
+            storage,
             config,
             admission: None,
-        }
-    }
-
-    /// The same context over another store (a cookie-store request's own jar).
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn with_store(&self, store: Arc<dyn SessionStore>) -> Self {
-        SessionContext {
-            store,
-            config: self.config.clone(),
-            admission: self.admission.clone(),
-            cookie_name: self.cookie_name.clone(),
         }
     }
 }
@@ -209,8 +202,8 @@ impl SessionContext {
 struct Inner {
     context: Arc<SessionContext>,
     client: ClientInfo,
-    /// The store id of the token the browser sent, if it parsed.
-    incoming: Option<SessionId>,
+    /// The session the browser's cookie names, if the storage could read it.
+    incoming: Option<CookieSession>,
     /// Whether the browser sent a session cookie at all.
     incoming_cookie_present: bool,
     /// Set (under the state lock) once the record has been read; read without the lock.
@@ -250,7 +243,18 @@ impl Session {
         cookie_value: Option<&str>,
         client: ClientInfo,
     ) -> Self {
-        let context = Arc::new(SessionContext::new(store, config));
+        Self::with_storage(Arc::new(ServerSide(store)), config, cookie_value, client)
+    }
+
+    /// A session for one request over any [`SessionStorage`] (the encrypted cookie store,
+    /// say).
+    pub fn with_storage(
+        storage: Arc<dyn SessionStorage>,
+        config: Arc<SessionConfig>,
+        cookie_value: Option<&str>,
+        client: ClientInfo,
+    ) -> Self {
+        let context = Arc::new(SessionContext::new(storage, config));
         Self::with_context(context, cookie_value.map(str::as_bytes), client)
     }
 
@@ -266,13 +270,12 @@ impl Session {
             pending: Pending::default(),
             cookie: CookieChange::Keep,
         };
+        let incoming = cookie_value.and_then(|value| context.storage.open_cookie(value));
         Session {
             inner: Arc::new(Inner {
                 context,
                 client,
-                incoming: cookie_value
-                    .and_then(SessionToken::parse_bytes)
-                    .map(|token| token.id()),
+                incoming,
                 incoming_cookie_present: cookie_value.is_some(),
                 loaded: AtomicBool::new(false),
                 state: Mutex::new(state),
@@ -291,9 +294,9 @@ impl Session {
         &self.inner.client
     }
 
-    /// The store behind this session.
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.inner.context.store
+    /// Where this session is stored.
+    pub fn storage(&self) -> &Arc<dyn SessionStorage> {
+        &self.inner.context.storage
     }
 
     /// What this session shares with the other sessions of its layer.
@@ -316,13 +319,14 @@ impl Session {
             return Ok(self.state());
         }
         let now = Timestamp::now();
-        let Some(id) = self.inner.incoming else {
+        let Some(cookie) = &self.inner.incoming else {
             if self.inner.incoming_cookie_present {
                 tracing::debug!("malformed session cookie ignored");
             }
             return Ok(self.install(Loaded::Dead, now));
         };
-        let outcome = Self::outcome(id, self.inner.context.store.load(&id).await, now)?;
+        let answer = self.inner.context.storage.load(cookie).await;
+        let outcome = Self::outcome(cookie.token.clone(), answer, now)?;
         Ok(self.install(outcome, now))
     }
 
@@ -333,7 +337,12 @@ impl Session {
 
     /// What the store's answer for `id` means at `now`. A corrupt record counts as no
     /// session (logged); other store errors fail the request.
-    fn outcome(id: SessionId, answer: StoreAnswer, now: Timestamp) -> Result<Loaded, SessionError> {
+    fn outcome(
+        token: SessionToken,
+        answer: StoreAnswer,
+        now: Timestamp,
+    ) -> Result<Loaded, SessionError> {
+        let id = token.id();
         let record = match answer {
             Ok(record) => record,
             Err(StoreError::Corrupt(error)) => {
@@ -343,7 +352,7 @@ impl Session {
             Err(error) => return Err(error.into()),
         };
         Ok(match record {
-            Some(record) if !record.is_expired(now) => Loaded::Live(Live { id, record }),
+            Some(record) if !record.is_expired(now) => Loaded::Live(Live { token, id, record }),
             Some(_) => Loaded::Dead,
             None => {
                 tracing::debug!(session = ?id, "unknown session token");
@@ -524,7 +533,7 @@ impl Session {
     /// passed. Losing a race is fine: whoever won refreshed it.
     async fn touch_if_due(&self) -> Result<(), SessionError> {
         let now = Timestamp::now();
-        let (id, current, mut next) = {
+        let (token, current, mut next) = {
             let state = self.state();
             let Some(live) = state.live.as_ref() else {
                 return Ok(());
@@ -532,20 +541,23 @@ impl Session {
             if !self.touch_due(&live.record, now) {
                 return Ok(());
             }
-            (live.id, live.record.clone(), (*live.record).clone())
+            (
+                live.token.clone(),
+                live.record.clone(),
+                (*live.record).clone(),
+            )
         };
         self.stamp_activity(&mut next, now);
-        match self
-            .inner
-            .context
-            .store
-            .save(&id, &next, current.version)
-            .await
-        {
-            Ok(()) => {
+        let storage = &self.inner.context.storage;
+        match storage.save(&token, &next, current.version).await {
+            Ok(cookie) => {
                 let mut state = self.state();
+                let id = token.id();
                 if let Some(live) = state.live.as_mut().filter(|live| live.id == id) {
                     live.record = Arc::new(next);
+                    if let Some(cookie) = cookie {
+                        state.cookie = CookieChange::Set(cookie);
+                    }
                 }
             }
             Err(StoreError::VersionConflict | StoreError::NotFound) => {}
@@ -580,12 +592,12 @@ impl Session {
 
     /// A snapshot of what a write starts from: the live session (if any) and the pending
     /// changes.
-    fn snapshot(&self) -> (Option<(SessionId, Arc<SessionRecord>)>, Pending) {
+    fn snapshot(&self) -> (Option<(SessionToken, Arc<SessionRecord>)>, Pending) {
         let state = self.state();
         let live = state
             .live
             .as_ref()
-            .map(|live| (live.id, live.record.clone()));
+            .map(|live| (live.token.clone(), live.record.clone()));
         (live, state.pending.clone())
     }
 
@@ -596,22 +608,21 @@ impl Session {
         &self,
         mut extra: impl FnMut(&mut Map<String, Value>),
     ) -> Result<(), SessionError> {
-        let store = &self.inner.context.store;
+        let storage = &self.inner.context.storage;
         let max_attempts = self.inner.context.config.max_write_attempts();
         for attempt in 0..max_attempts {
             let now = Timestamp::now();
             let (live, pending) = self.snapshot();
-            let Some((id, current)) = live else {
+            let Some((token, current)) = live else {
                 self.admit_new_session().await?;
                 let mut data = Map::new();
                 pending.apply(&mut data);
                 extra(&mut data);
                 let record = self.new_record(now, data);
                 let token = SessionToken::generate();
-                let id = token.id();
-                match store.create(&id, &record).await {
-                    Ok(()) => {
-                        self.state().adopt(&token, id, record, pending.last);
+                match storage.create(&token, &record).await {
+                    Ok(cookie) => {
+                        self.state().adopt(token, cookie, record, pending.last);
                         return Ok(());
                     }
                     Err(StoreError::AlreadyExists) => continue,
@@ -622,23 +633,26 @@ impl Session {
             pending.apply(&mut next.data);
             extra(&mut next.data);
             self.stamp_activity(&mut next, now);
-            match store.save(&id, &next, current.version).await {
-                Ok(()) => {
+            match storage.save(&token, &next, current.version).await {
+                Ok(cookie) => {
                     let mut state = self.state();
                     if let Some(live) = state.live.as_mut() {
                         live.record = Arc::new(next);
+                    }
+                    if let Some(cookie) = cookie {
+                        state.cookie = CookieChange::Set(cookie);
                     }
                     state.pending.forget_up_to(pending.last);
                     return Ok(());
                 }
                 Err(StoreError::VersionConflict) => {
-                    if !self.reload_after_conflict(id).await? {
+                    if !self.reload_after_conflict(&token).await? {
                         return Ok(());
                     }
                     backoff(attempt).await;
                 }
                 Err(StoreError::NotFound) => {
-                    tracing::debug!(session = ?id, "session ended while a request was writing to it; changes dropped");
+                    tracing::debug!(session = ?token.id(), "session ended while a request was writing to it; changes dropped");
                     self.state().mark_gone(self.inner.incoming_cookie_present);
                     return Ok(());
                 }
@@ -650,8 +664,12 @@ impl Session {
 
     /// After a lost race: fetch the winner's copy (`true`), or notice the session is gone
     /// (`false`).
-    async fn reload_after_conflict(&self, id: SessionId) -> Result<bool, SessionError> {
-        let fresh = self.inner.context.store.load(&id).await?;
+    async fn reload_after_conflict(&self, token: &SessionToken) -> Result<bool, SessionError> {
+        let cookie = CookieSession {
+            token: token.clone(),
+            carried: None,
+        };
+        let fresh = self.inner.context.storage.load(&cookie).await?;
         let mut state = self.state();
         match (fresh, state.live.as_mut()) {
             (Some(fresh), Some(live)) if !fresh.is_expired(Timestamp::now()) => {
@@ -673,23 +691,22 @@ impl Session {
     ) -> Result<(), SessionError> {
         self.ensure_loaded().await?;
         let _writer = self.inner.writer.lock().await;
-        let store = &self.inner.context.store;
+        let storage = &self.inner.context.storage;
         let max_attempts = self.inner.context.config.max_write_attempts();
         for attempt in 0..max_attempts {
             let now = Timestamp::now();
             let token = SessionToken::generate();
-            let id = token.id();
             let (live, pending) = self.snapshot();
             let result = match &live {
-                Some((old_id, current)) => {
+                Some((old, current)) => {
                     let mut next = (**current).clone();
                     pending.apply(&mut next.data);
                     change(&mut next, now);
                     self.stamp_activity(&mut next, now);
-                    store
-                        .rotate(old_id, &id, &next, current.version)
+                    storage
+                        .rotate(old, current, &token, &next)
                         .await
-                        .map(|()| next)
+                        .map(|cookie| (cookie, next))
                 }
                 None => {
                     self.admit_new_session().await?;
@@ -697,18 +714,21 @@ impl Session {
                     pending.apply(&mut data);
                     let mut record = self.new_record(now, data);
                     change(&mut record, now);
-                    store.create(&id, &record).await.map(|()| record)
+                    storage
+                        .create(&token, &record)
+                        .await
+                        .map(|cookie| (cookie, record))
                 }
             };
             match result {
-                Ok(record) => {
-                    self.state().adopt(&token, id, record, pending.last);
+                Ok((cookie, record)) => {
+                    self.state().adopt(token, cookie, record, pending.last);
                     return Ok(());
                 }
                 Err(StoreError::AlreadyExists) => continue,
                 Err(StoreError::VersionConflict) => {
-                    if let Some((old_id, _)) = live {
-                        self.reload_after_conflict(old_id).await?;
+                    if let Some((old, _)) = live {
+                        self.reload_after_conflict(&old).await?;
                     }
                     backoff(attempt).await;
                 }
@@ -783,7 +803,11 @@ impl Session {
         };
         match live {
             Some(live) => {
-                self.inner.context.store.delete(&live.id).await?;
+                self.inner
+                    .context
+                    .storage
+                    .delete(&live.token, &live.record)
+                    .await?;
                 Ok(Some(Arc::unwrap_or_clone(live.record)))
             }
             None => Ok(None),

@@ -3,8 +3,8 @@
 
 use super::config::SessionConfig;
 use super::handle::{ClientInfo, CookieChange, Session, SessionContext, SessionError};
+use super::storage::{ServerSide, SessionStorage};
 use super::store::{NewSessionPolicy, SessionStore, StoreError};
-use crate::store::{CookieJar, CookieStore, Outgoing};
 use axum::extract::ConnectInfo;
 use cookie::Cookie;
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
@@ -30,65 +30,38 @@ use tower::{Layer, Service};
 /// Logins sit on top of it: see [`crate::AuthLayer`].
 #[derive(Clone)]
 pub struct SessionLayer {
-    /// Everything behind one pointer: each request clones the layer once.
-    shared: Arc<LayerShared>,
-}
-
-struct LayerShared {
-    backing: Backing,
-    /// What every request's session shares (with the cookie store, each request's jar
-    /// replaces the store).
+    /// What every request's session shares, behind one pointer: each request clones the
+    /// layer once.
     context: Arc<SessionContext>,
 }
 
-/// Where the layer keeps sessions.
-#[derive(Clone)]
-enum Backing {
-    /// In a server-side store (the context's); the cookie holds the token.
-    Server,
-    /// In the cookie itself, encrypted.
-    Cookie(CookieStore),
-}
-
 impl SessionLayer {
-    /// A layer over `store` with `config`.
+    /// A layer over the server-side `store` with `config`: the cookie holds a token.
     pub fn new(store: impl SessionStore, config: SessionConfig) -> Self {
         Self::from_arc(Arc::new(store), config)
     }
 
-    /// A layer over a store that is already shared.
+    /// A layer over a server-side store that is already shared.
     pub fn from_arc(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
-        Self::with_backing(Backing::Server, store, config)
+        Self::with_storage(ServerSide(store), config)
     }
 
-    /// A layer keeping each session encrypted in its cookie (see [`CookieStore`]).
-    pub fn with_cookie_store(cookies: CookieStore, config: SessionConfig) -> Self {
-        // Each request's session gets its own jar as its store; the layer's context holds
-        // the jar of a request without a cookie, which nothing reads.
-        let empty_jar: Arc<dyn SessionStore> = cookies.jar(None).0;
-        Self::with_backing(Backing::Cookie(cookies), empty_jar, config)
+    /// A layer over any [`SessionStorage`]: for example the encrypted cookie store
+    /// (`latchkey::store::CookieStore`), which keeps each session in its cookie.
+    pub fn with_storage(storage: impl SessionStorage, config: SessionConfig) -> Self {
+        SessionLayer {
+            context: Arc::new(SessionContext::new(Arc::new(storage), Arc::new(config))),
+        }
     }
 
     /// Asks `policy` before storing any new session (for example a cap per client
     /// address); a refusal answers 429 with `Retry-After`.
     pub fn with_new_session_policy(self, policy: impl NewSessionPolicy) -> Self {
-        let context = &self.shared.context;
-        let mut with_policy = SessionContext::new(context.store.clone(), context.config.clone());
-        with_policy.admission = Some(Arc::new(policy));
+        let mut context =
+            SessionContext::new(self.context.storage.clone(), self.context.config.clone());
+        context.admission = Some(Arc::new(policy));
         SessionLayer {
-            shared: Arc::new(LayerShared {
-                backing: self.shared.backing.clone(),
-                context: Arc::new(with_policy),
-            }),
-        }
-    }
-
-    fn with_backing(backing: Backing, store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
-        SessionLayer {
-            shared: Arc::new(LayerShared {
-                backing,
-                context: Arc::new(SessionContext::new(store, Arc::new(config))),
-            }),
+            context: Arc::new(context),
         }
     }
 }
@@ -125,27 +98,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let shared = &self.layer.shared;
-        let cookie = request_cookie(request.headers(), &shared.context.cookie_name);
-        let (context, jar, token) = match &shared.backing {
-            Backing::Server => (shared.context.clone(), None, None),
-            Backing::Cookie(cookies) => {
-                let (jar, token) = cookies.jar(cookie.and_then(utf8));
-                let context = shared.context.with_store(jar.clone());
-                (Arc::new(context), Some(jar), token)
-            }
-        };
-        // A cookie that does not open is passed on as it came: an unknown token.
-        let session = Session::with_context(
-            context,
-            token.as_deref().map(str::as_bytes).or(cookie),
-            client_info(&request),
-        );
+        let context = &self.layer.context;
+        let cookie = request_cookie(request.headers(), &context.cookie_name);
+        let session = Session::with_context(context.clone(), cookie, client_info(&request));
         request.extensions_mut().insert(session.clone());
         SessionFuture {
             inner: self.inner.call(request),
             session,
-            jar,
             committing: None,
         }
     }
@@ -165,7 +124,6 @@ pin_project! {
         #[pin]
         inner: F,
         session: Session,
-        jar: Option<Arc<CookieJar>>,
         committing: Option<Committing<B>>,
     }
 }
@@ -186,12 +144,9 @@ where
                         *this.committing = Some((response, commit));
                         Poll::Pending
                     }
-                    Poll::Ready(Ok(change)) => Poll::Ready(Ok(with_cookie(
-                        this.session.context(),
-                        this.jar.as_deref(),
-                        response,
-                        change,
-                    ))),
+                    Poll::Ready(Ok(change)) => {
+                        Poll::Ready(Ok(with_cookie(this.session.context(), response, change)))
+                    }
                     Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
                 };
             }
@@ -207,17 +162,11 @@ where
                 this.session.settled()
             };
             if let Some(change) = settled {
-                // The common answer: no cookie to send (a cookie-store session may still
-                // have a sealed cookie to send).
-                if change == CookieChange::Keep && this.jar.is_none() {
+                // The common answer: no cookie to send.
+                if change == CookieChange::Keep {
                     return Poll::Ready(Ok(response));
                 }
-                return Poll::Ready(Ok(with_cookie(
-                    this.session.context(),
-                    this.jar.as_deref(),
-                    response,
-                    change,
-                )));
+                return Poll::Ready(Ok(with_cookie(this.session.context(), response, change)));
             }
             // The store must be written: poll the commit next, and never the inner
             // future again.
@@ -230,35 +179,18 @@ where
 /// The `error` of a 429 for a refused new session.
 pub(crate) const REFUSED_MESSAGE: &str = "too many new sessions from this address, try again later";
 
-/// Adds the `Set-Cookie` header the session cookie calls for. With the cookie store, the
-/// cookie carries the sealed record instead of the token.
-fn with_cookie<B: From<String>>(
+/// Adds the `Set-Cookie` header the session cookie calls for: the value the storage
+/// gave (a token, or with the cookie store the sealed session), or its removal.
+fn with_cookie<B>(
     context: &SessionContext,
-    jar: Option<&CookieJar>,
     mut response: Response<B>,
     change: CookieChange,
 ) -> Response<B> {
-    let change = match jar {
-        None => change,
-        Some(jar) => {
-            let new_token = match &change {
-                CookieChange::Set(token) => Some(token.as_str()),
-                _ => None,
-            };
-            match jar.outgoing(new_token) {
-                Ok(Outgoing::Sealed(value)) => CookieChange::Set(value),
-                Ok(Outgoing::Removed) => CookieChange::Remove,
-                Ok(Outgoing::Unchanged) if change == CookieChange::Remove => CookieChange::Remove,
-                Ok(Outgoing::Unchanged) => CookieChange::Keep,
-                Err(error) => return store_failure_response(&SessionError::Store(error)),
-            }
-        }
-    };
     match change {
         CookieChange::Keep => {}
-        CookieChange::Set(token) => append_cookie(
+        CookieChange::Set(value) => append_cookie(
             &mut response,
-            context.config.build_cookie(&context.cookie_name, token),
+            context.config.build_cookie(&context.cookie_name, value),
         ),
         CookieChange::Remove => {
             let mut removal = context
@@ -298,11 +230,6 @@ fn unquoted(value: &[u8]) -> &[u8] {
         .strip_prefix(b"\"")
         .and_then(|inner| inner.strip_suffix(b"\""))
         .unwrap_or(value)
-}
-
-/// A cookie value as text, if it is UTF-8.
-fn utf8(value: &[u8]) -> Option<&str> {
-    std::str::from_utf8(value).ok()
 }
 
 /// The peer (axum's `ConnectInfo`, if the server records it) and user agent.

@@ -6,6 +6,7 @@ mod handle;
 #[cfg(feature = "axum")]
 pub(crate) mod layer;
 mod record;
+mod storage;
 mod store;
 mod token;
 
@@ -14,6 +15,7 @@ pub use handle::{ClientInfo, CookieChange, Session, SessionError};
 #[cfg(feature = "axum")]
 pub use layer::{SessionLayer, SessionService};
 pub use record::{AuthInfo, AuthMethod, SessionRecord};
+pub use storage::{CookieSession, ServerSide, SessionStorage};
 pub use store::{BoxError, Loaded, NewSessionPolicy, SessionStore, StoreError};
 pub(crate) use token::lower_hex;
 pub use token::{random_bytes, SessionId, SessionToken, TOKEN_BYTES, TOKEN_CHARS};

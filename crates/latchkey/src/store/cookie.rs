@@ -17,11 +17,10 @@
 //! * Two requests racing on one session each send a cookie back; the browser keeps the
 //!   last. Use a server-side store where concurrent writes must merge.
 
-// The per-request jar is driven by the session layer (feature `axum`).
-#![cfg_attr(not(feature = "axum"), allow(dead_code))]
-
+use super::revocations::{Revocations, UserMarker};
 use crate::session::{
-    SessionId, SessionRecord, SessionStore, SessionToken, StoreError, TOKEN_BYTES,
+    CookieSession, Loaded, SessionId, SessionRecord, SessionStorage, SessionToken, StoreError,
+    TOKEN_BYTES,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -29,8 +28,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Longest cookie value sealed (browsers keep at least 4096 bytes per cookie, name and
 /// attributes included).
@@ -41,7 +41,6 @@ pub const MIN_SECRET_BYTES: usize = 32;
 const FORMAT: u8 = 1;
 const KEY_ID_BYTES: usize = 4;
 const NONCE_BYTES: usize = 24;
-const TAG_BYTES: usize = 16;
 const HEADER_BYTES: usize = 1 + KEY_ID_BYTES + NONCE_BYTES;
 /// Binds ciphertexts to this use, so no other sealed value opens as a session.
 const ASSOCIATED_DATA: &[u8] = b"latchkey session cookie v1";
@@ -49,6 +48,8 @@ const ASSOCIATED_DATA: &[u8] = b"latchkey session cookie v1";
 struct CookieKey {
     id: [u8; KEY_ID_BYTES],
     cipher: XChaCha20Poly1305,
+    /// Keys the per-user revocation markers (see [`UserMarker`]).
+    markers: [u8; 32],
 }
 
 impl CookieKey {
@@ -64,19 +65,33 @@ impl CookieKey {
             .finalize();
         let mut id = [0u8; KEY_ID_BYTES];
         id.copy_from_slice(&id_hash[..KEY_ID_BYTES]);
+        let markers = Sha256::new()
+            .chain_update(b"latchkey revocation marker key\0")
+            .chain_update(secret)
+            .finalize()
+            .into();
         CookieKey {
             id,
             cipher: XChaCha20Poly1305::new(&key),
+            markers,
         }
+    }
+
+    /// Where this key files the revocation marker of `user_id`.
+    fn user_marker(&self, user_id: &str) -> UserMarker {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.markers)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(user_id.as_bytes());
+        UserMarker(mac.finalize().into_bytes().into())
     }
 }
 
-/// Seals sessions into cookies and opens them again. Give it to
-/// [`crate::SessionLayer::with_cookie_store`].
+/// Seals sessions into cookies and opens them again: a [`SessionStorage`] like any other
+/// (`SessionLayer::with_storage(cookie_store, config)`).
 #[derive(Clone)]
 pub struct CookieStore {
     keys: Arc<[CookieKey]>,
-    revocations: Option<Arc<dyn SessionStore>>,
+    revocations: Option<Arc<dyn Revocations>>,
 }
 
 impl std::fmt::Debug for CookieStore {
@@ -118,12 +133,12 @@ impl CookieStore {
         })
     }
 
-    /// Where revocation records of logged-out sessions live. Use a store every server
-    /// process shares (the database or Redis); without one, a copied cookie of a
-    /// logged-out session stays usable until it expires or the user's credentials
-    /// change.
-    pub fn with_revocations(mut self, store: Arc<dyn SessionStore>) -> CookieStore {
-        self.revocations = Some(store);
+    /// Where revocations of logged-out sessions live (for example
+    /// [`super::StoreRevocations`] over the database or Redis every server process
+    /// shares); without them, a copied cookie of a logged-out session stays usable until
+    /// it expires or the user's credentials change.
+    pub fn with_revocations(mut self, revocations: impl Revocations) -> CookieStore {
+        self.revocations = Some(Arc::new(revocations));
         self
     }
 
@@ -190,293 +205,142 @@ impl CookieStore {
         let record = serde_json::from_slice(json).ok()?;
         Some((token, record))
     }
-
-    /// The per-request store over the session in `cookie` (if it opens), and the token
-    /// the session layer should treat as the incoming cookie.
-    pub(crate) fn jar(&self, cookie: Option<&str>) -> (Arc<CookieJar>, Option<String>) {
-        let opened = cookie.and_then(|value| self.open(value));
-        let token = opened.as_ref().map(|(token, _)| token.encode());
-        let (incoming, entry) = match opened {
-            Some((token, record)) => (Some(token.clone()), Some((token.id(), Arc::new(record)))),
-            None => (None, None),
-        };
-        let jar = CookieJar {
-            store: self.clone(),
-            state: Mutex::new(JarState {
-                entry,
-                incoming,
-                written: false,
-                removed: false,
-            }),
-        };
-        (Arc::new(jar), token)
-    }
 }
 
 /// How long a per-user revocation marker is kept: longer than any session can live
 /// (remember-me restores are new logins, so they are not affected by old markers).
 const USER_MARKER_LIFETIME: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
 
-/// Where the revocation store keeps the per-user marker of `user_id`.
-fn user_marker_id(user_id: &str) -> SessionId {
-    let digest: [u8; TOKEN_BYTES] = Sha256::new()
-        .chain_update(b"latchkey revoked user\0")
-        .chain_update(user_id.as_bytes())
-        .finalize()
-        .into();
-    SessionToken::from_bytes(digest).id()
-}
-
-/// Whether a per-user marker ends the session `id` that logged in at `authenticated_at`.
-fn revoked_by(marker: &SessionRecord, id: &SessionId, authenticated_at: Timestamp) -> bool {
-    let before = marker
-        .data
-        .get("revoked_before")
-        .and_then(serde_json::Value::as_i64);
-    let keep = marker.data.get("keep").and_then(serde_json::Value::as_str);
-    match before {
-        Some(before) => authenticated_at.as_millis() < before && keep != Some(id.to_hex().as_str()),
-        // A marker that does not say when is corrupt: refuse rather than guess.
-        None => true,
-    }
-}
-
-/// What the response must do with an encrypted session cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outgoing {
-    /// The cookie the browser has is still right.
-    Unchanged,
-    /// Send this sealed value.
-    Sealed(String),
-    /// Expire the cookie.
-    Removed,
-}
-
-struct JarState {
-    /// The session as this request last read or wrote it.
-    entry: Option<(SessionId, Arc<SessionRecord>)>,
-    /// The token in the incoming cookie.
-    incoming: Option<SessionToken>,
-    /// Whether the request wrote the session (the cookie must be sealed again).
-    written: bool,
-    /// Whether the request deleted the session.
-    removed: bool,
-}
-
-/// One request's view of a cookie-held session, behind the [`SessionStore`] trait so the
-/// session handle works on it unchanged. Writes are kept until the response, which
-/// seals the record under the token the session ends up with.
-pub(crate) struct CookieJar {
-    store: CookieStore,
-    state: Mutex<JarState>,
-}
-
-impl CookieJar {
-    fn state(&self) -> MutexGuard<'_, JarState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// What the response must send, given the token the session layer is about to set
-    /// (`new_token`, after a login or rotation) or the incoming one.
-    pub(crate) fn outgoing(&self, new_token: Option<&str>) -> Result<Outgoing, StoreError> {
-        let state = self.state();
-        match &state.entry {
-            None if state.removed => Ok(Outgoing::Removed),
-            Some((id, record)) if state.written => {
-                let token = new_token
-                    .and_then(SessionToken::parse)
-                    .or_else(|| state.incoming.clone())
-                    .filter(|token| token.id() == *id)
-                    .ok_or_else(|| StoreError::Corrupt("no token for the cookie session".into()))?;
-                self.store.seal(&token, record).map(Outgoing::Sealed)
-            }
-            _ => Ok(Outgoing::Unchanged),
-        }
-    }
-
-    /// Keeps `record` as the session under `id`, if it will fit in a cookie.
-    fn put(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
-        let json =
-            serde_json::to_vec(record).map_err(|error| StoreError::Corrupt(Box::new(error)))?;
-        let sealed_bytes = HEADER_BYTES + TOKEN_BYTES + json.len() + TAG_BYTES;
-        let size = sealed_bytes.div_ceil(3) * 4;
-        if size > MAX_COOKIE_VALUE_BYTES {
-            return Err(StoreError::TooLarge {
-                size,
-                limit: MAX_COOKIE_VALUE_BYTES,
-            });
-        }
-        let mut state = self.state();
-        state.entry = Some((*id, Arc::new(record.clone())));
-        state.written = true;
-        state.removed = false;
-        Ok(())
-    }
-
-    /// Writes a revocation record for a logged-in session, kept until the session's
+impl CookieStore {
+    /// Records that the logged-in session `id` (holding `record`) ended, until its
     /// absolute expiry: a copy of the cookie refreshed by its own requests can outlive
-    /// this copy's idle expiry, never the absolute one.
+    /// this copy's idle expiry, never the absolute one. Anonymous sessions carry nothing
+    /// worth revoking.
     async fn revoke(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
-        let (Some(revocations), Some(_)) = (&self.store.revocations, &record.auth) else {
+        let (Some(revocations), Some(_)) = (&self.revocations, &record.auth) else {
             return Ok(());
         };
-        let tombstone = SessionRecord {
-            auth: None,
-            data: Default::default(),
-            client_ip: None,
-            user_agent: None,
-            idle_expires_at: record.absolute_expires_at,
-            ..record.clone()
-        };
-        match revocations.create(id, &tombstone).await {
-            Ok(()) | Err(StoreError::AlreadyExists) => Ok(()),
-            Err(error) => Err(error),
-        }
-    }
-
-    fn current(&self, id: &SessionId) -> Option<Arc<SessionRecord>> {
-        match &self.state().entry {
-            Some((current, record)) if current == id => Some(record.clone()),
-            _ => None,
-        }
+        revocations
+            .revoke_session(id, record.absolute_expires_at)
+            .await
     }
 }
 
+/// The encrypted cookie store as session storage: every write seals the whole session
+/// into the cookie value it answers. Compare-and-swap holds within a request only (the
+/// browser keeps whichever cookie came last), so `save` always succeeds.
 #[async_trait]
-impl SessionStore for CookieJar {
-    async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        let Some(record) = self.current(id) else {
+impl SessionStorage for CookieStore {
+    fn open_cookie(&self, value: &[u8]) -> Option<CookieSession> {
+        let (token, record) = self.open(std::str::from_utf8(value).ok()?)?;
+        Some(CookieSession {
+            token,
+            carried: Some(Arc::new(record)),
+        })
+    }
+
+    async fn load(&self, cookie: &CookieSession) -> Loaded {
+        let Some(record) = cookie.carried.clone() else {
             return Ok(None);
         };
-        if let (Some(revocations), Some(auth)) = (&self.store.revocations, &record.auth) {
-            if revocations.load(id).await?.is_some() {
+        if let (Some(revocations), Some(auth)) = (&self.revocations, &record.auth) {
+            let id = cookie.token.id();
+            if revocations.session_revoked(&id).await? {
                 return Ok(None);
             }
-            let marker = revocations.load(&user_marker_id(&auth.user_id)).await?;
-            if marker.is_some_and(|marker| revoked_by(&marker, id, auth.authenticated_at)) {
-                return Ok(None);
+            // Markers are filed under every configured key, so a key roll-over keeps them.
+            for key in self.keys.iter() {
+                let marker = key.user_marker(&auth.user_id);
+                if revocations
+                    .user_revoked(&marker, &id, auth.authenticated_at)
+                    .await?
+                {
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(record))
     }
 
-    async fn create(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
-        if self.current(id).is_some() {
-            return Err(StoreError::AlreadyExists);
-        }
-        self.put(id, record)
+    async fn create(
+        &self,
+        token: &SessionToken,
+        record: &SessionRecord,
+    ) -> Result<String, StoreError> {
+        self.seal(token, record)
     }
 
     async fn save(
         &self,
-        id: &SessionId,
+        token: &SessionToken,
         record: &SessionRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let current = self.current(id).ok_or(StoreError::NotFound)?;
-        if current.version != expected_version {
-            return Err(StoreError::VersionConflict);
-        }
-        self.put(id, record)
+        _expected_version: u64,
+    ) -> Result<Option<String>, StoreError> {
+        self.seal(token, record).map(Some)
     }
 
     async fn rotate(
         &self,
-        old_id: &SessionId,
-        new_id: &SessionId,
+        old: &SessionToken,
+        current: &SessionRecord,
+        new: &SessionToken,
         record: &SessionRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let current = self.current(old_id).ok_or(StoreError::NotFound)?;
-        if current.version != expected_version {
-            return Err(StoreError::VersionConflict);
-        }
+    ) -> Result<String, StoreError> {
+        // Sealed first: a session too large for a cookie revokes nothing.
+        let sealed = self.seal(new, record)?;
         // A copy of the old cookie must not keep a logged-in session alive.
-        self.revoke(old_id, &current).await?;
-        self.put(new_id, record)
+        self.revoke(&old.id(), current).await?;
+        Ok(sealed)
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let Some(current) = self.current(id) else {
-            return Ok(false);
-        };
-        self.revoke(id, &current).await?;
-        let mut state = self.state();
-        state.entry = None;
-        state.written = false;
-        state.removed = true;
+    async fn delete(
+        &self,
+        token: &SessionToken,
+        record: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        self.revoke(&token.id(), record).await?;
         Ok(true)
     }
 
+    /// Other sessions live in other browsers: out of reach.
+    async fn load_by_id(&self, _id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Other sessions live in other browsers: out of reach.
+    async fn delete_by_id(&self, _id: &SessionId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Other sessions live in other browsers: none can be listed.
     async fn list_for_user(
         &self,
-        user_id: &str,
+        _user_id: &str,
     ) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
-        let state = self.state();
-        Ok(state
-            .entry
-            .iter()
-            .filter(|(_, record)| record.user_id() == Some(user_id))
-            .map(|(id, record)| (*id, (**record).clone()))
-            .collect())
+        Ok(Vec::new())
     }
 
     /// Other browsers' cookies are out of reach, so this leaves a per-user marker in
-    /// the revocation store: every session of the user that logged in before now,
-    /// except `keep`, is refused from then on. How many that ends is unknown: 0.
+    /// the revocations: every session of the user that logged in before now, except
+    /// `keep`, is refused from then on. How many that ends is unknown: 0.
     async fn delete_for_user(
         &self,
         user_id: &str,
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
-        let Some(revocations) = &self.store.revocations else {
+        let Some(revocations) = &self.revocations else {
             return Err(StoreError::Unavailable(
-                "the cookie store needs a revocation store to end a user's sessions".into(),
+                "the cookie store needs revocations to end a user's sessions".into(),
             ));
         };
-        let id = user_marker_id(user_id);
         let now = Timestamp::now();
-        let mut data = serde_json::Map::new();
-        data.insert("revoked_before".into(), now.as_millis().into());
-        data.insert("keep".into(), keep.map(SessionId::to_hex).into());
-        let mut marker = SessionRecord {
-            version: 1,
-            auth: None,
-            data,
-            created_at: now,
-            last_active_at: now,
-            idle_expires_at: now.plus(USER_MARKER_LIFETIME),
-            absolute_expires_at: now.plus(USER_MARKER_LIFETIME),
-            client_ip: None,
-            user_agent: None,
-        };
-        for _ in 0..8 {
-            let written = match revocations.load(&id).await? {
-                None => revocations.create(&id, &marker).await,
-                Some(current) => {
-                    marker.version = current.version + 1;
-                    revocations.save(&id, &marker, current.version).await
-                }
-            };
-            match written {
-                Err(
-                    StoreError::AlreadyExists | StoreError::VersionConflict | StoreError::NotFound,
-                ) => {}
-                other => return other.map(|()| 0),
-            }
+        let until = now.plus(USER_MARKER_LIFETIME);
+        for key in self.keys.iter() {
+            revocations
+                .revoke_user(&key.user_marker(user_id), now, keep, until)
+                .await?;
         }
-        Err(StoreError::Unavailable(
-            "revocation marker kept changing".into(),
-        ))
-    }
-
-    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
-        match &self.store.revocations {
-            Some(revocations) => revocations.delete_expired(now, limit).await,
-            None => Ok(0),
-        }
+        Ok(0)
     }
 }
 

@@ -15,6 +15,7 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+mod revocations;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
@@ -29,13 +30,12 @@ pub(crate) use self::redis::map_redis as redis_error;
 pub use self::redis::RedisStore;
 #[cfg(feature = "cache")]
 pub use cache::{CachedStore, Change, ChangeFeed, Changes};
-#[cfg(feature = "axum")]
-pub(crate) use cookie::{CookieJar, Outgoing};
 pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};
 pub use fanout::{FanOutStore, MirrorFailure};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{open_postgres, PostgresStore};
+pub use revocations::{Revocations, StoreRevocations, UserMarker};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{open_sqlite, SqliteStore};
 
