@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
+/// An in-memory user store holding grover.
+async fn users_with_grover() -> (SqliteUserStore, User) {
     let pool = open_sqlite("sqlite::memory:").await.expect("open");
     let users = SqliteUserStore::new(pool);
     let grover = users
@@ -28,6 +29,11 @@ async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
         )
         .await
         .expect("create");
+    (users, grover)
+}
+
+async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
+    let (users, grover) = users_with_grover().await;
     let mut authenticator = Authenticator::new(PasswordBackend::new(
         users,
         PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
@@ -266,19 +272,7 @@ impl AuthBackend for CountingBackend {
 /// off, so every resolution would be a load).
 #[tokio::test]
 async fn the_user_is_resolved_once_per_request() {
-    let pool = open_sqlite("sqlite::memory:").await.expect("open");
-    let users = SqliteUserStore::new(pool);
-    let grover = users
-        .create(
-            NewUser::new(
-                "grover",
-                None,
-                "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-            )
-            .expect("user"),
-        )
-        .await
-        .expect("create");
+    let (users, grover) = users_with_grover().await;
     let loads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let authenticator = Authenticator::new(CountingBackend {
         inner: PasswordBackend::new(

@@ -165,20 +165,21 @@ impl<U: AuthUser> Authenticator<U> {
         self.inner.users.remove(user_id);
     }
 
-    async fn load_user(&self, user_id: &str) -> Result<Option<U>, UserStoreError> {
+    async fn load_user(&self, user_id: &str) -> Result<Option<Arc<U>>, UserStoreError> {
         self.load_user_at(user_id, Timestamp::now()).await
     }
 
     /// The user, from the cache if it was loaded less than its time to live before `now`.
+    /// Shared with the cache (and the request's memo): no copy of the user is made.
     async fn load_user_at(
         &self,
         user_id: &str,
         now: Timestamp,
-    ) -> Result<Option<U>, UserStoreError> {
+    ) -> Result<Option<Arc<U>>, UserStoreError> {
         if let Some(user) = self.inner.users.get(user_id, now) {
             return Ok(Some(user));
         }
-        let user = self.inner.backend.get_user(user_id).await?;
+        let user = self.inner.backend.get_user(user_id).await?.map(Arc::new);
         if let Some(user) = &user {
             self.inner.users.insert(user_id, user.clone(), now);
         }
@@ -206,7 +207,7 @@ struct UserCache<U> {
     /// Keyed by the ids of existing accounts, which a client cannot mint at will (sign-up
     /// is throttled), so a fast hash with a per-process random seed serves: SipHash was
     /// a tenth of a cached read.
-    entries: RwLock<HashMap<String, (U, Timestamp), foldhash::fast::RandomState>>,
+    entries: RwLock<HashMap<String, (Arc<U>, Timestamp), foldhash::fast::RandomState>>,
 }
 
 impl<U: Clone> UserCache<U> {
@@ -221,7 +222,7 @@ impl<U: Clone> UserCache<U> {
         loaded_at <= now && now.since(loaded_at) < self.ttl
     }
 
-    fn get(&self, user_id: &str, now: Timestamp) -> Option<U> {
+    fn get(&self, user_id: &str, now: Timestamp) -> Option<Arc<U>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -230,7 +231,7 @@ impl<U: Clone> UserCache<U> {
         self.fresh(*loaded_at, now).then(|| user.clone())
     }
 
-    fn insert(&self, user_id: &str, user: U, now: Timestamp) {
+    fn insert(&self, user_id: &str, user: Arc<U>, now: Timestamp) {
         if self.ttl.is_zero() {
             return;
         }
@@ -295,7 +296,7 @@ impl<U: AuthUser> AuthSession<U> {
         self.session
             .log_in(&user.user_id(), method, user.credential_version())
             .await?;
-        self.request.know_user(Some(user.clone()));
+        self.request.know_user(Some(Arc::new(user.clone())));
         audit!(info, "login", user_id = %user.user_id(), method = ?method);
         Ok(())
     }
@@ -471,7 +472,7 @@ impl<U: AuthUser> AuthSession<U> {
                 user.credential_version(),
             )
             .await?;
-        self.request.know_user(Some(user.clone()));
+        self.request.know_user(Some(Arc::new(user.clone())));
         self.revoke_other_sessions().await?;
         if let Some(store) = self.request.authenticator.remember_store() {
             store
@@ -488,17 +489,20 @@ impl<U: AuthUser> AuthSession<U> {
 impl<U: AuthUser> RequestAuth<U> {
     /// The logged-in user of `session` (this request's), resolved once per request.
     pub(crate) async fn current_user(&self, session: &Session) -> Result<Option<U>, AuthError> {
-        if let Some(known) = self.known_user() {
-            return Ok(known);
-        }
-        let user = self.resolve_user(session).await?;
-        self.know_user(user.clone());
-        Ok(user)
+        let user = match self.known_user() {
+            Some(known) => known,
+            None => {
+                let user = self.resolve_user(session).await?;
+                self.know_user(user.clone());
+                user
+            }
+        };
+        Ok(user.map(Arc::unwrap_or_clone))
     }
 
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
-    async fn resolve_user(&self, session: &Session) -> Result<Option<U>, AuthError> {
+    async fn resolve_user(&self, session: &Session) -> Result<Option<Arc<U>>, AuthError> {
         let (record, now) = session.record_read_at().await?;
         let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
             // Boxed, as are the other rare paths: the common future stays small.
@@ -534,7 +538,7 @@ impl<U: AuthUser> RequestAuth<U> {
     async fn restore_from_remember_cookie(
         &self,
         session: &Session,
-    ) -> Result<Option<U>, AuthError> {
+    ) -> Result<Option<Arc<U>>, AuthError> {
         let (Some(store), Some(cookie)) = (
             self.authenticator.remember_store(),
             self.remember_cookie_in(),

@@ -2,7 +2,7 @@
 //! sent and what the response must do with it, and the user once resolved.
 
 use super::Authenticator;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// What the response must do with the remember-me cookie.
@@ -26,8 +26,9 @@ pub(crate) struct RequestAuth<U> {
 struct State<U> {
     /// What the response must do with the remember-me cookie.
     remember_out: Option<RememberCookie>,
-    /// The logged-in user (`Some(None)`: nobody), once resolved or changed.
-    user: Option<Option<U>>,
+    /// The logged-in user (`Some(None)`: nobody), once resolved or changed; shared with
+    /// the authenticator's user cache.
+    user: Option<Option<Arc<U>>>,
 }
 
 impl<U: Clone> RequestAuth<U> {
@@ -73,12 +74,12 @@ impl<U: Clone> RequestAuth<U> {
     }
 
     /// The user, if this request resolved it already (`Some(None)`: nobody logged in).
-    pub(crate) fn known_user(&self) -> Option<Option<U>> {
+    pub(crate) fn known_user(&self) -> Option<Option<Arc<U>>> {
         self.state().user.clone()
     }
 
     /// Records who is logged in now (after a login, logout or lookup).
-    pub(crate) fn know_user(&self, user: Option<U>) {
+    pub(crate) fn know_user(&self, user: Option<Arc<U>>) {
         self.state().user = Some(user);
     }
 }

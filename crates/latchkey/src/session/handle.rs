@@ -326,7 +326,7 @@ impl Session {
             return Ok(self.install(Loaded::Dead, now));
         };
         let answer = self.inner.context.storage.load(cookie).await;
-        let outcome = Self::outcome(cookie.token.clone(), answer, now)?;
+        let outcome = Self::outcome(cookie.token.clone(), cookie.id, answer, now)?;
         Ok(self.install(outcome, now))
     }
 
@@ -339,10 +339,10 @@ impl Session {
     /// session (logged); other store errors fail the request.
     fn outcome(
         token: SessionToken,
+        id: SessionId,
         answer: StoreAnswer,
         now: Timestamp,
     ) -> Result<Loaded, SessionError> {
-        let id = token.id();
         let record = match answer {
             Ok(record) => record,
             Err(StoreError::Corrupt(error)) => {
@@ -667,6 +667,7 @@ impl Session {
     async fn reload_after_conflict(&self, token: &SessionToken) -> Result<bool, SessionError> {
         let cookie = CookieSession {
             token: token.clone(),
+            id: token.id(),
             carried: None,
         };
         let fresh = self.inner.context.storage.load(&cookie).await?;

@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct CookieSession {
     /// The token the cookie holds.
     pub token: SessionToken,
+    /// Its id (the SHA-256 of the token), computed once.
+    pub id: SessionId,
     /// The session itself, for a storage that keeps it in the cookie (`None` for a
     /// server-side store, which is asked by id).
     pub carried: Option<Arc<SessionRecord>>,
@@ -98,13 +100,14 @@ pub struct ServerSide(pub Arc<dyn SessionStore>);
 impl SessionStorage for ServerSide {
     fn open_cookie(&self, value: &[u8]) -> Option<CookieSession> {
         SessionToken::parse_bytes(value).map(|token| CookieSession {
+            id: token.id(),
             token,
             carried: None,
         })
     }
 
     async fn load(&self, cookie: &CookieSession) -> Loaded {
-        self.0.load(&cookie.token.id()).await
+        self.0.load(&cookie.id).await
     }
 
     async fn create(

@@ -234,6 +234,7 @@ impl SessionStorage for CookieStore {
     fn open_cookie(&self, value: &[u8]) -> Option<CookieSession> {
         let (token, record) = self.open(std::str::from_utf8(value).ok()?)?;
         Some(CookieSession {
+            id: token.id(),
             token,
             carried: Some(Arc::new(record)),
         })
@@ -244,7 +245,7 @@ impl SessionStorage for CookieStore {
             return Ok(None);
         };
         if let (Some(revocations), Some(auth)) = (&self.revocations, &record.auth) {
-            let id = cookie.token.id();
+            let id = cookie.id;
             if revocations.session_revoked(&id).await? {
                 return Ok(None);
             }

@@ -190,28 +190,31 @@ impl Throttle {
 
     /// Counts a sign-up attempt from `ip`; refuses it past the hourly cap.
     pub async fn sign_up(&self, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
-        let Some(ip) = ip else {
-            return Ok(Verdict::Allow);
-        };
-        let now = Timestamp::now();
-        let key = format!("s:{}", ip_text(ip));
-        let counter = self.store.record(&key, HOUR, now).await?;
-        Ok(if counter.count > self.policy.signups_hourly {
-            verdict(counter.first_at.plus(HOUR).since(now))
-        } else {
-            Verdict::Allow
-        })
+        self.hourly_per_ip("s", ip, self.policy.signups_hourly)
+            .await
     }
 
     /// Counts a new stored session for `ip`; refuses it past the hourly cap.
     pub async fn new_session(&self, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
+        self.hourly_per_ip("n", ip, self.policy.new_sessions_hourly)
+            .await
+    }
+
+    /// Counts one attempt of the kind `prefix` from `ip` (none without an address) and
+    /// refuses it once more than `limit` came within the hour.
+    async fn hourly_per_ip(
+        &self,
+        prefix: &str,
+        ip: Option<IpAddr>,
+        limit: u32,
+    ) -> Result<Verdict, StoreError> {
         let Some(ip) = ip else {
             return Ok(Verdict::Allow);
         };
         let now = Timestamp::now();
-        let key = format!("n:{}", ip_text(ip));
+        let key = format!("{prefix}:{}", ip_text(ip));
         let counter = self.store.record(&key, HOUR, now).await?;
-        Ok(if counter.count > self.policy.new_sessions_hourly {
+        Ok(if counter.count > limit {
             verdict(counter.first_at.plus(HOUR).since(now))
         } else {
             Verdict::Allow
