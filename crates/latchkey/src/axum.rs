@@ -8,6 +8,8 @@
 
 use crate::auth::{AuthError, AuthSession, Authenticator, RequestAuth};
 use crate::csrf::{browser_cookie_name, BrowserNonce, CsrfKey};
+use crate::session::layer::{append_cookie, request_cookie};
+use crate::session::site_cookie;
 use crate::session::{Session, SessionError};
 use crate::user::AuthUser;
 use axum::extract::FromRequestParts;
@@ -271,15 +273,11 @@ impl BrowserCsrf {
         if self.sent {
             return;
         }
-        let cookie = cookie::Cookie::build((browser_cookie_name(self.secure), self.nonce.encode()))
-            .http_only(true)
-            .same_site(cookie::SameSite::Lax)
-            .path("/")
-            .secure(self.secure)
-            .build();
-        if let Ok(value) = header::HeaderValue::from_str(&cookie.to_string()) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+        let name = browser_cookie_name(self.secure);
+        append_cookie(
+            response,
+            site_cookie(name, self.nonce.encode(), self.secure),
+        );
     }
 }
 
@@ -294,15 +292,9 @@ impl<S: Send + Sync> FromRequestParts<S> for BrowserCsrf {
             .config()
             .secure();
         let name = browser_cookie_name(secure);
-        let sent = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .flatten()
-            .find(|cookie| cookie.name() == name)
-            .and_then(|cookie| BrowserNonce::parse(cookie.value()));
+        let sent = request_cookie(&parts.headers, name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .and_then(BrowserNonce::parse);
         Ok(match sent {
             Some(nonce) => BrowserCsrf {
                 nonce,

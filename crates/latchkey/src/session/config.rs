@@ -105,12 +105,7 @@ impl SessionConfig {
     /// `SameSite=Lax`, `Path=/`, and `Secure` when [`SessionConfig::secure`]. The session
     /// cookie is one; auth's remember-me cookie and the CSRF cookie use the same.
     pub fn build_cookie(&self, name: &str, value: String) -> cookie::Cookie<'static> {
-        cookie::Cookie::build((name.to_string(), value))
-            .http_only(true)
-            .same_site(cookie::SameSite::Lax)
-            .path("/")
-            .secure(self.secure)
-            .build()
+        site_cookie(name, value, self.secure)
     }
 
     /// Idle timeout.
@@ -132,4 +127,15 @@ impl SessionConfig {
     pub fn max_write_attempts(&self) -> u32 {
         self.max_write_attempts
     }
+}
+
+/// A cookie with the site's attributes: `HttpOnly`, `SameSite=Lax`, `Path=/`, and
+/// `Secure` when `secure` (what [`SessionConfig::build_cookie`] gives).
+pub(crate) fn site_cookie(name: &str, value: String, secure: bool) -> cookie::Cookie<'static> {
+    cookie::Cookie::build((name.to_string(), value))
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .path("/")
+        .secure(secure)
+        .build()
 }

@@ -10,6 +10,7 @@ mod storage;
 mod store;
 mod token;
 
+pub(crate) use config::site_cookie;
 pub use config::SessionConfig;
 pub use handle::{ClientInfo, CookieChange, Session, SessionError};
 #[cfg(feature = "axum")]
