@@ -64,6 +64,58 @@ async fn counts_like_a_throttle_store(store: Arc<dyn ThrottleStore>) {
         .await
         .expect("get");
     assert_eq!(counter.map(|counter| counter.count), Some(50));
+
+    // Compare-and-count: 50 attempts that all read 0 at once; one gets in.
+    let contested = key("contested");
+    let attempts = (0..50).map(|_| {
+        let (store, contested) = (store.clone(), contested.clone());
+        tokio::spawn(async move {
+            store
+                .record_if(&contested, window, Timestamp::now(), 0)
+                .await
+        })
+    });
+    let mut winners = 0;
+    for attempt in attempts {
+        if attempt.await.expect("task").expect("record_if").is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    // What it read still holds: counted; a stale read: not.
+    let now = Timestamp::now();
+    let counter = store
+        .record_if(&contested, window, now, 1)
+        .await
+        .expect("record_if");
+    assert_eq!(counter.map(|counter| counter.count), Some(2));
+    assert_eq!(
+        store
+            .record_if(&contested, window, now, 1)
+            .await
+            .expect("record_if"),
+        None
+    );
+    // A counter whose window is over holds 0.
+    let later = now.plus(Duration::from_secs(61));
+    let counter = store
+        .record_if(&contested, window, later, 0)
+        .await
+        .expect("record_if");
+    assert_eq!(
+        counter.map(|counter| (counter.count, counter.first_at)),
+        Some((1, later))
+    );
+
+    // Taking attempts back: one at a time, never below zero.
+    store.release(&contested).await.expect("release");
+    store.release(&contested).await.expect("release");
+    let counter = store.get(&contested, window, later).await.expect("get");
+    assert_eq!(counter.map(|counter| counter.count), Some(0));
+    store
+        .release(&key("absent"))
+        .await
+        .expect("release of nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

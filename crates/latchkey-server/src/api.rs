@@ -283,17 +283,19 @@ pub struct PasswordChange {
     (status = 403, description = "The current password is wrong, or sent from another site", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
+    (status = 429, description = "Too many wrong current passwords for this account or address; see Retry-After", body = crate::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn change_password(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    ip: ClientIp,
     RequireFresh(user): RequireFresh<User>,
     JsonBody(request): JsonBody<PasswordChange>,
 ) -> Result<Response, HandlerError> {
     let current = request.current.unwrap_or_default();
     let new = request.new.unwrap_or_default();
-    match usecases::change_password(&app, &auth, &user, &current, &new).await {
+    match usecases::change_password(&app, &auth, ip, &user, &current, &new).await {
         Ok(()) => Ok(headers::json(
             StatusCode::OK,
             &json!({ "message": "Your password has been changed." }),
@@ -301,6 +303,7 @@ pub async fn change_password(
         Err(PasswordChangeError::WrongCurrent) => {
             Err(ApiError::forbidden_field("current", "The current password is wrong.").into())
         }
+        Err(PasswordChangeError::Throttled(wait)) => Err(ApiError::too_many(wait).into()),
         Err(PasswordChangeError::Policy(message)) => Err(ApiError::invalid("new", message).into()),
         Err(PasswordChangeError::Failed(error)) => Err(error.into()),
     }

@@ -2,6 +2,7 @@
 
 use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
+use crate::forwarded::TrustedProxies;
 use crate::headers;
 use crate::pages;
 use crate::state::{AppState, Shared, MAX_BODY_BYTES};
@@ -27,7 +28,7 @@ use latchkey::{
 };
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -49,7 +50,7 @@ const CLEANUP_BATCH: u32 = 500;
 pub struct App {
     sessions: SessionService<AuthService<Router, User>>,
     hsts: bool,
-    trusted_proxies: Arc<[IpAddr]>,
+    proxies: TrustedProxies,
 }
 
 impl App {
@@ -58,7 +59,7 @@ impl App {
     /// axum's `ConnectInfo`, which sessions (the address of "your sessions", the cap on
     /// new sessions) and throttling (`ClientIp`) read.
     pub fn for_peer(&self, peer: SocketAddr) -> Connection {
-        ClientAddress::new(self.service(), peer, self.trusted_proxies.clone())
+        ClientAddress::new(self.service(), peer, self.proxies.clone())
     }
 
     /// The service with no peer address (for driving the server in process).
@@ -145,7 +146,7 @@ pub fn router(
             .with_new_session_policy(NewSessionCap(state.throttle.clone()))
             .layer(AuthLayer::new(authenticator).layer(routes.with_state(state))),
         hsts,
-        trusted_proxies: state.trusted_proxies.clone(),
+        proxies: state.proxies.clone(),
     }
 }
 
@@ -167,7 +168,7 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
             Arc::new(latchkey::throttle::MemoryThrottleStore::new()),
             latchkey::throttle::ThrottlePolicy::default(),
         ),
-        trusted_proxies: Arc::from([]),
+        proxies: TrustedProxies::default(),
         csrf: CsrfKey::generate(),
     });
     let sessions = SessionLayer::new(
@@ -218,11 +219,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         templates: Templates::new(args.templates.clone()),
         public_origin: origin_of(&args.public_url()),
         throttle: throttle.clone(),
-        trusted_proxies: args.trusted_proxies.clone().into(),
+        proxies: TrustedProxies {
+            addresses: args.trusted_proxies.clone().into(),
+            header: args.forwarded_header,
+        },
         csrf: CsrfKey::derive(&secrets.keys[0]),
     });
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")
+        .with_fresh_within(args.fresh_login_window)
         .with_remember_store(backend.remember.clone());
     let config = args.session_config(secure);
     // The store the sweeper cleans: the session store, or the cookie store's revocations.

@@ -154,6 +154,10 @@ pub struct ServeArgs {
     /// Sessions end after this long without a request (e.g. 30m, 90s).
     #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
+    /// A password login counts as fresh (changing the password, ending other sessions)
+    /// for this long; after it the password is asked again.
+    #[arg(long, env = "LATCHKEY_FRESH_LOGIN_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub fresh_login_window: Duration,
     /// Sessions end this long after login, active or not.
     #[arg(long, env = "LATCHKEY_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = humantime::parse_duration)]
     pub absolute_timeout: Duration,
@@ -161,10 +165,18 @@ pub struct ServeArgs {
     /// (base.html, login.html, …).
     #[arg(long, env = "LATCHKEY_TEMPLATES")]
     pub templates: Option<PathBuf>,
-    /// A reverse proxy whose X-Forwarded-For is believed (repeatable); requests from
+    /// A reverse proxy whose forwarding header is believed (repeatable); requests from
     /// anyone else are counted under their own address.
     #[arg(long = "trusted-proxy", value_name = "IP")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The header the trusted proxies write: x-forwarded-for or forwarded (RFC 7239).
+    /// Read from the right, past trusted proxies only; anything else is ignored.
+    #[arg(
+        long,
+        env = "LATCHKEY_FORWARDED_HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    pub forwarded_header: crate::forwarded::ForwardedHeader,
     /// Failed logins per account before lockouts start (then 1 s, 2 s, 4 s … 15 min).
     #[arg(long, env = "LATCHKEY_LOGIN_FREE_FAILURES", default_value_t = 5)]
     pub login_free_failures: u32,

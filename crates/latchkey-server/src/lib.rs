@@ -7,6 +7,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod data_api;
+pub mod forwarded;
 pub mod headers;
 pub mod import;
 pub mod json;

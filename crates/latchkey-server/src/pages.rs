@@ -507,6 +507,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    ip: ClientIp,
     browser: BrowserCsrf,
     user: User,
     request: Request,
@@ -529,8 +530,14 @@ pub async fn change_password(
         )
         .await;
     }
-    match usecases::change_password(&app, &auth, &user, &current, &new).await {
+    match usecases::change_password(&app, &auth, ip, &user, &current, &new).await {
         Ok(()) => {}
+        Err(PasswordChangeError::Throttled(wait)) => {
+            return with_retry_after(
+                again(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait)).await,
+                wait,
+            )
+        }
         Err(PasswordChangeError::WrongCurrent) => {
             return again(
                 StatusCode::FORBIDDEN,

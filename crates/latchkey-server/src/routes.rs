@@ -154,15 +154,16 @@ pub async fn revoke_other_sessions(
 pub async fn change_password(
     app: State<AppState>,
     auth: AuthSession<User>,
+    ip: ClientIp,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
     request: Request,
 ) -> Response {
     if is_form(request.headers()) {
-        return pages::change_password(app, auth, browser, user, request).await;
+        return pages::change_password(app, auth, ip, browser, user, request).await;
     }
     match json_body(&app, request).await {
-        Ok(body) => api::change_password(app, auth, RequireFresh(user), JsonBody(body))
+        Ok(body) => api::change_password(app, auth, ip, RequireFresh(user), JsonBody(body))
             .await
             .into_response(),
         Err(response) => response,

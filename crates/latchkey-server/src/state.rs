@@ -1,10 +1,10 @@
 //! What every handler shares: the server's state, built once per process.
 
+use crate::forwarded::TrustedProxies;
 use crate::templates::Templates;
 use latchkey::csrf::CsrfKey;
 use latchkey::throttle::Throttle;
 use latchkey::{PasswordBackend, PasswordPolicy, UserStore};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Largest request body accepted (JSON and forms).
@@ -47,8 +47,8 @@ pub struct Shared {
     pub public_origin: String,
     /// Failed-login and sign-up throttling, counted in the session store's backend.
     pub throttle: Throttle,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<[IpAddr]>,
+    /// The reverse proxies whose forwarding header is believed.
+    pub proxies: TrustedProxies,
     /// The key of the forms' CSRF tokens.
     pub csrf: CsrfKey,
 }

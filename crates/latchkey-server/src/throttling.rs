@@ -2,17 +2,17 @@
 //! sessions, and the 429 answer; the throttled use cases themselves are in
 //! [`crate::usecases`].
 
+use crate::forwarded::TrustedProxies;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Request};
+use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use latchkey::session::ClientInfo;
 use latchkey::throttle::{Throttle, Verdict};
 use latchkey::{NewSessionPolicy, StoreError};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,21 +37,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// One connection's service: gives every request `ConnectInfo` with the client's
 /// address, which is the TCP peer, unless the peer is a trusted proxy (then see
-/// [`client_ip`]). Sessions record it, throttling counts it.
+/// [`crate::forwarded`]). Sessions record it, throttling counts it.
 #[derive(Clone)]
 pub struct ClientAddress<S> {
     inner: S,
     peer: SocketAddr,
-    trusted: Arc<[IpAddr]>,
+    proxies: TrustedProxies,
 }
 
 impl<S> ClientAddress<S> {
-    /// `inner` for a connection from `peer`, believing `X-Forwarded-For` from `trusted`.
-    pub fn new(inner: S, peer: SocketAddr, trusted: Arc<[IpAddr]>) -> Self {
+    /// `inner` for a connection from `peer`, believing the forwarding header of `proxies`.
+    pub fn new(inner: S, peer: SocketAddr, proxies: TrustedProxies) -> Self {
         ClientAddress {
             inner,
             peer,
-            trusted,
+            proxies,
         }
     }
 }
@@ -69,7 +69,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let ip = client_ip(self.peer.ip(), request.headers(), &self.trusted);
+        let ip = self.proxies.client_ip(self.peer.ip(), request.headers());
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::new(ip, self.peer.port())));
@@ -91,26 +91,6 @@ impl NewSessionPolicy for NewSessionCap {
     }
 }
 
-/// The client behind `peer`: `peer` itself, unless it is a trusted proxy, in which case
-/// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries
-/// further left are whatever the client chose to send).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map_while(|hop| hop.trim().parse().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|hop| !trusted.contains(hop))
-        .unwrap_or(peer)
-}
-
 /// Adds `Retry-After` (whole seconds) to a 429 answer.
 pub fn with_retry_after(mut response: Response, wait: Duration) -> Response {
     response
@@ -125,42 +105,4 @@ pub fn too_many_message(wait: Duration) -> String {
         "Too many attempts. Try again in {} seconds.",
         wait.as_secs().max(1)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::client_ip;
-    use axum::http::HeaderMap;
-    use std::net::IpAddr;
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
-    }
-
-    #[test]
-    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().expect("header"),
-        );
-        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
-        // From a stranger the header is ignored.
-        assert_eq!(
-            client_ip(ip("198.51.100.1"), &headers, &trusted),
-            ip("198.51.100.1")
-        );
-        // Through the proxies: the right-most hop that is not a proxy; the spoofed
-        // left-most entry is never used.
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &headers, &trusted),
-            ip("203.0.113.7")
-        );
-        // Garbage stops the walk: the peer is used.
-        headers.insert("x-forwarded-for", "not-an-ip".parse().expect("header"));
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &headers, &trusted),
-            ip("10.0.0.1")
-        );
-    }
 }

@@ -6,12 +6,13 @@
 use crate::state::AppState;
 use crate::throttling::ClientIp;
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
-use latchkey::throttle::{account_tag, Verdict};
+use latchkey::throttle::{self, account_tag, Admission, Verdict};
 use latchkey::{
     AuthBackend, AuthError, AuthMethod, AuthSession, NewUser, PasswordCredentials, PasswordError,
     SessionError, SessionId, Timestamp, User, UserStoreError,
 };
 use serde::Serialize;
+use std::future::Future;
 use std::time::Duration;
 
 /// Why a sign-up did not create a user.
@@ -82,45 +83,76 @@ pub async fn sign_up(
     }
 }
 
-/// The outcome of a throttled login attempt.
-pub enum Attempt {
-    /// The credentials were checked: the user, or `None` for a failure.
-    Checked(Option<User>),
+/// The outcome of a throttled password check.
+enum Attempt<T> {
+    /// The password was checked: what it unlocked, or `None` for a failure.
+    Checked(Option<T>),
     /// Refused before checking; try again after this long.
     Throttled(Duration),
 }
 
-/// Checks the throttle, then the credentials, and counts the outcome. A throttled
-/// attempt never reaches the password check, so a correct password is refused too, and
-/// unknown names are counted exactly like known ones.
+/// Runs the password check `check` for `account` from `ip` under the throttle: the
+/// attempt is counted before the check (so a burst gets exactly the allowance), then
+/// settled by the outcome. A throttled attempt never reaches the check, so a correct
+/// password is refused too.
+async fn throttled<T>(
+    app: &AppState,
+    account: throttle::Account<'_>,
+    ip: ClientIp,
+    check: impl Future<Output = Result<Option<T>, AuthError>>,
+) -> Result<Attempt<T>, AuthError> {
+    let throttle = &app.throttle;
+    let reservation = match throttle
+        .reserve(account, ip.0)
+        .await
+        .map_err(SessionError::from)?
+    {
+        Admission::Admitted(reservation) => reservation,
+        Admission::Refused(wait) => return Ok(Attempt::Throttled(wait)),
+    };
+    let checked = check.await;
+    let settled = match &checked {
+        Ok(Some(_)) => throttle.succeeded(reservation).await,
+        Ok(None) => throttle.failed(reservation).await,
+        Err(_) => throttle.abandon(reservation).await,
+    };
+    let checked = checked?;
+    settled.map_err(SessionError::from)?;
+    Ok(Attempt::Checked(checked))
+}
+
+/// Checks a login's credentials under the throttle, counting failures under the account
+/// whichever of its names was typed (unknown names under the name as typed).
 async fn check_credentials(
     app: &AppState,
     ip: ClientIp,
     login: &str,
     password: &str,
-) -> Result<Attempt, AuthError> {
-    let throttle = &app.throttle;
-    if let Verdict::Wait(wait) = throttle
-        .check_login(login, ip.0)
-        .await
-        .map_err(SessionError::from)?
-    {
-        tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
-        return Ok(Attempt::Throttled(wait));
-    }
-    let user = app
-        .backend
-        .authenticate(PasswordCredentials::new(login, password))
-        .await?;
-    let counted = match &user {
-        Some(_) => throttle.login_succeeded(login).await,
-        None => {
-            tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
-            throttle.login_failed(login, ip.0).await
-        }
+) -> Result<Attempt<User>, AuthError> {
+    let known = app.backend.users().find_by_login(login).await?;
+    let id = known.map(|user| user.id.to_string());
+    let account = match &id {
+        Some(id) => throttle::Account::User(id),
+        None => throttle::Account::Unknown(login),
     };
-    counted.map_err(SessionError::from)?;
-    Ok(Attempt::Checked(user))
+    let attempt = throttled(
+        app,
+        account,
+        ip,
+        app.backend
+            .authenticate(PasswordCredentials::new(login, password)),
+    )
+    .await?;
+    match &attempt {
+        Attempt::Throttled(wait) => {
+            tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
+        }
+        Attempt::Checked(None) => {
+            tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
+        }
+        Attempt::Checked(Some(_)) => {}
+    }
+    Ok(attempt)
 }
 
 /// How a login attempt ended.
@@ -165,6 +197,8 @@ pub async fn log_out(auth: &AuthSession<User>) -> Result<Option<String>, AuthErr
 pub enum PasswordChangeError {
     /// The current password is wrong.
     WrongCurrent,
+    /// Too many wrong current passwords for this account; try again after this long.
+    Throttled(Duration),
     /// The new password breaks the policy (the message says how).
     Policy(String),
     /// A backing service failed.
@@ -177,24 +211,37 @@ impl From<AuthError> for PasswordChangeError {
     }
 }
 
-/// Password change for `user` (logged in freshly in `auth`): checks the current password
-/// and the policy, stores the new hash, keeps this session as a fresh login and ends
-/// every other session and remembered device.
+/// Password change for `user` (logged in freshly in `auth`, from `ip`): checks the
+/// current password under the same throttle as logins (per account and address: a
+/// stolen session is no password oracle), then the policy, stores the new hash, keeps
+/// this session as a fresh login and ends every other session and remembered device.
 pub async fn change_password(
     app: &AppState,
     auth: &AuthSession<User>,
+    ip: ClientIp,
     user: &User,
     current: &str,
     new: &str,
 ) -> Result<(), PasswordChangeError> {
     let hasher = app.backend.hasher();
-    match hasher.verify(current, user.password_hash()).await {
-        Ok(true) => {}
-        Ok(false) | Err(PasswordError::TooLong) => {
-            tracing::warn!(target: "latchkey::audit", event = "password_change_refused", user_id = user.id, "password_change_refused");
+    let id = user.id.to_string();
+    let check = async {
+        match hasher.verify(current, user.password_hash()).await {
+            Ok(true) => Ok(Some(())),
+            Ok(false) | Err(PasswordError::TooLong) => Ok(None),
+            Err(error) => Err(AuthError::from(error)),
+        }
+    };
+    match throttled(app, throttle::Account::User(&id), ip, check).await? {
+        Attempt::Checked(Some(())) => {}
+        Attempt::Checked(None) => {
+            tracing::warn!(target: "latchkey::audit", event = "password_change_refused", user_id = user.id, ip = ?ip.0, "password_change_refused");
             return Err(PasswordChangeError::WrongCurrent);
         }
-        Err(error) => return Err(AuthError::from(error).into()),
+        Attempt::Throttled(wait) => {
+            tracing::warn!(target: "latchkey::audit", event = "password_change_throttled", user_id = user.id, ip = ?ip.0, retry_after = wait.as_secs(), "password_change_throttled");
+            return Err(PasswordChangeError::Throttled(wait));
+        }
     }
     app.policy
         .check(new)

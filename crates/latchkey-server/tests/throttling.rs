@@ -1,11 +1,14 @@
 //! Throttling over HTTP: per-account lockouts with Retry-After that refuse even the
 //! right password, unknown names throttled exactly like known ones, per-IP bursts,
 //! X-Forwarded-For believed only from trusted proxies, sign-ups per IP, and counters
-//! shared by two processes.
+//! shared by two processes. Then the attacks that beat it once, replayed: simultaneous
+//! bursts (last-byte synchronised) that all read the counters before any failure was
+//! recorded, forwarding headers with junk and ports, one account under several names,
+//! and the current-password check of `/password` as an oracle.
 
 mod common;
 
-use common::{bare_client, service_url, unique, Server};
+use common::{bare_client, count_of, last_byte_burst, raw_json_post, service_url, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -208,4 +211,235 @@ async fn two_processes_count_failures_together() {
         login(&b, &name, PASSWORD, None).await.0,
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// The server's real argon2id cost (the defaults), for attacks whose point is that
+/// checking a password takes time.
+const REAL_COST: [&str; 4] = ["--argon2-memory-kib", "19456", "--argon2-iterations", "2"];
+
+fn login_request(name: &str, password: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let body = json!({ "username": name, "password": password }).to_string();
+    raw_json_post("/login", &body, headers)
+}
+
+#[tokio::test]
+async fn a_simultaneous_burst_at_one_account_gets_exactly_the_allowance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &REAL_COST);
+    assert_eq!(signup(&server, "victim").await, StatusCode::CREATED);
+    // 39 guesses and the right password last, on 40 connections at once.
+    let mut requests: Vec<Vec<u8>> = (0..39)
+        .map(|guess| login_request("victim", &format!("guess number {guess}"), &[]))
+        .collect();
+    requests.push(login_request("victim", PASSWORD, &[]));
+    let statuses = last_byte_burst(server.address, &requests).await;
+    // Five free failures and the sixth that starts the lockouts are checked; every
+    // other attempt is refused before its password is looked at.
+    let checked = count_of(&statuses, 401) + count_of(&statuses, 200);
+    assert_eq!(checked, 6, "{statuses:?}");
+    assert_eq!(count_of(&statuses, 429), 34, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_simultaneous_burst_from_one_address_gets_exactly_its_allowance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &["--login-ip-burst", "1000", "--login-ip-hourly", "20"],
+    );
+    // 40 guesses at 40 different accounts.
+    let requests: Vec<Vec<u8>> = (0..40)
+        .map(|account| login_request(&format!("user{account}"), "guess guess guess", &[]))
+        .collect();
+    let statuses = last_byte_burst(server.address, &requests).await;
+    assert_eq!(count_of(&statuses, 401), 20, "{statuses:?}");
+    assert_eq!(count_of(&statuses, 429), 20, "{statuses:?}");
+    assert_eq!(
+        login(&server, "one-more", "guess guess guess", None)
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn a_simultaneous_burst_of_sign_ups_gets_exactly_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--signups-per-ip-hourly", "10"]);
+    let requests: Vec<Vec<u8>> = (0..30)
+        .map(|index| {
+            let body = json!({ "username": format!("new{index}"), "password": PASSWORD });
+            raw_json_post("/signup", &body.to_string(), &[])
+        })
+        .collect();
+    let statuses = last_byte_burst(server.address, &requests).await;
+    assert_eq!(count_of(&statuses, 201), 10, "{statuses:?}");
+    assert_eq!(count_of(&statuses, 429), 20, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_client_address_cannot_be_chosen_behind_a_trusted_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &["--login-ip-burst", "3", "--trusted-proxy", "127.0.0.1"],
+    );
+    // Each shape: the attacker changes what it controls on every try; three failures
+    // from the real client, then 429.
+    let shapes: [fn(usize) -> String; 3] = [
+        // Junk between the spoofed entry and the one the proxy wrote.
+        |try_| format!("198.51.100.{try_}, junk, 203.0.113.50"),
+        // A proxy that appends the port.
+        |try_| format!("198.51.100.{try_}, junk, 203.0.113.51:4567"),
+        // Junk in the right-most place: counted under the proxy, not the spoofed entry.
+        |try_| format!("198.51.100.{try_}, junk"),
+    ];
+    for (index, shape) in shapes.iter().enumerate() {
+        for try_ in 0..4 {
+            let name = format!("s{index}x{try_}");
+            let (status, _, _) =
+                login(&server, &name, "guess guess guess", Some(&shape(try_))).await;
+            let expected = if try_ < 3 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            assert_eq!(status, expected, "shape {index}, try {try_}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_forwarded_header_is_read_the_same_way() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--login-ip-burst",
+            "3",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--forwarded-header",
+            "forwarded",
+        ],
+    );
+    let send = |name: String, forwarded: String, spoofed_xff: String| {
+        let request = bare_client()
+            .post(server.url("/login"))
+            .header("forwarded", forwarded)
+            .header("x-forwarded-for", spoofed_xff)
+            .json(&json!({ "username": name, "password": "guess guess guess" }));
+        async move { request.send().await.expect("login").status() }
+    };
+    for try_ in 0..4 {
+        let status = send(
+            format!("f{try_}"),
+            format!("for=198.51.100.{try_}, for=\"203.0.113.70:99\";proto=https"),
+            // Only the configured header is read: a different X-Forwarded-For each time
+            // changes nothing.
+            format!("203.0.113.{try_}"),
+        )
+        .await;
+        let expected = if try_ < 3 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, expected, "try {try_}");
+    }
+    // Another client behind the proxy has its own count.
+    let status = send(
+        "other".into(),
+        "for=203.0.113.71".into(),
+        "203.0.113.70".into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_account_has_one_counter_whichever_name_is_typed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let created = bare_client()
+        .post(server.url("/signup"))
+        .json(&json!({ "username": "Victim", "email": "victim@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let names = ["victim", "VICTIM", "victim@example.com"];
+    for attempt in 0..6 {
+        let (status, _, _) = login(&server, names[attempt % 3], "wrong password!", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {attempt}");
+    }
+    for name in names {
+        assert_eq!(
+            login(&server, name, PASSWORD, None).await.0,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{name}"
+        );
+    }
+}
+
+/// `POST /password` with `current` as the current password, in the session `cookie`.
+async fn change_password(server: &Server, cookie: &str, current: &str) -> (StatusCode, Value) {
+    let response = bare_client()
+        .post(server.url("/password"))
+        .header("cookie", cookie)
+        .json(&json!({ "current": current, "new": "a brand new passphrase" }))
+        .send()
+        .await
+        .expect("password");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_current_password_check_is_no_oracle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging(dir.path(), &[], &log);
+    let cookie = common::signup_and_login(&server, "owner", PASSWORD).await;
+    // A stolen, fresh session guessing the current password: checked like logins.
+    let mut statuses = Vec::new();
+    for guess in 0..10 {
+        statuses.push(
+            change_password(&server, &cookie, &format!("guess {guess} guess"))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(&statuses[..6], &[StatusCode::FORBIDDEN; 6], "{statuses:?}");
+    assert_eq!(
+        &statuses[6..],
+        &[StatusCode::TOO_MANY_REQUESTS; 4],
+        "{statuses:?}"
+    );
+    // The right one is refused too until the lockout ends, and so is a login.
+    let (status, body) = change_password(&server, &cookie, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        login(&server, "owner", PASSWORD, None).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Every wrong guess is in the audit log.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let refused = text
+        .lines()
+        .filter(|line| line.contains("password_change_refused"))
+        .count();
+    assert_eq!(refused, 6, "{text}");
+    assert!(text.contains("password_change_throttled"));
+}
+
+#[tokio::test]
+async fn a_password_login_is_fresh_only_for_a_while() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--fresh-login-window", "1s"]);
+    let cookie = common::signup_and_login(&server, "owner", PASSWORD).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, body) = change_password(&server, &cookie, PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "fresh login required");
 }

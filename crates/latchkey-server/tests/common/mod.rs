@@ -283,3 +283,64 @@ pub async fn signup_and_login(server: &Server, name: &str, password: &str) -> St
     let header = session_cookie(&login, "id").expect("session cookie");
     format!("id={}", cookie_value(&header))
 }
+
+/// A raw HTTP/1.1 `POST` of the JSON `body` to `path`, closing the connection after the
+/// answer, with `headers` (name, value) added.
+pub fn raw_json_post(path: &str, body: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    request.into_bytes()
+}
+
+/// Sends each of `requests` on its own connection to `address`, all at once as an
+/// attacker would: every request but its last byte first, then, once all of them wait
+/// in the server, the last bytes together (last-byte synchronisation). The status code
+/// of each answer, in order.
+pub async fn last_byte_burst(address: SocketAddr, requests: &[Vec<u8>]) -> Vec<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut streams = Vec::new();
+    for request in requests {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .write_all(&request[..request.len() - 1])
+            .await
+            .expect("write all but the last byte");
+        streams.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (stream, request) in streams.iter_mut().zip(requests) {
+        stream
+            .write_all(&request[request.len() - 1..])
+            .await
+            .expect("write the last byte");
+    }
+    let mut statuses = Vec::new();
+    for mut stream in streams {
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read answer");
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        statuses.push(status);
+    }
+    statuses
+}
+
+/// How many of `statuses` are `status`.
+pub fn count_of(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|&&code| code == status).count()
+}

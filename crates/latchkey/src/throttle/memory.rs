@@ -32,30 +32,49 @@ pub(crate) fn window_over(first_at: Timestamp, window: Duration, now: Timestamp)
     first_at.plus(window) <= now
 }
 
+/// The counter under `key` as of `now`: a new one at 0 when absent or its window is over.
+fn in_window<'a>(
+    counters: &'a mut HashMap<String, Counter>,
+    key: &str,
+    window: Duration,
+    now: Timestamp,
+) -> &'a mut Counter {
+    let fresh = Counter {
+        count: 0,
+        first_at: now,
+        last_at: now,
+    };
+    let counter = counters.entry(key.to_string()).or_insert(fresh);
+    if window_over(counter.first_at, window, now) {
+        *counter = fresh;
+    }
+    counter
+}
+
 #[async_trait]
 impl ThrottleStore for MemoryThrottleStore {
-    async fn record(
+    async fn record_if(
         &self,
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Counter, StoreError> {
+        seen: u32,
+    ) -> Result<Option<Counter>, StoreError> {
         let mut counters = self.counters();
-        let counter = counters.entry(key.to_string()).or_insert(Counter {
-            count: 0,
-            first_at: now,
-            last_at: now,
-        });
-        if window_over(counter.first_at, window, now) {
-            *counter = Counter {
-                count: 0,
-                first_at: now,
-                last_at: now,
-            };
+        let counter = in_window(&mut counters, key, window, now);
+        if counter.count > seen {
+            return Ok(None);
         }
         counter.count = counter.count.saturating_add(1);
         counter.last_at = now;
-        Ok(*counter)
+        Ok(Some(*counter))
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(counter) = self.counters().get_mut(key) {
+            counter.count = counter.count.saturating_sub(1);
+        }
+        Ok(())
     }
 
     async fn get(

@@ -1,8 +1,8 @@
 //! Throttling of failed logins and of sign-ups, with counters in a shared store so that
 //! every server process counts the same attempts.
 //!
-//! * **Per account** (the login name as typed, lower-cased and hashed, so an unknown
-//!   name is counted exactly like a known one): the first [`ThrottlePolicy::free_failures`]
+//! * **Per account** (a known user by id, whichever of their names was typed; an unknown
+//!   name as typed, lower-cased and hashed, in the same fixed room): the first [`ThrottlePolicy::free_failures`]
 //!   failures cost nothing; after that each failure locks the account for twice as long
 //!   as the one before (1 s, 2 s, 4 s … up to [`ThrottlePolicy::max_lockout`]). With the
 //!   defaults at most 5 + 10 + 3 = 18 failures fit in an hour (ASVS 2.2.1 allows 100).
@@ -12,7 +12,10 @@
 //! * **Sign-ups per IP**: an hourly cap.
 //!
 //! A throttled request is refused *before* the password is checked, so a correct
-//! password during a lockout is refused too, and answered with how long to wait.
+//! password during a lockout is refused too, and answered with how long to wait. The
+//! attempt is counted before the check too ([`Throttle::reserve`]), atomically, so a
+//! burst of simultaneous attempts gets exactly the allowance, not one check per request
+//! that read the counters before any failure was recorded.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -58,7 +61,25 @@ pub trait ThrottleStore: Send + Sync + 'static {
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Counter, StoreError>;
+    ) -> Result<Counter, StoreError> {
+        self.record_if(key, window, now, u32::MAX)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("throttle counter beyond u32::MAX".into()))
+    }
+    /// Counts one attempt under `key` at `now` (a window older than `window` starts over
+    /// at 1), but only if the counter holds at most `seen` attempts (an absent counter or one whose
+    /// window is over holds 0): a compare-and-count, so of attempts racing on what they
+    /// all read, one gets in. The counter after the attempt, or `None` when it had moved.
+    async fn record_if(
+        &self,
+        key: &str,
+        window: Duration,
+        now: Timestamp,
+        seen: u32,
+    ) -> Result<Option<Counter>, StoreError>;
+    /// Takes back one attempt counted under `key` (never below zero): a reservation that
+    /// was refused, or did not end in a failure.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
     /// The counter under `key`, unless absent or its window is over.
     async fn get(
         &self,
@@ -139,53 +160,91 @@ impl Throttle {
         &self.store
     }
 
-    /// May a login as `login` from `ip` be checked now?
-    pub async fn check_login(
+    /// Reserves a password check for `account` from `ip`, before the password is
+    /// verified: the attempt is counted first, atomically, in every counter it falls
+    /// under, so of a burst sent at once exactly the allowance is checked and the rest
+    /// refused, a correct password among them. Settle what comes back with
+    /// [`Throttle::failed`], [`Throttle::succeeded`] or [`Throttle::abandon`].
+    pub async fn reserve(
         &self,
-        login: &str,
+        account: Account<'_>,
         ip: Option<IpAddr>,
-    ) -> Result<Verdict, StoreError> {
-        let now = Timestamp::now();
-        let policy = &self.policy;
-        let mut wait = Duration::ZERO;
-        if let Some(counter) = self
-            .store
-            .get(&account_key(login), policy.account_window, now)
-            .await?
-        {
-            if let Some(lockout) = self.lockout(counter.count) {
-                wait = wait.max(counter.last_at.plus(lockout).since(now));
-            }
-        }
+    ) -> Result<Admission, StoreError> {
+        let mut reservation = Reservation {
+            account: account.key(),
+            ip_keys: Vec::new(),
+        };
+        // Per address: a plain count; past the limit the attempt is refused and taken
+        // back, so the counters hold checked attempts only.
         if let Some(ip) = ip {
+            let now = Timestamp::now();
             for (key, window, limit) in self.ip_limits(ip) {
-                if let Some(counter) = self.store.get(&key, window, now).await? {
-                    if counter.count >= limit {
-                        wait = wait.max(counter.first_at.plus(window).since(now));
-                    }
+                let counter = self.store.record(&key, window, now).await?;
+                reservation.ip_keys.push(key);
+                if counter.count > limit {
+                    self.release_ips(&reservation).await?;
+                    return Ok(Admission::Refused(rounded(
+                        counter.first_at.plus(window).since(now),
+                    )));
                 }
             }
         }
-        Ok(verdict(wait))
+        // Per account: the lockout depends on the failures so far and the last one, so
+        // the count goes up only if no other attempt got in since it was read.
+        for _ in 0..RESERVE_TRIES {
+            let now = Timestamp::now();
+            let window = self.policy.account_window;
+            let counter = self.store.get(&reservation.account, window, now).await?;
+            let seen = counter.map_or(0, |counter| counter.count);
+            if let Some(wait) = counter.and_then(|counter| self.locked_for(counter, now)) {
+                self.release_ips(&reservation).await?;
+                return Ok(Admission::Refused(wait));
+            }
+            let recorded = self
+                .store
+                .record_if(&reservation.account, window, now, seen)
+                .await?;
+            if recorded.is_some() {
+                return Ok(Admission::Admitted(reservation));
+            }
+        }
+        // Attempts keep getting in ahead of this one: a burst; refuse it.
+        self.release_ips(&reservation).await?;
+        Ok(Admission::Refused(Duration::from_secs(1)))
     }
 
-    /// Counts a failed login as `login` from `ip`.
-    pub async fn login_failed(&self, login: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
-        let now = Timestamp::now();
-        self.store
-            .record(&account_key(login), self.policy.account_window, now)
-            .await?;
-        if let Some(ip) = ip {
-            for (key, window, _) in self.ip_limits(ip) {
-                self.store.record(&key, window, now).await?;
-            }
+    /// The password check of `reservation` failed: it stays counted.
+    pub async fn failed(&self, reservation: Reservation) -> Result<(), StoreError> {
+        drop(reservation);
+        Ok(())
+    }
+
+    /// The password check of `reservation` succeeded: the account's failures are
+    /// forgotten, and the addresses' counters (which count failures) take it back.
+    pub async fn succeeded(&self, reservation: Reservation) -> Result<(), StoreError> {
+        self.store.clear(&reservation.account).await?;
+        self.release_ips(&reservation).await
+    }
+
+    /// The check of `reservation` did not happen (a backing service failed): every
+    /// counter takes it back.
+    pub async fn abandon(&self, reservation: Reservation) -> Result<(), StoreError> {
+        self.store.release(&reservation.account).await?;
+        self.release_ips(&reservation).await
+    }
+
+    async fn release_ips(&self, reservation: &Reservation) -> Result<(), StoreError> {
+        for key in &reservation.ip_keys {
+            self.store.release(key).await?;
         }
         Ok(())
     }
 
-    /// Clears the account's failures after a successful login.
-    pub async fn login_succeeded(&self, login: &str) -> Result<(), StoreError> {
-        self.store.clear(&account_key(login)).await
+    /// How long `counter`'s account is locked at `now`, if it is.
+    fn locked_for(&self, counter: Counter, now: Timestamp) -> Option<Duration> {
+        let lockout = self.lockout(counter.count)?;
+        let wait = counter.last_at.plus(lockout).since(now);
+        (!wait.is_zero()).then(|| rounded(wait))
     }
 
     /// Counts a sign-up attempt from `ip`; refuses it past the hourly cap.
@@ -215,7 +274,7 @@ impl Throttle {
         let key = format!("{prefix}:{}", ip_text(ip));
         let counter = self.store.record(&key, HOUR, now).await?;
         Ok(if counter.count > limit {
-            verdict(counter.first_at.plus(HOUR).since(now))
+            Verdict::Wait(rounded(counter.first_at.plus(HOUR).since(now)))
         } else {
             Verdict::Allow
         })
@@ -240,20 +299,55 @@ impl Throttle {
     }
 }
 
-fn verdict(wait: Duration) -> Verdict {
-    if wait.is_zero() {
-        Verdict::Allow
-    } else {
-        // Whole seconds, rounded up, as Retry-After counts.
-        Verdict::Wait(Duration::from_secs(wait.as_millis().div_ceil(1000) as u64))
+/// A wait in whole seconds, rounded up, as `Retry-After` counts (at least 1).
+fn rounded(wait: Duration) -> Duration {
+    Duration::from_secs((wait.as_millis().div_ceil(1000) as u64).max(1))
+}
+
+/// Whose failed logins an attempt counts under.
+#[derive(Debug, Clone, Copy)]
+pub enum Account<'a> {
+    /// A known user, by id: one counter whichever of their names (username or email,
+    /// any case) was typed.
+    User(&'a str),
+    /// A login name no user has, as typed (compared as the user store compares it).
+    Unknown(&'a str),
+}
+
+impl Account<'_> {
+    /// The counter's key: a hash, so any string an attacker sends takes the same fixed
+    /// room, known account or not.
+    fn key(self) -> String {
+        match self {
+            Account::User(id) => {
+                let digest = Sha256::digest(format!("user\0{id}").as_bytes());
+                format!("u:{}", crate::session::lower_hex(&digest[..16]))
+            }
+            Account::Unknown(login) => format!("a:{}", login_digest_hex(login, 16)),
+        }
     }
 }
 
-/// An account's counter key: a hash of the login as the user store compares it, so any
-/// string an attacker sends takes the same fixed room, known account or not.
-fn account_key(login: &str) -> String {
-    format!("a:{}", login_digest_hex(login, 16))
+/// Whether a password check may go ahead.
+#[derive(Debug)]
+#[must_use = "a reservation must be settled"]
+pub enum Admission {
+    /// Go ahead, and settle the reservation with the outcome.
+    Admitted(Reservation),
+    /// Refused before checking; the client may try again after this long.
+    Refused(Duration),
 }
+
+/// A password check counted in advance by [`Throttle::reserve`].
+#[derive(Debug)]
+pub struct Reservation {
+    account: String,
+    ip_keys: Vec<String>,
+}
+
+/// How often [`Throttle::reserve`] re-reads an account's counter that other attempts
+/// moved before giving up on the attempt.
+const RESERVE_TRIES: usize = 8;
 
 /// A short, stable tag of a login name as typed (the first bytes of the same digest the
 /// counters use), for logs that must not hold the name itself: people type their
@@ -342,12 +436,13 @@ mod tests {
 
     #[test]
     fn unknown_and_known_names_share_the_key_space() {
-        assert_eq!(account_key("Alice "), account_key("alice"));
-        assert_ne!(account_key("alice"), account_key("bob"));
-        assert_eq!(
-            account_key(&"x".repeat(100_000)).len(),
-            account_key("a").len()
-        );
+        let key = |login| Account::Unknown(login).key();
+        assert_eq!(key("Alice "), key("alice"));
+        assert_ne!(key("alice"), key("bob"));
+        assert_eq!(key(&"x".repeat(100_000)).len(), key("a").len());
+        // A user's counter is theirs, whatever name was typed.
+        assert_ne!(Account::User("7").key(), key("7"));
+        assert_eq!(Account::User("7").key().len(), key("a").len());
     }
 
     #[test]

@@ -10,13 +10,21 @@ use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-/// Counts one attempt: {count, first_at, last_at}.
-/// KEYS: counter. ARGV: now (ms), window start (ms), expiry (ms).
-static RECORD: LazyLock<Script> = LazyLock::new(|| {
+/// Counts one attempt unless the counter holds more than `seen`: {count, first_at,
+/// last_at}, or nil when it had moved.
+/// KEYS: counter. ARGV: now (ms), window start (ms), expiry (ms), seen.
+static RECORD_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local first = tonumber(redis.call('HGET', KEYS[1], 'f'))
-        if not first or first <= tonumber(ARGV[2]) then
+        local count = 0
+        if first and first > tonumber(ARGV[2]) then
+            count = tonumber(redis.call('HGET', KEYS[1], 'c')) or 0
+        end
+        if count > tonumber(ARGV[4]) then
+            return nil
+        end
+        if count == 0 then
             redis.call('HSET', KEYS[1], 'c', 1, 'f', ARGV[1], 'l', ARGV[1])
         else
             redis.call('HINCRBY', KEYS[1], 'c', 1)
@@ -24,6 +32,18 @@ static RECORD: LazyLock<Script> = LazyLock::new(|| {
         end
         redis.call('PEXPIREAT', KEYS[1], ARGV[3])
         return redis.call('HMGET', KEYS[1], 'c', 'f', 'l')",
+    )
+});
+
+/// Takes back one attempt, never below zero. KEYS: counter.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local count = tonumber(redis.call('HGET', KEYS[1], 'c'))
+        if count and count > 0 then
+            redis.call('HINCRBY', KEYS[1], 'c', -1)
+        end
+        return 0",
     )
 });
 
@@ -56,21 +76,32 @@ fn counter(fields: (Option<i64>, Option<i64>, Option<i64>)) -> Result<Counter, S
 
 #[async_trait]
 impl ThrottleStore for RedisThrottleStore {
-    async fn record(
+    async fn record_if(
         &self,
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Counter, StoreError> {
-        let fields = RECORD
+        seen: u32,
+    ) -> Result<Option<Counter>, StoreError> {
+        let fields: Option<(Option<i64>, Option<i64>, Option<i64>)> = RECORD_IF
             .key(self.redis.throttle_key(key))
             .arg(now.as_millis())
             .arg(now.minus(window).as_millis())
             .arg(now.plus(window).as_millis())
+            .arg(seen)
             .invoke_async(&mut self.redis.connection())
             .await
             .map_err(crate::store::redis_error)?;
-        counter(fields)
+        fields.map(counter).transpose()
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let _: i64 = RELEASE
+            .key(self.redis.throttle_key(key))
+            .invoke_async(&mut self.redis.connection())
+            .await
+            .map_err(crate::store::redis_error)?;
+        Ok(())
     }
 
     async fn get(

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 /// The SQL a throttle store runs, in one dialect; parameters in the order given.
 pub(crate) struct ThrottleStatements {
-    /// key, now, window start (now - window) → count, first_at, last_at
-    pub record: &'static str,
+    /// key, now, window start, seen → count, first_at, last_at (no row: it had moved)
+    pub record_if: &'static str,
+    /// key
+    pub release: &'static str,
     /// key → count, first_at, last_at
     pub get: &'static str,
     /// key
@@ -31,20 +33,31 @@ macro_rules! sql_throttle_store {
     ($store:ty, $sql:expr) => {
         #[async_trait::async_trait]
         impl ThrottleStore for $store {
-            async fn record(
+            async fn record_if(
                 &self,
                 key: &str,
                 window: Duration,
                 now: Timestamp,
-            ) -> Result<Counter, StoreError> {
-                let (count, first_at, last_at): (i64, i64, i64) = sqlx::query_as($sql.record)
+                seen: u32,
+            ) -> Result<Option<Counter>, StoreError> {
+                let row: Option<(i64, i64, i64)> = sqlx::query_as($sql.record_if)
                     .bind(key)
                     .bind(now.as_millis())
                     .bind(now.minus(window).as_millis())
-                    .fetch_one(&self.pool)
+                    .bind(i64::from(seen))
+                    .fetch_optional(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
-                Ok(counter(count, first_at, last_at))
+                Ok(row.map(|(count, first_at, last_at)| counter(count, first_at, last_at)))
+            }
+
+            async fn release(&self, key: &str) -> Result<(), StoreError> {
+                sqlx::query($sql.release)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(())
             }
 
             async fn get(
@@ -108,13 +121,15 @@ mod sqlite {
     }
 
     const STATEMENTS: ThrottleStatements = ThrottleStatements {
-        record:
+        record_if:
             "INSERT INTO throttle_counters (key, count, first_at, last_at) VALUES (?1, 1, ?2, ?2) \
                  ON CONFLICT (key) DO UPDATE SET \
                  count = CASE WHEN first_at <= ?3 THEN 1 ELSE count + 1 END, \
                  first_at = CASE WHEN first_at <= ?3 THEN ?2 ELSE first_at END, \
                  last_at = ?2 \
+                 WHERE (CASE WHEN first_at <= ?3 THEN 0 ELSE count END) <= ?4 \
                  RETURNING count, first_at, last_at",
+        release: "UPDATE throttle_counters SET count = count - 1 WHERE key = ? AND count > 0",
         get: "SELECT count, first_at, last_at FROM throttle_counters WHERE key = ?",
         clear: "DELETE FROM throttle_counters WHERE key = ?",
         delete_stale: "DELETE FROM throttle_counters WHERE key IN \
@@ -147,12 +162,14 @@ mod postgres {
     }
 
     const STATEMENTS: ThrottleStatements = ThrottleStatements {
-        record: "INSERT INTO throttle_counters AS t (key, count, first_at, last_at) \
+        record_if: "INSERT INTO throttle_counters AS t (key, count, first_at, last_at) \
                  VALUES ($1, 1, $2, $2) ON CONFLICT (key) DO UPDATE SET \
                  count = CASE WHEN t.first_at <= $3 THEN 1 ELSE t.count + 1 END, \
                  first_at = CASE WHEN t.first_at <= $3 THEN $2 ELSE t.first_at END, \
                  last_at = $2 \
+                 WHERE (CASE WHEN t.first_at <= $3 THEN 0 ELSE t.count END) <= $4 \
                  RETURNING count, first_at, last_at",
+        release: "UPDATE throttle_counters SET count = count - 1 WHERE key = $1 AND count > 0",
         get: "SELECT count, first_at, last_at FROM throttle_counters WHERE key = $1",
         clear: "DELETE FROM throttle_counters WHERE key = $1",
         delete_stale: "DELETE FROM throttle_counters WHERE key IN \
