@@ -188,7 +188,7 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
         &app.public_origin,
     );
     (origin == RequestOrigin::CrossSite).then(|| {
-        tracing::warn!(target: "latchkey::audit", event = "cross_site_refused", "cross_site_refused");
+        latchkey::audit_refusal!("cross_site_refused");
         ApiError::forbidden("cross-site request refused").into_response()
     })
 }

@@ -90,7 +90,7 @@ async fn check_csrf(
     {
         Ok(true) => Ok(()),
         Ok(false) => {
-            tracing::warn!(target: "latchkey::audit", event = "csrf_refused", "csrf_refused");
+            latchkey::audit_refusal!("csrf_refused");
             Err(error_page(
                 app,
                 StatusCode::FORBIDDEN,

@@ -48,7 +48,7 @@ pub async fn sign_up(
         .await
         .map_err(|error| SignUpError::Failed(SessionError::from(error).into()))?;
     if let Verdict::Wait(wait) = verdict {
-        tracing::warn!(target: "latchkey::audit", event = "signup_throttled", ip = ?ip.0, "signup_throttled");
+        latchkey::audit_refusal!("signup_throttled", ip = ?ip.0, retry_after = wait.as_secs());
         return Err(SignUpError::Throttled(wait));
     }
     let username = latchkey::user::validate_username(username)
@@ -145,7 +145,7 @@ async fn check_credentials(
     .await?;
     match &attempt {
         Attempt::Throttled(wait) => {
-            tracing::warn!(target: "latchkey::audit", event = "login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs(), "login_throttled");
+            latchkey::audit_refusal!("login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs());
         }
         Attempt::Checked(None) => {
             tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
@@ -239,7 +239,7 @@ pub async fn change_password(
             return Err(PasswordChangeError::WrongCurrent);
         }
         Attempt::Throttled(wait) => {
-            tracing::warn!(target: "latchkey::audit", event = "password_change_throttled", user_id = user.id, ip = ?ip.0, retry_after = wait.as_secs(), "password_change_throttled");
+            latchkey::audit_refusal!("password_change_throttled", user_id = user.id, ip = ?ip.0, retry_after = wait.as_secs());
             return Err(PasswordChangeError::Throttled(wait));
         }
     }

@@ -84,3 +84,54 @@ async fn security_events_are_logged_and_secrets_never_are() {
         "a login name reached the log:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_refusals_cannot_flood_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging(dir.path(), &[], &log);
+    let client = bare_client();
+    let refused = || {
+        client
+            .post(server.url("/logout"))
+            .header("origin", "https://evil.example")
+            .header("sec-fetch-site", "cross-site")
+            .json(&json!({}))
+            .send()
+    };
+    // 400 cross-site requests, no login needed.
+    for _ in 0..400 {
+        let response = refused().await.expect("refused");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+    // Once the budget refills, the next line says how many were left out.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    refused().await.expect("refused");
+    server.stop();
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("event=\"cross_site_refused\""))
+        .collect();
+    let dropped: u64 = lines
+        .iter()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("dropped=")?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .sum();
+    assert!(
+        lines.len() < 120,
+        "{} lines for 401 refusals: the log is not rate-limited",
+        lines.len()
+    );
+    assert_eq!(
+        lines.len() as u64 + dropped,
+        401,
+        "every refusal is accounted for"
+    );
+}

@@ -45,6 +45,7 @@ pub mod auth;
 pub mod axum;
 pub mod csrf;
 pub mod flash;
+pub mod log_budget;
 pub mod password;
 pub mod redirect;
 pub mod remember;

@@ -160,8 +160,9 @@ impl<S: UserStore> AuthBackend for PasswordBackend<S> {
     type User = User;
     type Credentials = PasswordCredentials;
 
-    /// Unknown and disabled users cost one password verification too, so every failure
-    /// takes about as long as a wrong password. The user only if the password matches
+    /// Unknown and disabled users cost one password verification too, and a user whose
+    /// stored hash has other parameters one more at the hasher's own, so every failure
+    /// costs at least what an unknown name's does (`benches/login_timing.rs`). The user only if the password matches
     /// and the account is enabled.
     async fn authenticate(
         &self,
@@ -176,19 +177,32 @@ impl<S: UserStore> AuthBackend for PasswordBackend<S> {
             self.hasher.verify_dummy(&password).await?;
             return Ok(None);
         };
-        let matches = match self.hasher.verify(&password, user.password_hash()).await {
-            Ok(matches) => matches,
+        // Whether the work so far cost one verification at the hasher's own parameters.
+        let (matches, cost_matched) = match self
+            .hasher
+            .verify(&password, user.password_hash())
+            .await
+        {
+            Ok(matches) => (matches, !self.hasher.needs_rehash(user.password_hash())),
             Err(error @ (PasswordError::MalformedHash | PasswordError::UnsafeHash(_))) => {
                 tracing::error!(user_id = user.id, %error, "stored password hash unusable: login refused");
                 // Spend the same time as any other failure.
                 self.hasher.verify_dummy(&password).await?;
-                false
+                (false, true)
             }
             Err(error) => return Err(error.into()),
         };
         if !matches || user.disabled {
+            if !cost_matched {
+                // A hash with other parameters (imported, or older than a cost change)
+                // verifies in its own time, often far less than ours: one more
+                // verification at our parameters, so this failure costs what an
+                // unknown name's does, and timing tells no one the account exists.
+                self.hasher.verify_dummy(&password).await?;
+            }
             return Ok(None);
         }
+        // A success with such a hash spends the same again on the upgrade's new hash.
         Ok(Some(self.upgrade_hash(user, &password).await?))
     }
 

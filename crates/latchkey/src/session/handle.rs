@@ -752,7 +752,7 @@ impl Session {
         match policy.admit(&self.inner.client).await? {
             None => Ok(()),
             Some(wait) => {
-                tracing::warn!(target: "latchkey::audit", event = "new_session_refused", ip = ?self.inner.client.ip, retry_after = wait.as_secs(), "new_session_refused");
+                crate::audit_refusal!("new_session_refused", ip = ?self.inner.client.ip, retry_after = wait.as_secs());
                 Err(SessionError::Refused(wait))
             }
         }
