@@ -120,7 +120,7 @@ async fn a_flood_of_refusals_cannot_flood_the_log() {
             let (_, rest) = line.split_once("dropped=")?;
             rest.split(|c: char| !c.is_ascii_digit())
                 .next()?
-                .parse()
+                .parse::<u64>()
                 .ok()
         })
         .sum();
