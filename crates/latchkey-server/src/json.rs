@@ -192,3 +192,71 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
         ApiError::forbidden("cross-site request refused").into_response()
     })
 }
+
+/// Refuses a JSON request that is cross-site ([`refuse_cross_site`]) or whose body is
+/// not JSON (415): a `Content-Type` other than JSON (`text/plain`, a form, multipart),
+/// or a body sent with no `Content-Type` at all. A request with no body and no
+/// `Content-Type` passes: the bodiless endpoints (`POST /logout`, say) need none. Every
+/// state-changing JSON request passes here.
+pub fn refuse_cross_site_or_not_json(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(refused) = refuse_cross_site(app, headers) {
+        return Some(refused);
+    }
+    let acceptable = match headers.get(header::CONTENT_TYPE) {
+        Some(content_type) => content_type.to_str().is_ok_and(is_json_media_type),
+        None => !declares_a_body(headers),
+    };
+    (!acceptable).then(|| {
+        let message = "expected a JSON body with Content-Type: application/json, or no body";
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
+    })
+}
+
+/// `application/json` or `application/…+json`, parameters aside, in any letter case.
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// Whether the request says a body follows (a non-zero `Content-Length`, or chunks).
+fn declares_a_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_media_type;
+
+    #[test]
+    fn only_json_media_types_are_json() {
+        for json in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "",
+        ] {
+            assert!(!is_json_media_type(other), "{other}");
+        }
+    }
+}
