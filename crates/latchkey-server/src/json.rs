@@ -3,6 +3,7 @@
 //! cross-site check every state-changing JSON request passes. Shared by the JSON
 //! handlers, the pages' JSON fallbacks and the session data API.
 
+use crate::connections::BodyTimedOut;
 use crate::headers;
 use crate::state::AppState;
 use crate::throttling::{too_many_message, with_retry_after};
@@ -148,6 +149,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             "expected a JSON body with Content-Type: application/json".to_string()
         }
+        _ if body_timed_out(&rejection) => {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, rejection.body_text());
+        }
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             format!(
                 "request body is larger than {} bytes",
@@ -157,6 +161,15 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         _ => rejection.body_text(),
     };
     ApiError::new(status, message)
+}
+
+/// Whether reading the body failed because it did not arrive in time.
+fn body_timed_out(rejection: &JsonRejection) -> bool {
+    std::iter::successors(
+        Some(rejection as &(dyn std::error::Error + 'static)),
+        |error| error.source(),
+    )
+    .any(|error| error.is::<BodyTimedOut>())
 }
 
 /// `{"message": …}`: what a success says.
