@@ -77,6 +77,12 @@ pub struct SessionStoreArgs {
     /// the change channel: one per deployment sharing a Redis server.
     #[arg(long, env = "LATCHKEY_REDIS_PREFIX", default_value = "latchkey")]
     pub redis_prefix: String,
+    /// Most sessions a memory session store holds (then it evicts anonymous sessions,
+    /// and refuses new ones with 503 when all are logged in). Default: a quarter of the
+    /// available memory (MemAvailable, or the cgroup's memory.max when lower) at 556
+    /// bytes per session, within 10,000 to 50 million.
+    #[arg(long, env = "LATCHKEY_MEMORY_STORE_CAPACITY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_store_capacity: Option<u64>,
 }
 
 /// Database and password-hashing options shared by `serve` and the user commands.
