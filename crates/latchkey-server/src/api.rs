@@ -3,7 +3,7 @@
 //! the use cases in [`crate::usecases`].
 
 use crate::headers;
-use crate::json::{refuse_cross_site, ApiError, HandlerError, JsonBody};
+use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
 use crate::usecases::{self, LogIn, PasswordChangeError, SignUpError};
@@ -115,6 +115,7 @@ impl serde_json::ser::Formatter for StringContents {
 #[utoipa::path(post, path = "/logout", responses(
     (status = 200, description = "Logged out (or was not logged in)", body = crate::json::Message),
     (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
@@ -214,6 +215,7 @@ pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError>
     (status = 401, description = "Not logged in, or the login is not fresh (password entered in this session)", body = crate::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
     (status = 404, description = "Not a session of this user", body = crate::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn revoke_session(
@@ -223,7 +225,7 @@ pub async fn revoke_session(
     auth: AuthSession<User>,
     Path(id): Path<String>,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site(&app, &headers) {
+    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
         return Ok(refused);
     }
     if usecases::revoke_session(&auth, &id).await? {
@@ -251,6 +253,7 @@ pub struct Revoked {
     (status = 200, description = "The other sessions ended", body = Revoked),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {

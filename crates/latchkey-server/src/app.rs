@@ -2,6 +2,7 @@
 
 use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
+use crate::connections;
 use crate::forwarded::TrustedProxies;
 use crate::headers;
 use crate::pages;
@@ -15,7 +16,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use axum::serve::IncomingStream;
 use axum::Router;
 use latchkey::csrf::CsrfKey;
 use latchkey::remember::RememberStore;
@@ -27,11 +27,9 @@ use latchkey::{
     Timestamp, User, UserStore,
 };
 use sha2::{Digest, Sha256};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tower::util::MapResponse;
 use tower::Layer;
 
@@ -291,13 +289,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache = ?args.session_cache,
         "latchkey listening"
     );
-    let per_connection = tower::service_fn(move |incoming: IncomingStream<'_, TcpListener>| {
-        std::future::ready(Ok::<_, Infallible>(app.for_peer(*incoming.remote_addr())))
-    });
-    axum::serve(listener, per_connection)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let (limits, file_limit) = args.connection_limits(secure);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        why = %match file_limit {
+            Some(files) => format!(
+                "open-file limit {files} less {} descriptors for stores and files",
+                crate::connections::DESCRIPTOR_HEADROOM
+            ),
+            None => "--max-connections".to_string(),
+        },
+        header_read_timeout = ?limits.header_read,
+        body_read_timeout = ?limits.body_read,
+        connection_idle_timeout = ?limits.idle,
+        "connection limits"
+    );
+    connections::serve(
+        listener,
+        limits,
+        move |peer| app.for_peer(peer),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("latchkey stopped");
     Ok(())
 }

@@ -78,12 +78,29 @@ impl Backend {
     pub async fn open_store(
         &self,
         kind: &SessionStoreKind,
-        redis_prefix: &str,
+        args: &SessionStoreArgs,
     ) -> anyhow::Result<Arc<dyn SessionStore>> {
         Ok(match kind {
-            SessionStoreKind::Memory => Arc::new(MemoryStore::new()),
+            SessionStoreKind::Memory => {
+                let capacity = match args.memory_store_capacity {
+                    Some(capacity) => {
+                        tracing::info!(
+                            capacity,
+                            why = "--memory-store-capacity",
+                            "memory session store"
+                        );
+                        usize::try_from(capacity).unwrap_or(usize::MAX)
+                    }
+                    None => {
+                        let (capacity, why) = default_memory_store_capacity();
+                        tracing::info!(capacity, why = %why, "memory session store");
+                        capacity
+                    }
+                };
+                Arc::new(MemoryStore::with_capacity(capacity))
+            }
             SessionStoreKind::Database => self.sessions.clone(),
-            SessionStoreKind::Redis(url) => Arc::new(open_redis(url, redis_prefix).await?),
+            SessionStoreKind::Redis(url) => Arc::new(open_redis(url, &args.redis_prefix).await?),
             SessionStoreKind::Cookie => {
                 bail!("the cookie store keeps sessions in browsers: it cannot be a mirror or be reached from here")
             }
@@ -142,9 +159,7 @@ impl Backend {
         &self,
         args: &SessionStoreArgs,
     ) -> anyhow::Result<Arc<dyn SessionStore>> {
-        let master = self
-            .open_store(&args.session_store, &args.redis_prefix)
-            .await?;
+        let master = self.open_store(&args.session_store, args).await?;
         if args.session_mirrors.is_empty() {
             return Ok(master);
         }
@@ -153,7 +168,7 @@ impl Backend {
             if *mirror == args.session_store {
                 bail!("--session-mirror {mirror} is the --session-store itself");
             }
-            mirrors.push(self.open_store(mirror, &args.redis_prefix).await?);
+            mirrors.push(self.open_store(mirror, args).await?);
         }
         let on_failure = match args.mirror_failure {
             MirrorFailurePolicy::Log => MirrorFailure::Log,
@@ -161,4 +176,64 @@ impl Backend {
         };
         Ok(Arc::new(FanOutStore::new(master, mirrors, on_failure)))
     }
+}
+
+/// Bytes the memory store's capacity allows per session: the largest measured (183 to
+/// 556 bytes per session, 392 for a typical idle one; PERFORMANCE.md).
+pub const MEMORY_BYTES_PER_SESSION: u64 = 556;
+
+/// The fewest and most sessions the derived default capacity allows.
+const MEMORY_CAPACITY_RANGE: (u64, u64) = (10_000, 50_000_000);
+
+/// The default of `--memory-store-capacity`: a quarter of the memory this process may
+/// use (`MemAvailable` from `/proc/meminfo`, or the cgroup's `memory.max` when lower)
+/// divided by [`MEMORY_BYTES_PER_SESSION`], within 10,000 to 50 million; 1 million
+/// where the memory cannot be read. Returns the capacity and why.
+pub fn default_memory_store_capacity() -> (usize, String) {
+    let available = read_meminfo_available();
+    let cgroup = read_cgroup_memory_max();
+    let (bytes, source) = match (available, cgroup) {
+        (Some(available), Some(cgroup)) if cgroup < available => (cgroup, "cgroup memory.max"),
+        (Some(available), _) => (available, "MemAvailable"),
+        (None, Some(cgroup)) => (cgroup, "cgroup memory.max"),
+        (None, None) => {
+            return (
+                1_000_000,
+                "memory size unknown (no /proc/meminfo): 1,000,000".to_string(),
+            )
+        }
+    };
+    let (low, high) = MEMORY_CAPACITY_RANGE;
+    let capacity = (bytes / 4 / MEMORY_BYTES_PER_SESSION).clamp(low, high);
+    let why = format!(
+        "a quarter of {source} ({} MiB) at {MEMORY_BYTES_PER_SESSION} bytes per session, \
+         within {low}..={high}; set --memory-store-capacity to choose",
+        bytes / (1024 * 1024)
+    );
+    (usize::try_from(capacity).unwrap_or(usize::MAX), why)
+}
+
+/// `MemAvailable` in bytes.
+fn read_meminfo_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo
+        .lines()
+        .find(|line| line.starts_with("MemAvailable:"))?;
+    let kib: u64 = line
+        .trim_start_matches("MemAvailable:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The cgroup (v2) memory limit in bytes, when one is set.
+fn read_cgroup_memory_max() -> Option<u64> {
+    std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }

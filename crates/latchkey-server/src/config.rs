@@ -1,5 +1,6 @@
 //! Command-line and environment configuration, checked before anything starts.
 
+use crate::connections::{default_max_connections, ConnectionLimits};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use latchkey::{HashParams, PasswordHasher, PasswordPolicy, SessionConfig};
@@ -76,6 +77,12 @@ pub struct SessionStoreArgs {
     /// the change channel: one per deployment sharing a Redis server.
     #[arg(long, env = "LATCHKEY_REDIS_PREFIX", default_value = "latchkey")]
     pub redis_prefix: String,
+    /// Most sessions a memory session store holds (then it evicts anonymous sessions,
+    /// and refuses new ones with 503 when all are logged in). Default: a quarter of the
+    /// available memory (MemAvailable, or the cgroup's memory.max when lower) at 556
+    /// bytes per session, within 10,000 to 50 million.
+    #[arg(long, env = "LATCHKEY_MEMORY_STORE_CAPACITY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_store_capacity: Option<u64>,
 }
 
 /// Database and password-hashing options shared by `serve` and the user commands.
@@ -200,6 +207,23 @@ pub struct ServeArgs {
     /// Serve the session data JSON API (/api/session/data) to logged-in users.
     #[arg(long, env = "LATCHKEY_ENABLE_SESSION_DATA_API")]
     pub enable_session_data_api: bool,
+    /// A client must send a request's headers within this long of its first byte, or
+    /// the connection is closed.
+    #[arg(long, env = "LATCHKEY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A client must send a request's whole body within this long of its headers, or
+    /// the answer is 408 and the connection is closed.
+    #[arg(long, env = "LATCHKEY_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request (or an answer the client does not read)
+    /// for this long is closed.
+    #[arg(long, env = "LATCHKEY_CONNECTION_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub connection_idle_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed at once.
+    /// Default: the process's open-file limit (soft RLIMIT_NOFILE) less 128 descriptors
+    /// kept for the stores and files, at least 16.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// How often expired sessions are swept from the store.
     #[arg(long, env = "LATCHKEY_CLEANUP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Duration,
@@ -234,6 +258,18 @@ impl ServeArgs {
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             bail!("--idle-timeout and --absolute-timeout must be longer than zero");
         }
+        if self.header_read_timeout.is_zero()
+            || self.body_read_timeout.is_zero()
+            || self.connection_idle_timeout.is_zero()
+        {
+            bail!(
+                "--header-read-timeout, --body-read-timeout and --connection-idle-timeout \
+                 must be longer than zero"
+            );
+        }
+        if self.max_connections == Some(0) {
+            bail!("--max-connections must be at least 1");
+        }
         Ok(secure)
     }
 
@@ -247,6 +283,26 @@ impl ServeArgs {
             new_sessions_hourly: self.new_sessions_per_ip_hourly,
             ..Default::default()
         }
+    }
+
+    /// The connection limits from these options (see [`crate::connections`]), and the
+    /// open-file limit the default `--max-connections` was derived from, if it was.
+    pub fn connection_limits(&self, hsts: bool) -> (ConnectionLimits, Option<u64>) {
+        let (max_connections, file_limit) = match self.max_connections {
+            Some(max) => (max, None),
+            None => {
+                let (max, file_limit) = default_max_connections();
+                (max, Some(file_limit))
+            }
+        };
+        let limits = ConnectionLimits {
+            header_read: self.header_read_timeout,
+            body_read: self.body_read_timeout,
+            idle: self.connection_idle_timeout,
+            max_connections,
+            hsts,
+        };
+        (limits, file_limit)
     }
 
     /// Session settings from these options.

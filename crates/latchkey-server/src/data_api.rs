@@ -10,7 +10,7 @@
 //! [`MAX_KEYS`] of them, and every write is a compare-and-swap in the store, so
 //! concurrent writers in any number of processes lose nothing.
 
-use crate::json::{refuse_cross_site, ApiError, HandlerError, JsonBody};
+use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -33,7 +33,7 @@ async fn writable_key(
     session: &Session,
     key: &str,
 ) -> Result<String, Response> {
-    if let Some(refused) = refuse_cross_site(app, headers) {
+    if let Some(refused) = refuse_cross_site_or_not_json(app, headers) {
         return Err(refused);
     }
     let valid = (1..=64).contains(&key.len())

@@ -4,6 +4,7 @@
 //!   tricked into opening an API response saves it rather than rendering it);
 //! * all responses: `Cache-Control: no-store` (unless the handler chose a policy, as the
 //!   stylesheet does), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`;
+//!   every one of them is added to every answer, whatever headers the handler set;
 //! * HTML: a strict `Content-Security-Policy` (same-origin styles, nothing else; no
 //!   framing), `X-Frame-Options: DENY`, `Cross-Origin-Opener-Policy: same-origin`;
 //! * a successful logout: `Clear-Site-Data: "cache", "storage"`. Not `"cookies"`: the
@@ -89,11 +90,9 @@ pub fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
 /// per request). `hsts` when the public URL is https.
 pub fn secure<B>(mut response: axum::http::Response<B>, hsts: bool) -> axum::http::Response<B> {
     let headers = response.headers_mut();
-    // Every answer this module makes carries `X-Content-Type-Options`: one made by
-    // [`json`] has its headers already.
-    if !headers.contains_key(X_CONTENT_TYPE_OPTIONS) {
-        add_security_headers(headers);
-    }
+    // Always, whatever the handler set: an answer made by [`json`] has every header in
+    // place already, and inserting them again only replaces them (the map does not grow).
+    add_security_headers(headers);
     if hsts {
         headers.insert(
             STRICT_TRANSPORT_SECURITY,
@@ -103,7 +102,9 @@ pub fn secure<B>(mut response: axum::http::Response<B>, hsts: bool) -> axum::htt
     response
 }
 
-/// The headers for the answer's content type (see the module notes), HSTS aside.
+/// The headers for the answer's content type (see the module notes), HSTS aside. Each
+/// one replaces whatever the handler set, except `Cache-Control`, where a handler's own
+/// policy (the stylesheet's) is kept.
 fn add_security_headers(headers: &mut HeaderMap) {
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -190,5 +191,24 @@ mod tests {
         assert_eq!(plain.headers().len(), JSON_HEADERS.len());
         let https = secure(json_body(StatusCode::OK, b"{}".to_vec()), true);
         assert_eq!(https.headers()[STRICT_TRANSPORT_SECURITY], HSTS_VALUE);
+    }
+
+    #[test]
+    fn an_answer_that_set_some_security_headers_gets_all_of_them() {
+        let mut response = Response::new(axum::body::Body::empty());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+        let response = secure(response, false);
+        let headers = response.headers();
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+        assert_eq!(headers[REFERRER_POLICY], "same-origin");
+        assert_eq!(
+            headers[CONTENT_SECURITY_POLICY],
+            CONTENT_SECURITY_POLICY_VALUE
+        );
+        assert_eq!(headers[X_FRAME_OPTIONS], "DENY", "the strict value wins");
+        assert_eq!(headers[CROSS_ORIGIN_OPENER_POLICY], "same-origin");
     }
 }

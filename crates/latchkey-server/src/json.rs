@@ -3,6 +3,7 @@
 //! cross-site check every state-changing JSON request passes. Shared by the JSON
 //! handlers, the pages' JSON fallbacks and the session data API.
 
+use crate::connections::BodyTimedOut;
 use crate::headers;
 use crate::state::AppState;
 use crate::throttling::{too_many_message, with_retry_after};
@@ -148,6 +149,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             "expected a JSON body with Content-Type: application/json".to_string()
         }
+        _ if body_timed_out(&rejection) => {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, rejection.body_text());
+        }
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             format!(
                 "request body is larger than {} bytes",
@@ -157,6 +161,15 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         _ => rejection.body_text(),
     };
     ApiError::new(status, message)
+}
+
+/// Whether reading the body failed because it did not arrive in time.
+fn body_timed_out(rejection: &JsonRejection) -> bool {
+    std::iter::successors(
+        Some(rejection as &(dyn std::error::Error + 'static)),
+        |error| error.source(),
+    )
+    .any(|error| error.is::<BodyTimedOut>())
 }
 
 /// `{"message": …}`: what a success says.
@@ -191,4 +204,72 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
         latchkey::audit_refusal!("cross_site_refused");
         ApiError::forbidden("cross-site request refused").into_response()
     })
+}
+
+/// Refuses a JSON request that is cross-site ([`refuse_cross_site`]) or whose body is
+/// not JSON (415): a `Content-Type` other than JSON (`text/plain`, a form, multipart),
+/// or a body sent with no `Content-Type` at all. A request with no body and no
+/// `Content-Type` passes: the bodiless endpoints (`POST /logout`, say) need none. Every
+/// state-changing JSON request passes here.
+pub fn refuse_cross_site_or_not_json(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(refused) = refuse_cross_site(app, headers) {
+        return Some(refused);
+    }
+    let acceptable = match headers.get(header::CONTENT_TYPE) {
+        Some(content_type) => content_type.to_str().is_ok_and(is_json_media_type),
+        None => !declares_a_body(headers),
+    };
+    (!acceptable).then(|| {
+        let message = "expected a JSON body with Content-Type: application/json, or no body";
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
+    })
+}
+
+/// `application/json` or `application/…+json`, parameters aside, in any letter case.
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// Whether the request says a body follows (a non-zero `Content-Length`, or chunks).
+fn declares_a_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_media_type;
+
+    #[test]
+    fn only_json_media_types_are_json() {
+        for json in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "",
+        ] {
+            assert!(!is_json_media_type(other), "{other}");
+        }
+    }
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod backend;
 pub mod config;
+pub mod connections;
 pub mod data_api;
 pub mod forwarded;
 pub mod headers;

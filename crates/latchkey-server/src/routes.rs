@@ -3,7 +3,7 @@
 //! it passed the cross-site check; a `GET` goes by `Accept`. The only module that knows
 //! both, so neither ever calls the other.
 
-use crate::json::{refuse_cross_site, JsonBody};
+use crate::json::{refuse_cross_site_or_not_json, JsonBody};
 use crate::pages::{self, is_form};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 /// The JSON body of a request that is not a form, after the cross-site check; the
 /// refusal or the JSON 4xx otherwise.
 async fn json_body<T: DeserializeOwned>(app: &AppState, request: Request) -> Result<T, Response> {
-    if let Some(refused) = refuse_cross_site(app, request.headers()) {
+    if let Some(refused) = refuse_cross_site_or_not_json(app, request.headers()) {
         return Err(refused);
     }
     JsonBody::<T>::from_request(request, &())
@@ -75,7 +75,7 @@ pub async fn logout(
     if is_form(request.headers()) {
         return pages::logout(app, auth, browser, request).await;
     }
-    if let Some(refused) = refuse_cross_site(&app, request.headers()) {
+    if let Some(refused) = refuse_cross_site_or_not_json(&app, request.headers()) {
         return refused;
     }
     headers::clear_site_data(api::logout(auth).await.into_response())
@@ -144,7 +144,7 @@ pub async fn revoke_other_sessions(
     if is_form(request.headers()) {
         return pages::revoke_other_sessions(app, auth, browser, request).await;
     }
-    if let Some(refused) = refuse_cross_site(&app, request.headers()) {
+    if let Some(refused) = refuse_cross_site_or_not_json(&app, request.headers()) {
         return refused;
     }
     api::revoke_other_sessions(auth).await.into_response()

@@ -1,4 +1,4 @@
-//! `latchkey user …`: add, list, passwd, disable.
+//! `latchkey user …`: add, list, passwd, import, disable.
 
 use crate::backend::Backend;
 use crate::config::{DatabaseArgs, SessionStoreArgs, SessionStoreKind};
@@ -40,7 +40,6 @@ pub enum UserCommand {
         #[command(flatten)]
         sessions: SessionStoreArgs,
     },
-    /// Disable a user; ends all of the user's sessions.
     /// Import users with their existing password hashes (Werkzeug, Django, passlib,
     /// bcrypt, argon2) from a JSON Lines or .csv file with username, email and
     /// password_hash; all rows or none.
@@ -50,6 +49,7 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Disable a user; ends all of the user's sessions.
     Disable {
         /// Username or email.
         name: String,
@@ -129,7 +129,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the database: its users and its session store.
+/// The user whose username or email is `name`.
 pub async fn find_user(users: &dyn UserStore, name: &str) -> anyhow::Result<User> {
     users
         .find_by_login(name)
@@ -137,9 +137,6 @@ pub async fn find_user(users: &dyn UserStore, name: &str) -> anyhow::Result<User
         .with_context(|| format!("no user named {name:?}"))
 }
 
-/// Deletes the user's sessions and remember-me tokens from the database now. Sessions
-/// held elsewhere (a server's memory store) end on their next request, because the
-/// user's credential version changed.
 /// Ends the user's sessions and remembered devices at once where the CLI can reach
 /// them (database, Redis, mirrors); says how. Sessions it cannot reach (another
 /// process's memory, cookies) end on their next request: the user's credential version

@@ -209,3 +209,32 @@ async fn what_users_type_is_escaped_in_pages() {
         );
     }
 }
+
+/// The refusals made before a handler runs (a declared body over the limit: 413; a
+/// non-JSON body on the JSON branch: 415) carry every security header too, HSTS
+/// included (issue 15, item 19: headers were skipped on answers that already had
+/// `X-Content-Type-Options`).
+#[tokio::test]
+async fn refusals_carry_every_security_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--public-url", "https://login.example.com"]);
+    let client = bare_client();
+    let too_large = client
+        .post(server.url("/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 70 * 1024])
+        .send()
+        .await
+        .expect("413");
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    check("413 before the handler", too_large.headers(), true);
+    let not_json = client
+        .post(server.url("/logout"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .expect("415");
+    assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    check("415 on the JSON branch", not_json.headers(), true);
+}
