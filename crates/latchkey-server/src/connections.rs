@@ -131,7 +131,8 @@ pub async fn serve<S, M>(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // One write to a fresh socket's empty buffer, never a wait; then close.
             let _ = stream.try_write(&busy);
-            tracing::warn!(%peer, max = limits.max_connections, "too many connections: refused");
+            // Anyone can cause this: logged within a budget.
+            latchkey::audit_refusal!("connection_refused", peer = %peer, max = limits.max_connections);
             continue;
         };
         let _ = stream.set_nodelay(true);
