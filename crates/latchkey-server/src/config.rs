@@ -200,6 +200,13 @@ pub struct ServeArgs {
     /// Serve the session data JSON API (/api/session/data) to logged-in users.
     #[arg(long, env = "LATCHKEY_ENABLE_SESSION_DATA_API")]
     pub enable_session_data_api: bool,
+    /// Largest session record in bytes (its JSON, as stored); a write beyond it is
+    /// refused with 413 and changes nothing.
+    #[arg(long, env = "LATCHKEY_MAX_SESSION_BYTES", default_value_t = latchkey::session::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_session_bytes: usize,
+    /// Most keys a session's data may hold; a write beyond it is refused with 413.
+    #[arg(long, env = "LATCHKEY_MAX_SESSION_KEYS", default_value_t = latchkey::session::DEFAULT_MAX_KEYS)]
+    pub max_session_keys: usize,
     /// How often expired sessions are swept from the store.
     #[arg(long, env = "LATCHKEY_CLEANUP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Duration,
@@ -255,6 +262,8 @@ impl ServeArgs {
             .with_secure(secure)
             .with_idle_timeout(self.idle_timeout)
             .with_absolute_timeout(self.absolute_timeout)
+            .with_max_record_bytes(self.max_session_bytes)
+            .with_max_keys(self.max_session_keys)
     }
 }
 
