@@ -330,6 +330,7 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     use base64::Engine;
     use std::io::Write;
     if path.exists() {
+        warn_if_others_can_read(path);
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read secret key file {}", path.display()))?;
         let mut keys = Vec::new();
@@ -366,6 +367,26 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     file.sync_all()?;
     Ok(vec![key])
 }
+
+/// Logs a warning when the key file `path` can be read by other users of the machine
+/// (whoever reads it can forge forms and, with the cookie store, sessions).
+#[cfg(unix)]
+fn warn_if_others_can_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{mode:o}"),
+                "the secret key file can be read by other users of this machine: chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_path: &Path) {}
 
 /// `url` without the password, for messages and logs.
 pub fn redact(url: &str) -> String {

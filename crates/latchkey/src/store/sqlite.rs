@@ -30,6 +30,9 @@ pub async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
+    if !in_memory {
+        private_database_file(options.get_filename())?;
+    }
     let mut pool = SqlitePoolOptions::new().acquire_timeout(Duration::from_secs(10));
     if in_memory {
         pool = pool
@@ -47,6 +50,52 @@ pub async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
     Ok(pool)
 }
+
+/// Creates the database file `path` readable by its owner only (0600) if it is missing:
+/// it holds password hashes, emails and sessions. SQLite would create it 0644, and
+/// gives the WAL and shared-memory files it makes beside it the database file's mode,
+/// so those are 0600 too. Warns when an existing one can be read by other users.
+fn private_database_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_os_string();
+                file.push(suffix);
+                warn_if_others_can_read(Path::new(&file));
+            }
+            Ok(())
+        }
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+/// Logs a warning when `file` exists and its group or other users have any access to it.
+#[cfg(unix)]
+fn warn_if_others_can_read(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(file) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %file.display(),
+                mode = %format!("{mode:o}"),
+                "the database file can be read by other users of this machine (it holds \
+                 password hashes, emails and sessions): chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_file: &Path) {}
 
 /// Sessions in a SQLite database: table `sessions`, keyed by the hex SHA-256 of the
 /// token, indexed by user and by expiry. Saves are `UPDATE … WHERE version = ?`; nothing
