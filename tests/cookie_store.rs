@@ -237,7 +237,7 @@ async fn a_session_too_big_for_a_cookie_is_a_clear_error() {
         Some(&cookie),
     )
     .await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(body.contains("too large"), "{body}");
     assert_eq!(set, None, "nothing half-saved reaches the browser");
     let (status, _, _) = send(

@@ -224,6 +224,13 @@ pub struct ServeArgs {
     /// kept for the stores and files, at least 16.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Largest session record in bytes (its JSON, as stored); a write beyond it is
+    /// refused with 413 and changes nothing.
+    #[arg(long, env = "LATCHKEY_MAX_SESSION_BYTES", default_value_t = latchkey::session::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_session_bytes: usize,
+    /// Most keys a session's data may hold; a write beyond it is refused with 413.
+    #[arg(long, env = "LATCHKEY_MAX_SESSION_KEYS", default_value_t = latchkey::session::DEFAULT_MAX_KEYS)]
+    pub max_session_keys: usize,
     /// How often expired sessions are swept from the store.
     #[arg(long, env = "LATCHKEY_CLEANUP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Duration,
@@ -311,6 +318,8 @@ impl ServeArgs {
             .with_secure(secure)
             .with_idle_timeout(self.idle_timeout)
             .with_absolute_timeout(self.absolute_timeout)
+            .with_max_record_bytes(self.max_session_bytes)
+            .with_max_keys(self.max_session_keys)
     }
 }
 
@@ -377,6 +386,7 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     use base64::Engine;
     use std::io::Write;
     if path.exists() {
+        warn_if_others_can_read(path);
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read secret key file {}", path.display()))?;
         let mut keys = Vec::new();
@@ -413,6 +423,26 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     file.sync_all()?;
     Ok(vec![key])
 }
+
+/// Logs a warning when the key file `path` can be read by other users of the machine
+/// (whoever reads it can forge forms and, with the cookie store, sessions).
+#[cfg(unix)]
+fn warn_if_others_can_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{mode:o}"),
+                "the secret key file can be read by other users of this machine: chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_path: &Path) {}
 
 /// `url` without the password, for messages and logs.
 pub fn redact(url: &str) -> String {

@@ -172,6 +172,49 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
     );
 }
 
+/// Stops `redis` and starts a fresh one on its port while nobody asks the server
+/// anything, so the server's connection is dead but it does not know yet.
+fn restart_while_idle(redis: Redis) -> Redis {
+    let port = redis.port;
+    redis.stop();
+    Redis::start(port)
+}
+
+#[tokio::test]
+async fn the_first_request_after_an_idle_redis_restart_is_served() {
+    if service_url("LATCHKEY_TEST_REDIS").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(common::free_address().port());
+    let store = format!("redis://127.0.0.1:{}", redis.port);
+    let server = Server::start(dir.path(), &["--session-store", &store]);
+    let name = unique("i");
+    let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
+    assert_eq!(home(&server, &cookie).await.0, StatusCode::OK);
+
+    // The first request after the restart reads a session: the old one died with
+    // Redis's memory, so 401, and never 503.
+    let redis = restart_while_idle(redis);
+    let (status, body) = home(&server, &cookie).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let fresh = login(&server, &name).await;
+    assert_eq!(fresh.status(), StatusCode::OK, "a fresh login, first time");
+
+    // The first request after the restart writes (a login: throttle counters and a new
+    // session): it works first time.
+    let _redis = restart_while_idle(redis);
+    let fresh = login(&server, &name).await;
+    assert_eq!(
+        fresh.status(),
+        StatusCode::OK,
+        "a login right after the restart"
+    );
+    let header = common::session_cookie(&fresh, "id").expect("session cookie");
+    let cookie = format!("id={}", common::cookie_value(&header));
+    assert_eq!(home(&server, &cookie).await.0, StatusCode::OK);
+}
+
 /// A TCP proxy that can cut every connection and refuse new ones: PostgreSQL "going
 /// away" for the server, without stopping the machine's PostgreSQL under other tests.
 struct Cut {

@@ -247,3 +247,113 @@ async fn secret_keys_roll_over_without_logging_anyone_out() {
         StatusCode::OK
     );
 }
+
+/// `PUT /api/session/data/{key}` with `value`: its status and body.
+async fn put_data(
+    server: &Server,
+    cookie: &str,
+    key: &str,
+    value: &serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let response = bare_client()
+        .put(server.url(&format!("/api/session/data/{key}")))
+        .header("cookie", cookie)
+        .json(value)
+        .send()
+        .await
+        .expect("put");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// The session data the API reports.
+async fn session_data(server: &Server, cookie: &str) -> serde_json::Value {
+    let response = bare_client()
+        .get(server.url("/api/session/data"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("data")
+}
+
+/// The attack: 64 values of 60 KB in one session through the data API (a 3.8 MB
+/// record). Whatever the store, the write past the record limit (64 KiB by default) is
+/// answered 413 with a message, and the session keeps what it had; so is the key past
+/// `--max-session-keys`.
+#[tokio::test]
+async fn session_data_past_the_limits_is_refused_in_every_store() {
+    let mut stores = vec!["database".to_string(), "memory".to_string()];
+    if let Some(redis) = service_url("LATCHKEY_TEST_REDIS") {
+        stores.push(redis);
+    }
+    for store in &stores {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prefix = unique("big");
+        let server = Server::start(
+            dir.path(),
+            &[
+                "--session-store",
+                store,
+                "--redis-prefix",
+                &prefix,
+                "--enable-session-data-api",
+                "--max-session-keys",
+                "6",
+            ],
+        );
+        let cookie = common::signup_and_login(&server, &unique("big"), PASSWORD).await;
+        let value = serde_json::json!("x".repeat(60_000));
+        let (answer, body) = put_data(&server, &cookie, "v0", &value).await;
+        assert_eq!(answer, StatusCode::OK, "{store}: {body}");
+        for n in 1..64 {
+            let (answer, body) = put_data(&server, &cookie, &format!("v{n}"), &value).await;
+            assert_eq!(answer, StatusCode::PAYLOAD_TOO_LARGE, "{store}, value {n}");
+            let message = body["error"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("too large") && message.contains("65536"),
+                "{store}: {body}"
+            );
+        }
+        let increment = bare_client()
+            .post(server.url("/api/session/data/v0/increment"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("increment");
+        assert_eq!(
+            increment.status(),
+            StatusCode::OK,
+            "{store}: a small value fits"
+        );
+        let data = session_data(&server, &cookie).await;
+        assert_eq!(data, serde_json::json!({ "v0": 1 }), "{store}");
+
+        // Keys: the session holds v0 and the API's keys up to the limit of 6 in all.
+        let mut stored = 0;
+        for n in 0..10 {
+            let (answer, body) = put_data(&server, &cookie, &format!("k{n}"), &n.into()).await;
+            match answer {
+                StatusCode::OK => {
+                    assert_eq!(stored, n, "{store}: a key stored after one was refused");
+                    stored += 1;
+                }
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    let message = body["error"].as_str().unwrap_or_default();
+                    assert!(message.contains("keys, limit 6"), "{store}: {body}");
+                }
+                other => panic!("{store}: key {n} answered {other}: {body}"),
+            }
+        }
+        let data = session_data(&server, &cookie).await;
+        let keys = data.as_object().map_or(0, |data| data.len());
+        assert_eq!(keys, 1 + stored, "{store}: {data}");
+        assert!((1..6).contains(&stored), "{store}: {stored} keys stored");
+        assert_eq!(
+            status(&server, reqwest::Method::GET, "/home", &cookie).await,
+            StatusCode::OK,
+            "{store}: the session lives on"
+        );
+    }
+}

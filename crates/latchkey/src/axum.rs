@@ -61,7 +61,8 @@ impl IntoResponse for Rejection {
 
 impl IntoResponse for AuthError {
     /// 503 when a store is down, 429 when the session layer's new-session policy said no
-    /// (with `Retry-After`), 500 otherwise; details go to the log, not the client.
+    /// (with `Retry-After`), 413 when a session would be too large (with the limit),
+    /// 500 otherwise; details go to the log, not the client.
     fn into_response(self) -> Response {
         if let AuthError::Session(SessionError::Refused(wait)) = &self {
             let mut response = json_error(
@@ -73,6 +74,12 @@ impl IntoResponse for AuthError {
                 header::HeaderValue::from(wait.as_secs().max(1)),
             );
             return response;
+        }
+        if let AuthError::Session(error) = &self {
+            if error.is_too_large() {
+                tracing::info!(%error, "session write refused");
+                return json_error(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string());
+            }
         }
         if self.is_unavailable() {
             tracing::warn!(error = %self, "auth backend unavailable");

@@ -24,10 +24,18 @@ pub struct SessionConfig {
     absolute_timeout: Duration,
     touch_interval: Option<Duration>,
     max_write_attempts: u32,
+    max_record_bytes: usize,
+    max_keys: usize,
 }
 
+/// Default of [`SessionConfig::max_record_bytes`]: 64 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Default of [`SessionConfig::max_keys`].
+pub const DEFAULT_MAX_KEYS: usize = 1024;
+
 impl Default for SessionConfig {
-    /// 30 minutes idle, 12 hours absolute, cookie `__Host-id` (`Secure`: https only).
+    /// 30 minutes idle, 12 hours absolute, cookie `__Host-id` (`Secure`: https only),
+    /// records of at most 64 KiB and 1024 keys.
     fn default() -> Self {
         SessionConfig {
             secure: true,
@@ -36,6 +44,8 @@ impl Default for SessionConfig {
             absolute_timeout: Duration::from_secs(12 * 60 * 60),
             touch_interval: None,
             max_write_attempts: 200,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_keys: DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -87,6 +97,21 @@ impl SessionConfig {
         self
     }
 
+    /// Largest session record, in bytes of its JSON encoding (what the stores keep): a
+    /// write that would make the record bigger fails with [`crate::SessionError::TooLarge`]
+    /// and changes nothing, whatever the store.
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
+        self
+    }
+
+    /// Most keys a session's data may hold; beyond it a write fails with
+    /// [`crate::SessionError::TooLarge`] and changes nothing.
+    pub fn with_max_keys(mut self, keys: usize) -> Self {
+        self.max_keys = keys;
+        self
+    }
+
     /// Whether cookies are `Secure` with the `__Host-` prefix.
     pub fn secure(&self) -> bool {
         self.secure
@@ -126,6 +151,16 @@ impl SessionConfig {
     /// Maximum attempts for one compare-and-swap save.
     pub fn max_write_attempts(&self) -> u32 {
         self.max_write_attempts
+    }
+
+    /// Largest session record, in encoded bytes.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// Most keys in a session's data.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
     }
 }
 

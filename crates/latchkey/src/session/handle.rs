@@ -34,6 +34,17 @@ pub enum SessionError {
     /// try again after this long (answered 429).
     #[error("too many new sessions from this client: retry after {0:?}")]
     Refused(Duration),
+    /// The write would make the session's data bigger than [`SessionConfig`] allows
+    /// (its encoded bytes or its number of keys); nothing was changed (answered 413).
+    #[error("session data too large: {size} {unit}, limit {limit}")]
+    TooLarge {
+        /// What the session would hold.
+        size: usize,
+        /// What it may hold.
+        limit: usize,
+        /// `bytes` or `keys`.
+        unit: &'static str,
+    },
 }
 
 impl SessionError {
@@ -44,6 +55,52 @@ impl SessionError {
             SessionError::Store(StoreError::Unavailable(_)) | SessionError::Contended(_)
         )
     }
+
+    /// Whether the failure is a session too large to keep (over [`SessionConfig`]'s
+    /// limits or its store's): the client's doing, worth a 413.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            SessionError::TooLarge { .. } | SessionError::Store(StoreError::TooLarge { .. })
+        )
+    }
+}
+
+/// Counts the bytes written to it (a record's encoded size, without keeping the text).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`SessionError::TooLarge`] unless `record` is within `config`'s limits on keys and
+/// encoded bytes (its JSON, as the stores write it).
+fn check_limits(config: &SessionConfig, record: &SessionRecord) -> Result<(), SessionError> {
+    let keys = record.data.len();
+    if keys > config.max_keys() {
+        return Err(SessionError::TooLarge {
+            size: keys,
+            limit: config.max_keys(),
+            unit: "keys",
+        });
+    }
+    let mut bytes = ByteCount(0);
+    serde_json::to_writer(&mut bytes, record)?;
+    if bytes.0 > config.max_record_bytes() {
+        return Err(SessionError::TooLarge {
+            size: bytes.0,
+            limit: config.max_record_bytes(),
+            unit: "bytes",
+        });
+    }
+    Ok(())
 }
 
 /// What the response must do with the session cookie.
@@ -433,10 +490,21 @@ impl Session {
     }
 
     /// Sets `key`; saved at the end of the request (a new session is created if needed).
+    /// [`SessionError::TooLarge`], and nothing changes, if the session would then be over
+    /// [`SessionConfig`]'s limits.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value)?;
-        self.ensure_loaded().await?;
-        self.state().pending.push(key, Change::Set(value));
+        let mut state = self.loaded().await?;
+        let mut next = match state.record() {
+            Some(record) => record.clone(),
+            None => self.new_record(state.loaded_at, Map::new()),
+        };
+        state.pending.apply(&mut next.data);
+        next.data.insert(key.to_string(), value);
+        check_limits(&self.inner.context.config, &next)?;
+        if let Some(value) = next.data.remove(key) {
+            state.pending.push(key, Change::Set(value));
+        }
         Ok(())
     }
 
@@ -619,6 +687,7 @@ impl Session {
                 pending.apply(&mut data);
                 extra(&mut data);
                 let record = self.new_record(now, data);
+                check_limits(&self.inner.context.config, &record)?;
                 let token = SessionToken::generate();
                 match storage.create(&token, &record).await {
                     Ok(cookie) => {
@@ -633,6 +702,7 @@ impl Session {
             pending.apply(&mut next.data);
             extra(&mut next.data);
             self.stamp_activity(&mut next, now);
+            check_limits(&self.inner.context.config, &next)?;
             match storage.save(&token, &next, current.version).await {
                 Ok(cookie) => {
                     let mut state = self.state();

@@ -4,7 +4,7 @@
 use super::config::SessionConfig;
 use super::handle::{ClientInfo, CookieChange, Session, SessionContext, SessionError};
 use super::storage::{ServerSide, SessionStorage};
-use super::store::{NewSessionPolicy, SessionStore, StoreError};
+use super::store::{NewSessionPolicy, SessionStore};
 use axum::extract::ConnectInfo;
 use cookie::Cookie;
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
@@ -256,7 +256,7 @@ pub(crate) fn append_cookie<B>(response: &mut Response<B>, cookie: Cookie<'stati
 }
 
 /// 503 when the store is down or too contended, 429 when the new-session policy said
-/// no, 500 for anything else; never a panic, never a half-saved login.
+/// no, 413 when the session would be too large, 500 for anything else; never a panic, never a half-saved login.
 fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> {
     if let SessionError::Refused(wait) = error {
         let body = serde_json::json!({ "error": REFUSED_MESSAGE }).to_string();
@@ -279,10 +279,10 @@ fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> 
             StatusCode::SERVICE_UNAVAILABLE,
             "session store unavailable, try again shortly",
         )
-    } else if let SessionError::Store(StoreError::TooLarge { size, limit }) = error {
-        tracing::error!(size, limit, "session too large to save");
+    } else if error.is_too_large() {
+        tracing::warn!(%error, "session too large to save");
         (
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::PAYLOAD_TOO_LARGE,
             "session data too large to save",
         )
     } else {

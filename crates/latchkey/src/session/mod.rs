@@ -11,7 +11,7 @@ mod store;
 mod token;
 
 pub(crate) use config::site_cookie;
-pub use config::SessionConfig;
+pub use config::{SessionConfig, DEFAULT_MAX_KEYS, DEFAULT_MAX_RECORD_BYTES};
 pub use handle::{ClientInfo, CookieChange, Session, SessionError};
 #[cfg(feature = "axum")]
 pub use layer::{SessionLayer, SessionService};

@@ -13,8 +13,8 @@
 //! a store that already holds data). A failed check panics with a message naming it.
 
 use crate::session::{
-    AuthInfo, AuthMethod, ClientInfo, Session, SessionConfig, SessionId, SessionRecord,
-    SessionStore, SessionToken, StoreError,
+    AuthInfo, AuthMethod, ClientInfo, Session, SessionConfig, SessionError, SessionId,
+    SessionRecord, SessionStore, SessionToken, StoreError, DEFAULT_MAX_RECORD_BYTES,
 };
 use crate::time::Timestamp;
 use serde_json::{json, Map};
@@ -37,6 +37,7 @@ pub async fn run_all(store: Arc<dyn SessionStore>) {
     session_expiry_is_enforced(store.clone()).await;
     concurrent_session_writes_merge(store.clone()).await;
     logout_wins_over_in_flight_write(store.clone()).await;
+    oversized_session_data_is_refused(store.clone()).await;
 }
 
 /// Corrupt bytes in the store are an error, never a panic, and never a session:
@@ -590,6 +591,87 @@ pub async fn logout_wins_over_in_flight_write(store: Arc<dyn SessionStore>) {
         store.load(&token.id()).await.expect("load").is_none(),
         "logout_wins: a late write resurrected the session"
     );
+}
+
+/// The attack of 64 values of 60 KB in one session (a 3.8 MB record): the write that
+/// would take the record past [`SessionConfig`]'s byte limit (64 KiB by default) fails
+/// with [`SessionError::TooLarge`] and the store keeps the record it had; so does the
+/// key past the key limit, and an `update` (saved at once) past either.
+pub async fn oversized_session_data_is_refused(store: Arc<dyn SessionStore>) {
+    let token = SessionToken::generate();
+    store
+        .create(&token.id(), &sample_record(Some(&random_user())))
+        .await
+        .expect("create");
+    let value = "x".repeat(60_000);
+    let session = session_for(&store, &token);
+    session
+        .insert("v0", &value)
+        .await
+        .expect("the first 60 KB fit");
+    session.commit().await.expect("commit");
+    let before = loaded(&*store, &token.id()).await.expect("exists");
+    for n in 1..64 {
+        let refused = session.insert(&format!("v{n}"), &value).await;
+        assert!(
+            matches!(refused, Err(SessionError::TooLarge { unit: "bytes", .. })),
+            "oversized: insert {n} must be TooLarge, got {refused:?}"
+        );
+    }
+    let refused = session.update("v1", |_| json!(value)).await;
+    assert!(
+        matches!(refused, Err(SessionError::TooLarge { unit: "bytes", .. })),
+        "oversized: update must be TooLarge, got {refused:?}"
+    );
+    session.commit().await.expect("nothing left to write");
+    let after = loaded(&*store, &token.id()).await.expect("exists");
+    assert_eq!(
+        after, before,
+        "oversized: a refused write changed the record"
+    );
+    assert!(
+        serde_json::to_string(&after).expect("encode").len() <= DEFAULT_MAX_RECORD_BYTES,
+        "oversized: the stored record is over the limit"
+    );
+
+    let token = SessionToken::generate();
+    let config = SessionConfig::insecure_for_local_development().with_max_keys(4);
+    let session = Session::new(
+        store.clone(),
+        Arc::new(config),
+        Some(&token.encode()),
+        ClientInfo::default(),
+    );
+    for n in 0..4 {
+        session.insert(&format!("k{n}"), n).await.expect("insert");
+    }
+    session
+        .insert("k0", "replaced")
+        .await
+        .expect("a key it holds");
+    let refused = session.insert("k4", 4).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SessionError::TooLarge {
+                unit: "keys",
+                size: 5,
+                limit: 4
+            })
+        ),
+        "oversized: the 5th key must be TooLarge, got {refused:?}"
+    );
+    session.commit().await.expect("commit the 4 keys");
+    let id = session.id().await.expect("id").expect("created");
+    let stored = loaded(&*store, &id).await.expect("exists");
+    assert_eq!(stored.data.len(), 4, "oversized: the 5th key was stored");
+    assert_eq!(stored.data["k0"], json!("replaced"));
+    let refused = session.update("k5", |_| json!(5)).await;
+    assert!(
+        matches!(refused, Err(SessionError::TooLarge { unit: "keys", .. })),
+        "oversized: update of a 5th key must be TooLarge, got {refused:?}"
+    );
+    assert_eq!(loaded(&*store, &id).await.expect("exists"), stored);
 }
 
 /// Wraps a store and counts its loads and writes (create, save, rotate, delete), to

@@ -1,5 +1,6 @@
 //! Redis session store: native expiry, a per-user index, compare-and-swap in Lua, and a
-//! connection that reconnects on its own after Redis restarts.
+//! connection that reconnects on its own after Redis restarts (and sends a command that
+//! found its connection dead once more, on the fresh one).
 //!
 //! Layout (`P` is the key prefix, `latchkey` by default):
 //! * `P:s:{<hex id>}`: a hash with `v` (version), `u` (user id, empty when anonymous)
@@ -19,8 +20,8 @@ use super::codec::{decode_id, decode_record, decode_stored, encode_record};
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -105,12 +106,66 @@ static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// The store's connection: a [`ConnectionManager`] whose commands are sent once more
+/// when the connection they went to turns out to be dead.
+///
+/// The manager notices a dead connection only when a command fails on it (Redis closed
+/// it on restart while this process was idle, say); it then reconnects in the background
+/// but hands that first command its error, which a request would answer with 503. Here
+/// that command is sent again, once, and waits for the fresh connection. A command sent
+/// twice is safe: every write is a script that checks what it finds (a second `CREATE`
+/// finds the id taken, a second `SAVE` the version moved on, and the session layer
+/// handles both as it handles any race).
+#[derive(Clone)]
+pub(crate) struct Reconnecting(ConnectionManager);
+
+/// Whether a command failed because its connection was dead (closed, reset, refused):
+/// worth one more try on a fresh one.
+fn connection_was_dead(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped()
+}
+
+impl ConnectionLike for Reconnecting {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            match self.0.send_packed_command(cmd).await {
+                Err(error) if connection_was_dead(&error) => {
+                    tracing::info!(%error, "Redis connection was dead; retrying on a fresh one");
+                    self.0.send_packed_command(cmd).await
+                }
+                answer => answer,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            match self.0.send_packed_commands(pipeline, offset, count).await {
+                Err(error) if connection_was_dead(&error) => {
+                    tracing::info!(%error, "Redis connection was dead; retrying on a fresh one");
+                    self.0.send_packed_commands(pipeline, offset, count).await
+                }
+                answer => answer,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
 /// Sessions in Redis. Cheap to clone (one multiplexed connection, shared).
 #[derive(Clone)]
 pub struct RedisStore {
     /// For the change feed's own subscription connection.
     client: redis::Client,
-    connection: ConnectionManager,
+    connection: Reconnecting,
     prefix: Arc<str>,
     /// Loads that arrive together share one pipeline.
     loads: Arc<LoadBatcher<FetchSessions>>,
@@ -139,6 +194,7 @@ impl RedisStore {
         let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
+        let connection = Reconnecting(connection);
         Ok(RedisStore::assemble(
             client,
             connection,
@@ -146,7 +202,7 @@ impl RedisStore {
         ))
     }
 
-    fn assemble(client: redis::Client, connection: ConnectionManager, prefix: Arc<str>) -> Self {
+    fn assemble(client: redis::Client, connection: Reconnecting, prefix: Arc<str>) -> Self {
         let fetcher = FetchSessions {
             connection: connection.clone(),
             prefix: prefix.clone(),
@@ -200,7 +256,7 @@ impl RedisStore {
         format!("{}:changed", self.prefix)
     }
 
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> Reconnecting {
         self.connection.clone()
     }
 
@@ -267,7 +323,7 @@ fn session_key(prefix: &str, hex: &str) -> String {
 
 /// Fetches sessions' records with one pipeline of `HGET`s.
 struct FetchSessions {
-    connection: ConnectionManager,
+    connection: Reconnecting,
     prefix: Arc<str>,
 }
 

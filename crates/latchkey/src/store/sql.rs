@@ -36,14 +36,29 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field and a
-/// `load_fast` method, which may answer a load without a pooled query of its own) with the statements
+/// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field, a
+/// `load_fast` method, which may answer a load without a pooled query of its own, and a
+/// `sweep_expired` method, which runs `delete_expired_rows` its own way) with the statements
 /// `$sql`. Saves are conditional `UPDATE`s on the version; a rotation
 /// re-keys the row in the same statement, so the old token is dead the moment the new
 /// one exists; nothing ever upserts.
 macro_rules! sql_session_store {
     ($store:ty, $sql:expr) => {
         impl $store {
+            /// Deletes up to `limit` sessions expired at `now`; how many.
+            async fn delete_expired_rows(
+                &self,
+                now: $crate::Timestamp,
+                limit: u32,
+            ) -> Result<u64, sqlx::Error> {
+                let done = sqlx::query($sql.delete_expired)
+                    .bind(now.as_millis())
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn replace(
                 &self,
                 old_id: &$crate::SessionId,
@@ -185,13 +200,7 @@ macro_rules! sql_session_store {
                 now: $crate::Timestamp,
                 limit: u32,
             ) -> Result<u64, $crate::StoreError> {
-                let done = sqlx::query($sql.delete_expired)
-                    .bind(now.as_millis())
-                    .bind(i64::from(limit))
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::store::sql::map_sqlx)?;
-                Ok(done.rows_affected())
+                self.sweep_expired(now, limit).await
             }
         }
     };

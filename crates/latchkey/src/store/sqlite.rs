@@ -3,6 +3,7 @@
 use super::codec::decode_stored;
 use super::sql::{sql_session_store, Statements};
 use crate::session::{SessionId, SessionRecord, StoreError};
+use crate::time::Timestamp;
 use rusqlite::{OpenFlags, OptionalExtension};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -29,7 +30,18 @@ pub async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         })
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // The WAL is checkpointed every WAL_CHECKPOINT_PAGES pages written and cut back
+        // to JOURNAL_SIZE_LIMIT bytes after a checkpoint, so it cannot grow without bound.
+        .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string());
+    if !in_memory {
+        private_database_file(options.get_filename())?;
+        let reserve = DiskReserve::beside(options.get_filename());
+        if let Err(error) = reserve.fill() {
+            tracing::warn!(%error, file = %reserve.path.display(), "cannot create the disk reserve");
+        }
+    }
     let mut pool = SqlitePoolOptions::new().acquire_timeout(Duration::from_secs(10));
     if in_memory {
         pool = pool
@@ -48,6 +60,123 @@ pub async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
     Ok(pool)
 }
 
+/// Creates the database file `path` readable by its owner only (0600) if it is missing:
+/// it holds password hashes, emails and sessions. SQLite would create it 0644, and
+/// gives the WAL and shared-memory files it makes beside it the database file's mode,
+/// so those are 0600 too. Warns when an existing one can be read by other users.
+fn private_database_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_os_string();
+                file.push(suffix);
+                warn_if_others_can_read(Path::new(&file));
+            }
+            Ok(())
+        }
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+/// Logs a warning when `file` exists and its group or other users have any access to it.
+#[cfg(unix)]
+fn warn_if_others_can_read(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(file) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %file.display(),
+                mode = %format!("{mode:o}"),
+                "the database file can be read by other users of this machine (it holds \
+                 password hashes, emails and sessions): chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_file: &Path) {}
+
+/// Pages written to the WAL before it is checkpointed (SQLite's default is 1000: 4 MiB).
+const WAL_CHECKPOINT_PAGES: u32 = 500;
+/// Bytes the WAL is cut back to after a checkpoint; with checkpoints every
+/// [`WAL_CHECKPOINT_PAGES`] pages the WAL stays under it.
+pub const JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+/// Bytes of the reserve file kept beside the database (see [`DiskReserve`]).
+pub const DISK_RESERVE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// A file of [`DISK_RESERVE_BYTES`] zeros beside the database (`<database>-reserve`),
+/// deleted to make room when the disk is full: a `DELETE` needs WAL space, so without
+/// it the expiry sweep fails with "database or disk is full" and nothing ever frees the
+/// space. The sweep deletes it, deletes the expired sessions, checkpoints the WAL back
+/// to nothing, and writes the reserve again once there is room.
+#[derive(Debug)]
+struct DiskReserve {
+    path: PathBuf,
+}
+
+impl DiskReserve {
+    fn beside(database: &Path) -> DiskReserve {
+        let mut path = database.as_os_str().to_os_string();
+        path.push("-reserve");
+        DiskReserve { path: path.into() }
+    }
+
+    /// Writes the reserve if it is missing or short (real zeros: a sparse file would
+    /// hold no space); a partial one is removed again.
+    fn fill(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let size = std::fs::metadata(&self.path).map_or(0, |metadata| metadata.len());
+        if size >= DISK_RESERVE_BYTES {
+            return Ok(());
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let written = options.open(&self.path).and_then(|mut file| {
+            let zeros = vec![0u8; 64 * 1024];
+            for _ in 0..DISK_RESERVE_BYTES / zeros.len() as u64 {
+                file.write_all(&zeros)?;
+            }
+            file.sync_all()
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        written
+    }
+
+    /// Deletes the reserve; `true` if there was one to free.
+    fn release(&self) -> bool {
+        std::fs::remove_file(&self.path).is_ok()
+    }
+}
+
+/// Whether SQLite failed for want of disk space (`SQLITE_FULL`).
+fn is_disk_full(error: &sqlx::Error) -> bool {
+    const SQLITE_FULL: &str = "13";
+    match error {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some(SQLITE_FULL)
+                || db.message().contains("database or disk is full")
+        }
+        _ => false,
+    }
+}
+
 /// Sessions in a SQLite database: table `sessions`, keyed by the hex SHA-256 of the
 /// token, indexed by user and by expiry. Saves are `UPDATE … WHERE version = ?`; nothing
 /// ever upserts, so a session deleted by a logout stays deleted.
@@ -59,19 +188,74 @@ pub async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
 /// or cannot open a connection goes through the pool instead, as does every load of an
 /// in-memory database (which other connections cannot see). Writes always go through
 /// the pool.
+///
+/// The expiry sweep survives a full disk: it frees the [`DiskReserve`] that
+/// [`open_sqlite`] keeps beside a database file when SQLite answers "disk full", then
+/// deletes, and after any sweep that deleted something checkpoints the WAL down to
+/// nothing (`wal_checkpoint(TRUNCATE)`).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
     readers: Arc<InlineReaders>,
+    reserve: Arc<DiskReserve>,
 }
 
 impl SqliteStore {
     /// A store over a pool opened with [`open_sqlite`].
     pub fn new(pool: SqlitePool) -> Self {
+        let reserve = DiskReserve::beside(pool.connect_options().get_filename());
         SqliteStore {
             pool,
             readers: Arc::default(),
+            reserve: Arc::new(reserve),
         }
+    }
+
+    /// The expiry sweep (see the type's documentation).
+    async fn sweep_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let deleted = match self.delete_expired_rows(now, limit).await {
+            Err(error) if is_disk_full(&error) && self.reserve.release() => {
+                tracing::warn!(
+                    file = %self.reserve.path.display(),
+                    "disk full: the reserve file was deleted to make room for the expiry sweep"
+                );
+                // The WAL's pages go into the database first (the room the reserve
+                // left), so the WAL starts over and the DELETE has space to write to.
+                self.checkpoint().await;
+                self.delete_expired_rows(now, limit).await
+            }
+            other => other,
+        };
+        let deleted = deleted.map_err(super::sql::map_sqlx)?;
+        if deleted > 0 {
+            self.checkpoint().await;
+        }
+        if self.is_file_backed().await {
+            if let Err(error) = self.reserve.fill() {
+                tracing::warn!(%error, "the disk reserve cannot be written again yet");
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Copies the WAL into the database and empties it (`wal_checkpoint(TRUNCATE)`);
+    /// a failure is logged (the next sweep tries again).
+    async fn checkpoint(&self) {
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(%error, "WAL checkpoint after the expiry sweep failed");
+        }
+    }
+
+    /// Whether the database is a file (not in memory), as SQLite itself says.
+    async fn is_file_backed(&self) -> bool {
+        self.readers
+            .file
+            .get_or_try_init(|| main_database_file(&self.pool))
+            .await
+            .is_ok_and(|file| file.is_some())
     }
 
     /// The pool (shared with the user store).
