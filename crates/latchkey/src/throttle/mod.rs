@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn unknown_and_known_names_share_the_key_space() {
-        let key = |login| Account::Unknown(login).key();
+        let key = |login: &str| Account::Unknown(login).key();
         assert_eq!(key("Alice "), key("alice"));
         assert_ne!(key("alice"), key("bob"));
         assert_eq!(key(&"x".repeat(100_000)).len(), key("a").len());
