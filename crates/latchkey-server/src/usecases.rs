@@ -60,8 +60,11 @@ pub async fn sign_up(
         ),
         _ => None,
     };
+    let user_inputs: Vec<&str> = std::iter::once(username.as_str())
+        .chain(email.as_deref())
+        .collect();
     app.policy
-        .check(password)
+        .check_for(password, &user_inputs)
         .map_err(|error| SignUpError::Invalid("password", error.to_string()))?;
     let hash = app
         .backend
@@ -243,8 +246,11 @@ pub async fn change_password(
             return Err(PasswordChangeError::Throttled(wait));
         }
     }
+    let user_inputs: Vec<&str> = std::iter::once(user.username.as_str())
+        .chain(user.email.as_deref())
+        .collect();
     app.policy
-        .check(new)
+        .check_for(new, &user_inputs)
         .map_err(|error| PasswordChangeError::Policy(error.to_string()))?;
     let hash = hasher.hash(new).await.map_err(AuthError::from)?;
     let updated = app
