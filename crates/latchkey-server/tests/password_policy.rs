@@ -126,7 +126,11 @@ async fn guessable_passwords_are_refused_at_sign_up_and_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     for (username, password, reason) in [
-        ("victim", "123456789012", "Sequences like abc or 6543 are easy to guess."),
+        (
+            "victim",
+            "123456789012",
+            "Sequences like abc or 6543 are easy to guess.",
+        ),
         ("victim", "qwerty123456", "This is a very common password."),
         ("victim", "1qaz2wsx3edc", "This is a very common password."),
         ("victim", "passwordpassword", "Repeats like"),

@@ -365,16 +365,15 @@ pub enum PolicyError {
 
 /// zxcvbn's explanation of a weak password, as one sentence or two.
 fn weakness(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
-    let Some(feedback) = feedback else {
-        return "choose a longer or less predictable one.".to_string();
-    };
-    let mut parts: Vec<String> = feedback.warning().map(|w| w.to_string()).into_iter().collect();
-    parts.extend(feedback.suggestions().iter().map(|s| s.to_string()));
-    if parts.is_empty() {
-        "choose a longer or less predictable one.".to_string()
-    } else {
-        parts.join(" ")
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(feedback) = feedback {
+        parts.extend(feedback.warning().map(|warning| warning.to_string()));
+        parts.extend(feedback.suggestions().iter().map(ToString::to_string));
     }
+    if parts.is_empty() {
+        parts.push("choose a longer or less predictable one.".to_string());
+    }
+    parts.join(" ")
 }
 
 impl PasswordPolicy {
@@ -519,14 +518,19 @@ mod tests {
     fn guessable_passwords_are_refused_with_the_reason() {
         let policy = PasswordPolicy::default();
         for (weak, reason) in [
-            ("123456789012", "Sequences like abc or 6543 are easy to guess."),
+            (
+                "123456789012",
+                "Sequences like abc or 6543 are easy to guess.",
+            ),
             ("qwerty123456", "This is a very common password."),
             ("QWERTY123456", "Capitalization doesn't help very much."),
             ("passwordpassword", "Repeats like"),
             ("1qaz2wsx3edc", "This is a very common password."),
         ] {
             match policy.check(weak) {
-                Err(PolicyError::TooGuessable(why)) => assert!(why.contains(reason), "{weak}: {why}"),
+                Err(PolicyError::TooGuessable(why)) => {
+                    assert!(why.contains(reason), "{weak}: {why}")
+                }
                 other => panic!("{weak}: {other:?}"),
             }
         }
