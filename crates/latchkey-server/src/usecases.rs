@@ -63,8 +63,11 @@ pub async fn sign_up(
     let user_inputs: Vec<&str> = std::iter::once(username.as_str())
         .chain(email.as_deref())
         .collect();
-    app.policy
-        .check_for(password, &user_inputs)
+    app.backend
+        .hasher()
+        .check_new_password(app.policy, password, &user_inputs)
+        .await
+        .map_err(AuthError::from)?
         .map_err(|error| SignUpError::Invalid("password", error.to_string()))?;
     let hash = app
         .backend
@@ -249,8 +252,10 @@ pub async fn change_password(
     let user_inputs: Vec<&str> = std::iter::once(user.username.as_str())
         .chain(user.email.as_deref())
         .collect();
-    app.policy
-        .check_for(new, &user_inputs)
+    hasher
+        .check_new_password(app.policy, new, &user_inputs)
+        .await
+        .map_err(AuthError::from)?
         .map_err(|error| PasswordChangeError::Policy(error.to_string()))?;
     let hash = hasher.hash(new).await.map_err(AuthError::from)?;
     let updated = app

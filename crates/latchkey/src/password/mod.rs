@@ -243,6 +243,28 @@ impl PasswordHasher {
         result.await.map_err(|_| PasswordError::TaskFailed)
     }
 
+    /// [`PasswordPolicy::check_for`] on the hashing threads: the strength estimate of a
+    /// long password costs milliseconds (`cargo bench --bench password_policy`), which
+    /// would otherwise hold up an async worker. The outer error is the pool's, the
+    /// inner one the policy's verdict.
+    pub async fn check_new_password(
+        &self,
+        policy: PasswordPolicy,
+        password: &str,
+        user_inputs: &[&str],
+    ) -> Result<Result<(), PolicyError>, PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(Err(PolicyError::TooLong(policy.max_chars)));
+        }
+        let password = password.to_string();
+        let user_inputs: Vec<String> = user_inputs.iter().map(|input| input.to_string()).collect();
+        self.run_blocking(move |_| {
+            let user_inputs: Vec<&str> = user_inputs.iter().map(String::as_str).collect();
+            policy.check_for(&password, &user_inputs)
+        })
+        .await
+    }
+
     /// Hashes `password` with a fresh 16-byte salt.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         if password.len() > MAX_PASSWORD_BYTES {
@@ -544,6 +566,32 @@ mod tests {
             ..PasswordPolicy::default()
         };
         assert_eq!(lenient.check("123456789012"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn new_passwords_are_checked_on_the_hashing_threads() {
+        let hasher = fast();
+        let policy = PasswordPolicy::default();
+        let check = |password: &'static str, inputs: &'static [&'static str]| {
+            hasher.check_new_password(policy, password, inputs)
+        };
+        assert!(matches!(
+            check("123456789012", &[]).await,
+            Ok(Err(PolicyError::TooGuessable(_)))
+        ));
+        assert!(matches!(
+            check("grover.monster", &["grover.monster"]).await,
+            Ok(Err(PolicyError::TooGuessable(_)))
+        ));
+        assert_eq!(
+            check("leave me alone, please", &[]).await.ok(),
+            Some(Ok(()))
+        );
+        let huge = "x".repeat(1 << 20);
+        assert!(matches!(
+            hasher.check_new_password(policy, &huge, &[]).await,
+            Ok(Err(PolicyError::TooLong(128)))
+        ));
     }
 
     #[test]
