@@ -1,6 +1,6 @@
 //! What the strength check of new passwords costs (`PasswordPolicy::check`, zxcvbn): it
-//! runs on the request's thread at sign-up and password change, so its worst case is
-//! what one such request can make the server compute. Typical passwords, and 128
+//! runs on the hashing threads at sign-up and password change, and its worst case adds
+//! to what one such request makes the server compute. Typical passwords, and 128
 //! characters (the longest accepted; zxcvbn reads the first 100) built to give it many
 //! overlapping matches.
 //!
