@@ -133,10 +133,12 @@ pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
-    /// 1-64 characters, no spaces; unique whatever the letter case.
+    /// 1-64 characters, no spaces, invisible or text-direction characters; unique whatever
+    /// the letter case, width or look-alike letters.
     #[schema(value_type = String, required = true, min_length = 1, max_length = 64)]
     username: Option<String>,
-    /// 12-128 characters, not one of the most common passwords.
+    /// 12-128 characters, not easily guessed (a common password, a sequence, a word with
+    /// digits, the username…).
     #[schema(value_type = String, required = true, min_length = 12, max_length = 128)]
     password: Option<String>,
     /// Optional; unique.
@@ -272,7 +274,8 @@ pub struct PasswordChange {
     /// The password now.
     #[schema(value_type = String, required = true, max_length = 4096)]
     current: Option<String>,
-    /// The new password: 12-128 characters, not one of the most common passwords.
+    /// The new password: 12-128 characters, not easily guessed (a common password, a
+    /// sequence, a word with digits, the username…).
     #[schema(value_type = String, required = true, min_length = 12, max_length = 128)]
     new: Option<String>,
 }

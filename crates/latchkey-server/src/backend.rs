@@ -38,24 +38,36 @@ impl Backend {
     /// applying migrations.
     pub async fn open(database: &DatabaseArgs) -> anyhow::Result<Backend> {
         let url = &database.database_url;
-        let opened = if url.starts_with("sqlite:") {
-            let pool = open_sqlite(url).await;
-            pool.map(|pool| Backend {
-                throttle: Arc::new(SqliteThrottleStore::new(pool.clone())),
-                users: Arc::new(SqliteUserStore::new(pool.clone())),
-                remember: Arc::new(SqliteRememberStore::new(pool.clone())),
-                sessions: Arc::new(SqliteStore::new(pool)),
-                sessions_feed: None,
-            })
+        // Users stored before names were normalised get their normalised keys and
+        // skeletons before anyone can sign up beside them.
+        let opened: anyhow::Result<Backend> = if url.starts_with("sqlite:") {
+            async {
+                let pool = open_sqlite(url).await?;
+                let users = SqliteUserStore::new(pool.clone());
+                users.rekey_legacy_users().await?;
+                Ok(Backend {
+                    throttle: Arc::new(SqliteThrottleStore::new(pool.clone())),
+                    users: Arc::new(users),
+                    remember: Arc::new(SqliteRememberStore::new(pool.clone())),
+                    sessions: Arc::new(SqliteStore::new(pool)),
+                    sessions_feed: None,
+                })
+            }
+            .await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = open_postgres(url).await;
-            pool.map(|pool| Backend {
-                throttle: Arc::new(PostgresThrottleStore::new(pool.clone())),
-                users: Arc::new(PostgresUserStore::new(pool.clone())),
-                remember: Arc::new(PostgresRememberStore::new(pool.clone())),
-                sessions: Arc::new(PostgresStore::new(pool.clone())),
-                sessions_feed: Some(Arc::new(PostgresStore::new(pool))),
-            })
+            async {
+                let pool = open_postgres(url).await?;
+                let users = PostgresUserStore::new(pool.clone());
+                users.rekey_legacy_users().await?;
+                Ok(Backend {
+                    throttle: Arc::new(PostgresThrottleStore::new(pool.clone())),
+                    users: Arc::new(users),
+                    remember: Arc::new(PostgresRememberStore::new(pool.clone())),
+                    sessions: Arc::new(PostgresStore::new(pool.clone())),
+                    sessions_feed: Some(Arc::new(PostgresStore::new(pool))),
+                })
+            }
+            .await
         } else {
             bail!("--database-url must start with sqlite: or postgres:// (got {url:?})");
         };

@@ -104,6 +104,12 @@ pub struct DatabaseArgs {
     /// Minimum password length in characters for new passwords.
     #[arg(long, env = "LATCHKEY_MIN_PASSWORD_LENGTH", default_value_t = 12)]
     pub min_password_length: usize,
+    /// Lowest zxcvbn strength score (0-4) for new passwords; 3 refuses anything guessable
+    /// in under about 10^10 tries (common passwords, words or names with digits,
+    /// sequences, keyboard rows); 0 turns the check off.
+    #[arg(long, env = "LATCHKEY_MIN_PASSWORD_STRENGTH", default_value_t = 3,
+          value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub min_password_strength: u8,
 }
 
 impl DatabaseArgs {
@@ -117,10 +123,11 @@ impl DatabaseArgs {
         .context("invalid argon2 parameters")
     }
 
-    /// The password length policy.
+    /// The password policy: length and strength.
     pub fn policy(&self) -> PasswordPolicy {
         PasswordPolicy {
             min_chars: self.min_password_length,
+            min_strength: self.min_password_strength,
             ..PasswordPolicy::default()
         }
     }

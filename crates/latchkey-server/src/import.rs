@@ -8,7 +8,7 @@
 use crate::backend::Backend;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use latchkey::user::{login_key, validate_email, validate_username};
+use latchkey::user::{login_key, username_skeleton, validate_email, validate_username};
 use latchkey::{NewUser, UserStore};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -48,11 +48,7 @@ pub async fn import(backend: &Backend, file: &Path) -> anyhow::Result<()> {
         .list()
         .await?
         .into_iter()
-        .flat_map(|user| {
-            let mut keys = vec![login_key(&user.username)];
-            keys.extend(user.email.as_deref().map(login_key));
-            keys
-        })
+        .flat_map(|user| unique_keys(&user.username, user.email.as_deref()))
         .collect();
     let mut seen = HashSet::new();
     let mut users = Vec::new();
@@ -128,6 +124,14 @@ fn read_csv(text: &str) -> Vec<(usize, Result<ImportRow, String>)> {
         .collect()
 }
 
+/// What must be unique of a user, as the user store compares it: the username's
+/// confusable skeleton, then the email's login key (each tagged with its kind).
+fn unique_keys(username: &str, email: Option<&str>) -> Vec<String> {
+    let mut keys = vec![format!("name {}", username_skeleton(username))];
+    keys.extend(email.map(|email| format!("email {}", login_key(email))));
+    keys
+}
+
 /// The user a row makes, or why it cannot be imported.
 fn check(
     row: ImportRow,
@@ -143,13 +147,20 @@ fn check(
     };
     latchkey::password::check_stored_hash(&row.password_hash)
         .map_err(|error| format!("password_hash: {error}"))?;
-    for key in std::iter::once(&username).chain(email.as_ref()) {
-        let key = login_key(key);
+    let shown = std::iter::once(&username).chain(email.as_ref());
+    for (key, shown) in unique_keys(&username, email.as_deref())
+        .into_iter()
+        .zip(shown)
+    {
         if existing.contains(&key) {
-            return Err(format!("{key:?} is already taken in the database"));
+            return Err(format!(
+                "{shown:?} (or a look-alike) is already taken in the database"
+            ));
         }
-        if !seen.insert(key.clone()) {
-            return Err(format!("{key:?} appears more than once in the file"));
+        if !seen.insert(key) {
+            return Err(format!(
+                "{shown:?} (or a look-alike) appears more than once in the file"
+            ));
         }
     }
     NewUser::new(&username, email.as_deref(), row.password_hash).map_err(|error| error.to_string())

@@ -60,8 +60,14 @@ pub async fn sign_up(
         ),
         _ => None,
     };
-    app.policy
-        .check(password)
+    let user_inputs: Vec<&str> = std::iter::once(username.as_str())
+        .chain(email.as_deref())
+        .collect();
+    app.backend
+        .hasher()
+        .check_new_password(app.policy, password, &user_inputs)
+        .await
+        .map_err(AuthError::from)?
         .map_err(|error| SignUpError::Invalid("password", error.to_string()))?;
     let hash = app
         .backend
@@ -243,8 +249,13 @@ pub async fn change_password(
             return Err(PasswordChangeError::Throttled(wait));
         }
     }
-    app.policy
-        .check(new)
+    let user_inputs: Vec<&str> = std::iter::once(user.username.as_str())
+        .chain(user.email.as_deref())
+        .collect();
+    hasher
+        .check_new_password(app.policy, new, &user_inputs)
+        .await
+        .map_err(AuthError::from)?
         .map_err(|error| PasswordChangeError::Policy(error.to_string()))?;
     let hash = hasher.hash(new).await.map_err(AuthError::from)?;
     let updated = app

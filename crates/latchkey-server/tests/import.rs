@@ -120,7 +120,7 @@ async fn one_bad_row_imports_nothing_and_every_bad_line_is_named() {
         "{stdout}"
     );
 
-    // A name already in the database is named too.
+    // A name already in the database is named too, and so is a look-alike of it.
     let (ok, _, stderr) = cli(
         &[
             "user",
@@ -136,7 +136,11 @@ async fn one_bad_row_imports_nothing_and_every_bad_line_is_named() {
     let file = dir.path().join("again.jsonl");
     std::fs::write(
         &file,
-        json!({ "username": "Frank", "password_hash": good }).to_string(),
+        format!(
+            "{}\n{}\n",
+            json!({ "username": "Frank", "password_hash": good }),
+            json!({ "username": "fr\u{430}nk", "password_hash": good }),
+        ),
     )
     .expect("write");
     let file_text = file.display().to_string();
@@ -145,7 +149,9 @@ async fn one_bad_row_imports_nothing_and_every_bad_line_is_named() {
         "",
     );
     assert!(
-        !ok && stderr.contains("line 1:") && stderr.contains("already taken"),
+        !ok && stderr.contains("line 1:")
+            && stderr.contains("line 2:")
+            && stderr.contains("already taken"),
         "{stderr}"
     );
 }

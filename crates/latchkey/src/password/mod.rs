@@ -243,6 +243,28 @@ impl PasswordHasher {
         result.await.map_err(|_| PasswordError::TaskFailed)
     }
 
+    /// [`PasswordPolicy::check_for`] on the hashing threads: the strength estimate of a
+    /// long password costs milliseconds (`cargo bench --bench password_policy`), which
+    /// would otherwise hold up an async worker. The outer error is the pool's, the
+    /// inner one the policy's verdict.
+    pub async fn check_new_password(
+        &self,
+        policy: PasswordPolicy,
+        password: &str,
+        user_inputs: &[&str],
+    ) -> Result<Result<(), PolicyError>, PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(Err(PolicyError::TooLong(policy.max_chars)));
+        }
+        let password = password.to_string();
+        let user_inputs: Vec<String> = user_inputs.iter().map(|input| input.to_string()).collect();
+        self.run_blocking(move |_| {
+            let user_inputs: Vec<&str> = user_inputs.iter().map(String::as_str).collect();
+            policy.check_for(&password, &user_inputs)
+        })
+        .await
+    }
+
     /// Hashes `password` with a fresh 16-byte salt.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         if password.len() > MAX_PASSWORD_BYTES {
@@ -324,15 +346,18 @@ pub fn check_stored_hash(stored: &str) -> Result<(), PasswordError> {
     Ok(())
 }
 
-/// Length rules for new passwords: counted in Unicode characters, no composition rules.
+/// Rules for new passwords: a length counted in Unicode characters, and a strength
+/// estimate (zxcvbn: common passwords, words, names, keyboard patterns, sequences,
+/// repeats, dates); no composition rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordPolicy {
     /// Fewest characters accepted (default 12).
     pub min_chars: usize,
     /// Most characters accepted (default 128).
     pub max_chars: usize,
-    /// Refuse the 10,000 most common passwords (default on).
-    pub refuse_common: bool,
+    /// Lowest zxcvbn score accepted, 0–4 (default 3: about 10^10 guesses or more, out of
+    /// reach of an offline attack on a slow hash). 0 turns the strength check off.
+    pub min_strength: u8,
 }
 
 impl Default for PasswordPolicy {
@@ -340,24 +365,9 @@ impl Default for PasswordPolicy {
         PasswordPolicy {
             min_chars: 12,
             max_chars: 128,
-            refuse_common: true,
+            min_strength: 3,
         }
     }
-}
-
-/// The bundled list of the 10,000 most common passwords (see the file's header).
-static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
-    std::sync::LazyLock::new(|| {
-        include_str!("../../data/common-passwords.txt")
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-            .collect()
-    });
-
-/// Whether `password` is on the bundled list of common passwords (compared
-/// case-insensitively).
-pub fn is_common_password(password: &str) -> bool {
-    password.len() <= 64 && COMMON_PASSWORDS.contains(password.to_lowercase().as_str())
 }
 
 /// Why a new password was refused.
@@ -369,29 +379,54 @@ pub enum PolicyError {
     /// More characters than the policy's maximum.
     #[error("password must be at most {0} characters")]
     TooLong(usize),
-    /// One of the most common passwords, the first an attacker tries.
-    #[error("this password is one of the most common passwords; choose another")]
-    Common,
+    /// Among the first guesses of an attacker (a common password, a sequence, a word or
+    /// name with digits, the user's own name…); holds zxcvbn's explanation and advice.
+    #[error("this password is too easy to guess: {0}")]
+    TooGuessable(String),
+}
+
+/// zxcvbn's explanation of a weak password, as one sentence or two.
+fn weakness(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(feedback) = feedback {
+        parts.extend(feedback.warning().map(|warning| warning.to_string()));
+        parts.extend(feedback.suggestions().iter().map(ToString::to_string));
+    }
+    if parts.is_empty() {
+        parts.push("choose a longer or less predictable one.".to_string());
+    }
+    parts.join(" ")
 }
 
 impl PasswordPolicy {
     /// Checks a new password: its length in characters (never bytes; nothing is
-    /// truncated or normalised) and, unless turned off, the common-password list. No
-    /// composition rules. Oversized input is refused before any counting.
+    /// truncated or normalised), then its strength. No composition rules. Oversized
+    /// input is refused before any counting.
     pub fn check(&self, password: &str) -> Result<(), PolicyError> {
+        self.check_for(password, &[])
+    }
+
+    /// [`PasswordPolicy::check`], also refusing a password built from `user_inputs` (the
+    /// username and email being signed up with, say).
+    pub fn check_for(&self, password: &str, user_inputs: &[&str]) -> Result<(), PolicyError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(PolicyError::TooLong(self.max_chars));
         }
         let chars = password.chars().count();
         if chars < self.min_chars {
-            Err(PolicyError::TooShort(self.min_chars))
-        } else if chars > self.max_chars {
-            Err(PolicyError::TooLong(self.max_chars))
-        } else if self.refuse_common && is_common_password(password) {
-            Err(PolicyError::Common)
-        } else {
-            Ok(())
+            return Err(PolicyError::TooShort(self.min_chars));
         }
+        if chars > self.max_chars {
+            return Err(PolicyError::TooLong(self.max_chars));
+        }
+        if self.min_strength == 0 {
+            return Ok(());
+        }
+        let estimate = zxcvbn::zxcvbn(password, user_inputs);
+        if u8::from(estimate.score()) < self.min_strength {
+            return Err(PolicyError::TooGuessable(weakness(estimate.feedback())));
+        }
+        Ok(())
     }
 }
 
@@ -482,7 +517,11 @@ mod tests {
 
     #[test]
     fn policy_counts_characters_not_bytes() {
-        let policy = PasswordPolicy::default();
+        // Lengths only: the strength check would refuse the repeats.
+        let policy = PasswordPolicy {
+            min_strength: 0,
+            ..PasswordPolicy::default()
+        };
         assert_eq!(policy.check("elevenchars"), Err(PolicyError::TooShort(12)));
         assert_eq!(policy.check("twelve chars"), Ok(()));
         assert_eq!(policy.check(&"🔑".repeat(12)), Ok(()));
@@ -498,29 +537,61 @@ mod tests {
     }
 
     #[test]
-    fn common_passwords_are_refused_whatever_their_case() {
+    fn guessable_passwords_are_refused_with_the_reason() {
         let policy = PasswordPolicy::default();
-        assert!(
-            COMMON_PASSWORDS.len() >= 10_000,
-            "{}",
-            COMMON_PASSWORDS.len()
-        );
-        for common in [
-            "qwerty123456",
-            "QWERTY123456",
-            "1qaz2wsx3edc",
-            "leavemealone",
+        for (weak, reason) in [
+            (
+                "123456789012",
+                "Sequences like abc or 6543 are easy to guess.",
+            ),
+            ("qwerty123456", "This is a very common password."),
+            ("QWERTY123456", "Capitalization doesn't help very much."),
+            ("passwordpassword", "Repeats like"),
+            ("1qaz2wsx3edc", "This is a very common password."),
         ] {
-            assert_eq!(policy.check(common), Err(PolicyError::Common), "{common}");
+            match policy.check(weak) {
+                Err(PolicyError::TooGuessable(why)) => {
+                    assert!(why.contains(reason), "{weak}: {why}")
+                }
+                other => panic!("{weak}: {other:?}"),
+            }
         }
         assert_eq!(policy.check("leave me alone, please"), Ok(()));
+        assert!(matches!(
+            policy.check_for("grover.monster", &["grover.monster", "grover@example.com"]),
+            Err(PolicyError::TooGuessable(_))
+        ));
         let lenient = PasswordPolicy {
-            refuse_common: false,
+            min_strength: 0,
             ..PasswordPolicy::default()
         };
-        assert_eq!(lenient.check("qwerty123456"), Ok(()));
-        // Short ones are on the list too, for policies with a lower minimum.
-        assert!(is_common_password("dragon") && is_common_password("Password"));
+        assert_eq!(lenient.check("123456789012"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn new_passwords_are_checked_on_the_hashing_threads() {
+        let hasher = fast();
+        let policy = PasswordPolicy::default();
+        let check = |password: &'static str, inputs: &'static [&'static str]| {
+            hasher.check_new_password(policy, password, inputs)
+        };
+        assert!(matches!(
+            check("123456789012", &[]).await,
+            Ok(Err(PolicyError::TooGuessable(_)))
+        ));
+        assert!(matches!(
+            check("grover.monster", &["grover.monster"]).await,
+            Ok(Err(PolicyError::TooGuessable(_)))
+        ));
+        assert_eq!(
+            check("leave me alone, please", &[]).await.ok(),
+            Some(Ok(()))
+        );
+        let huge = "x".repeat(1 << 20);
+        assert!(matches!(
+            hasher.check_new_password(policy, &huge, &[]).await,
+            Ok(Err(PolicyError::TooLong(128)))
+        ));
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub trait AuthUser: Clone + Send + Sync + 'static {
 pub struct User {
     /// Database id.
     pub id: i64,
-    /// Display name, as entered at sign-up.
+    /// Display name, as entered at sign-up after [`validate_username`]'s normalisation
+    /// (NFKC; case kept). Rows stored by versions before it hold the name as typed.
     pub username: String,
     /// Email, if given.
     pub email: Option<String>,
@@ -94,7 +95,7 @@ pub struct NewUser {
 }
 
 impl NewUser {
-    /// Validates and trims `username` and `email`; `password_hash` comes from
+    /// Validates, trims and normalises `username`, validates `email`; `password_hash` comes from
     /// [`crate::PasswordHasher::hash`].
     pub fn new(
         username: &str,
@@ -122,10 +123,11 @@ impl NewUser {
 /// Why a user operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UserStoreError {
-    /// Another user has this username (compared case-insensitively).
+    /// Another user has this username, or one that looks like it (compared by
+    /// [`login_key`] and [`username_skeleton`]).
     #[error("Username {0} is not available.")]
     UsernameTaken(String),
-    /// Another user has this email.
+    /// Another user has this email (compared by [`login_key`]).
     #[error("Email {0} is already registered.")]
     EmailTaken(String),
     /// The username breaks the rules.
@@ -142,24 +144,70 @@ pub enum UserStoreError {
     Unavailable(#[source] BoxError),
 }
 
-/// Longest username accepted, in characters.
+/// Longest username accepted, in characters (before and after normalisation).
 pub const MAX_USERNAME_CHARS: usize = 64;
 
-/// Trims and checks a username: 1–64 characters, no whitespace or control characters,
-/// no `@` (so a login name is never mistaken for an email).
+/// Whether `c` is invisible or reorders text: Unicode's Default_Ignorable_Code_Point
+/// characters (zero-width spaces and joiners, soft hyphen, variation selectors, tags,
+/// Hangul fillers…) and the bidirectional controls (U+061C, U+200E/F, U+202A–U+202E,
+/// U+2066–U+2069). A name holding one can look like another name, or like nothing.
+pub fn is_invisible_or_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// The compatibility-composed form (NFKC) of `text`: fullwidth letters become plain
+/// ones, ligatures are split, accents are composed (NFD `e` + U+0301 becomes `é`).
+fn compatibility_composed(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfkc().collect()
+}
+
+/// Trims, normalises and checks a username, answering the form to store and show:
+/// 1–64 characters, no invisible or bidirectional control characters, then NFKC (the
+/// width and compatibility mapping of RFC 8265's UsernameCasePreserved profile), then no
+/// whitespace, control characters or `@` (so a login name is never mistaken for an
+/// email). Case is kept for display; [`login_key`] folds it.
 pub fn validate_username(username: &str) -> Result<String, UserStoreError> {
     let username = username.trim();
     if username.is_empty() {
         return Err(UserStoreError::InvalidUsername("username is required"));
     }
+    let too_long = UserStoreError::InvalidUsername("username must be at most 64 characters");
+    // Counted before normalising too, so no long input is normalised.
     if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(too_long);
+    }
+    if username.chars().any(is_invisible_or_bidi_control) {
         return Err(UserStoreError::InvalidUsername(
-            "username must be at most 64 characters",
+            "username must not contain invisible or text-direction characters",
         ));
+    }
+    let username = compatibility_composed(username);
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(too_long);
     }
     if username
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible_or_bidi_control(c))
     {
         return Err(UserStoreError::InvalidUsername(
             "username must not contain spaces or control characters",
@@ -170,12 +218,24 @@ pub fn validate_username(username: &str) -> Result<String, UserStoreError> {
             "username must not contain @",
         ));
     }
-    Ok(username.to_string())
+    Ok(username)
 }
 
-/// Checks an email: one `@` with text on both sides, at most 254 characters, no spaces.
+/// Checks an email: one `@` with text on both sides, at most 254 characters, no spaces,
+/// control, invisible or bidirectional control characters. Stored as typed (trimmed);
+/// its [`login_key`] is what must be unique.
 pub fn validate_email(email: &str) -> Result<String, UserStoreError> {
     let email = email.trim();
+    if email.chars().count() > 254 {
+        return Err(UserStoreError::InvalidEmail(
+            "email must be at most 254 characters",
+        ));
+    }
+    if email.chars().any(is_invisible_or_bidi_control) {
+        return Err(UserStoreError::InvalidEmail(
+            "email must not contain invisible or text-direction characters",
+        ));
+    }
     let parts: Vec<&str> = email.split('@').collect();
     let well_formed = parts.len() == 2
         && !parts[0].is_empty()
@@ -187,17 +247,29 @@ pub fn validate_email(email: &str) -> Result<String, UserStoreError> {
             "email must look like name@example.com",
         ));
     }
-    if email.chars().count() > 254 {
-        return Err(UserStoreError::InvalidEmail(
-            "email must be at most 254 characters",
-        ));
-    }
     Ok(email.to_string())
 }
 
-/// The key a username or email is unique under: its lower-case form.
+/// The key a username or email is unique under and found by: trimmed, NFKC, lower-cased,
+/// NFKC again (RFC 8265's UsernameCaseMapped profile, with Unicode's full lower-case
+/// mapping), so `ＡＤＭＩＮ`, `Admin` and `admin` are one key, as are NFC and NFD `é`.
 pub fn login_key(login: &str) -> String {
+    // Trimmed after mapping too: NFKC turns some characters into a space and a mark.
+    let key = compatibility_composed(&compatibility_composed(login.trim()).to_lowercase());
+    key.trim().to_string()
+}
+
+/// The key of a name as versions before Unicode normalisation computed it (lower-case
+/// only): rows stored then and not yet re-keyed are still found under it.
+pub(crate) fn legacy_login_key(login: &str) -> String {
     login.trim().to_lowercase()
+}
+
+/// The confusable skeleton (Unicode TS #39) of a username's [`login_key`]: names that
+/// look alike (`admin`, Cyrillic `аdmin`, dotless `admın`, `adrnin`) have the same
+/// skeleton. The user stores keep it unique, so only one of them can be registered.
+pub fn username_skeleton(username: &str) -> String {
+    unicode_security::skeleton(&login_key(username)).collect()
 }
 
 /// Where latchkey's own users live.
@@ -206,7 +278,8 @@ pub trait UserStore: Send + Sync + 'static {
     /// Creates a user; [`UserStoreError::UsernameTaken`] / [`UserStoreError::EmailTaken`]
     /// when the name or email is in use.
     async fn create(&self, user: NewUser) -> Result<User, UserStoreError>;
-    /// The user whose username or email is `login` (case-insensitive).
+    /// The user whose username or email has the [`login_key`] of `login` (any case,
+    /// width or composition of it).
     async fn find_by_login(&self, login: &str) -> Result<Option<User>, UserStoreError>;
     /// The user with this id.
     async fn find_by_id(&self, id: i64) -> Result<Option<User>, UserStoreError>;
@@ -289,6 +362,79 @@ mod tests {
         assert!(validate_username("tab\there").is_err());
         assert!(validate_username(&"x".repeat(65)).is_err());
         assert!(validate_username(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn names_are_normalised_and_look_alikes_share_a_skeleton() {
+        // Width, compatibility and composition are mapped; case is kept for display.
+        assert_eq!(
+            validate_username("ａｄｍｉｎ").ok().as_deref(),
+            Some("admin")
+        );
+        assert_eq!(validate_username("Ａdmin").ok().as_deref(), Some("Admin"));
+        assert_eq!(
+            validate_username("re\u{301}my").ok().as_deref(),
+            Some("rémy")
+        );
+        assert_eq!(validate_username("ﬁona").ok().as_deref(), Some("fiona"));
+        // One key whatever the case, width or composition.
+        for same in ["admin", "ADMIN", "ａｄｍｉｎ", " Admin "] {
+            assert_eq!(login_key(same), "admin", "{same}");
+        }
+        assert_eq!(login_key("re\u{301}my"), login_key("r\u{e9}my"));
+        assert_eq!(login_key("Straße"), "straße");
+        // Look-alikes from other scripts keep their own key but share the skeleton.
+        assert_ne!(login_key("аdmin"), login_key("admin"));
+        for look_alike in ["аdmin", "admın", "ADMIN", "ａｄｍｉｎ", "adrnin"] {
+            assert_eq!(
+                username_skeleton(look_alike),
+                username_skeleton("admin"),
+                "{look_alike}"
+            );
+        }
+        assert_ne!(username_skeleton("admin"), username_skeleton("admins"));
+        // Invisible and direction controls are refused, before and after mapping.
+        for hidden in [
+            "admin\u{200B}",
+            "ad\u{200D}min",
+            "\u{202E}nimda",
+            "admin\u{2066}",
+            "ad\u{00AD}min",
+            "admin\u{FE0F}",
+            "admin\u{E0041}",
+        ] {
+            assert!(
+                matches!(
+                    validate_username(hidden),
+                    Err(UserStoreError::InvalidUsername(why)) if why.contains("invisible")
+                ),
+                "{hidden:?}"
+            );
+        }
+        // Fullwidth @ and spaces that NFKC reveals are refused too.
+        assert!(validate_username("a＠b").is_err());
+        assert!(validate_username("a\u{3000}b").is_err());
+        // A name that NFKC lengthens past 64 characters is refused.
+        assert!(validate_username(&"\u{FDFA}".repeat(4)).is_err());
+        assert!(validate_email("gro\u{200B}ver@example.com").is_err());
+        assert_eq!(login_key("Ｇrover@Example.com"), "grover@example.com");
+    }
+
+    proptest::proptest! {
+        /// The fuzz target's properties, over any text: keys are stable, an accepted
+        /// name is already normalised and has the key and skeleton of what was typed.
+        #[test]
+        fn normalisation_is_stable(raw in "\\PC{0,24}|[ a-zA-Z\u{a8}\u{200b}\u{202e}\u{301}\u{ff21}-\u{ff3a}\u{430}\u{131}@]{0,12}") {
+            let key = login_key(&raw);
+            proptest::prop_assert_eq!(login_key(&key), key.clone());
+            if let Ok(name) = validate_username(&raw) {
+                proptest::prop_assert_eq!(validate_username(&name).ok(), Some(name.clone()));
+                proptest::prop_assert_eq!(login_key(&name), key.clone());
+                proptest::prop_assert_eq!(username_skeleton(&name), username_skeleton(&key));
+                proptest::prop_assert!(!name.chars().any(|c| c.is_whitespace() || c == '@'
+                    || is_invisible_or_bidi_control(c)));
+            }
+        }
     }
 
     #[test]

@@ -12,10 +12,19 @@ macro_rules! user_columns {
 
 /// The SQL a user store runs, in one dialect; parameters in the order the comments give.
 pub(crate) struct UserStatements {
-    /// username, username_key, email, email_key, password_hash, created_at → user
+    /// username, username_key, username_skeleton, email, email_key, password_hash,
+    /// created_at → user
     pub create: &'static str,
-    /// login key (matches username_key or email_key; a username match wins) → user
+    /// login key, legacy login key (each matched against username_key and email_key; a
+    /// username match wins, then a match of the legacy key, which is what a row not
+    /// re-keyed was found by before) → user
     pub find_by_login: &'static str,
+    /// → id, username, email of every row without a username_skeleton (rows from before
+    /// it existed)
+    pub unkeyed: &'static str,
+    /// username_key, username_skeleton, email_key, id (only while the row has no
+    /// skeleton)
+    pub rekey: &'static str,
     /// id → user
     pub find_by_id: &'static str,
     /// → every user, by id
@@ -61,6 +70,7 @@ macro_rules! sql_user_store {
                 sqlx::query($sql.create)
                     .bind(&user.username)
                     .bind(login_key(&user.username))
+                    .bind($crate::user::username_skeleton(&user.username))
                     .bind(&user.email)
                     .bind(user.email.as_deref().map(login_key))
                     .bind(&user.password_hash)
@@ -92,6 +102,50 @@ macro_rules! sql_user_store {
                     }
                     Err(error) => Err($crate::user::sql::unavailable(error)),
                 }
+            }
+
+            /// Gives every user stored before names were normalised (a row without a
+            /// username skeleton) its normalised username and email keys and its
+            /// confusable skeleton, so look-alikes of those names are refused and any
+            /// form of them logs in. Run it once after opening the database (the server
+            /// does at start). A row whose new keys collide with another user's (two
+            /// look-alike accounts made before) keeps its old keys, is still found by
+            /// them, and is logged. Answers how many rows were re-keyed.
+            pub async fn rekey_legacy_users(&self) -> Result<u64, $crate::UserStoreError> {
+                use sqlx::Row;
+                use $crate::user::{login_key, username_skeleton};
+                let rows = sqlx::query($sql.unkeyed)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::user::sql::unavailable)?;
+                let mut rekeyed = 0;
+                for row in rows {
+                    let (id, username, email) = (|| -> Result<(i64, String, Option<String>), sqlx::Error> {
+                        Ok((row.try_get("id")?, row.try_get("username")?, row.try_get("email")?))
+                    })()
+                    .map_err($crate::user::sql::unavailable)?;
+                    let done = sqlx::query($sql.rekey)
+                        .bind(login_key(&username))
+                        .bind(username_skeleton(&username))
+                        .bind(email.as_deref().map(login_key))
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await;
+                    match done {
+                        Ok(done) => rekeyed += done.rows_affected(),
+                        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                            tracing::warn!(
+                                target: "latchkey::audit",
+                                event = "user_rekey_conflict",
+                                user_id = id,
+                                "user {id}'s normalised name or email looks like another \
+                                 user's; it keeps its old keys"
+                            );
+                        }
+                        Err(error) => return Err($crate::user::sql::unavailable(error)),
+                    }
+                }
+                Ok(rekeyed)
             }
 
             fn decode_changed(
@@ -136,6 +190,7 @@ macro_rules! sql_user_store {
             ) -> Result<Option<$crate::User>, $crate::UserStoreError> {
                 let row = sqlx::query($sql.find_by_login)
                     .bind($crate::user::login_key(login))
+                    .bind($crate::user::legacy_login_key(login))
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::user::sql::unavailable)?;
@@ -235,16 +290,21 @@ mod sqlite {
 
     const STATEMENTS: UserStatements = UserStatements {
         create: concat!(
-            "INSERT INTO users (username, username_key, email, email_key, password_hash, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING ",
+            "INSERT INTO users (username, username_key, username_skeleton, email, email_key, \
+             password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ",
             user_columns!()
         ),
         find_by_login: concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE username_key = ?1 OR email_key = ?1 \
-             ORDER BY username_key = ?1 DESC LIMIT 1"
+            " FROM users WHERE username_key IN (?1, ?2) OR email_key IN (?1, ?2) \
+             ORDER BY username_key IN (?1, ?2) DESC, (username_key = ?2 OR email_key = ?2) DESC \
+             LIMIT 1"
         ),
+        unkeyed:
+            "SELECT id, username, email FROM users WHERE username_skeleton IS NULL ORDER BY id",
+        rekey: "UPDATE users SET username_key = ?, username_skeleton = ?, email_key = ? \
+                WHERE id = ? AND username_skeleton IS NULL",
         find_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?"),
         list: concat!("SELECT ", user_columns!(), " FROM users ORDER BY id"),
         set_password_hash: concat!(
@@ -288,16 +348,21 @@ mod postgres {
 
     const STATEMENTS: UserStatements = UserStatements {
         create: concat!(
-            "INSERT INTO users (username, username_key, email, email_key, password_hash, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            "INSERT INTO users (username, username_key, username_skeleton, email, email_key, \
+             password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
             user_columns!()
         ),
         find_by_login: concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE username_key = $1 OR email_key = $1 \
-             ORDER BY (username_key = $1) DESC LIMIT 1"
+            " FROM users WHERE username_key IN ($1, $2) OR email_key IN ($1, $2) \
+             ORDER BY (username_key IN ($1, $2)) DESC, (username_key = $2 OR email_key = $2) DESC \
+             LIMIT 1"
         ),
+        unkeyed:
+            "SELECT id, username, email FROM users WHERE username_skeleton IS NULL ORDER BY id",
+        rekey: "UPDATE users SET username_key = $1, username_skeleton = $2, email_key = $3 \
+                WHERE id = $4 AND username_skeleton IS NULL",
         find_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
         list: concat!("SELECT ", user_columns!(), " FROM users ORDER BY id"),
         set_password_hash: concat!(
