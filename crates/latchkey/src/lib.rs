@@ -46,6 +46,7 @@ pub mod axum;
 pub mod csrf;
 pub mod flash;
 pub mod log_budget;
+pub mod mail;
 pub mod password;
 pub mod redirect;
 pub mod remember;
