@@ -3,6 +3,8 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod tokens;
 
 #[cfg(feature = "postgres")]
 pub use sql::PostgresUserStore;

@@ -1,0 +1,391 @@
+//! Single-use tokens for the mail flows (verifying an address, resetting a password,
+//! signing in by link or code, changing the address): 32 random bytes for the link, of
+//! which only the SHA-256 is stored, with purpose, user, target address and expiry, and
+//! for sign-in a 6-digit code stored as an HMAC under a server key.
+//!
+//! * A token is used at most once: redeeming deletes its row in one statement, so of two
+//!   requests racing for one token exactly one wins.
+//! * Issuing a token of a purpose for a user deletes that user's older ones of the same
+//!   purpose (an older reset link dies when a newer one is sent).
+//! * Ten wrong codes burn the token.
+//! * [`EmailTokens::peek`] reads without consuming: a page opened from a link (or by a
+//!   mail scanner prefetching it) only shows a form; the form's POST redeems.
+
+use crate::session::{SessionToken, StoreError};
+use crate::time::Timestamp;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Proving an address belongs to the user.
+    VerifyEmail,
+    /// Setting a new password without the old one.
+    ResetPassword,
+    /// Signing in by link or code.
+    SignIn,
+    /// Moving the account to a new address.
+    ChangeEmail,
+}
+
+impl TokenPurpose {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+            TokenPurpose::SignIn => "sign_in",
+            TokenPurpose::ChangeEmail => "change_email",
+        }
+    }
+}
+
+/// Wrong codes after which a token is burnt.
+pub const MAX_CODE_ATTEMPTS: u32 = 10;
+
+/// A token just issued: what goes in the mail, never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// For the link: 43 base64url characters.
+    pub token: String,
+    /// The 6-digit code, when one was asked for.
+    pub code: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuedToken(<redacted>)")
+    }
+}
+
+/// Whose token it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// The user.
+    pub user_id: i64,
+    /// The address the token was sent to.
+    pub email: String,
+}
+
+/// How a code attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// The right code: the token is used up.
+    Redeemed(TokenOwner),
+    /// A wrong code; this many attempts are left.
+    Wrong(u32),
+    /// No live token for that address (none sent, expired, used, or burnt by wrong codes).
+    NoToken,
+}
+
+/// Where mail-flow tokens live (the `email_tokens` table), with the key their codes
+/// are bound under.
+#[derive(Clone)]
+pub struct EmailTokens<P> {
+    pool: P,
+    code_key: [u8; 32],
+}
+
+impl<P> std::fmt::Debug for EmailTokens<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmailTokens(..)")
+    }
+}
+
+impl<P> EmailTokens<P> {
+    /// Tokens in `pool`'s database; codes are stored as HMACs under a key derived from
+    /// `secret` (the server's secret key), so a copy of the database cannot try all
+    /// million codes offline.
+    pub fn new(pool: P, secret: &[u8]) -> Self {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_hmac());
+        mac.update(b"latchkey email token codes v1");
+        EmailTokens {
+            pool,
+            code_key: mac.finalize().into_bytes().into(),
+        }
+    }
+
+    fn code_mac(&self, id_hash: &str, code: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.code_key)
+            .unwrap_or_else(|_| unreachable_hmac());
+        mac.update(id_hash.as_bytes());
+        mac.update(b"\0");
+        mac.update(code.as_bytes());
+        crate::session::lower_hex(&mac.finalize().into_bytes())
+    }
+}
+
+/// HMAC takes keys of any length; this cannot happen.
+fn unreachable_hmac() -> Hmac<Sha256> {
+    unreachable!("HMAC-SHA256 accepts keys of any length")
+}
+
+/// Six uniformly random digits.
+fn six_digits() -> String {
+    loop {
+        let mut bytes = [0u8; 4];
+        crate::session::random_bytes(&mut bytes);
+        let value = u32::from_le_bytes(bytes);
+        // Reject the top sliver so every code is equally likely.
+        if value < 4_294_000_000 {
+            return format!("{:06}", value % 1_000_000);
+        }
+    }
+}
+
+/// The SQL of a token store, in one dialect; parameters in the order given.
+struct TokenStatements {
+    /// user_id, purpose
+    delete_for_user: &'static str,
+    /// id_hash, purpose, user_id, email, email_key, code_mac, created_at, expires_at
+    insert: &'static str,
+    /// id_hash, purpose, now → user_id, email
+    peek: &'static str,
+    /// id_hash, purpose, now → user_id, email
+    redeem: &'static str,
+    /// email_key, purpose, now → id_hash, code_mac
+    find_by_email: &'static str,
+    /// id_hash → attempts
+    count_wrong: &'static str,
+    /// id_hash
+    delete: &'static str,
+    /// now, limit
+    delete_expired: &'static str,
+}
+
+macro_rules! sql_email_tokens {
+    ($pool:ty, $sql:expr) => {
+        impl EmailTokens<$pool> {
+            /// Issues a token of `purpose` for `user_id`, to be sent to `email`, valid for
+            /// `ttl` (with a 6-digit code if `with_code`), and deletes the user's older
+            /// tokens of that purpose.
+            pub async fn issue(
+                &self,
+                purpose: TokenPurpose,
+                user_id: i64,
+                email: &str,
+                ttl: Duration,
+                with_code: bool,
+            ) -> Result<IssuedToken, StoreError> {
+                let token = SessionToken::generate();
+                let id_hash = token.id().to_hex();
+                let code = with_code.then(six_digits);
+                let code_mac = code.as_deref().map(|code| self.code_mac(&id_hash, code));
+                let now = Timestamp::now();
+                let mut transaction = self.pool.begin().await.map_err(map_sqlx)?;
+                sqlx::query($sql.delete_for_user)
+                    .bind(user_id)
+                    .bind(purpose.as_str())
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(map_sqlx)?;
+                sqlx::query($sql.insert)
+                    .bind(&id_hash)
+                    .bind(purpose.as_str())
+                    .bind(user_id)
+                    .bind(email)
+                    .bind(crate::user::login_key(email))
+                    .bind(code_mac)
+                    .bind(now.as_millis())
+                    .bind(now.plus(ttl).as_millis())
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(map_sqlx)?;
+                transaction.commit().await.map_err(map_sqlx)?;
+                Ok(IssuedToken {
+                    token: token.encode(),
+                    code,
+                })
+            }
+
+            /// Whose live token of `purpose` `token` is, without using it up.
+            pub async fn peek(
+                &self,
+                purpose: TokenPurpose,
+                token: &str,
+            ) -> Result<Option<TokenOwner>, StoreError> {
+                self.owner($sql.peek, purpose, token).await
+            }
+
+            /// Uses up `token` of `purpose`: its owner, once; `None` for every later or
+            /// concurrent attempt, an expired or unknown token.
+            pub async fn redeem(
+                &self,
+                purpose: TokenPurpose,
+                token: &str,
+            ) -> Result<Option<TokenOwner>, StoreError> {
+                self.owner($sql.redeem, purpose, token).await
+            }
+
+            async fn owner(
+                &self,
+                statement: &'static str,
+                purpose: TokenPurpose,
+                token: &str,
+            ) -> Result<Option<TokenOwner>, StoreError> {
+                let Some(token) = SessionToken::parse(token) else {
+                    return Ok(None);
+                };
+                let row: Option<(i64, String)> = sqlx::query_as(statement)
+                    .bind(token.id().to_hex())
+                    .bind(purpose.as_str())
+                    .bind(Timestamp::now().as_millis())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(row.map(|(user_id, email)| TokenOwner { user_id, email }))
+            }
+
+            /// Tries `code` against the newest live token of `purpose` sent to `email`:
+            /// the right code uses it up; a wrong one counts, and the tenth burns it.
+            pub async fn redeem_code(
+                &self,
+                purpose: TokenPurpose,
+                email: &str,
+                code: &str,
+            ) -> Result<CodeOutcome, StoreError> {
+                let now = Timestamp::now().as_millis();
+                let row: Option<(String, Option<String>)> = sqlx::query_as($sql.find_by_email)
+                    .bind(crate::user::login_key(email))
+                    .bind(purpose.as_str())
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                let Some((id_hash, Some(stored))) = row else {
+                    return Ok(CodeOutcome::NoToken);
+                };
+                let given = self.code_mac(&id_hash, code.trim());
+                if bool::from(given.as_bytes().ct_eq(stored.as_bytes())) {
+                    let owner: Option<(i64, String)> = sqlx::query_as($sql.redeem)
+                        .bind(&id_hash)
+                        .bind(purpose.as_str())
+                        .bind(now)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
+                    return Ok(match owner {
+                        Some((user_id, email)) => {
+                            CodeOutcome::Redeemed(TokenOwner { user_id, email })
+                        }
+                        None => CodeOutcome::NoToken,
+                    });
+                }
+                let attempts: Option<(i64,)> = sqlx::query_as($sql.count_wrong)
+                    .bind(&id_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                let Some((attempts,)) = attempts else {
+                    return Ok(CodeOutcome::NoToken);
+                };
+                let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+                if attempts >= MAX_CODE_ATTEMPTS {
+                    sqlx::query($sql.delete)
+                        .bind(&id_hash)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(map_sqlx)?;
+                }
+                Ok(CodeOutcome::Wrong(
+                    MAX_CODE_ATTEMPTS.saturating_sub(attempts),
+                ))
+            }
+
+            /// Deletes every token of `purpose` of `user_id` (a password change kills
+            /// the reset links); how many.
+            pub async fn revoke(
+                &self,
+                user_id: i64,
+                purpose: TokenPurpose,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query($sql.delete_for_user)
+                    .bind(user_id)
+                    .bind(purpose.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(done.rows_affected())
+            }
+
+            /// Deletes up to `limit` tokens expired at `now`; how many.
+            pub async fn delete_expired(
+                &self,
+                now: Timestamp,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query($sql.delete_expired)
+                    .bind(now.as_millis())
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+use crate::store::sql::map_sqlx;
+
+#[cfg(feature = "sqlite")]
+const SQLITE: TokenStatements = TokenStatements {
+    delete_for_user: "DELETE FROM email_tokens WHERE user_id = ?1 AND purpose = ?2",
+    insert: "INSERT INTO email_tokens (id_hash, purpose, user_id, email, email_key, code_mac, \
+             created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    peek: "SELECT user_id, email FROM email_tokens \
+           WHERE id_hash = ?1 AND purpose = ?2 AND expires_at > ?3",
+    redeem: "DELETE FROM email_tokens WHERE id_hash = ?1 AND purpose = ?2 AND expires_at > ?3 \
+             RETURNING user_id, email",
+    find_by_email: "SELECT id_hash, code_mac FROM email_tokens \
+                    WHERE email_key = ?1 AND purpose = ?2 AND expires_at > ?3 \
+                    ORDER BY created_at DESC LIMIT 1",
+    count_wrong: "UPDATE email_tokens SET attempts = attempts + 1 WHERE id_hash = ?1 \
+                  RETURNING attempts",
+    delete: "DELETE FROM email_tokens WHERE id_hash = ?1",
+    delete_expired: "DELETE FROM email_tokens WHERE id_hash IN \
+                     (SELECT id_hash FROM email_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+};
+
+#[cfg(feature = "sqlite")]
+sql_email_tokens!(sqlx::SqlitePool, SQLITE);
+
+#[cfg(feature = "postgres")]
+const POSTGRES: TokenStatements = TokenStatements {
+    delete_for_user: "DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2",
+    insert: "INSERT INTO email_tokens (id_hash, purpose, user_id, email, email_key, code_mac, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    peek: "SELECT user_id, email FROM email_tokens \
+           WHERE id_hash = $1 AND purpose = $2 AND expires_at > $3",
+    redeem: "DELETE FROM email_tokens WHERE id_hash = $1 AND purpose = $2 AND expires_at > $3 \
+             RETURNING user_id, email",
+    find_by_email: "SELECT id_hash, code_mac FROM email_tokens \
+                    WHERE email_key = $1 AND purpose = $2 AND expires_at > $3 \
+                    ORDER BY created_at DESC LIMIT 1",
+    count_wrong: "UPDATE email_tokens SET attempts = attempts + 1 WHERE id_hash = $1 \
+                  RETURNING attempts::BIGINT",
+    delete: "DELETE FROM email_tokens WHERE id_hash = $1",
+    delete_expired: "DELETE FROM email_tokens WHERE id_hash IN \
+                     (SELECT id_hash FROM email_tokens WHERE expires_at <= $1 LIMIT $2)",
+};
+
+#[cfg(feature = "postgres")]
+sql_email_tokens!(sqlx::PgPool, POSTGRES);
+
+#[cfg(test)]
+mod tests {
+    use super::six_digits;
+
+    #[test]
+    fn codes_are_six_digits() {
+        for _ in 0..1000 {
+            let code = six_digits();
+            assert_eq!(code.len(), 6);
+            assert!(code.bytes().all(|byte| byte.is_ascii_digit()));
+        }
+    }
+}
