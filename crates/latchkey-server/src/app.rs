@@ -18,6 +18,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use latchkey::csrf::CsrfKey;
+use latchkey::mail::outbox::{OutboxPolicy, OutboxWorker};
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore, StoreRevocations};
 use latchkey::throttle::Throttle;
@@ -269,6 +270,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.enable_session_data_api,
         secure,
     );
+
+    // Mail leaves from the outbox in the background, never on a request's path.
+    let mailer = args.mail.mailer()?;
+    tracing::info!(to = %args.mail.describe(), "mail goes to");
+    let outbox = OutboxWorker::new(backend.outbox.clone(), mailer, OutboxPolicy::default());
+    tokio::spawn(outbox.run());
 
     tokio::spawn(sweep_expired(
         swept,

@@ -6,6 +6,7 @@ use crate::config::{
     redact, DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
 use anyhow::{bail, Context};
+use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
     open_postgres, open_sqlite, ChangeFeed, FanOutStore, MemoryStore, MirrorFailure, PostgresStore,
@@ -31,6 +32,8 @@ pub struct Backend {
     pub sessions: Arc<dyn SessionStore>,
     /// Announcements of changes to the `sessions` table (PostgreSQL only).
     pub sessions_feed: Option<Arc<dyn ChangeFeed>>,
+    /// Mail waiting to be sent.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl Backend {
@@ -49,6 +52,7 @@ impl Backend {
                     throttle: Arc::new(SqliteThrottleStore::new(pool.clone())),
                     users: Arc::new(users),
                     remember: Arc::new(SqliteRememberStore::new(pool.clone())),
+                    outbox: Arc::new(SqliteOutbox::new(pool.clone())),
                     sessions: Arc::new(SqliteStore::new(pool)),
                     sessions_feed: None,
                 })
@@ -63,6 +67,7 @@ impl Backend {
                     throttle: Arc::new(PostgresThrottleStore::new(pool.clone())),
                     users: Arc::new(users),
                     remember: Arc::new(PostgresRememberStore::new(pool.clone())),
+                    outbox: Arc::new(PostgresOutbox::new(pool.clone())),
                     sessions: Arc::new(PostgresStore::new(pool.clone())),
                     sessions_feed: Some(Arc::new(PostgresStore::new(pool))),
                 })

@@ -3,9 +3,11 @@
 use crate::connections::{default_max_connections, ConnectionLimits};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use latchkey::mail::{LogMailer, Mailer, SmtpMailer};
 use latchkey::{HashParams, PasswordHasher, PasswordPolicy, SessionConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where sessions are kept: `memory`, `database`, `cookie` or a `redis://` URL.
@@ -141,6 +143,44 @@ impl DatabaseArgs {
     }
 }
 
+/// Where mail goes: `serve` and `latchkey mail`.
+#[derive(Args, Debug, Clone)]
+pub struct MailArgs {
+    /// The SMTP server: smtp://host:port (plain, for a relay on loopback),
+    /// smtp://host:port?tls=starttls, smtps://host:port; credentials as
+    /// smtp://user:password@host. Without it, mail is written to the log in full.
+    #[arg(long, env = "LATCHKEY_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of every mail.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAIL_FROM",
+        default_value = "latchkey <noreply@localhost>"
+    )]
+    pub mail_from: String,
+}
+
+impl MailArgs {
+    /// The mailer these options name: SMTP, or the log without `--smtp-url`.
+    pub fn mailer(&self) -> anyhow::Result<Arc<dyn Mailer>> {
+        Ok(match &self.smtp_url {
+            Some(url) => Arc::new(
+                SmtpMailer::new(url, &self.mail_from)
+                    .with_context(|| format!("--smtp-url {}", redact(url)))?,
+            ),
+            None => Arc::new(LogMailer),
+        })
+    }
+
+    /// Where mail goes, for the start-up log (credentials hidden).
+    pub fn describe(&self) -> String {
+        match &self.smtp_url {
+            Some(url) => format!("SMTP at {}", redact(url)),
+            None => "the log (no --smtp-url)".into(),
+        }
+    }
+}
+
 /// Options of `latchkey serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -151,6 +191,8 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub sessions: SessionStoreArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
     /// Cache sessions in this process for at most this long. With PostgreSQL
     /// (`database` on a postgres:// URL) or Redis sessions, a change made by any process
     /// evicts the entry as soon as the store announces it (NOTIFY, PUBLISH), so the TTL

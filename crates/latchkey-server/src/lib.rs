@@ -12,6 +12,7 @@ pub mod forwarded;
 pub mod headers;
 pub mod import;
 pub mod json;
+pub mod mail_cli;
 pub mod openapi;
 pub mod pages;
 pub mod routes;

@@ -1,7 +1,7 @@
 //! `latchkey`: a ready-to-run login server and its admin CLI, built only on the
 //! `latchkey` library's public API.
 
-use latchkey_server::{app, session_cli, user_cli};
+use latchkey_server::{app, mail_cli, session_cli, user_cli};
 
 use clap::{Parser, Subcommand};
 use latchkey_server::config::ServeArgs;
@@ -35,6 +35,9 @@ enum Command {
     /// List and revoke sessions (database session store).
     #[command(subcommand)]
     Session(session_cli::SessionCommand),
+    /// Send a test mail; look into the mail outbox.
+    #[command(subcommand)]
+    Mail(mail_cli::MailCommand),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             Some(Command::Serve(args)) => app::serve(args).await,
             Some(Command::User(command)) => user_cli::run(command).await,
             Some(Command::Session(command)) => session_cli::run(command).await,
+            Some(Command::Mail(command)) => mail_cli::run(command).await,
         }
     });
     match result {
