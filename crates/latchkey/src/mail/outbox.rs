@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 /// A mail taken from the outbox to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,9 @@ pub struct OutboxPolicy {
     pub lease: Duration,
     /// Mails claimed at once.
     pub batch: u32,
+    /// Mails sent at once (each SMTP conversation is a few round trips, so one at a
+    /// time leaves the link idle; `SmtpMailer` keeps as many connections open).
+    pub concurrency: usize,
     /// The first retry's delay; each later one doubles, up to `max_backoff`.
     pub first_backoff: Duration,
     /// The longest delay between attempts.
@@ -96,6 +100,7 @@ impl Default for OutboxPolicy {
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(120),
             batch: 50,
+            concurrency: 32,
             first_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(3600),
             // 5 s doubling to an hour: about a day and a half of attempts.
@@ -151,10 +156,16 @@ impl OutboxWorker {
                 .claim(Timestamp::now(), self.policy.lease, self.policy.batch)
                 .await?;
             let full = claimed.len() == self.policy.batch as usize;
+            let mut sending = JoinSet::new();
             for queued in claimed {
-                if self.send(queued).await? {
-                    sent += 1;
+                if sending.len() >= self.policy.concurrency.max(1) {
+                    sent += settled(sending.join_next().await)?;
                 }
+                let worker = self.clone();
+                sending.spawn(async move { worker.send(queued).await });
+            }
+            while !sending.is_empty() {
+                sent += settled(sending.join_next().await)?;
             }
             if !full {
                 break;
@@ -211,6 +222,21 @@ impl OutboxWorker {
                 () = tokio::time::sleep(self.policy.poll_interval) => {}
             }
         }
+    }
+}
+
+/// 1 for a mail that went out, 0 for one that did not; a store error as it is. A send
+/// that panicked stays claimed and is tried again when its lease ends.
+fn settled(
+    done: Option<Result<Result<bool, StoreError>, tokio::task::JoinError>>,
+) -> Result<usize, StoreError> {
+    match done {
+        Some(Ok(outcome)) => outcome.map(usize::from),
+        Some(Err(error)) => {
+            tracing::error!(%error, "a mail send task failed; its lease will let it go");
+            Ok(0)
+        }
+        None => Ok(0),
     }
 }
 

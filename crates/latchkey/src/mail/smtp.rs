@@ -5,11 +5,16 @@ use super::{Mail, MailError, Mailer};
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
 /// How long one SMTP conversation may take before it counts as a temporary failure.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections kept open to the SMTP server: as many as the outbox worker sends at once
+/// ([`super::outbox::OutboxPolicy::concurrency`]).
+const SMTP_CONNECTIONS: u32 = 32;
 
 /// Sends mail through an SMTP server.
 #[derive(Clone)]
@@ -43,6 +48,7 @@ impl SmtpMailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
             .map_err(|error| MailError::Config(format!("SMTP URL: {error}")))?
             .timeout(Some(SMTP_TIMEOUT))
+            .pool_config(PoolConfig::new().max_size(SMTP_CONNECTIONS))
             .build();
         Ok(SmtpMailer { transport, from })
     }
