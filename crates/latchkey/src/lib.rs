@@ -51,6 +51,8 @@ pub mod password;
 pub mod redirect;
 pub mod remember;
 pub mod session;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_error;
 pub mod store;
 pub mod throttle;
 mod time;

@@ -410,7 +410,7 @@ macro_rules! sql_outbox {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-use crate::store::sql::map_sqlx;
+use crate::sql_error::map_sqlx;
 
 /// The mail outbox in a SQLite database.
 #[cfg(feature = "sqlite")]

@@ -72,7 +72,7 @@ macro_rules! sql_remember_store {
                     .bind(record.expires_at.as_millis())
                     .execute(&self.pool)
                     .await
-                    .map_err($crate::store::sql::map_sqlx)?;
+                    .map_err($crate::sql_error::map_sqlx)?;
                 Ok(())
             }
 
@@ -84,7 +84,7 @@ macro_rules! sql_remember_store {
                     .bind(series)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err($crate::store::sql::map_sqlx)?;
+                    .map_err($crate::sql_error::map_sqlx)?;
                 row.as_ref().map(super::decode).transpose()
             }
 
@@ -104,7 +104,7 @@ macro_rules! sql_remember_store {
                     .bind(&expected[..])
                     .execute(&self.pool)
                     .await
-                    .map_err($crate::store::sql::map_sqlx)?;
+                    .map_err($crate::sql_error::map_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -113,7 +113,7 @@ macro_rules! sql_remember_store {
                     .bind(series)
                     .execute(&self.pool)
                     .await
-                    .map_err($crate::store::sql::map_sqlx)?;
+                    .map_err($crate::sql_error::map_sqlx)?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -122,7 +122,7 @@ macro_rules! sql_remember_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await
-                    .map_err($crate::store::sql::map_sqlx)?;
+                    .map_err($crate::sql_error::map_sqlx)?;
                 Ok(done.rows_affected())
             }
 
@@ -136,7 +136,7 @@ macro_rules! sql_remember_store {
                     .bind(i64::from(limit))
                     .execute(&self.pool)
                     .await
-                    .map_err($crate::store::sql::map_sqlx)?;
+                    .map_err($crate::sql_error::map_sqlx)?;
                 Ok(done.rows_affected())
             }
         }

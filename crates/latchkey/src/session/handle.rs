@@ -6,6 +6,7 @@ use super::record::{AuthInfo, AuthMethod, SessionRecord};
 use super::storage::{CookieSession, ServerSide, SessionStorage};
 use super::store::{Loaded as StoreAnswer, NewSessionPolicy, SessionStore, StoreError};
 use super::token::{random_bytes, SessionId, SessionToken};
+use crate::log_budget::LogBudget;
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -822,7 +823,11 @@ impl Session {
         match policy.admit(&self.inner.client).await? {
             None => Ok(()),
             Some(wait) => {
-                crate::audit_refusal!("new_session_refused", ip = ?self.inner.client.ip, retry_after = wait.as_secs());
+                // Anyone can cause this: logged within a budget (`audit_refusal!`'s).
+                static REFUSALS: LogBudget = LogBudget::new(5, 50);
+                if let Some(dropped) = REFUSALS.admit() {
+                    tracing::warn!(target: "latchkey::audit", event = "new_session_refused", dropped, ip = ?self.inner.client.ip, retry_after = wait.as_secs(), "new_session_refused");
+                }
                 Err(SessionError::Refused(wait))
             }
         }

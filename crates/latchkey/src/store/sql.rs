@@ -2,8 +2,6 @@
 //! dialects (placeholders), so each store names its [`Statements`] and the pool it runs
 //! them on, and [`sql_session_store!`] writes the one implementation for both.
 
-use crate::session::StoreError;
-
 /// The SQL a session store runs, in one dialect. Parameters are bound in the order the
 /// comments give.
 pub(crate) struct Statements {
@@ -25,16 +23,7 @@ pub(crate) struct Statements {
     pub delete_expired: &'static str,
 }
 
-/// A driver error, by cause.
-pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            StoreError::Corrupt(Box::new(error))
-        }
-        _ => StoreError::Unavailable(Box::new(error)),
-    }
-}
+pub(crate) use crate::sql_error::map_sqlx;
 
 /// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field, a
 /// `load_fast` method, which may answer a load without a pooled query of its own, and a

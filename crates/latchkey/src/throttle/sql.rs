@@ -3,7 +3,7 @@
 
 use super::{Counter, ThrottleStore};
 use crate::session::StoreError;
-use crate::store::sql::map_sqlx;
+use crate::sql_error::map_sqlx;
 use crate::time::Timestamp;
 use std::time::Duration;
 

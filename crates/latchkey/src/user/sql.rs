@@ -42,18 +42,18 @@ pub(crate) struct UserStatements {
 macro_rules! sql_user_store {
     ($store:ty, $db:ty, $row:ty, $sql:expr) => {
         impl $store {
-            fn decode_user(row: &$row) -> Result<$crate::User, $crate::UserStoreError> {
+            fn decode_user(row: &$row) -> Result<$crate::user::User, $crate::user::UserStoreError> {
                 use sqlx::Row;
-                let decoded = (|| -> Result<$crate::User, sqlx::Error> {
-                    Ok($crate::User {
+                let decoded = (|| -> Result<$crate::user::User, sqlx::Error> {
+                    Ok($crate::user::User {
                         id: row.try_get("id")?,
                         username: row.try_get("username")?,
                         email: row.try_get("email")?,
                         email_verified_at: row
                             .try_get::<Option<i64>, _>("email_verified_at")?
-                            .map($crate::Timestamp),
+                            .map($crate::time::Timestamp),
                         password_hash: row.try_get::<String, _>("password_hash")?.into(),
-                        created_at: $crate::Timestamp(row.try_get("created_at")?),
+                        created_at: $crate::time::Timestamp(row.try_get("created_at")?),
                         disabled: row.try_get("disabled")?,
                         credential_version: row.try_get("credential_version")?,
                     })
@@ -62,7 +62,7 @@ macro_rules! sql_user_store {
             }
 
             /// Runs the insert of `user` on a pool or a transaction.
-            async fn insert<'e, E>(executor: E, user: &$crate::NewUser) -> Result<$row, sqlx::Error>
+            async fn insert<'e, E>(executor: E, user: &$crate::user::NewUser) -> Result<$row, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
@@ -74,7 +74,7 @@ macro_rules! sql_user_store {
                     .bind(&user.email)
                     .bind(user.email.as_deref().map(login_key))
                     .bind(&user.password_hash)
-                    .bind($crate::Timestamp::now().as_millis())
+                    .bind($crate::time::Timestamp::now().as_millis())
                     .fetch_one(executor)
                     .await
             }
@@ -83,8 +83,8 @@ macro_rules! sql_user_store {
             /// is taken (both dialects name the violated column or constraint).
             fn created(
                 result: Result<$row, sqlx::Error>,
-                user: $crate::NewUser,
-            ) -> Result<$crate::User, $crate::UserStoreError> {
+                user: $crate::user::NewUser,
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
                 match result {
                     Ok(row) => Self::decode_user(&row),
                     Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
@@ -93,11 +93,11 @@ macro_rules! sql_user_store {
                                 .constraint()
                                 .is_some_and(|name| name.contains("email_key"))
                         {
-                            Err($crate::UserStoreError::EmailTaken(
+                            Err($crate::user::UserStoreError::EmailTaken(
                                 user.email.unwrap_or_default(),
                             ))
                         } else {
-                            Err($crate::UserStoreError::UsernameTaken(user.username))
+                            Err($crate::user::UserStoreError::UsernameTaken(user.username))
                         }
                     }
                     Err(error) => Err($crate::user::sql::unavailable(error)),
@@ -111,7 +111,7 @@ macro_rules! sql_user_store {
             /// does at start). A row whose new keys collide with another user's (two
             /// look-alike accounts made before) keeps its old keys, is still found by
             /// them, and is logged. Answers how many rows were re-keyed.
-            pub async fn rekey_legacy_users(&self) -> Result<u64, $crate::UserStoreError> {
+            pub async fn rekey_legacy_users(&self) -> Result<u64, $crate::user::UserStoreError> {
                 use sqlx::Row;
                 use $crate::user::{login_key, username_skeleton};
                 let rows = sqlx::query($sql.unkeyed)
@@ -150,28 +150,28 @@ macro_rules! sql_user_store {
 
             fn decode_changed(
                 row: Result<Option<$row>, sqlx::Error>,
-            ) -> Result<$crate::User, $crate::UserStoreError> {
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
                 match row.map_err($crate::user::sql::unavailable)? {
                     Some(row) => Self::decode_user(&row),
-                    None => Err($crate::UserStoreError::NotFound),
+                    None => Err($crate::user::UserStoreError::NotFound),
                 }
             }
         }
 
         #[async_trait::async_trait]
-        impl $crate::UserStore for $store {
+        impl $crate::user::UserStore for $store {
             async fn create(
                 &self,
-                user: $crate::NewUser,
-            ) -> Result<$crate::User, $crate::UserStoreError> {
+                user: $crate::user::NewUser,
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
                 let result = Self::insert(&self.pool, &user).await;
                 Self::created(result, user)
             }
 
             async fn create_many(
                 &self,
-                users: Vec<$crate::NewUser>,
-            ) -> Result<Vec<$crate::User>, (usize, $crate::UserStoreError)> {
+                users: Vec<$crate::user::NewUser>,
+            ) -> Result<Vec<$crate::user::User>, (usize, $crate::user::UserStoreError)> {
                 let unavailable = |error| (0, $crate::user::sql::unavailable(error));
                 let mut transaction = self.pool.begin().await.map_err(unavailable)?;
                 let mut created = Vec::with_capacity(users.len());
@@ -187,7 +187,7 @@ macro_rules! sql_user_store {
             async fn find_by_login(
                 &self,
                 login: &str,
-            ) -> Result<Option<$crate::User>, $crate::UserStoreError> {
+            ) -> Result<Option<$crate::user::User>, $crate::user::UserStoreError> {
                 let row = sqlx::query($sql.find_by_login)
                     .bind($crate::user::login_key(login))
                     .bind($crate::user::legacy_login_key(login))
@@ -200,7 +200,7 @@ macro_rules! sql_user_store {
             async fn find_by_id(
                 &self,
                 id: i64,
-            ) -> Result<Option<$crate::User>, $crate::UserStoreError> {
+            ) -> Result<Option<$crate::user::User>, $crate::user::UserStoreError> {
                 let row = sqlx::query($sql.find_by_id)
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -209,7 +209,7 @@ macro_rules! sql_user_store {
                 row.as_ref().map(Self::decode_user).transpose()
             }
 
-            async fn list(&self) -> Result<Vec<$crate::User>, $crate::UserStoreError> {
+            async fn list(&self) -> Result<Vec<$crate::user::User>, $crate::user::UserStoreError> {
                 let rows = sqlx::query($sql.list)
                     .fetch_all(&self.pool)
                     .await
@@ -221,7 +221,7 @@ macro_rules! sql_user_store {
                 &self,
                 id: i64,
                 hash: &str,
-            ) -> Result<$crate::User, $crate::UserStoreError> {
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
                 let row = sqlx::query($sql.set_password_hash)
                     .bind(hash)
                     .bind(id)
@@ -234,7 +234,7 @@ macro_rules! sql_user_store {
                 &self,
                 id: i64,
                 disabled: bool,
-            ) -> Result<$crate::User, $crate::UserStoreError> {
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
                 let row = sqlx::query($sql.set_disabled)
                     .bind(disabled)
                     .bind(id)
@@ -248,7 +248,7 @@ macro_rules! sql_user_store {
                 id: i64,
                 old_hash: &str,
                 new_hash: &str,
-            ) -> Result<bool, $crate::UserStoreError> {
+            ) -> Result<bool, $crate::user::UserStoreError> {
                 let done = sqlx::query($sql.upgrade_password_hash)
                     .bind(new_hash)
                     .bind(id)

@@ -330,7 +330,7 @@ macro_rules! sql_email_tokens {
     };
 }
 
-use crate::store::sql::map_sqlx;
+use crate::sql_error::map_sqlx;
 
 #[cfg(feature = "sqlite")]
 const SQLITE: TokenStatements = TokenStatements {
