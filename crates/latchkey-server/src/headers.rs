@@ -104,7 +104,9 @@ pub fn secure<B>(mut response: axum::http::Response<B>, hsts: bool) -> axum::htt
 
 /// The headers for the answer's content type (see the module notes), HSTS aside. Each
 /// one replaces whatever the handler set, except `Cache-Control`, where a handler's own
-/// policy (the stylesheet's) is kept.
+/// policy (the stylesheet's) is kept. A header already there with our value is left as
+/// it is: the prepared JSON answers carry them all, and reading costs less than
+/// replacing.
 fn add_security_headers(headers: &mut HeaderMap) {
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -117,24 +119,35 @@ fn add_security_headers(headers: &mut HeaderMap) {
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    ensure(headers, X_CONTENT_TYPE_OPTIONS, "nosniff");
+    ensure(headers, REFERRER_POLICY, "same-origin");
     if html {
-        headers.insert(
+        ensure(
+            headers,
             CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+            CONTENT_SECURITY_POLICY_VALUE,
         );
-        headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        headers.insert(
-            CROSS_ORIGIN_OPENER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        );
+        ensure(headers, X_FRAME_OPTIONS, "DENY");
+        ensure(headers, CROSS_ORIGIN_OPENER_POLICY, "same-origin");
     }
     if json {
-        headers.insert(
+        ensure(
+            headers,
             CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment; filename=\"api.json\""),
+            "attachment; filename=\"api.json\"",
         );
+    }
+}
+
+/// Sets `name` to `value` unless it holds exactly that, once, already.
+fn ensure(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
+    let mut present = headers.get_all(&name).iter();
+    let ours = matches!(
+        (present.next(), present.next()),
+        (Some(only), None) if only.as_bytes() == value.as_bytes()
+    );
+    if !ours {
+        headers.insert(name, HeaderValue::from_static(value));
     }
 }
 
@@ -210,5 +223,17 @@ mod tests {
         );
         assert_eq!(headers[X_FRAME_OPTIONS], "DENY", "the strict value wins");
         assert_eq!(headers[CROSS_ORIGIN_OPENER_POLICY], "same-origin");
+    }
+
+    #[test]
+    fn our_value_among_others_is_left_ours_alone() {
+        let mut response = Response::new(axum::body::Body::empty());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        headers.append(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.append(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+        let response = secure(response, false);
+        let frames: Vec<_> = response.headers().get_all(X_FRAME_OPTIONS).iter().collect();
+        assert_eq!(frames, ["DENY"]);
     }
 }
