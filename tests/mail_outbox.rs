@@ -80,6 +80,22 @@ async fn queued_mail_goes_out_through_smtp_with_both_parts() {
     );
     // Nothing is due any more: a second round sends nothing.
     assert_eq!(worker.run_once().await.expect("round"), 0);
+    // Within the retention period sent mail stays; past it, it is pruned.
+    assert_eq!(worker.prune().await.expect("prune"), 0);
+    let impatient = self::worker(
+        outbox.clone(),
+        &sink.url(),
+        OutboxPolicy {
+            retention: Duration::ZERO,
+            ..quick()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(impatient.prune().await.expect("prune"), 3);
+    assert_eq!(
+        outbox.counts().await.expect("counts"),
+        OutboxCounts::default()
+    );
 }
 
 #[tokio::test]

@@ -147,7 +147,7 @@ impl OutboxWorker {
     }
 
     /// One round: claims the due mail, sends it, and settles each (sent, retried later,
-    /// or given up); then prunes old sent mail. How many were sent.
+    /// or given up). How many were sent.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let mut sent = 0;
         loop {
@@ -171,9 +171,20 @@ impl OutboxWorker {
                 break;
             }
         }
-        let before = Timestamp::now().minus(self.policy.retention);
-        self.outbox.prune_sent(before, 1000).await?;
         Ok(sent)
+    }
+
+    /// Deletes sent mail older than the retention period; how many.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let before = Timestamp::now().minus(self.policy.retention);
+        let mut pruned = 0;
+        loop {
+            let done = self.outbox.prune_sent(before, PRUNE_BATCH).await?;
+            pruned += done;
+            if done < u64::from(PRUNE_BATCH) {
+                return Ok(pruned);
+            }
+        }
     }
 
     /// Sends one claimed mail and settles it; whether it went out.
@@ -213,9 +224,17 @@ impl OutboxWorker {
     /// Runs rounds until the task is dropped: after each, waits for [`Self::wake`] or
     /// the poll interval. A failing database is logged and tried again at the next round.
     pub async fn run(self) {
+        // Pruning is a write: once an hour, not at every poll.
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
             if let Err(error) = self.run_once().await {
                 tracing::warn!(%error, "mail outbox unavailable");
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
+                match self.prune().await {
+                    Ok(_) => pruned_at = Some(std::time::Instant::now()),
+                    Err(error) => tracing::warn!(%error, "pruning sent mail failed"),
+                }
             }
             tokio::select! {
                 () = self.wake.notified() => {}
@@ -224,6 +243,12 @@ impl OutboxWorker {
         }
     }
 }
+
+/// How often a running worker deletes sent mail past its retention.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Sent mails deleted per statement.
+const PRUNE_BATCH: u32 = 1000;
 
 /// 1 for a mail that went out, 0 for one that did not; a store error as it is. A send
 /// that panicked stays claimed and is tried again when its lease ends.
