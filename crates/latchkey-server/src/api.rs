@@ -26,11 +26,15 @@ pub struct LoginRequest {
     password: Option<String>,
 }
 
+/// What a password login gets while the email is unverified (`--require-verified-email`).
+pub const UNVERIFIED: &str = "Please verify your email address first: follow the link we mailed you, or ask for a new one (POST /email/verify/resend).";
+
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
 #[utoipa::path(post, path = "/login", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
     (status = 400, description = "Missing or malformed fields", body = crate::json::ErrorBody),
     (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::json::ErrorBody),
+    (status = 403, description = "The password is right but the email is not verified yet (`--require-verified-email`)", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
     (status = 429, description = "Throttled; see Retry-After", body = crate::json::ErrorBody),
@@ -60,6 +64,7 @@ pub async fn login(
         LogIn::Refused => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
+        LogIn::Unverified => Err(ApiError::forbidden_field("email", UNVERIFIED).into()),
         LogIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
 }

@@ -6,10 +6,12 @@ use crate::connections;
 use crate::forwarded::TrustedProxies;
 use crate::headers;
 use crate::pages;
-use crate::state::{AppState, Shared, MAX_BODY_BYTES};
+use crate::state::{
+    AppState, MailFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT, MAX_BODY_BYTES,
+};
 use crate::templates::Templates;
 use crate::throttling::{ClientAddress, NewSessionCap};
-use crate::{api, data_api, routes};
+use crate::{api, data_api, mail_pages, routes};
 use anyhow::bail;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -18,10 +20,12 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use latchkey::csrf::CsrfKey;
-use latchkey::mail::outbox::{OutboxPolicy, OutboxWorker};
+use latchkey::mail::outbox::{Outbox, OutboxPolicy, OutboxWorker, SqliteOutbox};
+use latchkey::mail::{LogMailer, MailSeal};
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore, StoreRevocations};
 use latchkey::throttle::Throttle;
+use latchkey::user::tokens::EmailTokens;
 use latchkey::{AuthLayer, AuthService, SessionService};
 use latchkey::{
     Authenticator, PasswordBackend, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore,
@@ -31,6 +35,7 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower::util::MapResponse;
 use tower::Layer;
 
@@ -123,7 +128,37 @@ pub fn router(
         )
         .route("/home", post(routes::home).get(routes::home))
         .route("/logout", post(limited(routes::logout)))
-        .route("/account", get(api::account))
+        .route("/account", get(routes::account))
+        .route("/account/email", post(limited(routes::change_email)))
+        .route(
+            "/account/email/confirm",
+            get(mail_pages::confirm_email_change_page).post(limited(routes::confirm_email_change)),
+        )
+        .route(
+            "/password/forgot",
+            get(mail_pages::forgot_page).post(limited(routes::forgot_password)),
+        )
+        .route(
+            "/password/reset",
+            get(mail_pages::reset_page).post(limited(routes::reset_password)),
+        )
+        .route("/login/email", post(limited(routes::sign_in_by_mail)))
+        .route(
+            "/login/email/verify",
+            post(limited(routes::sign_in_with_code)),
+        )
+        .route(
+            "/login/email/confirm",
+            get(mail_pages::sign_in_link_page).post(limited(routes::sign_in_with_link)),
+        )
+        .route(
+            "/email/verify",
+            get(mail_pages::verify_page).post(limited(routes::verify_email)),
+        )
+        .route(
+            "/email/verify/resend",
+            post(limited(routes::resend_verification)),
+        )
         .route("/sessions", get(routes::sessions))
         .route("/sessions/{id}", delete(api::revoke_session))
         .route(
@@ -149,11 +184,15 @@ pub fn router(
     }
 }
 
+/// The secret of [`in_memory_router`]'s tokens and sealed mail.
+const IN_MEMORY_SECRET: &[u8] = b"in-memory router";
+
 /// The whole router over a private in-memory SQLite database, memory sessions and cheap
 /// hashing, with the default limits: for driving the server in process (fuzzing).
 pub async fn in_memory_router() -> anyhow::Result<Router> {
     let pool = latchkey::store::open_sqlite("sqlite::memory:").await?;
     let users: Arc<dyn UserStore> = Arc::new(latchkey::SqliteUserStore::new(pool.clone()));
+    let outbox: Arc<dyn Outbox> = Arc::new(SqliteOutbox::new(pool.clone()));
     let backend = Arc::new(PasswordBackend::new(
         users,
         PasswordHasher::new(latchkey::HashParams::insecure_fast())?,
@@ -169,6 +208,18 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         ),
         proxies: TrustedProxies::default(),
         csrf: CsrfKey::generate(),
+        mail: MailFlows {
+            tokens: Arc::new(EmailTokens::new(pool.clone(), IN_MEMORY_SECRET)),
+            outbox: outbox.clone(),
+            seal: MailSeal::new(IN_MEMORY_SECRET),
+            worker: OutboxWorker::new(outbox, Arc::new(LogMailer), OutboxPolicy::default())
+                .with_seal(MailSeal::new(IN_MEMORY_SECRET)),
+            public_url: "http://localhost".into(),
+            lifetimes: TokenLifetimes::default(),
+            require_verified_email: false,
+            reset_logs_in: false,
+            background: Arc::new(Semaphore::new(MAIL_REQUESTS_IN_FLIGHT)),
+        },
     });
     let sessions = SessionLayer::new(
         MemoryStore::new(),
@@ -212,7 +263,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         backend.users.clone(),
         args.database.hasher()?,
     ));
+    // Mail leaves from the outbox in the background, never on a request's path.
+    let mailer = args.mail.mailer()?;
+    tracing::info!(to = %args.mail.describe(), "mail goes to");
+    let seal = MailSeal::new(&secrets.keys[0]);
+    let worker = OutboxWorker::new(backend.outbox.clone(), mailer, OutboxPolicy::default())
+        .with_seal(seal.clone());
+    let public_url = args.public_url().trim_end_matches('/').to_string();
     let state = AppState::new(Shared {
+        mail: MailFlows {
+            tokens: backend.email_tokens(&secrets.keys[0]),
+            outbox: backend.outbox.clone(),
+            seal,
+            worker: worker.clone(),
+            public_url,
+            lifetimes: TokenLifetimes {
+                reset: args.mail.reset_token_ttl,
+                verify: args.mail.verify_token_ttl,
+                sign_in: args.mail.sign_in_token_ttl,
+            },
+            require_verified_email: args.mail.require_verified_email,
+            reset_logs_in: args.mail.reset_logs_in,
+            background: Arc::new(Semaphore::new(MAIL_REQUESTS_IN_FLIGHT)),
+        },
         backend: users.clone(),
         policy: args.database.policy(),
         templates: Templates::new(args.templates.clone()),
@@ -271,11 +344,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secure,
     );
 
-    // Mail leaves from the outbox in the background, never on a request's path.
-    let mailer = args.mail.mailer()?;
-    tracing::info!(to = %args.mail.describe(), "mail goes to");
-    let outbox = OutboxWorker::new(backend.outbox.clone(), mailer, OutboxPolicy::default());
-    tokio::spawn(outbox.run());
+    tokio::spawn(worker.run());
 
     tokio::spawn(sweep_expired(
         swept,

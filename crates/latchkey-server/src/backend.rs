@@ -16,6 +16,7 @@ use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
     ThrottleStore,
 };
+use latchkey::user::tokens::{EmailTokens, TokenStore};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;
 
@@ -34,6 +35,15 @@ pub struct Backend {
     pub sessions_feed: Option<Arc<dyn ChangeFeed>>,
     /// Mail waiting to be sent.
     pub outbox: Arc<dyn Outbox>,
+    /// The database's pool, for the stores that need the server's key.
+    pool: Pool,
+}
+
+/// The pool of the database, whichever it is.
+#[derive(Clone)]
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
 }
 
 impl Backend {
@@ -53,7 +63,8 @@ impl Backend {
                     users: Arc::new(users),
                     remember: Arc::new(SqliteRememberStore::new(pool.clone())),
                     outbox: Arc::new(SqliteOutbox::new(pool.clone())),
-                    sessions: Arc::new(SqliteStore::new(pool)),
+                    sessions: Arc::new(SqliteStore::new(pool.clone())),
+                    pool: Pool::Sqlite(pool),
                     sessions_feed: None,
                 })
             }
@@ -69,7 +80,8 @@ impl Backend {
                     remember: Arc::new(PostgresRememberStore::new(pool.clone())),
                     outbox: Arc::new(PostgresOutbox::new(pool.clone())),
                     sessions: Arc::new(PostgresStore::new(pool.clone())),
-                    sessions_feed: Some(Arc::new(PostgresStore::new(pool))),
+                    sessions_feed: Some(Arc::new(PostgresStore::new(pool.clone()))),
+                    pool: Pool::Postgres(pool),
                 })
             }
             .await
@@ -77,6 +89,16 @@ impl Backend {
             bail!("--database-url must start with sqlite: or postgres:// (got {url:?})");
         };
         opened.with_context(|| format!("cannot open database {}", redact(url)))
+    }
+}
+
+impl Backend {
+    /// The mail flows' tokens, their codes bound under a key derived from `secret`.
+    pub fn email_tokens(&self, secret: &[u8]) -> Arc<dyn TokenStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(EmailTokens::new(pool.clone(), secret)),
+            Pool::Postgres(pool) => Arc::new(EmailTokens::new(pool.clone(), secret)),
+        }
     }
 }
 

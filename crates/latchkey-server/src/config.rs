@@ -158,6 +158,23 @@ pub struct MailArgs {
         default_value = "latchkey <noreply@localhost>"
     )]
     pub mail_from: String,
+    /// Refuse password logins until the user's email is verified (sign-up then needs
+    /// an email); the refusal offers to send the link again.
+    #[arg(long, env = "LATCHKEY_REQUIRE_VERIFIED_EMAIL")]
+    pub require_verified_email: bool,
+    /// Log the user in once a password is set from a reset link (off: they log in with
+    /// the new password).
+    #[arg(long, env = "LATCHKEY_RESET_LOGS_IN")]
+    pub reset_logs_in: bool,
+    /// How long a password reset link stays valid.
+    #[arg(long, env = "LATCHKEY_RESET_TOKEN_TTL", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub reset_token_ttl: Duration,
+    /// How long an email verification (or email change) link stays valid.
+    #[arg(long, env = "LATCHKEY_VERIFY_TOKEN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub verify_token_ttl: Duration,
+    /// How long a sign-in link and code stay valid.
+    #[arg(long, env = "LATCHKEY_SIGN_IN_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub sign_in_token_ttl: Duration,
 }
 
 impl MailArgs {

@@ -11,7 +11,9 @@ use utoipa::OpenApi;
     info(
         title = "latchkey",
         description = "Sign-up, login, a greeting for the logged-in user, logout, the \
-                       account, its sessions and a password change. The session travels \
+                       account, its sessions, a password change, and the mail flows: password \
+                       reset, email verification, sign-in by mailed link or code, email \
+                       change. The session travels \
                        in the `id` cookie (`__Host-id` behind https)."
     ),
     paths(
@@ -23,7 +25,16 @@ use utoipa::OpenApi;
         crate::api::sessions,
         crate::api::revoke_session,
         crate::api::revoke_other_sessions,
-        crate::api::change_password
+        crate::api::change_password,
+        crate::mail_api::forgot_password,
+        crate::mail_api::reset_password,
+        crate::mail_api::sign_in_by_mail,
+        crate::mail_api::sign_in_with_code,
+        crate::mail_api::sign_in_with_link,
+        crate::mail_api::verify_email,
+        crate::mail_api::resend_verification,
+        crate::mail_api::change_email,
+        crate::mail_api::confirm_email_change
     ),
     components(schemas(
         Message,
@@ -34,7 +45,11 @@ use utoipa::OpenApi;
         crate::api::SessionList,
         crate::api::Revoked,
         crate::usecases::Account,
-        crate::usecases::SessionView
+        crate::usecases::SessionView,
+        crate::mail_api::EmailRequest,
+        crate::mail_api::TokenRequest,
+        crate::mail_api::ResetRequest,
+        crate::mail_api::CodeRequest
     ))
 )]
 pub struct ApiDoc;
@@ -44,7 +59,12 @@ pub struct ApiDoc;
 #[openapi(paths(
     crate::pages::signup_page,
     crate::pages::login_page,
-    crate::pages::password_page
+    crate::pages::password_page,
+    crate::mail_pages::forgot_page,
+    crate::mail_pages::reset_page,
+    crate::mail_pages::sign_in_link_page,
+    crate::mail_pages::verify_page,
+    crate::mail_pages::confirm_email_change_page
 ))]
 struct PagesDoc;
 

@@ -39,7 +39,7 @@ async fn base_context(
 
 /// Renders a page with the base context merged with `extra`; gives the browser its CSRF
 /// cookie if it has none yet.
-async fn page(
+pub(crate) async fn page(
     app: &AppState,
     auth: &AuthSession<User>,
     browser: &BrowserCsrf,
@@ -102,12 +102,13 @@ async fn check_csrf(
 }
 
 /// A form field set that carries the CSRF token.
-trait CsrfField {
+pub(crate) trait CsrfField {
+    /// The submitted token.
     fn csrf_token(&self) -> Option<&str>;
 }
 
 /// The form of a POST whose CSRF token checked out; the rejection page otherwise.
-async fn read_form<F: serde::de::DeserializeOwned + CsrfField>(
+pub(crate) async fn read_form<F: serde::de::DeserializeOwned + CsrfField>(
     app: &AppState,
     auth: &AuthSession<User>,
     browser: &BrowserCsrf,
@@ -306,6 +307,23 @@ pub async fn login(
     match usecases::log_in(&app, ip, &auth, &username, &password, remember).await {
         Ok(LogIn::LoggedIn(_)) => Redirect::to(next_or_home(next)).into_response(),
         Ok(LogIn::Refused) => fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await,
+        Ok(LogIn::Unverified) => {
+            let extra = context! {
+                error => "Please verify your email address first: follow the link we mailed you, or send it again below.",
+                unverified => true,
+                form_username => username.clone(),
+                next => next,
+            };
+            page(
+                &app,
+                &auth,
+                &browser,
+                StatusCode::FORBIDDEN,
+                "login.html",
+                extra,
+            )
+            .await
+        }
         Ok(LogIn::Throttled(wait)) => {
             let message = too_many_message(wait);
             let extra =

@@ -7,7 +7,7 @@ use crate::json::{refuse_cross_site_or_not_json, JsonBody};
 use crate::pages::{self, is_form};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
-use crate::{api, headers};
+use crate::{api, headers, mail_api, mail_pages};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -176,4 +176,172 @@ pub async fn not_found(State(app): State<AppState>, headers: HeaderMap) -> Respo
         return pages::not_found_page(&app);
     }
     api::not_found().await.into_response()
+}
+
+/// `POST /password/forgot`.
+pub async fn forgot_password(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::forgot(app, ip, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::forgot_password(app, ip, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /password/reset`.
+pub async fn reset_password(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::reset(app, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::reset_password(app, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /login/email`.
+pub async fn sign_in_by_mail(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::sign_in_by_mail(app, ip, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::sign_in_by_mail(app, ip, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /login/email/verify`.
+pub async fn sign_in_with_code(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::sign_in_with_code(app, ip, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::sign_in_with_code(app, ip, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /login/email/confirm`.
+pub async fn sign_in_with_link(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::sign_in_with_link(app, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::sign_in_with_link(app, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /email/verify`.
+pub async fn verify_email(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::verify(app, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::verify_email(app, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /email/verify/resend`.
+pub async fn resend_verification(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::resend_verification(app, ip, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::resend_verification(app, ip, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `GET /account`: the page for browsers, the JSON account otherwise.
+pub async fn account(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    WantsHtml(html): WantsHtml,
+    RequireLogin(user): RequireLogin<User>,
+) -> Response {
+    if html {
+        return mail_pages::account_page(app, auth, browser, user).await;
+    }
+    api::account(RequireLogin(user)).await
+}
+
+/// `POST /account/email` (a fresh login is needed either way).
+pub async fn change_email(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::change_email(app, auth, browser, RequireFresh(user), request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::change_email(app, RequireFresh(user), JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /account/email/confirm`.
+pub async fn confirm_email_change(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return mail_pages::confirm_email_change(app, auth, browser, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(mail_api::confirm_email_change(app, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// A JSON handler's outcome as a response.
+fn answer(outcome: Result<Response, crate::json::HandlerError>) -> Response {
+    outcome.into_response()
 }

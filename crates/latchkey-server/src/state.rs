@@ -3,9 +3,14 @@
 use crate::forwarded::TrustedProxies;
 use crate::templates::Templates;
 use latchkey::csrf::CsrfKey;
+use latchkey::mail::outbox::{Outbox, OutboxWorker};
+use latchkey::mail::MailSeal;
 use latchkey::throttle::Throttle;
+use latchkey::user::tokens::TokenStore;
 use latchkey::{PasswordBackend, PasswordPolicy, UserStore};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Largest request body accepted (JSON and forms).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -51,4 +56,54 @@ pub struct Shared {
     pub proxies: TrustedProxies,
     /// The key of the forms' CSRF tokens.
     pub csrf: CsrfKey,
+    /// What the mail flows (reset, verification, sign-in by mail, email change,
+    /// notices) need.
+    pub mail: MailFlows,
 }
+
+/// What the mail flows need.
+pub struct MailFlows {
+    /// The single-use tokens the mails carry.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Where notices are queued.
+    pub outbox: Arc<dyn Outbox>,
+    /// What notices are sealed with before they are queued.
+    pub seal: MailSeal,
+    /// The worker that sends the outbox, woken when a mail is queued.
+    pub worker: OutboxWorker,
+    /// The public URL links in mails start with (no trailing slash).
+    pub public_url: String,
+    /// How long each kind of link is valid.
+    pub lifetimes: TokenLifetimes,
+    /// Password logins wait for a verified email.
+    pub require_verified_email: bool,
+    /// A password reset from a link logs the user in.
+    pub reset_logs_in: bool,
+    /// Bounds the mail requests being worked on after their answer went out.
+    pub background: Arc<Semaphore>,
+}
+
+/// How long each kind of mailed link is valid.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimes {
+    /// Password reset.
+    pub reset: Duration,
+    /// Email verification and email change.
+    pub verify: Duration,
+    /// Sign-in by link or code.
+    pub sign_in: Duration,
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        TokenLifetimes {
+            reset: Duration::from_secs(30 * 60),
+            verify: Duration::from_secs(24 * 3600),
+            sign_in: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Mail requests (reset, sign-in, resend) worked on at once after their 202 went out;
+/// beyond it the request is answered 503, known address or not.
+pub const MAIL_REQUESTS_IN_FLIGHT: usize = 256;

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use latchkey::mail::Mail;
 use minijinja::{Environment, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +18,54 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("sessions.html", include_str!("../templates/sessions.html")),
     ("password.html", include_str!("../templates/password.html")),
     ("error.html", include_str!("../templates/error.html")),
+    ("forgot.html", include_str!("../templates/forgot.html")),
+    ("reset.html", include_str!("../templates/reset.html")),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    (
+        "email_code.html",
+        include_str!("../templates/email_code.html"),
+    ),
+    ("account.html", include_str!("../templates/account.html")),
+    (
+        "mail/reset_password.txt",
+        include_str!("../templates/mail/reset_password.txt"),
+    ),
+    (
+        "mail/reset_password.html",
+        include_str!("../templates/mail/reset_password.html"),
+    ),
+    (
+        "mail/verify_email.txt",
+        include_str!("../templates/mail/verify_email.txt"),
+    ),
+    (
+        "mail/verify_email.html",
+        include_str!("../templates/mail/verify_email.html"),
+    ),
+    (
+        "mail/sign_in.txt",
+        include_str!("../templates/mail/sign_in.txt"),
+    ),
+    (
+        "mail/sign_in.html",
+        include_str!("../templates/mail/sign_in.html"),
+    ),
+    (
+        "mail/change_email.txt",
+        include_str!("../templates/mail/change_email.txt"),
+    ),
+    (
+        "mail/change_email.html",
+        include_str!("../templates/mail/change_email.html"),
+    ),
+    (
+        "mail/notice.txt",
+        include_str!("../templates/mail/notice.txt"),
+    ),
+    (
+        "mail/notice.html",
+        include_str!("../templates/mail/notice.html"),
+    ),
 ];
 
 /// Jinja templates: the embedded ones, each overridable by a file of the same name in
@@ -48,6 +97,37 @@ impl Templates {
                 .map(|(_, source)| source.to_string()))
         });
         Templates { env: Arc::new(env) }
+    }
+
+    /// The mail to `to` made from `mail/{name}.txt` (a first line `Subject: …`, then the
+    /// plain text) and `mail/{name}.html`, each rendered with `context` (the HTML one
+    /// auto-escaped, the text one not).
+    pub fn render_mail(
+        &self,
+        name: &str,
+        to: &str,
+        context: Value,
+    ) -> Result<Mail, minijinja::Error> {
+        let render = |file: String| {
+            self.env
+                .get_template(&file)
+                .and_then(|template| template.render(&context))
+        };
+        let text = render(format!("mail/{name}.txt"))?;
+        let html = render(format!("mail/{name}.html"))?;
+        let (first, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+        let Some(subject) = first.strip_prefix("Subject:") else {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("mail/{name}.txt must begin with a line \"Subject: …\""),
+            ));
+        };
+        Ok(Mail {
+            to: to.to_string(),
+            subject: subject.trim().to_string(),
+            text: body.trim_start_matches('\n').to_string(),
+            html: Some(html),
+        })
     }
 
     /// Renders `name` with `context` as an HTML response with `status`.

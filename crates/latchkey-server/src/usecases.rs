@@ -3,6 +3,7 @@
 //! both call these and never each other's handlers; each turns the outcome into its own
 //! kind of answer.
 
+use crate::mail_flows::{self, Notice};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
@@ -58,6 +59,12 @@ pub async fn sign_up(
             latchkey::user::validate_email(email)
                 .map_err(|error| SignUpError::Invalid("email", error.to_string()))?,
         ),
+        _ if app.mail.require_verified_email => {
+            return Err(SignUpError::Invalid(
+                "email",
+                "An email address is required: it must be verified before logging in.".into(),
+            ))
+        }
         _ => None,
     };
     let user_inputs: Vec<&str> = std::iter::once(username.as_str())
@@ -80,6 +87,11 @@ pub async fn sign_up(
     match app.backend.users().create(new_user).await {
         Ok(user) => {
             tracing::info!(target: "latchkey::audit", event = "signup", user_id = user.id, "signup");
+            // The account exists either way; a link that failed to queue can be asked
+            // for again.
+            if let Err(error) = mail_flows::send_verification(app, &user).await {
+                tracing::warn!(%error, user_id = user.id, "verification mail not queued");
+            }
             Ok(user)
         }
         Err(error @ (UserStoreError::UsernameTaken(_) | UserStoreError::EmailTaken(_))) => {
@@ -91,8 +103,11 @@ pub async fn sign_up(
 
 /// The outcome of a throttled password check.
 enum Attempt<T> {
-    /// The password was checked: what it unlocked, or `None` for a failure.
-    Checked(Option<T>),
+    /// The password was right: what it unlocked.
+    Passed(T),
+    /// The password was wrong; with the lockout this failure started, when it is the
+    /// first past the free failures.
+    Failed { lockout_started: Option<Duration> },
     /// Refused before checking; try again after this long.
     Throttled(Duration),
 }
@@ -117,14 +132,20 @@ async fn throttled<T>(
         Admission::Refused(wait) => return Ok(Attempt::Throttled(wait)),
     };
     let checked = check.await;
-    let settled = match &checked {
-        Ok(Some(_)) => throttle.succeeded(reservation).await,
-        Ok(None) => throttle.failed(reservation).await,
-        Err(_) => throttle.abandon(reservation).await,
+    let (settled, lockout_started) = match &checked {
+        Ok(Some(_)) => (throttle.succeeded(reservation).await, None),
+        Ok(None) => match throttle.failed(reservation).await {
+            Ok(lockout) => (Ok(()), lockout),
+            Err(error) => (Err(error), None),
+        },
+        Err(_) => (throttle.abandon(reservation).await, None),
     };
     let checked = checked?;
     settled.map_err(SessionError::from)?;
-    Ok(Attempt::Checked(checked))
+    Ok(match checked {
+        Some(unlocked) => Attempt::Passed(unlocked),
+        None => Attempt::Failed { lockout_started },
+    })
 }
 
 /// Checks a login's credentials under the throttle, counting failures under the account
@@ -136,7 +157,7 @@ async fn check_credentials(
     password: &str,
 ) -> Result<Attempt<User>, AuthError> {
     let known = app.backend.users().find_by_login(login).await?;
-    let id = known.map(|user| user.id.to_string());
+    let id = known.as_ref().map(|user| user.id.to_string());
     let account = match &id {
         Some(id) => throttle::Account::User(id),
         None => throttle::Account::Unknown(login),
@@ -153,10 +174,18 @@ async fn check_credentials(
         Attempt::Throttled(wait) => {
             latchkey::audit_refusal!("login_throttled", account = %account_tag(login), ip = ?ip.0, retry_after = wait.as_secs());
         }
-        Attempt::Checked(None) => {
+        Attempt::Failed { lockout_started } => {
             tracing::info!(target: "latchkey::audit", event = "login_failed", account = %account_tag(login), ip = ?ip.0, "login_failed");
+            if let (Some(lockout), Some(user)) = (lockout_started, &known) {
+                let detail = Some(format!(
+                    "Logins are paused for {}; a reset link or a sign-in code by mail still works.",
+                    humantime::format_duration(*lockout)
+                ));
+                mail_flows::notify(app, user, user.email.as_deref(), Notice::LockedOut, detail)
+                    .await;
+            }
         }
-        Attempt::Checked(Some(_)) => {}
+        Attempt::Passed(_) => {}
     }
     Ok(attempt)
 }
@@ -167,6 +196,9 @@ pub enum LogIn {
     LoggedIn(User),
     /// Wrong name or password, or a disabled user (the same for every cause).
     Refused,
+    /// The password was right but the email is not verified yet (and the server wants
+    /// it verified): nothing was logged in.
+    Unverified,
     /// Refused before checking; try again after this long.
     Throttled(Duration),
 }
@@ -182,12 +214,25 @@ pub async fn log_in(
     remember: bool,
 ) -> Result<LogIn, AuthError> {
     let user = match check_credentials(app, ip, login, password).await? {
-        Attempt::Checked(Some(user)) => user,
-        Attempt::Checked(None) => return Ok(LogIn::Refused),
+        Attempt::Passed(user) => user,
+        Attempt::Failed { .. } => return Ok(LogIn::Refused),
         Attempt::Throttled(wait) => return Ok(LogIn::Throttled(wait)),
     };
+    if app.mail.require_verified_email && user.email_verified_at.is_none() {
+        tracing::info!(target: "latchkey::audit", event = "login_unverified", user_id = user.id, "login_unverified");
+        return Ok(LogIn::Unverified);
+    }
     if remember {
         auth.login_remembered(&user, DEFAULT_REMEMBER_DAYS).await?;
+        let detail = ip.0.map(|address| format!("It connected from {address}."));
+        mail_flows::notify(
+            app,
+            &user,
+            user.email.as_deref(),
+            Notice::NewRememberedDevice,
+            detail,
+        )
+        .await;
     } else {
         auth.login(&user).await?;
     }
@@ -239,8 +284,8 @@ pub async fn change_password(
         }
     };
     match throttled(app, throttle::Account::User(&id), ip, check).await? {
-        Attempt::Checked(Some(())) => {}
-        Attempt::Checked(None) => {
+        Attempt::Passed(()) => {}
+        Attempt::Failed { .. } => {
             tracing::warn!(target: "latchkey::audit", event = "password_change_refused", user_id = user.id, ip = ?ip.0, "password_change_refused");
             return Err(PasswordChangeError::WrongCurrent);
         }
@@ -265,6 +310,15 @@ pub async fn change_password(
         .await
         .map_err(AuthError::from)?;
     auth.password_changed(&updated).await?;
+    mail_flows::revoke_mailed_logins(app, user.id).await?;
+    mail_flows::notify(
+        app,
+        &updated,
+        updated.email.as_deref(),
+        Notice::PasswordChanged,
+        None,
+    )
+    .await;
     Ok(())
 }
 
@@ -324,6 +378,7 @@ pub async fn sessions(auth: &AuthSession<User>) -> Result<Vec<SessionView>, Auth
             method: session.method.map(|method| match method {
                 AuthMethod::Password => "password".to_string(),
                 AuthMethod::RememberMe => "remember_me".to_string(),
+                AuthMethod::EmailCode => "email_code".to_string(),
             }),
             client_ip: session.client_ip,
             user_agent: session.user_agent,

@@ -58,6 +58,13 @@ pub enum UserCommand {
         #[command(flatten)]
         sessions: SessionStoreArgs,
     },
+    /// Mark a user's email address verified (as if they had followed the mailed link).
+    Verify {
+        /// Username or email.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// Runs one user command.
@@ -124,6 +131,20 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let user = backend.users.set_disabled(user.id, true).await?;
             let ended = end_sessions(&backend, &sessions, &user).await?;
             println!("disabled {}; {ended}", user.username);
+        }
+        UserCommand::Verify { name, database } => {
+            let backend = Backend::open(&database).await?;
+            let user = find_user(&*backend.users, &name).await?;
+            let Some(email) = user.email.as_deref() else {
+                bail!("{} has no email address to verify", user.username);
+            };
+            backend
+                .users
+                .mark_email_verified(user.id, email)
+                .await?
+                .with_context(|| format!("{} changed address meanwhile", user.username))?;
+            tracing::info!(target: "latchkey::audit", event = "email_verified_by_admin", user_id = user.id, "email_verified_by_admin");
+            println!("verified {} <{email}>", user.username);
         }
     }
     Ok(())

@@ -484,6 +484,29 @@ impl<U: AuthUser> AuthSession<U> {
         audit!(info, "password_changed", user_id = %user.user_id());
         Ok(())
     }
+
+    /// After `user`'s credentials changed outside any session of theirs (a password set
+    /// from a reset link, an admin's reset): ends every session and every remember-me
+    /// token of the user. The request's own session is not touched (whoever followed the
+    /// link is not logged in by it); log them in afterwards if the application wants to.
+    pub async fn credentials_reset(&self, user: &U) -> Result<u64, AuthError> {
+        let user_id = user.user_id();
+        self.request.authenticator.forget_user(&user_id);
+        let ended = self
+            .session
+            .storage()
+            .delete_for_user(&user_id, None)
+            .await
+            .map_err(SessionError::from)?;
+        if let Some(store) = self.request.authenticator.remember_store() {
+            store
+                .delete_for_user(&user_id)
+                .await
+                .map_err(SessionError::from)?;
+        }
+        audit!(info, "credentials_reset", user_id = %user_id, ended);
+        Ok(ended)
+    }
 }
 
 impl<U: AuthUser> RequestAuth<U> {

@@ -4,9 +4,11 @@
 //! takes says nothing about whether a mail went out.
 
 pub mod outbox;
+mod seal;
 #[cfg(feature = "mail")]
 mod smtp;
 
+pub use seal::MailSeal;
 #[cfg(feature = "mail")]
 pub use smtp::SmtpMailer;
 

@@ -6,7 +6,7 @@
 //! server processes sharing one database never send one mail twice. Sent mail is
 //! pruned after a retention period.
 
-use super::{Mail, MailError, Mailer};
+use super::{Mail, MailError, MailSeal, Mailer};
 use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -125,6 +125,7 @@ impl OutboxPolicy {
 pub struct OutboxWorker {
     outbox: Arc<dyn Outbox>,
     mailer: Arc<dyn Mailer>,
+    seal: Option<MailSeal>,
     policy: Arc<OutboxPolicy>,
     wake: Arc<Notify>,
 }
@@ -135,9 +136,17 @@ impl OutboxWorker {
         OutboxWorker {
             outbox,
             mailer,
+            seal: None,
             policy: Arc::new(policy),
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Opens sealed mail with `seal` before sending it (see [`MailSeal`]). Without a
+    /// seal, a sealed mail is given up on.
+    pub fn with_seal(mut self, seal: MailSeal) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     /// Tells a running worker that mail was queued, so it sends now rather than at its
@@ -189,7 +198,16 @@ impl OutboxWorker {
 
     /// Sends one claimed mail and settles it; whether it went out.
     async fn send(&self, queued: QueuedMail) -> Result<bool, StoreError> {
-        let outcome = self.mailer.send(&queued.mail).await;
+        let outcome = match (&self.seal, MailSeal::is_sealed(&queued.mail)) {
+            (Some(seal), true) => match seal.open(queued.mail) {
+                Ok(mail) => self.mailer.send(&mail).await,
+                Err(error) => Err(error),
+            },
+            (None, true) => Err(MailError::Permanent(
+                "a sealed mail, and this worker has no seal to open it".into(),
+            )),
+            (_, false) => self.mailer.send(&queued.mail).await,
+        };
         let now = Timestamp::now();
         match outcome {
             Ok(()) => {

@@ -12,6 +12,9 @@ pub enum AuthMethod {
     Password,
     /// Restored from a remember-me cookie: logged in, but not fresh.
     RememberMe,
+    /// A one-time code or link sent by mail: logged in, but not fresh (it proves the
+    /// mailbox, not the password).
+    EmailCode,
 }
 
 /// When and how the session's user authenticated.
@@ -21,7 +24,7 @@ pub struct AuthInfo {
     pub user_id: String,
     /// When the login happened.
     pub authenticated_at: Timestamp,
-    /// Password or remember-me.
+    /// Password, remember-me or a code by mail.
     pub method: AuthMethod,
     /// The user's credential version at login; a password change or a disable bumps the
     /// user's version, which ends this session on its next use.

@@ -25,6 +25,7 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Box<[u8]>, StoreError> {
             out.push(match auth.method {
                 AuthMethod::Password => 1,
                 AuthMethod::RememberMe => 2,
+                AuthMethod::EmailCode => 3,
             });
             put_str(&mut out, &auth.user_id);
             put_int(
@@ -57,11 +58,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     let (last_active_at, idle_expires_at, absolute_expires_at) = (later()?, later()?, later()?);
     let auth = match reader.byte()? {
         0 => None,
-        tag @ (1 | 2) => Some(AuthInfo {
-            method: if tag == 1 {
-                AuthMethod::Password
-            } else {
-                AuthMethod::RememberMe
+        tag @ (1..=3) => Some(AuthInfo {
+            method: match tag {
+                1 => AuthMethod::Password,
+                2 => AuthMethod::RememberMe,
+                _ => AuthMethod::EmailCode,
             },
             user_id: reader.str()?.to_owned(),
             authenticated_at: Timestamp(created.wrapping_add(reader.int()?)),

@@ -111,6 +111,15 @@ pub struct ThrottlePolicy {
     /// New stored sessions (logins, flash messages of visitors without one) from one IP
     /// per hour.
     pub new_sessions_hourly: u32,
+    /// Mails asked for (reset links, sign-in codes, verification resends) per address
+    /// per hour.
+    pub mails_per_address_hourly: u32,
+    /// Mails asked for from one IP per hour.
+    pub mails_per_ip_hourly: u32,
+    /// Mailed codes typed per address per hour (ten wrong ones also burn the token).
+    pub codes_per_address_hourly: u32,
+    /// Mailed codes typed from one IP per hour.
+    pub codes_per_ip_hourly: u32,
 }
 
 impl Default for ThrottlePolicy {
@@ -123,6 +132,10 @@ impl Default for ThrottlePolicy {
             ip_hourly: 300,
             signups_hourly: 20,
             new_sessions_hourly: 1000,
+            mails_per_address_hourly: 5,
+            mails_per_ip_hourly: 30,
+            codes_per_address_hourly: 20,
+            codes_per_ip_hourly: 60,
         }
     }
 }
@@ -173,6 +186,7 @@ impl Throttle {
         let mut reservation = Reservation {
             account: account.key(),
             ip_keys: Vec::new(),
+            failures_if_failed: 0,
         };
         // Per address: a plain count; past the limit the attempt is refused and taken
         // back, so the counters hold checked attempts only.
@@ -204,7 +218,8 @@ impl Throttle {
                 .store
                 .record_if(&reservation.account, window, now, seen)
                 .await?;
-            if recorded.is_some() {
+            if let Some(counter) = recorded {
+                reservation.failures_if_failed = counter.count;
                 return Ok(Admission::Admitted(reservation));
             }
         }
@@ -213,10 +228,16 @@ impl Throttle {
         Ok(Admission::Refused(Duration::from_secs(1)))
     }
 
-    /// The password check of `reservation` failed: it stays counted.
-    pub async fn failed(&self, reservation: Reservation) -> Result<(), StoreError> {
-        drop(reservation);
-        Ok(())
+    /// The password check of `reservation` failed: it stays counted. Answers the
+    /// lockout this failure starts when it is the first one past the free failures (the
+    /// moment to tell the account's owner), `None` otherwise.
+    pub async fn failed(&self, reservation: Reservation) -> Result<Option<Duration>, StoreError> {
+        let failures = reservation.failures_if_failed;
+        Ok(if failures == self.policy.free_failures.saturating_add(1) {
+            self.lockout(failures)
+        } else {
+            None
+        })
     }
 
     /// The password check of `reservation` succeeded: the account's failures are
@@ -257,6 +278,60 @@ impl Throttle {
     pub async fn new_session(&self, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
         self.hourly_per_ip("n", ip, self.policy.new_sessions_hourly)
             .await
+    }
+
+    /// Counts a request for mail (a reset link, a sign-in code, a verification resend)
+    /// to `address` from `ip`; refuses it past either hourly cap. Counted whether or not
+    /// the address belongs to anyone, so the answer says nothing about that.
+    pub async fn mail_request(
+        &self,
+        address: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        let per_address = (
+            format!("ma:{}", login_digest_hex(address, 16)),
+            self.policy.mails_per_address_hourly,
+        );
+        self.hourly_per_key_and_ip(per_address, "mi", ip, self.policy.mails_per_ip_hourly)
+            .await
+    }
+
+    /// Counts a mailed code typed for `address` from `ip`; refuses it past either hourly
+    /// cap (before the code is checked, so a refused guess is never tried).
+    pub async fn code_attempt(
+        &self,
+        address: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        let per_address = (
+            format!("ca:{}", login_digest_hex(address, 16)),
+            self.policy.codes_per_address_hourly,
+        );
+        self.hourly_per_key_and_ip(per_address, "ci", ip, self.policy.codes_per_ip_hourly)
+            .await
+    }
+
+    /// Counts one attempt under `key` (limit `key_limit`) and under `ip_prefix` for
+    /// `ip` (limit `ip_limit`), each within the hour; the longer wait if either is over.
+    async fn hourly_per_key_and_ip(
+        &self,
+        (key, key_limit): (String, u32),
+        ip_prefix: &str,
+        ip: Option<IpAddr>,
+        ip_limit: u32,
+    ) -> Result<Verdict, StoreError> {
+        let now = Timestamp::now();
+        let counter = self.store.record(&key, HOUR, now).await?;
+        let by_key =
+            (counter.count > key_limit).then(|| rounded(counter.first_at.plus(HOUR).since(now)));
+        let by_ip = match self.hourly_per_ip(ip_prefix, ip, ip_limit).await? {
+            Verdict::Wait(wait) => Some(wait),
+            Verdict::Allow => None,
+        };
+        Ok(match by_key.max(by_ip) {
+            Some(wait) => Verdict::Wait(wait),
+            None => Verdict::Allow,
+        })
     }
 
     /// Counts one attempt of the kind `prefix` from `ip` (none without an address) and
@@ -343,6 +418,8 @@ pub enum Admission {
 pub struct Reservation {
     account: String,
     ip_keys: Vec<String>,
+    /// The account's failures should this attempt fail.
+    failures_if_failed: u32,
 }
 
 /// How often [`Throttle::reserve`] re-reads an account's counter that other attempts

@@ -292,6 +292,17 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError>;
     /// Disables or re-enables the user and bumps the credential version.
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError>;
+    /// Moves the user to `email` (verified now if `verified`, unverified otherwise);
+    /// [`UserStoreError::EmailTaken`] when another user has it. Sessions stay.
+    async fn set_email(&self, id: i64, email: &str, verified: bool)
+        -> Result<User, UserStoreError>;
+    /// Marks the user's email verified, only if it is still `email` (a link sent to an
+    /// address the user has since moved away from proves nothing); `None` otherwise.
+    async fn mark_email_verified(
+        &self,
+        id: i64,
+        email: &str,
+    ) -> Result<Option<User>, UserStoreError>;
     /// Creates all `users` or none (one transaction in the SQL stores). On failure, the
     /// index of the user that failed and why. The default creates them one by one and
     /// is not atomic.
@@ -337,6 +348,21 @@ impl<S: UserStore + ?Sized> UserStore for std::sync::Arc<S> {
     }
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError> {
         (**self).set_disabled(id, disabled).await
+    }
+    async fn set_email(
+        &self,
+        id: i64,
+        email: &str,
+        verified: bool,
+    ) -> Result<User, UserStoreError> {
+        (**self).set_email(id, email, verified).await
+    }
+    async fn mark_email_verified(
+        &self,
+        id: i64,
+        email: &str,
+    ) -> Result<Option<User>, UserStoreError> {
+        (**self).mark_email_verified(id, email).await
     }
     async fn upgrade_password_hash(
         &self,

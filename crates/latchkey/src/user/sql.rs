@@ -35,6 +35,10 @@ pub(crate) struct UserStatements {
     pub set_disabled: &'static str,
     /// new hash, id, old hash (credential version unchanged)
     pub upgrade_password_hash: &'static str,
+    /// email, email_key, verified_at (or NULL), id → user
+    pub set_email: &'static str,
+    /// verified_at, id, email_key → user (none when the email moved on)
+    pub mark_email_verified: &'static str,
 }
 
 /// Implements [`crate::UserStore`] for `$store` (a struct with
@@ -243,6 +247,43 @@ macro_rules! sql_user_store {
                 Self::decode_changed(row)
             }
 
+            async fn set_email(
+                &self,
+                id: i64,
+                email: &str,
+                verified: bool,
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
+                let verified_at = verified.then(|| $crate::time::Timestamp::now().as_millis());
+                let row = sqlx::query($sql.set_email)
+                    .bind(email)
+                    .bind($crate::user::login_key(email))
+                    .bind(verified_at)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await;
+                match row {
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        Err($crate::user::UserStoreError::EmailTaken(email.to_string()))
+                    }
+                    row => Self::decode_changed(row),
+                }
+            }
+
+            async fn mark_email_verified(
+                &self,
+                id: i64,
+                email: &str,
+            ) -> Result<Option<$crate::user::User>, $crate::user::UserStoreError> {
+                let row = sqlx::query($sql.mark_email_verified)
+                    .bind($crate::time::Timestamp::now().as_millis())
+                    .bind(id)
+                    .bind($crate::user::login_key(email))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::user::sql::unavailable)?;
+                row.as_ref().map(Self::decode_user).transpose()
+            }
+
             async fn upgrade_password_hash(
                 &self,
                 id: i64,
@@ -319,6 +360,16 @@ mod sqlite {
         ),
         upgrade_password_hash:
             "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+        set_email: concat!(
+            "UPDATE users SET email = ?, email_key = ?, email_verified_at = ? WHERE id = ? \
+             RETURNING ",
+            user_columns!()
+        ),
+        mark_email_verified: concat!(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) \
+             WHERE id = ? AND email_key = ? RETURNING ",
+            user_columns!()
+        ),
     };
 
     sql_user_store!(SqliteUserStore, sqlx::Sqlite, SqliteRow, STATEMENTS);
@@ -377,6 +428,16 @@ mod postgres {
         ),
         upgrade_password_hash:
             "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+        set_email: concat!(
+            "UPDATE users SET email = $1, email_key = $2, email_verified_at = $3 WHERE id = $4 \
+             RETURNING ",
+            user_columns!()
+        ),
+        mark_email_verified: concat!(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) \
+             WHERE id = $2 AND email_key = $3 RETURNING ",
+            user_columns!()
+        ),
     };
 
     sql_user_store!(PostgresUserStore, sqlx::Postgres, PgRow, STATEMENTS);

@@ -11,8 +11,10 @@
 //! * [`EmailTokens::peek`] reads without consuming: a page opened from a link (or by a
 //!   mail scanner prefetching it) only shows a form; the form's POST redeems.
 
+use crate::mail::{Mail, MailSeal};
 use crate::session::{SessionToken, StoreError};
 use crate::time::Timestamp;
+use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
@@ -55,6 +57,24 @@ pub struct IssuedToken {
     pub code: Option<String>,
 }
 
+impl IssuedToken {
+    /// A new random token (and a 6-digit code if `with_code`), not yet stored: build the
+    /// mail from it, then store both with [`TokenStore::issue_with_mail`].
+    pub fn generate(with_code: bool) -> Self {
+        IssuedToken {
+            token: SessionToken::generate().encode(),
+            code: with_code.then(six_digits),
+        }
+    }
+
+    /// The SHA-256 the database keeps in place of the token (64 hex characters).
+    fn id_hash(&self) -> Result<String, StoreError> {
+        SessionToken::parse(&self.token)
+            .map(|token| token.id().to_hex())
+            .ok_or_else(|| StoreError::Corrupt("an issued token that does not parse".into()))
+    }
+}
+
 impl std::fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IssuedToken(<redacted>)")
@@ -87,6 +107,7 @@ pub enum CodeOutcome {
 pub struct EmailTokens<P> {
     pool: P,
     code_key: [u8; 32],
+    seal: MailSeal,
 }
 
 impl<P> std::fmt::Debug for EmailTokens<P> {
@@ -98,7 +119,9 @@ impl<P> std::fmt::Debug for EmailTokens<P> {
 impl<P> EmailTokens<P> {
     /// Tokens in `pool`'s database; codes are stored as HMACs under a key derived from
     /// `secret` (the server's secret key), so a copy of the database cannot try all
-    /// million codes offline.
+    /// million codes offline, and the mails that carry tokens are queued sealed under
+    /// the same secret ([`MailSeal`]; give the outbox worker `MailSeal::new(secret)`),
+    /// so the raw token is in no database file.
     pub fn new(pool: P, secret: &[u8]) -> Self {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_hmac());
@@ -106,6 +129,7 @@ impl<P> EmailTokens<P> {
         EmailTokens {
             pool,
             code_key: mac.finalize().into_bytes().into(),
+            seal: MailSeal::new(secret),
         }
     }
 
@@ -158,7 +182,7 @@ struct TokenStatements {
 }
 
 macro_rules! sql_email_tokens {
-    ($pool:ty, $sql:expr) => {
+    ($pool:ty, $outbox:ty, $sql:expr) => {
         impl EmailTokens<$pool> {
             /// Issues a token of `purpose` for `user_id`, to be sent to `email`, valid for
             /// `ttl` (with a 6-digit code if `with_code`), and deletes the user's older
@@ -171,10 +195,41 @@ macro_rules! sql_email_tokens {
                 ttl: Duration,
                 with_code: bool,
             ) -> Result<IssuedToken, StoreError> {
-                let token = SessionToken::generate();
-                let id_hash = token.id().to_hex();
-                let code = with_code.then(six_digits);
-                let code_mac = code.as_deref().map(|code| self.code_mac(&id_hash, code));
+                let issued = IssuedToken::generate(with_code);
+                self.store(purpose, user_id, email, ttl, &issued, None)
+                    .await?;
+                Ok(issued)
+            }
+
+            /// Stores `issued` (see [`EmailTokens::issue`]) and queues `mail`, sealed, in
+            /// the same transaction: the mail exists if and only if its token does.
+            pub async fn issue_with_mail(
+                &self,
+                purpose: TokenPurpose,
+                user_id: i64,
+                email: &str,
+                ttl: Duration,
+                issued: &IssuedToken,
+                mail: &Mail,
+            ) -> Result<(), StoreError> {
+                self.store(purpose, user_id, email, ttl, issued, Some(mail))
+                    .await
+            }
+
+            async fn store(
+                &self,
+                purpose: TokenPurpose,
+                user_id: i64,
+                email: &str,
+                ttl: Duration,
+                issued: &IssuedToken,
+                mail: Option<&Mail>,
+            ) -> Result<(), StoreError> {
+                let id_hash = issued.id_hash()?;
+                let code_mac = issued
+                    .code
+                    .as_deref()
+                    .map(|code| self.code_mac(&id_hash, code));
                 let now = Timestamp::now();
                 let mut transaction = self.pool.begin().await.map_err(map_sqlx)?;
                 sqlx::query($sql.delete_for_user)
@@ -195,11 +250,15 @@ macro_rules! sql_email_tokens {
                     .execute(&mut *transaction)
                     .await
                     .map_err(map_sqlx)?;
+                if let Some(mail) = mail {
+                    let sealed = self
+                        .seal
+                        .seal(mail)
+                        .map_err(|error| StoreError::Corrupt(Box::new(error)))?;
+                    <$outbox>::enqueue_in(&mut *transaction, &sealed).await?;
+                }
                 transaction.commit().await.map_err(map_sqlx)?;
-                Ok(IssuedToken {
-                    token: token.encode(),
-                    code,
-                })
+                Ok(())
             }
 
             /// Whose live token of `purpose` `token` is, without using it up.
@@ -330,6 +389,102 @@ macro_rules! sql_email_tokens {
     };
 }
 
+/// The mail-flow tokens of [`EmailTokens`] behind one interface, for servers that choose
+/// their database at run time. See the inherent methods of the same names.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Stores `issued` as the one live token of `purpose` for `user_id` (sent to `email`,
+    /// valid for `ttl`) and queues `mail` in the same transaction.
+    async fn issue_with_mail(
+        &self,
+        purpose: TokenPurpose,
+        user_id: i64,
+        email: &str,
+        ttl: Duration,
+        issued: &IssuedToken,
+        mail: &Mail,
+    ) -> Result<(), StoreError>;
+    /// Whose live token of `purpose` `token` is, without using it up.
+    async fn peek(
+        &self,
+        purpose: TokenPurpose,
+        token: &str,
+    ) -> Result<Option<TokenOwner>, StoreError>;
+    /// Uses up `token` of `purpose`: its owner, once.
+    async fn redeem(
+        &self,
+        purpose: TokenPurpose,
+        token: &str,
+    ) -> Result<Option<TokenOwner>, StoreError>;
+    /// Tries `code` against the newest live token of `purpose` sent to `email`.
+    async fn redeem_code(
+        &self,
+        purpose: TokenPurpose,
+        email: &str,
+        code: &str,
+    ) -> Result<CodeOutcome, StoreError>;
+    /// Deletes every token of `purpose` of `user_id`; how many.
+    async fn revoke(&self, user_id: i64, purpose: TokenPurpose) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` tokens expired at `now`; how many.
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Implements [`TokenStore`] for `EmailTokens<$pool>` over its inherent methods.
+macro_rules! token_store {
+    ($pool:ty) => {
+        #[async_trait]
+        impl TokenStore for EmailTokens<$pool> {
+            async fn issue_with_mail(
+                &self,
+                purpose: TokenPurpose,
+                user_id: i64,
+                email: &str,
+                ttl: Duration,
+                issued: &IssuedToken,
+                mail: &Mail,
+            ) -> Result<(), StoreError> {
+                EmailTokens::<$pool>::issue_with_mail(
+                    self, purpose, user_id, email, ttl, issued, mail,
+                )
+                .await
+            }
+            async fn peek(
+                &self,
+                purpose: TokenPurpose,
+                token: &str,
+            ) -> Result<Option<TokenOwner>, StoreError> {
+                EmailTokens::<$pool>::peek(self, purpose, token).await
+            }
+            async fn redeem(
+                &self,
+                purpose: TokenPurpose,
+                token: &str,
+            ) -> Result<Option<TokenOwner>, StoreError> {
+                EmailTokens::<$pool>::redeem(self, purpose, token).await
+            }
+            async fn redeem_code(
+                &self,
+                purpose: TokenPurpose,
+                email: &str,
+                code: &str,
+            ) -> Result<CodeOutcome, StoreError> {
+                EmailTokens::<$pool>::redeem_code(self, purpose, email, code).await
+            }
+            async fn revoke(&self, user_id: i64, purpose: TokenPurpose) -> Result<u64, StoreError> {
+                EmailTokens::<$pool>::revoke(self, user_id, purpose).await
+            }
+            async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+                EmailTokens::<$pool>::delete_expired(self, now, limit).await
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+token_store!(sqlx::SqlitePool);
+#[cfg(feature = "postgres")]
+token_store!(sqlx::PgPool);
+
 use crate::sql_error::map_sqlx;
 
 #[cfg(feature = "sqlite")]
@@ -352,7 +507,7 @@ const SQLITE: TokenStatements = TokenStatements {
 };
 
 #[cfg(feature = "sqlite")]
-sql_email_tokens!(sqlx::SqlitePool, SQLITE);
+sql_email_tokens!(sqlx::SqlitePool, crate::mail::outbox::SqliteOutbox, SQLITE);
 
 #[cfg(feature = "postgres")]
 const POSTGRES: TokenStatements = TokenStatements {
@@ -374,7 +529,7 @@ const POSTGRES: TokenStatements = TokenStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_email_tokens!(sqlx::PgPool, POSTGRES);
+sql_email_tokens!(sqlx::PgPool, crate::mail::outbox::PostgresOutbox, POSTGRES);
 
 #[cfg(test)]
 mod tests {

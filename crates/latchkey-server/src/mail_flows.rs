@@ -1,0 +1,608 @@
+//! The mail flows' use cases: password reset, email verification, sign-in by link or
+//! code, email change, and the security notices a user cannot turn off. The JSON API
+//! and the pages both call these.
+//!
+//! A request for mail (a reset link, a sign-in code, a verification resend) is counted
+//! by the throttle and answered before the address is even looked up: the lookup, the
+//! token and its mail (one transaction) happen in a background task, so the answer and
+//! its timing are the same whether the address belongs to an account or not. Links
+//! lead to pages whose `GET` only shows a form (a mail scanner opening them uses
+//! nothing up); the form's `POST` redeems the token, once.
+
+use crate::state::AppState;
+use crate::throttling::ClientIp;
+use latchkey::mail::Mail;
+use latchkey::throttle::{account_tag, Verdict};
+use latchkey::user::login_key;
+use latchkey::user::tokens::{CodeOutcome, IssuedToken, TokenPurpose};
+use latchkey::UserStoreError;
+use latchkey::{AuthError, AuthMethod, AuthSession, SessionError, StoreError, User};
+use minijinja::{context, Value};
+use std::time::Duration;
+
+/// How a request for mail was taken.
+pub enum MailRequest {
+    /// Taken: the mail goes out if the address belongs to an account (the answer is the
+    /// same either way).
+    Accepted,
+    /// Too many requests for this address or from this client; try after this long.
+    Throttled(Duration),
+    /// Too many requests already being worked on; try again shortly.
+    Busy,
+}
+
+/// Which mail a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Requested {
+    /// A password reset link.
+    PasswordReset,
+    /// A sign-in link and code.
+    SignIn,
+    /// The email verification link again.
+    Verification,
+}
+
+/// Takes a request for the mail `what` to `email` from `ip`: throttled per address and
+/// per client, then worked on in the background (see the module comment).
+pub async fn request_mail(
+    app: &AppState,
+    ip: ClientIp,
+    email: &str,
+    what: Requested,
+) -> Result<MailRequest, AuthError> {
+    let email = email.trim();
+    let verdict = app
+        .throttle
+        .mail_request(email, ip.0)
+        .await
+        .map_err(SessionError::from)?;
+    if let Verdict::Wait(wait) = verdict {
+        latchkey::audit_refusal!("mail_request_throttled", account = %account_tag(email), ip = ?ip.0, retry_after = wait.as_secs());
+        return Ok(MailRequest::Throttled(wait));
+    }
+    let Ok(permit) = app.mail.background.clone().try_acquire_owned() else {
+        return Ok(MailRequest::Busy);
+    };
+    let (app, email) = (*app, email.to_string());
+    tokio::spawn(async move {
+        if let Err(error) = send_requested(&app, &email, what).await {
+            tracing::warn!(%error, ?what, "a requested mail was not queued");
+        }
+        drop(permit);
+    });
+    Ok(MailRequest::Accepted)
+}
+
+/// The background half of [`request_mail`].
+async fn send_requested(app: &AppState, email: &str, what: Requested) -> Result<(), AuthError> {
+    let Some(user) = user_with_email(app, email).await? else {
+        tracing::info!(target: "latchkey::audit", event = "mail_request_unknown", account = %account_tag(email), ?what, "mail_request_unknown");
+        return Ok(());
+    };
+    match what {
+        Requested::PasswordReset => {
+            send_token(
+                app,
+                &user,
+                email_of(&user),
+                TokenPurpose::ResetPassword,
+                "reset_password",
+                "/password/reset",
+            )
+            .await
+        }
+        Requested::SignIn => {
+            send_token(
+                app,
+                &user,
+                email_of(&user),
+                TokenPurpose::SignIn,
+                "sign_in",
+                "/login/email/confirm",
+            )
+            .await
+        }
+        Requested::Verification if user.email_verified_at.is_none() => {
+            send_verification(app, &user).await
+        }
+        Requested::Verification => Ok(()),
+    }
+}
+
+/// The enabled user whose email (not username) is `email`, compared as logins are.
+async fn user_with_email(app: &AppState, email: &str) -> Result<Option<User>, AuthError> {
+    let user = app.backend.users().find_by_login(email).await?;
+    let key = login_key(email);
+    Ok(user.filter(|user| {
+        !user.disabled
+            && user
+                .email
+                .as_deref()
+                .is_some_and(|own| login_key(own) == key)
+    }))
+}
+
+/// The user's address (users without one are never looked up by address).
+fn email_of(user: &User) -> &str {
+    user.email.as_deref().unwrap_or_default()
+}
+
+/// Sends the verification link to `user`'s address (after sign-up, or asked again).
+pub async fn send_verification(app: &AppState, user: &User) -> Result<(), AuthError> {
+    match user.email.as_deref() {
+        Some(email) => {
+            send_token(
+                app,
+                user,
+                email,
+                TokenPurpose::VerifyEmail,
+                "verify_email",
+                "/email/verify",
+            )
+            .await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Issues a token of `purpose` for `user` and queues the mail `template` makes of it
+/// (a link to `path?token=…`, and a code for sign-in) to `to`, in one transaction;
+/// wakes the outbox worker.
+async fn send_token(
+    app: &AppState,
+    user: &User,
+    to: &str,
+    purpose: TokenPurpose,
+    template: &str,
+    path: &str,
+) -> Result<(), AuthError> {
+    let lifetimes = app.mail.lifetimes;
+    let (ttl, with_code) = match purpose {
+        TokenPurpose::ResetPassword => (lifetimes.reset, false),
+        TokenPurpose::VerifyEmail | TokenPurpose::ChangeEmail => (lifetimes.verify, false),
+        TokenPurpose::SignIn => (lifetimes.sign_in, true),
+    };
+    let issued = IssuedToken::generate(with_code);
+    let link = format!("{}{path}?token={}", app.mail.public_url, issued.token);
+    let mail = render_mail(
+        app,
+        template,
+        to,
+        context! {
+            username => user.username.clone(),
+            email => to,
+            link => link,
+            code => issued.code.clone(),
+            valid_minutes => ttl.as_secs() / 60,
+        },
+    )?;
+    app.mail
+        .tokens
+        .issue_with_mail(purpose, user.id, to, ttl, &issued, &mail)
+        .await
+        .map_err(SessionError::from)?;
+    app.mail.worker.wake();
+    tracing::info!(target: "latchkey::audit", event = "mail_token_sent", user_id = user.id, purpose = purpose.as_str(), "mail_token_sent");
+    Ok(())
+}
+
+/// A mail from the templates; a template that fails is a server fault (500).
+fn render_mail(
+    app: &AppState,
+    template: &str,
+    to: &str,
+    context: Value,
+) -> Result<Mail, AuthError> {
+    app.templates
+        .render_mail(template, to, context)
+        .map_err(|error| {
+            tracing::error!(%error, template, "mail template failed");
+            AuthError::from(SessionError::from(StoreError::Corrupt(Box::new(error))))
+        })
+}
+
+/// What a security notice is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice {
+    /// The password was changed from the account.
+    PasswordChanged,
+    /// The password was set from a reset link.
+    PasswordReset,
+    /// The account moved to another address (sent to the old one).
+    EmailChanged,
+    /// A new device signed in and will be remembered.
+    NewRememberedDevice,
+    /// Failed logins locked the account for a while.
+    LockedOut,
+}
+
+impl Notice {
+    /// The subject and the sentence of the notice.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Notice::PasswordChanged => (
+                "Your password was changed",
+                "The password of your account was changed.",
+            ),
+            Notice::PasswordReset => (
+                "Your password was reset",
+                "The password of your account was set from a reset link sent to this address. Every session and remembered device was logged out.",
+            ),
+            Notice::EmailChanged => (
+                "Your email address was changed",
+                "Your account no longer uses this address.",
+            ),
+            Notice::NewRememberedDevice => (
+                "A new device signed in",
+                "Someone signed in to your account with your password and asked to stay logged in on that device.",
+            ),
+            Notice::LockedOut => (
+                "Failed logins on your account",
+                "Several wrong passwords were tried for your account, so logins are paused for a while.",
+            ),
+        }
+    }
+}
+
+/// Queues `notice` to `to` about `user` (with a detail line, if any) and wakes the
+/// worker. Notices cannot be turned off. A failure is logged: the change it reports
+/// has already happened.
+pub async fn notify(
+    app: &AppState,
+    user: &User,
+    to: Option<&str>,
+    notice: Notice,
+    detail: Option<String>,
+) {
+    let Some(to) = to else {
+        return;
+    };
+    let (subject, sentence) = notice.words();
+    let mail = render_mail(
+        app,
+        "notice",
+        to,
+        context! {
+            username => user.username.clone(),
+            subject => subject,
+            sentence => sentence,
+            detail => detail,
+            link => format!("{}/login", app.mail.public_url),
+        },
+    );
+    let queued = match mail {
+        Ok(mail) => app
+            .mail
+            .outbox
+            .enqueue(&mail)
+            .await
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match queued {
+        Ok(_) => {
+            app.mail.worker.wake();
+            tracing::info!(target: "latchkey::audit", event = "notice_queued", user_id = user.id, notice = ?notice, "notice_queued");
+        }
+        Err(error) => {
+            tracing::error!(%error, user_id = user.id, ?notice, "security notice not queued");
+        }
+    }
+}
+
+/// Whether a token from a link is live, without using it up (what the link's page
+/// shows before its form is sent).
+pub async fn token_is_live(
+    app: &AppState,
+    purpose: TokenPurpose,
+    token: &str,
+) -> Result<bool, AuthError> {
+    Ok(app
+        .mail
+        .tokens
+        .peek(purpose, token)
+        .await
+        .map_err(SessionError::from)?
+        .is_some())
+}
+
+/// Why a password was not set from a reset link.
+pub enum ResetError {
+    /// The link is unknown, used, expired or superseded by a newer one.
+    InvalidToken,
+    /// The new password breaks the policy (the message says how).
+    Policy(String),
+    /// A backing service failed.
+    Failed(AuthError),
+}
+
+impl From<AuthError> for ResetError {
+    fn from(error: AuthError) -> Self {
+        ResetError::Failed(error)
+    }
+}
+
+/// Sets `password` for the owner of reset `token`: the policy first (a refused password
+/// leaves the link usable), then the token is used up (of racing requests one wins),
+/// the hash stored (the credential version moves on), every session, remember-me token,
+/// reset and sign-in link of the user ended, and a notice queued. Logs the user in
+/// (not fresh) only with `--reset-logs-in`. Answers the user.
+pub async fn reset_password(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    token: &str,
+    password: &str,
+) -> Result<User, ResetError> {
+    let tokens = &app.mail.tokens;
+    let purpose = TokenPurpose::ResetPassword;
+    let owner = tokens
+        .peek(purpose, token)
+        .await
+        .map_err(SessionError::from)
+        .map_err(AuthError::from)?;
+    let Some(owner) = owner else {
+        return Err(ResetError::InvalidToken);
+    };
+    let users = app.backend.users();
+    let user = match users
+        .find_by_id(owner.user_id)
+        .await
+        .map_err(AuthError::from)?
+    {
+        Some(user) if !user.disabled => user,
+        _ => return Err(ResetError::InvalidToken),
+    };
+    let user_inputs: Vec<&str> = std::iter::once(user.username.as_str())
+        .chain(user.email.as_deref())
+        .collect();
+    let hasher = app.backend.hasher();
+    hasher
+        .check_new_password(app.policy, password, &user_inputs)
+        .await
+        .map_err(AuthError::from)?
+        .map_err(|error| ResetError::Policy(error.to_string()))?;
+    let redeemed = tokens
+        .redeem(purpose, token)
+        .await
+        .map_err(SessionError::from)
+        .map_err(AuthError::from)?;
+    if redeemed.is_none() {
+        return Err(ResetError::InvalidToken);
+    }
+    let hash = hasher.hash(password).await.map_err(AuthError::from)?;
+    let updated = users
+        .set_password_hash(user.id, &hash)
+        .await
+        .map_err(AuthError::from)?;
+    revoke_mailed_logins(app, user.id).await?;
+    let ended = auth.credentials_reset(&updated).await?;
+    tracing::info!(target: "latchkey::audit", event = "password_reset", user_id = user.id, sessions_ended = ended, "password_reset");
+    notify(
+        app,
+        &updated,
+        updated.email.as_deref(),
+        Notice::PasswordReset,
+        None,
+    )
+    .await;
+    if app.mail.reset_logs_in {
+        auth.login_with(&updated, AuthMethod::EmailCode).await?;
+    }
+    Ok(updated)
+}
+
+/// Ends the reset and sign-in links of `user_id` (after the password changed).
+pub async fn revoke_mailed_logins(app: &AppState, user_id: i64) -> Result<(), AuthError> {
+    for purpose in [TokenPurpose::ResetPassword, TokenPurpose::SignIn] {
+        app.mail
+            .tokens
+            .revoke(user_id, purpose)
+            .await
+            .map_err(SessionError::from)?;
+    }
+    Ok(())
+}
+
+/// Uses up verification `token`: the owner's email is verified if it is still the
+/// address the link went to. `None` for a dead link.
+pub async fn verify_email(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    token: &str,
+) -> Result<Option<User>, AuthError> {
+    let owner = app
+        .mail
+        .tokens
+        .redeem(TokenPurpose::VerifyEmail, token)
+        .await
+        .map_err(SessionError::from)?;
+    let Some(owner) = owner else {
+        return Ok(None);
+    };
+    let verified = app
+        .backend
+        .users()
+        .mark_email_verified(owner.user_id, &owner.email)
+        .await?;
+    if let Some(user) = &verified {
+        auth.authenticator().forget_user(&user.id.to_string());
+        tracing::info!(target: "latchkey::audit", event = "email_verified", user_id = user.id, "email_verified");
+    }
+    Ok(verified)
+}
+
+/// How a sign-in by mail ended.
+pub enum MailSignIn {
+    /// Logged in (not fresh: the mailbox was proven, not the password).
+    LoggedIn(User),
+    /// A wrong, used or expired code or link (the same answer for each).
+    Refused,
+    /// Too many codes for this address or from this client; try after this long.
+    Throttled(Duration),
+}
+
+/// Signs in with the `code` mailed to `email`: throttled per address and client before
+/// the code is checked; ten wrong codes burn the token.
+pub async fn sign_in_with_code(
+    app: &AppState,
+    ip: ClientIp,
+    auth: &AuthSession<User>,
+    email: &str,
+    code: &str,
+) -> Result<MailSignIn, AuthError> {
+    let email = email.trim();
+    let verdict = app
+        .throttle
+        .code_attempt(email, ip.0)
+        .await
+        .map_err(SessionError::from)?;
+    if let Verdict::Wait(wait) = verdict {
+        latchkey::audit_refusal!("sign_in_code_throttled", account = %account_tag(email), ip = ?ip.0, retry_after = wait.as_secs());
+        return Ok(MailSignIn::Throttled(wait));
+    }
+    let outcome = app
+        .mail
+        .tokens
+        .redeem_code(TokenPurpose::SignIn, email, code)
+        .await
+        .map_err(SessionError::from)?;
+    match outcome {
+        CodeOutcome::Redeemed(owner) => log_in_owner(app, auth, owner.user_id, &owner.email).await,
+        CodeOutcome::Wrong(left) => {
+            tracing::info!(target: "latchkey::audit", event = "sign_in_code_wrong", account = %account_tag(email), ip = ?ip.0, attempts_left = left, "sign_in_code_wrong");
+            Ok(MailSignIn::Refused)
+        }
+        CodeOutcome::NoToken => Ok(MailSignIn::Refused),
+    }
+}
+
+/// Signs in with the link's `token`.
+pub async fn sign_in_with_link(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    token: &str,
+) -> Result<MailSignIn, AuthError> {
+    let owner = app
+        .mail
+        .tokens
+        .redeem(TokenPurpose::SignIn, token)
+        .await
+        .map_err(SessionError::from)?;
+    match owner {
+        Some(owner) => log_in_owner(app, auth, owner.user_id, &owner.email).await,
+        None => Ok(MailSignIn::Refused),
+    }
+}
+
+/// Logs in the owner of a redeemed sign-in token, if they are enabled and still use the
+/// address it went to (which is verified by it).
+async fn log_in_owner(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    user_id: i64,
+    email: &str,
+) -> Result<MailSignIn, AuthError> {
+    let Some(user) = app
+        .backend
+        .users()
+        .mark_email_verified(user_id, email)
+        .await?
+    else {
+        return Ok(MailSignIn::Refused);
+    };
+    auth.authenticator().forget_user(&user.id.to_string());
+    if user.disabled {
+        return Ok(MailSignIn::Refused);
+    }
+    auth.login_with(&user, AuthMethod::EmailCode).await?;
+    Ok(MailSignIn::LoggedIn(user))
+}
+
+/// Why an email change was not asked for or not made.
+pub enum EmailChangeError {
+    /// Not an address: the message says why.
+    Invalid(String),
+    /// The link is unknown, used or expired.
+    InvalidToken,
+    /// Another account uses the address.
+    Taken(String),
+    /// A backing service failed.
+    Failed(AuthError),
+}
+
+impl From<AuthError> for EmailChangeError {
+    fn from(error: AuthError) -> Self {
+        EmailChangeError::Failed(error)
+    }
+}
+
+/// Asks to move `user` (freshly logged in) to `new_email`: a confirmation link goes to
+/// the new address; nothing changes until it is followed.
+pub async fn request_email_change(
+    app: &AppState,
+    user: &User,
+    new_email: &str,
+) -> Result<String, EmailChangeError> {
+    let email = latchkey::user::validate_email(new_email.trim())
+        .map_err(|error| EmailChangeError::Invalid(error.to_string()))?;
+    send_token(
+        app,
+        user,
+        &email,
+        TokenPurpose::ChangeEmail,
+        "change_email",
+        "/account/email/confirm",
+    )
+    .await?;
+    Ok(email)
+}
+
+/// Uses up email-change `token`: the owner's address becomes the one the link went to
+/// (verified by it), and the old address gets a notice.
+pub async fn confirm_email_change(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    token: &str,
+) -> Result<User, EmailChangeError> {
+    let owner = app
+        .mail
+        .tokens
+        .redeem(TokenPurpose::ChangeEmail, token)
+        .await
+        .map_err(SessionError::from)
+        .map_err(AuthError::from)?;
+    let Some(owner) = owner else {
+        return Err(EmailChangeError::InvalidToken);
+    };
+    let users = app.backend.users();
+    let Some(before) = users
+        .find_by_id(owner.user_id)
+        .await
+        .map_err(AuthError::from)?
+    else {
+        return Err(EmailChangeError::InvalidToken);
+    };
+    let after = match users.set_email(owner.user_id, &owner.email, true).await {
+        Ok(user) => user,
+        Err(UserStoreError::EmailTaken(email)) => {
+            return Err(EmailChangeError::Taken(format!(
+                "Email {email} is already registered."
+            )))
+        }
+        Err(error) => return Err(EmailChangeError::Failed(error.into())),
+    };
+    auth.authenticator().forget_user(&after.id.to_string());
+    tracing::info!(target: "latchkey::audit", event = "email_changed", user_id = after.id, "email_changed");
+    if before.email.as_deref().map(login_key) != Some(login_key(&owner.email)) {
+        let detail = Some(format!("It now uses {}.", owner.email));
+        notify(
+            app,
+            &after,
+            before.email.as_deref(),
+            Notice::EmailChanged,
+            detail,
+        )
+        .await;
+    }
+    Ok(after)
+}
