@@ -250,8 +250,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     if !secrets.persistent {
         tracing::warn!(
-            "the secret key is this process's own: forms it shows are refused by any other \
-             process and after a restart; set LATCHKEY_SECRET_KEY when several processes serve"
+            "the secret key is this process's own: forms it shows, codes it mails and the \
+             mail it queues (sealed with it) are refused or lost by any other process and \
+             after a restart; set LATCHKEY_SECRET_KEY when several processes serve"
         );
     }
     let backend = Stores::open(&args.database).await?;

@@ -1021,9 +1021,12 @@ async fn two_servers_on_one_postgres_send_each_requested_mail_once() {
     let sink = SmtpSink::start();
     let url = sink.url();
     let args = ["--smtp-url", url.as_str()];
+    // Processes sharing a database share the secret key: it opens each other's sealed
+    // mail and checks each other's codes.
+    const SHARED_KEY: &str = "one secret key that both servers share: 32+ bytes";
     let servers = [
-        Server::start_on(&database, &args),
-        Server::start_on(&database, &args),
+        Server::start_on_with_keys(&database, &args, SHARED_KEY),
+        Server::start_on_with_keys(&database, &args, SHARED_KEY),
     ];
     let names: Vec<String> = (0..6).map(|index| unique(&format!("pg{index}x"))).collect();
     for name in &names {

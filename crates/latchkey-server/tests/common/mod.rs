@@ -68,6 +68,12 @@ impl Server {
         Self::launch(&database_url(dir), free_address(), extra, Some(log))
     }
 
+    /// Starts `latchkey serve` on the database at `database_url` with the secret key
+    /// `keys` (processes that share a database share it, as a deployment would).
+    pub fn start_on_with_keys(database_url: &str, extra: &[&str], keys: &str) -> Server {
+        Self::launch_with(database_url, free_address(), extra, None, Some(keys))
+    }
+
     /// Starts `latchkey serve` on the database at `database_url` (PostgreSQL, say).
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
         Self::launch(database_url, free_address(), extra, None)
