@@ -25,7 +25,7 @@ use latchkey::mail::{LogMailer, MailSeal};
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore, StoreRevocations};
 use latchkey::throttle::Throttle;
-use latchkey::user::tokens::EmailTokens;
+use latchkey::user::tokens::{EmailTokens, TokenStore};
 use latchkey::{AuthLayer, AuthService, SessionService};
 use latchkey::{
     Authenticator, PasswordBackend, PasswordHasher, PasswordPolicy, SessionLayer, SessionStore,
@@ -350,6 +350,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(sweep_expired(
         swept,
         backend.remember,
+        state.mail.tokens.clone(),
         throttle,
         args.cleanup_interval,
     ));
@@ -392,11 +393,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes expired sessions and remember-me tokens every `interval`, in batches of
+/// Deletes expired sessions, remember-me tokens and mailed tokens every `interval`, in batches of
 /// [`CLEANUP_BATCH`] until none are left, so no statement holds the database for long.
 async fn sweep_expired(
     store: Arc<dyn SessionStore>,
     remember: Arc<dyn RememberStore>,
+    tokens: Arc<dyn TokenStore>,
     throttle: Throttle,
     interval: Duration,
 ) {
@@ -406,6 +408,10 @@ async fn sweep_expired(
         sweep_in_batches("sessions", |now| store.delete_expired(now, CLEANUP_BATCH)).await;
         sweep_in_batches("remember-me tokens", |now| {
             remember.delete_expired(now, CLEANUP_BATCH)
+        })
+        .await;
+        sweep_in_batches("mailed tokens", |now| {
+            tokens.delete_expired(now, CLEANUP_BATCH)
         })
         .await;
         // Counters untouched for a day are past every throttle window.

@@ -80,6 +80,15 @@ async fn flash_and_go(
     }
 }
 
+/// Where a followed link leads next: the account page for a logged-in visitor, the
+/// login page otherwise.
+async fn account_or_login(auth: &AuthSession<User>) -> &'static str {
+    match auth.current_user().await {
+        Ok(Some(_)) => "/account",
+        _ => "/login",
+    }
+}
+
 /// `GET /password/forgot`.
 #[utoipa::path(get, path = "/password/forgot", responses(
     (status = 200, description = "The forgot-password page", content_type = "text/html", body = String),
@@ -425,11 +434,7 @@ pub async fn verify(
     };
     match mail_flows::verify_email(&app, &auth, &input.token.unwrap_or_default()).await {
         Ok(Some(_)) => {
-            let to = if matches!(auth.current_user().await, Ok(Some(_))) {
-                "/account"
-            } else {
-                "/login"
-            };
+            let to = account_or_login(&auth).await;
             flash_and_go(
                 &auth,
                 FlashLevel::Success,
@@ -542,11 +547,7 @@ pub async fn confirm_email_change(
                 "Your email address is now {}.",
                 user.email.unwrap_or_default()
             );
-            let to = if matches!(auth.current_user().await, Ok(Some(_))) {
-                "/account"
-            } else {
-                "/login"
-            };
+            let to = account_or_login(&auth).await;
             flash_and_go(&auth, FlashLevel::Success, &message, to).await
         }
         Err(error) => email_change_failed(&app, &auth, error).await,

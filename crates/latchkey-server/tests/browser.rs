@@ -1,9 +1,12 @@
 //! End-to-end in headless Chromium: sign up, log in with "Stay logged in", survive a
 //! browser restart, re-enter the password for /password, change it (the other browser is
 //! logged out), log out. A screenshot of every page lands in
-//! `target/browser-screenshots/`.
+//! `target/browser-screenshots/`. And a forgotten password: from the login page's link
+//! to the form, the mail (read from a real SMTP server), its link, and a new password.
 
 mod common;
+#[path = "../../../tests/common/smtp.rs"]
+mod smtp;
 
 use common::webdriver::{browser_available, Browser, Driver};
 use common::Server;
@@ -146,4 +149,82 @@ async fn a_person_signs_up_stays_logged_in_changes_password_and_logs_out() {
     other.close().await;
     alice.close().await;
     println!("screenshots in {}", shots.display());
+}
+
+#[tokio::test]
+async fn a_person_who_forgot_their_password_sets_a_new_one_from_the_mailed_link() {
+    if !browser_available() {
+        assert!(
+            std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
+            "chromium and chromedriver are required (LATCHKEY_REQUIRE_SERVICES is set)"
+        );
+        return;
+    }
+    if !smtp::available() {
+        return;
+    }
+    let sink = smtp::SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--smtp-url", &sink.url()]);
+    let base = server.url("");
+    let signup = reqwest::Client::new()
+        .post(server.url("/signup"))
+        .json(&serde_json::json!({ "username": "bob", "email": "bob@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
+    let driver = Driver::start();
+    let shots = screenshots();
+    let bob = Browser::open(&driver, "forgot-browser", &shots).await;
+
+    bob.goto(&format!("{base}/login")).await;
+    bob.click("#forgot").await;
+    assert!(bob.current_url().await.ends_with("/password/forgot"));
+    bob.type_into("#email", "bob@example.com").await;
+    bob.click("main button[type=submit]").await;
+    assert!(bob.page_text().await.contains("a mail is on its way"));
+    bob.screenshot("11-forgot-sent").await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let link = loop {
+        let found = sink.messages().into_iter().find_map(|raw| {
+            let raw = raw
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=");
+            if !raw.contains("Subject: Reset your latchkey password") {
+                return None;
+            }
+            let start = raw.find("http://")?;
+            Some(raw[start..].split_whitespace().next()?.to_string())
+        });
+        match found {
+            Some(link) => break link,
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => panic!("no reset mail: {:?}", sink.messages()),
+        }
+    };
+    assert!(link.contains("/password/reset?token="), "{link}");
+    bob.goto(&link).await;
+    bob.screenshot("12-reset-form").await;
+    bob.type_into("#password", NEW_PASSWORD).await;
+    bob.type_into("#confirm", NEW_PASSWORD).await;
+    bob.click("main button[type=submit]").await;
+    assert!(bob.current_url().await.ends_with("/login"));
+    assert!(bob
+        .page_text()
+        .await
+        .contains("Your password has been reset"));
+    bob.screenshot("13-reset-done").await;
+    log_in(&bob, NEW_PASSWORD, false).await;
+    assert!(bob.current_url().await.ends_with("/home"));
+    assert!(bob.page_text().await.contains("Hello, bob"));
+
+    // The link is spent: opening it again shows the dead-link message, no form.
+    bob.goto(&link).await;
+    assert!(bob.page_text().await.contains("was already used"));
+    bob.close().await;
 }
