@@ -262,6 +262,27 @@ pub struct ServeArgs {
     /// Sign-up attempts allowed from one IP per hour.
     #[arg(long, env = "LATCHKEY_SIGNUPS_PER_IP_HOURLY", default_value_t = 20)]
     pub signups_per_ip_hourly: u32,
+    /// Mails (reset links, sign-in codes, verification resends) asked for per address
+    /// per hour, whether or not an account uses it.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAIL_REQUESTS_PER_ADDRESS_HOURLY",
+        default_value_t = 5
+    )]
+    pub mail_requests_per_address_hourly: u32,
+    /// Mails asked for from one IP per hour.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAIL_REQUESTS_PER_IP_HOURLY",
+        default_value_t = 30
+    )]
+    pub mail_requests_per_ip_hourly: u32,
+    /// Mailed sign-in codes typed per address per hour (ten wrong ones also burn the code).
+    #[arg(long, env = "LATCHKEY_CODES_PER_ADDRESS_HOURLY", default_value_t = 20)]
+    pub codes_per_address_hourly: u32,
+    /// Mailed sign-in codes typed from one IP per hour.
+    #[arg(long, env = "LATCHKEY_CODES_PER_IP_HOURLY", default_value_t = 60)]
+    pub codes_per_ip_hourly: u32,
     /// New stored sessions (logins, and notices to visitors without a session) allowed
     /// from one IP per hour; beyond it 429.
     #[arg(
@@ -354,6 +375,10 @@ impl ServeArgs {
             ip_hourly: self.login_ip_hourly,
             signups_hourly: self.signups_per_ip_hourly,
             new_sessions_hourly: self.new_sessions_per_ip_hourly,
+            mails_per_address_hourly: self.mail_requests_per_address_hourly,
+            mails_per_ip_hourly: self.mail_requests_per_ip_hourly,
+            codes_per_address_hourly: self.codes_per_address_hourly,
+            codes_per_ip_hourly: self.codes_per_ip_hourly,
             ..Default::default()
         }
     }
