@@ -101,6 +101,57 @@ async fn users_behave<S: UserStore + Clone>(users: &S) {
         .expect("list")
         .iter()
         .any(|user| user.id == alice.id));
+
+    // Email changes and verification: a verification counts only for the address the
+    // user has now; a taken address is refused and changes nothing.
+    assert!(alice.email_verified_at.is_none());
+    let verified = users
+        .mark_email_verified(alice.id, &email.to_uppercase())
+        .await
+        .expect("verify")
+        .expect("still the user's address");
+    assert!(verified.email_verified_at.is_some());
+    let moved_to = format!("{}@example.com", unique("moved"));
+    let moved = users
+        .set_email(alice.id, &moved_to, false)
+        .await
+        .expect("move");
+    assert_eq!(moved.email.as_deref(), Some(moved_to.as_str()));
+    assert!(
+        moved.email_verified_at.is_none(),
+        "a new address starts unverified"
+    );
+    assert_eq!(
+        moved.credential_version, verified.credential_version,
+        "sessions stay"
+    );
+    assert!(
+        users
+            .mark_email_verified(alice.id, &email)
+            .await
+            .expect("verify")
+            .is_none(),
+        "a link to the old address verifies nothing"
+    );
+    let other_email = format!("{}@example.com", unique("other"));
+    users
+        .create(NewUser::new(&unique("Other"), Some(&other_email), "h".into()).expect("valid"))
+        .await
+        .expect("create");
+    assert!(matches!(
+        users.set_email(alice.id, &other_email, true).await,
+        Err(UserStoreError::EmailTaken(_))
+    ));
+    let found = users
+        .find_by_login(&moved_to)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.id, alice.id);
+    assert!(matches!(
+        users.set_email(i64::MAX, &unique("x"), true).await,
+        Err(UserStoreError::NotFound)
+    ));
 }
 
 fn token(user_id: &str, expires_at: Timestamp) -> RememberRecord {

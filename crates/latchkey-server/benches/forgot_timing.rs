@@ -72,19 +72,17 @@ fn main() {
             assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
         }
         let url: &'static str = Box::leak(format!("{base}/password/forgot").into_boxed_str());
-        let forgot = move |client: reqwest::Client, email: String| {
-            async move {
-                let started = Instant::now();
-                let response = client
-                    .post(url)
-                    .json(&serde_json::json!({ "email": email }))
-                    .send()
-                    .await
-                    .expect("forgot");
-                assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
-                let _ = response.bytes().await;
-                started.elapsed()
-            }
+        let forgot = move |client: reqwest::Client, email: String| async move {
+            let started = Instant::now();
+            let response = client
+                .post(url)
+                .json(&serde_json::json!({ "email": email }))
+                .send()
+                .await
+                .expect("forgot");
+            assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+            let _ = response.bytes().await;
+            started.elapsed()
         };
         // Warm-up: connections, caches, the first tokens.
         for index in 0..USERS {
@@ -95,7 +93,6 @@ fn main() {
         for task in 0..CLIENTS {
             let client = reqwest::Client::new();
             tasks.push(tokio::spawn({
-                let forgot = forgot.clone();
                 async move {
                     let (mut known, mut unknown) = (Vec::new(), Vec::new());
                     for round in 0..per_client {

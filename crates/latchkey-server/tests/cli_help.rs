@@ -29,6 +29,7 @@ fn user_help_describes_every_subcommand_with_its_own_text() {
         ("passwd", "Change a user's password"),
         ("import", "Import users with their existing password hashes"),
         ("disable", "Disable a user"),
+        ("verify", "Mark a user's email address verified"),
     ];
     for (name, start) in expected {
         let text = description(&help, name);
