@@ -1,9 +1,10 @@
 //! `latchkey user …`: add, list, passwd, import, disable.
 
 use crate::backend::Backend;
-use crate::config::{DatabaseArgs, SessionStoreArgs, SessionStoreKind};
+use crate::config::{load_secret_key, DatabaseArgs, SessionStoreArgs, SessionStoreKind};
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use latchkey::user::tokens::TokenPurpose;
 use latchkey::{NewUser, User, UserStore};
 use std::io::BufRead;
 
@@ -114,7 +115,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let user = find_user(&*backend.users, &name).await?;
             let hash = new_password_hash(&database, password_stdin).await?;
             let user = backend.users.set_password_hash(user.id, &hash).await?;
-            let ended = end_sessions(&backend, &sessions, &user).await?;
+            let ended = end_sessions(&backend, &database, &sessions, &user).await?;
             println!("password changed for {}; {ended}", user.username);
         }
         UserCommand::Import { file, database } => {
@@ -129,7 +130,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let backend = Backend::open(&database).await?;
             let user = find_user(&*backend.users, &name).await?;
             let user = backend.users.set_disabled(user.id, true).await?;
-            let ended = end_sessions(&backend, &sessions, &user).await?;
+            let ended = end_sessions(&backend, &database, &sessions, &user).await?;
             println!("disabled {}; {ended}", user.username);
         }
         UserCommand::Verify { name, database } => {
@@ -158,17 +159,25 @@ pub async fn find_user(users: &dyn UserStore, name: &str) -> anyhow::Result<User
         .with_context(|| format!("no user named {name:?}"))
 }
 
-/// Ends the user's sessions and remembered devices at once where the CLI can reach
+/// Ends the user's sessions, remembered devices and mailed reset and sign-in links at
+/// once where the CLI can reach
 /// them (database, Redis, mirrors); says how. Sessions it cannot reach (another
 /// process's memory, cookies) end on their next request: the user's credential version
 /// changed, and every request compares it.
 async fn end_sessions(
     backend: &Backend,
+    database: &DatabaseArgs,
     sessions: &SessionStoreArgs,
     user: &User,
 ) -> anyhow::Result<String> {
     let user_id = latchkey::AuthUser::user_id(user);
     let forgotten = backend.remember.delete_for_user(&user_id).await?;
+    // Mailed reset and sign-in links would log in without the new password.
+    let tokens = backend.email_tokens(&load_secret_key(database)?.keys[0]);
+    let mut links = 0;
+    for purpose in [TokenPurpose::ResetPassword, TokenPurpose::SignIn] {
+        links += tokens.revoke(user.id, purpose).await?;
+    }
     let ended = match sessions.session_store {
         SessionStoreKind::Memory | SessionStoreKind::Cookie => format!(
             "{} sessions end on their next request (credential version changed)",
@@ -181,7 +190,7 @@ async fn end_sessions(
         }
     };
     Ok(format!(
-        "{ended}, {forgotten} remembered device(s) forgotten"
+        "{ended}, {forgotten} remembered device(s) forgotten, {links} mailed link(s) revoked"
     ))
 }
 

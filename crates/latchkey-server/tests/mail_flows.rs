@@ -1053,3 +1053,218 @@ async fn two_servers_on_one_postgres_send_each_requested_mail_once() {
         assert_eq!(sent.len(), 1, "{name} got {} reset mails", sent.len());
     }
 }
+
+#[tokio::test]
+async fn a_password_change_kills_reset_links_from_the_account_and_from_the_cli() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path(), &sink, &[]);
+    sign_up(&server, "paul", "paul@example.com").await;
+    post(
+        &client(),
+        &server,
+        "/password/forgot",
+        json!({ "email": "paul@example.com" }),
+    )
+    .await;
+    let token = token_in(&mail(&sink, "paul@example.com", "Reset your"));
+    let paul = logged_in(&server, "paul", PASSWORD).await;
+    let (status, _) = post(
+        &paul,
+        &server,
+        "/password",
+        json!({ "current": PASSWORD, "new": NEW_PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = post(
+        &client(),
+        &server,
+        "/password/reset",
+        json!({ "token": token, "password": "an attacker's password 9" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("token"))
+    );
+
+    // The same through `latchkey user passwd`.
+    post(
+        &client(),
+        &server,
+        "/password/forgot",
+        json!({ "email": "paul@example.com" }),
+    )
+    .await;
+    let links = mails(&sink, "paul@example.com", "Reset your", 2);
+    let second = links
+        .iter()
+        .map(|mail| token_in(mail))
+        .find(|other| *other != token)
+        .expect("new link");
+    let (ok, stdout, stderr) = cli(
+        &[
+            "user",
+            "passwd",
+            "paul",
+            "--password-stdin",
+            "--database-url",
+            &server.database_url,
+        ],
+        "yet another fine passphrase\n",
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 mailed link(s) revoked"), "{stdout}");
+    let (status, _) = post(
+        &client(),
+        &server,
+        "/password/reset",
+        json!({ "token": second, "password": "an attacker's password 9" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_login_page_signs_in_with_a_mailed_code_and_mail_templates_can_be_replaced() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("mail")).expect("mkdir");
+    std::fs::write(
+        templates.join("mail/sign_in.txt"),
+        "Subject: Acme sign-in code {{ code }}\nHi {{ username }}, type {{ code }} or open {{ link }}\n",
+    )
+    .expect("write template");
+    let templates_arg = templates.display().to_string();
+    let server = server(dir.path(), &sink, &["--templates", &templates_arg]);
+    sign_up(&server, "page", "page@example.com").await;
+    let browser = client();
+    let login = browser
+        .get(server.url("/login"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("login page");
+    let html = login.text().await.expect("html");
+    assert!(
+        html.contains("action=\"/login/email\""),
+        "the login page offers a sign-in code"
+    );
+    let csrf = csrf_token(&html);
+    let asked = browser
+        .post(server.url("/login/email"))
+        .form(&[("csrf_token", csrf.as_str()), ("email", "page@example.com")])
+        .send()
+        .await
+        .expect("ask for a code");
+    assert_eq!(asked.status(), StatusCode::OK);
+    let form = asked.text().await.expect("html");
+    assert!(form.contains("action=\"/login/email/verify\""), "{form}");
+    let sign_in = mail(&sink, "page@example.com", "Acme sign-in code");
+    assert!(
+        sign_in.contains("Hi page, type"),
+        "the replaced text part: {sign_in}"
+    );
+    assert!(
+        sign_in.contains("text/html"),
+        "the embedded HTML part is still there"
+    );
+    let code = code_in(&sign_in);
+    let csrf = csrf_token(&form);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = browser
+        .post(server.url("/login/email/verify"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "page@example.com"),
+            ("code", wrong),
+        ])
+        .send()
+        .await
+        .expect("wrong code");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let csrf = csrf_token(&refused.text().await.expect("html"));
+    let done = browser
+        .post(server.url("/login/email/verify"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "page@example.com"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .expect("code");
+    assert!(done.url().path().ends_with("/home"), "{}", done.url());
+    let page = browser
+        .get(server.url("/account"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("account");
+    let page = page.text().await.expect("html");
+    assert!(page.contains("page@example.com (verified)"), "{page}");
+}
+
+#[tokio::test]
+async fn mail_requests_and_codes_are_capped_per_client_address() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let caps = [
+        "--mail-requests-per-ip-hourly",
+        "3",
+        "--codes-per-ip-hourly",
+        "4",
+    ];
+    let server = server(dir.path(), &sink, &caps);
+    let mut statuses = Vec::new();
+    for index in 0..5 {
+        let email = format!("someone{index}@example.com");
+        statuses.push(
+            post(
+                &client(),
+                &server,
+                "/login/email",
+                json!({ "email": email }),
+            )
+            .await
+            .0,
+        );
+    }
+    let throttled = StatusCode::TOO_MANY_REQUESTS;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == throttled)
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    let mut statuses = Vec::new();
+    for index in 0..6 {
+        let body = json!({ "email": format!("someone{index}@example.com"), "code": "123456" });
+        statuses.push(
+            post(&client(), &server, "/login/email/verify", body)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == throttled)
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+}

@@ -114,6 +114,13 @@ impl Server {
         if !extra.contains(&"--signups-per-ip-hourly") {
             args.extend_from_slice(&["--signups-per-ip-hourly", "1000000"]);
         }
+        // The same for the per-IP caps on mail requests and mailed codes.
+        if !extra.contains(&"--mail-requests-per-ip-hourly") {
+            args.extend_from_slice(&["--mail-requests-per-ip-hourly", "1000000"]);
+        }
+        if !extra.contains(&"--codes-per-ip-hourly") {
+            args.extend_from_slice(&["--codes-per-ip-hourly", "1000000"]);
+        }
         if !extra.contains(&"--new-sessions-per-ip-hourly") {
             args.extend_from_slice(&["--new-sessions-per-ip-hourly", "1000000"]);
         }
