@@ -39,6 +39,7 @@ fn record(index: usize) -> SessionRecord {
             authenticated_at: now,
             method: AuthMethod::Password,
             credential_version: 1,
+            second_factor: None,
         }),
         data,
         created_at: now,

@@ -32,6 +32,7 @@ pub const UNVERIFIED: &str = "Please verify your email address first: follow the
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
 #[utoipa::path(post, path = "/login", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
+    (status = 202, description = "The password is right and the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor within 5 minutes", body = crate::factor_api::SecondFactorRequired),
     (status = 400, description = "Missing or malformed fields", body = crate::json::ErrorBody),
     (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::json::ErrorBody),
     (status = 403, description = "The password is right but the email is not verified yet (`--require-verified-email`)", body = crate::json::ErrorBody),
@@ -65,6 +66,13 @@ pub async fn login(
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
         LogIn::Unverified => Err(ApiError::forbidden_field("email", UNVERIFIED).into()),
+        LogIn::SecondFactorRequired(methods) => Ok(headers::json(
+            StatusCode::ACCEPTED,
+            &crate::factor_api::SecondFactorRequired {
+                message: "Second factor required".into(),
+                methods,
+            },
+        )),
         LogIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
 }
@@ -191,8 +199,12 @@ pub async fn signup(
     (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
-pub async fn account(RequireLogin(user): RequireLogin<User>) -> Response {
-    headers::json(StatusCode::OK, &usecases::account(&user))
+pub async fn account(
+    State(app): State<AppState>,
+    RequireLogin(user): RequireLogin<User>,
+) -> Result<Response, HandlerError> {
+    let account = usecases::account(&app, &user).await?;
+    Ok(headers::json(StatusCode::OK, &account))
 }
 
 /// `GET /sessions` answer.

@@ -11,7 +11,7 @@ use crate::state::{
 };
 use crate::templates::Templates;
 use crate::throttling::{ClientAddress, NewSessionCap};
-use crate::{api, data_api, mail_pages, routes};
+use crate::{api, data_api, factor_pages, mail_pages, routes};
 use anyhow::bail;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -20,6 +20,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use latchkey::csrf::CsrfKey;
+use latchkey::factors::SecondFactors;
 use latchkey::mail::outbox::{Outbox, OutboxPolicy, OutboxWorker, SqliteOutbox};
 use latchkey::mail::{LogMailer, MailSeal};
 use latchkey::remember::RememberStore;
@@ -131,6 +132,20 @@ pub fn router(
         .route("/account", get(routes::account))
         .route("/account/email", post(limited(routes::change_email)))
         .route(
+            "/account/totp",
+            post(limited(routes::begin_totp)).delete(limited(routes::remove_totp)),
+        )
+        .route("/account/totp/confirm", post(limited(routes::confirm_totp)))
+        .route(
+            "/account/totp/remove",
+            post(limited(factor_pages::remove_totp)),
+        )
+        .route(
+            "/account/recovery-codes",
+            post(limited(routes::regenerate_recovery_codes)),
+        )
+        .route("/login/second-factor", post(limited(routes::second_step)))
+        .route(
             "/account/email/confirm",
             get(mail_pages::confirm_email_change_page).post(limited(routes::confirm_email_change)),
         )
@@ -208,6 +223,8 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         ),
         proxies: TrustedProxies::default(),
         csrf: CsrfKey::generate(),
+        factors: Arc::new(SecondFactors::new(pool.clone(), IN_MEMORY_SECRET)),
+        second_factor_timeout: crate::second_factor::PENDING_LIFETIME,
         mail: MailFlows {
             tokens: Arc::new(EmailTokens::new(pool.clone(), IN_MEMORY_SECRET)),
             outbox: outbox.clone(),
@@ -297,6 +314,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             header: args.forwarded_header,
         },
         csrf: CsrfKey::derive(&secrets.keys[0]),
+        factors: backend.second_factors(&secrets.keys[0]),
+        second_factor_timeout: args.second_factor_timeout,
     });
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")

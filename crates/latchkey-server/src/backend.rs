@@ -6,6 +6,7 @@ use crate::config::{
     redact, DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
 use anyhow::{bail, Context};
+use latchkey::factors::{SecondFactorStore, SecondFactors};
 use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
@@ -93,6 +94,14 @@ impl Backend {
 }
 
 impl Backend {
+    /// The users' second factors, sealed and bound under keys derived from `secret`.
+    pub fn second_factors(&self, secret: &[u8]) -> Arc<dyn SecondFactorStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SecondFactors::new(pool.clone(), secret)),
+            Pool::Postgres(pool) => Arc::new(SecondFactors::new(pool.clone(), secret)),
+        }
+    }
+
     /// The mail flows' tokens, their codes bound under a key derived from `secret`.
     pub fn email_tokens(&self, secret: &[u8]) -> Arc<dyn TokenStore> {
         match &self.pool {

@@ -231,6 +231,9 @@ pub struct ServeArgs {
     /// for this long; after it the password is asked again.
     #[arg(long, env = "LATCHKEY_FRESH_LOGIN_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
     pub fresh_login_window: Duration,
+    /// How long a login whose password passed waits for its second factor.
+    #[arg(long, env = "LATCHKEY_SECOND_FACTOR_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub second_factor_timeout: Duration,
     /// Sessions end this long after login, active or not.
     #[arg(long, env = "LATCHKEY_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = humantime::parse_duration)]
     pub absolute_timeout: Duration,

@@ -214,6 +214,10 @@ pub enum Notice {
     NewRememberedDevice,
     /// Failed logins locked the account for a while.
     LockedOut,
+    /// A second factor (an authenticator app) was added.
+    SecondFactorAdded,
+    /// The second factors were removed.
+    SecondFactorRemoved,
 }
 
 impl Notice {
@@ -239,6 +243,14 @@ impl Notice {
             Notice::LockedOut => (
                 "Failed logins on your account",
                 "Several wrong passwords were tried for your account, so logins are paused for a while.",
+            ),
+            Notice::SecondFactorAdded => (
+                "Two-step login turned on",
+                "An authenticator app was added to your account: logins now ask for its code. Every other session was logged out.",
+            ),
+            Notice::SecondFactorRemoved => (
+                "Two-step login turned off",
+                "The authenticator app and recovery codes were removed from your account. Every other session was logged out.",
             ),
         }
     }

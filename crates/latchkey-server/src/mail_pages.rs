@@ -471,13 +471,18 @@ pub async fn account_page(
     browser: BrowserCsrf,
     user: User,
 ) -> Response {
-    let account = usecases::account(&user);
+    let account = match usecases::account(&app, &user).await {
+        Ok(account) => account,
+        Err(error) => return error.into_response(),
+    };
     let fresh = auth.is_fresh().await.unwrap_or(false);
     let extra = context! {
         email => account.email,
         email_verified => account.email_verified,
         created_at => account.created_at,
         fresh => fresh,
+        totp => account.second_factors.contains(&"totp"),
+        recovery_codes_left => account.recovery_codes_left,
     };
     page(&app, &auth, &browser, StatusCode::OK, "account.html", extra).await
 }

@@ -13,7 +13,7 @@ use utoipa::OpenApi;
         description = "Sign-up, login, a greeting for the logged-in user, logout, the \
                        account, its sessions, a password change, and the mail flows: password \
                        reset, email verification, sign-in by mailed link or code, email \
-                       change. The session travels \
+                       change, and second factors (an authenticator app with recovery codes). The session travels \
                        in the `id` cookie (`__Host-id` behind https)."
     ),
     paths(
@@ -34,7 +34,12 @@ use utoipa::OpenApi;
         crate::mail_api::verify_email,
         crate::mail_api::resend_verification,
         crate::mail_api::change_email,
-        crate::mail_api::confirm_email_change
+        crate::mail_api::confirm_email_change,
+        crate::factor_api::second_step,
+        crate::factor_api::begin_totp,
+        crate::factor_api::confirm_totp,
+        crate::factor_api::remove_totp,
+        crate::factor_api::regenerate_recovery_codes
     ),
     components(schemas(
         Message,
@@ -49,7 +54,11 @@ use utoipa::OpenApi;
         crate::mail_api::EmailRequest,
         crate::mail_api::TokenRequest,
         crate::mail_api::ResetRequest,
-        crate::mail_api::CodeRequest
+        crate::mail_api::CodeRequest,
+        crate::factor_api::SecondFactorRequired,
+        crate::factor_api::CodeBody,
+        crate::factor_api::TotpSetup,
+        crate::factor_api::RecoveryCodes
     ))
 )]
 pub struct ApiDoc;

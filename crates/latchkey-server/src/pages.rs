@@ -234,9 +234,17 @@ pub async fn signup(
     }
 }
 
+/// `?next=` of the login pages.
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+}
+
+impl NextQuery {
+    /// The path to go to after the login, if it is a safe one (same site).
+    pub fn next(&self) -> Option<&str> {
+        self.next.as_deref().and_then(latchkey::redirect::safe_next)
+    }
 }
 
 /// `GET /login`.
@@ -307,6 +315,10 @@ pub async fn login(
     match usecases::log_in(&app, ip, &auth, &username, &password, remember).await {
         Ok(LogIn::LoggedIn(_)) => Redirect::to(next_or_home(next)).into_response(),
         Ok(LogIn::Refused) => fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await,
+        Ok(LogIn::SecondFactorRequired(_)) => {
+            crate::factor_pages::second_step_page(&app, &auth, &browser, StatusCode::OK, next, None)
+                .await
+        }
         Ok(LogIn::Unverified) => {
             let extra = context! {
                 error => "Please verify your email address first: follow the link we mailed you, or send it again below.",

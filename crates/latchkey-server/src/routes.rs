@@ -7,7 +7,7 @@ use crate::json::{refuse_cross_site_or_not_json, JsonBody};
 use crate::pages::{self, is_form};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
-use crate::{api, headers, mail_api, mail_pages};
+use crate::{api, factor_api, factor_pages, headers, mail_api, mail_pages};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -305,7 +305,9 @@ pub async fn account(
     if html {
         return mail_pages::account_page(app, auth, browser, user).await;
     }
-    api::account(RequireLogin(user)).await
+    api::account(State(app), RequireLogin(user))
+        .await
+        .into_response()
 }
 
 /// `POST /account/email` (a fresh login is needed either way).
@@ -339,6 +341,94 @@ pub async fn confirm_email_change(
         Ok(body) => answer(mail_api::confirm_email_change(app, auth, JsonBody(body)).await),
         Err(response) => response,
     }
+}
+
+/// `POST /login/second-factor`.
+pub async fn second_step(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    query: Query<pages::NextQuery>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return factor_pages::second_step(app, ip, auth, browser, query, request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => answer(factor_api::second_step(app, ip, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /account/totp` (a fresh login is needed either way).
+pub async fn begin_totp(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return factor_pages::begin_totp(app, auth, browser, RequireFresh(user), request).await;
+    }
+    let headers = request.headers().clone();
+    answer(factor_api::begin_totp(app, headers, RequireFresh(user)).await)
+}
+
+/// `POST /account/totp/confirm`.
+pub async fn confirm_totp(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireLogin(user): RequireLogin<User>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return factor_pages::confirm_totp(app, auth, browser, RequireLogin(user), request).await;
+    }
+    match json_body(&app, request).await {
+        Ok(body) => {
+            answer(factor_api::confirm_totp(app, auth, RequireLogin(user), JsonBody(body)).await)
+        }
+        Err(response) => response,
+    }
+}
+
+/// `DELETE /account/totp` (JSON; forms use `POST /account/totp/remove`).
+pub async fn remove_totp(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    ip: ClientIp,
+    fresh: RequireFresh<User>,
+    request: Request,
+) -> Response {
+    match json_body(&app, request).await {
+        Ok(body) => answer(factor_api::remove_totp(app, auth, ip, fresh, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /account/recovery-codes` (a fresh login is needed either way).
+pub async fn regenerate_recovery_codes(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if is_form(request.headers()) {
+        return factor_pages::regenerate_recovery_codes(
+            app,
+            auth,
+            browser,
+            RequireFresh(user),
+            request,
+        )
+        .await;
+    }
+    let headers = request.headers().clone();
+    answer(factor_api::regenerate_recovery_codes(app, headers, RequireFresh(user)).await)
 }
 
 /// A JSON handler's outcome as a response.

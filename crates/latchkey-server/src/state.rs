@@ -3,6 +3,7 @@
 use crate::forwarded::TrustedProxies;
 use crate::templates::Templates;
 use latchkey::csrf::CsrfKey;
+use latchkey::factors::SecondFactorStore;
 use latchkey::mail::outbox::{Outbox, OutboxWorker};
 use latchkey::mail::MailSeal;
 use latchkey::throttle::Throttle;
@@ -56,6 +57,10 @@ pub struct Shared {
     pub proxies: TrustedProxies,
     /// The key of the forms' CSRF tokens.
     pub csrf: CsrfKey,
+    /// The users' second factors (TOTP secrets, recovery codes).
+    pub factors: Arc<dyn SecondFactorStore>,
+    /// How long a login whose password passed waits for its second factor.
+    pub second_factor_timeout: Duration,
     /// What the mail flows (reset, verification, sign-in by mail, email change,
     /// notices) need.
     pub mail: MailFlows,

@@ -27,6 +27,15 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("account.html", include_str!("../templates/account.html")),
     (
+        "second_factor.html",
+        include_str!("../templates/second_factor.html"),
+    ),
+    ("totp.html", include_str!("../templates/totp.html")),
+    (
+        "recovery_codes.html",
+        include_str!("../templates/recovery_codes.html"),
+    ),
+    (
         "mail/reset_password.txt",
         include_str!("../templates/mail/reset_password.txt"),
     ),

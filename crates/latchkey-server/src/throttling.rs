@@ -1,17 +1,19 @@
 //! The client's address (through trusted proxies only), the per-address cap on new
-//! sessions, and the 429 answer; the throttled use cases themselves are in
-//! [`crate::usecases`].
+//! sessions, the one throttled step every secret check goes through ([`throttled`]),
+//! and the 429 answer.
 
 use crate::forwarded::TrustedProxies;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use latchkey::session::ClientInfo;
-use latchkey::throttle::{Throttle, Verdict};
-use latchkey::{NewSessionPolicy, StoreError};
+use latchkey::throttle::{self, Admission, Throttle, Verdict};
+use latchkey::{AuthError, NewSessionPolicy, SessionError, StoreError};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -105,4 +107,51 @@ pub fn too_many_message(wait: Duration) -> String {
         "Too many attempts. Try again in {} seconds.",
         wait.as_secs().max(1)
     )
+}
+
+/// The outcome of a throttled secret check (a password, a second-factor code).
+pub enum Attempt<T> {
+    /// The password was right: what it unlocked.
+    Passed(T),
+    /// The password was wrong; with the lockout this failure started, when it is the
+    /// first past the free failures.
+    Failed { lockout_started: Option<Duration> },
+    /// Refused before checking; try again after this long.
+    Throttled(Duration),
+}
+
+/// Runs the password check `check` for `account` from `ip` under the throttle: the
+/// attempt is counted before the check (so a burst gets exactly the allowance), then
+/// settled by the outcome. A throttled attempt never reaches the check, so a correct
+/// password is refused too.
+pub async fn throttled<T>(
+    app: &AppState,
+    account: throttle::Account<'_>,
+    ip: ClientIp,
+    check: impl Future<Output = Result<Option<T>, AuthError>>,
+) -> Result<Attempt<T>, AuthError> {
+    let throttle = &app.throttle;
+    let reservation = match throttle
+        .reserve(account, ip.0)
+        .await
+        .map_err(SessionError::from)?
+    {
+        Admission::Admitted(reservation) => reservation,
+        Admission::Refused(wait) => return Ok(Attempt::Throttled(wait)),
+    };
+    let checked = check.await;
+    let (settled, lockout_started) = match &checked {
+        Ok(Some(_)) => (throttle.succeeded(reservation).await, None),
+        Ok(None) => match throttle.failed(reservation).await {
+            Ok(lockout) => (Ok(()), lockout),
+            Err(error) => (Err(error), None),
+        },
+        Err(_) => (throttle.abandon(reservation).await, None),
+    };
+    let checked = checked?;
+    settled.map_err(SessionError::from)?;
+    Ok(match checked {
+        Some(unlocked) => Attempt::Passed(unlocked),
+        None => Attempt::Failed { lockout_started },
+    })
 }

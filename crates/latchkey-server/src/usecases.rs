@@ -4,16 +4,16 @@
 //! kind of answer.
 
 use crate::mail_flows::{self, Notice};
+use crate::second_factor;
 use crate::state::AppState;
-use crate::throttling::ClientIp;
+use crate::throttling::{throttled, Attempt, ClientIp};
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
-use latchkey::throttle::{self, account_tag, Admission, Verdict};
+use latchkey::throttle::{self, account_tag, Verdict};
 use latchkey::{
-    AuthBackend, AuthError, AuthMethod, AuthSession, NewUser, PasswordCredentials, PasswordError,
-    SessionError, SessionId, Timestamp, User, UserStoreError,
+    AuthBackend, AuthError, AuthSession, NewUser, PasswordCredentials, PasswordError, SessionError,
+    SessionId, Timestamp, User, UserStoreError,
 };
 use serde::Serialize;
-use std::future::Future;
 use std::time::Duration;
 
 /// Why a sign-up did not create a user.
@@ -101,53 +101,6 @@ pub async fn sign_up(
     }
 }
 
-/// The outcome of a throttled password check.
-enum Attempt<T> {
-    /// The password was right: what it unlocked.
-    Passed(T),
-    /// The password was wrong; with the lockout this failure started, when it is the
-    /// first past the free failures.
-    Failed { lockout_started: Option<Duration> },
-    /// Refused before checking; try again after this long.
-    Throttled(Duration),
-}
-
-/// Runs the password check `check` for `account` from `ip` under the throttle: the
-/// attempt is counted before the check (so a burst gets exactly the allowance), then
-/// settled by the outcome. A throttled attempt never reaches the check, so a correct
-/// password is refused too.
-async fn throttled<T>(
-    app: &AppState,
-    account: throttle::Account<'_>,
-    ip: ClientIp,
-    check: impl Future<Output = Result<Option<T>, AuthError>>,
-) -> Result<Attempt<T>, AuthError> {
-    let throttle = &app.throttle;
-    let reservation = match throttle
-        .reserve(account, ip.0)
-        .await
-        .map_err(SessionError::from)?
-    {
-        Admission::Admitted(reservation) => reservation,
-        Admission::Refused(wait) => return Ok(Attempt::Throttled(wait)),
-    };
-    let checked = check.await;
-    let (settled, lockout_started) = match &checked {
-        Ok(Some(_)) => (throttle.succeeded(reservation).await, None),
-        Ok(None) => match throttle.failed(reservation).await {
-            Ok(lockout) => (Ok(()), lockout),
-            Err(error) => (Err(error), None),
-        },
-        Err(_) => (throttle.abandon(reservation).await, None),
-    };
-    let checked = checked?;
-    settled.map_err(SessionError::from)?;
-    Ok(match checked {
-        Some(unlocked) => Attempt::Passed(unlocked),
-        None => Attempt::Failed { lockout_started },
-    })
-}
-
 /// Checks a login's credentials under the throttle, counting failures under the account
 /// whichever of its names was typed (unknown names under the name as typed).
 async fn check_credentials(
@@ -201,6 +154,9 @@ pub enum LogIn {
     Unverified,
     /// Refused before checking; try again after this long.
     Throttled(Duration),
+    /// The password was right and the user has a second factor: the login waits in the
+    /// session for it (these methods complete it); nobody is logged in yet.
+    SecondFactorRequired(Vec<&'static str>),
 }
 
 /// Log-in: throttled credential check, then a new session token (and, with `remember`,
@@ -221,6 +177,11 @@ pub async fn log_in(
     if app.mail.require_verified_email && user.email_verified_at.is_none() {
         tracing::info!(target: "latchkey::audit", event = "login_unverified", user_id = user.id, "login_unverified");
         return Ok(LogIn::Unverified);
+    }
+    let factors = second_factor::status(app, user.id).await?;
+    if factors.has_second_factor() {
+        second_factor::hold(auth, &user, remember).await?;
+        return Ok(LogIn::SecondFactorRequired(second_factor::methods(factors)));
     }
     if remember {
         auth.login_remembered(&user, DEFAULT_REMEMBER_DAYS).await?;
@@ -333,16 +294,23 @@ pub struct Account {
     pub email_verified: bool,
     /// When the account was created (RFC 3339, UTC).
     pub created_at: String,
+    /// The second factors enabled: `totp`, `recovery_code`.
+    pub second_factors: Vec<&'static str>,
+    /// Recovery codes not used yet.
+    pub recovery_codes_left: u32,
 }
 
 /// The account of `user`.
-pub fn account(user: &User) -> Account {
-    Account {
+pub async fn account(app: &AppState, user: &User) -> Result<Account, AuthError> {
+    let factors = second_factor::status(app, user.id).await?;
+    Ok(Account {
         username: user.username.clone(),
         email: user.email.clone(),
         email_verified: user.email_verified_at.is_some(),
         created_at: format_time(user.created_at),
-    }
+        second_factors: second_factor::methods(factors),
+        recovery_codes_left: factors.recovery_codes_left,
+    })
 }
 
 /// One of the user's sessions, as the sessions page and `GET /sessions` show it.
@@ -375,11 +343,7 @@ pub async fn sessions(auth: &AuthSession<User>) -> Result<Vec<SessionView>, Auth
             current: session.current,
             created_at: format_time(session.created_at),
             last_active_at: format_time(session.last_active_at),
-            method: session.method.map(|method| match method {
-                AuthMethod::Password => "password".to_string(),
-                AuthMethod::RememberMe => "remember_me".to_string(),
-                AuthMethod::EmailCode => "email_code".to_string(),
-            }),
+            method: session.method.map(|method| method.as_str().to_string()),
             client_ip: session.client_ip,
             user_agent: session.user_agent,
         })

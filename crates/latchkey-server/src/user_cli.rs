@@ -66,6 +66,20 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Show a user's second factors.
+    Mfa {
+        /// Username or email.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Remove a user's second factors (a lost phone): logins ask for the password only.
+    MfaReset {
+        /// Username or email.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// Runs one user command.
@@ -146,6 +160,34 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("{} changed address meanwhile", user.username))?;
             tracing::info!(target: "latchkey::audit", event = "email_verified_by_admin", user_id = user.id, "email_verified_by_admin");
             println!("verified {} <{email}>", user.username);
+        }
+        UserCommand::Mfa { name, database } => {
+            let backend = Backend::open(&database).await?;
+            let user = find_user(&*backend.users, &name).await?;
+            let factors = backend.second_factors(&load_secret_key(&database)?.keys[0]);
+            let status = factors.status(user.id).await?;
+            println!(
+                "{}: totp {}, {} recovery code(s) left",
+                user.username,
+                if status.totp { "on" } else { "off" },
+                status.recovery_codes_left
+            );
+        }
+        UserCommand::MfaReset { name, database } => {
+            let backend = Backend::open(&database).await?;
+            let user = find_user(&*backend.users, &name).await?;
+            let factors = backend.second_factors(&load_secret_key(&database)?.keys[0]);
+            let removed = factors.remove_all(user.id).await?;
+            tracing::warn!(target: "latchkey::audit", event = "second_factors_reset_by_admin", user_id = user.id, removed, "second_factors_reset_by_admin");
+            println!(
+                "{}: second factors {}",
+                user.username,
+                if removed {
+                    "removed"
+                } else {
+                    "were not set up"
+                }
+            );
         }
     }
     Ok(())

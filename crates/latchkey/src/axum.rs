@@ -192,6 +192,40 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireFresh<U> {
     }
 }
 
+/// Extracts the logged-in user only if the login was completed with a second factor
+/// (TOTP, a recovery code or a passkey; within the authenticator's
+/// `with_second_factor_within` window, if set). Browsers are sent to the login page;
+/// other clients get 401 `{"error": "second factor required"}`.
+pub struct RequireSecondFactor<U>(pub U);
+
+/// The 401 message of [`RequireSecondFactor`].
+pub const SECOND_FACTOR_REQUIRED: &str = "second factor required";
+
+impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireSecondFactor<U> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RequireLogin(user) = RequireLogin::<U>::from_request_parts(parts, state).await?;
+        let auth = AuthSession::<U>::from_request_parts(parts, state).await?;
+        match auth.has_second_factor().await {
+            Ok(true) => Ok(RequireSecondFactor(user)),
+            Ok(false) => Err(must_log_in(
+                parts,
+                auth.authenticator(),
+                SECOND_FACTOR_REQUIRED,
+            )),
+            Err(error) => Err(Rejection::Failed(error)),
+        }
+    }
+}
+
+/// A layer that lets only users logged in with a second factor through (see
+/// [`RequireSecondFactor`]).
+pub fn second_factor_required<U: AuthUser>(
+) -> axum::middleware::FromExtractorLayer<RequireSecondFactor<U>, ()> {
+    axum::middleware::from_extractor::<RequireSecondFactor<U>>()
+}
+
 /// A layer that lets only logged-in users through to every route of a router.
 ///
 /// ```no_run

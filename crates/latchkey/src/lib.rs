@@ -44,12 +44,14 @@ pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod csrf;
+pub mod factors;
 pub mod flash;
 pub mod log_budget;
 pub mod mail;
 pub mod password;
 pub mod redirect;
 pub mod remember;
+pub mod secret_box;
 pub mod session;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_error;
@@ -66,8 +68,8 @@ pub use auth::{
 pub use auth::{AuthLayer, AuthService};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
 pub use session::{
-    AuthInfo, AuthMethod, NewSessionPolicy, Session, SessionConfig, SessionError, SessionId,
-    SessionRecord, SessionStore, SessionToken, StoreError,
+    AuthInfo, AuthMethod, NewSessionPolicy, SecondFactor, Session, SessionConfig, SessionError,
+    SessionId, SessionRecord, SessionStore, SessionToken, StoreError,
 };
 #[cfg(feature = "axum")]
 pub use session::{SessionLayer, SessionService};

@@ -24,7 +24,7 @@ use crate::remember::{
     cookie_value as remember_cookie_value, new_series, parse_cookie as parse_remember_cookie,
     RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
 };
-use crate::session::{AuthInfo, AuthMethod, Session, SessionError, SessionId};
+use crate::session::{AuthInfo, AuthMethod, SecondFactor, Session, SessionError, SessionId};
 use crate::time::Timestamp;
 use crate::user::{AuthUser, UserStoreError};
 use std::collections::HashMap;
@@ -73,6 +73,7 @@ struct AuthenticatorInner<U> {
     users: UserCache<U>,
     unauthorized_message: String,
     fresh_within: Option<Duration>,
+    second_factor_within: Option<Duration>,
     login_url: String,
     remember: Option<Box<dyn RememberStore>>,
     remember_grace: Duration,
@@ -98,6 +99,7 @@ impl<U: AuthUser> Authenticator<U> {
                 users: UserCache::new(Duration::from_secs(2)),
                 unauthorized_message: "login required".to_string(),
                 fresh_within: None,
+                second_factor_within: None,
                 login_url: "/login".to_string(),
                 remember: None,
                 remember_grace: ROTATION_GRACE,
@@ -126,6 +128,12 @@ impl<U: AuthUser> Authenticator<U> {
     /// A password login only counts as fresh for this long (default: the whole session).
     pub fn with_fresh_within(self, window: Duration) -> Self {
         self.configure(|inner| inner.fresh_within = Some(window))
+    }
+
+    /// A login completed with a second factor only satisfies
+    /// [`crate::axum::RequireSecondFactor`] for this long (default: the whole session).
+    pub fn with_second_factor_within(self, window: Duration) -> Self {
+        self.configure(|inner| inner.second_factor_within = Some(window))
     }
 
     /// Where browsers that need to log in are sent (default `/login`), with `?next=`
@@ -293,11 +301,28 @@ impl<U: AuthUser> AuthSession<U> {
 
     /// Logs `user` in with an explicit method (`RememberMe` logins are not fresh).
     pub async fn login_with(&self, user: &U, method: AuthMethod) -> Result<(), AuthError> {
+        self.login_with_second_factor(user, method, None).await
+    }
+
+    /// Logs `user` in with `method` completed by `second_factor` (recorded in the session:
+    /// [`crate::AuthInfo::factors`] lists both, and [`crate::axum::RequireSecondFactor`]
+    /// lets it through).
+    pub async fn login_with_second_factor(
+        &self,
+        user: &U,
+        method: AuthMethod,
+        second_factor: Option<SecondFactor>,
+    ) -> Result<(), AuthError> {
         self.session
-            .log_in(&user.user_id(), method, user.credential_version())
+            .log_in_with_second_factor(
+                &user.user_id(),
+                method,
+                second_factor,
+                user.credential_version(),
+            )
             .await?;
         self.request.know_user(Some(Arc::new(user.clone())));
-        audit!(info, "login", user_id = %user.user_id(), method = ?method);
+        audit!(info, "login", user_id = %user.user_id(), method = ?method, second_factor = ?second_factor);
         Ok(())
     }
 
@@ -306,6 +331,12 @@ impl<U: AuthUser> AuthSession<U> {
     /// cookie, the remember-me cookie starts a new, non-fresh session.
     pub async fn login_remembered(&self, user: &U, days: u32) -> Result<(), AuthError> {
         self.login(user).await?;
+        self.remember_device(user, days).await
+    }
+
+    /// Remembers this device for `user` (just logged in) for `days` (1 to 30): after a
+    /// login that needed more than a password, call it once the login is complete.
+    pub async fn remember_device(&self, user: &U, days: u32) -> Result<(), AuthError> {
         let Some(store) = self.request.authenticator.remember_store() else {
             tracing::warn!("remember-me asked for but no remember store is configured");
             return Ok(());
@@ -369,6 +400,19 @@ impl<U: AuthUser> AuthSession<U> {
     /// How the current session authenticated, if logged in.
     pub async fn auth_info(&self) -> Result<Option<AuthInfo>, AuthError> {
         Ok(self.session.auth().await?)
+    }
+
+    /// Whether the login was completed with a second factor (within the authenticator's
+    /// window, if set).
+    pub async fn has_second_factor(&self) -> Result<bool, AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(false);
+        };
+        let recent = match self.request.authenticator.inner.second_factor_within {
+            Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
+            None => true,
+        };
+        Ok(auth.second_factor.is_some() && recent)
     }
 
     /// Whether the login is fresh: by password in this session (and within the fresh

@@ -3,42 +3,26 @@
 //! it (XChaCha20-Poly1305 under a key derived from the server's secret). The recipient
 //! stays readable: the worker needs it, and `latchkey mail outbox` shows it. The worker
 //! opens a sealed mail just before sending it ([`super::outbox::OutboxWorker::with_seal`]).
+//! The cipher is [`crate::secret_box`]'s.
 
 use super::{Mail, MailError};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
-use sha2::{Digest, Sha256};
+use crate::secret_box::SecretBox;
 
 /// What a sealed field starts with (a plain field never does: it is not base64).
 const PREFIX: &str = "latchkey-sealed:v1:";
 
-/// Bytes of the random nonce before each ciphertext.
-const NONCE_BYTES: usize = 24;
-
 /// The key mail is sealed and opened with.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MailSeal {
-    cipher: XChaCha20Poly1305,
-}
-
-impl std::fmt::Debug for MailSeal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MailSeal(..)")
-    }
+    sealed_box: SecretBox,
 }
 
 impl MailSeal {
     /// The seal derived from `secret` (the server's secret key): every process with the
     /// same secret opens what any of them sealed.
     pub fn new(secret: &[u8]) -> Self {
-        let key = Sha256::new()
-            .chain_update(b"latchkey mail seal key v1\0")
-            .chain_update(secret)
-            .finalize();
         MailSeal {
-            cipher: XChaCha20Poly1305::new(&key),
+            sealed_box: SecretBox::new(secret, "mail"),
         }
     }
 
@@ -74,42 +58,25 @@ impl MailSeal {
     }
 
     fn seal_field(&self, to: &str, field: &str) -> Result<String, MailError> {
-        let mut nonce = [0u8; NONCE_BYTES];
-        crate::session::random_bytes(&mut nonce);
-        let payload = Payload {
-            msg: field.as_bytes(),
-            aad: to.as_bytes(),
-        };
-        let ciphertext = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), payload)
-            .map_err(|_| MailError::Config("mail could not be sealed".into()))?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ciphertext);
-        Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+        let sealed = self
+            .sealed_box
+            .seal(field.as_bytes(), to.as_bytes())
+            .ok_or_else(|| MailError::Config("mail could not be sealed".into()))?;
+        Ok(format!("{PREFIX}{sealed}"))
     }
 
     fn open_field(&self, to: &str, field: &str) -> Result<String, MailError> {
-        let Some(encoded) = field.strip_prefix(PREFIX) else {
+        let Some(sealed) = field.strip_prefix(PREFIX) else {
             return Ok(field.to_string());
         };
-        let refused = || {
-            MailError::Permanent("a sealed mail that does not open with this server's key".into())
-        };
-        let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| refused())?;
-        if bytes.len() < NONCE_BYTES {
-            return Err(refused());
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: to.as_bytes(),
-        };
-        let opened = self
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), payload)
-            .map_err(|_| refused())?;
-        String::from_utf8(opened).map_err(|_| refused())
+        self.sealed_box
+            .open(sealed, to.as_bytes())
+            .and_then(|opened| String::from_utf8(opened).ok())
+            .ok_or_else(|| {
+                MailError::Permanent(
+                    "a sealed mail that does not open with this server's key".into(),
+                )
+            })
     }
 
     /// Whether any field of `mail` is sealed.

@@ -2,7 +2,7 @@
 //! compare-and-swap.
 
 use super::config::SessionConfig;
-use super::record::{AuthInfo, AuthMethod, SessionRecord};
+use super::record::{AuthInfo, AuthMethod, SecondFactor, SessionRecord};
 use super::storage::{CookieSession, ServerSide, SessionStorage};
 use super::store::{Loaded as StoreAnswer, NewSessionPolicy, SessionStore, StoreError};
 use super::token::{random_bytes, SessionId, SessionToken};
@@ -847,6 +847,18 @@ impl Session {
         method: AuthMethod,
         credential_version: i64,
     ) -> Result<(), SessionError> {
+        self.log_in_with_second_factor(user_id, method, None, credential_version)
+            .await
+    }
+
+    /// [`Session::log_in`], recording the second factor the login was completed with.
+    pub async fn log_in_with_second_factor(
+        &self,
+        user_id: &str,
+        method: AuthMethod,
+        second_factor: Option<SecondFactor>,
+        credential_version: i64,
+    ) -> Result<(), SessionError> {
         let absolute = self.inner.context.config.absolute_timeout();
         self.rotate_with(|record, now| {
             if record.user_id().is_some_and(|current| current != user_id) {
@@ -857,6 +869,7 @@ impl Session {
                 authenticated_at: now,
                 method,
                 credential_version,
+                second_factor,
             });
             record.absolute_expires_at = now.plus(absolute);
         })

@@ -17,6 +17,40 @@ pub enum AuthMethod {
     EmailCode,
 }
 
+/// The second factor a login was completed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecondFactor {
+    /// A time-based one-time code (RFC 6238).
+    Totp,
+    /// One of the user's single-use recovery codes.
+    RecoveryCode,
+    /// A passkey (WebAuthn) with user verification.
+    Passkey,
+}
+
+impl SecondFactor {
+    /// Its name in an "amr" list (as [`AuthInfo::factors`] gives it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondFactor::Totp => "totp",
+            SecondFactor::RecoveryCode => "recovery_code",
+            SecondFactor::Passkey => "passkey",
+        }
+    }
+}
+
+impl AuthMethod {
+    /// Its name in an "amr" list (as [`AuthInfo::factors`] gives it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::RememberMe => "remember_me",
+            AuthMethod::EmailCode => "email_code",
+        }
+    }
+}
+
 /// When and how the session's user authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthInfo {
@@ -29,6 +63,19 @@ pub struct AuthInfo {
     /// The user's credential version at login; a password change or a disable bumps the
     /// user's version, which ends this session on its next use.
     pub credential_version: i64,
+    /// The second factor the login was completed with (at `authenticated_at`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<SecondFactor>,
+}
+
+impl AuthInfo {
+    /// Which factors the login used, like OIDC's `amr`: the method, then the second
+    /// factor if there was one (`["password", "totp"]`).
+    pub fn factors(&self) -> Vec<&'static str> {
+        std::iter::once(self.method.as_str())
+            .chain(self.second_factor.map(SecondFactor::as_str))
+            .collect()
+    }
 }
 
 /// Everything a store keeps for one session. Stores treat it as a value: they key it by

@@ -3,7 +3,7 @@
 //! it, strings are length-prefixed (an optional one by its length plus one), and the
 //! application's data is its JSON text, length-prefixed the same way.
 
-use crate::session::{AuthInfo, AuthMethod, SessionRecord, StoreError};
+use crate::session::{AuthInfo, AuthMethod, SecondFactor, SessionRecord, StoreError};
 use crate::time::Timestamp;
 
 /// `record` in the compact form.
@@ -22,11 +22,20 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Box<[u8]>, StoreError> {
     match &record.auth {
         None => out.push(0),
         Some(auth) => {
-            out.push(match auth.method {
+            // Low nibble: the method; high nibble: the second factor (0 for none, as
+            // every record written before second factors existed has).
+            let method: u8 = match auth.method {
                 AuthMethod::Password => 1,
                 AuthMethod::RememberMe => 2,
                 AuthMethod::EmailCode => 3,
-            });
+            };
+            let second: u8 = match auth.second_factor {
+                None => 0,
+                Some(SecondFactor::Totp) => 1,
+                Some(SecondFactor::RecoveryCode) => 2,
+                Some(SecondFactor::Passkey) => 3,
+            };
+            out.push(method | (second << 4));
             put_str(&mut out, &auth.user_id);
             put_int(
                 &mut out,
@@ -58,11 +67,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     let (last_active_at, idle_expires_at, absolute_expires_at) = (later()?, later()?, later()?);
     let auth = match reader.byte()? {
         0 => None,
-        tag @ (1..=3) => Some(AuthInfo {
-            method: match tag {
+        tag if (1..=3).contains(&(tag & 0x0f)) && tag >> 4 <= 3 => Some(AuthInfo {
+            method: match tag & 0x0f {
                 1 => AuthMethod::Password,
                 2 => AuthMethod::RememberMe,
                 _ => AuthMethod::EmailCode,
+            },
+            second_factor: match tag >> 4 {
+                0 => None,
+                1 => Some(SecondFactor::Totp),
+                2 => Some(SecondFactor::RecoveryCode),
+                _ => Some(SecondFactor::Passkey),
             },
             user_id: reader.str()?.to_owned(),
             authenticated_at: Timestamp(created.wrapping_add(reader.int()?)),
@@ -214,6 +229,7 @@ mod tests {
                 authenticated_at: Timestamp(now.as_millis() - 5),
                 method: AuthMethod::RememberMe,
                 credential_version: -3,
+                second_factor: None,
             }),
             data,
             created_at: now,
@@ -249,6 +265,49 @@ mod tests {
             decode(&encode(&empty).expect("encode")).expect("decode"),
             empty
         );
+    }
+
+    #[test]
+    fn every_method_and_second_factor_round_trips() {
+        use crate::session::SecondFactor;
+        let methods = [
+            AuthMethod::Password,
+            AuthMethod::RememberMe,
+            AuthMethod::EmailCode,
+        ];
+        let seconds = [
+            None,
+            Some(SecondFactor::Totp),
+            Some(SecondFactor::RecoveryCode),
+            Some(SecondFactor::Passkey),
+        ];
+        for method in methods {
+            for second_factor in seconds {
+                let mut full = record();
+                if let Some(auth) = full.auth.as_mut() {
+                    auth.method = method;
+                    auth.second_factor = second_factor;
+                }
+                let decoded = decode(&encode(&full).expect("encode")).expect("decode");
+                assert_eq!(decoded, full, "{method:?} {second_factor:?}");
+            }
+        }
+        // A tag with no meaning is corrupt, not a guess.
+        let mut bytes = encode(&record()).expect("encode").into_vec();
+        let mut password = record();
+        if let Some(auth) = password.auth.as_mut() {
+            auth.method = AuthMethod::Password;
+        }
+        let other = encode(&password).expect("encode");
+        let tag = bytes
+            .iter()
+            .zip(other.iter())
+            .position(|(a, b)| a != b)
+            .expect("the method tag");
+        for unknown in [0x04, 0x44, 0x0f] {
+            bytes[tag] = unknown;
+            assert!(decode(&bytes).is_err(), "tag {unknown:#x}");
+        }
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub fn sample_record(user_id: Option<&str>) -> SessionRecord {
             authenticated_at: now,
             method: AuthMethod::Password,
             credential_version: 1,
+            second_factor: None,
         }),
         data,
         created_at: now,

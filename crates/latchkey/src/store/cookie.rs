@@ -359,6 +359,7 @@ mod tests {
                 authenticated_at: now,
                 method: crate::AuthMethod::Password,
                 credential_version: 1,
+                second_factor: None,
             }),
             data: Default::default(),
             created_at: now,

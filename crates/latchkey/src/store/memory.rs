@@ -739,6 +739,7 @@ mod tests {
                 authenticated_at: Timestamp::now(),
                 method: AuthMethod::Password,
                 credential_version: 1,
+                second_factor: None,
             }),
             ..record(expires_in_ms)
         }

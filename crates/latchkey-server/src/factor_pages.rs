@@ -1,0 +1,235 @@
+//! The HTML side of second factors: the login's second step, setting up an
+//! authenticator app (with its QR code drawn on the server), recovery codes, removal;
+//! over [`crate::second_factor`].
+
+use crate::pages::{error_page, page, read_form, CsrfField, NextQuery};
+use crate::second_factor::{self, CodeCheck, SecondStep};
+use crate::state::AppState;
+use crate::throttling::{too_many_message, with_retry_after, ClientIp};
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use latchkey::axum::{BrowserCsrf, RequireFresh, RequireLogin};
+use latchkey::flash::{flash, FlashLevel};
+use latchkey::redirect::next_or_home;
+use latchkey::{AuthSession, User};
+use minijinja::context;
+use serde::Deserialize;
+
+/// A form of one code.
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf_token: Option<String>,
+    code: Option<String>,
+}
+
+/// A form of nothing but its CSRF token.
+#[derive(Deserialize)]
+pub struct EmptyForm {
+    csrf_token: Option<String>,
+}
+
+impl CsrfField for CodeForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+impl CsrfField for EmptyForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// The second-step page of a login that waits for its second factor.
+pub async fn second_step_page(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let extra = context! { next => next, error => error };
+    page(app, auth, browser, status, "second_factor.html", extra).await
+}
+
+/// `POST /login/second-factor` (form): completes the login and goes on to `next`.
+pub async fn second_step(
+    State(app): State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    Query(query): Query<NextQuery>,
+    request: Request,
+) -> Response {
+    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    let next = query.next();
+    let code = input.code.unwrap_or_default();
+    let again = |status: StatusCode, error: String| {
+        let (app, auth, browser) = (&app, &auth, &browser);
+        async move { second_step_page(app, auth, browser, status, next, Some(error)).await }
+    };
+    match second_factor::complete(&app, ip, &auth, &code).await {
+        Ok(SecondStep::LoggedIn(_)) => Redirect::to(next_or_home(next)).into_response(),
+        Ok(SecondStep::Wrong) => again(StatusCode::UNAUTHORIZED, "Wrong code.".into()).await,
+        Ok(SecondStep::Throttled(wait)) => with_retry_after(
+            again(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait)).await,
+            wait,
+        ),
+        Ok(SecondStep::NothingPending) => {
+            let _ = flash(
+                auth.session(),
+                FlashLevel::Error,
+                "That login took too long; log in again.",
+            )
+            .await;
+            Redirect::to("/login").into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The QR code of `text` as inline SVG (drawn here: no image leaves the server).
+fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .dark_color(qrcode::render::svg::Color("#000"))
+        .light_color(qrcode::render::svg::Color("#fff"))
+        .build();
+    // Inline in the page: without the XML declaration.
+    Some(match svg.find("<svg") {
+        Some(start) => svg[start..].to_string(),
+        None => svg,
+    })
+}
+
+/// `POST /account/totp` (form; a fresh login is checked by the caller): the new secret
+/// as a QR code and as text, and the form that confirms a code from it.
+pub async fn begin_totp(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if let Err(response) = read_form::<EmptyForm>(&app, &auth, &browser, request).await {
+        return response;
+    }
+    match second_factor::begin_totp(&app, &user).await {
+        Ok(Some(setup)) => {
+            let extra = context! {
+                secret => setup.secret,
+                otpauth_uri => setup.otpauth_uri.clone(),
+                qr_svg => qr_svg(&setup.otpauth_uri),
+            };
+            page(&app, &auth, &browser, StatusCode::OK, "totp.html", extra).await
+        }
+        Ok(None) => error_page(
+            &app,
+            StatusCode::CONFLICT,
+            "An authenticator app is already set up; remove it first.",
+        ),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `POST /account/totp/confirm` (form): enables the app and shows the recovery codes.
+pub async fn confirm_totp(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireLogin(user): RequireLogin<User>,
+    request: Request,
+) -> Response {
+    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    let code = input.code.unwrap_or_default();
+    match second_factor::confirm_totp(&app, &auth, &user, &code).await {
+        Ok(Some(codes)) => {
+            let extra = context! { recovery_codes => codes, enabled => true };
+            page(&app, &auth, &browser, StatusCode::OK, "recovery_codes.html", extra).await
+        }
+        Ok(None) => error_page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "Wrong code. Set up the app again from your account page and type the code it shows now.",
+        ),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `POST /account/totp/remove` (form; a fresh login and a code).
+pub async fn remove_totp(
+    State(app): State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    let code = input.code.unwrap_or_default();
+    let (level, message) = match second_factor::remove(&app, &auth, ip, &user, &code).await {
+        Ok(CodeCheck::Right) => (FlashLevel::Success, "Two-step login is off.".to_string()),
+        Ok(CodeCheck::Wrong) => (
+            FlashLevel::Error,
+            "Wrong code: nothing changed.".to_string(),
+        ),
+        Ok(CodeCheck::Throttled(wait)) => (FlashLevel::Error, too_many_message(wait)),
+        Err(error) => return error.into_response(),
+    };
+    match flash(auth.session(), level, message).await {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `POST /account/recovery-codes` (form; a fresh login is checked by the caller).
+pub async fn regenerate_recovery_codes(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    RequireFresh(user): RequireFresh<User>,
+    request: Request,
+) -> Response {
+    if let Err(response) = read_form::<EmptyForm>(&app, &auth, &browser, request).await {
+        return response;
+    }
+    match second_factor::status(&app, user.id).await {
+        Ok(status) if status.totp => {}
+        Ok(_) => {
+            return error_page(
+                &app,
+                StatusCode::CONFLICT,
+                "No authenticator app is set up.",
+            )
+        }
+        Err(error) => return error.into_response(),
+    }
+    match second_factor::regenerate_recovery_codes(&app, &user).await {
+        Ok(codes) => {
+            let extra = context! { recovery_codes => codes, enabled => false };
+            page(
+                &app,
+                &auth,
+                &browser,
+                StatusCode::OK,
+                "recovery_codes.html",
+                extra,
+            )
+            .await
+        }
+        Err(error) => error.into_response(),
+    }
+}
