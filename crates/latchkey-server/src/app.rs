@@ -7,19 +7,21 @@ use crate::forwarded::TrustedProxies;
 use crate::headers;
 use crate::pages;
 use crate::state::{
-    AppState, MailFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT, MAX_BODY_BYTES,
+    AppState, MailFlows, PasskeyFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT,
+    MAX_BODY_BYTES,
 };
 use crate::templates::Templates;
 use crate::throttling::{ClientAddress, NewSessionCap};
-use crate::{api, data_api, factor_pages, mail_pages, routes};
+use crate::{api, data_api, factor_pages, mail_pages, passkey_api, routes};
 use anyhow::bail;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use latchkey::csrf::CsrfKey;
+use latchkey::factors::passkeys::{PasskeyStore, Url, WebauthnBuilder};
 use latchkey::factors::SecondFactors;
 use latchkey::mail::outbox::{Outbox, OutboxPolicy, OutboxWorker, SqliteOutbox};
 use latchkey::mail::{LogMailer, MailSeal};
@@ -145,6 +147,35 @@ pub fn router(
             post(limited(routes::regenerate_recovery_codes)),
         )
         .route("/login/second-factor", post(limited(routes::second_step)))
+        .route("/account/passkeys", get(passkey_api::list))
+        .route(
+            "/account/passkeys/begin",
+            post(limited(passkey_api::begin_registration)),
+        )
+        .route(
+            "/account/passkeys/finish",
+            post(limited(routes::finish_passkey_registration)),
+        )
+        .route(
+            "/account/passkeys/{id}",
+            patch(limited(routes::rename_passkey)).delete(limited(passkey_api::delete)),
+        )
+        .route(
+            "/login/passkey/begin",
+            post(limited(passkey_api::begin_sign_in)),
+        )
+        .route(
+            "/login/passkey/finish",
+            post(limited(routes::finish_passkey_sign_in)),
+        )
+        .route(
+            "/login/second-factor/passkey/begin",
+            post(limited(passkey_api::begin_second_factor)),
+        )
+        .route(
+            "/login/second-factor/passkey/finish",
+            post(limited(routes::finish_passkey_second_factor)),
+        )
         .route(
             "/account/email/confirm",
             get(mail_pages::confirm_email_change_page).post(limited(routes::confirm_email_change)),
@@ -225,6 +256,10 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         csrf: CsrfKey::generate(),
         factors: Arc::new(SecondFactors::new(pool.clone(), IN_MEMORY_SECRET)),
         second_factor_timeout: crate::second_factor::PENDING_LIFETIME,
+        passkeys: passkey_flows(
+            "http://localhost",
+            Arc::new(latchkey::factors::passkeys::SqlPasskeys::new(pool.clone())),
+        ),
         mail: MailFlows {
             tokens: Arc::new(EmailTokens::new(pool.clone(), IN_MEMORY_SECRET)),
             outbox: outbox.clone(),
@@ -244,6 +279,29 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
     );
     let app = router(state, sessions, Authenticator::new(backend), true, false);
     Ok(Router::new().fallback_service(app.service()))
+}
+
+/// Passkeys for the site at `public_url` (its host is the relying-party id, its origin
+/// the one browsers must report); off, with the reason logged, when the URL has no host
+/// name (WebAuthn does not take IP addresses).
+fn passkey_flows(public_url: &str, store: Arc<dyn PasskeyStore>) -> Option<PasskeyFlows> {
+    let built = Url::parse(public_url)
+        .map_err(|error| error.to_string())
+        .and_then(|origin| {
+            let host = origin
+                .domain()
+                .ok_or("the public URL has no host name (an IP address)")?;
+            WebauthnBuilder::new(host, &origin)
+                .and_then(|builder| builder.rp_name("latchkey").build())
+                .map_err(|error| error.to_string())
+        });
+    match built {
+        Ok(webauthn) => Some(PasskeyFlows { webauthn, store }),
+        Err(why) => {
+            tracing::info!(public_url, %why, "passkeys are off (use a --public-url with a host name, e.g. http://localhost:PORT)");
+            None
+        }
+    }
 }
 
 /// `scheme://host[:port]` of a URL (its path dropped).
@@ -316,6 +374,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         csrf: CsrfKey::derive(&secrets.keys[0]),
         factors: backend.second_factors(&secrets.keys[0]),
         second_factor_timeout: args.second_factor_timeout,
+        passkeys: passkey_flows(&args.public_url(), backend.passkeys()),
     });
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")

@@ -6,6 +6,7 @@ use crate::config::{
     redact, DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
 use anyhow::{bail, Context};
+use latchkey::factors::passkeys::{PasskeyStore, SqlPasskeys};
 use latchkey::factors::{SecondFactorStore, SecondFactors};
 use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
@@ -99,6 +100,14 @@ impl Backend {
         match &self.pool {
             Pool::Sqlite(pool) => Arc::new(SecondFactors::new(pool.clone(), secret)),
             Pool::Postgres(pool) => Arc::new(SecondFactors::new(pool.clone(), secret)),
+        }
+    }
+
+    /// The users' passkeys.
+    pub fn passkeys(&self) -> Arc<dyn PasskeyStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
+            Pool::Postgres(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
         }
     }
 

@@ -20,6 +20,8 @@ pub mod mail_flows;
 pub mod mail_pages;
 pub mod openapi;
 pub mod pages;
+pub mod passkey_api;
+pub mod passkeys;
 pub mod routes;
 pub mod second_factor;
 pub mod session_cli;

@@ -218,6 +218,10 @@ pub enum Notice {
     SecondFactorAdded,
     /// The second factors were removed.
     SecondFactorRemoved,
+    /// A passkey was added.
+    PasskeyAdded,
+    /// A passkey was removed.
+    PasskeyRemoved,
 }
 
 impl Notice {
@@ -247,6 +251,14 @@ impl Notice {
             Notice::SecondFactorAdded => (
                 "Two-step login turned on",
                 "An authenticator app was added to your account: logins now ask for its code. Every other session was logged out.",
+            ),
+            Notice::PasskeyAdded => (
+                "A passkey was added",
+                "A passkey was added to your account: it signs in on its own, and counts as a second factor. Every other session was logged out.",
+            ),
+            Notice::PasskeyRemoved => (
+                "A passkey was removed",
+                "A passkey was removed from your account. Every other session was logged out.",
             ),
             Notice::SecondFactorRemoved => (
                 "Two-step login turned off",

@@ -475,6 +475,21 @@ pub async fn account_page(
         Ok(account) => account,
         Err(error) => return error.into_response(),
     };
+    let passkeys: Vec<minijinja::Value> = match crate::passkeys::list(&app, user.id).await {
+        Ok(passkeys) => passkeys
+            .into_iter()
+            .map(|stored| {
+                context! {
+                    id => stored.id,
+                    name => stored.name,
+                    created_at => usecases::format_time(stored.created_at),
+                    last_used_at => stored.last_used_at.map(usecases::format_time),
+                }
+            })
+            .collect(),
+        Err(crate::passkeys::PasskeyError::Failed(error)) => return error.into_response(),
+        Err(_) => Vec::new(),
+    };
     let fresh = auth.is_fresh().await.unwrap_or(false);
     let extra = context! {
         email => account.email,
@@ -482,6 +497,7 @@ pub async fn account_page(
         created_at => account.created_at,
         fresh => fresh,
         totp => account.second_factors.contains(&"totp"),
+        passkeys => passkeys,
         recovery_codes_left => account.recovery_codes_left,
     };
     page(&app, &auth, &browser, StatusCode::OK, "account.html", extra).await

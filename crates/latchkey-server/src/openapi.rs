@@ -13,7 +13,8 @@ use utoipa::OpenApi;
         description = "Sign-up, login, a greeting for the logged-in user, logout, the \
                        account, its sessions, a password change, and the mail flows: password \
                        reset, email verification, sign-in by mailed link or code, email \
-                       change, and second factors (an authenticator app with recovery codes). The session travels \
+                       change, second factors (an authenticator app with recovery codes) and \
+                       passkeys. The session travels \
                        in the `id` cookie (`__Host-id` behind https)."
     ),
     paths(
@@ -39,7 +40,16 @@ use utoipa::OpenApi;
         crate::factor_api::begin_totp,
         crate::factor_api::confirm_totp,
         crate::factor_api::remove_totp,
-        crate::factor_api::regenerate_recovery_codes
+        crate::factor_api::regenerate_recovery_codes,
+        crate::passkey_api::begin_registration,
+        crate::passkey_api::finish_registration,
+        crate::passkey_api::list,
+        crate::passkey_api::rename,
+        crate::passkey_api::delete,
+        crate::passkey_api::begin_sign_in,
+        crate::passkey_api::finish_sign_in,
+        crate::passkey_api::begin_second_factor,
+        crate::passkey_api::finish_second_factor
     ),
     components(schemas(
         Message,
@@ -58,7 +68,12 @@ use utoipa::OpenApi;
         crate::factor_api::SecondFactorRequired,
         crate::factor_api::CodeBody,
         crate::factor_api::TotpSetup,
-        crate::factor_api::RecoveryCodes
+        crate::factor_api::RecoveryCodes,
+        crate::passkey_api::RegisterBody,
+        crate::passkey_api::AssertionBody,
+        crate::passkey_api::RenameBody,
+        crate::passkey_api::PasskeyView,
+        crate::passkey_api::PasskeyList
     ))
 )]
 pub struct ApiDoc;

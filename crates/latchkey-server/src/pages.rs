@@ -30,6 +30,7 @@ async fn base_context(
     Ok(context! {
         username => user.map(|user| user.username),
         csrf_token => token,
+        passkeys_on => app.passkeys.is_some(),
         flashes => flashes.iter().map(|flash| context! {
             level => serde_json::to_value(flash.level).ok().and_then(|level| level.as_str().map(str::to_string)),
             message => flash.message.clone(),

@@ -7,7 +7,7 @@ use crate::json::{refuse_cross_site_or_not_json, JsonBody};
 use crate::pages::{self, is_form};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
-use crate::{api, factor_api, factor_pages, headers, mail_api, mail_pages};
+use crate::{api, factor_api, factor_pages, headers, mail_api, mail_pages, passkey_api};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -429,6 +429,59 @@ pub async fn regenerate_recovery_codes(
     }
     let headers = request.headers().clone();
     answer(factor_api::regenerate_recovery_codes(app, headers, RequireFresh(user)).await)
+}
+
+/// `POST /account/passkeys/finish` (JSON, after the cross-site check).
+pub async fn finish_passkey_registration(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    login: RequireLogin<User>,
+    request: Request,
+) -> Response {
+    match json_body(&app, request).await {
+        Ok(body) => {
+            answer(passkey_api::finish_registration(app, auth, login, JsonBody(body)).await)
+        }
+        Err(response) => response,
+    }
+}
+
+/// `PATCH /account/passkeys/{id}` (JSON, after the cross-site check).
+pub async fn rename_passkey(
+    app: State<AppState>,
+    login: RequireLogin<User>,
+    id: axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    match json_body(&app, request).await {
+        Ok(body) => answer(passkey_api::rename(app, login, id, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /login/passkey/finish` (JSON, after the cross-site check).
+pub async fn finish_passkey_sign_in(
+    app: State<AppState>,
+    auth: AuthSession<User>,
+    request: Request,
+) -> Response {
+    match json_body(&app, request).await {
+        Ok(body) => answer(passkey_api::finish_sign_in(app, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
+}
+
+/// `POST /login/second-factor/passkey/finish` (JSON, after the cross-site check).
+pub async fn finish_passkey_second_factor(
+    app: State<AppState>,
+    ip: ClientIp,
+    auth: AuthSession<User>,
+    request: Request,
+) -> Response {
+    match json_body(&app, request).await {
+        Ok(body) => answer(passkey_api::finish_second_factor(app, ip, auth, JsonBody(body)).await),
+        Err(response) => response,
+    }
 }
 
 /// A JSON handler's outcome as a response.

@@ -30,8 +30,9 @@ struct PendingLogin {
     remember: bool,
 }
 
-/// The second factors a user can complete a login with, as `POST /login` lists them.
-pub fn methods(status: FactorStatus) -> Vec<&'static str> {
+/// The second factors a user has, as `POST /login` and `GET /account` list them:
+/// `totp`, `recovery_code`, `passkey`.
+pub fn methods(status: FactorStatus, passkeys: usize) -> Vec<&'static str> {
     let mut methods = Vec::new();
     if status.totp {
         methods.push(SecondFactor::Totp.as_str());
@@ -39,16 +40,33 @@ pub fn methods(status: FactorStatus) -> Vec<&'static str> {
     if status.recovery_codes_left > 0 {
         methods.push(SecondFactor::RecoveryCode.as_str());
     }
+    if passkeys > 0 {
+        methods.push(SecondFactor::Passkey.as_str());
+    }
     methods
 }
 
-/// What the user has enabled.
+/// What the user has enabled of TOTP and recovery codes.
 pub async fn status(app: &AppState, user_id: i64) -> Result<FactorStatus, AuthError> {
     Ok(app
         .factors
         .status(user_id)
         .await
         .map_err(SessionError::from)?)
+}
+
+/// Every second factor of the user: TOTP and recovery codes, and how many passkeys.
+pub async fn enabled(app: &AppState, user_id: i64) -> Result<(FactorStatus, usize), AuthError> {
+    let passkeys = match &app.passkeys {
+        Some(flows) => flows
+            .store
+            .list(user_id)
+            .await
+            .map_err(SessionError::from)?
+            .len(),
+        None => 0,
+    };
+    Ok((status(app, user_id).await?, passkeys))
 }
 
 /// Puts `user`'s login (its password passed) on hold for the second factor.
@@ -75,6 +93,36 @@ pub enum SecondStep {
     Throttled(Duration),
 }
 
+/// The user whose login waits for its second factor in this session, if one does and
+/// it has not expired.
+pub async fn pending_user(
+    app: &AppState,
+    auth: &AuthSession<User>,
+) -> Result<Option<i64>, AuthError> {
+    Ok(live_pending(app, auth)
+        .await?
+        .map(|pending| pending.user_id))
+}
+
+async fn live_pending(
+    app: &AppState,
+    auth: &AuthSession<User>,
+) -> Result<Option<PendingLogin>, AuthError> {
+    let pending: Option<PendingLogin> = auth.session().get(PENDING_KEY).await?;
+    match pending {
+        Some(pending)
+            if Timestamp::now().since(Timestamp(pending.at)) <= app.second_factor_timeout =>
+        {
+            Ok(Some(pending))
+        }
+        Some(_) => {
+            auth.session().remove(PENDING_KEY).await?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
 /// Completes the pending login with `code`: a TOTP code (a time step not used before)
 /// or a recovery code (used up), checked under the same throttle as passwords.
 pub async fn complete(
@@ -83,37 +131,50 @@ pub async fn complete(
     auth: &AuthSession<User>,
     code: &str,
 ) -> Result<SecondStep, AuthError> {
-    let pending: Option<PendingLogin> = auth.session().get(PENDING_KEY).await?;
-    let Some(pending) = pending else {
-        return Ok(SecondStep::NothingPending);
-    };
-    if Timestamp::now().since(Timestamp(pending.at)) > app.second_factor_timeout {
-        auth.session().remove(PENDING_KEY).await?;
-        return Ok(SecondStep::NothingPending);
-    }
-    let id = pending.user_id.to_string();
     let factors = &app.factors;
-    let check = async {
-        let user_id = pending.user_id;
-        let factor = if code.trim().len() <= 8
+    complete_with(app, ip, auth, |user_id| async move {
+        let totp = code.trim().len() <= 8
             && factors
                 .verify_totp(user_id, code, Timestamp::now())
                 .await
-                .map_err(SessionError::from)?
-        {
-            Some(SecondFactor::Totp)
-        } else if factors
+                .map_err(SessionError::from)?;
+        if totp {
+            return Ok(Some(SecondFactor::Totp));
+        }
+        let recovery = factors
             .use_recovery_code(user_id, code)
             .await
-            .map_err(SessionError::from)?
-        {
-            Some(SecondFactor::RecoveryCode)
-        } else {
-            None
-        };
-        Ok::<_, AuthError>(factor)
+            .map_err(SessionError::from)?;
+        Ok(recovery.then_some(SecondFactor::RecoveryCode))
+    })
+    .await
+}
+
+/// Completes the pending login with the second factor `check` finds for its user (`None`
+/// for a wrong one), checked under the same throttle as passwords; applies remember-me
+/// if the password step asked for it.
+pub async fn complete_with<F, Fut>(
+    app: &AppState,
+    ip: ClientIp,
+    auth: &AuthSession<User>,
+    check: F,
+) -> Result<SecondStep, AuthError>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<SecondFactor>, AuthError>>,
+{
+    let Some(pending) = live_pending(app, auth).await? else {
+        return Ok(SecondStep::NothingPending);
     };
-    let factor = match throttled(app, throttle::Account::User(&id), ip, check).await? {
+    let id = pending.user_id.to_string();
+    let factor = match throttled(
+        app,
+        throttle::Account::User(&id),
+        ip,
+        check(pending.user_id),
+    )
+    .await?
+    {
         Attempt::Passed(factor) => factor,
         Attempt::Failed { .. } => {
             tracing::warn!(target: "latchkey::audit", event = "second_factor_failed", user_id = pending.user_id, ip = ?ip.0, "second_factor_failed");
@@ -243,7 +304,7 @@ pub async fn regenerate_recovery_codes(
 }
 
 /// After a factor was added or removed: the user's other sessions end, a notice goes out.
-async fn factor_changed(
+pub async fn factor_changed(
     app: &AppState,
     auth: &AuthSession<User>,
     user: &User,

@@ -3,6 +3,7 @@
 use crate::forwarded::TrustedProxies;
 use crate::templates::Templates;
 use latchkey::csrf::CsrfKey;
+use latchkey::factors::passkeys::{PasskeyStore, Webauthn};
 use latchkey::factors::SecondFactorStore;
 use latchkey::mail::outbox::{Outbox, OutboxWorker};
 use latchkey::mail::MailSeal;
@@ -61,9 +62,19 @@ pub struct Shared {
     pub factors: Arc<dyn SecondFactorStore>,
     /// How long a login whose password passed waits for its second factor.
     pub second_factor_timeout: Duration,
+    /// Passkeys, unless the public URL has no host name to be their relying party.
+    pub passkeys: Option<PasskeyFlows>,
     /// What the mail flows (reset, verification, sign-in by mail, email change,
     /// notices) need.
     pub mail: MailFlows,
+}
+
+/// What passkeys need: the relying party and where passkeys live.
+pub struct PasskeyFlows {
+    /// The WebAuthn relying party (id and origin from `--public-url`).
+    pub webauthn: Webauthn,
+    /// The users' passkeys.
+    pub store: Arc<dyn PasskeyStore>,
 }
 
 /// What the mail flows need.

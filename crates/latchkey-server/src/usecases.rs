@@ -178,10 +178,11 @@ pub async fn log_in(
         tracing::info!(target: "latchkey::audit", event = "login_unverified", user_id = user.id, "login_unverified");
         return Ok(LogIn::Unverified);
     }
-    let factors = second_factor::status(app, user.id).await?;
-    if factors.has_second_factor() {
+    let (factors, passkeys) = second_factor::enabled(app, user.id).await?;
+    if factors.has_second_factor() || passkeys > 0 {
         second_factor::hold(auth, &user, remember).await?;
-        return Ok(LogIn::SecondFactorRequired(second_factor::methods(factors)));
+        let methods = second_factor::methods(factors, passkeys);
+        return Ok(LogIn::SecondFactorRequired(methods));
     }
     if remember {
         auth.login_remembered(&user, DEFAULT_REMEMBER_DAYS).await?;
@@ -294,7 +295,7 @@ pub struct Account {
     pub email_verified: bool,
     /// When the account was created (RFC 3339, UTC).
     pub created_at: String,
-    /// The second factors enabled: `totp`, `recovery_code`.
+    /// The second factors enabled: `totp`, `recovery_code`, `passkey`.
     pub second_factors: Vec<&'static str>,
     /// Recovery codes not used yet.
     pub recovery_codes_left: u32,
@@ -302,13 +303,13 @@ pub struct Account {
 
 /// The account of `user`.
 pub async fn account(app: &AppState, user: &User) -> Result<Account, AuthError> {
-    let factors = second_factor::status(app, user.id).await?;
+    let (factors, passkeys) = second_factor::enabled(app, user.id).await?;
     Ok(Account {
         username: user.username.clone(),
         email: user.email.clone(),
         email_verified: user.email_verified_at.is_some(),
         created_at: format_time(user.created_at),
-        second_factors: second_factor::methods(factors),
+        second_factors: second_factor::methods(factors, passkeys),
         recovery_codes_left: factors.recovery_codes_left,
     })
 }

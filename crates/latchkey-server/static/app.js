@@ -40,3 +40,139 @@ document.querySelectorAll("input[type=password]").forEach(function (input) {
   reveal.insertAdjacentElement("afterend", meter);
   update();
 });
+
+// Passkeys (WebAuthn): the server's options carry binary fields as base64url, which the
+// browser API wants as bytes, and the answer goes back the same way. Buttons: "Add a
+// passkey" (account page), "Sign in with a passkey" (login page), "Use a passkey" (the
+// second step of a login).
+function bytesFromBase64url(text) {
+  var base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  while (base64.length % 4) {
+    base64 += "=";
+  }
+  var raw = atob(base64);
+  var bytes = new Uint8Array(raw.length);
+  for (var i = 0; i < raw.length; i++) {
+    bytes[i] = raw.charCodeAt(i);
+  }
+  return bytes.buffer;
+}
+
+function base64urlFromBytes(buffer) {
+  var bytes = new Uint8Array(buffer);
+  var raw = "";
+  for (var i = 0; i < bytes.length; i++) {
+    raw += String.fromCharCode(bytes[i]);
+  }
+  return btoa(raw).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function postJson(path, body) {
+  var init = { method: "POST", credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  var response = await fetch(path, init);
+  var data = await response.json().catch(function () { return {}; });
+  if (!response.ok) {
+    throw new Error(data.error || response.statusText);
+  }
+  return data;
+}
+
+function assertionJson(credential) {
+  var response = credential.response;
+  return {
+    id: credential.id,
+    rawId: base64urlFromBytes(credential.rawId),
+    type: credential.type,
+    response: {
+      authenticatorData: base64urlFromBytes(response.authenticatorData),
+      clientDataJSON: base64urlFromBytes(response.clientDataJSON),
+      signature: base64urlFromBytes(response.signature),
+      userHandle: response.userHandle ? base64urlFromBytes(response.userHandle) : null
+    },
+    extensions: credential.getClientExtensionResults()
+  };
+}
+
+async function getPasskey(beginPath) {
+  var options = await postJson(beginPath);
+  var publicKey = options.publicKey;
+  publicKey.challenge = bytesFromBase64url(publicKey.challenge);
+  (publicKey.allowCredentials || []).forEach(function (allowed) {
+    allowed.id = bytesFromBase64url(allowed.id);
+  });
+  return assertionJson(await navigator.credentials.get({ publicKey: publicKey }));
+}
+
+async function addPasskey(name) {
+  var options = await postJson("/account/passkeys/begin");
+  var publicKey = options.publicKey;
+  publicKey.challenge = bytesFromBase64url(publicKey.challenge);
+  publicKey.user.id = bytesFromBase64url(publicKey.user.id);
+  (publicKey.excludeCredentials || []).forEach(function (excluded) {
+    excluded.id = bytesFromBase64url(excluded.id);
+  });
+  var credential = await navigator.credentials.create({ publicKey: publicKey });
+  var response = credential.response;
+  await postJson("/account/passkeys/finish", {
+    name: name,
+    credential: {
+      id: credential.id,
+      rawId: base64urlFromBytes(credential.rawId),
+      type: credential.type,
+      response: {
+        attestationObject: base64urlFromBytes(response.attestationObject),
+        clientDataJSON: base64urlFromBytes(response.clientDataJSON)
+      },
+      extensions: credential.getClientExtensionResults()
+    }
+  });
+}
+
+function passkeyButton(id, action, then) {
+  var button = document.getElementById(id);
+  if (!button) {
+    return;
+  }
+  var message = document.getElementById("passkey-message");
+  button.addEventListener("click", function () {
+    if (message) {
+      message.textContent = "";
+    }
+    action().then(then).catch(function (error) {
+      if (message) {
+        message.textContent = "Passkey: " + error.message;
+      }
+    });
+  });
+}
+
+function goNext() {
+  var next = document.body.getAttribute("data-next");
+  window.location.assign(next || "/home");
+}
+
+passkeyButton("add-passkey", function () {
+  var name = document.getElementById("passkey-name");
+  return addPasskey(name ? name.value : "");
+}, function () { window.location.reload(); });
+passkeyButton("passkey-login", function () {
+  return getPasskey("/login/passkey/begin").then(function (credential) {
+    return postJson("/login/passkey/finish", { credential: credential });
+  });
+}, goNext);
+passkeyButton("passkey-second-factor", function () {
+  return getPasskey("/login/second-factor/passkey/begin").then(function (credential) {
+    return postJson("/login/second-factor/passkey/finish", { credential: credential });
+  });
+}, goNext);
+document.querySelectorAll("button.delete-passkey").forEach(function (button) {
+  button.addEventListener("click", function () {
+    fetch("/account/passkeys/" + button.getAttribute("data-id"), {
+      method: "DELETE", credentials: "same-origin", headers: { Accept: "application/json" }
+    }).then(function () { window.location.reload(); });
+  });
+});

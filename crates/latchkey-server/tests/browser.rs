@@ -228,3 +228,104 @@ async fn a_person_who_forgot_their_password_sets_a_new_one_from_the_mailed_link(
     assert!(bob.page_text().await.contains("was already used"));
     bob.close().await;
 }
+
+/// Waits up to 10 s for `text` on the page; the page text then.
+async fn wait_for_text(browser: &Browser, text: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = browser.page_text().await;
+        if page.contains(text) || std::time::Instant::now() >= deadline {
+            return page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_person_adds_a_passkey_signs_in_with_it_alone_and_as_a_second_factor() {
+    if !browser_available() {
+        assert!(
+            std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
+            "chromium and chromedriver are required (LATCHKEY_REQUIRE_SERVICES is set)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    // WebAuthn wants a host name: the relying party is localhost.
+    let base = format!("http://localhost:{}", address.port());
+    let server = Server::start_at(dir.path(), address, &["--public-url", &base]);
+    let signup = reqwest::Client::new()
+        .post(server.url("/signup"))
+        .json(&serde_json::json!({ "username": "bob", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
+    let driver = Driver::start();
+    let shots = screenshots();
+    let bob = Browser::open(&driver, "passkey-browser", &shots).await;
+
+    bob.goto(&format!("{base}/login")).await;
+    log_in(&bob, PASSWORD, false).await;
+    assert!(bob.current_url().await.ends_with("/home"));
+    bob.goto(&format!("{base}/account")).await;
+    let authenticator = bob.add_virtual_authenticator().await;
+    bob.type_into("#passkey-name", " laptop").await;
+    bob.click("#add-passkey").await;
+    let page = wait_for_text(&bob, "My passkey laptop (added").await;
+    assert!(page.contains("My passkey laptop (added"), "{page}");
+    bob.screenshot("21-passkey-added").await;
+    let credentials = bob.authenticator_credentials(&authenticator).await;
+    assert_eq!(credentials.len(), 1);
+    assert_eq!(
+        credentials[0]["isResidentCredential"],
+        serde_json::json!(true),
+        "a discoverable passkey"
+    );
+
+    // Log out, then sign in with the passkey alone: no name typed.
+    bob.click("nav form button[type=submit]").await;
+    assert!(bob.current_url().await.ends_with("/login"));
+    bob.click("#passkey-login").await;
+    let page = wait_for_text(&bob, "Hello, bob").await;
+    assert!(
+        page.contains("Hello, bob"),
+        "signed in by the passkey alone: {page}"
+    );
+    bob.screenshot("22-passkey-sign-in").await;
+
+    // Log out, log in with the password: the passkey is the second factor.
+    bob.goto(&format!("{base}/home")).await;
+    bob.click("nav form button[type=submit]").await;
+    log_in(&bob, PASSWORD, false).await;
+    let page = wait_for_text(&bob, "Two-step login").await;
+    assert!(page.contains("Use a passkey"), "{page}");
+    bob.screenshot("23-second-step").await;
+    bob.click("#passkey-second-factor").await;
+    let page = wait_for_text(&bob, "Hello, bob").await;
+    assert!(
+        page.contains("Hello, bob"),
+        "the passkey completed the login: {page}"
+    );
+    bob.close().await;
+
+    // Both sign-ins were recorded on the stored credential (its last use; the counter
+    // webauthn-rs keeps).
+    let database = dir.path().join("latchkey.db");
+    let connection = rusqlite::Connection::open(&database).expect("open the database");
+    let (credential, last_used): (String, Option<i64>) = connection
+        .query_row("SELECT credential, last_used_at FROM passkeys", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .expect("one passkey");
+    assert!(last_used.is_some());
+    let credential: serde_json::Value = serde_json::from_str(&credential).expect("json");
+    let counter = credential["cred"]["counter"]
+        .as_u64()
+        .expect("a sign counter");
+    assert!(
+        counter >= 2,
+        "the counter moved with each sign-in: {credential}"
+    );
+}

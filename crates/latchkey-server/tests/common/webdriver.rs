@@ -133,6 +133,34 @@ impl Browser {
         }
     }
 
+    /// Gives this window a virtual WebAuthn authenticator (CTAP2, built in, with
+    /// resident keys and user verification that always succeeds), as WebDriver's
+    /// WebAuthn extension defines it; its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+        });
+        let value = self
+            .call(
+                reqwest::Method::POST,
+                "/webauthn/authenticator",
+                Some(options),
+            )
+            .await;
+        value.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The credentials the virtual authenticator `id` holds.
+    pub async fn authenticator_credentials(&self, id: &str) -> Vec<Value> {
+        let path = format!("/webauthn/authenticator/{id}/credentials");
+        let value = self.call(reqwest::Method::GET, &path, None).await;
+        value.as_array().cloned().unwrap_or_default()
+    }
+
     /// Calls the driver, retrying for up to 10 s while the page is still loading (an
     /// element not there yet).
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {

@@ -415,8 +415,8 @@ impl<U: AuthUser> AuthSession<U> {
         Ok(auth.second_factor.is_some() && recent)
     }
 
-    /// Whether the login is fresh: by password in this session (and within the fresh
-    /// window, if one is set).
+    /// Whether the login is fresh: by password or a passkey in this session (and within
+    /// the fresh window, if one is set).
     pub async fn is_fresh(&self) -> Result<bool, AuthError> {
         let Some(auth) = self.session.auth().await? else {
             return Ok(false);
@@ -425,7 +425,8 @@ impl<U: AuthUser> AuthSession<U> {
             Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };
-        Ok(auth.method == AuthMethod::Password && recent)
+        let proven_here = matches!(auth.method, AuthMethod::Password | AuthMethod::Passkey);
+        Ok(proven_here && recent)
     }
 
     /// The logged-in user's live sessions, newest first (empty when not logged in).

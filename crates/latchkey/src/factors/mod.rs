@@ -10,6 +10,8 @@
 //!   and used up by one `DELETE`: of racing uses of one code, one wins. Confirming TOTP
 //!   or regenerating replaces them all.
 
+#[cfg(all(feature = "passkeys", any(feature = "sqlite", feature = "postgres")))]
+pub mod passkeys;
 pub mod totp;
 
 use crate::secret_box::SecretBox;

@@ -15,6 +15,9 @@ pub enum AuthMethod {
     /// A one-time code or link sent by mail: logged in, but not fresh (it proves the
     /// mailbox, not the password).
     EmailCode,
+    /// A passkey alone (WebAuthn with user verification: something the user has and is
+    /// or knows, so the login records [`SecondFactor::Passkey`] too); fresh.
+    Passkey,
 }
 
 /// The second factor a login was completed with.
@@ -47,6 +50,7 @@ impl AuthMethod {
             AuthMethod::Password => "password",
             AuthMethod::RememberMe => "remember_me",
             AuthMethod::EmailCode => "email_code",
+            AuthMethod::Passkey => "passkey",
         }
     }
 }

@@ -28,6 +28,7 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Box<[u8]>, StoreError> {
                 AuthMethod::Password => 1,
                 AuthMethod::RememberMe => 2,
                 AuthMethod::EmailCode => 3,
+                AuthMethod::Passkey => 4,
             };
             let second: u8 = match auth.second_factor {
                 None => 0,
@@ -67,11 +68,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     let (last_active_at, idle_expires_at, absolute_expires_at) = (later()?, later()?, later()?);
     let auth = match reader.byte()? {
         0 => None,
-        tag if (1..=3).contains(&(tag & 0x0f)) && tag >> 4 <= 3 => Some(AuthInfo {
+        tag if (1..=4).contains(&(tag & 0x0f)) && tag >> 4 <= 3 => Some(AuthInfo {
             method: match tag & 0x0f {
                 1 => AuthMethod::Password,
                 2 => AuthMethod::RememberMe,
-                _ => AuthMethod::EmailCode,
+                3 => AuthMethod::EmailCode,
+                _ => AuthMethod::Passkey,
             },
             second_factor: match tag >> 4 {
                 0 => None,
@@ -274,6 +276,7 @@ mod tests {
             AuthMethod::Password,
             AuthMethod::RememberMe,
             AuthMethod::EmailCode,
+            AuthMethod::Passkey,
         ];
         let seconds = [
             None,
@@ -304,7 +307,7 @@ mod tests {
             .zip(other.iter())
             .position(|(a, b)| a != b)
             .expect("the method tag");
-        for unknown in [0x04, 0x44, 0x0f] {
+        for unknown in [0x05, 0x44, 0x0f] {
             bytes[tag] = unknown;
             assert!(decode(&bytes).is_err(), "tag {unknown:#x}");
         }
