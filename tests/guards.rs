@@ -1,13 +1,17 @@
-//! RequireLogin / RequireFresh and the router-wide layers, over HTTP: browsers are
+//! RequireLogin / RequireFresh / RequireSecondFactor and the router-wide layers, over HTTP: browsers are
 //! redirected to the login page with `next`, API clients get 401 JSON.
 
 use axum::routing::{get, post};
 use axum::Router;
-use latchkey::axum::{fresh_login_required, login_required, RequireFresh, RequireLogin};
+use latchkey::axum::{
+    fresh_login_required, login_required, second_factor_required, RequireFresh, RequireLogin,
+    RequireSecondFactor,
+};
 use latchkey::store::{open_sqlite, MemoryStore};
 use latchkey::{
     AuthBackend, AuthLayer, AuthMethod, AuthSession, Authenticator, HashParams, NewUser,
-    PasswordBackend, PasswordHasher, SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
+    PasswordBackend, PasswordHasher, SecondFactor, SessionConfig, SessionLayer, SqliteUserStore,
+    User, UserStore,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -334,4 +338,137 @@ async fn the_user_is_resolved_once_per_request() {
             "one load per request"
         );
     }
+}
+
+/// A server whose `/login/password` logs grover in with a password only and
+/// `/login/two-factor` with a password and TOTP; `/factors` answers the login's factors,
+/// `/second` needs a second factor (extractor), `/second/area` too (layer).
+async fn serve_second_factor(within: Option<Duration>) -> SocketAddr {
+    let (users, grover) = users_with_grover().await;
+    let mut authenticator = Authenticator::new(PasswordBackend::new(
+        users,
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    ));
+    if let Some(window) = within {
+        authenticator = authenticator.with_second_factor_within(window);
+    }
+    let (password_user, two_factor_user) = (grover.clone(), grover);
+    let guarded = Router::new()
+        .route("/second/area", get(|| async { "guarded" }))
+        .route_layer(second_factor_required::<User>());
+    let app = Router::new()
+        .route(
+            "/login/password",
+            post(move |auth: AuthSession<User>| {
+                let user = password_user.clone();
+                async move { auth.login(&user).await.map(|()| "ok") }
+            }),
+        )
+        .route(
+            "/login/two-factor",
+            post(move |auth: AuthSession<User>| {
+                let user = two_factor_user.clone();
+                async move {
+                    auth.login_with_second_factor(
+                        &user,
+                        AuthMethod::Password,
+                        Some(SecondFactor::Totp),
+                    )
+                    .await
+                    .map(|()| "ok")
+                }
+            }),
+        )
+        .route(
+            "/factors",
+            get(|auth: AuthSession<User>| async move {
+                let info = auth.auth_info().await.ok().flatten();
+                axum::Json(json!(info.map(|info| info.factors())))
+            }),
+        )
+        .route(
+            "/second",
+            get(
+                |RequireSecondFactor(user): RequireSecondFactor<User>| async move { user.username },
+            ),
+        )
+        .merge(guarded)
+        .layer(AuthLayer::new(authenticator))
+        .layer(SessionLayer::new(
+            MemoryStore::new(),
+            SessionConfig::insecure_for_local_development(),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+#[tokio::test]
+async fn a_second_factor_guard_lets_only_two_factor_logins_through_and_can_expire() {
+    let address = serve_second_factor(None).await;
+    let password_only = client();
+    password_only
+        .post(format!("http://{address}/login/password"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        get_as_api(&password_only, address, "/factors").await.1,
+        json!(["password"])
+    );
+    let (status, body) = get_as_api(&password_only, address, "/second").await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": "second factor required" })
+        )
+    );
+    let page = get_as_browser(&password_only, address, "/second/area").await;
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&page).starts_with("/login?next="),
+        "{}",
+        location(&page)
+    );
+
+    let two_factor = client();
+    two_factor
+        .post(format!("http://{address}/login/two-factor"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        get_as_api(&two_factor, address, "/factors").await.1,
+        json!(["password", "totp"])
+    );
+    assert_eq!(
+        get_as_api(&two_factor, address, "/second").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_as_api(&two_factor, address, "/second/area").await.0,
+        StatusCode::OK
+    );
+
+    // "Within N minutes": here 800 ms.
+    let address = serve_second_factor(Some(Duration::from_millis(800))).await;
+    let browser = client();
+    browser
+        .post(format!("http://{address}/login/two-factor"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        get_as_api(&browser, address, "/second").await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        get_as_api(&browser, address, "/second").await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -66,14 +66,15 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Show a user's second factors.
+    /// Show a user's second factors and passkeys.
     Mfa {
         /// Username or email.
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Remove a user's second factors (a lost phone): logins ask for the password only.
+    /// Remove a user's second factors and passkeys (a lost phone): logins ask for the
+    /// password only.
     MfaReset {
         /// Username or email.
         name: String,
@@ -166,18 +167,27 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let user = find_user(&*backend.users, &name).await?;
             let factors = backend.second_factors(&load_secret_key(&database)?.keys[0]);
             let status = factors.status(user.id).await?;
+            let passkeys = backend.passkeys().list(user.id).await?;
             println!(
-                "{}: totp {}, {} recovery code(s) left",
+                "{}: totp {}, {} recovery code(s) left, {} passkey(s)",
                 user.username,
                 if status.totp { "on" } else { "off" },
-                status.recovery_codes_left
+                status.recovery_codes_left,
+                passkeys.len()
             );
+            for passkey in passkeys {
+                println!("  passkey {}: {}", passkey.id, passkey.name);
+            }
         }
         UserCommand::MfaReset { name, database } => {
             let backend = Backend::open(&database).await?;
             let user = find_user(&*backend.users, &name).await?;
             let factors = backend.second_factors(&load_secret_key(&database)?.keys[0]);
-            let removed = factors.remove_all(user.id).await?;
+            let mut removed = factors.remove_all(user.id).await?;
+            let passkeys = backend.passkeys();
+            for passkey in passkeys.list(user.id).await? {
+                removed |= passkeys.delete(user.id, passkey.id).await?;
+            }
             tracing::warn!(target: "latchkey::audit", event = "second_factors_reset_by_admin", user_id = user.id, removed, "second_factors_reset_by_admin");
             println!(
                 "{}: second factors {}",

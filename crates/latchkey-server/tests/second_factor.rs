@@ -429,7 +429,10 @@ async fn totp_is_removed_with_a_code_and_the_cli_shows_and_resets_it() {
         "",
     );
     assert!(ok, "{stderr}");
-    assert_eq!(stdout.trim(), "fay: totp on, 10 recovery code(s) left");
+    assert_eq!(
+        stdout.trim(),
+        "fay: totp on, 10 recovery code(s) left, 0 passkey(s)"
+    );
     let remove = |code: String| {
         let browser = browser.clone();
         let url = server.url("/account/totp");
