@@ -2,7 +2,7 @@
 //! authenticator app (with its QR code drawn on the server), recovery codes, removal;
 //! over [`crate::second_factor`].
 
-use crate::pages::{error_page, page, read_form, CsrfField, NextQuery};
+use crate::pages::{error_page, page, read_form, second_step_page, CsrfField, NextQuery};
 use crate::second_factor::{self, CodeCheck, SecondStep};
 use crate::state::AppState;
 use crate::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -39,19 +39,6 @@ impl CsrfField for EmptyForm {
     fn csrf_token(&self) -> Option<&str> {
         self.csrf_token.as_deref()
     }
-}
-
-/// The second-step page of a login that waits for its second factor.
-pub async fn second_step_page(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-    status: StatusCode,
-    next: Option<&str>,
-    error: Option<String>,
-) -> Response {
-    let extra = context! { next => next, error => error };
-    page(app, auth, browser, status, "second_factor.html", extra).await
 }
 
 /// `POST /login/second-factor` (form): completes the login and goes on to `next`.

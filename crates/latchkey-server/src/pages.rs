@@ -317,8 +317,7 @@ pub async fn login(
         Ok(LogIn::LoggedIn(_)) => Redirect::to(next_or_home(next)).into_response(),
         Ok(LogIn::Refused) => fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await,
         Ok(LogIn::SecondFactorRequired(_)) => {
-            crate::factor_pages::second_step_page(&app, &auth, &browser, StatusCode::OK, next, None)
-                .await
+            second_step_page(&app, &auth, &browser, StatusCode::OK, next, None).await
         }
         Ok(LogIn::Unverified) => {
             let extra = context! {
@@ -588,6 +587,19 @@ pub async fn change_password(
     )
     .await;
     Redirect::to("/home").into_response()
+}
+
+/// The second-step page of a login that waits for its second factor.
+pub(crate) async fn second_step_page(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let extra = context! { next => next, error => error };
+    page(app, auth, browser, status, "second_factor.html", extra).await
 }
 
 /// The "no page here" page.
