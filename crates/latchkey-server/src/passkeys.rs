@@ -51,19 +51,6 @@ pub async fn list(app: &AppState, user_id: i64) -> Result<Vec<StoredPasskey>, Pa
     flows(app)?.store.list(user_id).await.map_err(store_error)
 }
 
-/// How many passkeys the user has (0 with passkeys off).
-pub async fn count(app: &AppState, user_id: i64) -> Result<usize, AuthError> {
-    match &app.passkeys {
-        Some(flows) => Ok(flows
-            .store
-            .list(user_id)
-            .await
-            .map_err(SessionError::from)?
-            .len()),
-        None => Ok(0),
-    }
-}
-
 /// Options as a browser's `navigator.credentials` takes them, with the adjustments
 /// passkeys need: a resident (discoverable) key, and a plain button flow rather than
 /// autofill.
@@ -201,8 +188,8 @@ pub async fn begin_sign_in(
 }
 
 /// Finishes a sign-in with a passkey alone: a user-verified passkey is two factors, so
-/// the login records [`SecondFactor::Passkey`] and is fresh. `None` when the answer does
-/// not check out.
+/// the login records [`SecondFactor::Passkey`] and is fresh. [`PasskeyError::Refused`]
+/// when the answer does not check out.
 pub async fn finish_sign_in(
     app: &AppState,
     auth: &AuthSession<User>,
