@@ -389,3 +389,24 @@ async fn a_mirror_repair_never_brings_back_a_logged_out_session() {
         "the mirror re-created a logged-out session"
     );
 }
+
+/// On a Redis Cluster the feed is sharded pub/sub: heartbeats reach every shard's
+/// subscription, another process's writes reach the cache, and a cache following the
+/// feed passes the suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_feed_follows_every_shard() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let open = || async {
+        let prefix = format!("latchkey-feed-{}", &conformance::new_id().to_hex()[..12]);
+        RedisStore::open(&url)
+            .await
+            .expect("Redis Cluster reachable")
+            .with_prefix(&prefix)
+            .expect("prefix")
+    };
+    heartbeats_come_back(&open().await).await;
+    another_process_changes_reach_the_cache(open().await).await;
+    conformance::run_all(followed(open().await)).await;
+}

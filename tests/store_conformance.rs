@@ -280,3 +280,125 @@ async fn redis_one_unreadable_key_fails_only_its_own_loads() {
         }
     }
 }
+
+/// A store on the Redis Cluster (`LATCHKEY_TEST_REDIS_CLUSTER`, started by
+/// `.ci/redis-cluster.sh`) under a prefix of its own.
+async fn cluster_store() -> Option<RedisStore> {
+    let url = common::service_url("LATCHKEY_TEST_REDIS_CLUSTER")?;
+    let prefix = format!("latchkey-test-{}", &conformance::new_id().to_hex()[..12]);
+    let store = RedisStore::open(&url)
+        .await
+        .expect("Redis Cluster reachable");
+    assert!(store.is_cluster());
+    Some(store.with_prefix(&prefix).expect("prefix"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_store_passes_the_suite() {
+    let Some(store) = cluster_store().await else {
+        return;
+    };
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// The masters of the cluster at `url` and the slot ranges each serves.
+async fn cluster_masters(url: &str) -> Vec<(String, Vec<(u16, u16)>)> {
+    let seed = url
+        .trim_start_matches("redis-cluster://")
+        .split(',')
+        .next()
+        .expect("a seed");
+    let client = redis::Client::open(format!("redis://{seed}")).expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut connection)
+        .await
+        .expect("CLUSTER SLOTS");
+    let mut masters: Vec<(String, Vec<(u16, u16)>)> = Vec::new();
+    for range in slots {
+        let redis::Value::Array(fields) = range else {
+            panic!("a slot range")
+        };
+        let (start, end): (u16, u16) = (
+            redis::from_redis_value_ref(&fields[0]).expect("start"),
+            redis::from_redis_value_ref(&fields[1]).expect("end"),
+        );
+        let redis::Value::Array(node) = &fields[2] else {
+            panic!("a node")
+        };
+        let port: u16 = redis::from_redis_value_ref(&node[1]).expect("port");
+        let address = format!("127.0.0.1:{port}");
+        match masters.iter_mut().find(|(a, _)| *a == address) {
+            Some((_, ranges)) => ranges.push((start, end)),
+            None => masters.push((address, vec![(start, end)])),
+        }
+    }
+    masters
+}
+
+/// One user's sessions land on every shard, and listing and ending them all works
+/// across shards (the per-user index is one key; each session is on its own slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_user_sessions_span_shards() {
+    let Some(store) = cluster_store().await else {
+        return;
+    };
+    let url = common::service_url("LATCHKEY_TEST_REDIS_CLUSTER").expect("url");
+    let masters = cluster_masters(&url).await;
+    assert_eq!(masters.len(), 3, "a cluster of three masters: {masters:?}");
+    let user = format!("spread-{}", &conformance::new_id().to_hex()[..8]);
+    let record = conformance::sample_record(Some(&user));
+    let ids: Vec<_> = (0..30).map(|_| conformance::new_id()).collect();
+    for id in &ids {
+        store.create(id, &record).await.expect("create");
+    }
+    let shard_of = |id: &latchkey::SessionId| {
+        let slot = cluster_slot(&store.session_key(id));
+        masters
+            .iter()
+            .position(|(_, ranges)| ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+            .expect("a master serves every slot")
+    };
+    let shards: std::collections::HashSet<usize> = ids.iter().map(shard_of).collect();
+    assert_eq!(shards.len(), 3, "30 sessions all landed on {shards:?}");
+    assert_eq!(store.list_for_user(&user).await.expect("list").len(), 30);
+    let kept = ids[0];
+    assert_eq!(
+        store
+            .delete_for_user(&user, Some(&kept))
+            .await
+            .expect("log out everywhere else"),
+        29
+    );
+    for id in &ids[1..] {
+        assert!(store.load(id).await.expect("load").is_none());
+    }
+    assert!(store.load(&kept).await.expect("load").is_some());
+}
+
+/// The hash slot of `key` (asked of the cluster itself would need a connection; this is
+/// the specification's CRC16 of the hash tag).
+fn cluster_slot(key: &str) -> u16 {
+    let tag = key
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in tag.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}

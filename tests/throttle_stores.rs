@@ -168,3 +168,14 @@ async fn redis_throttle_store() {
     let redis = RedisStore::open(&url).await.expect("Redis reachable");
     counts_like_a_throttle_store(Arc::new(RedisThrottleStore::new(redis))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_throttle_store() {
+    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let redis = RedisStore::open(&url)
+        .await
+        .expect("Redis Cluster reachable");
+    counts_like_a_throttle_store(Arc::new(RedisThrottleStore::new(redis))).await;
+}

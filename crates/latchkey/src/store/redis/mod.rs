@@ -1,13 +1,15 @@
-//! Redis session store: native expiry, a per-user index, compare-and-swap in Lua, and a
-//! connection that reconnects on its own after Redis restarts (and sends a command that
-//! found its connection dead once more, on the fresh one).
+//! Redis session store, on one server or a Redis Cluster: native expiry, a per-user
+//! index, compare-and-swap in Lua, and a connection that reconnects on its own (on one
+//! server it sends a command that found its connection dead once more, on the fresh
+//! one; on a cluster the redis crate follows `MOVED`/`ASK` and failovers).
 //!
 //! Layout (`P` is the key prefix, `latchkey` by default):
 //! * `P:s:{<hex id>}`: a hash with `v` (version), `u` (user id, empty when anonymous)
 //!   and `r` (the record as JSON), expiring at the record's expiry (`PEXPIREAT`);
 //! * `P:u:{<user id>}`: a set of the user's session ids, expiring with the last of them.
 //!
-//! Every script touches exactly one key, so each runs in one Redis Cluster slot. The
+//! Every script touches exactly one key, so each runs in one Redis Cluster slot, and
+//! announces the change on a channel of that slot (see [`cluster`]). The
 //! user index is written *before* a session joins it, so a crash can leave a dangling
 //! index entry (pruned when listed) but never a session that per-user revocation
 //! misses. A rotation is two single-key steps: the new key is created, then the old
@@ -15,32 +17,37 @@
 //! removed again and the rotation fails). The new token reaches no client before the
 //! old key is gone, so the old token is dead the moment the new one is issued.
 
+mod cluster;
+mod connection;
+
 use super::batch::{Answer, FetchMany, LoadBatcher};
 use super::codec::{decode_id, decode_record, decode_stored, encode_record};
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+pub(crate) use connection::map_redis;
+use connection::{Address, Connection};
+use redis::{Cmd, Script, ScriptInvocation};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 /// Creates the session hash if the key is free: 1, or 0 when taken.
-/// KEYS: session. ARGV: version, user, record, expires (ms).
+/// KEYS: session. ARGV: version, user, record, expires (ms), then [`Announce`]'s two.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
         redis.call('HSET', KEYS[1], 'v', ARGV[1], 'u', ARGV[2], 'r', ARGV[3])
         redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-        redis.call('PUBLISH', ARGV[5], KEYS[1])
+        redis.call(ARGV[6], ARGV[5], KEYS[1])
         return 1",
     )
 });
 
 /// Replaces the record if the stored version is the expected one: 1 done, 0 missing,
 /// -1 version conflict.
-/// KEYS: session. ARGV: expected version, version, user, record, expires (ms).
+/// KEYS: session. ARGV: expected version, version, user, record, expires (ms), then
+/// [`Announce`]'s two.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -49,14 +56,14 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         if current ~= ARGV[1] then return -1 end
         redis.call('HSET', KEYS[1], 'v', ARGV[2], 'u', ARGV[3], 'r', ARGV[4])
         redis.call('PEXPIREAT', KEYS[1], ARGV[5])
-        redis.call('PUBLISH', ARGV[6], KEYS[1])
+        redis.call(ARGV[7], ARGV[6], KEYS[1])
         return 1",
     )
 });
 
 /// Deletes the session if its version is the expected one (the old half of a rotation):
 /// {1, user} done, {0, ''} missing, {-1, ''} version conflict.
-/// KEYS: session. ARGV: expected version.
+/// KEYS: session. ARGV: expected version, then [`Announce`]'s two.
 static RETIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -64,31 +71,31 @@ static RETIRE: LazyLock<Script> = LazyLock::new(|| {
         if not stored[1] then return {0, ''} end
         if stored[1] ~= ARGV[1] then return {-1, ''} end
         redis.call('DEL', KEYS[1])
-        redis.call('PUBLISH', ARGV[2], KEYS[1])
+        redis.call(ARGV[3], ARGV[2], KEYS[1])
         return {1, stored[2] or ''}",
     )
 });
 
 /// Deletes the session: {1, user} when it existed, {0, ''} otherwise.
-/// KEYS: session.
+/// KEYS: session. ARGV: [`Announce`]'s two.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local user = redis.call('HGET', KEYS[1], 'u')
         if not user then return {0, ''} end
         redis.call('DEL', KEYS[1])
-        redis.call('PUBLISH', ARGV[1], KEYS[1])
+        redis.call(ARGV[2], ARGV[1], KEYS[1])
         return {1, user}",
     )
 });
 
 /// Deletes the session only if it still belongs to the user: 1 or 0.
-/// KEYS: session. ARGV: user.
+/// KEYS: session. ARGV: user, then [`Announce`]'s two.
 static DELETE_IF_OWNED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
-        redis.call('PUBLISH', ARGV[2], KEYS[1])
+        redis.call(ARGV[3], ARGV[2], KEYS[1])
         return redis.call('DEL', KEYS[1])",
     )
 });
@@ -106,68 +113,38 @@ static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// The store's connection: a [`ConnectionManager`] whose commands are sent once more
-/// when the connection they went to turns out to be dead.
-///
-/// The manager notices a dead connection only when a command fails on it (Redis closed
-/// it on restart while this process was idle, say); it then reconnects in the background
-/// but hands that first command its error, which a request would answer with 503. Here
-/// that command is sent again, once, and waits for the fresh connection. A command sent
-/// twice is safe: every write is a script that checks what it finds (a second `CREATE`
-/// finds the id taken, a second `SAVE` the version moved on, and the session layer
-/// handles both as it handles any race).
-#[derive(Clone)]
-pub(crate) struct Reconnecting(ConnectionManager);
-
-/// Whether a command failed because its connection was dead (closed, reset, refused):
-/// worth one more try on a fresh one.
-fn connection_was_dead(error: &redis::RedisError) -> bool {
-    error.is_connection_dropped()
+/// How a write script announces the key it changed: the publish command and channel it
+/// passes as its last two arguments. One server: `PUBLISH` on `P:changed`. A cluster:
+/// `SPUBLISH` on the key's slot's channel, heard only by that shard's subscribers.
+trait Announce {
+    /// Appends the command and the channel for changes to `key`.
+    fn announce(&mut self, store: &RedisStore, key: &str) -> &mut Self;
 }
 
-impl ConnectionLike for Reconnecting {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            match self.0.send_packed_command(cmd).await {
-                Err(error) if connection_was_dead(&error) => {
-                    tracing::info!(%error, "Redis connection was dead; retrying on a fresh one");
-                    self.0.send_packed_command(cmd).await
-                }
-                answer => answer,
-            }
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            match self.0.send_packed_commands(pipeline, offset, count).await {
-                Err(error) if connection_was_dead(&error) => {
-                    tracing::info!(%error, "Redis connection was dead; retrying on a fresh one");
-                    self.0.send_packed_commands(pipeline, offset, count).await
-                }
-                answer => answer,
-            }
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.get_db()
+impl Announce for ScriptInvocation<'_> {
+    fn announce(&mut self, store: &RedisStore, key: &str) -> &mut Self {
+        match store.connection {
+            Connection::Server(_) => self.arg(store.change_channel()).arg("PUBLISH"),
+            Connection::Cluster(_) => self
+                .arg(cluster::channel_for_key(&store.prefix, key))
+                .arg("SPUBLISH"),
+        }
     }
 }
 
-/// Sessions in Redis. Cheap to clone (one multiplexed connection, shared).
+/// Sessions in Redis, on one server or a Redis Cluster. Cheap to clone (one
+/// multiplexed connection per node, shared).
 #[derive(Clone)]
 pub struct RedisStore {
-    /// For the change feed's own subscription connection.
-    client: redis::Client,
-    connection: Reconnecting,
+    /// Where Redis is, for the change feed's own subscription.
+    address: Arc<Address>,
+    connection: Connection,
     prefix: Arc<str>,
-    /// Loads that arrive together share one pipeline.
+    /// Tells this store's heartbeats from other processes' on a cluster's channels.
+    instance: u64,
+    /// The cluster heartbeat round last sent.
+    heartbeat_round: Arc<AtomicU64>,
+    /// Loads that arrive together share one round trip.
     loads: Arc<LoadBatcher<FetchSessions>>,
 }
 
@@ -175,42 +152,51 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field(
+                "cluster",
+                &matches!(self.connection, Connection::Cluster(_)),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    /// Connects to Redis at `url` (`redis://host:port/db`, `rediss://…` for TLS when
-    /// the redis crate is built with it). Fails if Redis cannot be reached now; once
-    /// open, a lost connection is re-established in the background and requests in
-    /// the meantime fail with [`StoreError::Unavailable`] within about two seconds.
+    /// Connects to Redis at `url`: one server (`redis://host:port/db`, `rediss://…` for
+    /// TLS when the redis crate is built with it) or a Redis Cluster by its seed nodes
+    /// (`redis-cluster://host:port[,host:port…]`, Redis ≥ 7.0 for its sharded change
+    /// channels). Fails if Redis cannot be reached now; once open, a lost connection is
+    /// re-established in the background and requests in the meantime fail with
+    /// [`StoreError::Unavailable`] within a few seconds (on a cluster, until a replica
+    /// has taken over from a failed master).
     pub async fn open(url: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(unavailable)?;
-        let connection = Reconnecting(connection);
+        let address = Address::parse(url)?;
+        let connection = Connection::open(&address).await?;
+        let mut instance = [0u8; 8];
+        crate::session::random_bytes(&mut instance);
         Ok(RedisStore::assemble(
-            client,
+            Arc::new(address),
             connection,
             Arc::from("latchkey"),
+            u64::from_le_bytes(instance),
         ))
     }
 
-    fn assemble(client: redis::Client, connection: Reconnecting, prefix: Arc<str>) -> Self {
+    fn assemble(
+        address: Arc<Address>,
+        connection: Connection,
+        prefix: Arc<str>,
+        instance: u64,
+    ) -> Self {
         let fetcher = FetchSessions {
             connection: connection.clone(),
             prefix: prefix.clone(),
         };
         RedisStore {
-            client,
+            address,
             connection,
             prefix,
+            instance,
+            heartbeat_round: Arc::new(AtomicU64::new(0)),
             loads: Arc::new(LoadBatcher::new(fetcher)),
         }
     }
@@ -225,10 +211,16 @@ impl RedisStore {
             ));
         }
         Ok(RedisStore::assemble(
-            self.client,
+            self.address,
             self.connection,
             Arc::from(prefix),
+            self.instance,
         ))
+    }
+
+    /// Whether this store is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(_))
     }
 
     /// The key of a session.
@@ -251,12 +243,12 @@ impl RedisStore {
         format!("{}:t:{{{key}}}", self.prefix)
     }
 
-    /// The channel the write scripts publish changed session keys on.
+    /// The channel the write scripts publish changed session keys on (one server).
     fn change_channel(&self) -> String {
         format!("{}:changed", self.prefix)
     }
 
-    pub(crate) fn connection(&self) -> Reconnecting {
+    pub(crate) fn connection(&self) -> Connection {
         self.connection.clone()
     }
 
@@ -293,13 +285,14 @@ impl RedisStore {
 
     /// Runs CREATE for `id`: `true` if created, `false` if the id was taken.
     async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<bool, StoreError> {
+        let key = self.session_key(id);
         let created: i64 = CREATE
-            .key(self.session_key(id))
+            .key(&key)
             .arg(record.version)
             .arg(record.user_id().unwrap_or(""))
             .arg(encode_record(record)?)
             .arg(record.expires_at().as_millis())
-            .arg(self.change_channel())
+            .announce(self, &key)
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
@@ -321,27 +314,29 @@ fn session_key(prefix: &str, hex: &str) -> String {
     format!("{prefix}:s:{{{hex}}}")
 }
 
-/// Fetches sessions' records with one pipeline of `HGET`s.
+/// Fetches sessions' records with one `HGET` each, sent together.
 struct FetchSessions {
-    connection: Reconnecting,
+    connection: Connection,
     prefix: Arc<str>,
 }
 
 #[async_trait]
 impl FetchMany for FetchSessions {
     async fn fetch_many(&self, ids: &[SessionId]) -> Result<Vec<Answer>, StoreError> {
-        let mut pipeline = redis::pipe();
+        let commands = ids
+            .iter()
+            .map(|id| {
+                redis::cmd("HGET")
+                    .arg(session_key(&self.prefix, &id.to_hex()))
+                    .arg("r")
+                    .to_owned()
+            })
+            .collect();
         // One key of the wrong type (or text that is not UTF-8) fails its own loads,
-        // not the whole pipeline's.
-        pipeline.ignore_errors();
-        for id in ids {
-            pipeline
-                .cmd("HGET")
-                .arg(session_key(&self.prefix, &id.to_hex()))
-                .arg("r");
-        }
-        let replies: Vec<redis::RedisResult<Option<String>>> = pipeline
-            .query_async(&mut self.connection.clone())
+        // not the whole batch's.
+        let replies: Vec<redis::RedisResult<Option<String>>> = self
+            .connection
+            .each(commands)
             .await
             .map_err(map_redis)?;
         Ok(replies
@@ -373,14 +368,15 @@ impl SessionStore for RedisStore {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         self.index(id, record).await?;
+        let key = self.session_key(id);
         let saved: i64 = SAVE
-            .key(self.session_key(id))
+            .key(&key)
             .arg(expected_version)
             .arg(record.version)
             .arg(record.user_id().unwrap_or(""))
             .arg(encode_record(record)?)
             .arg(record.expires_at().as_millis())
-            .arg(self.change_channel())
+            .announce(self, &key)
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
@@ -402,10 +398,11 @@ impl SessionStore for RedisStore {
         if !self.insert(new_id, record).await? {
             return Err(StoreError::AlreadyExists);
         }
+        let old_key = self.session_key(old_id);
         let retired: (i64, String) = match RETIRE
-            .key(self.session_key(old_id))
+            .key(&old_key)
             .arg(expected_version)
-            .arg(self.change_channel())
+            .announce(self, &old_key)
             .invoke_async(&mut self.connection())
             .await
         {
@@ -434,9 +431,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let key = self.session_key(id);
         let (deleted, user): (i64, String) = DELETE
-            .key(self.session_key(id))
-            .arg(self.change_channel())
+            .key(&key)
+            .announce(self, &key)
             .invoke_async(&mut self.connection())
             .await
             .map_err(map_redis)?;
@@ -452,22 +450,23 @@ impl SessionStore for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for hex in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.session_key_hex(hex))
-                .arg("u")
-                .arg("r");
-        }
-        let rows: Vec<(Option<String>, Option<String>)> = pipe
-            .query_async(&mut self.connection())
-            .await
-            .map_err(map_redis)?;
+        let commands: Vec<Cmd> = ids
+            .iter()
+            .map(|hex| {
+                redis::cmd("HMGET")
+                    .arg(self.session_key_hex(hex))
+                    .arg("u")
+                    .arg("r")
+                    .to_owned()
+            })
+            .collect();
+        let rows: Vec<redis::RedisResult<(Option<String>, Option<String>)>> =
+            self.connection.each(commands).await.map_err(map_redis)?;
         // Entries without a session are left alone: one may be a session being created
         // right now (its index entry is written first). They expire with the index.
         let mut sessions = Vec::new();
-        for (hex, (owner, text)) in ids.into_iter().zip(rows) {
-            if let (Some(owner), Some(text)) = (owner, text) {
+        for (hex, row) in ids.into_iter().zip(rows) {
+            if let (Some(owner), Some(text)) = row.map_err(map_redis)? {
                 if owner == user_id {
                     sessions.push((decode_id(&hex)?, decode_record(&text)?));
                 }
@@ -489,22 +488,33 @@ impl SessionStore for RedisStore {
             .filter(|hex| Some(hex) != keep.as_ref())
             .collect();
         // Only ids whose session was deleted leave the index: an id whose session is
-        // not there yet may belong to a login in progress.
-        let mut deleted = Vec::new();
-        for hex in ids {
+        // not there yet may belong to a login in progress. On a cluster the sessions
+        // live on several shards: each delete goes to its own.
+        let deletes = ids.into_iter().map(|hex| async move {
+            let key = self.session_key_hex(&hex);
             let done: i64 = DELETE_IF_OWNED
-                .key(self.session_key_hex(&hex))
+                .key(&key)
                 .arg(user_id)
-                .arg(self.change_channel())
+                .announce(self, &key)
                 .invoke_async(&mut self.connection())
                 .await
                 .map_err(map_redis)?;
-            if done == 1 {
-                deleted.push(hex);
+            Ok::<_, StoreError>((done == 1).then_some(hex))
+        });
+        let mut deleted = Vec::new();
+        let mut failure = None;
+        for outcome in futures_util::future::join_all(deletes).await {
+            match outcome {
+                Ok(Some(hex)) => deleted.push(hex),
+                Ok(None) => {}
+                Err(error) => failure = Some(error),
             }
         }
         self.unindex(user_id, &deleted).await;
-        Ok(deleted.len() as u64)
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(deleted.len() as u64),
+        }
     }
 
     /// Redis removes expired sessions itself (`PEXPIREAT`), so there is nothing to do.
@@ -513,51 +523,61 @@ impl SessionStore for RedisStore {
     }
 }
 
-fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
-
-/// A Redis error, by cause: data of the wrong shape is corruption, anything else means
-/// Redis is unavailable.
-pub(crate) fn map_redis(error: redis::RedisError) -> StoreError {
-    use redis::ErrorKind;
-    let wrong_shape = matches!(
-        error.kind(),
-        ErrorKind::UnexpectedReturnType | ErrorKind::Parse
-    ) || error.code() == Some("WRONGTYPE");
-    if wrong_shape {
-        StoreError::Corrupt(Box::new(error))
-    } else {
-        unavailable(error)
+#[cfg(feature = "cache")]
+/// The change announced for a session key (`P:s:{<hex id>}`), or a heartbeat.
+fn change_of_key(key: &str) -> Result<super::Change, StoreError> {
+    if key == super::cache::HEARTBEAT {
+        return Ok(super::Change::Heartbeat);
     }
+    let hex = key
+        .rsplit_once('{')
+        .and_then(|(_, rest)| rest.strip_suffix('}'))
+        .unwrap_or_default();
+    decode_id(hex).map(super::Change::Session)
 }
 
-/// Announcements come from the write scripts (`PUBLISH` of the session key), so every
-/// writer through a `RedisStore` is heard, the command line included.
+/// Announcements come from the write scripts (`PUBLISH`, or `SPUBLISH` on a cluster, of
+/// the session key), so every writer through a `RedisStore` is heard, the command line
+/// included.
 #[cfg(feature = "cache")]
 #[async_trait]
 impl super::ChangeFeed for RedisStore {
     async fn subscribe(&self) -> Result<Box<dyn super::Changes>, StoreError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(map_redis)?;
-        pubsub
-            .subscribe(self.change_channel())
-            .await
-            .map_err(map_redis)?;
-        Ok(Box::new(RedisChanges(pubsub.into_on_message())))
+        match &*self.address {
+            Address::Server(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(map_redis)?;
+                let mut pubsub = client.get_async_pubsub().await.map_err(map_redis)?;
+                pubsub
+                    .subscribe(self.change_channel())
+                    .await
+                    .map_err(map_redis)?;
+                Ok(Box::new(RedisChanges(pubsub.into_on_message())))
+            }
+            Address::Cluster(seeds) => Ok(Box::new(
+                cluster::subscribe(seeds, &self.prefix, self.instance).await?,
+            )),
+        }
     }
 
     async fn heartbeat(&self) -> Result<(), StoreError> {
-        redis::cmd("PUBLISH")
-            .arg(self.change_channel())
-            .arg(super::cache::HEARTBEAT)
-            .query_async::<i64>(&mut self.connection())
-            .await
-            .map(drop)
-            .map_err(map_redis)
+        match &self.connection {
+            Connection::Server(server) => redis::cmd("PUBLISH")
+                .arg(self.change_channel())
+                .arg(super::cache::HEARTBEAT)
+                .query_async::<i64>(&mut server.clone())
+                .await
+                .map(drop)
+                .map_err(map_redis),
+            Connection::Cluster(cluster) => {
+                let round = self.heartbeat_round.fetch_add(1, Ordering::Relaxed) + 1;
+                cluster::heartbeat(&mut cluster.clone(), &self.prefix, self.instance, round)
+                    .await
+            }
+        }
     }
 }
 
-/// A subscription to a store's change channel.
+/// A subscription to a server's change channel.
 #[cfg(feature = "cache")]
 struct RedisChanges(redis::aio::PubSubStream);
 
@@ -572,14 +592,6 @@ impl super::Changes for RedisChanges {
             .await
             .ok_or_else(|| StoreError::Unavailable("Redis change subscription lost".into()))?;
         let key: String = message.get_payload().map_err(map_redis)?;
-        if key == super::cache::HEARTBEAT {
-            return Ok(super::Change::Heartbeat);
-        }
-        // `P:s:{<hex id>}`
-        let hex = key
-            .rsplit_once('{')
-            .and_then(|(_, rest)| rest.strip_suffix('}'))
-            .unwrap_or_default();
-        decode_id(hex).map(super::Change::Session)
+        change_of_key(&key)
     }
 }
