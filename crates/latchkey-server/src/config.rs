@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where sessions are kept: `memory`, `database`, `cookie` or a `redis://` URL.
+/// Where sessions are kept: `memory`, `database`, `cookie`, a `redis://` URL or a
+/// `redis-cluster://host:port[,host:port…]` list of a Redis Cluster's seed nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStoreKind {
     /// In this process's memory (lost on restart).
     Memory,
     /// In the database given by `--database-url` (survives restarts).
     Database,
-    /// In Redis at this URL.
+    /// In Redis at this URL (one server, or a cluster by `redis-cluster://` seeds).
     Redis(String),
     /// Encrypted in the cookie itself, with revocation records in the database.
     Cookie,
@@ -31,11 +32,15 @@ impl std::str::FromStr for SessionStoreKind {
             "memory" => Ok(SessionStoreKind::Memory),
             "database" => Ok(SessionStoreKind::Database),
             "cookie" => Ok(SessionStoreKind::Cookie),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            url if ["redis://", "rediss://", "redis-cluster://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme)) =>
+            {
                 Ok(SessionStoreKind::Redis(url.to_string()))
             }
             other => Err(format!(
-                "{other:?} is not a session store: use memory, database, cookie or a redis:// URL"
+                "{other:?} is not a session store: use memory, database, cookie, a redis:// URL \
+                 or redis-cluster://host:port[,host:port...]"
             )),
         }
     }
@@ -65,10 +70,11 @@ pub enum MirrorFailurePolicy {
 #[derive(Args, Debug, Clone)]
 pub struct SessionStoreArgs {
     /// Where sessions are kept: memory, database (the --database-url database), cookie
-    /// (encrypted in the cookie) or a redis:// URL.
+    /// (encrypted in the cookie), a redis:// URL or a Redis Cluster's seed nodes
+    /// (redis-cluster://host:port[,host:port...]).
     #[arg(long, env = "LATCHKEY_SESSION_STORE", default_value = "database")]
     pub session_store: SessionStoreKind,
-    /// Also write every session to this store (database or a redis:// URL); reads stay
+    /// Also write every session to this store (database, redis:// or redis-cluster://); reads stay
     /// on --session-store. Repeatable.
     #[arg(long = "session-mirror", value_name = "STORE")]
     pub session_mirrors: Vec<SessionStoreKind>,
@@ -610,6 +616,12 @@ mod tests {
         assert_eq!(
             "redis://127.0.0.1:6379".parse(),
             Ok(SessionStoreKind::Redis("redis://127.0.0.1:6379".into()))
+        );
+        assert_eq!(
+            "redis-cluster://127.0.0.1:7000,127.0.0.1:7001".parse(),
+            Ok(SessionStoreKind::Redis(
+                "redis-cluster://127.0.0.1:7000,127.0.0.1:7001".into()
+            ))
         );
         assert!("mysql://x".parse::<SessionStoreKind>().is_err());
         let args = parse(&[

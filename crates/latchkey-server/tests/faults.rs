@@ -374,3 +374,255 @@ async fn sigkill_during_signups_loses_no_answered_user() {
         created.len()
     );
 }
+
+/// A private Redis Cluster (3 masters, 3 replicas) from `.ci/redis-cluster.sh`, so that
+/// killing one of its masters disturbs no other test. Stopped when dropped.
+struct Cluster {
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/redis-cluster.sh");
+        let output = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run .ci/redis-cluster.sh");
+        assert!(
+            output.status.success(),
+            "the cluster did not start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+                .to_string()
+        };
+        Cluster {
+            url: value("LATCHKEY_TEST_REDIS_CLUSTER"),
+            dir: value("LATCHKEY_TEST_REDIS_CLUSTER_DIR").into(),
+        }
+    }
+
+    /// `redis-cli` against the node at `port`.
+    fn cli(port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// The port of the master serving `slot`, asked of any live node.
+    fn master_of(&self, slot: u16) -> u16 {
+        for seed in self.url.trim_start_matches("redis-cluster://").split(',') {
+            let port: u16 = seed
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+            for line in Self::cli(port, &["cluster", "nodes"]).lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                    continue;
+                }
+                let serves = fields[8..].iter().any(|range| {
+                    let (start, end) = range.split_once('-').unwrap_or((range, range));
+                    match (start.parse::<u16>(), end.parse::<u16>()) {
+                        (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+                        _ => false,
+                    }
+                });
+                if serves {
+                    let address = fields[1].split('@').next().expect("address");
+                    return address
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .expect("port");
+                }
+            }
+        }
+        panic!("no master serves slot {slot}")
+    }
+
+    /// Kills the node at `port` with SIGKILL.
+    fn kill(&self, port: u16) {
+        let pid = std::fs::read_to_string(self.dir.join(format!("{port}.pid"))).expect("pid file");
+        let status = Command::new("kill").args(["-9", pid.trim()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -9 {pid}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|ext| ext == "pid") {
+                    if let Ok(pid) = std::fs::read_to_string(&path) {
+                        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster master killed under a load of `GET /home` from two server
+/// processes: every answer is 200 or 503 and never names another user; once its replica
+/// has taken over every request succeeds again, with the sessions written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
+    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    // The cluster tests need redis-server; LATCHKEY_TEST_REDIS_CLUSTER says it is here.
+    if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let args = ["--session-store", cluster.url.as_str()];
+    let servers = Arc::new([
+        Server::start_on(&postgres, &args),
+        Server::start_on(&postgres, &args),
+    ]);
+
+    // Twelve users, each logged in on one process; their sessions spread over the shards.
+    let mut users = Vec::new();
+    for index in 0..12 {
+        let name = unique("fo");
+        let cookie = common::signup_and_login(&servers[index % 2], &name, PASSWORD).await;
+        users.push((name, cookie));
+    }
+    // Replication is asynchronous: give the replicas a moment to hold every session.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users = Arc::new(users);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Vec::<(Instant, StatusCode)>::new()));
+    let mut load = Vec::new();
+    for worker in 0..8 {
+        let (servers, users, stop, answers) = (
+            servers.clone(),
+            users.clone(),
+            stop.clone(),
+            answers.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut turn = worker;
+            while !stop.load(Ordering::SeqCst) {
+                let (name, cookie) = &users[turn % users.len()];
+                let (status, body) = home(&servers[turn % 2], cookie).await;
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+                    "during the failover: {status} {body}"
+                );
+                if status == StatusCode::OK {
+                    assert_eq!(
+                        body,
+                        json!({ "message": format!("Hello, {name}") }),
+                        "a session answered as another user"
+                    );
+                }
+                answers
+                    .lock()
+                    .expect("answers")
+                    .push((Instant::now(), status));
+                turn += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Kill the master that holds the first user's session.
+    let key = format!("latchkey:s:{{{}}}", session_id_hex(&users[0].1));
+    let victim = cluster.master_of(slot_of(&key));
+    let killed_at = Instant::now();
+    cluster.kill(victim);
+
+    // Wait for the replica to take over: then two seconds of nothing but 200s.
+    let deadline = killed_at + Duration::from_secs(30);
+    let recovered_at = loop {
+        assert!(Instant::now() < deadline, "the cluster never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answers = answers.lock().expect("answers");
+        let recent: Vec<_> = answers
+            .iter()
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(2))
+            .collect();
+        let since_kill = killed_at.elapsed() > Duration::from_secs(2);
+        if since_kill && recent.len() > 20 && recent.iter().all(|(_, s)| *s == StatusCode::OK) {
+            break Instant::now() - Duration::from_secs(2);
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    for worker in load {
+        worker.await.expect("no load worker saw a wrong answer");
+    }
+    let answers = answers.lock().expect("answers");
+    let unavailable = answers
+        .iter()
+        .filter(|(_, status)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    let last_503 = answers
+        .iter()
+        .filter(|(_, status)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .map(|(at, _)| at.duration_since(killed_at))
+        .max();
+    println!(
+        "failover: {} answers, {unavailable} were 503, the last {last_503:?} after the kill; \
+         all 200 again {:?} after it",
+        answers.len(),
+        recovered_at.duration_since(killed_at)
+    );
+    assert!(
+        unavailable > 0 || answers.len() > 100,
+        "the load never ran against the failing master"
+    );
+
+    // Every session written before the failover survived it.
+    for (name, cookie) in users.iter() {
+        for server in servers.iter() {
+            let (status, body) = home(server, cookie).await;
+            assert_eq!(status, StatusCode::OK, "{name}'s session was lost: {body}");
+        }
+    }
+}
+
+/// The session id (hex SHA-256 of the token) behind a `id=<token>` cookie.
+fn session_id_hex(cookie: &str) -> String {
+    latchkey::SessionToken::parse(cookie.trim_start_matches("id="))
+        .expect("a session token")
+        .id()
+        .to_hex()
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag).
+fn slot_of(key: &str) -> u16 {
+    let tag = key
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in tag.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}

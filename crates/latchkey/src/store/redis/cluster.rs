@@ -92,7 +92,10 @@ fn heartbeat_payload(instance: u64, round: u64, count: usize) -> String {
 /// Reads a heartbeat payload: (instance, round, count).
 #[cfg(feature = "cache")]
 fn parse_heartbeat(payload: &str) -> Option<(u64, u64, usize)> {
-    let mut parts = payload.strip_prefix(HEARTBEAT)?.strip_prefix(':')?.split(':');
+    let mut parts = payload
+        .strip_prefix(HEARTBEAT)?
+        .strip_prefix(':')?
+        .split(':');
     let instance = parts.next()?.parse().ok()?;
     let round = parts.next()?.parse().ok()?;
     let count = parts.next()?.parse().ok()?;

@@ -334,11 +334,8 @@ impl FetchMany for FetchSessions {
             .collect();
         // One key of the wrong type (or text that is not UTF-8) fails its own loads,
         // not the whole batch's.
-        let replies: Vec<redis::RedisResult<Option<String>>> = self
-            .connection
-            .each(commands)
-            .await
-            .map_err(map_redis)?;
+        let replies: Vec<redis::RedisResult<Option<String>>> =
+            self.connection.each(commands).await.map_err(map_redis)?;
         Ok(replies
             .into_iter()
             .map(|reply| reply.map_err(|error| Arc::new(map_redis(error))))
@@ -570,8 +567,7 @@ impl super::ChangeFeed for RedisStore {
                 .map_err(map_redis),
             Connection::Cluster(cluster) => {
                 let round = self.heartbeat_round.fetch_add(1, Ordering::Relaxed) + 1;
-                cluster::heartbeat(&mut cluster.clone(), &self.prefix, self.instance, round)
-                    .await
+                cluster::heartbeat(&mut cluster.clone(), &self.prefix, self.instance, round).await
             }
         }
     }
