@@ -301,3 +301,64 @@ async fn redis_concurrent_writes_through_two_processes() {
     };
     concurrent_writes_through_both_lose_nothing(&redis).await;
 }
+
+#[tokio::test]
+async fn redis_cluster_sessions_cross_processes() {
+    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    login_logout_and_password_change_cross_processes(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_concurrent_writes_through_two_processes() {
+    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    concurrent_writes_through_both_lose_nothing(&cluster).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_cached_sessions_see_a_logout_elsewhere() {
+    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    cached_logout_cross_processes(&cluster).await;
+}
+
+/// `latchkey user passwd` from the command line ends the user's sessions in the
+/// cluster at once: both processes refuse the old cookies on the next request.
+#[tokio::test]
+async fn redis_cluster_cli_password_change_ends_sessions_on_both() {
+    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let (a, b) = two_servers(&postgres, &cluster);
+    let (name, on_a) = new_login(&a).await;
+    let credentials = json!({ "username": name, "password": PASSWORD });
+    let (_, _, on_b) = send(&b, reqwest::Method::POST, "/login", None, Some(credentials)).await;
+    let on_b = on_b.expect("cookie");
+    assert_eq!(home(&b, &on_a).await, StatusCode::OK);
+    assert_eq!(home(&a, &on_b).await, StatusCode::OK);
+    let (ok, stdout, stderr) = common::cli(
+        &[
+            "user",
+            "passwd",
+            &name,
+            "--password-stdin",
+            "--database-url",
+            &postgres,
+            "--session-store",
+            &cluster,
+        ],
+        "an entirely new password\n",
+    );
+    assert!(ok, "{stdout} {stderr}");
+    for cookie in [&on_a, &on_b] {
+        assert_eq!(home(&a, cookie).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(home(&b, cookie).await, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -189,11 +189,25 @@ async fn sign_ups_are_limited_per_address() {
 
 #[tokio::test]
 async fn two_processes_count_failures_together() {
+    failures_counted_together_through("database").await;
+}
+
+#[tokio::test]
+async fn two_processes_on_a_redis_cluster_count_failures_together() {
+    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    failures_counted_together_through(&cluster).await;
+}
+
+/// Two servers whose throttle counters live beside sessions in `store`: failures on
+/// either lock the account out on both.
+async fn failures_counted_together_through(store: &str) {
     let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
         return;
     };
-    let a = Server::start_on(&postgres, &["--session-store", "database"]);
-    let b = Server::start_on(&postgres, &["--session-store", "database"]);
+    let a = Server::start_on(&postgres, &["--session-store", store]);
+    let b = Server::start_on(&postgres, &["--session-store", store]);
     let name = unique("shared");
     assert_eq!(signup(&a, &name).await, StatusCode::CREATED);
     for attempt in 0..6 {
