@@ -626,3 +626,80 @@ fn slot_of(key: &str) -> u16 {
     }
     crc % 16384
 }
+
+/// A session's slot moves to another master while the server runs: mid-migration the
+/// key is answered through `ASK`, after it through `MOVED`, and the session works at
+/// every step (as do logout and a new login on that slot's keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_slot_migration_is_followed() {
+    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let server = Server::start_on(&postgres, &["--session-store", cluster.url.as_str()]);
+    let name = unique("mv");
+    let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
+    let greeting = json!({ "message": format!("Hello, {name}") });
+    let key = format!("latchkey:s:{{{}}}", session_id_hex(&cookie));
+    let slot = slot_of(&key);
+    let source = cluster.master_of(slot);
+    let target = cluster.master_of((slot + 5462) % 16384);
+    assert_ne!(source, target);
+    let id = |port: u16| Cluster::cli(port, &["cluster", "myid"]).trim().to_string();
+    let (source_id, target_id) = (id(source), id(target));
+    let slot_text = slot.to_string();
+
+    // Mid-migration: the slot is importing on the target, migrating on the source.
+    Cluster::cli(
+        target,
+        &["cluster", "setslot", &slot_text, "importing", &source_id],
+    );
+    Cluster::cli(
+        source,
+        &["cluster", "setslot", &slot_text, "migrating", &target_id],
+    );
+    assert_eq!(
+        home(&server, &cookie).await,
+        (StatusCode::OK, greeting.clone())
+    );
+    // The key moves: the source now answers ASK for it.
+    let moved = Cluster::cli(
+        source,
+        &[
+            "migrate",
+            "127.0.0.1",
+            &target.to_string(),
+            "",
+            "0",
+            "5000",
+            "keys",
+            &key,
+        ],
+    );
+    assert!(moved.trim() == "OK", "MIGRATE: {moved}");
+    assert_eq!(
+        home(&server, &cookie).await,
+        (StatusCode::OK, greeting.clone())
+    );
+    // The migration ends: every node says the target owns the slot (MOVED from the source).
+    for port in [target, source] {
+        Cluster::cli(
+            port,
+            &["cluster", "setslot", &slot_text, "node", &target_id],
+        );
+    }
+    assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "1");
+    assert_eq!(home(&server, &cookie).await, (StatusCode::OK, greeting));
+    let logout = bare_client()
+        .post(server.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::OK);
+    assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "0");
+}
