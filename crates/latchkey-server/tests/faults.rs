@@ -567,7 +567,7 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
     for worker in load {
         worker.await.expect("no load worker saw a wrong answer");
     }
-    let answers = answers.lock().expect("answers");
+    let answers = std::mem::take(&mut *answers.lock().expect("answers"));
     let unavailable = answers
         .iter()
         .filter(|(_, status)| *status == StatusCode::SERVICE_UNAVAILABLE)
@@ -584,8 +584,8 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
         recovered_at.duration_since(killed_at)
     );
     assert!(
-        unavailable > 0 || answers.len() > 100,
-        "the load never ran against the failing master"
+        unavailable > 0,
+        "no request ever met the dead master: the load did not test the failover"
     );
 
     // Every session written before the failover survived it.
