@@ -301,8 +301,14 @@ async fn redis_cluster_store_passes_the_suite() {
     conformance::run_all(Arc::new(store)).await;
 }
 
-/// The masters of the cluster at `url` and the slot ranges each serves.
-async fn cluster_masters(url: &str) -> Vec<(String, Vec<(u16, u16)>)> {
+/// The masters of the cluster at `url` and the slot ranges each serves, and a connection
+/// to one of its nodes for `keyslot`.
+async fn cluster_masters(
+    url: &str,
+) -> (
+    Vec<(String, Vec<(u16, u16)>)>,
+    redis::aio::MultiplexedConnection,
+) {
     let seed = url
         .trim_start_matches("redis-cluster://")
         .split(',')
@@ -337,7 +343,7 @@ async fn cluster_masters(url: &str) -> Vec<(String, Vec<(u16, u16)>)> {
             None => masters.push((address, vec![(start, end)])),
         }
     }
-    masters
+    (masters, connection)
 }
 
 /// One user's sessions land on every shard, and listing and ending them all works
@@ -348,7 +354,7 @@ async fn redis_cluster_user_sessions_span_shards() {
         return;
     };
     let url = common::service_url("LATCHKEY_TEST_REDIS_CLUSTER").expect("url");
-    let masters = cluster_masters(&url).await;
+    let (masters, mut connection) = cluster_masters(&url).await;
     assert_eq!(masters.len(), 3, "a cluster of three masters: {masters:?}");
     let user = format!("spread-{}", &conformance::new_id().to_hex()[..8]);
     let record = conformance::sample_record(Some(&user));
@@ -356,14 +362,20 @@ async fn redis_cluster_user_sessions_span_shards() {
     for id in &ids {
         store.create(id, &record).await.expect("create");
     }
-    let shard_of = |id: &latchkey::SessionId| {
-        let slot = cluster_slot(&store.session_key(id));
-        masters
+    let mut shards = std::collections::HashSet::new();
+    for id in &ids {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(store.session_key(id))
+            .query_async(&mut connection)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        let shard = masters
             .iter()
             .position(|(_, ranges)| ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)))
-            .expect("a master serves every slot")
-    };
-    let shards: std::collections::HashSet<usize> = ids.iter().map(shard_of).collect();
+            .expect("a master serves every slot");
+        shards.insert(shard);
+    }
     assert_eq!(shards.len(), 3, "30 sessions all landed on {shards:?}");
     assert_eq!(store.list_for_user(&user).await.expect("list").len(), 30);
     let kept = ids[0];
@@ -378,27 +390,4 @@ async fn redis_cluster_user_sessions_span_shards() {
         assert!(store.load(id).await.expect("load").is_none());
     }
     assert!(store.load(&kept).await.expect("load").is_some());
-}
-
-/// The hash slot of `key` (asked of the cluster itself would need a connection; this is
-/// the specification's CRC16 of the hash tag).
-fn cluster_slot(key: &str) -> u16 {
-    let tag = key
-        .split_once('{')
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(tag, _)| tag)
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or(key);
-    let mut crc: u16 = 0;
-    for &byte in tag.as_bytes() {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
 }

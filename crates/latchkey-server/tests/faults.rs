@@ -451,6 +451,21 @@ impl Cluster {
         panic!("no master serves slot {slot}")
     }
 
+    /// The hash slot of `key`, as the cluster computes it (`CLUSTER KEYSLOT`).
+    fn slot_of(&self, key: &str) -> u16 {
+        let seed = self
+            .url
+            .trim_start_matches("redis-cluster://")
+            .split(',')
+            .next();
+        let port: u16 = seed
+            .and_then(|seed| seed.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .expect("a seed port");
+        let slot = Self::cli(port, &["cluster", "keyslot", key]);
+        slot.trim().parse().expect("a slot number")
+    }
+
     /// Kills the node at `port` with SIGKILL.
     fn kill(&self, port: u16) {
         let pid = std::fs::read_to_string(self.dir.join(format!("{port}.pid"))).expect("pid file");
@@ -544,7 +559,7 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
 
     // Kill the master that holds the first user's session.
     let key = format!("latchkey:s:{{{}}}", session_id_hex(&users[0].1));
-    let victim = cluster.master_of(slot_of(&key));
+    let victim = cluster.master_of(cluster.slot_of(&key));
     let killed_at = Instant::now();
     cluster.kill(victim);
 
@@ -605,28 +620,6 @@ fn session_id_hex(cookie: &str) -> String {
         .to_hex()
 }
 
-/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag).
-fn slot_of(key: &str) -> u16 {
-    let tag = key
-        .split_once('{')
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(tag, _)| tag)
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or(key);
-    let mut crc: u16 = 0;
-    for &byte in tag.as_bytes() {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
 /// A session's slot moves to another master while the server runs: mid-migration the
 /// key is answered through `ASK`, after it through `MOVED`, and the session works at
 /// every step (as do logout and a new login on that slot's keys).
@@ -644,7 +637,7 @@ async fn redis_cluster_slot_migration_is_followed() {
     let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
     let greeting = json!({ "message": format!("Hello, {name}") });
     let key = format!("latchkey:s:{{{}}}", session_id_hex(&cookie));
-    let slot = slot_of(&key);
+    let slot = cluster.slot_of(&key);
     let source = cluster.master_of(slot);
     let target = cluster.master_of((slot + 5462) % 16384);
     assert_ne!(source, target);
