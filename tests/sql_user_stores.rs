@@ -249,3 +249,13 @@ async fn postgres_user_and_remember_stores() {
     users_behave(&users).await;
     remember_tokens_behave(&PostgresRememberStore::new(pool)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_user_and_remember_stores() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    let users = PostgresUserStore::new(pool.clone());
+    users_behave(&users).await;
+    remember_tokens_behave(&PostgresRememberStore::new(pool)).await;
+}

@@ -157,6 +157,14 @@ async fn postgres_store_passes_the_suite() {
     conformance::run_all(Arc::new(PostgresStore::new(pool))).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_store_passes_the_suite() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    conformance::run_all(Arc::new(PostgresStore::new(pool))).await;
+}
+
 #[tokio::test]
 async fn postgres_corrupt_record_is_an_error_not_a_panic() {
     let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
