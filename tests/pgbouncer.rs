@@ -42,7 +42,10 @@ async fn a_burst_of_mixed_operations_through_pgbouncer() {
                     let loaded = sessions.load(&id).await.expect("load").expect("found");
                     assert_eq!(loaded.version, record.version);
                     record.version += 1;
-                    sessions.save(&id, &record, record.version - 1).await.expect("save");
+                    sessions
+                        .save(&id, &record, record.version - 1)
+                        .await
+                        .expect("save");
                     assert!(sessions.delete(&id).await.expect("delete"));
                     assert!(sessions.load(&id).await.expect("load").is_none());
                 }

@@ -3,8 +3,7 @@
 //! three tables hold users, sessions and remember-me tokens.
 
 use crate::config::{
-    redact, DatabaseArgs, DatabasePooler, MirrorFailurePolicy, SessionStoreArgs,
-    SessionStoreKind,
+    redact, DatabaseArgs, DatabasePooler, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
 use anyhow::{bail, Context};
 use latchkey::factors::passkeys::{PasskeyStore, SqlPasskeys};
@@ -86,7 +85,10 @@ impl Backend {
                     sessions = sessions.with_listen_url(listen);
                 }
                 let (sessions_feed, sessions_feed_missing) = if sessions.can_listen() {
-                    (Some(Arc::new(sessions.clone()) as Arc<dyn ChangeFeed>), None)
+                    (
+                        Some(Arc::new(sessions.clone()) as Arc<dyn ChangeFeed>),
+                        None,
+                    )
                 } else {
                     (
                         None,

@@ -36,9 +36,7 @@ pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};
 pub use fanout::{FanOutStore, MirrorFailure};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use pg::{
-    migrate_postgres, PgHandle, PgPooling, PgTransaction, PgTransactionConnection,
-};
+pub use pg::{migrate_postgres, PgHandle, PgPooling, PgTransaction, PgTransactionConnection};
 #[cfg(feature = "postgres")]
 pub use postgres::{open_postgres, PostgresStore};
 pub use revocations::{Revocations, StoreRevocations, UserMarker};

@@ -212,8 +212,10 @@ impl<'p> Executor<'p> for &'_ PgHandle {
                 query,
                 unnamed: true,
             };
-            let ran: Result<Vec<_>, sqlx::Error> =
-                (&mut *transaction).fetch_many(statement).try_collect().await;
+            let ran: Result<Vec<_>, sqlx::Error> = (&mut *transaction)
+                .fetch_many(statement)
+                .try_collect()
+                .await;
             finish(transaction, ran).await
         };
         Box::pin(
