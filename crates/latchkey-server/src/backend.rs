@@ -59,6 +59,15 @@ impl Backend {
         // Users stored before names were normalised get their normalised keys and
         // skeletons before anyone can sign up beside them.
         let opened: anyhow::Result<Backend> = if url.starts_with("sqlite:") {
+            if database.database_pooler != DatabasePooler::None
+                || database.database_migrate_url.is_some()
+                || database.database_listen_url.is_some()
+            {
+                bail!(
+                    "--database-pooler, --database-migrate-url and --database-listen-url are \
+                     for PostgreSQL; --database-url is SQLite"
+                );
+            }
             async {
                 let pool = open_sqlite(url).await?;
                 let users = SqliteUserStore::new(pool.clone());
