@@ -73,7 +73,8 @@ impl PgHandle {
         Ok(PgHandle::new(pool, pooling))
     }
 
-    /// The pool.
+    /// The pool. Statements run on it directly bypass the handle: behind a transaction
+    /// pooler, run them on the handle.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

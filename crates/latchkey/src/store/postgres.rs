@@ -66,7 +66,8 @@ impl PostgresStore {
         self.listen_url.is_some() || self.pool.pooling() == super::PgPooling::Direct
     }
 
-    /// The pool.
+    /// The pool. Statements run on it directly are prepared as named statements: behind
+    /// a transaction pooler, run them on a [`PgHandle`] instead.
     pub fn pool(&self) -> &PgPool {
         self.pool.pool()
     }
