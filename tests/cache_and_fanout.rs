@@ -128,6 +128,22 @@ async fn postgres_changes_from_another_process_reach_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_changes_reach_the_cache_through_the_listen_url() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    let Some(direct) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
+        return;
+    };
+    let unheard = PostgresStore::new(pool.clone());
+    assert!(!unheard.can_listen(), "a transaction pooler cannot LISTEN");
+    assert!(unheard.subscribe().await.is_err());
+    let store = PostgresStore::new(pool).with_listen_url(&direct);
+    heartbeats_come_back(&store).await;
+    another_process_changes_reach_the_cache(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_changes_from_another_process_reach_the_cache() {
     let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
         return;

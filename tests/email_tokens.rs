@@ -256,6 +256,19 @@ async fn postgres_email_tokens() {
         return;
     };
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    postgres_email_tokens_on(pool.into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_email_tokens() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    postgres_email_tokens_on(pool).await;
+}
+
+/// The token suite on PostgreSQL through `pool`.
+async fn postgres_email_tokens_on(pool: latchkey::store::PgHandle) {
     let users = latchkey::PostgresUserStore::new(pool.clone());
     let name = format!(
         "tok{}",

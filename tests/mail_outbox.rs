@@ -186,9 +186,38 @@ async fn two_workers_on_one_postgres_send_each_mail_once() {
     if !smtp::available() {
         return;
     }
-    let sink = SmtpSink::start();
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
-    let outbox = PostgresOutbox::new(pool);
+    two_workers_send_each_mail_once(PostgresOutbox::new(pool)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_through_pgbouncer_send_each_mail_once() {
+    use latchkey::store::conformance::service_url;
+    use latchkey::store::{migrate_postgres, PgHandle, PgPooling};
+    let (Some(bouncer), Some(direct)) = (
+        service_url("LATCHKEY_TEST_PGBOUNCER"),
+        service_url("LATCHKEY_TEST_POSTGRES"),
+    ) else {
+        return;
+    };
+    if !smtp::available() {
+        return;
+    }
+    migrate_postgres(&direct).await.expect("migrations");
+    let pool = PgHandle::connect(&bouncer, PgPooling::Transaction)
+        .await
+        .expect("PgBouncer reachable");
+    two_workers_send_each_mail_once(PostgresOutbox::new(pool)).await;
+}
+
+/// Held by the PostgreSQL outbox tests: each sends every queued mail in the one
+/// `mail_outbox` table, so two at once would send each other's.
+static OUTBOX_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Two workers claim from `outbox` at once: each of 60 mails goes out exactly once.
+async fn two_workers_send_each_mail_once(outbox: PostgresOutbox) {
+    let _serial = OUTBOX_TABLE.lock().await;
+    let sink = SmtpSink::start();
     // Mail left by earlier runs goes out too; count this run's only.
     let run = format!(
         "run-{}",

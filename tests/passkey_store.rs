@@ -10,6 +10,9 @@ use latchkey::factors::passkeys::{Passkey, PasskeyStore, SqlPasskeys};
 use latchkey::store::{open_postgres, open_sqlite};
 use latchkey::{NewUser, UserStore};
 
+/// Held by the PostgreSQL suites, which empty the one `passkeys` table.
+static PASSKEY_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn passkey() -> Passkey {
     serde_json::from_str(include_str!("data/passkey.json")).expect("a passkey")
 }
@@ -79,7 +82,22 @@ async fn postgres_passkeys() {
         return;
     };
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    postgres_passkeys_on(pool.into()).await;
+}
+
+#[tokio::test]
+async fn pgbouncer_passkeys() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    postgres_passkeys_on(pool).await;
+}
+
+/// The passkey suite on PostgreSQL through `pool`.
+async fn postgres_passkeys_on(pool: latchkey::store::PgHandle) {
     // The fixture's credential id is unique across the table: start from none.
+    // (Only one test, direct or through PgBouncer, may run at a time: they share a lock.)
+    let _serial = PASSKEY_TABLE.lock().await;
     sqlx::query("DELETE FROM passkeys")
         .execute(&pool)
         .await

@@ -256,6 +256,19 @@ async fn postgres_second_factors() {
         return;
     };
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    postgres_second_factors_on(pool.into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_second_factors() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    postgres_second_factors_on(pool).await;
+}
+
+/// The second-factor suite on PostgreSQL through `pool`.
+async fn postgres_second_factors_on(pool: latchkey::store::PgHandle) {
     let users = latchkey::PostgresUserStore::new(pool.clone());
     let name = format!(
         "mfa{}",

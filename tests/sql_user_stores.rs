@@ -239,12 +239,28 @@ async fn sqlite_user_and_remember_stores() {
     remember_tokens_behave(&SqliteRememberStore::new(pool)).await;
 }
 
+/// Held by the PostgreSQL tests (direct and through PgBouncer), which share the tables:
+/// two expiry sweeps at once can each stop early on rows the other deleted.
+static POSTGRES_TABLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn postgres_user_and_remember_stores() {
     let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
         return;
     };
+    let _serial = POSTGRES_TABLES.lock().await;
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    let users = PostgresUserStore::new(pool.clone());
+    users_behave(&users).await;
+    remember_tokens_behave(&PostgresRememberStore::new(pool)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_user_and_remember_stores() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    let _serial = POSTGRES_TABLES.lock().await;
     let users = PostgresUserStore::new(pool.clone());
     users_behave(&users).await;
     remember_tokens_behave(&PostgresRememberStore::new(pool)).await;

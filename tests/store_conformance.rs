@@ -153,7 +153,22 @@ async fn postgres_store_passes_the_suite() {
     let Some(url) = common::service_url("LATCHKEY_TEST_POSTGRES") else {
         return;
     };
+    let _serial = SESSIONS_TABLE.lock().await;
     let pool = open_postgres(&url).await.expect("PostgreSQL reachable");
+    conformance::run_all(Arc::new(PostgresStore::new(pool))).await;
+}
+
+/// Held by the PostgreSQL suites (direct and through PgBouncer), which share the
+/// `sessions` table: two expiry sweeps at once can each stop early on rows the other
+/// deleted.
+static SESSIONS_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_store_passes_the_suite() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    let _serial = SESSIONS_TABLE.lock().await;
     conformance::run_all(Arc::new(PostgresStore::new(pool))).await;
 }
 

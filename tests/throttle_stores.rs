@@ -161,6 +161,14 @@ async fn postgres_throttle_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_throttle_store() {
+    let Some(pool) = common::pgbouncer().await else {
+        return;
+    };
+    counts_like_a_throttle_store(Arc::new(PostgresThrottleStore::new(pool))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_throttle_store() {
     let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
         return;

@@ -81,3 +81,20 @@ pub fn location(response: &reqwest::Response) -> String {
 /// Real services for tests: skipped when unset, required under LATCHKEY_REQUIRE_SERVICES.
 #[allow(unused_imports)]
 pub use latchkey::store::conformance::service_url;
+
+/// A handle in transaction-pooler mode on the PgBouncer at `LATCHKEY_TEST_PGBOUNCER`
+/// (`.ci/pgbouncer.sh` starts one), the schema migrated first over the direct
+/// `LATCHKEY_TEST_POSTGRES`. `None` (the test returns early) when either is unset, a
+/// panic then under `LATCHKEY_REQUIRE_SERVICES`.
+pub async fn pgbouncer() -> Option<latchkey::store::PgHandle> {
+    use latchkey::store::{migrate_postgres, PgHandle, PgPooling};
+    let bouncer = service_url("LATCHKEY_TEST_PGBOUNCER")?;
+    let direct = service_url("LATCHKEY_TEST_POSTGRES")?;
+    migrate_postgres(&direct)
+        .await
+        .expect("migrations over the direct connection");
+    let handle = PgHandle::connect(&bouncer, PgPooling::Transaction)
+        .await
+        .expect("PgBouncer reachable");
+    Some(handle)
+}

@@ -409,7 +409,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     SESSION_CACHE_CAPACITY,
                     feed,
                 )),
-                None => Arc::new(CachedStore::new(store.clone(), ttl, SESSION_CACHE_CAPACITY)),
+                None => {
+                    if let (SessionStoreKind::Database, Some(why)) =
+                        (&args.sessions.session_store, backend.sessions_feed_missing)
+                    {
+                        tracing::warn!(
+                            ttl = %humantime::format_duration(ttl),
+                            "session cache without change notifications ({why}): another \
+                             process's logout or change is seen here up to --session-cache \
+                             later; keep it short"
+                        );
+                    }
+                    Arc::new(CachedStore::new(store.clone(), ttl, SESSION_CACHE_CAPACITY))
+                }
             },
             None => store.clone(),
         };

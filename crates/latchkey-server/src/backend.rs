@@ -3,7 +3,7 @@
 //! three tables hold users, sessions and remember-me tokens.
 
 use crate::config::{
-    redact, DatabaseArgs, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
+    redact, DatabaseArgs, DatabasePooler, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
 use anyhow::{bail, Context};
 use latchkey::factors::passkeys::{PasskeyStore, SqlPasskeys};
@@ -11,8 +11,8 @@ use latchkey::factors::{SecondFactorStore, SecondFactors};
 use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
-    open_postgres, open_sqlite, ChangeFeed, FanOutStore, MemoryStore, MirrorFailure, PostgresStore,
-    RedisStore, SqliteStore,
+    migrate_postgres, open_postgres, open_sqlite, ChangeFeed, FanOutStore, MemoryStore,
+    MirrorFailure, PgHandle, PgPooling, PostgresStore, RedisStore, SqliteStore,
 };
 use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
@@ -33,8 +33,11 @@ pub struct Backend {
     pub remember: Arc<dyn RememberStore>,
     /// The `sessions` table (used when `--session-store database`).
     pub sessions: Arc<dyn SessionStore>,
-    /// Announcements of changes to the `sessions` table (PostgreSQL only).
+    /// Announcements of changes to the `sessions` table (PostgreSQL only, and not
+    /// through a transaction pooler without `--database-listen-url`).
     pub sessions_feed: Option<Arc<dyn ChangeFeed>>,
+    /// Why a PostgreSQL database has no [`Backend::sessions_feed`].
+    pub sessions_feed_missing: Option<&'static str>,
     /// Mail waiting to be sent.
     pub outbox: Arc<dyn Outbox>,
     /// The database's pool, for the stores that need the server's key.
@@ -45,7 +48,7 @@ pub struct Backend {
 #[derive(Clone)]
 enum Pool {
     Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
+    Postgres(PgHandle),
 }
 
 impl Backend {
@@ -56,6 +59,15 @@ impl Backend {
         // Users stored before names were normalised get their normalised keys and
         // skeletons before anyone can sign up beside them.
         let opened: anyhow::Result<Backend> = if url.starts_with("sqlite:") {
+            if database.database_pooler != DatabasePooler::None
+                || database.database_migrate_url.is_some()
+                || database.database_listen_url.is_some()
+            {
+                bail!(
+                    "--database-pooler, --database-migrate-url and --database-listen-url are \
+                     for PostgreSQL; --database-url is SQLite"
+                );
+            }
             async {
                 let pool = open_sqlite(url).await?;
                 let users = SqliteUserStore::new(pool.clone());
@@ -68,21 +80,41 @@ impl Backend {
                     sessions: Arc::new(SqliteStore::new(pool.clone())),
                     pool: Pool::Sqlite(pool),
                     sessions_feed: None,
+                    sessions_feed_missing: None,
                 })
             }
             .await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             async {
-                let pool = open_postgres(url).await?;
+                let pool = open_postgres_handle(database).await?;
                 let users = PostgresUserStore::new(pool.clone());
                 users.rekey_legacy_users().await?;
+                let mut sessions = PostgresStore::new(pool.clone());
+                if let Some(listen) = &database.database_listen_url {
+                    sessions = sessions.with_listen_url(listen);
+                }
+                let (sessions_feed, sessions_feed_missing) = if sessions.can_listen() {
+                    (
+                        Some(Arc::new(sessions.clone()) as Arc<dyn ChangeFeed>),
+                        None,
+                    )
+                } else {
+                    (
+                        None,
+                        Some(
+                            "--database-pooler transaction without --database-listen-url: \
+                             a transaction pooler cannot LISTEN",
+                        ),
+                    )
+                };
                 Ok(Backend {
                     throttle: Arc::new(PostgresThrottleStore::new(pool.clone())),
                     users: Arc::new(users),
                     remember: Arc::new(PostgresRememberStore::new(pool.clone())),
                     outbox: Arc::new(PostgresOutbox::new(pool.clone())),
-                    sessions: Arc::new(PostgresStore::new(pool.clone())),
-                    sessions_feed: Some(Arc::new(PostgresStore::new(pool.clone()))),
+                    sessions: Arc::new(sessions),
+                    sessions_feed,
+                    sessions_feed_missing,
                     pool: Pool::Postgres(pool),
                 })
             }
@@ -91,6 +123,32 @@ impl Backend {
             bail!("--database-url must start with sqlite: or postgres:// (got {url:?})");
         };
         opened.with_context(|| format!("cannot open database {}", redact(url)))
+    }
+}
+
+/// The PostgreSQL pool `database` describes, migrated: over `--database-migrate-url`
+/// when given, else over the pool itself, which a transaction pooler cannot do.
+async fn open_postgres_handle(database: &DatabaseArgs) -> anyhow::Result<PgHandle> {
+    let url = &database.database_url;
+    let pooling = match database.database_pooler {
+        DatabasePooler::None => PgPooling::Direct,
+        DatabasePooler::Transaction => PgPooling::Transaction,
+    };
+    match (&database.database_migrate_url, pooling) {
+        (Some(migrate_url), _) => {
+            migrate_postgres(migrate_url).await.with_context(|| {
+                format!(
+                    "cannot migrate the database at --database-migrate-url {}",
+                    redact(migrate_url)
+                )
+            })?;
+            Ok(PgHandle::connect(url, pooling).await?)
+        }
+        (None, PgPooling::Direct) => Ok(PgHandle::from(open_postgres(url).await?)),
+        (None, PgPooling::Transaction) => bail!(
+            "--database-pooler transaction needs --database-migrate-url: migrations hold an \
+             advisory lock and prepare named statements, which need a direct connection"
+        ),
     }
 }
 

@@ -103,6 +103,26 @@ pub struct DatabaseArgs {
         default_value = "sqlite://latchkey.db"
     )]
     pub database_url: String,
+    /// What stands between latchkey and PostgreSQL at --database-url: `none` (a direct
+    /// connection or a session-pooling PgBouncer) or `transaction` (a transaction-pooling
+    /// PgBouncer: every statement then runs unprepared in its own transaction).
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_POOLER",
+        value_enum,
+        default_value_t = DatabasePooler::None
+    )]
+    pub database_pooler: DatabasePooler,
+    /// A direct PostgreSQL URL that migrations run on (they hold an advisory lock and
+    /// prepare named statements); needed with --database-pooler transaction. Default:
+    /// --database-url.
+    #[arg(long, env = "LATCHKEY_DATABASE_MIGRATE_URL")]
+    pub database_migrate_url: Option<String>,
+    /// A direct PostgreSQL URL the session cache LISTENs on for other processes' changes.
+    /// Default: --database-url, unless it is a transaction pooler, which cannot LISTEN:
+    /// then the cache keeps entries for its TTL.
+    #[arg(long, env = "LATCHKEY_DATABASE_LISTEN_URL")]
+    pub database_listen_url: Option<String>,
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "LATCHKEY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
@@ -147,6 +167,15 @@ impl DatabaseArgs {
         let path = path.split('?').next().unwrap_or(path);
         (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
     }
+}
+
+/// What stands between latchkey and PostgreSQL (`--database-pooler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatabasePooler {
+    /// Nothing, or a pooler in session mode: named, cached prepared statements.
+    None,
+    /// PgBouncer (or alike) in transaction pooling mode.
+    Transaction,
 }
 
 /// Where mail goes: `serve` and `latchkey mail`.

@@ -79,6 +79,11 @@ impl Server {
         Self::launch(database_url, free_address(), extra, None)
     }
 
+    /// [`Server::start_on`], logging everything (`debug`) to `log`.
+    pub fn start_on_logging(database_url: &str, extra: &[&str], log: &Path) -> Server {
+        Self::launch(database_url, free_address(), extra, Some(log))
+    }
+
     fn launch(
         database_url: &str,
         address: SocketAddr,

@@ -221,7 +221,7 @@ macro_rules! sql_second_factors {
         impl SecondFactors<$pool> {
             async fn replace_codes(
                 &self,
-                connection: &mut <<$pool as PoolDatabase>::Db as sqlx::Database>::Connection,
+                connection: &mut <$pool as PoolDatabase>::Connection,
                 user_id: i64,
             ) -> Result<Vec<String>, StoreError> {
                 sqlx::query($sql.delete_codes)
@@ -393,15 +393,20 @@ macro_rules! sql_second_factors {
     };
 }
 
-/// The database type of a pool, so the macro can name its connection type.
+/// The connection a pool's transactions run statements on, so the macro can name it.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 trait PoolDatabase {
-    type Db: sqlx::Database;
+    type Connection;
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl<DB: sqlx::Database> PoolDatabase for sqlx::Pool<DB> {
-    type Db = DB;
+#[cfg(feature = "sqlite")]
+impl PoolDatabase for sqlx::SqlitePool {
+    type Connection = sqlx::SqliteConnection;
+}
+
+#[cfg(feature = "postgres")]
+impl PoolDatabase for crate::store::PgHandle {
+    type Connection = crate::store::PgTransactionConnection;
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -447,7 +452,7 @@ const POSTGRES: FactorStatements = FactorStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_second_factors!(sqlx::PgPool, POSTGRES);
+sql_second_factors!(crate::store::PgHandle, POSTGRES);
 
 #[cfg(test)]
 mod tests {

@@ -262,4 +262,4 @@ const POSTGRES: PasskeyStatements = PasskeyStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_passkeys!(sqlx::PgPool, POSTGRES);
+sql_passkeys!(crate::store::PgHandle, POSTGRES);

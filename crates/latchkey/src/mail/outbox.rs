@@ -323,12 +323,12 @@ fn queued((id, attempts, to, subject, text, html): ClaimedRow) -> QueuedMail {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! sql_outbox {
-    ($outbox:ident, $pool:ty, $connection:ty, $sql:expr) => {
+    ($outbox:ident, $pool:ty, $connection:ty, $db:ty, $sql:expr) => {
         impl $outbox {
             /// An outbox in the `mail_outbox` table of `pool`'s database (migrated by
             /// latchkey's `open_*`).
-            pub fn new(pool: $pool) -> Self {
-                $outbox { pool }
+            pub fn new(pool: impl Into<$pool>) -> Self {
+                $outbox { pool: pool.into() }
             }
 
             /// Queues `mail` on `connection`, inside the caller's transaction: the mail
@@ -337,13 +337,21 @@ macro_rules! sql_outbox {
                 connection: &mut $connection,
                 mail: &Mail,
             ) -> Result<i64, StoreError> {
+                Self::insert_mail(connection, mail).await
+            }
+
+            /// Queues `mail` on `executor`.
+            async fn insert_mail<'e, E>(executor: E, mail: &Mail) -> Result<i64, StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
                 let (id,): (i64,) = sqlx::query_as($sql.enqueue)
                     .bind(&mail.to)
                     .bind(&mail.subject)
                     .bind(&mail.text)
                     .bind(&mail.html)
                     .bind(Timestamp::now().as_millis())
-                    .fetch_one(connection)
+                    .fetch_one(executor)
                     .await
                     .map_err(map_sqlx)?;
                 Ok(id)
@@ -353,8 +361,7 @@ macro_rules! sql_outbox {
         #[async_trait]
         impl Outbox for $outbox {
             async fn enqueue(&self, mail: &Mail) -> Result<i64, StoreError> {
-                let mut connection = self.pool.acquire().await.map_err(map_sqlx)?;
-                Self::enqueue_in(&mut connection, mail).await
+                Self::insert_mail(&self.pool, mail).await
             }
 
             async fn claim(
@@ -493,6 +500,7 @@ sql_outbox!(
     SqliteOutbox,
     sqlx::SqlitePool,
     sqlx::SqliteConnection,
+    sqlx::Sqlite,
     SQLITE
 );
 
@@ -500,7 +508,7 @@ sql_outbox!(
 #[cfg(feature = "postgres")]
 #[derive(Clone, Debug)]
 pub struct PostgresOutbox {
-    pool: sqlx::PgPool,
+    pool: crate::store::PgHandle,
 }
 
 #[cfg(feature = "postgres")]
@@ -530,7 +538,13 @@ const POSTGRES: OutboxStatements = OutboxStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_outbox!(PostgresOutbox, sqlx::PgPool, sqlx::PgConnection, POSTGRES);
+sql_outbox!(
+    PostgresOutbox,
+    crate::store::PgHandle,
+    crate::store::PgTransactionConnection,
+    sqlx::Postgres,
+    POSTGRES
+);
 
 #[cfg(test)]
 mod tests {

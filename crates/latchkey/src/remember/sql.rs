@@ -187,19 +187,20 @@ pub use postgres::PostgresRememberStore;
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::RememberStatements;
-    use sqlx::postgres::PgPool;
+    use crate::store::PgHandle;
 
     /// Remember-me tokens in the `remember_tokens` table of a database opened with
-    /// [`crate::store::open_postgres`].
+    /// [`crate::store::open_postgres`] or
+    /// [`PgHandle::connect`].
     #[derive(Clone, Debug)]
     pub struct PostgresRememberStore {
-        pool: PgPool,
+        pool: PgHandle,
     }
 
     impl PostgresRememberStore {
-        /// A store over `pool`.
-        pub fn new(pool: PgPool) -> Self {
-            PostgresRememberStore { pool }
+        /// A store over `pool`: a [`sqlx::PgPool`] (direct) or a [`PgHandle`].
+        pub fn new(pool: impl Into<PgHandle>) -> Self {
+            PostgresRememberStore { pool: pool.into() }
         }
     }
 

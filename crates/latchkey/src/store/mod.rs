@@ -12,6 +12,8 @@ mod cookie;
 mod fanout;
 mod memory;
 #[cfg(feature = "postgres")]
+mod pg;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
@@ -33,6 +35,8 @@ pub use cache::{CachedStore, Change, ChangeFeed, Changes};
 pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};
 pub use fanout::{FanOutStore, MirrorFailure};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use pg::{migrate_postgres, PgHandle, PgPooling, PgTransaction, PgTransactionConnection};
 #[cfg(feature = "postgres")]
 pub use postgres::{open_postgres, PostgresStore};
 pub use revocations::{Revocations, StoreRevocations, UserMarker};

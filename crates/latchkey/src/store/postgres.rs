@@ -1,6 +1,7 @@
 //! PostgreSQL session store (sqlx): compare-and-swap saves, atomic re-keying, no upserts.
 
 use super::batch::{Answer, FetchMany, LoadBatcher};
+use super::pg::PgHandle;
 use super::sql::{map_sqlx, sql_session_store, Statements};
 use crate::session::{SessionId, SessionRecord, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -8,8 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Connects to PostgreSQL at `url` and applies latchkey's migrations (users, sessions
-/// and remember-me tables).
+/// Connects to PostgreSQL at `url` directly (no pooler in between) and applies
+/// latchkey's migrations (users, sessions and remember-me tables). Behind a transaction
+/// pooler use [`PgHandle::connect`] and [`super::migrate_postgres`] instead.
 pub async fn open_postgres(url: &str) -> Result<PgPool, StoreError> {
     let pool = PgPoolOptions::new()
         .max_connections(16)
@@ -30,22 +32,44 @@ pub async fn open_postgres(url: &str) -> Result<PgPool, StoreError> {
 /// (see [`LoadBatcher`]).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: PgHandle,
     loads: Arc<LoadBatcher<FetchSessions>>,
+    /// Where `LISTEN` connects, when not through `pool`.
+    #[cfg(feature = "cache")]
+    listen_url: Option<Arc<str>>,
 }
 
 impl PostgresStore {
-    /// A store over a pool opened with [`open_postgres`].
-    pub fn new(pool: PgPool) -> Self {
+    /// A store over a pool opened with [`open_postgres`] (a [`PgPool`]) or a
+    /// [`PgHandle`].
+    pub fn new(pool: impl Into<PgHandle>) -> Self {
+        let pool = pool.into();
         PostgresStore {
             loads: Arc::new(LoadBatcher::new(FetchSessions(pool.clone()))),
             pool,
+            #[cfg(feature = "cache")]
+            listen_url: None,
         }
     }
 
-    /// The pool.
+    /// The store whose change feed `LISTEN`s on its own connection to `url` (a direct
+    /// one: a transaction pooler cannot hold a `LISTEN`).
+    #[cfg(feature = "cache")]
+    pub fn with_listen_url(mut self, url: &str) -> Self {
+        self.listen_url = Some(url.into());
+        self
+    }
+
+    /// Whether [`super::ChangeFeed::subscribe`] can work: a direct pool, or a listen URL.
+    #[cfg(feature = "cache")]
+    pub fn can_listen(&self) -> bool {
+        self.listen_url.is_some() || self.pool.pooling() == super::PgPooling::Direct
+    }
+
+    /// The pool. Statements run on it directly are prepared as named statements: behind
+    /// a transaction pooler, run them on a [`PgHandle`] instead.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.pool()
     }
 }
 
@@ -73,9 +97,19 @@ const CHANGE_CHANNEL: &str = "latchkey_sessions";
 #[async_trait::async_trait]
 impl super::ChangeFeed for PostgresStore {
     async fn subscribe(&self) -> Result<Box<dyn super::Changes>, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
+        let mut listener = match (&self.listen_url, self.pool.pooling()) {
+            (Some(url), _) => sqlx::postgres::PgListener::connect(url).await,
+            (None, super::PgPooling::Direct) => {
+                sqlx::postgres::PgListener::connect_with(self.pool.pool()).await
+            }
+            (None, super::PgPooling::Transaction) => {
+                return Err(StoreError::Unavailable(
+                    "LISTEN needs a direct connection to PostgreSQL, not a transaction pooler"
+                        .into(),
+                ))
+            }
+        }
+        .map_err(map_sqlx)?;
         listener.listen(CHANGE_CHANNEL).await.map_err(map_sqlx)?;
         Ok(Box::new(PostgresChanges(listener)))
     }
@@ -136,7 +170,7 @@ impl PostgresStore {
 }
 
 /// Fetches sessions' records in one `SELECT … WHERE id = ANY($1)`.
-struct FetchSessions(PgPool);
+struct FetchSessions(PgHandle);
 
 #[async_trait::async_trait]
 impl FetchMany for FetchSessions {

@@ -145,19 +145,20 @@ pub use postgres::PostgresThrottleStore;
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use sqlx::postgres::PgPool;
+    use crate::store::PgHandle;
 
     /// Throttle counters in the `throttle_counters` table of a database opened with
-    /// [`crate::store::open_postgres`].
+    /// [`crate::store::open_postgres`] or
+    /// [`PgHandle::connect`].
     #[derive(Clone, Debug)]
     pub struct PostgresThrottleStore {
-        pool: PgPool,
+        pool: PgHandle,
     }
 
     impl PostgresThrottleStore {
-        /// A store over `pool`.
-        pub fn new(pool: PgPool) -> Self {
-            PostgresThrottleStore { pool }
+        /// A store over `pool`: a [`sqlx::PgPool`] (direct) or a [`PgHandle`].
+        pub fn new(pool: impl Into<PgHandle>) -> Self {
+            PostgresThrottleStore { pool: pool.into() }
         }
     }
 

@@ -381,19 +381,21 @@ pub use postgres::PostgresUserStore;
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::UserStatements;
-    use sqlx::postgres::{PgPool, PgRow};
+    use crate::store::PgHandle;
+    use sqlx::postgres::PgRow;
 
     /// Users in the `users` table of a database opened with
-    /// [`crate::store::open_postgres`].
+    /// [`crate::store::open_postgres`] or
+    /// [`PgHandle::connect`].
     #[derive(Clone, Debug)]
     pub struct PostgresUserStore {
-        pool: PgPool,
+        pool: PgHandle,
     }
 
     impl PostgresUserStore {
-        /// A user store over `pool`.
-        pub fn new(pool: PgPool) -> Self {
-            PostgresUserStore { pool }
+        /// A user store over `pool`: a [`sqlx::PgPool`] (direct) or a [`PgHandle`].
+        pub fn new(pool: impl Into<PgHandle>) -> Self {
+            PostgresUserStore { pool: pool.into() }
         }
     }
 

@@ -483,7 +483,7 @@ macro_rules! token_store {
 #[cfg(feature = "sqlite")]
 token_store!(sqlx::SqlitePool);
 #[cfg(feature = "postgres")]
-token_store!(sqlx::PgPool);
+token_store!(crate::store::PgHandle);
 
 use crate::sql_error::map_sqlx;
 
@@ -529,7 +529,11 @@ const POSTGRES: TokenStatements = TokenStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_email_tokens!(sqlx::PgPool, crate::mail::outbox::PostgresOutbox, POSTGRES);
+sql_email_tokens!(
+    crate::store::PgHandle,
+    crate::mail::outbox::PostgresOutbox,
+    POSTGRES
+);
 
 #[cfg(test)]
 mod tests {
