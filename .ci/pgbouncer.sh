@@ -3,7 +3,8 @@
 # mode in front of the PostgreSQL at 127.0.0.1:5432 (trust auth, database `test`), on a
 # free port, as a daemon with its config, pid and log in a fresh temporary directory.
 # Its server pool is 4 connections, so tests share server connections for real.
-# Prints the one line to eval:  export LATCHKEY_TEST_PGBOUNCER=postgres://…
+# Prints the lines to eval:  export LATCHKEY_TEST_PGBOUNCER=postgres://… and
+# LATCHKEY_TEST_PGBOUNCER_DIR (its files).
 # Usage: eval "$(.ci/pgbouncer.sh)"; stop it with: kill "$(cat <dir>/pgbouncer.pid)"
 # (the directory is printed on stderr).
 set -euo pipefail
@@ -60,3 +61,4 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 echo "== pgbouncer (transaction pooling, 4 server connections) on 127.0.0.1:$port, pid $(cat "$dir/pgbouncer.pid"), files in $dir" >&2
 echo "export LATCHKEY_TEST_PGBOUNCER=postgres://postgres@127.0.0.1:$port/test"
+echo "export LATCHKEY_TEST_PGBOUNCER_DIR=$dir"

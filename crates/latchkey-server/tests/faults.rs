@@ -491,7 +491,7 @@ impl Drop for Cluster {
 }
 
 /// A Redis Cluster master killed under a load of `GET /home` from two server
-/// processes: every answer is 200 or 503 and never names another user; once its replica
+/// processes (users in PostgreSQL through PgBouncer): every answer is 200 or 503 and never names another user; once its replica
 /// has taken over every request succeeds again, with the sessions written before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
@@ -502,11 +502,22 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
     if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
         return;
     }
+    let Some(bouncer) = service_url("LATCHKEY_TEST_PGBOUNCER") else {
+        return;
+    };
     let cluster = Cluster::start();
-    let args = ["--session-store", cluster.url.as_str()];
+    // Users through a transaction-pooling PgBouncer, as past one machine.
+    let args = [
+        "--session-store",
+        cluster.url.as_str(),
+        "--database-pooler",
+        "transaction",
+        "--database-migrate-url",
+        &postgres,
+    ];
     let servers = Arc::new([
-        Server::start_on(&postgres, &args),
-        Server::start_on(&postgres, &args),
+        Server::start_on(&bouncer, &args),
+        Server::start_on(&bouncer, &args),
     ]);
 
     // Twelve users, each logged in on one process; their sessions spread over the shards.

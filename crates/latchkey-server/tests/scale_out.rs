@@ -1,5 +1,5 @@
 //! Two `latchkey serve` processes sharing PostgreSQL (users) and a session store
-//! (PostgreSQL or Redis): a login on one works on the other, a logout or a password
+//! (PostgreSQL, Redis, or a Redis Cluster with PostgreSQL behind PgBouncer): a login on one works on the other, a logout or a password
 //! change on one ends the session on the other, and concurrent writes through both
 //! lose nothing.
 
@@ -11,13 +11,66 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// Two servers on the test PostgreSQL database, sessions in `store`.
-fn two_servers(postgres: &str, store: &str) -> (Server, Server) {
-    let args = ["--session-store", store, "--enable-session-data-api"];
-    (
-        Server::start_on(postgres, &args),
-        Server::start_on(postgres, &args),
-    )
+/// Where two servers keep users and sessions.
+struct Deployment {
+    /// `--database-url`.
+    database: String,
+    /// The flags that choose the session store and how PostgreSQL is reached.
+    flags: Vec<String>,
+}
+
+impl Deployment {
+    /// Users in the test PostgreSQL database (straight), sessions in `store`.
+    fn direct(store: &str) -> Option<Deployment> {
+        Some(Deployment {
+            database: service_url("LATCHKEY_TEST_POSTGRES")?,
+            flags: vec!["--session-store".into(), store.into()],
+        })
+    }
+
+    /// As a deployment past one machine runs: sessions on the Redis Cluster, PostgreSQL
+    /// through a transaction-pooling PgBouncer (migrations and the cache's `LISTEN` on
+    /// direct connections).
+    fn past_one_machine() -> Option<Deployment> {
+        let cluster = service_url("LATCHKEY_TEST_REDIS_CLUSTER")?;
+        let bouncer = service_url("LATCHKEY_TEST_PGBOUNCER")?;
+        let direct = service_url("LATCHKEY_TEST_POSTGRES")?;
+        Some(Deployment {
+            database: bouncer,
+            flags: vec![
+                "--session-store".into(),
+                cluster,
+                "--database-pooler".into(),
+                "transaction".into(),
+                "--database-migrate-url".into(),
+                direct.clone(),
+                "--database-listen-url".into(),
+                direct,
+            ],
+        })
+    }
+
+    /// Two servers, with `extra` flags.
+    fn servers(&self, extra: &[&str]) -> (Server, Server) {
+        let mut args: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        (
+            Server::start_on(&self.database, &args),
+            Server::start_on(&self.database, &args),
+        )
+    }
+
+    /// The flags a CLI command needs to reach the same database and sessions.
+    fn cli_flags(&self) -> Vec<&str> {
+        let mut flags = vec!["--database-url", self.database.as_str()];
+        flags.extend(self.flags.iter().map(String::as_str));
+        flags
+    }
+}
+
+/// Two servers on `deployment` with the session data API.
+fn two_servers(deployment: &Deployment) -> (Server, Server) {
+    deployment.servers(&["--enable-session-data-api"])
 }
 
 async fn send(
@@ -111,11 +164,11 @@ async fn home(server: &Server, cookie: &str) -> StatusCode {
         .0
 }
 
-async fn login_logout_and_password_change_cross_processes(store: &str) {
-    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+async fn login_logout_and_password_change_cross_processes(deployment: Option<Deployment>) {
+    let Some(deployment) = deployment else {
         return;
     };
-    let (a, b) = two_servers(&postgres, store);
+    let (a, b) = two_servers(&deployment);
 
     // Log in on A, use the cookie on B; log out on B and A refuses it.
     let (name, cookie) = new_login(&a).await;
@@ -159,11 +212,11 @@ async fn login_logout_and_password_change_cross_processes(store: &str) {
     );
 }
 
-async fn concurrent_writes_through_both_lose_nothing(store: &str) {
-    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+async fn concurrent_writes_through_both_lose_nothing(deployment: Option<Deployment>) {
+    let Some(deployment) = deployment else {
         return;
     };
-    let (a, b) = two_servers(&postgres, store);
+    let (a, b) = two_servers(&deployment);
     let (_, cookie) = new_login(&a).await;
 
     // 2 x 50 requests, each writing its own key; 2 x 50 increments of one counter.
@@ -239,15 +292,11 @@ async fn concurrent_writes_through_both_lose_nothing(store: &str) {
 
 /// Both servers cache sessions for ten minutes (`--session-cache 10m`); a logout on B
 /// still reaches A's cache as soon as the store announces it.
-async fn cached_logout_cross_processes(store: &str) {
-    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
+async fn cached_logout_cross_processes(deployment: Option<Deployment>) {
+    let Some(deployment) = deployment else {
         return;
     };
-    let args = ["--session-store", store, "--session-cache", "10m"];
-    let (a, b) = (
-        Server::start_on(&postgres, &args),
-        Server::start_on(&postgres, &args),
-    );
+    let (a, b) = deployment.servers(&["--session-cache", "10m"]);
     let (_, cookie) = new_login(&a).await;
     assert_eq!(home(&a, &cookie).await, StatusCode::OK);
     assert_eq!(home(&b, &cookie).await, StatusCode::OK);
@@ -265,7 +314,7 @@ async fn cached_logout_cross_processes(store: &str) {
 
 #[tokio::test]
 async fn postgres_cached_sessions_see_a_logout_elsewhere() {
-    cached_logout_cross_processes("database").await;
+    cached_logout_cross_processes(Deployment::direct("database")).await;
 }
 
 #[tokio::test]
@@ -273,12 +322,12 @@ async fn redis_cached_sessions_see_a_logout_elsewhere() {
     let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
         return;
     };
-    cached_logout_cross_processes(&redis).await;
+    cached_logout_cross_processes(Deployment::direct(&redis)).await;
 }
 
 #[tokio::test]
 async fn postgres_sessions_cross_processes() {
-    login_logout_and_password_change_cross_processes("database").await;
+    login_logout_and_password_change_cross_processes(Deployment::direct("database")).await;
 }
 
 #[tokio::test]
@@ -286,12 +335,12 @@ async fn redis_sessions_cross_processes() {
     let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
         return;
     };
-    login_logout_and_password_change_cross_processes(&redis).await;
+    login_logout_and_password_change_cross_processes(Deployment::direct(&redis)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_writes_through_two_processes() {
-    concurrent_writes_through_both_lose_nothing("database").await;
+    concurrent_writes_through_both_lose_nothing(Deployment::direct("database")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -299,66 +348,66 @@ async fn redis_concurrent_writes_through_two_processes() {
     let Some(redis) = service_url("LATCHKEY_TEST_REDIS") else {
         return;
     };
-    concurrent_writes_through_both_lose_nothing(&redis).await;
+    concurrent_writes_through_both_lose_nothing(Deployment::direct(&redis)).await;
 }
 
 #[tokio::test]
-async fn redis_cluster_sessions_cross_processes() {
-    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
-        return;
-    };
-    login_logout_and_password_change_cross_processes(&cluster).await;
+async fn cluster_and_pgbouncer_sessions_cross_processes() {
+    login_logout_and_password_change_cross_processes(Deployment::past_one_machine()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_cluster_concurrent_writes_through_two_processes() {
-    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
-        return;
-    };
-    concurrent_writes_through_both_lose_nothing(&cluster).await;
+async fn cluster_and_pgbouncer_concurrent_writes_through_two_processes() {
+    concurrent_writes_through_both_lose_nothing(Deployment::past_one_machine()).await;
 }
 
 #[tokio::test]
-async fn redis_cluster_cached_sessions_see_a_logout_elsewhere() {
-    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
-        return;
-    };
-    cached_logout_cross_processes(&cluster).await;
+async fn cluster_and_pgbouncer_cached_sessions_see_a_logout_elsewhere() {
+    cached_logout_cross_processes(Deployment::past_one_machine()).await;
 }
 
-/// `latchkey user passwd` from the command line ends the user's sessions in the
-/// cluster at once: both processes refuse the old cookies on the next request.
+/// `latchkey user passwd` from the command line (through PgBouncer) ends the user's
+/// sessions in the cluster at once: both processes refuse the old cookies on the next request.
 #[tokio::test]
-async fn redis_cluster_cli_password_change_ends_sessions_on_both() {
-    let Some(cluster) = service_url("LATCHKEY_TEST_REDIS_CLUSTER") else {
+async fn cluster_and_pgbouncer_cli_password_change_ends_sessions_on_both() {
+    let Some(deployment) = Deployment::past_one_machine() else {
         return;
     };
-    let Some(postgres) = service_url("LATCHKEY_TEST_POSTGRES") else {
-        return;
-    };
-    let (a, b) = two_servers(&postgres, &cluster);
+    let (a, b) = two_servers(&deployment);
     let (name, on_a) = new_login(&a).await;
     let credentials = json!({ "username": name, "password": PASSWORD });
     let (_, _, on_b) = send(&b, reqwest::Method::POST, "/login", None, Some(credentials)).await;
     let on_b = on_b.expect("cookie");
     assert_eq!(home(&b, &on_a).await, StatusCode::OK);
     assert_eq!(home(&a, &on_b).await, StatusCode::OK);
-    let (ok, stdout, stderr) = common::cli(
-        &[
-            "user",
-            "passwd",
-            &name,
-            "--password-stdin",
-            "--database-url",
-            &postgres,
-            "--session-store",
-            &cluster,
-        ],
-        "an entirely new password\n",
-    );
+    let mut args = vec!["user", "passwd", &name, "--password-stdin"];
+    args.extend(deployment.cli_flags());
+    let (ok, stdout, stderr) = common::cli(&args, "an entirely new password\n");
     assert!(ok, "{stdout} {stderr}");
     for cookie in [&on_a, &on_b] {
         assert_eq!(home(&a, cookie).await, StatusCode::UNAUTHORIZED);
         assert_eq!(home(&b, cookie).await, StatusCode::UNAUTHORIZED);
+    }
+}
+
+/// Failed logins through either process count against the account together (the
+/// counters are in the cluster): six failures, then both refuse even the right password.
+#[tokio::test]
+async fn cluster_and_pgbouncer_throttle_both_processes_together() {
+    let Some(deployment) = Deployment::past_one_machine() else {
+        return;
+    };
+    let (a, b) = two_servers(&deployment);
+    let (name, _) = new_login(&a).await;
+    for attempt in 0..6 {
+        let server = if attempt % 2 == 0 { &a } else { &b };
+        let wrong = json!({ "username": name, "password": "not the password" });
+        let (status, _, _) = send(server, reqwest::Method::POST, "/login", None, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    for server in [&a, &b] {
+        let right = json!({ "username": name, "password": PASSWORD });
+        let (status, _, _) = send(server, reqwest::Method::POST, "/login", None, Some(right)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     }
 }
