@@ -36,6 +36,7 @@ start_node() {
     redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
       --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
       --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \
+      --cluster-require-full-coverage no \
       --save "" --appendonly no --dir "$dir" --dbfilename "dump-$port.rdb" \
       --pidfile "$dir/$port.pid" --logfile "$dir/$port.log" >/dev/null
     for _ in $(seq 100); do

@@ -98,9 +98,10 @@ impl Connection {
     }
 
     /// Runs every command and answers each on its own (one failing command fails only
-    /// its own answer). On one server they go as one pipeline; a cluster refuses
-    /// pipelines that span hash slots, so there they go out together, each to the node
-    /// of its key.
+    /// its own answer). On one server they go as one pipeline (a broken connection fails
+    /// them all); a cluster refuses pipelines that span hash slots, so there they go out
+    /// together, each to the node of its key, and a shard that is down (failing over)
+    /// fails only the commands for its own keys.
     pub(crate) async fn each<T: FromRedisValue>(
         &self,
         commands: Vec<Cmd>,
@@ -119,17 +120,7 @@ impl Connection {
                     let mut cluster = cluster.clone();
                     async move { command.query_async::<T>(&mut cluster).await }
                 });
-                let answers = futures_util::future::join_all(answers).await;
-                // A node that cannot be reached fails the whole batch, as a broken
-                // pipeline does on one server; wrong data fails only its own answer.
-                if let Some(Err(error)) = answers.iter().find(|answer| {
-                    answer
-                        .as_ref()
-                        .is_err_and(|error| matches!(map_redis_ref(error), Unreachable))
-                }) {
-                    return Err(error.clone());
-                }
-                Ok(answers)
+                Ok(futures_util::future::join_all(answers).await)
             }
         }
     }
@@ -211,28 +202,6 @@ impl ConnectionLike for Reconnecting {
     }
 }
 
-/// What a Redis error means to a store.
-enum Meaning {
-    /// Data of the wrong shape: the key holds something this store did not write.
-    WrongShape,
-    /// Redis (or the node holding the key) cannot answer now.
-    Unreachable,
-}
-use Meaning::{Unreachable, WrongShape};
-
-fn map_redis_ref(error: &redis::RedisError) -> Meaning {
-    use redis::ErrorKind;
-    let wrong_shape = matches!(
-        error.kind(),
-        ErrorKind::UnexpectedReturnType | ErrorKind::Parse
-    ) || error.code() == Some("WRONGTYPE");
-    if wrong_shape {
-        WrongShape
-    } else {
-        Unreachable
-    }
-}
-
 /// A Redis error that means Redis is unavailable.
 pub(crate) fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(error))
@@ -241,9 +210,15 @@ pub(crate) fn unavailable(error: redis::RedisError) -> StoreError {
 /// A Redis error, by cause: data of the wrong shape is corruption, anything else means
 /// Redis is unavailable.
 pub(crate) fn map_redis(error: redis::RedisError) -> StoreError {
-    match map_redis_ref(&error) {
-        WrongShape => StoreError::Corrupt(Box::new(error)),
-        Unreachable => unavailable(error),
+    use redis::ErrorKind;
+    let wrong_shape = matches!(
+        error.kind(),
+        ErrorKind::UnexpectedReturnType | ErrorKind::Parse
+    ) || error.code() == Some("WRONGTYPE");
+    if wrong_shape {
+        StoreError::Corrupt(Box::new(error))
+    } else {
+        unavailable(error)
     }
 }
 
