@@ -49,6 +49,8 @@ pub mod flash;
 pub mod log_budget;
 pub mod mail;
 pub mod password;
+#[cfg(feature = "postgres")]
+mod pg;
 pub mod redirect;
 pub mod remember;
 pub mod secret_box;

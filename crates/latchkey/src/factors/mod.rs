@@ -405,8 +405,8 @@ impl PoolDatabase for sqlx::SqlitePool {
 }
 
 #[cfg(feature = "postgres")]
-impl PoolDatabase for crate::store::PgHandle {
-    type Connection = crate::store::PgTransactionConnection;
+impl PoolDatabase for crate::pg::PgHandle {
+    type Connection = crate::pg::PgTransactionConnection;
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -452,7 +452,7 @@ const POSTGRES: FactorStatements = FactorStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_second_factors!(crate::store::PgHandle, POSTGRES);
+sql_second_factors!(crate::pg::PgHandle, POSTGRES);
 
 #[cfg(test)]
 mod tests {

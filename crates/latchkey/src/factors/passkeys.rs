@@ -262,4 +262,4 @@ const POSTGRES: PasskeyStatements = PasskeyStatements {
 };
 
 #[cfg(feature = "postgres")]
-sql_passkeys!(crate::store::PgHandle, POSTGRES);
+sql_passkeys!(crate::pg::PgHandle, POSTGRES);

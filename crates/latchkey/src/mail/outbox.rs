@@ -508,7 +508,7 @@ sql_outbox!(
 #[cfg(feature = "postgres")]
 #[derive(Clone, Debug)]
 pub struct PostgresOutbox {
-    pool: crate::store::PgHandle,
+    pool: crate::pg::PgHandle,
 }
 
 #[cfg(feature = "postgres")]
@@ -540,8 +540,8 @@ const POSTGRES: OutboxStatements = OutboxStatements {
 #[cfg(feature = "postgres")]
 sql_outbox!(
     PostgresOutbox,
-    crate::store::PgHandle,
-    crate::store::PgTransactionConnection,
+    crate::pg::PgHandle,
+    crate::pg::PgTransactionConnection,
     sqlx::Postgres,
     POSTGRES
 );

@@ -187,7 +187,7 @@ pub use postgres::PostgresRememberStore;
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::RememberStatements;
-    use crate::store::PgHandle;
+    use crate::pg::PgHandle;
 
     /// Remember-me tokens in the `remember_tokens` table of a database opened with
     /// [`crate::store::open_postgres`] or

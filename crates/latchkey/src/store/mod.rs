@@ -12,8 +12,6 @@ mod cookie;
 mod fanout;
 mod memory;
 #[cfg(feature = "postgres")]
-mod pg;
-#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
@@ -30,13 +28,15 @@ pub mod conformance;
 pub(crate) use self::redis::map_redis as redis_error;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+#[cfg(feature = "postgres")]
+pub use crate::pg::{
+    migrate_postgres, PgHandle, PgPooling, PgTransaction, PgTransactionConnection,
+};
 #[cfg(feature = "cache")]
 pub use cache::{CachedStore, Change, ChangeFeed, Changes};
 pub use cookie::{CookieStore, MAX_COOKIE_VALUE_BYTES};
 pub use fanout::{FanOutStore, MirrorFailure};
 pub use memory::MemoryStore;
-#[cfg(feature = "postgres")]
-pub use pg::{migrate_postgres, PgHandle, PgPooling, PgTransaction, PgTransactionConnection};
 #[cfg(feature = "postgres")]
 pub use postgres::{open_postgres, PostgresStore};
 pub use revocations::{Revocations, StoreRevocations, UserMarker};

@@ -1,8 +1,8 @@
 //! PostgreSQL session store (sqlx): compare-and-swap saves, atomic re-keying, no upserts.
 
 use super::batch::{Answer, FetchMany, LoadBatcher};
-use super::pg::PgHandle;
 use super::sql::{map_sqlx, sql_session_store, Statements};
+use crate::pg::PgHandle;
 use crate::session::{SessionId, SessionRecord, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::collections::HashMap;

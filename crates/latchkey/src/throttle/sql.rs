@@ -145,7 +145,7 @@ pub use postgres::PostgresThrottleStore;
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use crate::store::PgHandle;
+    use crate::pg::PgHandle;
 
     /// Throttle counters in the `throttle_counters` table of a database opened with
     /// [`crate::store::open_postgres`] or

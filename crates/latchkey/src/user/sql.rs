@@ -381,7 +381,7 @@ pub use postgres::PostgresUserStore;
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::UserStatements;
-    use crate::store::PgHandle;
+    use crate::pg::PgHandle;
     use sqlx::postgres::PgRow;
 
     /// Users in the `users` table of a database opened with

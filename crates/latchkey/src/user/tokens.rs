@@ -483,7 +483,7 @@ macro_rules! token_store {
 #[cfg(feature = "sqlite")]
 token_store!(sqlx::SqlitePool);
 #[cfg(feature = "postgres")]
-token_store!(crate::store::PgHandle);
+token_store!(crate::pg::PgHandle);
 
 use crate::sql_error::map_sqlx;
 
@@ -530,7 +530,7 @@ const POSTGRES: TokenStatements = TokenStatements {
 
 #[cfg(feature = "postgres")]
 sql_email_tokens!(
-    crate::store::PgHandle,
+    crate::pg::PgHandle,
     crate::mail::outbox::PostgresOutbox,
     POSTGRES
 );

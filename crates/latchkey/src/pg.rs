@@ -55,7 +55,7 @@ impl PgHandle {
     }
 
     /// Connects a pool of up to 16 connections to `url` (no migrations: see
-    /// [`migrate_postgres`] and [`super::open_postgres`]). Behind a transaction pooler
+    /// [`migrate_postgres`] and [`crate::store::open_postgres`]). Behind a transaction pooler
     /// the connections keep no statement cache and do not send `extra_float_digits`,
     /// which PgBouncer refuses unless told to ignore it.
     pub async fn connect(url: &str, pooling: PgPooling) -> Result<Self, StoreError> {
