@@ -279,6 +279,7 @@ pub struct AuthSession<U> {
 
 impl<U: AuthUser> AuthSession<U> {
     /// The view of a request's session and its auth state (the extractor's).
+    #[cfg(feature = "axum")]
     pub(crate) fn from_request(session: Session, request: Arc<RequestAuth<U>>) -> Self {
         AuthSession { session, request }
     }

@@ -14,11 +14,14 @@
 pub mod passkeys;
 pub mod totp;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::secret_box::SecretBox;
 use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use hmac::{Hmac, Mac};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use sha2::Sha256;
 pub use totp::Totp;
 
@@ -98,6 +101,7 @@ pub trait SecondFactorStore: Send + Sync + 'static {
 
 /// Second factors in SQL (the `totp_secrets` and `recovery_codes` tables), with the keys
 /// derived from the server's secret that seal TOTP secrets and bind recovery codes.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Clone)]
 pub struct SecondFactors<P> {
     pool: P,
@@ -105,12 +109,14 @@ pub struct SecondFactors<P> {
     code_key: [u8; 32],
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<P> std::fmt::Debug for SecondFactors<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecondFactors(..)")
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<P> SecondFactors<P> {
     /// Second factors in `pool`'s database, under keys derived from `secret` (the
     /// server's secret key; every process sharing the database needs the same).
@@ -172,6 +178,7 @@ impl<P> SecondFactors<P> {
 
 /// Ten new recovery codes: `xxxxx-xxxxx`, 50 random bits each, in Crockford's base32
 /// (no i, l, o or u; what is typed for them is read as 1, 1, 0).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn new_recovery_codes() -> Vec<String> {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
     (0..RECOVERY_CODES)
@@ -188,6 +195,7 @@ fn new_recovery_codes() -> Vec<String> {
 }
 
 /// Seconds since the epoch of `now` (0 before it).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn unix_seconds(now: Timestamp) -> u64 {
     u64::try_from(now.as_millis() / 1000).unwrap_or(0)
 }

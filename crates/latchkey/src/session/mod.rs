@@ -10,6 +10,7 @@ mod storage;
 mod store;
 mod token;
 
+#[cfg(feature = "axum")]
 pub(crate) use config::site_cookie;
 pub use config::{SessionConfig, DEFAULT_MAX_KEYS, DEFAULT_MAX_RECORD_BYTES};
 pub use handle::{ClientInfo, CookieChange, Session, SessionError};

@@ -57,6 +57,7 @@ pub trait Changes: Send {
 }
 
 /// The payload of a heartbeat on the stores' change channels.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) const HEARTBEAT: &str = "heartbeat";
 
 /// How often the cache sends a heartbeat through its feed; one not heard back by the

@@ -263,6 +263,7 @@ pub fn login_key(login: &str) -> String {
 
 /// The key of a name as versions before Unicode normalisation computed it (lower-case
 /// only): rows stored then and not yet re-keyed are still found under it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn legacy_login_key(login: &str) -> String {
     login.trim().to_lowercase()
 }

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 pub(crate) use connection::map_redis;
 use connection::{Address, Connection};
 use redis::{Cmd, Script, ScriptInvocation};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
 
 /// Creates the session hash if the key is free: 1, or 0 when taken.
@@ -142,7 +142,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     /// Tells this store's heartbeats from other processes' on a cluster's channels.
     instance: u64,
-    /// The cluster heartbeat round last sent.
+    /// The cluster heartbeat round last sent (by the change feed, feature `cache`).
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     heartbeat_round: Arc<AtomicU64>,
     /// Loads that arrive together share one round trip.
     loads: Arc<LoadBatcher<FetchSessions>>,
@@ -566,7 +567,10 @@ impl super::ChangeFeed for RedisStore {
                 .map(drop)
                 .map_err(map_redis),
             Connection::Cluster(cluster) => {
-                let round = self.heartbeat_round.fetch_add(1, Ordering::Relaxed) + 1;
+                let round = self
+                    .heartbeat_round
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
                 cluster::heartbeat(&mut cluster.clone(), &self.prefix, self.instance, round).await
             }
         }
