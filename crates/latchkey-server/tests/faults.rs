@@ -466,11 +466,36 @@ impl Cluster {
         slot.trim().parse().expect("a slot number")
     }
 
+    /// The port of a replica of the master at `master`.
+    fn replica_of(&self, master: u16) -> u16 {
+        let id = Self::cli(master, &["cluster", "myid"]).trim().to_string();
+        for line in Self::cli(master, &["cluster", "nodes"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 3 && fields[2].contains("slave") && fields[3] == id {
+                let address = fields[1].split('@').next().expect("address");
+                return address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+            }
+        }
+        panic!("the master at {master} has no replica")
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, `-9`) to the node at `port`.
+    fn signal(&self, port: u16, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.join(format!("{port}.pid"))).expect("pid file");
+        let status = Command::new("kill").args([signal, pid.trim()]).status();
+        assert!(
+            status.is_ok_and(|status| status.success()),
+            "kill {signal} {pid}"
+        );
+    }
+
     /// Kills the node at `port` with SIGKILL.
     fn kill(&self, port: u16) {
-        let pid = std::fs::read_to_string(self.dir.join(format!("{port}.pid"))).expect("pid file");
-        let status = Command::new("kill").args(["-9", pid.trim()]).status();
-        assert!(status.is_ok_and(|status| status.success()), "kill -9 {pid}");
+        self.signal(port, "-9");
     }
 }
 
@@ -725,4 +750,53 @@ async fn redis_cluster_slot_migration_is_followed() {
     assert_eq!(logout.status(), StatusCode::OK);
     assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "0");
+}
+
+/// A logout on a Redis Cluster waits for a replica to have the deletion, so that a
+/// failover right after cannot bring the session back; when no replica confirms it
+/// in time (here: the replica is stopped) the logout still succeeds, and says so in the
+/// log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_logout_waits_for_a_replica() {
+    if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging(dir.path(), &["--session-store", &cluster.url], &log);
+    let unconfirmed = "not on a replica yet";
+    let logout = |cookie: String| {
+        let url = server.url("/logout");
+        async move {
+            bare_client()
+                .post(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("logout")
+                .status()
+        }
+    };
+
+    // A healthy replica confirms at once.
+    let cookie = common::signup_and_login(&server, "alice", PASSWORD).await;
+    assert_eq!(logout(cookie.clone()).await, StatusCode::OK);
+    assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains(unconfirmed), "{text}");
+
+    // With the replica stopped, the logout waits for it, then goes through and says so.
+    let login = login(&server, "alice").await;
+    let header = common::session_cookie(&login, "id").expect("session cookie");
+    let cookie = format!("id={}", common::cookie_value(&header));
+    let key = format!("latchkey:s:{{{}}}", session_id_hex(&cookie));
+    let replica = cluster.replica_of(cluster.master_of(cluster.slot_of(&key)));
+    cluster.signal(replica, "-STOP");
+    let status = logout(cookie.clone()).await;
+    cluster.signal(replica, "-CONT");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains(unconfirmed), "no warning in {text}");
 }

@@ -23,6 +23,33 @@ use crate::store::{cache::HEARTBEAT, Change};
 #[cfg(feature = "cache")]
 use async_trait::async_trait;
 use std::sync::LazyLock;
+use std::time::Duration;
+
+/// How long an ended session waits for a replica of its master to have the deletion.
+pub(crate) const REPLICA_WAIT: Duration = Duration::from_millis(500);
+
+/// Waits until a replica of the master holding `key` has every write made so far on
+/// `connection` to that master (`WAIT 1`), at most [`REPLICA_WAIT`]: whether one did.
+/// Replication is asynchronous, so without this a logout acknowledged just before its
+/// master dies could be undone by the failover that promotes a replica without it.
+/// `WAIT` blocks the connection it is sent on, so the store sends its deletions and
+/// their `WAIT`s on a connection of their own.
+pub(crate) async fn replicated(
+    connection: &mut redis::cluster_async::ClusterConnection,
+    key: &str,
+) -> redis::RedisResult<bool> {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        key,
+        SlotAddr::Master,
+    )));
+    let wait = redis::cmd("WAIT")
+        .arg(1)
+        .arg(REPLICA_WAIT.as_millis() as u64)
+        .to_owned();
+    let acknowledged = connection.route_command(wait, route).await?;
+    Ok(matches!(acknowledged, redis::Value::Int(replicas) if replicas >= 1))
+}
 
 /// Hash slots in a Redis Cluster.
 pub(crate) const SLOTS: u16 = 16384;

@@ -139,6 +139,10 @@ pub struct RedisStore {
     /// Where Redis is, for the change feed's own subscription.
     address: Arc<Address>,
     connection: Connection,
+    /// Where sessions are ended: on a cluster a connection of its own, on which each
+    /// deletion waits for a replica (see [`cluster::replicated`]); on one server the
+    /// same connection.
+    endings: Connection,
     prefix: Arc<str>,
     /// Tells this store's heartbeats from other processes' on a cluster's channels.
     instance: u64,
@@ -172,11 +176,15 @@ impl RedisStore {
     pub async fn open(url: &str) -> Result<RedisStore, StoreError> {
         let address = Address::parse(url)?;
         let connection = Connection::open(&address).await?;
+        let endings = match connection {
+            Connection::Server(_) => connection.clone(),
+            Connection::Cluster(_) => Connection::open(&address).await?,
+        };
         let mut instance = [0u8; 8];
         crate::session::random_bytes(&mut instance);
         Ok(RedisStore::assemble(
             Arc::new(address),
-            connection,
+            (connection, endings),
             Arc::from("latchkey"),
             u64::from_le_bytes(instance),
         ))
@@ -184,7 +192,7 @@ impl RedisStore {
 
     fn assemble(
         address: Arc<Address>,
-        connection: Connection,
+        (connection, endings): (Connection, Connection),
         prefix: Arc<str>,
         instance: u64,
     ) -> Self {
@@ -195,6 +203,7 @@ impl RedisStore {
         RedisStore {
             address,
             connection,
+            endings,
             prefix,
             instance,
             heartbeat_round: Arc::new(AtomicU64::new(0)),
@@ -213,7 +222,7 @@ impl RedisStore {
         }
         Ok(RedisStore::assemble(
             self.address,
-            self.connection,
+            (self.connection, self.endings),
             Arc::from(prefix),
             self.instance,
         ))
@@ -281,6 +290,27 @@ impl RedisStore {
             .await;
         if let Err(error) = removed {
             tracing::warn!(%error, "Redis session index cleanup failed");
+        }
+    }
+
+    /// On a cluster, waits until a replica has the deletion of `key` (at most
+    /// [`cluster::REPLICA_WAIT`]); one that does not in time is logged, not failed: the
+    /// session is gone from its master, and refusing the logout would not bring the
+    /// replica back.
+    async fn confirm_ended(&self, key: &str) {
+        if let Connection::Cluster(endings) = &self.endings {
+            match cluster::replicated(&mut endings.clone(), key).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    key,
+                    "an ended session is not on a replica yet: a failover now could bring it back"
+                ),
+                Err(error) => tracing::warn!(
+                    key,
+                    %error,
+                    "cannot confirm that a replica has an ended session"
+                ),
+            }
         }
     }
 
@@ -433,9 +463,12 @@ impl SessionStore for RedisStore {
         let (deleted, user): (i64, String) = DELETE
             .key(&key)
             .announce(self, &key)
-            .invoke_async(&mut self.connection())
+            .invoke_async(&mut self.endings.clone())
             .await
             .map_err(map_redis)?;
+        if deleted == 1 {
+            self.confirm_ended(&key).await;
+        }
         self.unindex(&user, &[id.to_hex()]).await;
         Ok(deleted == 1)
     }
@@ -494,9 +527,12 @@ impl SessionStore for RedisStore {
                 .key(&key)
                 .arg(user_id)
                 .announce(self, &key)
-                .invoke_async(&mut self.connection())
+                .invoke_async(&mut self.endings.clone())
                 .await
                 .map_err(map_redis)?;
+            if done == 1 {
+                self.confirm_ended(&key).await;
+            }
             Ok::<_, StoreError>((done == 1).then_some(hex))
         });
         let mut deleted = Vec::new();
