@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts a Redis Cluster of 3 masters and 3 replicas on free loopback ports, nothing on
-# disk but its node tables and replication snapshots (one file per node: a shared name
-# would let one replica load another shard's data) in a temporary folder, and prints the line that points the
+# disk but the node tables Redis Cluster keeps (in a temporary folder): no persistence,
+# and replicas sync without snapshot files (diskless; each node still names its own
+# snapshot file, since a shared name once let one replica load another shard's data),
+# and prints the line that points the
 # tests at it:
 #   export LATCHKEY_TEST_REDIS_CLUSTER=redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...
 # Usage: eval "$(.ci/redis-cluster.sh)"     (stop it with: kill $(cat DIR/*.pid))
@@ -38,6 +40,7 @@ start_node() {
       --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \
       --cluster-require-full-coverage no \
       --save "" --appendonly no --dir "$dir" --dbfilename "dump-$port.rdb" \
+      --repl-diskless-sync yes --repl-diskless-sync-delay 0 --repl-diskless-load on-empty-db \
       --pidfile "$dir/$port.pid" --logfile "$dir/$port.log" >/dev/null
     for _ in $(seq 100); do
       if redis-cli -p "$port" ping >/dev/null 2>&1; then
