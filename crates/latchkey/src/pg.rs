@@ -115,9 +115,18 @@ pub async fn migrate_postgres(url: &str) -> Result<(), StoreError> {
         .connect(url)
         .await
         .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
-    let migrated = sqlx::migrate!("./migrations/postgres").run(&pool).await;
+    let migrated = run_migrations(&pool).await;
     pool.close().await;
-    migrated.map_err(|error| StoreError::Unavailable(Box::new(error)))
+    migrated
+}
+
+/// Applies latchkey's migrations over `pool`, whose connections reach PostgreSQL
+/// directly.
+pub(crate) async fn run_migrations(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::migrate!("./migrations/postgres")
+        .run(pool)
+        .await
+        .map_err(|error| StoreError::Unavailable(Box::new(error)))
 }
 
 /// A transaction begun by [`PgHandle::begin`]: statements run on `&mut *transaction`;

@@ -2,28 +2,19 @@
 
 use super::batch::{Answer, FetchMany, LoadBatcher};
 use super::sql::{map_sqlx, sql_session_store, Statements};
-use crate::pg::PgHandle;
+use crate::pg::{run_migrations, PgHandle, PgPooling};
 use crate::session::{SessionId, SessionRecord, StoreError};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Connects to PostgreSQL at `url` directly (no pooler in between) and applies
 /// latchkey's migrations (users, sessions and remember-me tables). Behind a transaction
 /// pooler use [`PgHandle::connect`] and [`super::migrate_postgres`] instead.
 pub async fn open_postgres(url: &str) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
-    sqlx::migrate!("./migrations/postgres")
-        .run(&pool)
-        .await
-        .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
-    Ok(pool)
+    let handle = PgHandle::connect(url, PgPooling::Direct).await?;
+    run_migrations(handle.pool()).await?;
+    Ok(handle.pool().clone())
 }
 
 /// Sessions in PostgreSQL: table `sessions`, keyed by the hex SHA-256 of the token,
