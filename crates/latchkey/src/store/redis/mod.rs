@@ -139,10 +139,10 @@ pub struct RedisStore {
     /// Where Redis is, for the change feed's own subscription.
     address: Arc<Address>,
     connection: Connection,
-    /// Where sessions are ended: on a cluster a connection of its own, on which each
-    /// deletion waits for a replica (see [`cluster::replicated`]); on one server the
-    /// same connection.
-    endings: Connection,
+    /// On a cluster, the connection sessions are ended on, of its own because each
+    /// deletion there waits for a replica (see [`cluster::replicated`]); opened at the
+    /// first ending, so stores that end none (the feed's, the throttle's) never open it.
+    endings: Arc<tokio::sync::OnceCell<Connection>>,
     prefix: Arc<str>,
     /// Tells this store's heartbeats from other processes' on a cluster's channels.
     instance: u64,
@@ -176,15 +176,11 @@ impl RedisStore {
     pub async fn open(url: &str) -> Result<RedisStore, StoreError> {
         let address = Address::parse(url)?;
         let connection = Connection::open(&address).await?;
-        let endings = match connection {
-            Connection::Server(_) => connection.clone(),
-            Connection::Cluster(_) => Connection::open(&address).await?,
-        };
         let mut instance = [0u8; 8];
         crate::session::random_bytes(&mut instance);
         Ok(RedisStore::assemble(
             Arc::new(address),
-            (connection, endings),
+            (connection, Arc::default()),
             Arc::from("latchkey"),
             u64::from_le_bytes(instance),
         ))
@@ -192,7 +188,7 @@ impl RedisStore {
 
     fn assemble(
         address: Arc<Address>,
-        (connection, endings): (Connection, Connection),
+        (connection, endings): (Connection, Arc<tokio::sync::OnceCell<Connection>>),
         prefix: Arc<str>,
         instance: u64,
     ) -> Self {
@@ -293,12 +289,25 @@ impl RedisStore {
         }
     }
 
-    /// On a cluster, waits until a replica has the deletion of `key` (at most
-    /// [`cluster::REPLICA_WAIT`]); one that does not in time is logged, not failed: the
-    /// session is gone from its master, and refusing the logout would not bring the
-    /// replica back.
-    async fn confirm_ended(&self, key: &str) {
-        if let Connection::Cluster(endings) = &self.endings {
+    /// The connection sessions are ended on: on one server the store's own, on a
+    /// cluster the one kept for endings.
+    async fn endings(&self) -> Result<Connection, StoreError> {
+        match self.connection {
+            Connection::Server(_) => Ok(self.connection.clone()),
+            Connection::Cluster(_) => self
+                .endings
+                .get_or_try_init(|| Connection::open(&self.address))
+                .await
+                .cloned(),
+        }
+    }
+
+    /// On a cluster, waits until a replica has the deletion of `key`, made on
+    /// `endings` (at most [`cluster::REPLICA_WAIT`]); one that does not in time is
+    /// logged, not failed: the session is gone from its master, and refusing the logout
+    /// would not bring the replica back.
+    async fn confirm_ended(endings: &Connection, key: &str) {
+        if let Connection::Cluster(endings) = endings {
             match cluster::replicated(&mut endings.clone(), key).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(
@@ -460,14 +469,15 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let key = self.session_key(id);
+        let endings = self.endings().await?;
         let (deleted, user): (i64, String) = DELETE
             .key(&key)
             .announce(self, &key)
-            .invoke_async(&mut self.endings.clone())
+            .invoke_async(&mut endings.clone())
             .await
             .map_err(map_redis)?;
         if deleted == 1 {
-            self.confirm_ended(&key).await;
+            Self::confirm_ended(&endings, &key).await;
         }
         self.unindex(&user, &[id.to_hex()]).await;
         Ok(deleted == 1)
@@ -521,17 +531,19 @@ impl SessionStore for RedisStore {
         // Only ids whose session was deleted leave the index: an id whose session is
         // not there yet may belong to a login in progress. On a cluster the sessions
         // live on several shards: each delete goes to its own.
+        let endings = self.endings().await?;
+        let endings = &endings;
         let deletes = ids.into_iter().map(|hex| async move {
             let key = self.session_key_hex(&hex);
             let done: i64 = DELETE_IF_OWNED
                 .key(&key)
                 .arg(user_id)
                 .announce(self, &key)
-                .invoke_async(&mut self.endings.clone())
+                .invoke_async(&mut endings.clone())
                 .await
                 .map_err(map_redis)?;
             if done == 1 {
-                self.confirm_ended(&key).await;
+                Self::confirm_ended(endings, &key).await;
             }
             Ok::<_, StoreError>((done == 1).then_some(hex))
         });
