@@ -418,14 +418,17 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).to_string()
     }
 
+    /// The ports of the seed nodes in the cluster's URL.
+    fn seed_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.url
+            .trim_start_matches("redis-cluster://")
+            .split(',')
+            .map(node_port)
+    }
+
     /// The port of the master serving `slot`, asked of any live node.
     fn master_of(&self, slot: u16) -> u16 {
-        for seed in self.url.trim_start_matches("redis-cluster://").split(',') {
-            let port: u16 = seed
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port");
+        for port in self.seed_ports() {
             for line in Self::cli(port, &["cluster", "nodes"]).lines() {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
@@ -439,12 +442,7 @@ impl Cluster {
                     }
                 });
                 if serves {
-                    let address = fields[1].split('@').next().expect("address");
-                    return address
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse().ok())
-                        .expect("port");
+                    return node_port(fields[1]);
                 }
             }
         }
@@ -453,15 +451,7 @@ impl Cluster {
 
     /// The hash slot of `key`, as the cluster computes it (`CLUSTER KEYSLOT`).
     fn slot_of(&self, key: &str) -> u16 {
-        let seed = self
-            .url
-            .trim_start_matches("redis-cluster://")
-            .split(',')
-            .next();
-        let port: u16 = seed
-            .and_then(|seed| seed.rsplit(':').next())
-            .and_then(|port| port.parse().ok())
-            .expect("a seed port");
+        let port = self.seed_ports().next().expect("a seed");
         let slot = Self::cli(port, &["cluster", "keyslot", key]);
         slot.trim().parse().expect("a slot number")
     }
@@ -472,12 +462,7 @@ impl Cluster {
         for line in Self::cli(master, &["cluster", "nodes"]).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() > 3 && fields[2].contains("slave") && fields[3] == id {
-                let address = fields[1].split('@').next().expect("address");
-                return address
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port");
+                return node_port(fields[1]);
             }
         }
         panic!("the master at {master} has no replica")
@@ -596,13 +581,13 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Kill the master that holds the first user's session.
-    let key = format!("latchkey:s:{{{}}}", session_id_hex(&users[0].1));
+    let key = session_key(&users[0].1);
     let victim = cluster.master_of(cluster.slot_of(&key));
     // Which users' sessions live on the master about to die.
     let on_victim: Vec<bool> = users
         .iter()
         .map(|(_, cookie)| {
-            let key = format!("latchkey:s:{{{}}}", session_id_hex(cookie));
+            let key = session_key(cookie);
             cluster.master_of(cluster.slot_of(&key)) == victim
         })
         .collect();
@@ -638,7 +623,6 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
         .filter(|(_, status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
         .map(|(at, _, _)| at.duration_since(killed_at))
         .max();
-    // The other shards kept serving: only sessions on the dead master's slots met 503.
     // The other shards kept serving (the cluster runs with
     // cluster-require-full-coverage no): only sessions on the dead master's slots met 503.
     for (_, status, user) in &answers {
@@ -667,12 +651,35 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
     }
 }
 
-/// The session id (hex SHA-256 of the token) behind a `id=<token>` cookie.
-fn session_id_hex(cookie: &str) -> String {
-    latchkey::SessionToken::parse(cookie.trim_start_matches("id="))
+/// The Redis key of the session behind an `id=<token>` cookie (the hex SHA-256 of the
+/// token, under the default prefix).
+fn session_key(cookie: &str) -> String {
+    let id = latchkey::SessionToken::parse(cookie.trim_start_matches("id="))
         .expect("a session token")
-        .id()
-        .to_hex()
+        .id();
+    format!("latchkey:s:{{{}}}", id.to_hex())
+}
+
+/// The port of a cluster node from its address (`host:port`, or `host:port@bus` as
+/// `CLUSTER NODES` shows it).
+fn node_port(address: &str) -> u16 {
+    let address = address.split('@').next().unwrap_or(address);
+    address
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {address}"))
+}
+
+/// `POST /logout` with `cookie`: its status.
+async fn logout(server: &Server, cookie: &str) -> StatusCode {
+    bare_client()
+        .post(server.url("/logout"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("logout")
+        .status()
 }
 
 /// A session's slot moves to another master while the server runs: mid-migration the
@@ -691,7 +698,7 @@ async fn redis_cluster_slot_migration_is_followed() {
     let name = unique("mv");
     let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
     let greeting = json!({ "message": format!("Hello, {name}") });
-    let key = format!("latchkey:s:{{{}}}", session_id_hex(&cookie));
+    let key = session_key(&cookie);
     let slot = cluster.slot_of(&key);
     let source = cluster.master_of(slot);
     let target = cluster.master_of((slot + 5462) % 16384);
@@ -741,13 +748,7 @@ async fn redis_cluster_slot_migration_is_followed() {
     }
     assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "1");
     assert_eq!(home(&server, &cookie).await, (StatusCode::OK, greeting));
-    let logout = bare_client()
-        .post(server.url("/logout"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("logout");
-    assert_eq!(logout.status(), StatusCode::OK);
+    assert_eq!(logout(&server, &cookie).await, StatusCode::OK);
     assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "0");
 }
@@ -766,22 +767,10 @@ async fn redis_cluster_logout_waits_for_a_replica() {
     let log = dir.path().join("server.log");
     let server = Server::start_logging(dir.path(), &["--session-store", &cluster.url], &log);
     let unconfirmed = "not on a replica yet";
-    let logout = |cookie: String| {
-        let url = server.url("/logout");
-        async move {
-            bare_client()
-                .post(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .expect("logout")
-                .status()
-        }
-    };
 
     // A healthy replica confirms at once.
     let cookie = common::signup_and_login(&server, "alice", PASSWORD).await;
-    assert_eq!(logout(cookie.clone()).await, StatusCode::OK);
+    assert_eq!(logout(&server, &cookie).await, StatusCode::OK);
     assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(!text.contains(unconfirmed), "{text}");
@@ -790,10 +779,10 @@ async fn redis_cluster_logout_waits_for_a_replica() {
     let login = login(&server, "alice").await;
     let header = common::session_cookie(&login, "id").expect("session cookie");
     let cookie = format!("id={}", common::cookie_value(&header));
-    let key = format!("latchkey:s:{{{}}}", session_id_hex(&cookie));
+    let key = session_key(&cookie);
     let replica = cluster.replica_of(cluster.master_of(cluster.slot_of(&key)));
     cluster.signal(replica, "-STOP");
-    let status = logout(cookie.clone()).await;
+    let status = logout(&server, &cookie).await;
     cluster.signal(replica, "-CONT");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
