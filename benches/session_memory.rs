@@ -6,7 +6,7 @@
 //! `cargo bench --bench session_memory` (target: ≤ 400 bytes per session).
 
 use latchkey::store::MemoryStore;
-use latchkey::{AuthInfo, AuthMethod, SessionRecord, SessionStore, SessionToken, Timestamp};
+use latchkey::{AuthInfo, SessionRecord, SessionStore, SessionToken, Timestamp};
 use serde_json::{json, Map};
 use std::time::Duration;
 
@@ -34,13 +34,16 @@ fn record(index: usize) -> SessionRecord {
     data.insert("_csrf".into(), json!(SessionToken::generate().encode()));
     SessionRecord {
         version: 2,
-        auth: Some(AuthInfo {
-            user_id: (index / 2).to_string(),
-            authenticated_at: now,
-            method: AuthMethod::Password,
-            credential_version: 1,
-            second_factor: None,
-        }),
+        auth: Some(AuthInfo::new(
+            &(index / 2).to_string(),
+            now,
+            1,
+            latchkey::Authentication {
+                methods: vec!["password".into()],
+                fresh: true,
+                multi_factor: false,
+            },
+        )),
         data,
         created_at: now,
         last_active_at: now,

@@ -148,7 +148,7 @@ async fn login(
         None => auth.login(&member).await,
     };
     match logged_in {
-        Ok(()) => Redirect::to(next_or_home(query.next.as_deref())).into_response(),
+        Ok(_) => Redirect::to(next_or_home(query.next.as_deref())).into_response(),
         Err(error) => error.into_response(),
     }
 }

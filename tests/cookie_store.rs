@@ -42,7 +42,7 @@ async fn app(keys: &[&[u8]], revocations: Arc<dyn SessionStore>) -> App {
             "/login",
             post(move |auth: AuthSession<User>| {
                 let user = login_user.clone();
-                async move { auth.login(&user).await.map(|()| "ok") }
+                async move { auth.login(&user).await.map(|_| "ok") }
             }),
         )
         .route(

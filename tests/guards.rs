@@ -9,13 +9,14 @@ use latchkey::axum::{
 };
 use latchkey::store::{open_sqlite, MemoryStore};
 use latchkey::{
-    AuthBackend, AuthLayer, AuthMethod, AuthSession, Authenticator, HashParams, NewUser,
-    PasswordBackend, PasswordHasher, SecondFactor, SessionConfig, SessionLayer, SqliteUserStore,
-    User, UserStore,
+    AuthBackend, AuthLayer, AuthSession, Authenticator, HashParams, NewUser, PasswordBackend,
+    PasswordHasher, Proof, SessionConfig, SessionLayer, SqliteUserStore, User, UserStore,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An in-memory user store holding grover.
@@ -59,9 +60,9 @@ async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
             post(move |auth: AuthSession<User>| {
                 let user = login_user.clone();
                 async move {
-                    auth.login_with(&user, AuthMethod::Password)
+                    auth.sign_in(&user, Proof::password(), None)
                         .await
-                        .map(|()| "ok")
+                        .map(|_| "ok")
                 }
             }),
         )
@@ -70,9 +71,9 @@ async fn serve(fresh_within: Option<Duration>) -> (SocketAddr, User) {
             post(move |auth: AuthSession<User>| {
                 let user = remember_user.clone();
                 async move {
-                    auth.login_with(&user, AuthMethod::RememberMe)
+                    auth.sign_in(&user, Proof::remembered(), None)
                         .await
-                        .map(|()| "ok")
+                        .map(|_| "ok")
                 }
             }),
         )
@@ -291,7 +292,7 @@ async fn the_user_is_resolved_once_per_request() {
             "/login",
             post(move |auth: AuthSession<User>| {
                 let user = grover.clone();
-                async move { auth.login(&user).await.map(|()| "ok") }
+                async move { auth.login(&user).await.map(|_| "ok") }
             }),
         )
         .route(
@@ -340,6 +341,20 @@ async fn the_user_is_resolved_once_per_request() {
     }
 }
 
+/// Grover has TOTP while the flag is up.
+struct Enrolled(Arc<AtomicBool>);
+
+#[async_trait::async_trait]
+impl latchkey::SecondFactorSource for Enrolled {
+    async fn second_factors(&self, _: &str) -> Result<Vec<String>, latchkey::StoreError> {
+        Ok(if self.0.load(Ordering::SeqCst) {
+            vec!["totp".into()]
+        } else {
+            Vec::new()
+        })
+    }
+}
+
 /// A server whose `/login/password` logs grover in with a password only and
 /// `/login/two-factor` with a password and TOTP; `/factors` answers the login's factors,
 /// `/second` needs a second factor (extractor), `/second/area` too (layer).
@@ -352,6 +367,8 @@ async fn serve_second_factor(within: Option<Duration>) -> SocketAddr {
     if let Some(window) = within {
         authenticator = authenticator.with_second_factor_within(window);
     }
+    let two_factor_enrolled = Arc::new(AtomicBool::new(false));
+    authenticator = authenticator.with_second_factors(Enrolled(two_factor_enrolled.clone()));
     let (password_user, two_factor_user) = (grover.clone(), grover);
     let guarded = Router::new()
         .route("/second/area", get(|| async { "guarded" }))
@@ -361,21 +378,22 @@ async fn serve_second_factor(within: Option<Duration>) -> SocketAddr {
             "/login/password",
             post(move |auth: AuthSession<User>| {
                 let user = password_user.clone();
-                async move { auth.login(&user).await.map(|()| "ok") }
+                async move { auth.login(&user).await.map(|_| "ok") }
             }),
         )
         .route(
             "/login/two-factor",
             post(move |auth: AuthSession<User>| {
                 let user = two_factor_user.clone();
+                let two_factor_enrolled = two_factor_enrolled.clone();
                 async move {
-                    auth.login_with_second_factor(
-                        &user,
-                        AuthMethod::Password,
-                        Some(SecondFactor::Totp),
-                    )
-                    .await
-                    .map(|()| "ok")
+                    // Grover has TOTP while this route logs in: the gate holds the
+                    // password login, and a (checked) TOTP code completes it.
+                    two_factor_enrolled.store(true, Ordering::SeqCst);
+                    auth.login(&user).await?;
+                    let completed = auth.continue_sign_in(Proof::totp()).await;
+                    two_factor_enrolled.store(false, Ordering::SeqCst);
+                    completed.map(|_| "ok")
                 }
             }),
         )
@@ -383,7 +401,7 @@ async fn serve_second_factor(within: Option<Duration>) -> SocketAddr {
             "/factors",
             get(|auth: AuthSession<User>| async move {
                 let info = auth.auth_info().await.ok().flatten();
-                axum::Json(json!(info.map(|info| info.factors())))
+                axum::Json(json!(info.map(|info| info.methods)))
             }),
         )
         .route(

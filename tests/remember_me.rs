@@ -36,7 +36,7 @@ async fn login(
     match query.remember {
         Some(days) => auth.login_remembered(&user, days).await?,
         None => auth.login(&user).await?,
-    }
+    };
     Ok("ok")
 }
 

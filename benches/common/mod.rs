@@ -7,8 +7,8 @@ use latchkey::axum::RequireLogin;
 use latchkey::session::CookieChange;
 use latchkey::store::open_sqlite;
 use latchkey::{
-    AuthLayer, AuthMethod, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher,
-    Session, SessionConfig, SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
+    AuthLayer, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher, Session,
+    SessionConfig, SessionLayer, SessionStore, SqliteUserStore, User, UserStore,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -47,8 +47,12 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
     session
         .log_in(
             &user.id.to_string(),
-            AuthMethod::Password,
             user.credential_version,
+            latchkey::Authentication {
+                methods: vec!["password".into()],
+                fresh: true,
+                multi_factor: false,
+            },
         )
         .await
         .expect("login");

@@ -66,13 +66,9 @@ pub async fn login(
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
         LogIn::Unverified => Err(ApiError::forbidden_field("email", UNVERIFIED).into()),
-        LogIn::SecondFactorRequired(methods) => Ok(headers::json(
-            StatusCode::ACCEPTED,
-            &crate::factor_api::SecondFactorRequired {
-                message: "Second factor required".into(),
-                methods,
-            },
-        )),
+        LogIn::SecondFactorRequired(methods) => {
+            Ok(crate::factor_api::second_factor_required(methods))
+        }
         LogIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
 }

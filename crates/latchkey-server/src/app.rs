@@ -6,6 +6,7 @@ use crate::connections;
 use crate::forwarded::TrustedProxies;
 use crate::headers;
 use crate::pages;
+use crate::second_factor::ServerFactors;
 use crate::state::{
     AppState, MailFlows, PasskeyFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT,
     MAX_BODY_BYTES,
@@ -255,7 +256,6 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         proxies: TrustedProxies::default(),
         csrf: CsrfKey::generate(),
         factors: Arc::new(SecondFactors::new(pool.clone(), IN_MEMORY_SECRET)),
-        second_factor_timeout: crate::second_factor::PENDING_LIFETIME,
         passkeys: passkey_flows(
             "http://localhost",
             Arc::new(latchkey::factors::passkeys::SqlPasskeys::new(pool.clone())),
@@ -277,7 +277,8 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         MemoryStore::new(),
         latchkey::SessionConfig::insecure_for_local_development(),
     );
-    let app = router(state, sessions, Authenticator::new(backend), true, false);
+    let authenticator = Authenticator::new(backend).with_second_factors(ServerFactors(state));
+    let app = router(state, sessions, authenticator, true, false);
     Ok(Router::new().fallback_service(app.service()))
 }
 
@@ -373,13 +374,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         csrf: CsrfKey::derive(&secrets.keys[0]),
         factors: backend.second_factors(&secrets.keys[0]),
-        second_factor_timeout: args.second_factor_timeout,
         passkeys: passkey_flows(&args.public_url(), backend.passkeys()),
     });
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")
         .with_fresh_within(args.fresh_login_window)
-        .with_remember_store(backend.remember.clone());
+        .with_remember_store(backend.remember.clone())
+        .with_second_factors(ServerFactors(state))
+        .with_verified_email_required(args.mail.require_verified_email)
+        .with_second_step_within(args.second_factor_timeout);
     let config = args.session_config(secure);
     // The store the sweeper cleans: the session store, or the cookie store's revocations.
     let (sessions, swept) = if args.sessions.session_store == SessionStoreKind::Cookie {

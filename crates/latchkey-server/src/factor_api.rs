@@ -20,7 +20,19 @@ pub struct SecondFactorRequired {
     /// `Second factor required`.
     pub message: String,
     /// What can complete it: `totp`, `recovery_code`.
-    pub methods: Vec<&'static str>,
+    pub methods: Vec<String>,
+}
+
+/// The 202 answer of a first step (a password, a mailed code or link, a reset that logs
+/// in) whose user has a second factor: nobody is logged in yet.
+pub fn second_factor_required(methods: Vec<String>) -> Response {
+    headers::json(
+        StatusCode::ACCEPTED,
+        &SecondFactorRequired {
+            message: "Second factor required".into(),
+            methods,
+        },
+    )
 }
 
 /// A body of one code (TOTP or recovery code).

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod connections;
+pub mod credentials;
 pub mod data_api;
 pub mod factor_api;
 pub mod factor_pages;

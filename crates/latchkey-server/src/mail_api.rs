@@ -1,9 +1,12 @@
 //! The JSON side of the mail flows (password reset, email verification, sign-in by mail,
 //! email change), over the use cases in [`crate::mail_flows`].
 
+use crate::factor_api::second_factor_required;
 use crate::headers;
 use crate::json::{ApiError, HandlerError, JsonBody};
-use crate::mail_flows::{self, EmailChangeError, MailRequest, MailSignIn, Requested, ResetError};
+use crate::mail_flows::{
+    self, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
+};
 use crate::state::AppState;
 use crate::throttling::ClientIp;
 use axum::extract::State;
@@ -127,10 +130,11 @@ pub async fn reset_password(
     let token = required(request.token, "token")?;
     let password = required(request.password, "password")?;
     match mail_flows::reset_password(&app, &auth, &token, &password).await {
-        Ok(_) => Ok(headers::json(
+        Ok(Reset::PasswordSet(_) | Reset::LoggedIn(_)) => Ok(headers::json(
             StatusCode::OK,
             &json!({ "message": "Your password has been reset." }),
         )),
+        Ok(Reset::SecondFactorRequired(methods)) => Ok(second_factor_required(methods)),
         Err(ResetError::InvalidToken) => Err(ApiError::invalid("token", DEAD_LINK).into()),
         Err(ResetError::Policy(message)) => Err(ApiError::invalid("password", message).into()),
         Err(ResetError::Failed(error)) => Err(error.into()),
@@ -161,6 +165,7 @@ fn signed_in(outcome: MailSignIn, refused: &'static str) -> Result<Response, Han
             StatusCode::OK,
             &json!({ "message": "Logged in" }),
         )),
+        MailSignIn::SecondFactorRequired(methods) => Ok(second_factor_required(methods)),
         MailSignIn::Refused => Err(ApiError::new(StatusCode::UNAUTHORIZED, refused).into()),
         MailSignIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
@@ -257,15 +262,17 @@ pub async fn resend_verification(
     (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
+    (status = 429, description = "Too many requests for this account, address or client; see Retry-After", body = crate::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
 ))]
 pub async fn change_email(
     State(app): State<AppState>,
+    ip: ClientIp,
     RequireFresh(user): RequireFresh<User>,
     JsonBody(request): JsonBody<EmailRequest>,
 ) -> Result<Response, HandlerError> {
     let email = required(request.email, "email")?;
-    match mail_flows::request_email_change(&app, &user, &email).await {
+    match mail_flows::request_email_change(&app, ip, &user, &email).await {
         Ok(email) => Ok(headers::json(
             StatusCode::ACCEPTED,
             &json!({ "message": format!("A confirmation link was sent to {email}.") }),
@@ -304,6 +311,7 @@ fn email_change_error(error: EmailChangeError) -> HandlerError {
         EmailChangeError::Invalid(message) => ApiError::invalid("email", message).into(),
         EmailChangeError::InvalidToken => ApiError::invalid("token", DEAD_LINK).into(),
         EmailChangeError::Taken(message) => ApiError::new(StatusCode::CONFLICT, message).into(),
+        EmailChangeError::Throttled(wait) => ApiError::too_many(wait).into(),
         EmailChangeError::Failed(error) => error.into(),
     }
 }

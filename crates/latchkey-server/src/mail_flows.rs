@@ -9,14 +9,18 @@
 //! lead to pages whose `GET` only shows a form (a mail scanner opening them uses
 //! nothing up); the form's `POST` redeems the token, once.
 
+use crate::credentials;
 use crate::state::AppState;
+use crate::templates::Templates;
 use crate::throttling::ClientIp;
 use latchkey::mail::Mail;
 use latchkey::throttle::{account_tag, Verdict};
 use latchkey::user::login_key;
 use latchkey::user::tokens::{CodeOutcome, IssuedToken, TokenPurpose};
 use latchkey::UserStoreError;
-use latchkey::{AuthError, AuthMethod, AuthSession, SessionError, StoreError, User};
+use latchkey::{
+    AuthError, AuthSession, CredentialEvent, Proof, SessionError, SignIn, StoreError, User,
+};
 use minijinja::{context, Value};
 use std::time::Duration;
 
@@ -222,6 +226,8 @@ pub enum Notice {
     PasskeyAdded,
     /// A passkey was removed.
     PasskeyRemoved,
+    /// The admin removed every second factor and passkey.
+    SecondFactorsResetByAdmin,
 }
 
 impl Notice {
@@ -260,12 +266,40 @@ impl Notice {
                 "A passkey was removed",
                 "A passkey was removed from your account. Every other session was logged out.",
             ),
+            Notice::SecondFactorsResetByAdmin => (
+                "Two-step login was reset",
+                "An administrator removed the authenticator app, recovery codes and passkeys of your account. Every session and remembered device was logged out.",
+            ),
             Notice::SecondFactorRemoved => (
                 "Two-step login turned off",
                 "The authenticator app and recovery codes were removed from your account. Every other session was logged out.",
             ),
         }
     }
+}
+
+/// The mail of `notice` to `to` about `user` (with a detail line, if any), its link to
+/// the login page of the site at `public_url`.
+pub fn notice_mail(
+    templates: &Templates,
+    public_url: &str,
+    user: &User,
+    to: &str,
+    notice: Notice,
+    detail: Option<String>,
+) -> Result<Mail, minijinja::Error> {
+    let (subject, sentence) = notice.words();
+    templates.render_mail(
+        "notice",
+        to,
+        context! {
+            username => user.username.clone(),
+            subject => subject,
+            sentence => sentence,
+            detail => detail,
+            link => format!("{public_url}/login"),
+        },
+    )
 }
 
 /// Queues `notice` to `to` about `user` (with a detail line, if any) and wakes the
@@ -281,19 +315,18 @@ pub async fn notify(
     let Some(to) = to else {
         return;
     };
-    let (subject, sentence) = notice.words();
-    let mail = render_mail(
-        app,
-        "notice",
+    let mail = notice_mail(
+        &app.templates,
+        &app.mail.public_url,
+        user,
         to,
-        context! {
-            username => user.username.clone(),
-            subject => subject,
-            sentence => sentence,
-            detail => detail,
-            link => format!("{}/login", app.mail.public_url),
-        },
-    );
+        notice,
+        detail,
+    )
+    .map_err(|error| {
+        tracing::error!(%error, "mail template failed");
+        error
+    });
     let queued = match mail {
         Ok(mail) => app
             .mail
@@ -311,6 +344,26 @@ pub async fn notify(
         Err(error) => {
             tracing::error!(%error, user_id = user.id, ?notice, "security notice not queued");
         }
+    }
+}
+
+/// Mails the "new device" notice when a login of this request remembered the device.
+pub async fn notify_if_device_remembered(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    user: &User,
+    ip: ClientIp,
+) {
+    if auth.remembered_device() {
+        let detail = ip.0.map(|address| format!("It connected from {address}."));
+        notify(
+            app,
+            user,
+            user.email.as_deref(),
+            Notice::NewRememberedDevice,
+            detail,
+        )
+        .await;
     }
 }
 
@@ -346,17 +399,29 @@ impl From<AuthError> for ResetError {
     }
 }
 
+/// How a password reset ended.
+pub enum Reset {
+    /// The password is set; nobody was logged in.
+    PasswordSet(User),
+    /// The password is set and the user is logged in (`--reset-logs-in`).
+    LoggedIn(User),
+    /// The password is set and the login waits for one of these second factors
+    /// (`--reset-logs-in` for a user who has one).
+    SecondFactorRequired(Vec<String>),
+}
+
 /// Sets `password` for the owner of reset `token`: the policy first (a refused password
 /// leaves the link usable), then the token is used up (of racing requests one wins),
-/// the hash stored (the credential version moves on), every session, remember-me token,
-/// reset and sign-in link of the user ended, and a notice queued. Logs the user in
-/// (not fresh) only with `--reset-logs-in`. Answers the user.
+/// the hash stored (the credential version moves on), the address the link went to
+/// marked verified (the link proved it), what the credential table says a reset ends
+/// ended, and a notice queued. Logs in through the gate (a mailbox proof: not fresh, and
+/// the second step for a user with a second factor) only with `--reset-logs-in`.
 pub async fn reset_password(
     app: &AppState,
     auth: &AuthSession<User>,
     token: &str,
     password: &str,
-) -> Result<User, ResetError> {
+) -> Result<Reset, ResetError> {
     let tokens = &app.mail.tokens;
     let purpose = TokenPurpose::ResetPassword;
     let owner = tokens
@@ -398,9 +463,14 @@ pub async fn reset_password(
         .set_password_hash(user.id, &hash)
         .await
         .map_err(AuthError::from)?;
-    revoke_mailed_logins(app, user.id).await?;
-    let ended = auth.credentials_reset(&updated).await?;
-    tracing::info!(target: "latchkey::audit", event = "password_reset", user_id = user.id, sessions_ended = ended, "password_reset");
+    // The link proved the address it went to, if the account still has it.
+    let updated = users
+        .mark_email_verified(user.id, &owner.email)
+        .await
+        .map_err(AuthError::from)?
+        .unwrap_or(updated);
+    let updated = credentials::changed(app, auth, &updated, CredentialEvent::PasswordReset).await?;
+    tracing::info!(target: "latchkey::audit", event = "password_reset", user_id = user.id, "password_reset");
     notify(
         app,
         &updated,
@@ -409,22 +479,19 @@ pub async fn reset_password(
         None,
     )
     .await;
-    if app.mail.reset_logs_in {
-        auth.login_with(&updated, AuthMethod::EmailCode).await?;
+    if !app.mail.reset_logs_in {
+        return Ok(Reset::PasswordSet(updated));
     }
-    Ok(updated)
-}
-
-/// Ends the reset and sign-in links of `user_id` (after the password changed).
-pub async fn revoke_mailed_logins(app: &AppState, user_id: i64) -> Result<(), AuthError> {
-    for purpose in [TokenPurpose::ResetPassword, TokenPurpose::SignIn] {
-        app.mail
-            .tokens
-            .revoke(user_id, purpose)
-            .await
-            .map_err(SessionError::from)?;
-    }
-    Ok(())
+    Ok(
+        match auth
+            .sign_in(&updated, Proof::password_reset(), None)
+            .await?
+        {
+            SignIn::LoggedIn(user) => Reset::LoggedIn(user),
+            SignIn::Pending { methods } => Reset::SecondFactorRequired(methods),
+            SignIn::Refused(_) => Reset::PasswordSet(updated),
+        },
+    )
 }
 
 /// Uses up verification `token`: the owner's email is verified if it is still the
@@ -459,6 +526,9 @@ pub async fn verify_email(
 pub enum MailSignIn {
     /// Logged in (not fresh: the mailbox was proven, not the password).
     LoggedIn(User),
+    /// The mailbox is proven but the user has a second factor: the login waits in the
+    /// session for one of these, as after a password.
+    SecondFactorRequired(Vec<String>),
     /// A wrong, used or expired code or link (the same answer for each).
     Refused,
     /// Too many codes for this address or from this client; try after this long.
@@ -491,7 +561,9 @@ pub async fn sign_in_with_code(
         .await
         .map_err(SessionError::from)?;
     match outcome {
-        CodeOutcome::Redeemed(owner) => log_in_owner(app, auth, owner.user_id, &owner.email).await,
+        CodeOutcome::Redeemed(owner) => {
+            log_in_owner(app, auth, owner.user_id, &owner.email, Proof::mailed_code()).await
+        }
         CodeOutcome::Wrong(left) => {
             tracing::info!(target: "latchkey::audit", event = "sign_in_code_wrong", account = %account_tag(email), ip = ?ip.0, attempts_left = left, "sign_in_code_wrong");
             Ok(MailSignIn::Refused)
@@ -513,33 +585,65 @@ pub async fn sign_in_with_link(
         .await
         .map_err(SessionError::from)?;
     match owner {
-        Some(owner) => log_in_owner(app, auth, owner.user_id, &owner.email).await,
+        Some(owner) => {
+            log_in_owner(app, auth, owner.user_id, &owner.email, Proof::mailed_link()).await
+        }
         None => Ok(MailSignIn::Refused),
     }
 }
 
-/// Logs in the owner of a redeemed sign-in token, if they are enabled and still use the
-/// address it went to (which is verified by it).
+/// Hands the gate the owner of a redeemed sign-in token, if they are enabled and still
+/// use the address it went to (which is verified by it). An address never verified
+/// before is the mailbox's owner claiming the account: see [`claim_mailbox`].
 async fn log_in_owner(
     app: &AppState,
     auth: &AuthSession<User>,
     user_id: i64,
     email: &str,
+    proof: Proof,
 ) -> Result<MailSignIn, AuthError> {
-    let Some(user) = app
-        .backend
-        .users()
-        .mark_email_verified(user_id, email)
-        .await?
-    else {
+    let users = app.backend.users();
+    let Some(before) = users.find_by_id(user_id).await? else {
+        return Ok(MailSignIn::Refused);
+    };
+    if before.disabled {
+        return Ok(MailSignIn::Refused);
+    }
+    let Some(mut user) = users.mark_email_verified(user_id, email).await? else {
         return Ok(MailSignIn::Refused);
     };
     auth.authenticator().forget_user(&user.id.to_string());
-    if user.disabled {
-        return Ok(MailSignIn::Refused);
+    if before.email_verified_at.is_none() {
+        user = claim_mailbox(app, auth, &user).await?;
     }
-    auth.login_with(&user, AuthMethod::EmailCode).await?;
-    Ok(MailSignIn::LoggedIn(user))
+    Ok(match auth.sign_in(&user, proof, None).await? {
+        SignIn::LoggedIn(user) => MailSignIn::LoggedIn(user),
+        SignIn::Pending { methods } => MailSignIn::SecondFactorRequired(methods),
+        SignIn::Refused(_) => MailSignIn::Refused,
+    })
+}
+
+/// The owner of a mailbox proved it for an account whose address was never verified:
+/// whoever signed up with the address before them (perhaps to squat it) is shut out.
+/// The password set before stops working (a hash of a secret nobody knows replaces it:
+/// a reset sets a new one), and the credential table ends every session, remembered
+/// device and mailed link of the account.
+async fn claim_mailbox(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    user: &User,
+) -> Result<User, AuthError> {
+    let mut secret = [0u8; 32];
+    latchkey::session::random_bytes(&mut secret);
+    let unknowable: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+    let hash = app.backend.hasher().hash(&unknowable).await?;
+    let user = app
+        .backend
+        .users()
+        .set_password_hash(user.id, &hash)
+        .await?;
+    tracing::warn!(target: "latchkey::audit", event = "mailbox_claimed", user_id = user.id, "mailbox_claimed");
+    credentials::changed(app, auth, &user, CredentialEvent::MailboxClaimed).await
 }
 
 /// Why an email change was not asked for or not made.
@@ -550,6 +654,8 @@ pub enum EmailChangeError {
     InvalidToken,
     /// Another account uses the address.
     Taken(String),
+    /// Too many requests for this account, address or client; try after this long.
+    Throttled(Duration),
     /// A backing service failed.
     Failed(AuthError),
 }
@@ -560,15 +666,27 @@ impl From<AuthError> for EmailChangeError {
     }
 }
 
-/// Asks to move `user` (freshly logged in) to `new_email`: a confirmation link goes to
-/// the new address; nothing changes until it is followed.
+/// Asks to move `user` (freshly logged in, from `ip`) to `new_email`: throttled per
+/// account, per address and per client like every mail request, then a confirmation
+/// link goes to the new address; nothing changes until it is followed.
 pub async fn request_email_change(
     app: &AppState,
+    ip: ClientIp,
     user: &User,
     new_email: &str,
 ) -> Result<String, EmailChangeError> {
     let email = latchkey::user::validate_email(new_email.trim())
         .map_err(|error| EmailChangeError::Invalid(error.to_string()))?;
+    let verdict = app
+        .throttle
+        .account_mail_request(&user.id.to_string(), &email, ip.0)
+        .await
+        .map_err(SessionError::from)
+        .map_err(AuthError::from)?;
+    if let Verdict::Wait(wait) = verdict {
+        latchkey::audit_refusal!("email_change_throttled", user_id = user.id, ip = ?ip.0, retry_after = wait.as_secs());
+        return Err(EmailChangeError::Throttled(wait));
+    }
     send_token(
         app,
         user,
@@ -615,7 +733,7 @@ pub async fn confirm_email_change(
         }
         Err(error) => return Err(EmailChangeError::Failed(error.into())),
     };
-    auth.authenticator().forget_user(&after.id.to_string());
+    let after = credentials::changed(app, auth, &after, CredentialEvent::EmailChanged).await?;
     tracing::info!(target: "latchkey::audit", event = "email_changed", user_id = after.id, "email_changed");
     if before.email.as_deref().map(login_key) != Some(login_key(&owner.email)) {
         let detail = Some(format!("It now uses {}.", owner.email));

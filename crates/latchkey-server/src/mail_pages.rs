@@ -3,8 +3,10 @@
 //! a mailed link opens only shows a form; sending the form redeems the link.
 
 use crate::mail_api::{DEAD_LINK, MAIL_ON_ITS_WAY};
-use crate::mail_flows::{self, EmailChangeError, MailRequest, MailSignIn, Requested, ResetError};
-use crate::pages::{error_page, page, read_form, CsrfField};
+use crate::mail_flows::{
+    self, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
+};
+use crate::pages::{error_page, page, read_form, second_step_page, CsrfField};
 use crate::state::AppState;
 use crate::throttling::{too_many_message, with_retry_after, ClientIp};
 use crate::usecases;
@@ -242,11 +244,14 @@ pub async fn reset(
         .await;
     }
     match mail_flows::reset_password(&app, &auth, &token, &password).await {
-        Ok(_) if app.mail.reset_logs_in => {
+        Ok(Reset::LoggedIn(_)) => {
             let message = "Your password has been reset.";
             flash_and_go(&auth, FlashLevel::Success, message, "/home").await
         }
-        Ok(_) => {
+        Ok(Reset::SecondFactorRequired(_)) => {
+            second_step_page(&app, &auth, &browser, StatusCode::OK, None, None).await
+        }
+        Ok(Reset::PasswordSet(_)) => {
             let message = "Your password has been reset. Log in with it.";
             flash_and_go(&auth, FlashLevel::Success, message, "/login").await
         }
@@ -302,6 +307,9 @@ async fn signed_in_page(
 ) -> Response {
     match outcome {
         Ok(MailSignIn::LoggedIn(_)) => Redirect::to("/home").into_response(),
+        Ok(MailSignIn::SecondFactorRequired(_)) => {
+            second_step_page(app, auth, browser, StatusCode::OK, None, None).await
+        }
         Ok(MailSignIn::Refused) => {
             let extra =
                 context! { error => "Wrong or expired code.", email => email, sent => true };
@@ -390,6 +398,9 @@ pub async fn sign_in_with_link(
     let token = input.token.unwrap_or_default();
     match mail_flows::sign_in_with_link(&app, &auth, &token).await {
         Ok(MailSignIn::LoggedIn(_)) => Redirect::to("/home").into_response(),
+        Ok(MailSignIn::SecondFactorRequired(_)) => {
+            second_step_page(&app, &auth, &browser, StatusCode::OK, None, None).await
+        }
         Ok(_) => error_page(&app, StatusCode::BAD_REQUEST, DEAD_LINK),
         Err(error) => error.into_response(),
     }
@@ -506,6 +517,7 @@ pub async fn account_page(
 /// `POST /account/email` (form; a fresh login is checked by the caller).
 pub async fn change_email(
     State(app): State<AppState>,
+    ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
@@ -516,7 +528,7 @@ pub async fn change_email(
         Err(response) => return response,
     };
     let email = input.email.unwrap_or_default();
-    match mail_flows::request_email_change(&app, &user, &email).await {
+    match mail_flows::request_email_change(&app, ip, &user, &email).await {
         Ok(email) => {
             let message = format!("A confirmation link was sent to {email}.");
             flash_and_go(&auth, FlashLevel::Info, &message, "/account").await
@@ -587,6 +599,11 @@ async fn email_change_failed(
         }
         EmailChangeError::InvalidToken => error_page(app, StatusCode::BAD_REQUEST, DEAD_LINK),
         EmailChangeError::Taken(message) => error_page(app, StatusCode::CONFLICT, &message),
+        EmailChangeError::Throttled(wait) => {
+            let message = too_many_message(wait);
+            let page = flash_and_go(auth, FlashLevel::Error, &message, "/account").await;
+            with_retry_after(page, wait)
+        }
         EmailChangeError::Failed(error) => error.into_response(),
     }
 }

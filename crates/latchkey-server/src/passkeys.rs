@@ -13,7 +13,7 @@ use latchkey::factors::passkeys::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, PasskeyAuthentication,
     PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, StoredPasskey,
 };
-use latchkey::{AuthError, AuthMethod, AuthSession, SecondFactor, SessionError, User};
+use latchkey::{AuthError, AuthSession, Proof, SessionError, SignIn, User};
 use serde_json::Value;
 
 const REGISTRATION_KEY: &str = "latchkey.passkey_registration";
@@ -188,8 +188,8 @@ pub async fn begin_sign_in(
 }
 
 /// Finishes a sign-in with a passkey alone: a user-verified passkey is two factors, so
-/// the login records [`SecondFactor::Passkey`] and is fresh. [`PasskeyError::Refused`]
-/// when the answer does not check out.
+/// the gate lets it in as a fresh, multi-factor login. [`PasskeyError::Refused`] when the
+/// answer does not check out or the gate refuses the user.
 pub async fn finish_sign_in(
     app: &AppState,
     auth: &AuthSession<User>,
@@ -232,13 +232,16 @@ pub async fn finish_sign_in(
         .record_use(user_id, &result)
         .await
         .map_err(store_error)?;
-    let user = match app.backend.users().find_by_id(user_id).await? {
-        Some(user) if !user.disabled => user,
-        _ => return Err(PasskeyError::Refused("the user is gone or disabled".into())),
+    let Some(user) = app.backend.users().find_by_id(user_id).await? else {
+        return Err(PasskeyError::Refused("the user is gone".into()));
     };
-    auth.login_with_second_factor(&user, AuthMethod::Passkey, Some(SecondFactor::Passkey))
-        .await?;
-    Ok(user)
+    match auth.sign_in(&user, Proof::passkey(), None).await? {
+        SignIn::LoggedIn(user) => Ok(user),
+        SignIn::Pending { .. } => Err(PasskeyError::Refused(
+            "the gate asked a passkey for more".into(),
+        )),
+        SignIn::Refused(why) => Err(PasskeyError::Refused(format!("the gate refused: {why:?}"))),
+    }
 }
 
 /// Starts a passkey check for the login waiting for its second factor: options for
@@ -248,7 +251,7 @@ pub async fn begin_second_factor(
     auth: &AuthSession<User>,
 ) -> Result<Value, PasskeyError> {
     let flows = flows(app)?;
-    let Some(user_id) = second_factor::pending_user(app, auth).await? else {
+    let Some(user_id) = second_factor::pending_user(auth).await? else {
         return Err(PasskeyError::NotStarted);
     };
     let passkeys: Vec<_> = list(app, user_id)
@@ -289,7 +292,7 @@ pub async fn finish_second_factor(
             .record_use(user_id, &result)
             .await
             .map_err(SessionError::from)?;
-        Ok((recorded && result.user_verified()).then_some(SecondFactor::Passkey))
+        Ok((recorded && result.user_verified()).then(Proof::passkey))
     })
     .await?;
     Ok(step)

@@ -313,16 +313,19 @@ pub async fn account(
 /// `POST /account/email` (a fresh login is needed either way).
 pub async fn change_email(
     app: State<AppState>,
+    ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
     request: Request,
 ) -> Response {
     if is_form(request.headers()) {
-        return mail_pages::change_email(app, auth, browser, RequireFresh(user), request).await;
+        return mail_pages::change_email(app, ip, auth, browser, RequireFresh(user), request).await;
     }
     match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::change_email(app, RequireFresh(user), JsonBody(body)).await),
+        Ok(body) => {
+            answer(mail_api::change_email(app, ip, RequireFresh(user), JsonBody(body)).await)
+        }
         Err(response) => response,
     }
 }

@@ -1,47 +1,33 @@
-//! The second-factor use cases: a login that passed the password step of a user with a
-//! second factor waits in the session as a **pending** login (not logged in; expires
-//! after `--second-factor-timeout`, by default [`PENDING_LIFETIME`]) until a TOTP or recovery code completes it; enrolling,
-//! confirming and removing TOTP; regenerating recovery codes. The JSON API and the pages
-//! both call these.
+//! The second-factor use cases: the second step of a login the gate left waiting in the
+//! session (a TOTP or recovery code completes it, under a failure counter of its own that
+//! no password clears); enrolling, confirming and removing TOTP; regenerating recovery
+//! codes; and the gate's view of which second factors a user has. The JSON API and the
+//! pages both call these.
 
+use crate::credentials;
 use crate::mail_flows::{self, Notice};
 use crate::state::AppState;
 use crate::throttling::{throttled, Attempt, ClientIp};
 use latchkey::factors::{FactorStatus, TotpEnrolment};
-use latchkey::remember::DEFAULT_REMEMBER_DAYS;
 use latchkey::throttle;
-use latchkey::{AuthError, AuthMethod, AuthSession, SecondFactor, SessionError, Timestamp, User};
-use serde::{Deserialize, Serialize};
+use latchkey::{
+    AuthError, AuthSession, CredentialEvent, Proof, SecondFactorSource, SessionError, SignIn,
+    StoreError, Timestamp, User,
+};
 use std::time::Duration;
-
-/// How long a login may wait for its second factor, unless configured otherwise.
-pub const PENDING_LIFETIME: Duration = Duration::from_secs(5 * 60);
-
-/// The session key of a pending login.
-const PENDING_KEY: &str = "latchkey.pending_login";
-
-/// A login that passed its password and waits for the second factor.
-#[derive(Debug, Serialize, Deserialize)]
-struct PendingLogin {
-    user_id: i64,
-    /// When the password step passed (milliseconds since the epoch).
-    at: i64,
-    /// "Stay logged in" was asked for: applied once the second factor passed.
-    remember: bool,
-}
 
 /// The second factors a user has, as `POST /login` and `GET /account` list them:
 /// `totp`, `recovery_code`, `passkey`.
 pub fn methods(status: FactorStatus, passkeys: usize) -> Vec<&'static str> {
     let mut methods = Vec::new();
     if status.totp {
-        methods.push(SecondFactor::Totp.as_str());
+        methods.push("totp");
     }
     if status.recovery_codes_left > 0 {
-        methods.push(SecondFactor::RecoveryCode.as_str());
+        methods.push("recovery_code");
     }
     if passkeys > 0 {
-        methods.push(SecondFactor::Passkey.as_str());
+        methods.push("passkey");
     }
     methods
 }
@@ -69,23 +55,35 @@ pub async fn enabled(app: &AppState, user_id: i64) -> Result<(FactorStatus, usiz
     Ok((status(app, user_id).await?, passkeys))
 }
 
-/// Puts `user`'s login (its password passed) on hold for the second factor.
-pub async fn hold(auth: &AuthSession<User>, user: &User, remember: bool) -> Result<(), AuthError> {
-    let pending = PendingLogin {
-        user_id: user.id,
-        at: Timestamp::now().as_millis(),
-        remember,
-    };
-    auth.session().insert(PENDING_KEY, pending).await?;
-    tracing::info!(target: "latchkey::audit", event = "second_factor_pending", user_id = user.id, "second_factor_pending");
-    Ok(())
+/// The gate's source of which second factors a user has: the server's factor and
+/// passkey stores.
+pub struct ServerFactors(pub AppState);
+
+#[async_trait::async_trait]
+impl SecondFactorSource for ServerFactors {
+    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let Ok(id) = user_id.parse::<i64>() else {
+            return Ok(Vec::new());
+        };
+        let app = &self.0;
+        let passkeys = match &app.passkeys {
+            Some(flows) => flows.store.list(id).await?.len(),
+            None => 0,
+        };
+        let status = app.factors.status(id).await?;
+        Ok(methods(status, passkeys)
+            .into_iter()
+            .map(str::to_owned)
+            .collect())
+    }
 }
 
 /// How the second step of a login ended.
 pub enum SecondStep {
     /// Logged in.
     LoggedIn(User),
-    /// No login waits for a second factor here (none, or it expired).
+    /// No login waits for a second factor here (none, it expired, or the account's
+    /// credentials changed since its first step).
     NothingPending,
     /// A wrong (or already used) code.
     Wrong,
@@ -95,36 +93,15 @@ pub enum SecondStep {
 
 /// The user whose login waits for its second factor in this session, if one does and
 /// it has not expired.
-pub async fn pending_user(
-    app: &AppState,
-    auth: &AuthSession<User>,
-) -> Result<Option<i64>, AuthError> {
-    Ok(live_pending(app, auth)
+pub async fn pending_user(auth: &AuthSession<User>) -> Result<Option<i64>, AuthError> {
+    Ok(auth
+        .pending_sign_in()
         .await?
-        .map(|pending| pending.user_id))
-}
-
-async fn live_pending(
-    app: &AppState,
-    auth: &AuthSession<User>,
-) -> Result<Option<PendingLogin>, AuthError> {
-    let pending: Option<PendingLogin> = auth.session().get(PENDING_KEY).await?;
-    match pending {
-        Some(pending)
-            if Timestamp::now().since(Timestamp(pending.at)) <= app.second_factor_timeout =>
-        {
-            Ok(Some(pending))
-        }
-        Some(_) => {
-            auth.session().remove(PENDING_KEY).await?;
-            Ok(None)
-        }
-        None => Ok(None),
-    }
+        .and_then(|id| id.parse::<i64>().ok()))
 }
 
 /// Completes the pending login with `code`: a TOTP code (a time step not used before)
-/// or a recovery code (used up), checked under the same throttle as passwords.
+/// or a recovery code (used up).
 pub async fn complete(
     app: &AppState,
     ip: ClientIp,
@@ -139,20 +116,21 @@ pub async fn complete(
                 .await
                 .map_err(SessionError::from)?;
         if totp {
-            return Ok(Some(SecondFactor::Totp));
+            return Ok(Some(Proof::totp()));
         }
         let recovery = factors
             .use_recovery_code(user_id, code)
             .await
             .map_err(SessionError::from)?;
-        Ok(recovery.then_some(SecondFactor::RecoveryCode))
+        Ok(recovery.then(Proof::recovery_code))
     })
     .await
 }
 
-/// Completes the pending login with the second factor `check` finds for its user (`None`
-/// for a wrong one), checked under the same throttle as passwords; applies remember-me
-/// if the password step asked for it.
+/// Completes the pending login with the second factor `check` verifies for its user
+/// (`None` for a wrong one), through the gate. Checks are counted per account under the
+/// second-factor counter (free failures, then lockouts, as for passwords; no password
+/// clears it) and per address.
 pub async fn complete_with<F, Fut>(
     app: &AppState,
     ip: ClientIp,
@@ -161,53 +139,31 @@ pub async fn complete_with<F, Fut>(
 ) -> Result<SecondStep, AuthError>
 where
     F: FnOnce(i64) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<SecondFactor>, AuthError>>,
+    Fut: std::future::Future<Output = Result<Option<Proof>, AuthError>>,
 {
-    let Some(pending) = live_pending(app, auth).await? else {
+    let Some(user_id) = pending_user(auth).await? else {
         return Ok(SecondStep::NothingPending);
     };
-    let id = pending.user_id.to_string();
-    let factor = match throttled(
-        app,
-        throttle::Account::User(&id),
-        ip,
-        check(pending.user_id),
-    )
-    .await?
-    {
-        Attempt::Passed(factor) => factor,
+    let id = user_id.to_string();
+    let account = throttle::Account::SecondFactor(&id);
+    let proof = match throttled(app, account, ip, check(user_id)).await? {
+        Attempt::Passed(proof) => proof,
         Attempt::Failed { .. } => {
-            tracing::warn!(target: "latchkey::audit", event = "second_factor_failed", user_id = pending.user_id, ip = ?ip.0, "second_factor_failed");
+            tracing::warn!(target: "latchkey::audit", event = "second_factor_failed", user_id, ip = ?ip.0, "second_factor_failed");
             return Ok(SecondStep::Wrong);
         }
         Attempt::Throttled(wait) => {
-            latchkey::audit_refusal!("second_factor_throttled", user_id = pending.user_id, ip = ?ip.0, retry_after = wait.as_secs());
+            latchkey::audit_refusal!("second_factor_throttled", user_id, ip = ?ip.0, retry_after = wait.as_secs());
             return Ok(SecondStep::Throttled(wait));
         }
     };
-    let user = match app.backend.users().find_by_id(pending.user_id).await? {
-        Some(user) if !user.disabled => user,
-        _ => {
-            auth.session().remove(PENDING_KEY).await?;
-            return Ok(SecondStep::NothingPending);
-        }
+    let recovery = proof.method() == Proof::recovery_code().method();
+    let user = match auth.continue_sign_in(proof).await? {
+        SignIn::LoggedIn(user) => user,
+        SignIn::Pending { .. } | SignIn::Refused(_) => return Ok(SecondStep::NothingPending),
     };
-    auth.session().remove(PENDING_KEY).await?;
-    auth.login_with_second_factor(&user, AuthMethod::Password, Some(factor))
-        .await?;
-    if pending.remember {
-        auth.remember_device(&user, DEFAULT_REMEMBER_DAYS).await?;
-        let detail = ip.0.map(|address| format!("It connected from {address}."));
-        mail_flows::notify(
-            app,
-            &user,
-            user.email.as_deref(),
-            Notice::NewRememberedDevice,
-            detail,
-        )
-        .await;
-    }
-    if factor == SecondFactor::RecoveryCode {
+    mail_flows::notify_if_device_remembered(app, auth, &user, ip).await;
+    if recovery {
         let left = status(app, user.id).await?.recovery_codes_left;
         tracing::info!(target: "latchkey::audit", event = "recovery_code_used", user_id = user.id, left, "recovery_code_used");
     }
@@ -255,7 +211,7 @@ pub enum CodeCheck {
 }
 
 /// Removes `user`'s second factors if `code` (TOTP or recovery) is right, checked under
-/// the password throttle; ends the user's other sessions and mails a notice.
+/// the second-factor counter; ends what the credential table says and mails a notice.
 pub async fn remove(
     app: &AppState,
     auth: &AuthSession<User>,
@@ -276,7 +232,7 @@ pub async fn remove(
                 .map_err(SessionError::from)?;
         Ok::<_, AuthError>(right.then_some(()))
     };
-    match throttled(app, throttle::Account::User(&id), ip, check).await? {
+    match throttled(app, throttle::Account::SecondFactor(&id), ip, check).await? {
         Attempt::Passed(()) => {}
         Attempt::Failed { .. } => return Ok(CodeCheck::Wrong),
         Attempt::Throttled(wait) => return Ok(CodeCheck::Throttled(wait)),
@@ -303,15 +259,22 @@ pub async fn regenerate_recovery_codes(
     Ok(codes)
 }
 
-/// After a factor was added or removed: the user's other sessions end, a notice goes out.
+/// After a factor was added or removed: what the credential table says ends (the user's
+/// other sessions, remembered devices, waiting logins, mailed ways in), a notice goes
+/// out.
 pub async fn factor_changed(
     app: &AppState,
     auth: &AuthSession<User>,
     user: &User,
     notice: Notice,
 ) -> Result<(), AuthError> {
-    let ended = auth.revoke_other_sessions().await?;
-    tracing::info!(target: "latchkey::audit", event = "second_factor_changed", user_id = user.id, ?notice, other_sessions_ended = ended, "second_factor_changed");
-    mail_flows::notify(app, user, user.email.as_deref(), notice, None).await;
+    let event = match notice {
+        Notice::SecondFactorRemoved | Notice::PasskeyRemoved => {
+            CredentialEvent::SecondFactorRemoved
+        }
+        _ => CredentialEvent::SecondFactorAdded,
+    };
+    let user = credentials::changed(app, auth, user, event).await?;
+    mail_flows::notify(app, &user, user.email.as_deref(), notice, None).await;
     Ok(())
 }

@@ -60,8 +60,6 @@ pub struct Shared {
     pub csrf: CsrfKey,
     /// The users' second factors (TOTP secrets, recovery codes).
     pub factors: Arc<dyn SecondFactorStore>,
-    /// How long a login whose password passed waits for its second factor.
-    pub second_factor_timeout: Duration,
     /// Passkeys, unless the public URL has no host name to be their relying party.
     pub passkeys: Option<PasskeyFlows>,
     /// What the mail flows (reset, verification, sign-in by mail, email change,

@@ -3,6 +3,7 @@
 //! both call these and never each other's handlers; each turns the outcome into its own
 //! kind of answer.
 
+use crate::credentials;
 use crate::mail_flows::{self, Notice};
 use crate::second_factor;
 use crate::state::AppState;
@@ -10,8 +11,9 @@ use crate::throttling::{throttled, Attempt, ClientIp};
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
 use latchkey::throttle::{self, account_tag, Verdict};
 use latchkey::{
-    AuthBackend, AuthError, AuthSession, NewUser, PasswordCredentials, PasswordError, SessionError,
-    SessionId, Timestamp, User, UserStoreError,
+    AuthBackend, AuthError, AuthSession, CredentialEvent, NewUser, PasswordCredentials,
+    PasswordError, Proof, Refusal, SessionError, SessionId, SignIn, Timestamp, User,
+    UserStoreError,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -156,11 +158,11 @@ pub enum LogIn {
     Throttled(Duration),
     /// The password was right and the user has a second factor: the login waits in the
     /// session for it (these methods complete it); nobody is logged in yet.
-    SecondFactorRequired(Vec<&'static str>),
+    SecondFactorRequired(Vec<String>),
 }
 
-/// Log-in: throttled credential check, then a new session token (and, with `remember`,
-/// a remember-me token for [`DEFAULT_REMEMBER_DAYS`]).
+/// Log-in: throttled credential check, then the gate: a new session token (and, with
+/// `remember`, a remember-me token for [`DEFAULT_REMEMBER_DAYS`]), or the second step.
 pub async fn log_in(
     app: &AppState,
     ip: ClientIp,
@@ -174,31 +176,16 @@ pub async fn log_in(
         Attempt::Failed { .. } => return Ok(LogIn::Refused),
         Attempt::Throttled(wait) => return Ok(LogIn::Throttled(wait)),
     };
-    if app.mail.require_verified_email && user.email_verified_at.is_none() {
-        tracing::info!(target: "latchkey::audit", event = "login_unverified", user_id = user.id, "login_unverified");
-        return Ok(LogIn::Unverified);
+    let remember = remember.then_some(DEFAULT_REMEMBER_DAYS);
+    match auth.sign_in(&user, Proof::password(), remember).await? {
+        SignIn::LoggedIn(user) => {
+            mail_flows::notify_if_device_remembered(app, auth, &user, ip).await;
+            Ok(LogIn::LoggedIn(user))
+        }
+        SignIn::Pending { methods } => Ok(LogIn::SecondFactorRequired(methods)),
+        SignIn::Refused(Refusal::EmailUnverified) => Ok(LogIn::Unverified),
+        SignIn::Refused(_) => Ok(LogIn::Refused),
     }
-    let (factors, passkeys) = second_factor::enabled(app, user.id).await?;
-    if factors.has_second_factor() || passkeys > 0 {
-        second_factor::hold(auth, &user, remember).await?;
-        let methods = second_factor::methods(factors, passkeys);
-        return Ok(LogIn::SecondFactorRequired(methods));
-    }
-    if remember {
-        auth.login_remembered(&user, DEFAULT_REMEMBER_DAYS).await?;
-        let detail = ip.0.map(|address| format!("It connected from {address}."));
-        mail_flows::notify(
-            app,
-            &user,
-            user.email.as_deref(),
-            Notice::NewRememberedDevice,
-            detail,
-        )
-        .await;
-    } else {
-        auth.login(&user).await?;
-    }
-    Ok(LogIn::LoggedIn(user))
 }
 
 /// Log-out: ends the session and forgets this device; the id of whoever was logged in.
@@ -271,8 +258,8 @@ pub async fn change_password(
         .set_password_hash(user.id, &hash)
         .await
         .map_err(AuthError::from)?;
-    auth.password_changed(&updated).await?;
-    mail_flows::revoke_mailed_logins(app, user.id).await?;
+    let updated =
+        credentials::changed(app, auth, &updated, CredentialEvent::PasswordChanged).await?;
     mail_flows::notify(
         app,
         &updated,
@@ -325,7 +312,7 @@ pub struct SessionView {
     pub created_at: String,
     /// When a request last refreshed it (RFC 3339, UTC).
     pub last_active_at: String,
-    /// How its user logged in: `password` or `remember_me`.
+    /// How its user logged in: the methods joined by `+` (`password+totp`).
     pub method: Option<String>,
     /// The client address when it was created.
     pub client_ip: Option<String>,
@@ -344,7 +331,7 @@ pub async fn sessions(auth: &AuthSession<User>) -> Result<Vec<SessionView>, Auth
             current: session.current,
             created_at: format_time(session.created_at),
             last_active_at: format_time(session.last_active_at),
-            method: session.method.map(|method| method.as_str().to_string()),
+            method: (!session.methods.is_empty()).then(|| session.methods.join("+")),
             client_ip: session.client_ip,
             user_agent: session.user_agent,
         })

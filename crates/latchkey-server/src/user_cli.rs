@@ -4,8 +4,9 @@ use crate::backend::Backend;
 use crate::config::{load_secret_key, DatabaseArgs, SessionStoreArgs, SessionStoreKind};
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use latchkey::user::tokens::TokenPurpose;
-use latchkey::{NewUser, User, UserStore};
+use latchkey::auth::credentials::{end_for, Holders};
+use latchkey::session::{ServerSide, SessionStorage};
+use latchkey::{CredentialEvent, NewUser, User, UserStore};
 use std::io::BufRead;
 
 /// User administration.
@@ -74,12 +75,21 @@ pub enum UserCommand {
         database: DatabaseArgs,
     },
     /// Remove a user's second factors and passkeys (a lost phone): logins ask for the
-    /// password only.
+    /// password only. Ends the user's sessions and mails them a notice.
     MfaReset {
         /// Username or email.
         name: String,
+        /// The URL users reach the server at, for the notice's link.
+        #[arg(
+            long,
+            env = "LATCHKEY_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        sessions: SessionStoreArgs,
     },
 }
 
@@ -130,7 +140,14 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let user = find_user(&*backend.users, &name).await?;
             let hash = new_password_hash(&database, password_stdin).await?;
             let user = backend.users.set_password_hash(user.id, &hash).await?;
-            let ended = end_sessions(&backend, &database, &sessions, &user).await?;
+            let ended = end_credentials(
+                &backend,
+                &database,
+                &sessions,
+                &user,
+                CredentialEvent::PasswordSetByAdmin,
+            )
+            .await?;
             println!("password changed for {}; {ended}", user.username);
         }
         UserCommand::Import { file, database } => {
@@ -145,7 +162,14 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let backend = Backend::open(&database).await?;
             let user = find_user(&*backend.users, &name).await?;
             let user = backend.users.set_disabled(user.id, true).await?;
-            let ended = end_sessions(&backend, &database, &sessions, &user).await?;
+            let ended = end_credentials(
+                &backend,
+                &database,
+                &sessions,
+                &user,
+                CredentialEvent::Disabled,
+            )
+            .await?;
             println!("disabled {}; {ended}", user.username);
         }
         UserCommand::Verify { name, database } => {
@@ -179,7 +203,12 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                 println!("  passkey {}: {}", passkey.id, passkey.name);
             }
         }
-        UserCommand::MfaReset { name, database } => {
+        UserCommand::MfaReset {
+            name,
+            public_url,
+            database,
+            sessions,
+        } => {
             let backend = Backend::open(&database).await?;
             let user = find_user(&*backend.users, &name).await?;
             let factors = backend.second_factors(&load_secret_key(&database)?.keys[0]);
@@ -189,8 +218,17 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                 removed |= passkeys.delete(user.id, passkey.id).await?;
             }
             tracing::warn!(target: "latchkey::audit", event = "second_factors_reset_by_admin", user_id = user.id, removed, "second_factors_reset_by_admin");
+            let ended = end_credentials(
+                &backend,
+                &database,
+                &sessions,
+                &user,
+                CredentialEvent::SecondFactorsReset,
+            )
+            .await?;
+            queue_notice(&backend, &public_url, &user).await?;
             println!(
-                "{}: second factors {}",
+                "{}: second factors {}; {ended}",
                 user.username,
                 if removed {
                     "removed"
@@ -211,39 +249,56 @@ pub async fn find_user(users: &dyn UserStore, name: &str) -> anyhow::Result<User
         .with_context(|| format!("no user named {name:?}"))
 }
 
-/// Ends the user's sessions, remembered devices and mailed reset and sign-in links at
-/// once where the CLI can reach
-/// them (database, Redis, mirrors); says how. Sessions it cannot reach (another
+/// Ends what the credential table says `event` ends for `user`, where the command line
+/// can reach it (database, Redis, mirrors); says how. Sessions it cannot reach (another
 /// process's memory, cookies) end on their next request: the user's credential version
-/// changed, and every request compares it.
-async fn end_sessions(
+/// moved on, and every request compares it.
+async fn end_credentials(
     backend: &Backend,
     database: &DatabaseArgs,
     sessions: &SessionStoreArgs,
     user: &User,
+    event: CredentialEvent,
 ) -> anyhow::Result<String> {
-    let user_id = latchkey::AuthUser::user_id(user);
-    let forgotten = backend.remember.delete_for_user(&user_id).await?;
-    // Mailed reset and sign-in links would log in without the new password.
     let tokens = backend.email_tokens(&load_secret_key(database)?.keys[0]);
-    let mut links = 0;
-    for purpose in [TokenPurpose::ResetPassword, TokenPurpose::SignIn] {
-        links += tokens.revoke(user.id, purpose).await?;
-    }
-    let ended = match sessions.session_store {
-        SessionStoreKind::Memory | SessionStoreKind::Cookie => format!(
+    let storage = match sessions.session_store {
+        SessionStoreKind::Memory | SessionStoreKind::Cookie => None,
+        _ => Some(ServerSide(backend.session_store(sessions).await?)),
+    };
+    let holders = Holders {
+        users: Some(backend.users.as_ref()),
+        sessions: storage
+            .as_ref()
+            .map(|storage| storage as &dyn SessionStorage),
+        remembered: Some(backend.remember.as_ref()),
+        mailed: Some(tokens.as_ref()),
+    };
+    let ended = end_for(&holders, event, &user.id.to_string(), None).await?;
+    let sessions_said = match storage {
+        None => format!(
             "{} sessions end on their next request (credential version changed)",
             sessions.session_store
         ),
-        _ => {
-            let store = backend.session_store(sessions).await?;
-            let ended = store.delete_for_user(&user_id, None).await?;
-            format!("{ended} session(s) ended")
-        }
+        Some(_) => format!("{} session(s) ended", ended.sessions),
     };
     Ok(format!(
-        "{ended}, {forgotten} remembered device(s) forgotten, {links} mailed link(s) revoked"
+        "{sessions_said}, {} remembered device(s) forgotten, {} mailed link(s) revoked",
+        ended.remembered_devices, ended.mailed
     ))
+}
+
+/// Queues the notice that the admin removed `user`'s second factors to their address
+/// (a running server's outbox worker sends it).
+async fn queue_notice(backend: &Backend, public_url: &str, user: &User) -> anyhow::Result<()> {
+    let Some(to) = user.email.as_deref() else {
+        return Ok(());
+    };
+    let templates = crate::templates::Templates::new(None);
+    let notice = crate::mail_flows::Notice::SecondFactorsResetByAdmin;
+    let public_url = public_url.trim_end_matches('/');
+    let mail = crate::mail_flows::notice_mail(&templates, public_url, user, to, notice, None)?;
+    backend.outbox.enqueue(&mail).await?;
+    Ok(())
 }
 
 async fn new_password_hash(database: &DatabaseArgs, from_stdin: bool) -> anyhow::Result<String> {

@@ -307,7 +307,7 @@ mod tests {
         let browser = BrowserNonce::generate();
         let anonymous = key.form_token(&session, &browser).await.expect("token");
         session
-            .log_in("7", crate::AuthMethod::Password, 1)
+            .log_in("7", 1, crate::Authentication::default())
             .await
             .expect("login");
         // Logged in: the browser-bound token no longer counts.

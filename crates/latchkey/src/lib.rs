@@ -62,16 +62,17 @@ pub mod throttle;
 mod time;
 pub mod user;
 
+pub use auth::credentials::{CredentialEvent, SessionsEnded};
 pub use auth::{
-    AuthBackend, AuthError, AuthSession, Authenticator, PasswordBackend, PasswordCredentials,
-    SessionInfo,
+    AuthBackend, AuthError, AuthSession, Authenticator, Evidence, PasswordBackend,
+    PasswordCredentials, Proof, Refusal, SecondFactorSource, SessionInfo, SignIn,
 };
 #[cfg(feature = "axum")]
 pub use auth::{AuthLayer, AuthService};
 pub use password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy, PolicyError};
 pub use session::{
-    AuthInfo, AuthMethod, NewSessionPolicy, SecondFactor, Session, SessionConfig, SessionError,
-    SessionId, SessionRecord, SessionStore, SessionToken, StoreError,
+    AuthInfo, Authentication, NewSessionPolicy, Session, SessionConfig, SessionError, SessionId,
+    SessionRecord, SessionStore, SessionToken, StoreError,
 };
 #[cfg(feature = "axum")]
 pub use session::{SessionLayer, SessionService};

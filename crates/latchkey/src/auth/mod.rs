@@ -14,17 +14,22 @@ pub use layer::{remember_cookie_name, AuthFuture, AuthLayer, AuthService};
 pub(crate) use request::{RememberCookie, RequestAuth};
 
 mod backend;
+pub mod credentials;
+mod gate;
 mod request;
 
 use backend::LoadUser;
 pub use backend::{AuthBackend, PasswordBackend, PasswordCredentials};
+use credentials::{CredentialEvent, Ended, Holders, SessionsEnded};
+pub use gate::{Evidence, Proof, Refusal, SecondFactorSource, SignIn, DEFAULT_SECOND_STEP_WITHIN};
+use gate::{GateSettings, PendingLogin, Verdict, PENDING_KEY};
 
 use crate::password::PasswordError;
 use crate::remember::{
     cookie_value as remember_cookie_value, new_series, parse_cookie as parse_remember_cookie,
     RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
 };
-use crate::session::{AuthInfo, AuthMethod, SecondFactor, Session, SessionError, SessionId};
+use crate::session::{AuthInfo, Authentication, Session, SessionError, SessionId};
 use crate::time::Timestamp;
 use crate::user::{AuthUser, UserStoreError};
 use std::collections::HashMap;
@@ -43,6 +48,15 @@ pub enum AuthError {
     /// Hashing failed.
     #[error(transparent)]
     Password(#[from] PasswordError),
+}
+
+impl From<credentials::EndError> for AuthError {
+    fn from(error: credentials::EndError) -> Self {
+        match error {
+            credentials::EndError::Store(error) => AuthError::Session(error.into()),
+            credentials::EndError::Users(error) => AuthError::Users(error),
+        }
+    }
 }
 
 impl AuthError {
@@ -77,6 +91,7 @@ struct AuthenticatorInner<U> {
     login_url: String,
     remember: Option<Box<dyn RememberStore>>,
     remember_grace: Duration,
+    gate: GateSettings,
 }
 
 impl<U> Clone for Authenticator<U> {
@@ -103,6 +118,7 @@ impl<U: AuthUser> Authenticator<U> {
                 login_url: "/login".to_string(),
                 remember: None,
                 remember_grace: ROTATION_GRACE,
+                gate: GateSettings::default(),
             }),
         }
     }
@@ -153,6 +169,23 @@ impl<U: AuthUser> Authenticator<U> {
         self.configure(|inner| inner.remember_grace = grace)
     }
 
+    /// Where the gate learns which second factors a user has: a one-factor proof of a
+    /// user who has any waits for one of them (see [`AuthSession::sign_in`]).
+    pub fn with_second_factors(self, source: impl SecondFactorSource) -> Self {
+        self.configure(|inner| inner.gate.second_factors = Some(Box::new(source)))
+    }
+
+    /// Whether the gate refuses users whose email address is not verified (default no).
+    pub fn with_verified_email_required(self, required: bool) -> Self {
+        self.configure(|inner| inner.gate.require_verified_email = required)
+    }
+
+    /// How long a login may wait for its second factor (default
+    /// [`DEFAULT_SECOND_STEP_WITHIN`]).
+    pub fn with_second_step_within(self, window: Duration) -> Self {
+        self.configure(|inner| inner.gate.second_step_within = window)
+    }
+
     /// The remember-me token store, if remember-me is enabled.
     pub fn remember_store(&self) -> Option<&dyn RememberStore> {
         self.inner.remember.as_deref()
@@ -192,6 +225,19 @@ impl<U: AuthUser> Authenticator<U> {
             self.inner.users.insert(user_id, user.clone(), now);
         }
         Ok(user)
+    }
+
+    /// The gate's verdict on `proofs` (first to last) for `user`; nothing is written.
+    async fn judge(&self, user: &U, proofs: &[(&str, Evidence)]) -> Result<Verdict, AuthError> {
+        self.inner
+            .gate
+            .judge(
+                &user.user_id(),
+                user.is_active(),
+                user.email_verified(),
+                proofs,
+            )
+            .await
     }
 
     /// The auth view of one request's session, outside [`AuthLayer`] (tests, background
@@ -294,50 +340,211 @@ impl<U: AuthUser> AuthSession<U> {
         &self.request.authenticator
     }
 
-    /// Logs `user` in after a password check: rotates the session token (no fixation) and
-    /// records a fresh password login.
-    pub async fn login(&self, user: &U) -> Result<(), AuthError> {
-        self.login_with(user, AuthMethod::Password).await
+    /// Logs `user` in after a password check, through the gate
+    /// ([`AuthSession::sign_in`] with [`Proof::password`]).
+    pub async fn login(&self, user: &U) -> Result<SignIn<U>, AuthError> {
+        self.sign_in(user, Proof::password(), None).await
     }
 
-    /// Logs `user` in with an explicit method (`RememberMe` logins are not fresh).
-    pub async fn login_with(&self, user: &U, method: AuthMethod) -> Result<(), AuthError> {
-        self.login_with_second_factor(user, method, None).await
+    /// Logs `user` in after a password check and, once the login is complete, remembers
+    /// this device for `days` (1 to 30; "Stay logged in" is 30): when the browser comes
+    /// back without its session cookie, the remember-me cookie starts a new, non-fresh
+    /// session.
+    pub async fn login_remembered(&self, user: &U, days: u32) -> Result<SignIn<U>, AuthError> {
+        self.sign_in(user, Proof::password(), Some(days)).await
     }
 
-    /// Logs `user` in with `method` completed by `second_factor` (recorded in the session:
-    /// [`crate::AuthInfo::factors`] lists both, and [`crate::axum::RequireSecondFactor`]
-    /// lets it through).
-    pub async fn login_with_second_factor(
+    /// The gate: every way in calls it once its own secret checked out. A complete login
+    /// rotates the session token (no fixation), records every method used and, with
+    /// `remember_days`, remembers the device. A user who has a second factor and gave a
+    /// one-factor proof gets [`SignIn::Pending`]: the login waits in this session,
+    /// stamped with the user's credential version, until [`AuthSession::continue_sign_in`]
+    /// completes it. Disabled users, and unverified addresses where the authenticator
+    /// requires them verified, are refused.
+    pub async fn sign_in(
         &self,
         user: &U,
-        method: AuthMethod,
-        second_factor: Option<SecondFactor>,
+        proof: Proof,
+        remember_days: Option<u32>,
+    ) -> Result<SignIn<U>, AuthError> {
+        let proofs = [(proof.method(), proof.evidence())];
+        let verdict = self.request.authenticator.judge(user, &proofs).await?;
+        match verdict {
+            Verdict::Complete(how) => {
+                self.complete(user, how, remember_days).await?;
+                Ok(SignIn::LoggedIn(user.clone()))
+            }
+            Verdict::Pending(methods) => {
+                let pending = PendingLogin {
+                    user_id: user.user_id(),
+                    credential_version: user.credential_version(),
+                    at: Timestamp::now().as_millis(),
+                    proofs: vec![(proof.method().to_string(), proof.evidence())],
+                    remember_days,
+                };
+                self.session.insert(PENDING_KEY, pending).await?;
+                audit!(info, "second_factor_pending", user_id = %user.user_id(), method = proof.method());
+                Ok(SignIn::Pending { methods })
+            }
+            Verdict::Refused(refusal) => {
+                audit!(info, "login_refused", user_id = %user.user_id(), method = proof.method(), reason = ?refusal);
+                Ok(SignIn::Refused(refusal))
+            }
+        }
+    }
+
+    /// The id of the user whose login waits in this session for a second factor, if one
+    /// does and it has not expired.
+    pub async fn pending_sign_in(&self) -> Result<Option<String>, AuthError> {
+        Ok(self.live_pending().await?.map(|pending| pending.user_id))
+    }
+
+    async fn live_pending(&self) -> Result<Option<PendingLogin>, AuthError> {
+        let pending: Option<PendingLogin> = self.session.get(PENDING_KEY).await?;
+        let within = self.request.authenticator.inner.gate.second_step_within;
+        match pending {
+            Some(pending) if pending.is_live(Timestamp::now(), within) => Ok(Some(pending)),
+            Some(_) => {
+                self.session.remove(PENDING_KEY).await?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Completes the login waiting in this session with `proof` (a second factor the
+    /// caller verified for [`AuthSession::pending_sign_in`]'s user), through the gate. The
+    /// waiting login ends whatever the answer, unless nothing was pending; it is refused
+    /// when the user's credentials changed since its first step.
+    pub async fn continue_sign_in(&self, proof: Proof) -> Result<SignIn<U>, AuthError> {
+        let Some(pending) = self.live_pending().await? else {
+            return Ok(SignIn::Refused(Refusal::NothingPending));
+        };
+        self.session.remove(PENDING_KEY).await?;
+        let authenticator = &self.request.authenticator;
+        authenticator.forget_user(&pending.user_id);
+        let Some(user) = authenticator.load_user(&pending.user_id).await? else {
+            return Ok(SignIn::Refused(Refusal::Inactive));
+        };
+        if user.credential_version() != pending.credential_version {
+            audit!(info, "login_refused", user_id = %pending.user_id, method = proof.method(), reason = ?Refusal::CredentialsChanged);
+            return Ok(SignIn::Refused(Refusal::CredentialsChanged));
+        }
+        let proofs: Vec<(&str, Evidence)> = pending
+            .proofs
+            .iter()
+            .map(|(method, evidence)| (method.as_str(), *evidence))
+            .chain(std::iter::once((proof.method(), proof.evidence())))
+            .collect();
+        match authenticator.judge(&user, &proofs).await? {
+            Verdict::Complete(how) => {
+                self.complete(&user, how, pending.remember_days).await?;
+                Ok(SignIn::LoggedIn(Arc::unwrap_or_clone(user)))
+            }
+            // A second factor that does not complete the login is no second factor.
+            Verdict::Pending(_) => Ok(SignIn::Refused(Refusal::NotAWayIn)),
+            Verdict::Refused(refusal) => Ok(SignIn::Refused(refusal)),
+        }
+    }
+
+    /// Writes a complete login the gate allowed.
+    async fn complete(
+        &self,
+        user: &U,
+        how: Authentication,
+        remember_days: Option<u32>,
     ) -> Result<(), AuthError> {
+        let methods = how.methods.join("+");
+        self.session.remove(PENDING_KEY).await?;
         self.session
-            .log_in_with_second_factor(
-                &user.user_id(),
-                method,
-                second_factor,
-                user.credential_version(),
-            )
+            .log_in(&user.user_id(), user.credential_version(), how)
             .await?;
         self.request.know_user(Some(Arc::new(user.clone())));
-        audit!(info, "login", user_id = %user.user_id(), method = ?method, second_factor = ?second_factor);
+        audit!(info, "login", user_id = %user.user_id(), methods = %methods);
+        if let Some(days) = remember_days {
+            self.remember_device(user, days).await?;
+        }
         Ok(())
     }
 
-    /// Logs `user` in after a password check, and remembers this device for `days`
-    /// (1 to 30; "Stay logged in" is 30): when the browser comes back without its session
-    /// cookie, the remember-me cookie starts a new, non-fresh session.
-    pub async fn login_remembered(&self, user: &U, days: u32) -> Result<(), AuthError> {
-        self.login(user).await?;
-        self.remember_device(user, days).await
+    /// Whether a login of this request remembered the device (a new remember-me token
+    /// goes out with the answer): what a "new device" notice is about.
+    pub fn remembered_device(&self) -> bool {
+        self.request.device_remembered()
     }
 
-    /// Remembers this device for `user` (just logged in) for `days` (1 to 30): after a
-    /// login that needed more than a password, call it once the login is complete.
-    pub async fn remember_device(&self, user: &U, days: u32) -> Result<(), AuthError> {
+    /// After `user`'s password changed from this session (their credential version moved
+    /// on): [`AuthSession::credentials_changed`] with
+    /// [`CredentialEvent::PasswordChanged`] and the stores this session reaches.
+    pub async fn password_changed(&self, user: &U) -> Result<(), AuthError> {
+        self.credentials_changed(user, CredentialEvent::PasswordChanged, Holders::default())
+            .await
+            .map(|_| ())
+    }
+
+    /// After a credential change of `user` (as the change left them): ends what the one
+    /// table says `event` ends ([`credentials::end_for`]), in this session's storage and
+    /// remember-me store and in the stores `more` names (the user store to move the
+    /// credential version on, the mailed links), and keeps this session's login where it
+    /// is the user's own and the table keeps the caller.
+    pub async fn credentials_changed(
+        &self,
+        user: &U,
+        event: CredentialEvent,
+        more: Holders<'_>,
+    ) -> Result<Ended, AuthError> {
+        let user_id = user.user_id();
+        let own_session = match self.session.auth().await? {
+            Some(info) if info.user_id == user_id => self.session.id().await?,
+            _ => None,
+        };
+        let holders = Holders {
+            sessions: Some(self.session.storage().as_ref()),
+            remembered: self.request.authenticator.remember_store(),
+            ..more
+        };
+        let ended = credentials::end_for(&holders, event, &user_id, own_session.as_ref()).await?;
+        let authenticator = &self.request.authenticator;
+        authenticator.forget_user(&user_id);
+        if own_session.is_some() && event.ends().sessions == SessionsEnded::AllButCaller {
+            // The version the change left (moved on once more by the table, if it did).
+            let version = match &ended.user {
+                Some(changed) => changed.credential_version,
+                None => user.credential_version(),
+            };
+            self.renew_login(&user_id, version).await?;
+            // Every remembered device was forgotten, this one's too.
+            if authenticator.remember_store().is_some() {
+                self.request.set_remember_cookie(RememberCookie::Remove);
+            }
+        } else if own_session.is_some() {
+            self.request.know_user(None);
+        }
+        Ok(ended)
+    }
+
+    /// Keeps this session's login, with the same methods, for `user_id` at credential
+    /// version `version`, under a new token.
+    async fn renew_login(&self, user_id: &str, version: i64) -> Result<(), AuthError> {
+        let Some(auth) = self.session.auth().await? else {
+            return Ok(());
+        };
+        if auth.user_id != user_id {
+            return Ok(());
+        }
+        let how = Authentication {
+            methods: auth.methods,
+            fresh: auth.fresh,
+            multi_factor: auth.multi_factor,
+        };
+        self.session.log_in(user_id, version, how).await?;
+        // Resolved again on its next read, at the new version.
+        self.request.forget_known_user();
+        Ok(())
+    }
+
+    /// Remembers this device for `user` (just logged in) for `days` (1 to 30).
+    async fn remember_device(&self, user: &U, days: u32) -> Result<(), AuthError> {
         let Some(store) = self.request.authenticator.remember_store() else {
             tracing::warn!("remember-me asked for but no remember store is configured");
             return Ok(());
@@ -361,6 +568,7 @@ impl<U: AuthUser> AuthSession<U> {
             value: remember_cookie_value(&record.series, &validator),
             max_age: lifetime,
         });
+        self.request.note_device_remembered();
         Ok(())
     }
 
@@ -413,11 +621,11 @@ impl<U: AuthUser> AuthSession<U> {
             Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };
-        Ok(auth.second_factor.is_some() && recent)
+        Ok(auth.multi_factor && recent)
     }
 
-    /// Whether the login is fresh: by password or a passkey in this session (and within
-    /// the fresh window, if one is set).
+    /// Whether the login is fresh: the person proved presence in this session (a password
+    /// or a passkey), within the fresh window if one is set.
     pub async fn is_fresh(&self) -> Result<bool, AuthError> {
         let Some(auth) = self.session.auth().await? else {
             return Ok(false);
@@ -426,8 +634,7 @@ impl<U: AuthUser> AuthSession<U> {
             Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };
-        let proven_here = matches!(auth.method, AuthMethod::Password | AuthMethod::Passkey);
-        Ok(proven_here && recent)
+        Ok(auth.fresh && recent)
     }
 
     /// The logged-in user's live sessions, newest first (empty when not logged in).
@@ -457,7 +664,7 @@ impl<U: AuthUser> AuthSession<U> {
                 id,
                 created_at: record.created_at,
                 last_active_at: record.last_active_at,
-                method: record.auth.as_ref().map(|auth| auth.method),
+                methods: record.auth.map(|auth| auth.methods).unwrap_or_default(),
                 client_ip: record.client_ip,
                 user_agent: record.user_agent,
             })
@@ -503,54 +710,6 @@ impl<U: AuthUser> AuthSession<U> {
             .await
             .map_err(SessionError::from)?;
         audit!(info, "other_sessions_revoked", user_id = %auth.user_id, ended);
-        Ok(ended)
-    }
-
-    /// After `user`'s password changed (their credential version moved on): keeps this
-    /// session alive under a new token as a fresh login, and ends every other session
-    /// and every remember-me token of the user.
-    pub async fn password_changed(&self, user: &U) -> Result<(), AuthError> {
-        self.request.authenticator.forget_user(&user.user_id());
-        self.session
-            .log_in(
-                &user.user_id(),
-                AuthMethod::Password,
-                user.credential_version(),
-            )
-            .await?;
-        self.request.know_user(Some(Arc::new(user.clone())));
-        self.revoke_other_sessions().await?;
-        if let Some(store) = self.request.authenticator.remember_store() {
-            store
-                .delete_for_user(&user.user_id())
-                .await
-                .map_err(SessionError::from)?;
-            self.request.set_remember_cookie(RememberCookie::Remove);
-        }
-        audit!(info, "password_changed", user_id = %user.user_id());
-        Ok(())
-    }
-
-    /// After `user`'s credentials changed outside any session of theirs (a password set
-    /// from a reset link, an admin's reset): ends every session and every remember-me
-    /// token of the user. The request's own session is not touched (whoever followed the
-    /// link is not logged in by it); log them in afterwards if the application wants to.
-    pub async fn credentials_reset(&self, user: &U) -> Result<u64, AuthError> {
-        let user_id = user.user_id();
-        self.request.authenticator.forget_user(&user_id);
-        let ended = self
-            .session
-            .storage()
-            .delete_for_user(&user_id, None)
-            .await
-            .map_err(SessionError::from)?;
-        if let Some(store) = self.request.authenticator.remember_store() {
-            store
-                .delete_for_user(&user_id)
-                .await
-                .map_err(SessionError::from)?;
-        }
-        audit!(info, "credentials_reset", user_id = %user_id, ended);
         Ok(ended)
     }
 }
@@ -670,14 +829,20 @@ impl<U: AuthUser> RequestAuth<U> {
                 return Ok(None);
             }
         }
-        match self.authenticator.load_user(&record.user_id).await? {
-            Some(user) if user.is_active() => {
+        let user = self.authenticator.load_user(&record.user_id).await?;
+        let proof = Proof::remembered();
+        let verdict = match &user {
+            Some(user) => {
+                self.authenticator
+                    .judge(user, &[(proof.method(), proof.evidence())])
+                    .await?
+            }
+            None => Verdict::Refused(Refusal::Inactive),
+        };
+        match (user, verdict) {
+            (Some(user), Verdict::Complete(how)) => {
                 session
-                    .log_in(
-                        &record.user_id,
-                        AuthMethod::RememberMe,
-                        user.credential_version(),
-                    )
+                    .log_in(&record.user_id, user.credential_version(), how)
                     .await?;
                 audit!(info, "remember_me_login", user_id = %record.user_id);
                 Ok(Some(user))
@@ -701,8 +866,8 @@ pub struct SessionInfo {
     pub created_at: crate::Timestamp,
     /// When a request last refreshed it.
     pub last_active_at: crate::Timestamp,
-    /// How its user logged in.
-    pub method: Option<AuthMethod>,
+    /// How its user logged in (the methods, first to last; empty when nobody is).
+    pub methods: Vec<String>,
     /// Client address at creation.
     pub client_ip: Option<String>,
     /// Client user agent at creation.

@@ -29,6 +29,8 @@ struct State<U> {
     /// The logged-in user (`Some(None)`: nobody), once resolved or changed; shared with
     /// the authenticator's user cache.
     user: Option<Option<Arc<U>>>,
+    /// A login of this request remembered the device (a new remember-me token).
+    device_remembered: bool,
 }
 
 impl<U: Clone> RequestAuth<U> {
@@ -39,6 +41,7 @@ impl<U: Clone> RequestAuth<U> {
             state: Mutex::new(State {
                 remember_out: None,
                 user: None,
+                device_remembered: false,
             }),
         }
     }
@@ -69,6 +72,16 @@ impl<U: Clone> RequestAuth<U> {
 
     /// What the response must do with the remember-me cookie.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    /// Records that a login of this request remembered the device.
+    pub(crate) fn note_device_remembered(&self) {
+        self.state().device_remembered = true;
+    }
+
+    /// Whether a login of this request remembered the device.
+    pub(crate) fn device_remembered(&self) -> bool {
+        self.state().device_remembered
+    }
+
     pub(crate) fn remember_cookie_out(&self) -> Option<RememberCookie> {
         self.state().remember_out.clone()
     }
@@ -81,5 +94,10 @@ impl<U: Clone> RequestAuth<U> {
     /// Records who is logged in now (after a login, logout or lookup).
     pub(crate) fn know_user(&self, user: Option<Arc<U>>) {
         self.state().user = Some(user);
+    }
+
+    /// Forgets the resolved user: the next read resolves it again.
+    pub(crate) fn forget_known_user(&self) {
+        self.state().user = None;
     }
 }

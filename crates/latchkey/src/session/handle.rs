@@ -2,7 +2,7 @@
 //! compare-and-swap.
 
 use super::config::SessionConfig;
-use super::record::{AuthInfo, AuthMethod, SecondFactor, SessionRecord};
+use super::record::{AuthInfo, Authentication, SessionRecord};
 use super::storage::{CookieSession, ServerSide, SessionStorage};
 use super::store::{Loaded as StoreAnswer, NewSessionPolicy, SessionStore, StoreError};
 use super::token::{random_bytes, SessionId, SessionToken};
@@ -838,39 +838,23 @@ impl Session {
         self.rotate_with(|_, _| {}).await
     }
 
-    /// Records a login and rotates the token (no session fixation). Data of an anonymous
-    /// session is kept; data of a session that belonged to another user is dropped. The
-    /// absolute expiry restarts at login.
+    /// Records a login of `user_id` proven as `how` says and rotates the token (no
+    /// session fixation). Data of an anonymous session is kept; data of a session that
+    /// belonged to another user is dropped. The absolute expiry restarts at login.
+    /// Applications log in through the auth floor's gate ([`crate::AuthSession::sign_in`]),
+    /// which decides whether a proof is a complete login.
     pub async fn log_in(
         &self,
         user_id: &str,
-        method: AuthMethod,
         credential_version: i64,
-    ) -> Result<(), SessionError> {
-        self.log_in_with_second_factor(user_id, method, None, credential_version)
-            .await
-    }
-
-    /// [`Session::log_in`], recording the second factor the login was completed with.
-    pub async fn log_in_with_second_factor(
-        &self,
-        user_id: &str,
-        method: AuthMethod,
-        second_factor: Option<SecondFactor>,
-        credential_version: i64,
+        how: Authentication,
     ) -> Result<(), SessionError> {
         let absolute = self.inner.context.config.absolute_timeout();
         self.rotate_with(|record, now| {
             if record.user_id().is_some_and(|current| current != user_id) {
                 record.data.clear();
             }
-            record.auth = Some(AuthInfo {
-                user_id: user_id.to_string(),
-                authenticated_at: now,
-                method,
-                credential_version,
-                second_factor,
-            });
+            record.auth = Some(AuthInfo::new(user_id, now, credential_version, how.clone()));
             record.absolute_expires_at = now.plus(absolute);
         })
         .await

@@ -4,81 +4,106 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// How the user of a session proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// Entered their password in this session: the session is "fresh".
-    Password,
-    /// Restored from a remember-me cookie: logged in, but not fresh.
-    RememberMe,
-    /// A one-time code or link sent by mail: logged in, but not fresh (it proves the
-    /// mailbox, not the password).
-    EmailCode,
-    /// A passkey alone (WebAuthn with user verification: something the user has and is
-    /// or knows, so the login records [`SecondFactor::Passkey`] too); fresh.
-    Passkey,
-}
-
-/// The second factor a login was completed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SecondFactor {
-    /// A time-based one-time code (RFC 6238).
-    Totp,
-    /// One of the user's single-use recovery codes.
-    RecoveryCode,
-    /// A passkey (WebAuthn) with user verification.
-    Passkey,
-}
-
-impl SecondFactor {
-    /// Its name in an "amr" list (as [`AuthInfo::factors`] gives it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SecondFactor::Totp => "totp",
-            SecondFactor::RecoveryCode => "recovery_code",
-            SecondFactor::Passkey => "passkey",
-        }
-    }
-}
-
-impl AuthMethod {
-    /// Its name in an "amr" list (as [`AuthInfo::factors`] gives it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::Password => "password",
-            AuthMethod::RememberMe => "remember_me",
-            AuthMethod::EmailCode => "email_code",
-            AuthMethod::Passkey => "passkey",
-        }
-    }
+/// How a login was proven, as the auth floor's gate decided it: the methods used (open
+/// names: a new way in adds no code here) and what they add up to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Authentication {
+    /// The methods, first to last, like OIDC's `amr`: `["password", "totp"]`.
+    pub methods: Vec<String>,
+    /// Whether the person proved they are there now (a password or a passkey in this
+    /// session): what fresh-login guards ask for.
+    pub fresh: bool,
+    /// Whether a second factor completed the login (or the method was two factors at
+    /// once, as a user-verified passkey is).
+    pub multi_factor: bool,
 }
 
 /// When and how the session's user authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AuthInfoWire")]
 pub struct AuthInfo {
     /// The user's id, as [`crate::AuthUser::user_id`] gives it.
     pub user_id: String,
     /// When the login happened.
     pub authenticated_at: Timestamp,
-    /// Password, remember-me or a code by mail.
-    pub method: AuthMethod,
-    /// The user's credential version at login; a password change or a disable bumps the
-    /// user's version, which ends this session on its next use.
+    /// The methods the login used, first to last (`["password", "totp"]`).
+    pub methods: Vec<String>,
+    /// The user's credential version at login; every credential change bumps the user's
+    /// version, which ends this session on its next use.
     pub credential_version: i64,
-    /// The second factor the login was completed with (at `authenticated_at`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub second_factor: Option<SecondFactor>,
+    /// Whether the login proved presence in this session (see [`Authentication::fresh`]).
+    #[serde(default)]
+    pub fresh: bool,
+    /// Whether a second factor completed the login.
+    #[serde(default)]
+    pub multi_factor: bool,
 }
 
 impl AuthInfo {
-    /// Which factors the login used, like OIDC's `amr`: the method, then the second
-    /// factor if there was one (`["password", "totp"]`).
-    pub fn factors(&self) -> Vec<&'static str> {
-        std::iter::once(self.method.as_str())
-            .chain(self.second_factor.map(SecondFactor::as_str))
-            .collect()
+    /// A login of `user_id` at `at`, proven as `how` says.
+    pub fn new(user_id: &str, at: Timestamp, credential_version: i64, how: Authentication) -> Self {
+        AuthInfo {
+            user_id: user_id.to_string(),
+            authenticated_at: at,
+            methods: how.methods,
+            credential_version,
+            fresh: how.fresh,
+            multi_factor: how.multi_factor,
+        }
+    }
+
+    /// Which methods the login used, like OIDC's `amr`.
+    pub fn factors(&self) -> Vec<&str> {
+        self.methods.iter().map(String::as_str).collect()
+    }
+
+    /// The first method (how the login started), `""` for none.
+    pub fn first_method(&self) -> &str {
+        self.methods.first().map_or("", String::as_str)
+    }
+}
+
+/// An [`AuthInfo`] as stored, now or before method names were open: a record written
+/// with `method` and `second_factor` reads as the same login.
+#[derive(Deserialize)]
+struct AuthInfoWire {
+    user_id: String,
+    authenticated_at: Timestamp,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    second_factor: Option<String>,
+    credential_version: i64,
+    #[serde(default)]
+    fresh: Option<bool>,
+    #[serde(default)]
+    multi_factor: Option<bool>,
+}
+
+impl From<AuthInfoWire> for AuthInfo {
+    fn from(wire: AuthInfoWire) -> Self {
+        let methods = wire.methods.unwrap_or_else(|| {
+            wire.method
+                .iter()
+                .chain(wire.second_factor.iter())
+                .cloned()
+                .collect()
+        });
+        // Before `fresh` was stored, a password or passkey login was fresh.
+        let fresh = wire
+            .fresh
+            .unwrap_or_else(|| matches!(wire.method.as_deref(), Some("password" | "passkey")));
+        let multi_factor = wire.multi_factor.unwrap_or(wire.second_factor.is_some());
+        AuthInfo {
+            user_id: wire.user_id,
+            authenticated_at: wire.authenticated_at,
+            methods,
+            credential_version: wire.credential_version,
+            fresh,
+            multi_factor,
+        }
     }
 }
 
@@ -121,5 +146,35 @@ impl SessionRecord {
     /// Whether the session is over at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_with_closed_method_names_still_read() {
+        let old = r#"{"user_id":"7","authenticated_at":5,"method":"password","credential_version":2,"second_factor":"totp"}"#;
+        let auth: AuthInfo = serde_json::from_str(old).expect("old record");
+        assert_eq!(auth.factors(), ["password", "totp"]);
+        assert!(auth.fresh && auth.multi_factor);
+        let mailed =
+            r#"{"user_id":"7","authenticated_at":5,"method":"email_code","credential_version":2}"#;
+        let auth: AuthInfo = serde_json::from_str(mailed).expect("old record");
+        assert_eq!(auth.factors(), ["email_code"]);
+        assert!(!auth.fresh && !auth.multi_factor);
+    }
+
+    #[test]
+    fn open_method_names_round_trip() {
+        let how = Authentication {
+            methods: vec!["oidc:corp".into(), "totp".into()],
+            fresh: true,
+            multi_factor: true,
+        };
+        let auth = AuthInfo::new("7", Timestamp(5), 3, how);
+        let text = serde_json::to_string(&auth).expect("json");
+        assert_eq!(serde_json::from_str::<AuthInfo>(&text).expect("read"), auth);
     }
 }

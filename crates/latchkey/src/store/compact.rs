@@ -3,8 +3,11 @@
 //! it, strings are length-prefixed (an optional one by its length plus one), and the
 //! application's data is its JSON text, length-prefixed the same way.
 
-use crate::session::{AuthInfo, AuthMethod, SecondFactor, SessionRecord, StoreError};
+use crate::session::{AuthInfo, SessionRecord, StoreError};
 use crate::time::Timestamp;
+
+/// The first byte of a login: this, or'ed with 1 if fresh and 2 if multi-factor.
+const AUTH_TAG: u8 = 0x10;
 
 /// `record` in the compact form.
 pub(crate) fn encode(record: &SessionRecord) -> Result<Box<[u8]>, StoreError> {
@@ -22,21 +25,13 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Box<[u8]>, StoreError> {
     match &record.auth {
         None => out.push(0),
         Some(auth) => {
-            // Low nibble: the method; high nibble: the second factor (0 for none, as
-            // every record written before second factors existed has).
-            let method: u8 = match auth.method {
-                AuthMethod::Password => 1,
-                AuthMethod::RememberMe => 2,
-                AuthMethod::EmailCode => 3,
-                AuthMethod::Passkey => 4,
-            };
-            let second: u8 = match auth.second_factor {
-                None => 0,
-                Some(SecondFactor::Totp) => 1,
-                Some(SecondFactor::RecoveryCode) => 2,
-                Some(SecondFactor::Passkey) => 3,
-            };
-            out.push(method | (second << 4));
+            // A tag with the login's flags, then its methods by name (the memory store
+            // keeps these in-process only: no other version of the form is ever read).
+            out.push(AUTH_TAG | u8::from(auth.fresh) | (u8::from(auth.multi_factor) << 1));
+            put_uint(&mut out, auth.methods.len() as u64);
+            for method in &auth.methods {
+                put_str(&mut out, method);
+            }
             put_str(&mut out, &auth.user_id);
             put_int(
                 &mut out,
@@ -68,23 +63,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     let (last_active_at, idle_expires_at, absolute_expires_at) = (later()?, later()?, later()?);
     let auth = match reader.byte()? {
         0 => None,
-        tag if (1..=4).contains(&(tag & 0x0f)) && tag >> 4 <= 3 => Some(AuthInfo {
-            method: match tag & 0x0f {
-                1 => AuthMethod::Password,
-                2 => AuthMethod::RememberMe,
-                3 => AuthMethod::EmailCode,
-                _ => AuthMethod::Passkey,
-            },
-            second_factor: match tag >> 4 {
-                0 => None,
-                1 => Some(SecondFactor::Totp),
-                2 => Some(SecondFactor::RecoveryCode),
-                _ => Some(SecondFactor::Passkey),
-            },
-            user_id: reader.str()?.to_owned(),
-            authenticated_at: Timestamp(created.wrapping_add(reader.int()?)),
-            credential_version: reader.int()?,
-        }),
+        tag if tag & !0b11 == AUTH_TAG => {
+            let count = reader.uint()?;
+            if count > reader.0.len() as u64 {
+                return Err(corrupt(format!("{count} methods in a short record")));
+            }
+            let methods = (0..count)
+                .map(|_| reader.str().map(str::to_owned))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(AuthInfo {
+                methods,
+                fresh: tag & 1 != 0,
+                multi_factor: tag & 2 != 0,
+                user_id: reader.str()?.to_owned(),
+                authenticated_at: Timestamp(created.wrapping_add(reader.int()?)),
+                credential_version: reader.int()?,
+            })
+        }
         tag => return Err(corrupt(format!("unknown auth tag {tag}"))),
     };
     let client_ip = reader.optional_str()?;
@@ -229,9 +224,10 @@ mod tests {
             auth: Some(AuthInfo {
                 user_id: "42".into(),
                 authenticated_at: Timestamp(now.as_millis() - 5),
-                method: AuthMethod::RememberMe,
+                methods: vec!["remember_me".into()],
                 credential_version: -3,
-                second_factor: None,
+                fresh: false,
+                multi_factor: false,
             }),
             data,
             created_at: now,
@@ -270,44 +266,40 @@ mod tests {
     }
 
     #[test]
-    fn every_method_and_second_factor_round_trips() {
-        use crate::session::SecondFactor;
-        let methods = [
-            AuthMethod::Password,
-            AuthMethod::RememberMe,
-            AuthMethod::EmailCode,
-            AuthMethod::Passkey,
+    fn any_methods_and_flags_round_trip() {
+        let lists: [&[&str]; 4] = [
+            &[],
+            &["password"],
+            &["email_code", "totp"],
+            &["oidc:corp", "passkey", "ü"],
         ];
-        let seconds = [
-            None,
-            Some(SecondFactor::Totp),
-            Some(SecondFactor::RecoveryCode),
-            Some(SecondFactor::Passkey),
-        ];
-        for method in methods {
-            for second_factor in seconds {
+        for methods in lists {
+            for (fresh, multi_factor) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
                 let mut full = record();
                 if let Some(auth) = full.auth.as_mut() {
-                    auth.method = method;
-                    auth.second_factor = second_factor;
+                    auth.methods = methods.iter().map(|m| m.to_string()).collect();
+                    auth.fresh = fresh;
+                    auth.multi_factor = multi_factor;
                 }
                 let decoded = decode(&encode(&full).expect("encode")).expect("decode");
-                assert_eq!(decoded, full, "{method:?} {second_factor:?}");
+                assert_eq!(decoded, full, "{methods:?} {fresh} {multi_factor}");
             }
         }
         // A tag with no meaning is corrupt, not a guess.
         let mut bytes = encode(&record()).expect("encode").into_vec();
-        let mut password = record();
-        if let Some(auth) = password.auth.as_mut() {
-            auth.method = AuthMethod::Password;
+        let mut fresh = record();
+        if let Some(auth) = fresh.auth.as_mut() {
+            auth.fresh = true;
         }
-        let other = encode(&password).expect("encode");
+        let other = encode(&fresh).expect("encode");
         let tag = bytes
             .iter()
             .zip(other.iter())
             .position(|(a, b)| a != b)
-            .expect("the method tag");
-        for unknown in [0x05, 0x44, 0x0f] {
+            .expect("the auth tag");
+        for unknown in [0x05, 0x44, 0x0f, 0x20] {
             bytes[tag] = unknown;
             assert!(decode(&bytes).is_err(), "tag {unknown:#x}");
         }

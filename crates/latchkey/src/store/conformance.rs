@@ -13,8 +13,8 @@
 //! a store that already holds data). A failed check panics with a message naming it.
 
 use crate::session::{
-    AuthInfo, AuthMethod, ClientInfo, Session, SessionConfig, SessionError, SessionId,
-    SessionRecord, SessionStore, SessionToken, StoreError, DEFAULT_MAX_RECORD_BYTES,
+    AuthInfo, ClientInfo, Session, SessionConfig, SessionError, SessionId, SessionRecord,
+    SessionStore, SessionToken, StoreError, DEFAULT_MAX_RECORD_BYTES,
 };
 use crate::time::Timestamp;
 use serde_json::{json, Map};
@@ -115,12 +115,17 @@ pub fn sample_record(user_id: Option<&str>) -> SessionRecord {
     data.insert("greeting".into(), json!("hello"));
     SessionRecord {
         version: 1,
-        auth: user_id.map(|user_id| AuthInfo {
-            user_id: user_id.to_string(),
-            authenticated_at: now,
-            method: AuthMethod::Password,
-            credential_version: 1,
-            second_factor: None,
+        auth: user_id.map(|user_id| {
+            AuthInfo::new(
+                &user_id,
+                now,
+                1,
+                crate::session::Authentication {
+                    methods: vec!["password".into()],
+                    fresh: true,
+                    multi_factor: false,
+                },
+            )
         }),
         data,
         created_at: now,

@@ -354,13 +354,16 @@ mod tests {
         let now = Timestamp::now();
         SessionRecord {
             version: 3,
-            auth: Some(crate::AuthInfo {
-                user_id: user.into(),
-                authenticated_at: now,
-                method: crate::AuthMethod::Password,
-                credential_version: 1,
-                second_factor: None,
-            }),
+            auth: Some(crate::AuthInfo::new(
+                user,
+                now,
+                1,
+                crate::session::Authentication {
+                    methods: vec!["password".into()],
+                    fresh: true,
+                    multi_factor: false,
+                },
+            )),
             data: Default::default(),
             created_at: now,
             last_active_at: now,

@@ -715,7 +715,7 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{AuthInfo, AuthMethod};
+    use crate::session::AuthInfo;
 
     fn record(expires_in_ms: i64) -> SessionRecord {
         let now = Timestamp::now();
@@ -734,13 +734,16 @@ mod tests {
 
     fn logged_in(user_id: &str, expires_in_ms: i64) -> SessionRecord {
         SessionRecord {
-            auth: Some(AuthInfo {
-                user_id: user_id.into(),
-                authenticated_at: Timestamp::now(),
-                method: AuthMethod::Password,
-                credential_version: 1,
-                second_factor: None,
-            }),
+            auth: Some(AuthInfo::new(
+                &user_id,
+                Timestamp::now(),
+                1,
+                crate::session::Authentication {
+                    methods: vec!["password".into()],
+                    fresh: true,
+                    multi_factor: false,
+                },
+            )),
             ..record(expires_in_ms)
         }
     }

@@ -296,6 +296,30 @@ impl Throttle {
             .await
     }
 
+    /// Counts a request of the account `user_id` for mail to `address` (an email change
+    /// asks to mail a new address) from `ip`: per account as well as per address and
+    /// per client, under the same hourly caps as [`Throttle::mail_request`].
+    pub async fn account_mail_request(
+        &self,
+        user_id: &str,
+        address: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        let now = Timestamp::now();
+        let key = format!("mu:{}", login_digest_hex(&format!("user\0{user_id}"), 16));
+        let counter = self.store.record(&key, HOUR, now).await?;
+        let by_account = (counter.count > self.policy.mails_per_address_hourly)
+            .then(|| rounded(counter.first_at.plus(HOUR).since(now)));
+        let by_address = match self.mail_request(address, ip).await? {
+            Verdict::Wait(wait) => Some(wait),
+            Verdict::Allow => None,
+        };
+        Ok(match by_account.max(by_address) {
+            Some(wait) => Verdict::Wait(wait),
+            None => Verdict::Allow,
+        })
+    }
+
     /// Counts a mailed code typed for `address` from `ip`; refuses it past either hourly
     /// cap (before the code is checked, so a refused guess is never tried).
     pub async fn code_attempt(
@@ -387,6 +411,9 @@ pub enum Account<'a> {
     User(&'a str),
     /// A login name no user has, as typed (compared as the user store compares it).
     Unknown(&'a str),
+    /// A known user's second-factor codes, by user id: a counter of its own, so that no
+    /// right password ever clears the failures of the codes.
+    SecondFactor(&'a str),
 }
 
 impl Account<'_> {
@@ -399,6 +426,10 @@ impl Account<'_> {
                 format!("u:{}", crate::session::lower_hex(&digest[..16]))
             }
             Account::Unknown(login) => format!("a:{}", login_digest_hex(login, 16)),
+            Account::SecondFactor(id) => {
+                let digest = Sha256::digest(format!("second factor\0{id}").as_bytes());
+                format!("f:{}", crate::session::lower_hex(&digest[..16]))
+            }
         }
     }
 }

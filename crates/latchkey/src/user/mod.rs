@@ -30,6 +30,11 @@ pub trait AuthUser: Clone + Send + Sync + 'static {
     fn is_active(&self) -> bool {
         true
     }
+    /// Whether the user's email address is proven theirs (the gate asks when the
+    /// authenticator requires verified addresses).
+    fn email_verified(&self) -> bool {
+        true
+    }
 }
 
 /// A user as latchkey's own user store keeps it.
@@ -84,6 +89,9 @@ impl AuthUser for User {
     }
     fn is_active(&self) -> bool {
         !self.disabled
+    }
+    fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
     }
 }
 
@@ -293,6 +301,9 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password_hash(&self, id: i64, hash: &str) -> Result<User, UserStoreError>;
     /// Disables or re-enables the user and bumps the credential version.
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError>;
+    /// Moves the credential version on (every session and waiting login of the user ends
+    /// on its next use); returns the updated user.
+    async fn bump_credential_version(&self, id: i64) -> Result<User, UserStoreError>;
     /// Moves the user to `email` (verified now if `verified`, unverified otherwise);
     /// [`UserStoreError::EmailTaken`] when another user has it. Sessions stay.
     async fn set_email(&self, id: i64, email: &str, verified: bool)
@@ -349,6 +360,9 @@ impl<S: UserStore + ?Sized> UserStore for std::sync::Arc<S> {
     }
     async fn set_disabled(&self, id: i64, disabled: bool) -> Result<User, UserStoreError> {
         (**self).set_disabled(id, disabled).await
+    }
+    async fn bump_credential_version(&self, id: i64) -> Result<User, UserStoreError> {
+        (**self).bump_credential_version(id).await
     }
     async fn set_email(
         &self,

@@ -33,6 +33,8 @@ pub(crate) struct UserStatements {
     pub set_password_hash: &'static str,
     /// disabled, id → user (credential version bumped)
     pub set_disabled: &'static str,
+    /// id → user (credential version bumped)
+    pub bump_credential_version: &'static str,
     /// new hash, id, old hash (credential version unchanged)
     pub upgrade_password_hash: &'static str,
     /// email, email_key, verified_at (or NULL), id → user
@@ -247,6 +249,17 @@ macro_rules! sql_user_store {
                 Self::decode_changed(row)
             }
 
+            async fn bump_credential_version(
+                &self,
+                id: i64,
+            ) -> Result<$crate::user::User, $crate::user::UserStoreError> {
+                let row = sqlx::query($sql.bump_credential_version)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await;
+                Self::decode_changed(row)
+            }
+
             async fn set_email(
                 &self,
                 id: i64,
@@ -358,6 +371,10 @@ mod sqlite {
              WHERE id = ? RETURNING ",
             user_columns!()
         ),
+        bump_credential_version: concat!(
+            "UPDATE users SET credential_version = credential_version + 1 WHERE id = ? RETURNING ",
+            user_columns!()
+        ),
         upgrade_password_hash:
             "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
         set_email: concat!(
@@ -426,6 +443,11 @@ mod postgres {
         set_disabled: concat!(
             "UPDATE users SET disabled = $1, credential_version = credential_version + 1 \
              WHERE id = $2 RETURNING ",
+            user_columns!()
+        ),
+        bump_credential_version: concat!(
+            "UPDATE users SET credential_version = credential_version + 1 WHERE id = $1 \
+             RETURNING ",
             user_columns!()
         ),
         upgrade_password_hash:

@@ -171,10 +171,11 @@ struct TokenStatements {
     peek: &'static str,
     /// id_hash, purpose, now → user_id, email
     redeem: &'static str,
-    /// email_key, purpose, now → id_hash, code_mac
-    find_by_email: &'static str,
-    /// id_hash → attempts
-    count_wrong: &'static str,
+    /// email_key, purpose, now, max attempts → id_hash, code_mac, attempts: counts one
+    /// attempt against the newest live token sent to the address, in the same statement
+    /// that finds it, and only while it has attempts left (so racing guesses never
+    /// compare more than the allowance against one code)
+    claim_attempt: &'static str,
     /// id_hash
     delete: &'static str,
     /// now, limit
@@ -308,14 +309,18 @@ macro_rules! sql_email_tokens {
                 code: &str,
             ) -> Result<CodeOutcome, StoreError> {
                 let now = Timestamp::now().as_millis();
-                let row: Option<(String, Option<String>)> = sqlx::query_as($sql.find_by_email)
+                let row: Option<(String, Option<String>, i64)> = sqlx::query_as($sql.claim_attempt)
                     .bind(crate::user::login_key(email))
                     .bind(purpose.as_str())
                     .bind(now)
+                    .bind(i64::from(MAX_CODE_ATTEMPTS))
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
-                let Some((id_hash, Some(stored))) = row else {
+                let Some((id_hash, Some(stored), attempts)) = row else {
+                    // The same work as a wrong code: one MAC made and compared.
+                    let given = self.code_mac("", code.trim());
+                    let _ = given.as_bytes().ct_eq(given.as_bytes());
                     return Ok(CodeOutcome::NoToken);
                 };
                 let given = self.code_mac(&id_hash, code.trim());
@@ -334,14 +339,6 @@ macro_rules! sql_email_tokens {
                         None => CodeOutcome::NoToken,
                     });
                 }
-                let attempts: Option<(i64,)> = sqlx::query_as($sql.count_wrong)
-                    .bind(&id_hash)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?;
-                let Some((attempts,)) = attempts else {
-                    return Ok(CodeOutcome::NoToken);
-                };
                 let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
                 if attempts >= MAX_CODE_ATTEMPTS {
                     sqlx::query($sql.delete)
@@ -496,11 +493,11 @@ const SQLITE: TokenStatements = TokenStatements {
            WHERE id_hash = ?1 AND purpose = ?2 AND expires_at > ?3",
     redeem: "DELETE FROM email_tokens WHERE id_hash = ?1 AND purpose = ?2 AND expires_at > ?3 \
              RETURNING user_id, email",
-    find_by_email: "SELECT id_hash, code_mac FROM email_tokens \
+    claim_attempt: "UPDATE email_tokens SET attempts = attempts + 1 \
+                    WHERE id_hash = (SELECT id_hash FROM email_tokens \
                     WHERE email_key = ?1 AND purpose = ?2 AND expires_at > ?3 \
-                    ORDER BY created_at DESC LIMIT 1",
-    count_wrong: "UPDATE email_tokens SET attempts = attempts + 1 WHERE id_hash = ?1 \
-                  RETURNING attempts",
+                    ORDER BY created_at DESC LIMIT 1) AND attempts < ?4 \
+                    RETURNING id_hash, code_mac, attempts",
     delete: "DELETE FROM email_tokens WHERE id_hash = ?1",
     delete_expired: "DELETE FROM email_tokens WHERE id_hash IN \
                      (SELECT id_hash FROM email_tokens WHERE expires_at <= ?1 LIMIT ?2)",
@@ -518,11 +515,11 @@ const POSTGRES: TokenStatements = TokenStatements {
            WHERE id_hash = $1 AND purpose = $2 AND expires_at > $3",
     redeem: "DELETE FROM email_tokens WHERE id_hash = $1 AND purpose = $2 AND expires_at > $3 \
              RETURNING user_id, email",
-    find_by_email: "SELECT id_hash, code_mac FROM email_tokens \
+    claim_attempt: "UPDATE email_tokens SET attempts = attempts + 1 \
+                    WHERE id_hash = (SELECT id_hash FROM email_tokens \
                     WHERE email_key = $1 AND purpose = $2 AND expires_at > $3 \
-                    ORDER BY created_at DESC LIMIT 1",
-    count_wrong: "UPDATE email_tokens SET attempts = attempts + 1 WHERE id_hash = $1 \
-                  RETURNING attempts::BIGINT",
+                    ORDER BY created_at DESC LIMIT 1) AND attempts < $4 \
+                    RETURNING id_hash, code_mac, attempts::BIGINT",
     delete: "DELETE FROM email_tokens WHERE id_hash = $1",
     delete_expired: "DELETE FROM email_tokens WHERE id_hash IN \
                      (SELECT id_hash FROM email_tokens WHERE expires_at <= $1 LIMIT $2)",

@@ -1,0 +1,391 @@
+//! The gate's table over HTTP against the real binary: every way in that ends in a
+//! request (a password, a mailed code, a mailed link, a reset that logs in) × an account
+//! with no second factor, with TOTP, with a passkey. A one-factor proof of an account
+//! with a second factor gets `202 {"methods"}` and no session, whichever way it came in;
+//! the second step then completes it. (A passkey sign-in and remember-me pass the same
+//! gate: the library's `tests/gate.rs` holds their rows, and the browser test signs in
+//! with a real passkey.) Also the attack that found the hole: the mailbox alone never
+//! gets past a second factor.
+
+mod common;
+#[path = "../../../tests/common/smtp.rs"]
+mod smtp;
+
+use common::{cli, client, database_url, Server};
+use latchkey::factors::passkeys::{Passkey, PasskeyStore, SqlPasskeys};
+use latchkey::factors::Totp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use smtp::SmtpSink;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PASSWORD: &str = "correct horse battery staple";
+const NEW_PASSWORD: &str = "tangerine submarine chorus 42";
+
+async fn post(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn home(client: &reqwest::Client, server: &Server) -> StatusCode {
+    client
+        .get(server.url("/home"))
+        .send()
+        .await
+        .expect("home")
+        .status()
+}
+
+/// The `count`-th mail to `to` whose subject contains `subject` (waits for it).
+fn nth_mail(sink: &SmtpSink, to: &str, subject: &str, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found: Vec<String> = sink
+            .messages()
+            .into_iter()
+            .map(|raw| {
+                raw.replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=")
+            })
+            .filter(|mail| {
+                mail.lines()
+                    .any(|line| line.starts_with("To:") && line.contains(to))
+                    && mail
+                        .lines()
+                        .any(|line| line.starts_with("Subject:") && line.contains(subject))
+            })
+            .collect();
+        if found.len() >= count {
+            return found[count - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mail {count} to {to} about {subject:?}; got {:?}",
+            sink.messages()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn token_in(mail: &str) -> String {
+    let start = mail.find("token=").expect("a link with a token") + "token=".len();
+    mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+fn code_in(mail: &str) -> String {
+    let line = mail
+        .lines()
+        .find(|line| {
+            line.contains("code") && line.chars().filter(char::is_ascii_digit).count() == 6
+        })
+        .expect("a line with the code");
+    line.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
+}
+
+/// The kinds of account the table crosses with every way in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Account {
+    NoFactor,
+    Totp,
+    Passkey,
+}
+
+/// Signs `name` up with a verified address and gives it `kind`'s second factor; the
+/// authenticator app for TOTP.
+async fn account(
+    server: &Server,
+    dir: &std::path::Path,
+    name: &str,
+    kind: Account,
+) -> Option<Totp> {
+    let email = format!("{name}@example.com");
+    let browser = client();
+    let (status, body) = post(
+        &browser,
+        server,
+        "/signup",
+        json!({ "username": name, "email": email, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = database_url(dir);
+    let (ok, _, stderr) = cli(&["user", "verify", name, "--database-url", &url], "");
+    assert!(ok, "{stderr}");
+    match kind {
+        Account::NoFactor => None,
+        Account::Totp => {
+            let (status, _) = post(
+                &browser,
+                server,
+                "/login",
+                json!({ "username": name, "password": PASSWORD }),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            let (status, setup) = post(&browser, server, "/account/totp", json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{setup}");
+            let secret = setup["secret"].as_str().expect("secret");
+            let app = Totp::from_base32(secret, "latchkey", name).expect("secret");
+            let (status, body) = post(
+                &browser,
+                server,
+                "/account/totp/confirm",
+                json!({ "code": app.code_at(now()) }),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            Some(app)
+        }
+        Account::Passkey => {
+            // A credential a real registration made (Chromium's virtual authenticator),
+            // stored for this user as the registration would; a credential belongs to one
+            // user, so it moves here from the previous cell's.
+            let file = dir.join("latchkey.db");
+            rusqlite::Connection::open(&file)
+                .and_then(|connection| connection.execute("DELETE FROM passkeys", []))
+                .expect("move the credential");
+            let pool = latchkey::store::open_sqlite(&url).await.expect("open");
+            let users = latchkey::SqliteUserStore::new(pool.clone());
+            let user = latchkey::UserStore::find_by_login(&users, name)
+                .await
+                .expect("find")
+                .expect("the user");
+            let passkey: Passkey =
+                serde_json::from_str(include_str!("../../../tests/data/passkey.json"))
+                    .expect("a passkey");
+            SqlPasskeys::new(pool)
+                .add(user.id, "laptop", &passkey)
+                .await
+                .expect("add the passkey");
+            None
+        }
+    }
+}
+
+/// The ways in the table crosses: each proves something and asks the gate.
+#[derive(Debug, Clone, Copy)]
+enum WayIn {
+    Password,
+    MailedCode,
+    MailedLink,
+    ResetThatLogsIn,
+}
+
+/// Goes in `way` as `name` with a fresh browser; the answer's status, its body, and the
+/// browser.
+async fn go_in(
+    server: &Server,
+    sink: &SmtpSink,
+    name: &str,
+    way: WayIn,
+) -> (StatusCode, Value, reqwest::Client) {
+    let email = format!("{name}@example.com");
+    let browser = client();
+    let (status, body) = match way {
+        WayIn::Password => {
+            post(
+                &browser,
+                server,
+                "/login",
+                json!({ "username": name, "password": PASSWORD }),
+            )
+            .await
+        }
+        WayIn::MailedCode | WayIn::MailedLink => {
+            let (status, _) =
+                post(&browser, server, "/login/email", json!({ "email": email })).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+            let mail = nth_mail(sink, &email, "sign-in code", 1);
+            match way {
+                WayIn::MailedCode => {
+                    post(
+                        &browser,
+                        server,
+                        "/login/email/verify",
+                        json!({ "email": email, "code": code_in(&mail) }),
+                    )
+                    .await
+                }
+                _ => {
+                    post(
+                        &browser,
+                        server,
+                        "/login/email/confirm",
+                        json!({ "token": token_in(&mail) }),
+                    )
+                    .await
+                }
+            }
+        }
+        WayIn::ResetThatLogsIn => {
+            let (status, _) = post(
+                &browser,
+                server,
+                "/password/forgot",
+                json!({ "email": email }),
+            )
+            .await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+            let mail = nth_mail(sink, &email, "Reset your latchkey password", 1);
+            post(
+                &browser,
+                server,
+                "/password/reset",
+                json!({ "token": token_in(&mail), "password": NEW_PASSWORD }),
+            )
+            .await
+        }
+    };
+    (status, body, browser)
+}
+
+#[tokio::test]
+async fn every_way_in_passes_the_gate_for_every_kind_of_account() {
+    if !smtp::available() {
+        return;
+    }
+    let ways = [
+        WayIn::Password,
+        WayIn::MailedCode,
+        WayIn::MailedLink,
+        WayIn::ResetThatLogsIn,
+    ];
+    let kinds = [Account::NoFactor, Account::Totp, Account::Passkey];
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    let base = format!("http://localhost:{}", address.port());
+    let smtp_url = sink.url();
+    let server = Server::start_at(
+        dir.path(),
+        address,
+        &[
+            "--smtp-url",
+            &smtp_url,
+            "--reset-logs-in",
+            "--public-url",
+            &base,
+        ],
+    );
+    let mut table = Vec::new();
+    for (w, way) in ways.iter().enumerate() {
+        for (k, kind) in kinds.iter().enumerate() {
+            // One account per cell: no cell sees another's mail or throttle.
+            let name = format!("cell{w}{k}");
+            let app = account(&server, dir.path(), &name, *kind).await;
+            let (status, body, browser) = go_in(&server, &sink, &name, *way).await;
+            let logged_in = home(&browser, &server).await;
+            match kind {
+                Account::NoFactor => {
+                    assert_eq!(status, StatusCode::OK, "{way:?} × {kind:?}: {body}");
+                    assert_eq!(logged_in, StatusCode::OK, "{way:?} × {kind:?}");
+                }
+                Account::Totp | Account::Passkey => {
+                    assert_eq!(status, StatusCode::ACCEPTED, "{way:?} × {kind:?}: {body}");
+                    let wanted = if *kind == Account::Totp {
+                        "totp"
+                    } else {
+                        "passkey"
+                    };
+                    assert!(
+                        body["methods"]
+                            .as_array()
+                            .expect("methods")
+                            .contains(&json!(wanted)),
+                        "{way:?} × {kind:?}: {body}"
+                    );
+                    assert_eq!(
+                        logged_in,
+                        StatusCode::UNAUTHORIZED,
+                        "{way:?} × {kind:?}: nobody is logged in yet"
+                    );
+                }
+            }
+            // The second step completes what the gate held, and only that.
+            if let Some(app) = app {
+                let (status, body) = post(
+                    &browser,
+                    &server,
+                    "/login/second-factor",
+                    json!({ "code": app.code_at(now() + 30) }),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{way:?} × {kind:?}: {body}");
+                assert_eq!(home(&browser, &server).await, StatusCode::OK);
+                let factors: Value = browser
+                    .get(server.url("/sessions"))
+                    .send()
+                    .await
+                    .expect("sessions")
+                    .json()
+                    .await
+                    .expect("json");
+                let current = factors["sessions"]
+                    .as_array()
+                    .expect("sessions")
+                    .iter()
+                    .find(|session| session["current"] == json!(true))
+                    .expect("this session");
+                let method = current["method"].as_str().unwrap_or_default().to_string();
+                assert!(
+                    method.ends_with("+totp"),
+                    "{way:?}: every method is recorded: {method}"
+                );
+                table.push((format!("{way:?}"), format!("{kind:?}"), method));
+            } else {
+                table.push((format!("{way:?}"), format!("{kind:?}"), status.to_string()));
+            }
+        }
+    }
+    assert_eq!(table.len(), ways.len() * kinds.len());
+    eprintln!("the gate's table: {table:#?}");
+}
+
+#[tokio::test]
+async fn the_mailbox_alone_never_gets_past_a_second_factor() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let smtp_url = sink.url();
+    let server = Server::start(dir.path(), &["--smtp-url", &smtp_url]);
+    account(&server, dir.path(), "victim", Account::Totp).await;
+    // The attacker holds the mailbox, not the authenticator.
+    let (status, body, attacker) = go_in(&server, &sink, "victim", WayIn::MailedCode).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(home(&attacker, &server).await, StatusCode::UNAUTHORIZED);
+    for wrong in ["000000", "123456", "999999"] {
+        let (status, _) = post(
+            &attacker,
+            &server,
+            "/login/second-factor",
+            json!({ "code": wrong }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(home(&attacker, &server).await, StatusCode::UNAUTHORIZED);
+}
