@@ -117,6 +117,7 @@ pub async fn forgot_password(
 /// and remembered device of the user ends.
 #[utoipa::path(post, path = "/password/reset", request_body = ResetRequest, responses(
     (status = 200, description = "The password is set", body = crate::json::Message),
+    (status = 202, description = "The password is set and, with --reset-logs-in, the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factor_api::SecondFactorRequired),
     (status = 400, description = "A dead link (`token`) or a password that breaks the rules (`password`)", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
@@ -174,6 +175,7 @@ fn signed_in(outcome: MailSignIn, refused: &'static str) -> Result<Response, Han
 /// `POST /login/email/verify`: logs in with the mailed code (not a fresh login).
 #[utoipa::path(post, path = "/login/email/verify", request_body = CodeRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
+    (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factor_api::SecondFactorRequired),
     (status = 400, description = "Missing fields", body = crate::json::ErrorBody),
     (status = 401, description = "A wrong, used or expired code (ten wrong ones burn it)", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
@@ -196,6 +198,7 @@ pub async fn sign_in_with_code(
 /// `POST /login/email/confirm`: logs in with a sign-in link's token (not a fresh login).
 #[utoipa::path(post, path = "/login/email/confirm", request_body = TokenRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
+    (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factor_api::SecondFactorRequired),
     (status = 400, description = "No token", body = crate::json::ErrorBody),
     (status = 401, description = "A dead link", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),

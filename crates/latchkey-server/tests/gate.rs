@@ -389,3 +389,71 @@ async fn the_mailbox_alone_never_gets_past_a_second_factor() {
     }
     assert_eq!(home(&attacker, &server).await, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn no_right_password_clears_the_count_of_wrong_second_factor_codes() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let smtp_url = sink.url();
+    let server = Server::start(dir.path(), &["--smtp-url", &smtp_url]);
+    let app = account(&server, dir.path(), "holly", Account::Totp)
+        .await
+        .expect("an authenticator");
+    // The attacker has the password, not the authenticator: log in (202), guess codes,
+    // log in again, guess again. Five free failures per account, then lockouts, and the
+    // password's successes never reset them.
+    let attacker = client();
+    let mut wrong = 0;
+    let mut throttled = 0;
+    for _round in 0..3 {
+        let (status, body) = post(
+            &attacker,
+            &server,
+            "/login",
+            json!({ "username": "holly", "password": PASSWORD }),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "the password still passes: {body}"
+        );
+        for guess in ["000000", "111111", "222222", "333333"] {
+            let (status, _) = post(
+                &attacker,
+                &server,
+                "/login/second-factor",
+                json!({ "code": guess }),
+            )
+            .await;
+            match status {
+                StatusCode::UNAUTHORIZED => wrong += 1,
+                StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+                other => panic!("a guess answered {other}"),
+            }
+        }
+    }
+    assert_eq!(wrong, 5, "exactly the free failures were checked");
+    assert_eq!(throttled, 7);
+    // The owner's right code is refused too while the lockout lasts.
+    let owner = client();
+    let (status, _) = post(
+        &owner,
+        &server,
+        "/login",
+        json!({ "username": "holly", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = post(
+        &owner,
+        &server,
+        "/login/second-factor",
+        json!({ "code": app.code_at(now() + 30) }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -1,0 +1,186 @@
+//! The gate through the public API: every proof a way in can hand it × an account with no
+//! second factor, with TOTP, with a passkey, on a real SQLite user store. The server's
+//! `tests/gate.rs` replays the ways in that end in a request over HTTP; this one holds
+//! every row, the passkey sign-in and remember-me included, and the second step.
+
+use latchkey::store::{open_sqlite, MemoryStore};
+use latchkey::{
+    AuthSession, Authenticator, Evidence, HashParams, NewUser, PasswordBackend, PasswordHasher,
+    Proof, Refusal, SecondFactorSource, Session, SessionConfig, SignIn, SqliteUserStore,
+    StoreError, User, UserStore,
+};
+use std::sync::Arc;
+
+/// Which second factors each user has: by username, as the test set them up.
+struct Factors(Vec<(String, Vec<String>)>);
+
+#[async_trait::async_trait]
+impl SecondFactorSource for Factors {
+    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .0
+            .iter()
+            .find(|(id, _)| id == user_id)
+            .map(|(_, factors)| factors.clone())
+            .unwrap_or_default())
+    }
+}
+
+async fn fresh_session(authenticator: &Authenticator<User>) -> AuthSession<User> {
+    let session = Session::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(SessionConfig::insecure_for_local_development()),
+        None,
+        Default::default(),
+    );
+    authenticator.session(session)
+}
+
+#[tokio::test]
+async fn every_proof_passes_the_gate_for_every_kind_of_account() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = Arc::new(SqliteUserStore::new(pool));
+    let mut factors = Vec::new();
+    let mut accounts = Vec::new();
+    for (name, has) in [
+        ("none", vec![]),
+        ("totp", vec!["totp", "recovery_code"]),
+        ("passkey", vec!["passkey"]),
+    ] {
+        let user = users
+            .create(NewUser::new(name, None, "$argon2id$v=19$x".into()).expect("user"))
+            .await
+            .expect("create");
+        factors.push((
+            user.id.to_string(),
+            has.iter().map(|m| m.to_string()).collect(),
+        ));
+        accounts.push((user, !has.is_empty()));
+    }
+    let authenticator = Authenticator::new(PasswordBackend::new(
+        users.clone(),
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    ))
+    .with_second_factors(Factors(factors));
+    let proofs = [
+        Proof::password(),
+        Proof::mailed_code(),
+        Proof::mailed_link(),
+        Proof::password_reset(),
+        Proof::new("oidc:corp", Evidence::Delegated),
+        Proof::passkey(),
+        Proof::remembered(),
+    ];
+    for proof in &proofs {
+        for (user, has_second_factor) in &accounts {
+            let auth = fresh_session(&authenticator).await;
+            let answer = auth.sign_in(user, proof.clone(), None).await.expect("gate");
+            let one_factor = !matches!(
+                proof.evidence(),
+                Evidence::MultiFactor | Evidence::Remembered
+            );
+            let cell = format!("{} × {}", proof.method(), user.username);
+            if *has_second_factor && one_factor {
+                let SignIn::Pending { methods } = answer else {
+                    panic!("{cell}: held for the second step, got {answer:?}");
+                };
+                assert!(!methods.is_empty(), "{cell}");
+                assert_eq!(
+                    auth.current_user().await.expect("user"),
+                    None,
+                    "{cell}: nobody in"
+                );
+                // A second factor completes it, recording both methods.
+                let second = if user.username == "passkey" {
+                    Proof::passkey()
+                } else {
+                    Proof::totp()
+                };
+                let done = auth
+                    .continue_sign_in(second.clone())
+                    .await
+                    .expect("second step");
+                assert!(matches!(done, SignIn::LoggedIn(_)), "{cell}: {done:?}");
+                let info = auth.auth_info().await.expect("info").expect("logged in");
+                assert_eq!(info.methods, [proof.method(), second.method()], "{cell}");
+                assert!(info.multi_factor, "{cell}");
+                assert_eq!(
+                    info.fresh,
+                    proof.evidence() == Evidence::Knowledge
+                        || second.evidence() == Evidence::MultiFactor,
+                    "{cell}"
+                );
+            } else {
+                assert!(matches!(answer, SignIn::LoggedIn(_)), "{cell}: {answer:?}");
+                let info = auth.auth_info().await.expect("info").expect("logged in");
+                assert_eq!(info.methods, [proof.method()], "{cell}");
+                assert_eq!(
+                    info.fresh,
+                    matches!(
+                        proof.evidence(),
+                        Evidence::Knowledge | Evidence::MultiFactor
+                    ),
+                    "{cell}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_factor_alone_is_no_way_in_and_a_waiting_login_dies_with_a_credential_change() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = Arc::new(SqliteUserStore::new(pool));
+    let user = users
+        .create(NewUser::new("ada", None, "$argon2id$v=19$x".into()).expect("user"))
+        .await
+        .expect("create");
+    let authenticator = Authenticator::new(PasswordBackend::new(
+        users.clone(),
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    ))
+    .with_user_cache(std::time::Duration::ZERO)
+    .with_second_factors(Factors(vec![(user.id.to_string(), vec!["totp".into()])]));
+    let auth = fresh_session(&authenticator).await;
+    let answer = auth
+        .sign_in(&user, Proof::totp(), None)
+        .await
+        .expect("gate");
+    assert!(
+        matches!(answer, SignIn::Refused(Refusal::NotAWayIn)),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        auth.continue_sign_in(Proof::totp()).await.expect("gate"),
+        SignIn::Refused(Refusal::NothingPending)
+    ));
+
+    // The password passes, then the password changes elsewhere: the waiting login is
+    // stamped with the old credential version and ends.
+    assert!(matches!(
+        auth.sign_in(&user, Proof::password(), None)
+            .await
+            .expect("gate"),
+        SignIn::Pending { .. }
+    ));
+    users
+        .set_password_hash(user.id, "$argon2id$v=19$y")
+        .await
+        .expect("change");
+    let answer = auth.continue_sign_in(Proof::totp()).await.expect("gate");
+    assert!(
+        matches!(answer, SignIn::Refused(Refusal::CredentialsChanged)),
+        "{answer:?}"
+    );
+    assert_eq!(auth.current_user().await.expect("user"), None);
+
+    // A disabled user is refused whatever the proof.
+    let disabled = users.set_disabled(user.id, true).await.expect("disable");
+    for proof in [Proof::password(), Proof::passkey(), Proof::remembered()] {
+        let answer = auth.sign_in(&disabled, proof, None).await.expect("gate");
+        assert!(
+            matches!(answer, SignIn::Refused(Refusal::Inactive)),
+            "{answer:?}"
+        );
+    }
+}
