@@ -221,7 +221,11 @@ async fn a_login_with_totp_waits_for_a_code_that_counts_once() {
         .find(|session| session["current"] == json!(true))
         .cloned()
         .expect("current");
-    assert_eq!(current["method"], json!("password"));
+    assert_eq!(
+        current["method"],
+        json!("password+totp"),
+        "both methods are recorded"
+    );
 
     // The same code again, on another login: refused.
     let again = pending(&server, "ada", false).await;
