@@ -9,7 +9,7 @@ use latchkey::remember::{RememberRecord, RememberStore, SqliteRememberStore};
 use latchkey::session::ServerSide;
 use latchkey::store::conformance::{new_id, sample_record};
 use latchkey::store::{open_sqlite, SqliteStore};
-use latchkey::user::tokens::{EmailTokens, TokenPurpose, TokenStore};
+use latchkey::user::tokens::{EmailTokens, TokenPurpose};
 use latchkey::{CredentialEvent, NewUser, SessionStore, SqliteUserStore, Timestamp, UserStore};
 use std::sync::Arc;
 use std::time::Duration;

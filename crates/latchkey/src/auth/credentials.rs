@@ -11,8 +11,9 @@
 
 use crate::remember::RememberStore;
 use crate::session::{SessionId, SessionStorage, StoreError};
-use crate::user::tokens::{TokenPurpose, TokenStore};
-use crate::user::{User, UserStore, UserStoreError};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::user::tokens::TokenStore;
+use crate::user::{TokenPurpose, User, UserStore, UserStoreError};
 
 /// A change to how a user gets in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,7 +141,8 @@ pub struct Holders<'a> {
     /// The remember-me tokens, if enabled.
     pub remembered: Option<&'a dyn RememberStore>,
     /// The mailed links and codes, if the mail flows are on (latchkey's own users,
-    /// whose ids are numbers).
+    /// whose ids are numbers; they live in a database).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub mailed: Option<&'a dyn TokenStore>,
 }
 
@@ -196,7 +198,9 @@ pub async fn end_for(
         (true, Some(store)) => store.delete_for_user(&user_id).await?,
         _ => 0,
     };
+    #[allow(unused_mut)]
     let mut mailed = 0;
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     if let (Some(tokens), Some(id)) = (holders.mailed, numeric_id) {
         for purpose in ends.mailed {
             mailed += tokens.revoke(id, *purpose).await?;

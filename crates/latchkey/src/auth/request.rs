@@ -82,6 +82,7 @@ impl<U: Clone> RequestAuth<U> {
         self.state().device_remembered
     }
 
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn remember_cookie_out(&self) -> Option<RememberCookie> {
         self.state().remember_out.clone()
     }

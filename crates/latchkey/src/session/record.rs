@@ -92,9 +92,10 @@ impl From<AuthInfoWire> for AuthInfo {
                 .collect()
         });
         // Before `fresh` was stored, a password or passkey login was fresh.
-        let fresh = wire
-            .fresh
-            .unwrap_or_else(|| matches!(wire.method.as_deref(), Some("password" | "passkey")));
+        let fresh = wire.fresh.unwrap_or(matches!(
+            wire.method.as_deref(),
+            Some("password" | "passkey")
+        ));
         let multi_factor = wire.multi_factor.unwrap_or(wire.second_factor.is_some());
         AuthInfo {
             user_id: wire.user_id,

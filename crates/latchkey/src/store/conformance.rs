@@ -117,7 +117,7 @@ pub fn sample_record(user_id: Option<&str>) -> SessionRecord {
         version: 1,
         auth: user_id.map(|user_id| {
             AuthInfo::new(
-                &user_id,
+                user_id,
                 now,
                 1,
                 crate::session::Authentication {

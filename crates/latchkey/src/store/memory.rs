@@ -735,7 +735,7 @@ mod tests {
     fn logged_in(user_id: &str, expires_in_ms: i64) -> SessionRecord {
         SessionRecord {
             auth: Some(AuthInfo::new(
-                &user_id,
+                user_id,
                 Timestamp::now(),
                 1,
                 crate::session::Authentication {

@@ -16,6 +16,31 @@ use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::fmt;
 
+/// What a mailed token is for (see [`tokens`], with a database feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Proving an address belongs to the user.
+    VerifyEmail,
+    /// Setting a new password without the old one.
+    ResetPassword,
+    /// Signing in by link or code.
+    SignIn,
+    /// Moving the account to a new address.
+    ChangeEmail,
+}
+
+impl TokenPurpose {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+            TokenPurpose::SignIn => "sign_in",
+            TokenPurpose::ChangeEmail => "change_email",
+        }
+    }
+}
+
 /// What the auth layer needs to know about a user. Implement it for your own user type
 /// to use [`crate::AuthSession`] with it.
 pub trait AuthUser: Clone + Send + Sync + 'static {

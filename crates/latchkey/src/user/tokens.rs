@@ -20,30 +20,7 @@ use sha2::Sha256;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-/// What a token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenPurpose {
-    /// Proving an address belongs to the user.
-    VerifyEmail,
-    /// Setting a new password without the old one.
-    ResetPassword,
-    /// Signing in by link or code.
-    SignIn,
-    /// Moving the account to a new address.
-    ChangeEmail,
-}
-
-impl TokenPurpose {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenPurpose::VerifyEmail => "verify_email",
-            TokenPurpose::ResetPassword => "reset_password",
-            TokenPurpose::SignIn => "sign_in",
-            TokenPurpose::ChangeEmail => "change_email",
-        }
-    }
-}
+pub use super::TokenPurpose;
 
 /// Wrong codes after which a token is burnt.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
