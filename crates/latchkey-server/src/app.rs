@@ -482,8 +482,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await;
+    finish_accepted_mail_requests(&state.mail.background).await;
     tracing::info!("latchkey stopped");
     Ok(())
+}
+
+/// How long a graceful stop waits for the mail requests already answered 202.
+const MAIL_REQUESTS_DRAIN: Duration = Duration::from_secs(30);
+
+/// Waits (at most [`MAIL_REQUESTS_DRAIN`]) until every mail request already answered 202
+/// has been worked on (its mail, if any, is then in the durable outbox), by taking back
+/// every permit of `background`; logs what a timeout leaves undone.
+async fn finish_accepted_mail_requests(background: &Semaphore) {
+    let all = MAIL_REQUESTS_IN_FLIGHT as u32;
+    let in_flight = MAIL_REQUESTS_IN_FLIGHT - background.available_permits();
+    if in_flight == 0 {
+        return;
+    }
+    tracing::info!(in_flight, "finishing accepted mail requests before stopping");
+    match tokio::time::timeout(MAIL_REQUESTS_DRAIN, background.acquire_many(all)).await {
+        Ok(_) => tracing::info!(in_flight, "accepted mail requests finished"),
+        Err(_) => tracing::warn!(
+            left = MAIL_REQUESTS_IN_FLIGHT - background.available_permits(),
+            "stopping with accepted mail requests unfinished: their mail is not sent"
+        ),
+    }
 }
 
 /// Deletes expired sessions, remember-me tokens and mailed tokens every `interval`, in batches of
@@ -507,10 +530,12 @@ async fn sweep_expired(
             tokens.delete_expired(now, CLEANUP_BATCH)
         })
         .await;
-        // Counters untouched for a day are past every throttle window.
+        // Counters untouched for the longest window (an hour) count nothing any more:
+        // anonymous requests for new addresses leave at most an hour's worth of rows.
         sweep_in_batches("throttle counters", |now| {
-            let day_ago = Timestamp(now.as_millis() - 24 * 3600 * 1000);
-            throttle.store().delete_stale(day_ago, CLEANUP_BATCH)
+            throttle
+                .store()
+                .delete_stale(throttle.stale_before(now), CLEANUP_BATCH)
         })
         .await;
     }

@@ -182,10 +182,15 @@ pub enum DatabasePooler {
 #[derive(Args, Debug, Clone)]
 pub struct MailArgs {
     /// The SMTP server: smtp://host:port (plain, for a relay on loopback),
-    /// smtp://host:port?tls=starttls, smtps://host:port; credentials as
-    /// smtp://user:password@host. Without it, mail is written to the log in full.
+    /// smtp://host:port?tls=starttls, smtps://host:port; a user as smtp://user@host,
+    /// whose password comes from LATCHKEY_SMTP_PASSWORD or --smtp-password-file (a
+    /// password in a URL on the command line is readable by every local user, and
+    /// warned about). Without it, mail is written to the log in full.
     #[arg(long, env = "LATCHKEY_SMTP_URL")]
     pub smtp_url: Option<String>,
+    /// A file whose first line is the SMTP password of the user in --smtp-url.
+    #[arg(long, env = "LATCHKEY_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
     /// The sender of every mail.
     #[arg(
         long,
@@ -215,13 +220,22 @@ pub struct MailArgs {
 impl MailArgs {
     /// The mailer these options name: SMTP, or the log without `--smtp-url`.
     pub fn mailer(&self) -> anyhow::Result<Arc<dyn Mailer>> {
-        Ok(match &self.smtp_url {
-            Some(url) => Arc::new(
-                SmtpMailer::new(url, &self.mail_from)
-                    .with_context(|| format!("--smtp-url {}", redact(url)))?,
-            ),
-            None => Arc::new(LogMailer),
-        })
+        let Some(url) = &self.smtp_url else {
+            return Ok(Arc::new(LogMailer));
+        };
+        if url_has_password(url) && on_command_line("--smtp-url") {
+            tracing::warn!(
+                "the SMTP password stands in --smtp-url on the command line, where every \
+                 local user can read it; set LATCHKEY_SMTP_PASSWORD or \
+                 --smtp-password-file instead"
+            );
+        }
+        let password = std::env::var("LATCHKEY_SMTP_PASSWORD").ok();
+        let url = with_smtp_password(url, self.smtp_password_file.as_deref(), password)?;
+        Ok(Arc::new(
+            SmtpMailer::new(&url, &self.mail_from)
+                .with_context(|| format!("--smtp-url {}", redact(&url)))?,
+        ))
     }
 
     /// Where mail goes, for the start-up log (credentials hidden).
@@ -573,6 +587,51 @@ fn warn_if_others_can_read(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_others_can_read(_path: &Path) {}
 
+/// `url` with the SMTP password from `file` (its first line) or `from_env` put in, when
+/// either is given; an error when the URL names no user, or holds a password too.
+fn with_smtp_password(
+    url: &str,
+    file: Option<&Path>,
+    from_env: Option<String>,
+) -> anyhow::Result<String> {
+    let password = match (file, from_env) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--smtp-password-file {}", file.display()))?;
+            text.lines().next().unwrap_or_default().to_string()
+        }
+        (None, Some(password)) => password,
+        (None, None) => return Ok(url.to_string()),
+    };
+    if password.is_empty() {
+        bail!("the SMTP password (LATCHKEY_SMTP_PASSWORD or --smtp-password-file) is empty");
+    }
+    let mut parsed = url::Url::parse(url)
+        .map_err(|error| anyhow::anyhow!("--smtp-url {}: {error}", redact(url)))?;
+    if parsed.username().is_empty() {
+        bail!("an SMTP password is set but --smtp-url names no user: write smtp://user@host");
+    }
+    if parsed.password().is_some() {
+        bail!("the SMTP password is given twice: in --smtp-url and in LATCHKEY_SMTP_PASSWORD or --smtp-password-file");
+    }
+    parsed
+        .set_password(Some(&password))
+        .map_err(|()| anyhow::anyhow!("--smtp-url {} cannot carry a password", redact(url)))?;
+    Ok(parsed.into())
+}
+
+/// Whether `url` carries a password (`scheme://user:password@host`).
+fn url_has_password(url: &str) -> bool {
+    redact(url) != url
+}
+
+/// Whether the option `flag` was given on this process's command line (rather than in
+/// the environment).
+fn on_command_line(flag: &str) -> bool {
+    let with_value = format!("{flag}=");
+    std::env::args().any(|arg| arg == flag || arg.starts_with(&with_value))
+}
+
 /// `url` without the password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -591,6 +650,37 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn the_smtp_password_comes_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("smtp-password");
+        std::fs::write(&file, "s3cret/with:odd@chars\nignored second line\n").expect("write");
+        let url = with_smtp_password("smtps://mailer@mail.example:465", Some(&file), None)
+            .expect("a URL with the password");
+        assert_eq!(url, "smtps://mailer:s3cret%2Fwith%3Aodd%40chars@mail.example:465");
+        assert!(!redact(&url).contains("s3cret"));
+        let url = with_smtp_password("smtp://mailer@relay:25", None, Some("pw".into()))
+            .expect("from the environment");
+        assert_eq!(url, "smtp://mailer:pw@relay:25");
+        assert_eq!(
+            with_smtp_password("smtp://relay:25", None, None).expect("untouched"),
+            "smtp://relay:25"
+        );
+        // Refused, with a reason: no user to give it to, a password twice, an empty one.
+        let refused = [
+            with_smtp_password("smtp://relay:25", None, Some("pw".into())),
+            with_smtp_password("smtp://u:old@relay:25", None, Some("pw".into())),
+            with_smtp_password("smtp://u@relay:25", None, Some(String::new())),
+            with_smtp_password("smtp://u@relay:25", Some(&dir.path().join("absent")), None),
+        ];
+        for outcome in refused {
+            let error = format!("{:#}", outcome.expect_err("refused"));
+            assert!(!error.is_empty() && !error.contains(":old@"), "{error}");
+        }
+        assert!(url_has_password("smtp://u:p@relay"));
+        assert!(!url_has_password("smtp://u@relay"));
+    }
 
     #[derive(Parser)]
     struct Wrapper {

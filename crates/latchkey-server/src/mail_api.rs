@@ -93,6 +93,7 @@ async fn mail_requested(
             "Too many requests are being worked on; try again in a moment.",
         )
         .into()),
+        MailRequest::NotAnAddress(reason) => Err(ApiError::invalid("email", reason).into()),
     }
 }
 

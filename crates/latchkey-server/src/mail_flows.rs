@@ -33,6 +33,8 @@ pub enum MailRequest {
     Throttled(Duration),
     /// Too many requests already being worked on; try again shortly.
     Busy,
+    /// Not an address the mailer would send to (the reason, for a 400); nothing counted.
+    NotAnAddress(&'static str),
 }
 
 /// Which mail a request asks for.
@@ -55,6 +57,11 @@ pub async fn request_mail(
     what: Requested,
 ) -> Result<MailRequest, AuthError> {
     let email = email.trim();
+    match latchkey::user::validate_email(email) {
+        Ok(_) => {}
+        Err(UserStoreError::InvalidEmail(reason)) => return Ok(MailRequest::NotAnAddress(reason)),
+        Err(error) => return Err(error.into()),
+    }
     let verdict = app
         .throttle
         .mail_request(email, ip.0)
@@ -173,7 +180,6 @@ async fn send_token(
         template,
         to,
         context! {
-            username => user.username.clone(),
             email => to,
             link => link,
             code => issued.code.clone(),
@@ -278,12 +284,12 @@ impl Notice {
     }
 }
 
-/// The mail of `notice` to `to` about `user` (with a detail line, if any), its link to
-/// the login page of the site at `public_url`.
+/// The mail of `notice` to `to` (with a detail line, if any), its link to the login
+/// page of the site at `public_url`. No mail holds text a user chose (a name), which a
+/// mail client could turn into a link.
 pub fn notice_mail(
     templates: &Templates,
     public_url: &str,
-    user: &User,
     to: &str,
     notice: Notice,
     detail: Option<String>,
@@ -293,7 +299,6 @@ pub fn notice_mail(
         "notice",
         to,
         context! {
-            username => user.username.clone(),
             subject => subject,
             sentence => sentence,
             detail => detail,
@@ -318,7 +323,6 @@ pub async fn notify(
     let mail = notice_mail(
         &app.templates,
         &app.mail.public_url,
-        user,
         to,
         notice,
         detail,

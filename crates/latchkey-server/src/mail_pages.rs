@@ -148,6 +148,10 @@ async fn mail_requested_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many requests are being worked on; try again in a moment.",
         ),
+        Ok(MailRequest::NotAnAddress(reason)) => {
+            let extra = context! { error => reason, email => email.trim() };
+            page(app, auth, browser, StatusCode::BAD_REQUEST, template, extra).await
+        }
         Err(error) => error.into_response(),
     }
 }

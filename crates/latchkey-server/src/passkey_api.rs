@@ -36,6 +36,7 @@ fn refused(error: PasskeyError) -> HandlerError {
             tracing::info!(target: "latchkey::audit", event = "passkey_refused", %why, "passkey_refused");
             ApiError::new(StatusCode::UNAUTHORIZED, "The passkey was not accepted.").into()
         }
+        PasskeyError::BadName(reason) => ApiError::invalid("name", reason).into(),
         PasskeyError::Failed(error) => error.into(),
     }
 }

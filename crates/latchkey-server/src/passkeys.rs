@@ -28,6 +28,8 @@ pub enum PasskeyError {
     NotStarted,
     /// The browser's answer did not check out (the message says why, for the log).
     Refused(String),
+    /// The name breaks the rules (the reason, for a 400); nothing was stored.
+    BadName(&'static str),
     /// A backing service failed.
     Failed(AuthError),
 }
@@ -106,6 +108,8 @@ pub async fn finish_registration(
     credential: &RegisterPublicKeyCredential,
 ) -> Result<i64, PasskeyError> {
     let flows = flows(app)?;
+    // Checked first: a refused name keeps the ceremony, so the browser can try again.
+    let name = passkey_name(name)?;
     let state: Option<PasskeyRegistration> = auth.session().get(REGISTRATION_KEY).await?;
     let Some(state) = state else {
         return Err(PasskeyError::NotStarted);
@@ -115,7 +119,6 @@ pub async fn finish_registration(
         .webauthn
         .finish_passkey_registration(credential, &state)
         .map_err(|error| PasskeyError::Refused(error.to_string()))?;
-    let name = clean_name(name);
     let id = flows
         .store
         .add(user.id, &name, &passkey)
@@ -125,19 +128,27 @@ pub async fn finish_registration(
     Ok(id)
 }
 
-/// A passkey's name as stored: trimmed, at most 64 characters, "Passkey" if empty.
-fn clean_name(name: &str) -> String {
-    let name: String = name
-        .trim()
+/// A passkey's name as stored: trimmed, at most 64 characters, "Passkey" if empty;
+/// control, invisible and text-direction characters are refused (a name that reorders
+/// or hides its text could pass for another on the account page and in mails).
+fn passkey_name(name: &str) -> Result<String, PasskeyError> {
+    let name = name.trim();
+    if name.chars().count() > 64 {
+        return Err(PasskeyError::BadName("a passkey name is at most 64 characters"));
+    }
+    if name
         .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
-    if name.is_empty() {
+        .any(|c| c.is_control() || latchkey::user::is_invisible_or_bidi_control(c))
+    {
+        return Err(PasskeyError::BadName(
+            "a passkey name must not contain control, invisible or text-direction characters",
+        ));
+    }
+    Ok(if name.is_empty() {
         "Passkey".to_string()
     } else {
-        name
-    }
+        name.to_string()
+    })
 }
 
 /// Renames one of the user's passkeys; `false` if it is not theirs.
@@ -149,7 +160,7 @@ pub async fn rename(
 ) -> Result<bool, PasskeyError> {
     flows(app)?
         .store
-        .rename(user.id, id, &clean_name(name))
+        .rename(user.id, id, &passkey_name(name)?)
         .await
         .map_err(store_error)
 }

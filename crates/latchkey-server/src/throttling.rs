@@ -121,9 +121,10 @@ pub enum Attempt<T> {
 }
 
 /// Runs the password check `check` for `account` from `ip` under the throttle: the
-/// attempt is counted before the check (so a burst gets exactly the allowance), then
-/// settled by the outcome. A throttled attempt never reaches the check, so a correct
-/// password is refused too.
+/// attempt takes one of the account's check slots before the check (so a burst gets
+/// exactly the allowance, and the rest wait for a slot), then is settled by the
+/// outcome. A throttled attempt never reaches the check, so a correct password is
+/// refused too.
 pub async fn throttled<T>(
     app: &AppState,
     account: throttle::Account<'_>,
@@ -138,6 +139,13 @@ pub async fn throttled<T>(
     {
         Admission::Admitted(reservation) => reservation,
         Admission::Refused(wait) => return Ok(Attempt::Throttled(wait)),
+        // Right passwords are never refused for racing; only a queue that does not move
+        // for seconds is, and as a busy service (503), not a throttled client.
+        Admission::Busy => {
+            tracing::warn!(waited = ?throttle::SLOT_WAIT, "an account's password checks stayed busy; answering 503");
+            let busy = StoreError::Unavailable("the account's password checks are busy".into());
+            return Err(SessionError::from(busy).into());
+        }
     };
     let checked = check.await;
     let (settled, lockout_started) = match &checked {

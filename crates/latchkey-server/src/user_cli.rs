@@ -296,7 +296,7 @@ async fn queue_notice(backend: &Backend, public_url: &str, user: &User) -> anyho
     let templates = crate::templates::Templates::new(None);
     let notice = crate::mail_flows::Notice::SecondFactorsResetByAdmin;
     let public_url = public_url.trim_end_matches('/');
-    let mail = crate::mail_flows::notice_mail(&templates, public_url, user, to, notice, None)?;
+    let mail = crate::mail_flows::notice_mail(&templates, public_url, to, notice, None)?;
     backend.outbox.enqueue(&mail).await?;
     Ok(())
 }

@@ -57,10 +57,13 @@ impl SmtpMailer {
 #[async_trait]
 impl Mailer for SmtpMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
-        let to: Mailbox = mail
+        // A bare address only: parsed as a `Mailbox`, `victim<attacker@evil.example>`
+        // would be a display name and someone else's address.
+        let to: lettre::Address = mail
             .to
             .parse()
             .map_err(|error| MailError::Permanent(format!("recipient {:?}: {error}", mail.to)))?;
+        let to = Mailbox::new(None, to);
         let text = SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
             .body(mail.text.clone());

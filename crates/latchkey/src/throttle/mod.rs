@@ -12,10 +12,12 @@
 //! * **Sign-ups per IP**: an hourly cap.
 //!
 //! A throttled request is refused *before* the password is checked, so a correct
-//! password during a lockout is refused too, and answered with how long to wait. The
-//! attempt is counted before the check too ([`Throttle::reserve`]), atomically, so a
-//! burst of simultaneous attempts gets exactly the allowance, not one check per request
-//! that read the counters before any failure was recorded.
+//! password during a lockout is refused too, and answered with how long to wait. An
+//! account admits only as many checks at a time as it has failures left before a
+//! lockout ([`Throttle::reserve`]); the others wait for a slot. So a burst of wrong
+//! passwords sent at once gets exactly the allowance checked, not one check per request
+//! that read the counters before any failure was recorded, and right passwords sent at
+//! once are served, not refused: only failures earn a refusal.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -174,19 +176,24 @@ impl Throttle {
     }
 
     /// Reserves a password check for `account` from `ip`, before the password is
-    /// verified: the attempt is counted first, atomically, in every counter it falls
-    /// under, so of a burst sent at once exactly the allowance is checked and the rest
-    /// refused, a correct password among them. Settle what comes back with
+    /// verified. The addresses' counters count the attempt at once. The account admits
+    /// at most as many checks at a time as failures it has left before a lockout (the
+    /// free failures less those made, at least one): an attempt beyond that waits for a
+    /// check in flight to end (at most [`SLOT_WAIT`]), then looks again. So of a burst
+    /// of wrong passwords sent at once exactly the allowance is checked and the rest
+    /// refused by the lockout those failures start, while right passwords sent at once
+    /// are all served, a few at a time. Settle what comes back with
     /// [`Throttle::failed`], [`Throttle::succeeded`] or [`Throttle::abandon`].
     pub async fn reserve(
         &self,
         account: Account<'_>,
         ip: Option<IpAddr>,
     ) -> Result<Admission, StoreError> {
+        let account_key = account.key();
         let mut reservation = Reservation {
-            account: account.key(),
+            in_flight: format!("p{account_key}"),
+            account: account_key,
             ip_keys: Vec::new(),
-            failures_if_failed: 0,
         };
         // Per address: a plain count; past the limit the attempt is refused and taken
         // back, so the counters hold checked attempts only.
@@ -203,38 +210,90 @@ impl Throttle {
                 }
             }
         }
-        // Per account: the lockout depends on the failures so far and the last one, so
-        // the count goes up only if no other attempt got in since it was read.
-        for _ in 0..RESERVE_TRIES {
-            let now = Timestamp::now();
-            let window = self.policy.account_window;
-            let counter = self.store.get(&reservation.account, window, now).await?;
-            let seen = counter.map_or(0, |counter| counter.count);
-            if let Some(wait) = counter.and_then(|counter| self.locked_for(counter, now)) {
+        // Per account: failures are counted when they happen; checks in flight take a
+        // slot each, and there are only as many slots as failures left.
+        let waiting_since = tokio::time::Instant::now();
+        let mut pause = SLOT_POLL_FIRST;
+        loop {
+            if let Some(wait) = self.account_locked_for(&reservation.account).await? {
                 self.release_ips(&reservation).await?;
                 return Ok(Admission::Refused(wait));
             }
-            let recorded = self
-                .store
-                .record_if(&reservation.account, window, now, seen)
-                .await?;
-            if let Some(counter) = recorded {
-                reservation.failures_if_failed = counter.count;
+            if self.take_slot(&reservation).await? {
                 return Ok(Admission::Admitted(reservation));
             }
+            if waiting_since.elapsed() + pause > SLOT_WAIT {
+                self.release_ips(&reservation).await?;
+                return Ok(Admission::Busy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(SLOT_POLL_MAX);
         }
-        // Attempts keep getting in ahead of this one: a burst; refuse it.
-        self.release_ips(&reservation).await?;
-        Ok(Admission::Refused(Duration::from_secs(1)))
     }
 
-    /// The password check of `reservation` failed: it stays counted. Answers the
+    /// Takes one of the account's check slots, if one is free: counted first (up to the
+    /// allowance the failures read before allow), then checked against the failures as
+    /// they stand after it was taken, so a failure settled in between is never missed.
+    async fn take_slot(&self, reservation: &Reservation) -> Result<bool, StoreError> {
+        let failures_before = self.account_failures(&reservation.account).await?;
+        let allowance = self.in_flight_allowance(failures_before);
+        let now = Timestamp::now();
+        let Some(taken) = self
+            .store
+            .record_if(&reservation.in_flight, SLOT_WINDOW, now, allowance - 1)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let failures_after = self.account_failures(&reservation.account).await?;
+        if taken.count > self.in_flight_allowance(failures_after) {
+            self.store.release(&reservation.in_flight).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The account's failures within its window.
+    async fn account_failures(&self, account: &str) -> Result<u32, StoreError> {
+        let counter = self
+            .store
+            .get(account, self.policy.account_window, Timestamp::now())
+            .await?;
+        Ok(counter.map_or(0, |counter| counter.count))
+    }
+
+    /// How long the account is locked now, if it is.
+    async fn account_locked_for(&self, account: &str) -> Result<Option<Duration>, StoreError> {
+        let now = Timestamp::now();
+        let counter = self
+            .store
+            .get(account, self.policy.account_window, now)
+            .await?;
+        Ok(counter.and_then(|counter| self.locked_for(counter, now)))
+    }
+
+    /// Checks an account may have in flight after `failures`: the failures left before
+    /// the next lockout, and one once the lockouts have started.
+    fn in_flight_allowance(&self, failures: u32) -> u32 {
+        self.policy
+            .free_failures
+            .saturating_add(1)
+            .saturating_sub(failures)
+            .max(1)
+    }
+
+    /// The password check of `reservation` failed: the failure is counted. Answers the
     /// lockout this failure starts when it is the first one past the free failures (the
     /// moment to tell the account's owner), `None` otherwise.
     pub async fn failed(&self, reservation: Reservation) -> Result<Option<Duration>, StoreError> {
-        let failures = reservation.failures_if_failed;
-        Ok(if failures == self.policy.free_failures.saturating_add(1) {
-            self.lockout(failures)
+        let window = self.policy.account_window;
+        let counter = self
+            .store
+            .record(&reservation.account, window, Timestamp::now())
+            .await?;
+        self.store.release(&reservation.in_flight).await?;
+        Ok(if counter.count == self.policy.free_failures.saturating_add(1) {
+            self.lockout(counter.count)
         } else {
             None
         })
@@ -244,13 +303,14 @@ impl Throttle {
     /// forgotten, and the addresses' counters (which count failures) take it back.
     pub async fn succeeded(&self, reservation: Reservation) -> Result<(), StoreError> {
         self.store.clear(&reservation.account).await?;
+        self.store.release(&reservation.in_flight).await?;
         self.release_ips(&reservation).await
     }
 
     /// The check of `reservation` did not happen (a backing service failed): every
     /// counter takes it back.
     pub async fn abandon(&self, reservation: Reservation) -> Result<(), StoreError> {
-        self.store.release(&reservation.account).await?;
+        self.store.release(&reservation.in_flight).await?;
         self.release_ips(&reservation).await
     }
 
@@ -370,13 +430,24 @@ impl Throttle {
             return Ok(Verdict::Allow);
         };
         let now = Timestamp::now();
-        let key = format!("{prefix}:{}", ip_text(ip));
-        let counter = self.store.record(&key, HOUR, now).await?;
-        Ok(if counter.count > limit {
-            Verdict::Wait(rounded(counter.first_at.plus(HOUR).since(now)))
-        } else {
-            Verdict::Allow
-        })
+        let mut longest = None;
+        for (room, rooms_limit) in ip_rooms(ip, limit) {
+            let counter = self
+                .store
+                .record(&format!("{prefix}:{room}"), HOUR, now)
+                .await?;
+            if counter.count > rooms_limit {
+                longest = longest.max(Some(rounded(counter.first_at.plus(HOUR).since(now))));
+            }
+        }
+        Ok(longest.map_or(Verdict::Allow, Verdict::Wait))
+    }
+
+    /// Counters untouched since before the returned time are past every window (the
+    /// background sweep deletes them): an hour, or the account window if longer.
+    pub fn stale_before(&self, now: Timestamp) -> Timestamp {
+        let longest = HOUR.max(self.policy.account_window);
+        Timestamp(now.as_millis().saturating_sub(longest.as_millis() as i64))
     }
 
     /// The lockout after `failures` failures, if any.
@@ -389,12 +460,15 @@ impl Throttle {
         Some(Duration::from_secs(doubling).min(self.policy.max_lockout))
     }
 
-    fn ip_limits(&self, ip: IpAddr) -> [(String, Duration, u32); 2] {
-        let ip = ip_text(ip);
-        [
-            (format!("b:{ip}"), MINUTE, self.policy.ip_burst),
-            (format!("h:{ip}"), HOUR, self.policy.ip_hourly),
-        ]
+    fn ip_limits(&self, ip: IpAddr) -> Vec<(String, Duration, u32)> {
+        let mut limits = Vec::with_capacity(4);
+        for (room, burst) in ip_rooms(ip, self.policy.ip_burst) {
+            limits.push((format!("b:{room}"), MINUTE, burst));
+        }
+        for (room, hourly) in ip_rooms(ip, self.policy.ip_hourly) {
+            limits.push((format!("h:{room}"), HOUR, hourly));
+        }
+        limits
     }
 }
 
@@ -442,20 +516,28 @@ pub enum Admission {
     Admitted(Reservation),
     /// Refused before checking; the client may try again after this long.
     Refused(Duration),
+    /// No failure refused it, but the account's checks in flight stayed at the
+    /// allowance for [`SLOT_WAIT`]: the service is busy (503), not the client throttled.
+    Busy,
 }
 
 /// A password check counted in advance by [`Throttle::reserve`].
 #[derive(Debug)]
 pub struct Reservation {
+    /// The account's failure counter.
     account: String,
+    /// The account's count of checks in flight (the slot this reservation holds).
+    in_flight: String,
     ip_keys: Vec<String>,
-    /// The account's failures should this attempt fail.
-    failures_if_failed: u32,
 }
 
-/// How often [`Throttle::reserve`] re-reads an account's counter that other attempts
-/// moved before giving up on the attempt.
-const RESERVE_TRIES: usize = 8;
+/// How long [`Throttle::reserve`] waits for one of the account's check slots.
+pub const SLOT_WAIT: Duration = Duration::from_secs(10);
+/// The first pause before looking for a slot again; it doubles up to [`SLOT_POLL_MAX`].
+const SLOT_POLL_FIRST: Duration = Duration::from_millis(10);
+const SLOT_POLL_MAX: Duration = Duration::from_millis(160);
+/// How long a slot counts if its holder never settles (a process that died mid-check).
+const SLOT_WINDOW: Duration = Duration::from_secs(60);
 
 /// A short, stable tag of a login name as typed (the first bytes of the same digest the
 /// counters use), for logs that must not hold the name itself: people type their
@@ -468,6 +550,25 @@ pub fn account_tag(login: &str) -> String {
 fn login_digest_hex(login: &str, bytes: usize) -> String {
     let digest = Sha256::digest(crate::user::login_key(login).as_bytes());
     crate::session::lower_hex(&digest[..bytes.min(32)])
+}
+
+/// How many times a /64's limit an IPv6 /48 may use: one site usually holds a /48,
+/// and an attacker who holds one has 65,536 /64s to spread over.
+const IPV6_48_FACTOR: u32 = 8;
+
+/// The rooms an address is counted in, each with its limit given the per-client
+/// `limit`: an IPv4 address alone; an IPv6 address in its /64 (`limit`) and its /48
+/// ([`IPV6_48_FACTOR`] × `limit`).
+fn ip_rooms(ip: IpAddr, limit: u32) -> Vec<(String, u32)> {
+    let mut rooms = vec![(ip_text(ip), limit)];
+    if let IpAddr::V6(v6) = ip {
+        if v6.to_ipv4_mapped().is_none() {
+            let segments = v6.segments();
+            let site = format!("{:x}:{:x}:{:x}::/48", segments[0], segments[1], segments[2]);
+            rooms.push((site, limit.saturating_mul(IPV6_48_FACTOR)));
+        }
+    }
+    rooms
 }
 
 /// An IP as counted: IPv6 addresses by their /64, which one client usually holds whole.
@@ -569,5 +670,38 @@ mod tests {
             .parse()
             .unwrap_or(IpAddr::from([0u8; 16]));
         assert_eq!(ip_text(mapped), "192.0.2.1");
+        assert_eq!(ip_rooms(mapped, 3), vec![("192.0.2.1".to_string(), 3)]);
+        assert_eq!(
+            ip_rooms(a, 3),
+            vec![
+                ("2001:db8:1:2::/64".to_string(), 3),
+                ("2001:db8:1::/48".to_string(), 3 * IPV6_48_FACTOR)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_48_is_capped_however_many_64s_it_spreads_over() {
+        let throttle = throttle();
+        let limit = ThrottlePolicy::default().mails_per_ip_hourly;
+        let mut allowed = 0;
+        for n in 0..(limit * IPV6_48_FACTOR + 50) {
+            // A new /64 (and a new address) every time, all in 2001:db8:7::/48.
+            let ip: IpAddr = format!("2001:db8:7:{n:x}::1")
+                .parse()
+                .unwrap_or(IpAddr::from([0u8; 16]));
+            let address = format!("new{n}@example.com");
+            if matches!(throttle.mail_request(&address, Some(ip)).await, Ok(Verdict::Allow)) {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, limit * IPV6_48_FACTOR);
+    }
+
+    #[test]
+    fn counters_go_stale_after_the_longest_window() {
+        let throttle = throttle();
+        let now = Timestamp(10 * 3600 * 1000);
+        assert_eq!(throttle.stale_before(now), Timestamp(9 * 3600 * 1000));
     }
 }

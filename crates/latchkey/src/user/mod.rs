@@ -256,9 +256,11 @@ pub fn validate_username(username: &str) -> Result<String, UserStoreError> {
     Ok(username)
 }
 
-/// Checks an email: one `@` with text on both sides, at most 254 characters, no spaces,
-/// control, invisible or bidirectional control characters. Stored as typed (trimmed);
-/// its [`login_key`] is what must be unique.
+/// Checks an email the way the mailer will read it: a bare address (no display name, no
+/// angle brackets, no quoted local part) that `lettre`'s own parser accepts, a domain
+/// name with a dot (no IP literal), at most 64 characters before the `@` and 254 in all,
+/// and no invisible or bidirectional control characters. Stored as typed (trimmed); its
+/// [`login_key`] is what must be unique.
 pub fn validate_email(email: &str) -> Result<String, UserStoreError> {
     let email = email.trim();
     if email.chars().count() > 254 {
@@ -271,13 +273,24 @@ pub fn validate_email(email: &str) -> Result<String, UserStoreError> {
             "email must not contain invisible or text-direction characters",
         ));
     }
-    let parts: Vec<&str> = email.split('@').collect();
-    let well_formed = parts.len() == 2
-        && !parts[0].is_empty()
-        && parts[1].contains('.')
-        && !parts[1].starts_with('.')
-        && !parts[1].ends_with('.');
-    if !well_formed || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.contains(['<', '>', '"']) {
+        return Err(UserStoreError::InvalidEmail(
+            "email must be a bare address, without a name, quotes or angle brackets",
+        ));
+    }
+    let address: lettre::Address = email.parse().map_err(|_| {
+        UserStoreError::InvalidEmail("email must look like name@example.com")
+    })?;
+    if address.user().chars().count() > 64 {
+        return Err(UserStoreError::InvalidEmail(
+            "the part of an email before the @ must be at most 64 characters",
+        ));
+    }
+    let domain = address.domain();
+    let domain_name = domain.contains('.')
+        && !domain.starts_with('[')
+        && domain.parse::<std::net::IpAddr>().is_err();
+    if !domain_name {
         return Err(UserStoreError::InvalidEmail(
             "email must look like name@example.com",
         ));
@@ -508,6 +521,17 @@ mod tests {
     #[test]
     fn emails_are_checked() {
         assert!(validate_email("grover@example.com").is_ok());
+        assert!(validate_email("grover+tag@sub.example.co.uk").is_ok());
+        assert!(validate_email("jörg@bücher.example").is_ok());
+        let longest_local = format!("{}@example.com", "a".repeat(64));
+        assert!(validate_email(&longest_local).is_ok());
+        assert!(validate_email(&format!("a{longest_local}")).is_err());
+        let label = "b".repeat(60);
+        let domain = format!("{label}.{label}.{label}.example");
+        let at_limit = format!("{}@{domain}", "a".repeat(254 - 1 - domain.len()));
+        assert_eq!(at_limit.len(), 254);
+        assert!(validate_email(&at_limit).is_ok(), "{at_limit}");
+        assert!(validate_email(&format!("a{at_limit}")).is_err());
         for bad in [
             "grover",
             "@example.com",
@@ -515,6 +539,14 @@ mod tests {
             "a@@b.com",
             "a b@c.com",
             "a@.com",
+            // A display name would send the mail to the bracketed address.
+            "victim<attacker@evil.example>",
+            "victim <attacker@evil.example>",
+            "\"victim<x\"@evil.example",
+            "a@127.0.0.1",
+            "a@[127.0.0.1]",
+            "a@b.com,c@d.com",
+            "a@b.com>",
         ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }
