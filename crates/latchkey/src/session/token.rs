@@ -204,4 +204,136 @@ mod tests {
         assert_eq!(hex.len(), 64);
         assert!(hex.starts_with("0fa900") && hex.ends_with("00ff"), "{hex}");
     }
+
+    /// 3.2.4 / 6.3.1: every secret comes from the OS CSPRNG because there is no other
+    /// random source in the shipped code. The crates' `src/` trees are read (comments
+    /// aside) for any RNG or seeding API; the only ones allowed are `random_bytes` above
+    /// and the `OsRng` the password module hands to argon2's salt generator. Their
+    /// manifests may not name an RNG crate either, so a `thread_rng` or a seeded
+    /// generator would have to come in through one of these two checks.
+    #[test]
+    fn random_bytes_and_argon2s_salts_are_the_only_randomness_in_the_source() {
+        // "Rng" and "rng" catch every generator type and constructor (`OsRng`,
+        // `StdRng`, `SmallRng`, `ThreadRng`, `thread_rng`, `rand::rng()`, `ChaCha20Rng`).
+        const RNG_WORDS: [&str; 11] = [
+            "Rng",
+            "rng",
+            "rand_core",
+            "rand::",
+            "random()",
+            "from_entropy",
+            "seed_from_u64",
+            "from_seed",
+            "getrandom",
+            "fastrand",
+            "new_v4",
+        ];
+        // File (relative to crates/) and the exact lines allowed to name an RNG.
+        let allowed: [(&str, &str); 4] = [
+            (
+                "latchkey/src/session/token.rs",
+                "use argon2::password_hash::rand_core::{OsRng, RngCore};",
+            ),
+            ("latchkey/src/session/token.rs", "OsRng.fill_bytes(buf);"),
+            (
+                "latchkey/src/password/mod.rs",
+                "use argon2::password_hash::rand_core::OsRng;",
+            ),
+            (
+                "latchkey/src/password/mod.rs",
+                "SaltString::generate(&mut OsRng)",
+            ),
+        ];
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("crates/")
+            .to_path_buf();
+        let mut found = Vec::new();
+        let mut files = 0;
+        let mut stack = vec![
+            crates.join("latchkey/src"),
+            crates.join("latchkey-server/src"),
+        ];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("read dir") {
+                    stack.push(entry.expect("entry").path());
+                }
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            files += 1;
+            let relative = path
+                .strip_prefix(&crates)
+                .expect("under crates/")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = std::fs::read_to_string(&path).expect("read source");
+            // Items under `#[cfg(test)]` (a `mod tests { … }`) are skipped, by braces.
+            let (mut in_test, mut depth, mut entered) = (false, 0i64, false);
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or("").trim();
+                if code.starts_with("#[cfg(test)]") {
+                    (in_test, depth, entered) = (true, 0, false);
+                    continue;
+                }
+                if in_test {
+                    depth += code.matches('{').count() as i64;
+                    depth -= code.matches('}').count() as i64;
+                    entered |= code.contains('{') || code.ends_with(';');
+                    in_test = !(entered && depth <= 0);
+                    continue;
+                }
+                if RNG_WORDS.iter().any(|word| code.contains(word))
+                    && !allowed
+                        .iter()
+                        .any(|(file, allowed)| *file == relative && code.contains(allowed))
+                {
+                    found.push(format!("{relative}: {code}"));
+                }
+            }
+        }
+        assert!(files > 50, "read only {files} source files");
+        assert!(
+            found.is_empty(),
+            "randomness other than random_bytes (OS CSPRNG):\n{}",
+            found.join("\n")
+        );
+        for manifest in ["latchkey/Cargo.toml", "latchkey-server/Cargo.toml"] {
+            let text = std::fs::read_to_string(crates.join(manifest)).expect("manifest");
+            let mut section = String::new();
+            for line in text.lines().map(str::trim) {
+                if line.starts_with('[') {
+                    section = line.to_string();
+                    continue;
+                }
+                let name = line.split('=').next().unwrap_or("").trim();
+                if section == "[dependencies]" {
+                    assert!(
+                        !(name.starts_with("rand")
+                            || ["fastrand", "getrandom", "oorandom", "nanorand", "uuid"]
+                                .contains(&name)),
+                        "{manifest} depends on an RNG crate: {line}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `random_bytes` is what it says: the OS generator, every byte written.
+    #[test]
+    fn random_bytes_fills_the_whole_buffer() {
+        // The chance that a given byte stays zero in all of 8 draws is 2^-64.
+        let mut seen = [0u8; 64];
+        for _ in 0..8 {
+            let mut buf = [0u8; 64];
+            random_bytes(&mut buf);
+            for (seen, byte) in seen.iter_mut().zip(buf) {
+                *seen |= byte;
+            }
+        }
+        assert!(seen.iter().all(|byte| *byte != 0), "{seen:?}");
+    }
 }

@@ -127,15 +127,30 @@ fn unreachable_hmac() -> Hmac<Sha256> {
 
 /// Six uniformly random digits.
 fn six_digits() -> String {
-    loop {
+    six_digits_from(|| {
         let mut bytes = [0u8; 4];
         crate::session::random_bytes(&mut bytes);
-        let value = u32::from_le_bytes(bytes);
-        // Reject the top sliver so every code is equally likely.
-        if value < 4_294_000_000 {
-            return format!("{:06}", value % 1_000_000);
+        u32::from_le_bytes(bytes)
+    })
+}
+
+/// Six digits from the first of `next`'s words that [`code_from_word`] accepts.
+fn six_digits_from(mut next: impl FnMut() -> u32) -> String {
+    loop {
+        if let Some(code) = code_from_word(next()) {
+            return code;
         }
     }
+}
+
+/// Below this, every code is `value % 1_000_000` of exactly 4,294 words.
+const CODE_WORDS: u32 = 4_294_000_000;
+
+/// The code for one random word, or `None` for a word of the top sliver (the 967,296
+/// words from [`CODE_WORDS`] up), which would make codes below 967,296 more likely:
+/// the caller draws again.
+fn code_from_word(value: u32) -> Option<String> {
+    (value < CODE_WORDS).then(|| format!("{:06}", value % 1_000_000))
 }
 
 /// The SQL of a token store, in one dialect; parameters in the order given.
@@ -511,7 +526,7 @@ sql_email_tokens!(
 
 #[cfg(test)]
 mod tests {
-    use super::six_digits;
+    use super::{code_from_word, six_digits, six_digits_from};
 
     #[test]
     fn codes_are_six_digits() {
@@ -520,5 +535,40 @@ mod tests {
             assert_eq!(code.len(), 6);
             assert!(code.bytes().all(|byte| byte.is_ascii_digit()));
         }
+    }
+
+    /// No modulo bias: every code comes from the same number of random words. A word
+    /// maps to `word % 1_000_000` only below the largest multiple of a million that fits
+    /// a `u32`; the words above it (which would give codes 000000–967295 a 4,295th word
+    /// each) are refused, and the next word is drawn.
+    #[test]
+    fn every_code_comes_from_as_many_words_and_the_biased_tail_is_drawn_again() {
+        // Counted by arithmetic over all 2^32 words: a code `c` is the image of the
+        // accepted words `c + k * 1_000_000`. Tried at both ends of the code range and
+        // on the boundary of the tail (967,295 | 967,296).
+        for code in [0u32, 1, 967_295, 967_296, 999_999] {
+            let accepted = (0u64..=4_295)
+                .map(|k| u64::from(code) + k * 1_000_000)
+                .take_while(|word| *word <= u64::from(u32::MAX))
+                .filter(|word| code_from_word(*word as u32).is_some())
+                .count();
+            assert_eq!(accepted, 4_294, "words accepted for code {code:06}");
+        }
+        // The whole tail, word by word: none is a code.
+        for word in 4_294_000_000..=u32::MAX {
+            assert_eq!(
+                code_from_word(word),
+                None,
+                "word {word} is in the biased tail"
+            );
+        }
+        // The last word below it still is, and maps by remainder.
+        assert_eq!(code_from_word(4_293_999_999).as_deref(), Some("999999"));
+        assert_eq!(code_from_word(7).as_deref(), Some("000007"));
+        // A refused word is not used: the next one is drawn.
+        let mut words = [u32::MAX, 4_294_000_000, 4_294_967_295, 123].into_iter();
+        let code = six_digits_from(|| words.next().expect("a word"));
+        assert_eq!(code, "000123");
+        assert_eq!(words.next(), None, "stopped at the first accepted word");
     }
 }
