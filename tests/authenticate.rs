@@ -60,6 +60,52 @@ async fn every_outcome_costs_one_verification() {
     assert_eq!(hasher.verifications(), before);
 }
 
+/// ASVS 2.1.2's boundary, in bytes: a 4096-byte password (1,024 four-byte characters)
+/// is looked up and verified, and logs in when it is right; one byte more is refused
+/// before any lookup or hashing, even when its first 4096 bytes are the right password.
+#[tokio::test]
+async fn the_limit_is_4096_bytes_exactly() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = SqliteUserStore::new(pool);
+    let hasher = PasswordHasher::new(HashParams::insecure_fast()).expect("hasher");
+    let longest = "🔑".repeat(1024);
+    assert_eq!(longest.len(), 4096);
+    // Stored past the sign-up policy (128 characters), as an import or another
+    // application's policy could.
+    let hash = hasher
+        .hash(&longest)
+        .await
+        .expect("a 4096-byte password hashes");
+    users
+        .create(NewUser::new("kim", None, hash).expect("user"))
+        .await
+        .expect("create");
+    let one_more = format!("{longest}x");
+    let cases = [
+        (longest.clone(), true, 1),
+        (format!("{}🔒", &longest[..4092]), false, 1),
+        (one_more.clone(), false, 0),
+    ];
+    for (password, succeeds, verifications) in cases {
+        let before = hasher.verifications();
+        let user = backend(&users, &hasher)
+            .authenticate(PasswordCredentials::new("kim", &password))
+            .await
+            .expect("authenticate");
+        assert_eq!(user.is_some(), succeeds, "{} bytes", password.len());
+        assert_eq!(
+            hasher.verifications() - before,
+            verifications,
+            "{} bytes: verifications",
+            password.len()
+        );
+    }
+    assert!(
+        hasher.hash(&one_more).await.is_err(),
+        "4097 bytes are not hashed"
+    );
+}
+
 /// latchkey's password backend over `users`, checking with `hasher` (whose verification
 /// counter the tests read).
 fn backend(users: &SqliteUserStore, hasher: &PasswordHasher) -> PasswordBackend<SqliteUserStore> {
