@@ -28,17 +28,35 @@ fn check(what: &str, headers: &HeaderMap, hsts: bool) {
     let html = get("content-type").is_some_and(|value| value.starts_with("text/html"));
     if html {
         let csp = get("content-security-policy").unwrap_or_default();
-        for directive in [
-            "default-src 'none'",
-            "frame-ancestors 'none'",
-            "form-action 'self'",
+        // Directive by directive: scripts and styles from this origin only (no host,
+        // scheme, `*`, nonce or `unsafe-*` source beside 'self'), nothing by default.
+        let directives: Vec<(&str, &str)> = csp
+            .split(';')
+            .map(str::trim)
+            .filter(|directive| !directive.is_empty())
+            .map(|directive| directive.split_once(' ').unwrap_or((directive, "")))
+            .collect();
+        for (name, sources) in [
+            ("default-src", "'none'"),
+            ("script-src", "'self'"),
+            ("style-src", "'self'"),
+            ("img-src", "'self'"),
+            ("connect-src", "'self'"),
+            ("form-action", "'self'"),
+            ("frame-ancestors", "'none'"),
+            ("base-uri", "'none'"),
         ] {
-            assert!(
-                csp.contains(directive),
-                "{what}: CSP {csp:?} lacks {directive}"
+            assert_eq!(
+                directives
+                    .iter()
+                    .filter(|(directive, _)| *directive == name)
+                    .map(|(_, sources)| sources.trim())
+                    .collect::<Vec<_>>(),
+                vec![sources],
+                "{what}: CSP {csp:?}, {name}"
             );
         }
-        assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+        assert_eq!(directives.len(), 8, "{what}: no other directive: {csp:?}");
         assert_eq!(get("x-frame-options"), Some("DENY"), "{what}");
     }
     assert_eq!(
@@ -82,7 +100,69 @@ async fn visit(
             "{what}"
         );
     }
+    let body = response.text().await.expect("body");
+    let content_type = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("text/html") {
+        assets_are_this_origins_own(&what, &body);
+    }
+    if content_type.starts_with("text/css") || content_type.starts_with("text/javascript") {
+        // A URL elsewhere: a scheme, a protocol-relative string; in the stylesheet, any
+        // `url(` or import at all.
+        let mut external = vec!["http:", "https:", "\"//", "'//", "`//"];
+        if content_type.starts_with("text/css") {
+            external.extend(["@import", "url("]);
+        }
+        for external in external {
+            assert!(!body.contains(external), "{what} refers to {external}");
+        }
+    }
     (status, headers)
+}
+
+/// A page loads nothing from elsewhere (ASVS 14.2.3): every `src` and every `<link>`'s
+/// `href` is a path on this server (`/…`, not `//host/…` or a scheme), and there is no
+/// inline script or style for the CSP to have to allow.
+fn assets_are_this_origins_own(what: &str, html: &str) {
+    let mut loaded = Vec::new();
+    for tag in html.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap_or_default();
+        let name = tag.split_whitespace().next().unwrap_or_default();
+        let mut urls: Vec<&str> = tag
+            .split(" src=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        if name == "link" {
+            urls.extend(
+                tag.split(" href=\"")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('"').next()),
+            );
+        }
+        for url in urls {
+            loaded.push(url.to_string());
+            assert!(
+                url.starts_with('/') && !url.starts_with("//"),
+                "{what}: <{name}> loads {url:?} from elsewhere"
+            );
+        }
+        if name == "script" {
+            assert!(tag.contains(" src=\""), "{what}: an inline <script>");
+        }
+        assert!(
+            name != "style" && !tag.contains(" style=\""),
+            "{what}: inline style in <{tag}>"
+        );
+    }
+    for asset in ["/style.css", "/app.js"] {
+        assert!(
+            loaded.iter().any(|url| url == asset),
+            "{what}: the page loads {asset}: {loaded:?}"
+        );
+    }
 }
 
 async fn walk(server: &Server, hsts: bool) {
@@ -102,7 +182,11 @@ async fn walk(server: &Server, hsts: bool) {
     for accept in ["text/html", "application/json"] {
         for cookie in [None, Some(cookie.as_str())] {
             for path in pages {
-                visit(server, Method::GET, path, accept, cookie, None, hsts).await;
+                let (status, _) =
+                    visit(server, Method::GET, path, accept, cookie, None, hsts).await;
+                if path == "/nowhere" {
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{accept}, {cookie:?}");
+                }
             }
             // Errors: wrong method, bad body, missing CSRF token, unknown session id.
             visit(server, Method::PUT, "/home", accept, cookie, None, hsts).await;
@@ -185,28 +269,47 @@ async fn an_https_public_url_adds_hsts_everywhere() {
     }
 }
 
+/// ASVS 4.3.2: no directory is served and there are no debug or admin routes: paths a
+/// static-file server, a leftover debug route or a misplaced file would answer are
+/// 404, as HTML and as JSON, logged in or not (the session data API is off by default).
 #[tokio::test]
-async fn what_users_type_is_escaped_in_pages() {
+async fn unknown_paths_are_404_for_everyone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
-    let name = "<b>bold</b>";
-    let cookie = common::signup_and_login(&server, name, PASSWORD).await;
-    for path in ["/home"] {
-        let page = bare_client()
-            .get(server.url(path))
-            .header("accept", "text/html")
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .expect("page")
-            .text()
-            .await
-            .expect("html");
-        assert!(!page.contains(name), "{path} renders the name as markup");
-        assert!(
-            page.contains("&lt;b&gt;bold&lt;"),
-            "{path} does not show the escaped name"
-        );
+    let cookie = common::signup_and_login(&server, "prober", PASSWORD).await;
+    let paths = [
+        "/nowhere",
+        "/latchkey.db",
+        "/latchkey.key",
+        "/.env",
+        "/.git/config",
+        "/static/app.js",
+        "/static/style.css",
+        "/templates/base.html",
+        "/src/main.rs",
+        "/Cargo.toml",
+        "/style.css/",
+        "/app.js.map",
+        "/admin",
+        "/debug",
+        "/metrics",
+        "/api/session/data",
+        "/home/..%2f..%2fCargo.toml",
+        "/%2e%2e/Cargo.toml",
+    ];
+    for accept in ["text/html", "application/json"] {
+        for cookie in [None, Some(cookie.as_str())] {
+            for path in paths {
+                let (status, _) =
+                    visit(&server, Method::GET, path, accept, cookie, None, false).await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "GET {path} ({accept}, logged in: {})",
+                    cookie.is_some()
+                );
+            }
+        }
     }
 }
 

@@ -21,8 +21,17 @@ impl Browser {
     }
 
     fn with_jar(server: &Server, jar: std::sync::Arc<reqwest::cookie::Jar>) -> Browser {
+        Browser::with_jar_and_agent(server, jar, "latchkey-tests")
+    }
+
+    fn with_jar_and_agent(
+        server: &Server,
+        jar: std::sync::Arc<reqwest::cookie::Jar>,
+        agent: &str,
+    ) -> Browser {
         let client = reqwest::Client::builder()
             .cookie_provider(jar)
+            .user_agent(agent)
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(
                 [(
@@ -496,4 +505,103 @@ async fn password_managers_and_paste_are_welcome() {
             "{path}"
         );
     }
+}
+
+/// ASVS 5.3.3: text a user chose is escaped wherever a page shows it, as element text
+/// and inside attributes: the username (start page, home, account, the sign-up and login
+/// forms given back with an error, the "not available" message), the email (account
+/// page) and the browser's User-Agent (sessions page). The second-factor pages (code
+/// entry, authenticator setup, recovery codes) show no text a user chose; passkey names
+/// are checked in a browser (`browser.rs`), mail in `mail_flows.rs`.
+#[tokio::test]
+async fn what_a_user_chose_is_escaped_on_every_page_that_shows_it() {
+    const NAME: &str = "\"><script>alert(1)</script>'&";
+    const AGENT: &str = "\"><script>alert(2)</script>";
+    const EMAIL: &str = "o'brien&co@example.com";
+    /// Shown, and only escaped: no raw markup, and minijinja's escape of it.
+    fn escaped(what: &str, html: &str, n: u8) {
+        assert!(
+            !html.contains("<script>alert"),
+            "{what} renders markup a user typed: {html}"
+        );
+        assert!(
+            html.contains(&format!(
+                "&quot;&gt;&lt;script&gt;alert({n})&lt;&#x2f;script&gt;"
+            )),
+            "{what} does not show the escaped text: {html}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let browser = Browser::with_jar_and_agent(&server, Default::default(), AGENT);
+
+    // The forms given back with an error keep what was typed.
+    let (status, html, _) = browser
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("username", NAME),
+                ("email", EMAIL),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    escaped("the sign-up form", &html, 1);
+    assert!(html.contains("o&#x27;brien&amp;co@example.com"), "{html}");
+    let (status, _, _) = browser
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("username", NAME),
+                ("email", EMAIL),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, html, _) = browser
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("username", NAME),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    escaped("\"not available\"", &html, 1);
+    let (status, html, _) = browser
+        .submit(
+            "/login",
+            "/login",
+            &[("username", NAME), ("password", "wrong password")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    escaped("the login form", &html, 1);
+
+    assert_eq!(
+        log_in(&browser, NAME, false, "").await.as_deref(),
+        Some("/home")
+    );
+    for path in ["/", "/home", "/account"] {
+        let (status, html, _) = browser.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        escaped(path, &html, 1);
+    }
+    let (_, html, _) = browser.get("/account").await;
+    assert!(
+        html.contains("o&#x27;brien&amp;co@example.com") && !html.contains(EMAIL),
+        "{html}"
+    );
+    let (status, html, _) = browser.get("/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    escaped("/sessions (User-Agent)", &html, 2);
 }
