@@ -658,7 +658,10 @@ mod tests {
         std::fs::write(&file, "s3cret/with:odd@chars\nignored second line\n").expect("write");
         let url = with_smtp_password("smtps://mailer@mail.example:465", Some(&file), None)
             .expect("a URL with the password");
-        assert_eq!(url, "smtps://mailer:s3cret%2Fwith%3Aodd%40chars@mail.example:465");
+        assert_eq!(
+            url,
+            "smtps://mailer:s3cret%2Fwith%3Aodd%40chars@mail.example:465"
+        );
         assert!(!redact(&url).contains("s3cret"));
         let url = with_smtp_password("smtp://mailer@relay:25", None, Some("pw".into()))
             .expect("from the environment");

@@ -320,17 +320,11 @@ pub async fn notify(
     let Some(to) = to else {
         return;
     };
-    let mail = notice_mail(
-        &app.templates,
-        &app.mail.public_url,
-        to,
-        notice,
-        detail,
-    )
-    .map_err(|error| {
-        tracing::error!(%error, "mail template failed");
-        error
-    });
+    let mail =
+        notice_mail(&app.templates, &app.mail.public_url, to, notice, detail).map_err(|error| {
+            tracing::error!(%error, "mail template failed");
+            error
+        });
     let queued = match mail {
         Ok(mail) => app
             .mail

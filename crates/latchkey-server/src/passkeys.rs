@@ -134,7 +134,9 @@ pub async fn finish_registration(
 fn passkey_name(name: &str) -> Result<String, PasskeyError> {
     let name = name.trim();
     if name.chars().count() > 64 {
-        return Err(PasskeyError::BadName("a passkey name is at most 64 characters"));
+        return Err(PasskeyError::BadName(
+            "a passkey name is at most 64 characters",
+        ));
     }
     if name
         .chars()

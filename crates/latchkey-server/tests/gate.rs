@@ -8,93 +8,19 @@
 //! gets past a second factor.
 
 mod common;
-#[path = "../../../tests/common/smtp.rs"]
-mod smtp;
 
+use common::flows::{code_in, home, mails, post, token_in, NEW_PASSWORD, PASSWORD};
+use common::smtp::{self, SmtpSink};
 use common::{cli, client, database_url, Server};
 use latchkey::factors::passkeys::{Passkey, PasskeyStore, SqlPasskeys};
 use latchkey::factors::Totp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use smtp::SmtpSink;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const PASSWORD: &str = "correct horse battery staple";
-const NEW_PASSWORD: &str = "tangerine submarine chorus 42";
-
-async fn post(
-    client: &reqwest::Client,
-    server: &Server,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = client
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn home(client: &reqwest::Client, server: &Server) -> StatusCode {
-    client
-        .get(server.url("/home"))
-        .send()
-        .await
-        .expect("home")
-        .status()
-}
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The `count`-th mail to `to` whose subject contains `subject` (waits for it).
 fn nth_mail(sink: &SmtpSink, to: &str, subject: &str, count: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let found: Vec<String> = sink
-            .messages()
-            .into_iter()
-            .map(|raw| {
-                raw.replace("=\r\n", "")
-                    .replace("=\n", "")
-                    .replace("=3D", "=")
-            })
-            .filter(|mail| {
-                mail.lines()
-                    .any(|line| line.starts_with("To:") && line.contains(to))
-                    && mail
-                        .lines()
-                        .any(|line| line.starts_with("Subject:") && line.contains(subject))
-            })
-            .collect();
-        if found.len() >= count {
-            return found[count - 1].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mail {count} to {to} about {subject:?}; got {:?}",
-            sink.messages()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn token_in(mail: &str) -> String {
-    let start = mail.find("token=").expect("a link with a token") + "token=".len();
-    mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
-}
-
-fn code_in(mail: &str) -> String {
-    let line = mail
-        .lines()
-        .find(|line| {
-            line.contains("code") && line.chars().filter(char::is_ascii_digit).count() == 6
-        })
-        .expect("a line with the code");
-    line.chars().filter(char::is_ascii_digit).collect()
+    mails(sink, to, subject, count).remove(count - 1)
 }
 
 fn now() -> u64 {
@@ -461,4 +387,109 @@ async fn no_right_password_clears_the_count_of_wrong_second_factor_codes() {
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_waiting_second_step_dies_with_a_password_reset() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let smtp_url = sink.url();
+    let server = Server::start(dir.path(), &["--smtp-url", &smtp_url]);
+    let app = account(&server, dir.path(), "ines", Account::Totp)
+        .await
+        .expect("an authenticator");
+    // The attacker has the password: the login waits for the second step.
+    let (status, body, attacker) = go_in(&server, &sink, "ines", WayIn::Password).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The owner resets the password meanwhile (a reset that does not log in).
+    let (status, _) = post(
+        &client(),
+        &server,
+        "/password/forgot",
+        json!({ "email": "ines@example.com" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mail = nth_mail(&sink, "ines@example.com", "Reset your latchkey password", 1);
+    let (status, body) = post(
+        &client(),
+        &server,
+        "/password/reset",
+        json!({ "token": token_in(&mail), "password": NEW_PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The attacker's waiting login ends with it, even with a right code.
+    let (status, body) = post(
+        &attacker,
+        &server,
+        "/login/second-factor",
+        json!({ "code": app.code_at(now() + 30) }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(home(&attacker, &server).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn passkey_names_refuse_invisible_and_text_direction_characters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Passkeys need a host name in the public URL.
+    let address = common::free_address();
+    let public = format!("http://localhost:{}", address.port());
+    let server = Server::start_at(dir.path(), address, &["--public-url", &public]);
+    account(&server, dir.path(), "pia", Account::NoFactor).await;
+    let browser = client();
+    let (status, _) = post(
+        &browser,
+        &server,
+        "/login",
+        json!({ "username": "pia", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A passkey stored as a registration would (the ceremony is the browser test's).
+    let url = database_url(dir.path());
+    let pool = latchkey::store::open_sqlite(&url).await.expect("open");
+    let users = latchkey::SqliteUserStore::new(pool.clone());
+    let user = latchkey::UserStore::find_by_login(&users, "pia")
+        .await
+        .expect("find")
+        .expect("the user");
+    let passkey: Passkey =
+        serde_json::from_str(include_str!("../../../tests/data/passkey.json")).expect("a passkey");
+    let id = SqlPasskeys::new(pool)
+        .add(user.id, "laptop", &passkey)
+        .await
+        .expect("add the passkey");
+    let rename = |name: &str| {
+        browser
+            .patch(server.url(&format!("/account/passkeys/{id}")))
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    // "laptop" that reads "potpal" backwards, hidden marks, a zero-width joiner.
+    for name in [
+        "\u{202E}potpal",
+        "lap\u{200B}top",
+        "phone\u{2066}x\u{2069}",
+        "a\u{200D}b",
+    ] {
+        let response = rename(name).await.expect("rename");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name:?}");
+    }
+    let listed: Value = browser
+        .get(server.url("/account/passkeys"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["passkeys"][0]["name"], json!("laptop"), "{listed}");
+    let response = rename("work phone").await.expect("rename");
+    assert_eq!(response.status(), StatusCode::OK);
 }

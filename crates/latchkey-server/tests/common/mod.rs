@@ -2,13 +2,18 @@
 
 #![allow(dead_code)]
 
+pub mod flows;
+pub mod ports;
+#[path = "../../../../tests/common/smtp.rs"]
+pub mod smtp;
 pub mod webdriver;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Cheap hashing so tests run fast; production defaults are checked in unit tests.
@@ -19,24 +24,78 @@ pub struct Server {
     child: Child,
     pub address: SocketAddr,
     pub database_url: String,
+    output: Output,
 }
 
-/// A port no other test of this process is given, below the kernel's ephemeral range
-/// (32768 and up): a port the kernel picked (`bind` to port 0) could be handed to a
-/// client connection between this check and the server's own `bind`, which once made a
-/// test talk to the wrong server and fail with "connection refused".
-pub fn free_address() -> SocketAddr {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    // Each test process starts at its own place in 20000..32000.
-    let start = (std::process::id() % 600) as u16 * 20;
-    for _ in 0..12_000 {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
-        let port = 20_000 + (start + offset) % 12_000;
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-            return listener.local_addr().expect("local address");
+/// Where a server's stderr goes: to a log file, or to this test's stderr, with a copy
+/// kept for the message of a server that would not start.
+enum Output {
+    File(PathBuf),
+    Captured(Arc<Mutex<Vec<u8>>>),
+}
+
+impl Output {
+    /// What the server wrote so far.
+    fn text(&self) -> String {
+        match self {
+            Output::File(path) => std::fs::read_to_string(path).unwrap_or_default(),
+            Output::Captured(copy) => copy
+                .lock()
+                .map(|copy| String::from_utf8_lossy(&copy).into_owned())
+                .unwrap_or_default(),
         }
     }
-    panic!("no free port in 20000..32000");
+
+    /// Passes `stderr` on to this process's stderr, keeping the last MiB.
+    fn capture(stderr: std::process::ChildStderr) -> Output {
+        use std::io::Read;
+        let copy = Arc::new(Mutex::new(Vec::new()));
+        let kept = copy.clone();
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut buffer = [0u8; 8192];
+            while let Ok(read @ 1..) = stderr.read(&mut buffer) {
+                let _ = std::io::stderr().write_all(&buffer[..read]);
+                if let Ok(mut kept) = kept.lock() {
+                    kept.extend_from_slice(&buffer[..read]);
+                    let excess = kept.len().saturating_sub(1 << 20);
+                    kept.drain(..excess);
+                }
+            }
+        });
+        Output::Captured(copy)
+    }
+}
+
+/// A port for a process a test starts (`latchkey serve`, chromedriver, a private
+/// redis-server) that no other test of this process is given and nothing listens on.
+///
+/// Ports are allocated in ranges that nothing else on the machine hands out, so that a
+/// port found free stays free until the process binds it (`ports.rs` holds the ranges
+/// and checks at compile time that they are disjoint):
+///
+/// | ports         | for                                                              |
+/// |---------------|------------------------------------------------------------------|
+/// | 10000–11999   | the shared Redis Cluster's nodes (`.ci/redis-cluster.sh`)        |
+/// | 12000–12999   | PgBouncer, shared and private (`.ci/pgbouncer.sh`)               |
+/// | 13000–14999   | private Redis Clusters' nodes (`faults.rs`, `--ports`)           |
+/// | 18080         | `.ci/run`'s schemathesis server                                  |
+/// | 20000–21999   | the shared cluster's bus ports (node port + 10000)               |
+/// | 23000–24999   | the private clusters' bus ports                                  |
+/// | 25000–29999   | this function                                                    |
+/// | 30000–31999   | SMTP sinks (`tests/common/smtp.rs`)                              |
+/// | 32768–60999   | the kernel's ephemeral ports (`net.ipv4.ip_local_port_range`),   |
+/// |               | given to outgoing connections and `bind` to port 0               |
+///
+/// Every helper checks the kernel's range at run time and fails when it overlaps one of
+/// these. A listener a test binds itself and keeps (`bind("127.0.0.1:0")` in-process)
+/// needs no range: the kernel never hands out a port that is bound. Within a range, each
+/// process starts at its own place; a port that another process still takes between the
+/// check and the bind makes the child exit ("address already in use"), which every wait
+/// (`ports::wait_until_listening`) notices, and [`Server`] starts again on another port.
+pub fn free_address() -> SocketAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    SocketAddr::from(([127, 0, 0, 1], ports::free_port_in(&ports::SERVERS, &NEXT)))
 }
 
 pub fn database_url(dir: &Path) -> String {
@@ -50,50 +109,78 @@ fn binary() -> PathBuf {
 impl Server {
     /// Starts `latchkey serve` with its database in `dir`, plus `extra` arguments.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        Self::start_at(dir, free_address(), extra)
+        Self::launch_with(&database_url(dir), None, extra, None, None)
     }
 
     pub fn start_at(dir: &Path, address: SocketAddr, extra: &[&str]) -> Server {
-        Self::launch(&database_url(dir), address, extra, None)
+        Self::launch_with(&database_url(dir), Some(address), extra, None, None)
     }
 
     /// Starts `latchkey serve` in `dir` at `address` with the secret keys `keys`
     /// (`LATCHKEY_SECRET_KEY`, comma-separated, newest first).
     pub fn start_with_keys(dir: &Path, address: SocketAddr, extra: &[&str], keys: &str) -> Server {
-        Self::launch_with(&database_url(dir), address, extra, None, Some(keys))
+        Self::launch_with(&database_url(dir), Some(address), extra, None, Some(keys))
     }
 
     /// Starts `latchkey serve` in `dir` logging everything (`debug`) to `log`.
     pub fn start_logging(dir: &Path, extra: &[&str], log: &Path) -> Server {
-        Self::launch(&database_url(dir), free_address(), extra, Some(log))
+        Self::launch_with(&database_url(dir), None, extra, Some(log), None)
     }
 
     /// Starts `latchkey serve` on the database at `database_url` with the secret key
     /// `keys` (processes that share a database share it, as a deployment would).
     pub fn start_on_with_keys(database_url: &str, extra: &[&str], keys: &str) -> Server {
-        Self::launch_with(database_url, free_address(), extra, None, Some(keys))
+        Self::launch_with(database_url, None, extra, None, Some(keys))
     }
 
     /// Starts `latchkey serve` on the database at `database_url` (PostgreSQL, say).
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
-        Self::launch(database_url, free_address(), extra, None)
+        Self::launch_with(database_url, None, extra, None, None)
     }
 
     /// [`Server::start_on`], logging everything (`debug`) to `log`.
     pub fn start_on_logging(database_url: &str, extra: &[&str], log: &Path) -> Server {
-        Self::launch(database_url, free_address(), extra, Some(log))
+        Self::launch_with(database_url, None, extra, Some(log), None)
     }
 
-    fn launch(
+    /// Starts `latchkey serve` at `address`, or on a port of [`free_address`] when
+    /// `None` (another one when a process took that port meanwhile), and waits until it
+    /// listens; fails with its output when it exits or does not listen within 30 s.
+    fn launch_with(
         database_url: &str,
-        address: SocketAddr,
+        address: Option<SocketAddr>,
         extra: &[&str],
         log: Option<&Path>,
+        keys: Option<&str>,
     ) -> Server {
-        Self::launch_with(database_url, address, extra, log, None)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let at = address.unwrap_or_else(free_address);
+            let mut server = Self::spawn(database_url, at, extra, log, keys);
+            let waited =
+                ports::wait_until_listening(&mut server.child, at.port(), Duration::from_secs(30));
+            let status = match waited {
+                Ok(()) => return server,
+                Err(ports::NotListening::Died(status)) => status.to_string(),
+                Err(ports::NotListening::TimedOut) => "still running".to_string(),
+            };
+            let output = server.output.text();
+            if address.is_none() && attempt < 5 && ports::says_port_taken(&output) {
+                eprintln!(
+                    "port {} was taken meanwhile: latchkey starts on another",
+                    at.port()
+                );
+                continue;
+            }
+            panic!(
+                "latchkey did not come to listen on {at} ({status}); its output:\n{}",
+                ports::tail(&output, 16_000)
+            );
+        }
     }
 
-    fn launch_with(
+    fn spawn(
         database_url: &str,
         address: SocketAddr,
         extra: &[&str],
@@ -135,38 +222,31 @@ impl Server {
                 "debug",
                 Stdio::from(std::fs::File::create(path).expect("log file")),
             ),
-            None => ("warn", Stdio::inherit()),
+            None => ("warn", Stdio::piped()),
         };
         let mut command = Command::new(binary());
         match keys {
             Some(keys) => command.env("LATCHKEY_SECRET_KEY", keys),
             None => command.env_remove("LATCHKEY_SECRET_KEY"),
         };
-        let child = command
+        let mut child = command
             .args(&args)
             .env("LATCHKEY_LOG", level)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("start latchkey");
-        let server = Server {
+        let output = match (log, child.stderr.take()) {
+            (Some(path), _) => Output::File(path.to_path_buf()),
+            (None, Some(stderr)) => Output::capture(stderr),
+            (None, None) => Output::Captured(Arc::default()),
+        };
+        Server {
             child,
             address,
             database_url,
-        };
-        server.wait_until_listening();
-        server
-    }
-
-    fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if TcpStream::connect(self.address).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
+            output,
         }
-        panic!("latchkey did not start listening on {}", self.address);
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -213,9 +213,10 @@ impl Throttle {
         // Per account: failures are counted when they happen; checks in flight take a
         // slot each, and there are only as many slots as failures left.
         let waiting_since = tokio::time::Instant::now();
+        let arrived = Timestamp::now();
         let mut pause = SLOT_POLL_FIRST;
         loop {
-            if let Some(wait) = self.account_locked_for(&reservation.account).await? {
+            if let Some(wait) = self.account_refuses(&reservation.account, arrived).await? {
                 self.release_ips(&reservation).await?;
                 return Ok(Admission::Refused(wait));
             }
@@ -262,14 +263,29 @@ impl Throttle {
         Ok(counter.map_or(0, |counter| counter.count))
     }
 
-    /// How long the account is locked now, if it is.
-    async fn account_locked_for(&self, account: &str) -> Result<Option<Duration>, StoreError> {
+    /// Whether the account refuses an attempt that arrived at `arrived`, and for how
+    /// long: while it is locked, and also once a lockout started after the attempt
+    /// arrived (however slowly it looks, an attempt that waited through the failures
+    /// of its own burst is never checked after them).
+    async fn account_refuses(
+        &self,
+        account: &str,
+        arrived: Timestamp,
+    ) -> Result<Option<Duration>, StoreError> {
         let now = Timestamp::now();
-        let counter = self
+        let Some(counter) = self
             .store
             .get(account, self.policy.account_window, now)
-            .await?;
-        Ok(counter.and_then(|counter| self.locked_for(counter, now)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(wait) = self.locked_for(counter, now) {
+            return Ok(Some(wait));
+        }
+        let locked_while_waiting =
+            counter.count > self.policy.free_failures && counter.last_at >= arrived;
+        Ok(locked_while_waiting.then_some(Duration::from_secs(1)))
     }
 
     /// Checks an account may have in flight after `failures`: the failures left before
@@ -292,11 +308,13 @@ impl Throttle {
             .record(&reservation.account, window, Timestamp::now())
             .await?;
         self.store.release(&reservation.in_flight).await?;
-        Ok(if counter.count == self.policy.free_failures.saturating_add(1) {
-            self.lockout(counter.count)
-        } else {
-            None
-        })
+        Ok(
+            if counter.count == self.policy.free_failures.saturating_add(1) {
+                self.lockout(counter.count)
+            } else {
+                None
+            },
+        )
     }
 
     /// The password check of `reservation` succeeded: the account's failures are
@@ -691,11 +709,62 @@ mod tests {
                 .parse()
                 .unwrap_or(IpAddr::from([0u8; 16]));
             let address = format!("new{n}@example.com");
-            if matches!(throttle.mail_request(&address, Some(ip)).await, Ok(Verdict::Allow)) {
+            if matches!(
+                throttle.mail_request(&address, Some(ip)).await,
+                Ok(Verdict::Allow)
+            ) {
                 allowed += 1;
             }
         }
         assert_eq!(allowed, limit * IPV6_48_FACTOR);
+    }
+
+    /// `attempts` simultaneous checks of one account, each taking `check` and ending
+    /// as `right` says: how many were checked, and how many of those passed.
+    async fn simultaneous(
+        attempts: usize,
+        check: Duration,
+        right: fn(usize) -> bool,
+    ) -> (usize, usize) {
+        let throttle = throttle();
+        let tasks: Vec<_> = (0..attempts)
+            .map(|n| {
+                let throttle = throttle.clone();
+                tokio::spawn(async move {
+                    match throttle.reserve(Account::User("7"), None).await {
+                        Ok(Admission::Admitted(reservation)) => {
+                            tokio::time::sleep(check).await;
+                            if right(n) {
+                                throttle.succeeded(reservation).await.map(|()| (1, 1))
+                            } else {
+                                throttle.failed(reservation).await.map(|_| (1, 0))
+                            }
+                        }
+                        Ok(_) => Ok((0, 0)),
+                        Err(error) => Err(error),
+                    }
+                })
+            })
+            .collect();
+        let mut totals = (0, 0);
+        for task in tasks {
+            let (checked, passed) = task.await.expect("task").expect("store");
+            totals = (totals.0 + checked, totals.1 + passed);
+        }
+        totals
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_wrong_passwords_gets_exactly_the_allowance_checked() {
+        // The right one comes last: it is refused like the rest beyond the allowance.
+        let (checked, passed) = simultaneous(40, Duration::from_millis(300), |n| n == 39).await;
+        assert_eq!((checked, passed), (6, 0));
+    }
+
+    #[tokio::test]
+    async fn right_passwords_sent_at_once_are_all_checked() {
+        let (checked, passed) = simultaneous(32, Duration::from_millis(20), |_| true).await;
+        assert_eq!((checked, passed), (32, 32));
     }
 
     #[test]

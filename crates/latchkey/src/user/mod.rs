@@ -278,9 +278,9 @@ pub fn validate_email(email: &str) -> Result<String, UserStoreError> {
             "email must be a bare address, without a name, quotes or angle brackets",
         ));
     }
-    let address: lettre::Address = email.parse().map_err(|_| {
-        UserStoreError::InvalidEmail("email must look like name@example.com")
-    })?;
+    let address: lettre::Address = email
+        .parse()
+        .map_err(|_| UserStoreError::InvalidEmail("email must look like name@example.com"))?;
     if address.user().chars().count() > 64 {
         return Err(UserStoreError::InvalidEmail(
             "the part of an email before the @ must be at most 64 characters",
