@@ -113,10 +113,33 @@ async fn queued_mail_survives_smtp_down_and_a_restart() {
         .enqueue(&mail("Patient mail"))
         .await
         .expect("enqueue");
-    // The worker tries, fails (nobody listens), and keeps the mail.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The worker tries, fails (nobody listens), and keeps the mail: waited for by its
+    // trace in the row (an attempt counted, the error recorded), not by a guess of how
+    // long the worker takes.
+    let database = rusqlite::Connection::open(dir.path().join("latchkey.db")).expect("open");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let (attempts, error): (i64, Option<String>) = database
+            .query_row("SELECT attempts, last_error FROM mail_outbox", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("the queued mail");
+        if let (1.., Some(error)) = (attempts, error) {
+            break error;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never tried the mail (attempts {attempts})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!error.is_empty());
     let counts = outbox.counts().await.expect("counts");
-    assert_eq!((counts.queued, counts.sent), (1, 0));
+    assert_eq!(
+        (counts.queued, counts.failed, counts.sent),
+        (1, 0, 0),
+        "tried once ({error}), kept for later"
+    );
     let (ok, stdout, stderr) = cli(
         &["mail", "outbox", "--database-url", &server.database_url],
         "",
