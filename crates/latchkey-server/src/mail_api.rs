@@ -100,7 +100,7 @@ async fn mail_requested(
 /// `POST /password/forgot`: mails a reset link if an account uses the address.
 #[utoipa::path(post, path = "/password/forgot", request_body = EmailRequest, responses(
     (status = 202, description = "Taken (the same answer, in the same time, for every address)", body = crate::json::Message),
-    (status = 400, description = "No address", body = crate::json::ErrorBody),
+    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
     (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::json::ErrorBody),
@@ -146,7 +146,7 @@ pub async fn reset_password(
 /// `POST /login/email`: mails a sign-in link and code if an account uses the address.
 #[utoipa::path(post, path = "/login/email", request_body = EmailRequest, responses(
     (status = 202, description = "Taken (the same answer for every address)", body = crate::json::Message),
-    (status = 400, description = "No address", body = crate::json::ErrorBody),
+    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
     (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::json::ErrorBody),
@@ -243,7 +243,7 @@ pub async fn verify_email(
 /// account uses the address.
 #[utoipa::path(post, path = "/email/verify/resend", request_body = EmailRequest, responses(
     (status = 202, description = "Taken (the same answer for every address)", body = crate::json::Message),
-    (status = 400, description = "No address", body = crate::json::ErrorBody),
+    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
     (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::json::ErrorBody),

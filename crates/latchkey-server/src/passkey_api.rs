@@ -131,7 +131,7 @@ pub async fn begin_registration(
 /// `POST /account/passkeys/finish`: stores the new passkey; the other sessions end.
 #[utoipa::path(post, path = "/account/passkeys/finish", request_body = RegisterBody, responses(
     (status = 201, description = "Added", body = crate::json::Message),
-    (status = 400, description = "Malformed, or no ceremony started", body = crate::json::ErrorBody),
+    (status = 400, description = "Malformed, no ceremony started, or a name with control, invisible or text-direction characters", body = crate::json::ErrorBody),
     (status = 401, description = "Not logged in, or the passkey was not accepted", body = crate::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
     (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
@@ -184,7 +184,7 @@ pub async fn list(
     ("id" = i64, Path, description = "The passkey's id from GET /account/passkeys"),
 ), responses(
     (status = 200, description = "Renamed", body = crate::json::Message),
-    (status = 400, description = "No name", body = crate::json::ErrorBody),
+    (status = 400, description = "No name, or one with control, invisible or text-direction characters, or over 64 characters", body = crate::json::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
     (status = 404, description = "Not a passkey of this user, or passkeys are off", body = crate::json::ErrorBody),
