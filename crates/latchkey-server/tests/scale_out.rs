@@ -290,19 +290,100 @@ async fn concurrent_writes_through_both_lose_nothing(deployment: Option<Deployme
     assert_eq!(home(&b, &cookie).await, StatusCode::UNAUTHORIZED);
 }
 
-/// Both servers cache sessions for ten minutes (`--session-cache 10m`); a logout on B
-/// still reaches A's cache as soon as the store announces it.
+/// Deletes the record of the session `cookie` (`id=…`) straight from the session store,
+/// the way no latchkey process ever does: without the announcement that tells caches.
+/// PostgreSQL announces from a trigger, which is off for this one connection
+/// (`session_replication_role = replica`); on Redis the announcements come from
+/// latchkey's scripts, which a plain `DEL` is not.
+async fn delete_unannounced(deployment: &Deployment, cookie: &str) {
+    let token = cookie.strip_prefix("id=").expect("an id= cookie");
+    let id = latchkey::session::SessionToken::parse(token)
+        .expect("a session token")
+        .id()
+        .to_hex();
+    let store = deployment.flags[1].as_str();
+    if store == "database" {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(&deployment.database)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query("SET session_replication_role = replica")
+            .execute(&mut connection)
+            .await
+            .expect("triggers off");
+        let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(&id)
+            .execute(&mut connection)
+            .await
+            .expect("delete");
+        assert_eq!(deleted.rows_affected(), 1, "the session's row");
+        return;
+    }
+    let mut node = store
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '/']).next())
+        .expect("host:port in the store URL")
+        .to_string();
+    let key = format!("latchkey:s:{{{id}}}");
+    // A cluster answers `-MOVED slot host:port` from a node that does not own the key.
+    for _ in 0..3 {
+        let reply = redis_command(&node, &["DEL", &key]);
+        if let Some(moved) = reply.strip_prefix("-MOVED ") {
+            node = moved.split_whitespace().nth(1).expect("node").to_string();
+            continue;
+        }
+        assert_eq!(reply, ":1", "DEL {key} on {node}");
+        return;
+    }
+    panic!("DEL {key}: moved too often");
+}
+
+/// One command to the Redis at `address` (RESP, no client library); its reply line.
+fn redis_command(address: &str, args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to Redis");
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("reply");
+    line.trim_end().to_string()
+}
+
+/// Both servers cache sessions for ten minutes (`--session-cache 10m`). The cache is in
+/// use: a session deleted from the store without an announcement is still served by A,
+/// which had it cached, while B, which never read it, finds nothing (the control). And
+/// a logout on B still reaches A's cache as soon as the store announces it.
 async fn cached_logout_cross_processes(deployment: Option<Deployment>) {
     let Some(deployment) = deployment else {
         return;
     };
     let (a, b) = deployment.servers(&["--session-cache", "10m"]);
+    let (_, probe) = new_login(&a).await;
+    assert_eq!(home(&a, &probe).await, StatusCode::OK);
+    delete_unannounced(&deployment, &probe).await;
+    assert_eq!(
+        home(&b, &probe).await,
+        StatusCode::UNAUTHORIZED,
+        "the store no longer has the session"
+    );
+    assert_eq!(
+        home(&a, &probe).await,
+        StatusCode::OK,
+        "A answers from its cache, without reading the store"
+    );
+
     let (_, cookie) = new_login(&a).await;
     assert_eq!(home(&a, &cookie).await, StatusCode::OK);
     assert_eq!(home(&b, &cookie).await, StatusCode::OK);
     let (status, _, _) = send(&b, reqwest::Method::POST, "/logout", Some(&cookie), None).await;
     assert_eq!(status, StatusCode::OK);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while home(&a, &cookie).await != StatusCode::UNAUTHORIZED {
         assert!(
             std::time::Instant::now() < deadline,
