@@ -129,6 +129,44 @@ pub(crate) async fn run_migrations(pool: &PgPool) -> Result<(), StoreError> {
         .map_err(|error| StoreError::Unavailable(Box::new(error)))
 }
 
+/// How a connection made for [`PgPooling::Direct`] shows that it went through PgBouncer
+/// instead of straight to PostgreSQL (see [`transaction_pooler_sign`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolerSign {
+    /// A named prepared statement of sqlx's (`sqlx_s_N`) already exists on the server
+    /// connection (SQLSTATE 42P05), or one prepared a moment ago is gone (26000): the
+    /// server connection is shared with other clients, as a transaction pooler shares
+    /// it.
+    SharedStatements,
+    /// PgBouncer refused a startup parameter sqlx sends (`unsupported startup parameter:
+    /// extra_float_digits`): a PgBouncer in either pooling mode without
+    /// `ignore_startup_parameters`.
+    StartupParameter,
+}
+
+/// Whether `error` (or an error it was caused by) shows that a connection set up for
+/// [`PgPooling::Direct`] reaches PostgreSQL through PgBouncer (see [`PoolerSign`]).
+/// Behind a transaction pooler, connect with [`PgPooling::Transaction`] and migrate with
+/// [`migrate_postgres`] over a direct URL.
+pub fn transaction_pooler_sign(error: &(dyn std::error::Error + 'static)) -> Option<PoolerSign> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(sqlx::Error::Database(database)) = error.downcast_ref::<sqlx::Error>() {
+            let message = database.message();
+            let code = database.code();
+            let statement = message.contains("prepared statement \"sqlx_s_");
+            if statement && matches!(code.as_deref(), Some("42P05") | Some("26000")) {
+                return Some(PoolerSign::SharedStatements);
+            }
+            if message.starts_with("unsupported startup parameter") {
+                return Some(PoolerSign::StartupParameter);
+            }
+        }
+        next = error.source();
+    }
+    None
+}
+
 /// A transaction begun by [`PgHandle::begin`]: statements run on `&mut *transaction`;
 /// dropped without [`commit`](PgTransaction::commit), it rolls back.
 #[derive(Debug)]

@@ -22,9 +22,9 @@ pub fn remember_cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// Gives every request the [`Authenticator`] (so [`crate::AuthSession`] and the guards of
+/// Gives every request the [`Authenticator`] (so [`crate::auth::AuthSession`] and the guards of
 /// [`crate::axum`] work), reads the remember-me cookie, and sends it back when a login
-/// issued, rotated or forgot it. Goes inside the [`crate::SessionLayer`]:
+/// issued, rotated or forgot it. Goes inside the [`crate::session::SessionLayer`]:
 ///
 /// ```no_run
 /// use latchkey::{store::MemoryStore, AuthLayer, Authenticator, SessionConfig, SessionLayer};

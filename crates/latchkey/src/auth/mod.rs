@@ -1,10 +1,10 @@
 //! Logging users in and out on top of a [`Session`], and checking credentials.
 //!
 //! Auth is a floor of its own above the session: [`AuthLayer`] (inside the
-//! [`crate::SessionLayer`]) gives each request its [`Authenticator`], reads and writes the
+//! [`crate::session::SessionLayer`]) gives each request its [`Authenticator`], reads and writes the
 //! remember-me cookie, and keeps the request's user once resolved; [`AuthSession`] and the
 //! guards in [`crate::axum`] are the handlers' view of it. The session only stores the
-//! login record ([`crate::AuthInfo`]) that auth writes.
+//! login record ([`crate::session::AuthInfo`]) that auth writes.
 
 #[cfg(feature = "axum")]
 mod layer;
@@ -549,7 +549,7 @@ impl<U: AuthUser> AuthSession<U> {
             tracing::warn!("remember-me asked for but no remember store is configured");
             return Ok(());
         };
-        let now = crate::Timestamp::now();
+        let now = crate::time::Timestamp::now();
         let lifetime = Duration::from_secs(u64::from(days.clamp(1, MAX_REMEMBER_DAYS)) * 86_400);
         let validator = Validator::generate();
         let record = RememberRecord {
@@ -618,7 +618,7 @@ impl<U: AuthUser> AuthSession<U> {
             return Ok(false);
         };
         let recent = match self.request.authenticator.inner.second_factor_within {
-            Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
+            Some(window) => crate::time::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };
         Ok(auth.multi_factor && recent)
@@ -631,7 +631,7 @@ impl<U: AuthUser> AuthSession<U> {
             return Ok(false);
         };
         let recent = match self.request.authenticator.inner.fresh_within {
-            Some(window) => crate::Timestamp::now().since(auth.authenticated_at) <= window,
+            Some(window) => crate::time::Timestamp::now().since(auth.authenticated_at) <= window,
             None => true,
         };
         Ok(auth.fresh && recent)
@@ -643,7 +643,7 @@ impl<U: AuthUser> AuthSession<U> {
             return Ok(Vec::new());
         };
         let current = self.session.id().await?;
-        let now = crate::Timestamp::now();
+        let now = crate::time::Timestamp::now();
         let mut listed = self
             .session
             .storage()
@@ -782,7 +782,7 @@ impl<U: AuthUser> RequestAuth<U> {
             forget();
             return Ok(None);
         };
-        let now = crate::Timestamp::now();
+        let now = crate::time::Timestamp::now();
         if record.expires_at <= now {
             store.delete(&series).await.map_err(SessionError::from)?;
             forget();
@@ -863,9 +863,9 @@ pub struct SessionInfo {
     /// The session's id (what [`AuthSession::revoke_session`] takes).
     pub id: SessionId,
     /// When it was created.
-    pub created_at: crate::Timestamp,
+    pub created_at: crate::time::Timestamp,
     /// When a request last refreshed it.
-    pub last_active_at: crate::Timestamp,
+    pub last_active_at: crate::time::Timestamp,
     /// How its user logged in (the methods, first to last; empty when nobody is).
     pub methods: Vec<String>,
     /// Client address at creation.

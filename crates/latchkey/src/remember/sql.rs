@@ -62,7 +62,7 @@ macro_rules! sql_remember_store {
             async fn insert(
                 &self,
                 record: &$crate::remember::RememberRecord,
-            ) -> Result<(), $crate::StoreError> {
+            ) -> Result<(), $crate::session::StoreError> {
                 sqlx::query($sql.insert)
                     .bind(&record.series)
                     .bind(&record.validator_hash[..])
@@ -79,7 +79,7 @@ macro_rules! sql_remember_store {
             async fn find(
                 &self,
                 series: &str,
-            ) -> Result<Option<$crate::remember::RememberRecord>, $crate::StoreError> {
+            ) -> Result<Option<$crate::remember::RememberRecord>, $crate::session::StoreError> {
                 let row = sqlx::query($sql.find)
                     .bind(series)
                     .fetch_optional(&self.pool)
@@ -93,9 +93,9 @@ macro_rules! sql_remember_store {
                 series: &str,
                 expected: &[u8; 32],
                 new_hash: &[u8; 32],
-                grace_until: $crate::Timestamp,
-                now: $crate::Timestamp,
-            ) -> Result<bool, $crate::StoreError> {
+                grace_until: $crate::time::Timestamp,
+                now: $crate::time::Timestamp,
+            ) -> Result<bool, $crate::session::StoreError> {
                 let done = sqlx::query($sql.rotate)
                     .bind(grace_until.as_millis())
                     .bind(&new_hash[..])
@@ -108,7 +108,7 @@ macro_rules! sql_remember_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn delete(&self, series: &str) -> Result<bool, $crate::StoreError> {
+            async fn delete(&self, series: &str) -> Result<bool, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete)
                     .bind(series)
                     .execute(&self.pool)
@@ -117,7 +117,7 @@ macro_rules! sql_remember_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn delete_for_user(&self, user_id: &str) -> Result<u64, $crate::StoreError> {
+            async fn delete_for_user(&self, user_id: &str) -> Result<u64, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete_for_user)
                     .bind(user_id)
                     .execute(&self.pool)
@@ -128,9 +128,9 @@ macro_rules! sql_remember_store {
 
             async fn delete_expired(
                 &self,
-                now: $crate::Timestamp,
+                now: $crate::time::Timestamp,
                 limit: u32,
-            ) -> Result<u64, $crate::StoreError> {
+            ) -> Result<u64, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete_expired)
                     .bind(now.as_millis())
                     .bind(i64::from(limit))

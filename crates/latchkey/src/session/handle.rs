@@ -841,7 +841,7 @@ impl Session {
     /// Records a login of `user_id` proven as `how` says and rotates the token (no
     /// session fixation). Data of an anonymous session is kept; data of a session that
     /// belonged to another user is dropped. The absolute expiry restarts at login.
-    /// Applications log in through the auth floor's gate ([`crate::AuthSession::sign_in`]),
+    /// Applications log in through the auth floor's gate ([`crate::auth::AuthSession::sign_in`]),
     /// which decides whether a proof is a complete login.
     pub async fn log_in(
         &self,

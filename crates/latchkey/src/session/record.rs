@@ -109,7 +109,7 @@ impl From<AuthInfoWire> for AuthInfo {
 }
 
 /// Everything a store keeps for one session. Stores treat it as a value: they key it by
-/// [`crate::SessionId`], compare-and-swap on [`SessionRecord::version`], and index
+/// [`crate::session::SessionId`], compare-and-swap on [`SessionRecord::version`], and index
 /// [`SessionRecord::user_id`] for per-user listing and revocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {

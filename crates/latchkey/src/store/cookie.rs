@@ -354,7 +354,7 @@ mod tests {
         let now = Timestamp::now();
         SessionRecord {
             version: 3,
-            auth: Some(crate::AuthInfo::new(
+            auth: Some(crate::session::AuthInfo::new(
                 user,
                 now,
                 1,

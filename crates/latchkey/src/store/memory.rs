@@ -749,7 +749,7 @@ mod tests {
     }
 
     fn id() -> SessionId {
-        crate::SessionToken::generate().id()
+        crate::session::SessionToken::generate().id()
     }
 
     /// Whether the store still holds `id`, expired or not.

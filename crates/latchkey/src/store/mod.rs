@@ -1,4 +1,4 @@
-//! Session stores. Each implements [`crate::SessionStore`] and passes the
+//! Session stores. Each implements [`crate::session::SessionStore`] and passes the
 //! [`conformance`] suite.
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
@@ -30,7 +30,8 @@ pub(crate) use self::redis::map_redis as redis_error;
 pub use self::redis::RedisStore;
 #[cfg(feature = "postgres")]
 pub use crate::pg::{
-    migrate_postgres, PgHandle, PgPooling, PgTransaction, PgTransactionConnection,
+    migrate_postgres, transaction_pooler_sign, PgHandle, PgPooling, PgTransaction,
+    PgTransactionConnection, PoolerSign,
 };
 #[cfg(feature = "cache")]
 pub use cache::{CachedStore, Change, ChangeFeed, Changes};
@@ -46,8 +47,8 @@ pub use sqlite::{open_sqlite, SqliteStore, DISK_RESERVE_BYTES, JOURNAL_SIZE_LIMI
 /// A shared store error as an owned one (a coalesced or batched load shares one error
 /// among its waiters). The kind is kept; a boxed cause is kept as its message.
 #[cfg(any(feature = "cache", feature = "postgres", feature = "redis"))]
-fn unshare(error: std::sync::Arc<crate::StoreError>) -> crate::StoreError {
-    use crate::StoreError;
+fn unshare(error: std::sync::Arc<crate::session::StoreError>) -> crate::session::StoreError {
+    use crate::session::StoreError;
     std::sync::Arc::try_unwrap(error).unwrap_or_else(|shared| match &*shared {
         StoreError::NotFound => StoreError::NotFound,
         StoreError::VersionConflict => StoreError::VersionConflict,

@@ -25,7 +25,7 @@ pub(crate) struct Statements {
 
 pub(crate) use crate::sql_error::map_sqlx;
 
-/// Implements [`crate::SessionStore`] for `$store` (a struct with a `pool` field, a
+/// Implements [`crate::session::SessionStore`] for `$store` (a struct with a `pool` field, a
 /// `load_fast` method, which may answer a load without a pooled query of its own, and a
 /// `sweep_expired` method, which runs `delete_expired_rows` its own way) with the statements
 /// `$sql`. Saves are conditional `UPDATE`s on the version; a rotation
@@ -37,7 +37,7 @@ macro_rules! sql_session_store {
             /// Deletes up to `limit` sessions expired at `now`; how many.
             async fn delete_expired_rows(
                 &self,
-                now: $crate::Timestamp,
+                now: $crate::time::Timestamp,
                 limit: u32,
             ) -> Result<u64, sqlx::Error> {
                 let done = sqlx::query($sql.delete_expired)
@@ -50,11 +50,11 @@ macro_rules! sql_session_store {
 
             async fn replace(
                 &self,
-                old_id: &$crate::SessionId,
-                new_id: &$crate::SessionId,
-                record: &$crate::SessionRecord,
+                old_id: &$crate::session::SessionId,
+                new_id: &$crate::session::SessionId,
+                record: &$crate::session::SessionRecord,
                 expected_version: u64,
-            ) -> Result<(), $crate::StoreError> {
+            ) -> Result<(), $crate::session::StoreError> {
                 use $crate::store::{codec::encode_record, sql::map_sqlx};
                 let done = sqlx::query($sql.replace)
                     .bind(new_id.to_hex())
@@ -77,18 +77,18 @@ macro_rules! sql_session_store {
                     .await
                     .map_err(map_sqlx)?;
                 Err(match exists {
-                    Some(_) => $crate::StoreError::VersionConflict,
-                    None => $crate::StoreError::NotFound,
+                    Some(_) => $crate::session::StoreError::VersionConflict,
+                    None => $crate::session::StoreError::NotFound,
                 })
             }
         }
 
         #[async_trait::async_trait]
-        impl $crate::SessionStore for $store {
+        impl $crate::session::SessionStore for $store {
             async fn load(
                 &self,
-                id: &$crate::SessionId,
-            ) -> Result<Option<std::sync::Arc<$crate::SessionRecord>>, $crate::StoreError> {
+                id: &$crate::session::SessionId,
+            ) -> Result<Option<std::sync::Arc<$crate::session::SessionRecord>>, $crate::session::StoreError> {
                 use $crate::store::{codec::decode_stored, sql::map_sqlx};
                 if let Some(loaded) = self.load_fast(id).await {
                     return loaded;
@@ -103,9 +103,9 @@ macro_rules! sql_session_store {
 
             async fn create(
                 &self,
-                id: &$crate::SessionId,
-                record: &$crate::SessionRecord,
-            ) -> Result<(), $crate::StoreError> {
+                id: &$crate::session::SessionId,
+                record: &$crate::session::SessionRecord,
+            ) -> Result<(), $crate::session::StoreError> {
                 use $crate::store::{codec::encode_record, sql::map_sqlx};
                 sqlx::query($sql.insert)
                     .bind(id.to_hex())
@@ -121,24 +121,24 @@ macro_rules! sql_session_store {
 
             async fn save(
                 &self,
-                id: &$crate::SessionId,
-                record: &$crate::SessionRecord,
+                id: &$crate::session::SessionId,
+                record: &$crate::session::SessionRecord,
                 expected_version: u64,
-            ) -> Result<(), $crate::StoreError> {
+            ) -> Result<(), $crate::session::StoreError> {
                 self.replace(id, id, record, expected_version).await
             }
 
             async fn rotate(
                 &self,
-                old_id: &$crate::SessionId,
-                new_id: &$crate::SessionId,
-                record: &$crate::SessionRecord,
+                old_id: &$crate::session::SessionId,
+                new_id: &$crate::session::SessionId,
+                record: &$crate::session::SessionRecord,
                 expected_version: u64,
-            ) -> Result<(), $crate::StoreError> {
+            ) -> Result<(), $crate::session::StoreError> {
                 self.replace(old_id, new_id, record, expected_version).await
             }
 
-            async fn delete(&self, id: &$crate::SessionId) -> Result<bool, $crate::StoreError> {
+            async fn delete(&self, id: &$crate::session::SessionId) -> Result<bool, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete)
                     .bind(id.to_hex())
                     .execute(&self.pool)
@@ -150,7 +150,7 @@ macro_rules! sql_session_store {
             async fn list_for_user(
                 &self,
                 user_id: &str,
-            ) -> Result<Vec<($crate::SessionId, $crate::SessionRecord)>, $crate::StoreError> {
+            ) -> Result<Vec<($crate::session::SessionId, $crate::session::SessionRecord)>, $crate::session::StoreError> {
                 use sqlx::Row;
                 use $crate::store::{
                     codec::{decode_id, decode_record},
@@ -173,11 +173,11 @@ macro_rules! sql_session_store {
             async fn delete_for_user(
                 &self,
                 user_id: &str,
-                keep: Option<&$crate::SessionId>,
-            ) -> Result<u64, $crate::StoreError> {
+                keep: Option<&$crate::session::SessionId>,
+            ) -> Result<u64, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete_for_user)
                     .bind(user_id)
-                    .bind(keep.map($crate::SessionId::to_hex))
+                    .bind(keep.map($crate::session::SessionId::to_hex))
                     .execute(&self.pool)
                     .await
                     .map_err($crate::store::sql::map_sqlx)?;
@@ -186,9 +186,9 @@ macro_rules! sql_session_store {
 
             async fn delete_expired(
                 &self,
-                now: $crate::Timestamp,
+                now: $crate::time::Timestamp,
                 limit: u32,
-            ) -> Result<u64, $crate::StoreError> {
+            ) -> Result<u64, $crate::session::StoreError> {
                 self.sweep_expired(now, limit).await
             }
         }

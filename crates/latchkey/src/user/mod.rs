@@ -42,7 +42,7 @@ impl TokenPurpose {
 }
 
 /// What the auth layer needs to know about a user. Implement it for your own user type
-/// to use [`crate::AuthSession`] with it.
+/// to use [`crate::auth::AuthSession`] with it.
 pub trait AuthUser: Clone + Send + Sync + 'static {
     /// A stable id, unique per user.
     fn user_id(&self) -> String;
