@@ -11,9 +11,8 @@ use crate::throttling::{throttled, Attempt, ClientIp};
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
 use latchkey::throttle::{self, account_tag, Verdict};
 use latchkey::{
-    AuthBackend, AuthError, AuthSession, CredentialEvent, NewUser, PasswordCredentials,
-    PasswordError, Proof, Refusal, SessionError, SessionId, SignIn, Timestamp, User,
-    UserStoreError,
+    AuthError, AuthSession, CredentialEvent, NewUser, PasswordError, Proof, Refusal, SessionError,
+    SessionId, SignIn, Timestamp, User, UserStoreError,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -104,7 +103,8 @@ pub async fn sign_up(
 }
 
 /// Checks a login's credentials under the throttle, counting failures under the account
-/// whichever of its names was typed (unknown names under the name as typed).
+/// whichever of its names was typed (unknown names under the name as typed); the user is
+/// looked up once, for the counter's key and the password check both.
 async fn check_credentials(
     app: &AppState,
     ip: ClientIp,
@@ -117,12 +117,12 @@ async fn check_credentials(
         Some(id) => throttle::Account::User(id),
         None => throttle::Account::Unknown(login),
     };
+    // The user found above is the one checked: one lookup per login.
     let attempt = throttled(
         app,
         account,
         ip,
-        app.backend
-            .authenticate(PasswordCredentials::new(login, password)),
+        app.backend.check_password(known.clone(), password),
     )
     .await?;
     match &attempt {

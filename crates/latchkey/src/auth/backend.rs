@@ -65,6 +65,20 @@ impl<B: AuthBackend> LoadUser<B::User> for B {
     }
 }
 
+/// What the authenticator keeps of its backend to check credentials of type `C` (so that
+/// [`super::AuthSession::authenticate`] reaches the backend the authenticator was built on).
+#[async_trait]
+pub(crate) trait CheckCredentials<U, C>: Send + Sync + 'static {
+    async fn check(&self, credentials: C) -> Result<Option<U>, AuthError>;
+}
+
+#[async_trait]
+impl<B: AuthBackend> CheckCredentials<B::User, B::Credentials> for B {
+    async fn check(&self, credentials: B::Credentials) -> Result<Option<B::User>, AuthError> {
+        self.authenticate(credentials).await
+    }
+}
+
 /// A login name (username or email, any letter case) and a password.
 #[derive(Clone)]
 pub struct PasswordCredentials {
@@ -130,6 +144,51 @@ impl<S: UserStore> PasswordBackend<S> {
         &self.hasher
     }
 
+    /// The password check of [`AuthBackend::authenticate`] for a user the caller has
+    /// already looked up (`None`: no such user), so that a login that needs the user
+    /// first (to count its attempts under the account) looks it up once. Unknown and
+    /// disabled users cost one password verification too, and a user whose stored hash
+    /// has other parameters one more at the hasher's own, so every failure costs at least
+    /// what an unknown name's does (`benches/login_timing.rs`). The user only if the
+    /// password matches and the account is enabled.
+    pub async fn check_password(
+        &self,
+        found: Option<User>,
+        password: &str,
+    ) -> Result<Option<User>, AuthError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(None);
+        }
+        let Some(user) = found else {
+            self.hasher.verify_dummy(password).await?;
+            return Ok(None);
+        };
+        // Whether the work so far cost one verification at the hasher's own parameters.
+        let (matches, cost_matched) = match self.hasher.verify(password, user.password_hash()).await
+        {
+            Ok(matches) => (matches, !self.hasher.needs_rehash(user.password_hash())),
+            Err(error @ (PasswordError::MalformedHash | PasswordError::UnsafeHash(_))) => {
+                tracing::error!(user_id = user.id, %error, "stored password hash unusable: login refused");
+                // Spend the same time as any other failure.
+                self.hasher.verify_dummy(password).await?;
+                (false, true)
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if !matches || user.disabled {
+            if !cost_matched {
+                // A hash with other parameters (imported, or older than a cost change)
+                // verifies in its own time, often far less than ours: one more
+                // verification at our parameters, so this failure costs what an
+                // unknown name's does, and timing tells no one the account exists.
+                self.hasher.verify_dummy(password).await?;
+            }
+            return Ok(None);
+        }
+        // A success with such a hash spends the same again on the upgrade's new hash.
+        Ok(Some(self.upgrade_hash(user, password).await?))
+    }
+
     /// After a successful login with a hash made elsewhere or with weaker parameters:
     /// stores an argon2id hash of the same password instead. The credential version does
     /// not change (it is the same password), so no session ends. A failed upgrade is
@@ -160,10 +219,9 @@ impl<S: UserStore> AuthBackend for PasswordBackend<S> {
     type User = User;
     type Credentials = PasswordCredentials;
 
-    /// Unknown and disabled users cost one password verification too, and a user whose
-    /// stored hash has other parameters one more at the hasher's own, so every failure
-    /// costs at least what an unknown name's does (`benches/login_timing.rs`). The user only if the password matches
-    /// and the account is enabled.
+    /// Looks the login up once and checks the password with
+    /// [`PasswordBackend::check_password`] (over-long passwords are refused before the
+    /// lookup).
     async fn authenticate(
         &self,
         credentials: PasswordCredentials,
@@ -173,37 +231,8 @@ impl<S: UserStore> AuthBackend for PasswordBackend<S> {
             // Refused before any lookup or hashing, whoever the user is.
             return Ok(None);
         }
-        let Some(user) = self.users.find_by_login(&login).await? else {
-            self.hasher.verify_dummy(&password).await?;
-            return Ok(None);
-        };
-        // Whether the work so far cost one verification at the hasher's own parameters.
-        let (matches, cost_matched) = match self
-            .hasher
-            .verify(&password, user.password_hash())
-            .await
-        {
-            Ok(matches) => (matches, !self.hasher.needs_rehash(user.password_hash())),
-            Err(error @ (PasswordError::MalformedHash | PasswordError::UnsafeHash(_))) => {
-                tracing::error!(user_id = user.id, %error, "stored password hash unusable: login refused");
-                // Spend the same time as any other failure.
-                self.hasher.verify_dummy(&password).await?;
-                (false, true)
-            }
-            Err(error) => return Err(error.into()),
-        };
-        if !matches || user.disabled {
-            if !cost_matched {
-                // A hash with other parameters (imported, or older than a cost change)
-                // verifies in its own time, often far less than ours: one more
-                // verification at our parameters, so this failure costs what an
-                // unknown name's does, and timing tells no one the account exists.
-                self.hasher.verify_dummy(&password).await?;
-            }
-            return Ok(None);
-        }
-        // A success with such a hash spends the same again on the upgrade's new hash.
-        Ok(Some(self.upgrade_hash(user, &password).await?))
+        let found = self.users.find_by_login(&login).await?;
+        self.check_password(found, &password).await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, UserStoreError> {

@@ -18,8 +18,8 @@ pub mod credentials;
 mod gate;
 mod request;
 
-use backend::LoadUser;
 pub use backend::{AuthBackend, PasswordBackend, PasswordCredentials};
+use backend::{CheckCredentials, LoadUser};
 use credentials::{CredentialEvent, Ended, Holders, SessionsEnded};
 pub use gate::{Evidence, Proof, Refusal, SecondFactorSource, SignIn, DEFAULT_SECOND_STEP_WITHIN};
 use gate::{GateSettings, PendingLogin, Verdict, PENDING_KEY};
@@ -32,6 +32,7 @@ use crate::remember::{
 use crate::session::{AuthInfo, Authentication, Session, SessionError, SessionId};
 use crate::time::Timestamp;
 use crate::user::{AuthUser, UserStoreError};
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -48,6 +49,10 @@ pub enum AuthError {
     /// Hashing failed.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// [`AuthSession::authenticate`] was given credentials of a type the authenticator's
+    /// backend does not take (a programming error: the type's name).
+    #[error("the authenticator's backend does not take {0}")]
+    WrongCredentials(&'static str),
 }
 
 impl From<credentials::EndError> for AuthError {
@@ -84,6 +89,9 @@ pub struct Authenticator<U> {
 
 struct AuthenticatorInner<U> {
     backend: Box<dyn LoadUser<U>>,
+    /// The same backend as an `Arc<dyn CheckCredentials<U, B::Credentials>>`, for
+    /// [`AuthSession::authenticate`] to find by the credentials' type.
+    credentials: Box<dyn Any + Send + Sync>,
     users: UserCache<U>,
     unauthorized_message: String,
     fresh_within: Option<Duration>,
@@ -103,14 +111,16 @@ impl<U> Clone for Authenticator<U> {
 }
 
 impl<U: AuthUser> Authenticator<U> {
-    /// An authenticator loading the users of `backend` (the user loader of Flask-Login
-    /// and Microdot). The application keeps its own handle on the backend to check
-    /// credentials at login (`backend.authenticate(credentials)`, then
-    /// [`AuthSession::login`]); share one with `Arc`.
-    pub fn new(backend: impl AuthBackend<User = U>) -> Self {
+    /// An authenticator over `backend`: it loads the users of sessions (the user loader
+    /// of Flask-Login and Microdot), and checks credentials at login through
+    /// [`AuthSession::authenticate`], then [`AuthSession::login`].
+    pub fn new<B: AuthBackend<User = U>>(backend: B) -> Self {
+        let backend = Arc::new(backend);
+        let credentials: Arc<dyn CheckCredentials<U, B::Credentials>> = backend.clone();
         Authenticator {
             inner: Arc::new(AuthenticatorInner {
                 backend: Box::new(backend),
+                credentials: Box::new(credentials),
                 users: UserCache::new(Duration::from_secs(2)),
                 unauthorized_message: "login required".to_string(),
                 fresh_within: None,
@@ -338,6 +348,21 @@ impl<U: AuthUser> AuthSession<U> {
     /// The authenticator in force.
     pub fn authenticator(&self) -> &Authenticator<U> {
         &self.request.authenticator
+    }
+
+    /// Checks `credentials` with the backend the authenticator was built on
+    /// ([`AuthBackend::authenticate`]): the user they prove, `None` if they prove nobody.
+    /// Nobody is logged in yet: hand the user to [`AuthSession::login`] (or
+    /// [`AuthSession::sign_in`] with the proof the credentials are).
+    pub async fn authenticate<C: Send + 'static>(
+        &self,
+        credentials: C,
+    ) -> Result<Option<U>, AuthError> {
+        let backend = &self.request.authenticator.inner.credentials;
+        match backend.downcast_ref::<Arc<dyn CheckCredentials<U, C>>>() {
+            Some(backend) => backend.check(credentials).await,
+            None => Err(AuthError::WrongCredentials(std::any::type_name::<C>())),
+        }
     }
 
     /// Logs `user` in after a password check, through the gate
