@@ -4,10 +4,8 @@
 //! back.
 
 mod common;
-#[path = "../../../tests/common/smtp.rs"]
-mod smtp;
 
-use common::{cli, Server};
+use common::{cli, smtp, Server};
 use latchkey::mail::outbox::{Outbox, SqliteOutbox};
 use latchkey::mail::Mail;
 use smtp::SmtpSink;

@@ -6,19 +6,17 @@
 //! the database files, wrong codes, and mail asked for too often.
 
 mod common;
-#[path = "../../../tests/common/smtp.rs"]
-mod smtp;
 
-use common::{cli, client, free_address, service_url, unique, Server};
+use common::flows::{
+    code_in, home, logged_in, mail, mails, post, sign_up, token_in, MAIL_WAIT as WAIT,
+    NEW_PASSWORD, PASSWORD,
+};
+use common::{cli, client, free_address, service_url, smtp, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use smtp::SmtpSink;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const PASSWORD: &str = "correct horse battery staple";
-const NEW_PASSWORD: &str = "tangerine submarine chorus 42";
-const WAIT: Duration = Duration::from_secs(15);
 
 /// A server on a fresh SQLite database that mails to `sink`, plus `extra` arguments.
 fn server(dir: &Path, sink: &SmtpSink, extra: &[&str]) -> Server {
@@ -26,127 +24,6 @@ fn server(dir: &Path, sink: &SmtpSink, extra: &[&str]) -> Server {
     let mut args = vec!["--smtp-url", url.as_str()];
     args.extend_from_slice(extra);
     Server::start(dir, &args)
-}
-
-/// The mails to `to` whose subject contains `subject`, waiting up to [`WAIT`] for
-/// `count` of them.
-fn mails(sink: &SmtpSink, to: &str, subject: &str, count: usize) -> Vec<String> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let found: Vec<String> = sink
-            .messages()
-            .into_iter()
-            .map(|raw| unfold(&raw))
-            .filter(|mail| {
-                mail.lines()
-                    .any(|line| line.starts_with("To:") && line.contains(to))
-                    && mail
-                        .lines()
-                        .any(|line| line.starts_with("Subject:") && line.contains(subject))
-            })
-            .collect();
-        if found.len() >= count || Instant::now() >= deadline {
-            assert!(
-                found.len() >= count,
-                "{count} mail(s) to {to} about {subject:?}; got {}: {:?}",
-                found.len(),
-                sink.messages()
-            );
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One mail to `to` about `subject`.
-fn mail(sink: &SmtpSink, to: &str, subject: &str) -> String {
-    mails(sink, to, subject, 1).remove(0)
-}
-
-/// A raw message with quoted-printable soft line breaks joined.
-fn unfold(raw: &str) -> String {
-    raw.replace("=\r\n", "")
-        .replace("=\n", "")
-        .replace("=3D", "=")
-}
-
-/// The `token=` of the first link in `mail`.
-fn token_in(mail: &str) -> String {
-    let start = mail.find("token=").expect("a link with a token") + "token=".len();
-    mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
-}
-
-/// The 6-digit code in a sign-in mail: in its body, never in its subject (which lock
-/// screens show).
-fn code_in(mail: &str) -> String {
-    let subject = mail
-        .lines()
-        .find(|line| line.starts_with("Subject:"))
-        .expect("subject");
-    assert!(
-        !subject.chars().any(|c| c.is_ascii_digit()),
-        "the code stands in the subject: {subject}"
-    );
-    let line = mail
-        .lines()
-        .find(|line| {
-            line.contains("code") && line.chars().filter(char::is_ascii_digit).count() == 6
-        })
-        .expect("a line with the code");
-    line.chars().filter(char::is_ascii_digit).collect()
-}
-
-async fn post(
-    client: &reqwest::Client,
-    server: &Server,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = client
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn sign_up(server: &Server, name: &str, email: &str) {
-    let (status, body) = post(
-        &client(),
-        server,
-        "/signup",
-        json!({ "username": name, "email": email, "password": PASSWORD }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
-/// A client logged in as `login` with `password` (remembered if `remember`).
-async fn logged_in(server: &Server, login: &str, password: &str) -> reqwest::Client {
-    let client = client();
-    let (status, body) = post(
-        &client,
-        server,
-        "/login",
-        json!({ "username": login, "password": password }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "login of {login}: {body}");
-    client
-}
-
-async fn home(client: &reqwest::Client, server: &Server) -> StatusCode {
-    client
-        .get(server.url("/home"))
-        .send()
-        .await
-        .expect("home")
-        .status()
 }
 
 async fn account(client: &reqwest::Client, server: &Server) -> Value {
@@ -1040,7 +917,6 @@ async fn a_reset_asked_for_while_smtp_is_down_arrives_after_a_restart() {
     let silent = SilentSmtpPeer::listen(port);
     let server = Server::start_at(dir.path(), address, &["--smtp-url", &url]);
     sign_up(&server, "dora", "dora@example.com").await;
-    let before = silent.accepted();
     let started = Instant::now();
     let (status, _) = tokio::time::timeout(
         Duration::from_secs(20),
@@ -1059,16 +935,40 @@ async fn a_reset_asked_for_while_smtp_is_down_arrives_after_a_restart() {
         "the answer does not wait for SMTP: {:?}",
         started.elapsed()
     );
-    // The mail did go to the silent peer (and hangs there): the answer came anyway.
+    // The reset mail is queued (behind the sign-up's verification mail), and the worker
+    // is in a send to the silent peer that will not end: the answer came anyway.
+    let database = rusqlite::Connection::open(dir.path().join("latchkey.db")).expect("open");
+    let outbox = |query: &str| -> i64 {
+        database
+            .query_row(query, [], |row| row.get(0))
+            .expect("the outbox")
+    };
     let deadline = Instant::now() + WAIT;
-    while silent.accepted() == before {
+    while outbox("SELECT COUNT(*) FROM mail_outbox") < 2
+        || outbox("SELECT COUNT(*) FROM mail_outbox WHERE lease_until IS NOT NULL") == 0
+        || silent.accepted() == 0
+    {
         assert!(
             Instant::now() < deadline,
-            "the server never connected to SMTP to send the reset mail"
+            "the reset mail was never queued, or no send to the silent peer began"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The peer hangs up: every mail is tried, fails and is kept for later (none left
+    // leased by a send the stop would cut short).
     drop(silent);
+    let deadline = Instant::now() + WAIT;
+    while outbox(
+        "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL \
+         AND (last_error IS NULL OR lease_until IS NOT NULL)",
+    ) > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the mails were not all tried against the closed peer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.stop();
     let sink = SmtpSink::start_on(port);
     let server = Server::start_at(dir.path(), address, &["--smtp-url", &url]);

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -26,27 +26,51 @@ pub fn browser_available() -> bool {
 pub struct Driver {
     child: Child,
     pub url: String,
+    /// Its output.
+    _log: tempfile::NamedTempFile,
 }
 
 impl Driver {
+    /// Starts chromedriver on a free port (another one when a process took it
+    /// meanwhile); fails with its output when it exits or does not listen within 20 s.
     pub fn start() -> Driver {
-        let address = super::free_address();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={}", address.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let driver = Driver {
-            child,
-            url: format!("http://{address}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let address = super::free_address();
+            let log = tempfile::NamedTempFile::new().expect("chromedriver log");
+            let mut child = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={}", address.port()))
+                .stdout(log.reopen().expect("chromedriver log"))
+                .stderr(log.reopen().expect("chromedriver log"))
+                .spawn()
+                .expect("start chromedriver");
+            let waited = super::ports::wait_until_listening(
+                &mut child,
+                address.port(),
+                Duration::from_secs(20),
+            );
+            let status = match waited {
+                Ok(()) => {
+                    return Driver {
+                        child,
+                        url: format!("http://{address}"),
+                        _log: log,
+                    }
+                }
+                Err(super::ports::NotListening::Died(status)) => status.to_string(),
+                Err(super::ports::NotListening::TimedOut) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    "still running".to_string()
+                }
+            };
+            let output = std::fs::read_to_string(log.path()).unwrap_or_default();
+            if attempt < 5 && super::ports::says_port_taken(&output) {
+                continue;
+            }
+            panic!("chromedriver did not listen on {address} ({status}): {output}");
         }
-        driver
     }
 }
 
@@ -161,10 +185,10 @@ impl Browser {
         value.as_array().cloned().unwrap_or_default()
     }
 
-    /// Calls the driver, retrying for up to 10 s while the page is still loading (an
-    /// element not there yet).
+    /// Calls the driver, retrying for up to 30 s while the page is still loading (an
+    /// element not there yet); then the driver's error fails the test.
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.try_call(method.clone(), path, body.as_ref()).await {
                 Ok(value) => return value,
@@ -176,9 +200,10 @@ impl Browser {
         }
     }
 
-    /// Waits until the current document has finished loading.
+    /// Waits until the current document has finished loading; a document still loading
+    /// after 60 s fails the test (it used to be given up on silently after 10 s).
     pub async fn wait_loaded(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let started = Instant::now();
         loop {
             let state = self
                 .call(
@@ -187,9 +212,13 @@ impl Browser {
                     Some(json!({ "script": "return document.readyState", "args": [] })),
                 )
                 .await;
-            if state == json!("complete") || Instant::now() > deadline {
+            if state == json!("complete") {
                 return;
             }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the page did not finish loading within 60 s (readyState {state})"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
