@@ -438,7 +438,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secure,
     );
 
-    tokio::spawn(worker.run());
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker.run_until(async {
+        let _ = worker_stopped.await;
+    }));
 
     tokio::spawn(sweep_expired(
         swept,
@@ -483,6 +486,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     finish_accepted_mail_requests(&state.mail.background).await;
+    // The outbox worker finishes the sends under way (each within the SMTP timeout), so
+    // no mail stays claimed by a process that is gone.
+    let _ = stop_worker.send(());
+    if tokio::time::timeout(MAIL_REQUESTS_DRAIN, worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with mail being sent: it goes out again when its lease ends");
+    }
     tracing::info!("latchkey stopped");
     Ok(())
 }
@@ -499,7 +511,10 @@ async fn finish_accepted_mail_requests(background: &Semaphore) {
     if in_flight == 0 {
         return;
     }
-    tracing::info!(in_flight, "finishing accepted mail requests before stopping");
+    tracing::info!(
+        in_flight,
+        "finishing accepted mail requests before stopping"
+    );
     match tokio::time::timeout(MAIL_REQUESTS_DRAIN, background.acquire_many(all)).await {
         Ok(_) => tracing::info!(in_flight, "accepted mail requests finished"),
         Err(_) => tracing::warn!(

@@ -5,14 +5,15 @@
 use crate::config::{
     redact, DatabaseArgs, DatabasePooler, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use latchkey::factors::passkeys::{PasskeyStore, SqlPasskeys};
 use latchkey::factors::{SecondFactorStore, SecondFactors};
 use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
-    migrate_postgres, open_postgres, open_sqlite, ChangeFeed, FanOutStore, MemoryStore,
-    MirrorFailure, PgHandle, PgPooling, PostgresStore, RedisStore, SqliteStore,
+    migrate_postgres, open_postgres, open_sqlite, transaction_pooler_sign, ChangeFeed, FanOutStore,
+    MemoryStore, MirrorFailure, PgHandle, PgPooling, PoolerSign, PostgresStore, RedisStore,
+    SqliteStore,
 };
 use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
@@ -21,6 +22,7 @@ use latchkey::throttle::{
 use latchkey::user::tokens::{EmailTokens, TokenStore};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The stores kept in the database.
 #[derive(Clone)]
@@ -119,6 +121,7 @@ impl Backend {
                 })
             }
             .await
+            .map_err(|error| pooler_advice(database, error))
         } else {
             bail!("--database-url must start with sqlite: or postgres:// (got {url:?})");
         };
@@ -136,18 +139,55 @@ async fn open_postgres_handle(database: &DatabaseArgs) -> anyhow::Result<PgHandl
     };
     match (&database.database_migrate_url, pooling) {
         (Some(migrate_url), _) => {
-            migrate_postgres(migrate_url).await.with_context(|| {
-                format!(
+            if let Err(error) = migrate_postgres(migrate_url).await {
+                let through_pgbouncer = transaction_pooler_sign(&error).is_some();
+                let error = anyhow::Error::new(error).context(format!(
                     "cannot migrate the database at --database-migrate-url {}",
                     redact(migrate_url)
-                )
-            })?;
+                ));
+                if through_pgbouncer {
+                    return Err(error.context(
+                        "--database-migrate-url goes through PgBouncer: migrations hold an \
+                         advisory lock and prepare named statements, so it must name \
+                         PostgreSQL itself",
+                    ));
+                }
+                return Err(error);
+            }
             Ok(PgHandle::connect(url, pooling).await?)
         }
         (None, PgPooling::Direct) => Ok(PgHandle::from(open_postgres(url).await?)),
         (None, PgPooling::Transaction) => bail!(
             "--database-pooler transaction needs --database-migrate-url: migrations hold an \
              advisory lock and prepare named statements, which need a direct connection"
+        ),
+    }
+}
+
+/// `error` told as what it shows, when it shows that `--database-url` goes through
+/// PgBouncer while `--database-pooler` says nothing is in between (which otherwise stops
+/// with `prepared statement "sqlx_s_1" already exists`).
+fn pooler_advice(database: &DatabaseArgs, error: anyhow::Error) -> anyhow::Error {
+    if database.database_pooler != DatabasePooler::None {
+        return error;
+    }
+    let Some(sign) = error.chain().find_map(transaction_pooler_sign) else {
+        return error;
+    };
+    let said = error.root_cause().to_string();
+    match sign {
+        PoolerSign::SharedStatements => anyhow!(
+            "--database-url reaches PostgreSQL through a transaction-pooling PgBouncer, which \
+             shares server connections between clients, so named prepared statements collide \
+             ({said}): start with --database-pooler transaction, and --database-migrate-url \
+             naming PostgreSQL itself (migrations need a direct connection)"
+        ),
+        PoolerSign::StartupParameter => anyhow!(
+            "--database-url reaches PostgreSQL through PgBouncer ({said}): behind a \
+             transaction-pooling PgBouncer, start with --database-pooler transaction, and \
+             --database-migrate-url naming PostgreSQL itself (migrations need a direct \
+             connection); behind a session-pooling one, set `ignore_startup_parameters = \
+             extra_float_digits` in pgbouncer.ini"
         ),
     }
 }
@@ -178,9 +218,16 @@ impl Backend {
     }
 }
 
-/// The Redis store at `url`, its keys under `prefix`.
-async fn open_redis(url: &str, prefix: &str) -> anyhow::Result<RedisStore> {
-    RedisStore::open(url)
+/// How long the command line waits for a Redis Cluster that is failing over (a master
+/// down, its replica not yet promoted: Redis's default `cluster-node-timeout` is 15 s,
+/// plus the election) before it gives up and says so. The server does not wait: a
+/// request meeting a failover answers 503, the next one finds the new topology.
+pub const CLI_FAILOVER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The Redis store at `url`, its keys under `prefix`; on a cluster, waiting out a
+/// failover for up to `patience` ([`RedisStore::open_patient`]).
+async fn open_redis(url: &str, prefix: &str, patience: Duration) -> anyhow::Result<RedisStore> {
+    RedisStore::open_patient(url, patience)
         .await
         .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?
         .with_prefix(prefix)
@@ -194,6 +241,16 @@ impl Backend {
         &self,
         kind: &SessionStoreKind,
         args: &SessionStoreArgs,
+    ) -> anyhow::Result<Arc<dyn SessionStore>> {
+        self.open_store_patient(kind, args, Duration::ZERO).await
+    }
+
+    /// [`Backend::open_store`], waiting out a Redis Cluster failover for up to `patience`.
+    async fn open_store_patient(
+        &self,
+        kind: &SessionStoreKind,
+        args: &SessionStoreArgs,
+        patience: Duration,
     ) -> anyhow::Result<Arc<dyn SessionStore>> {
         Ok(match kind {
             SessionStoreKind::Memory => {
@@ -215,7 +272,9 @@ impl Backend {
                 Arc::new(MemoryStore::with_capacity(capacity))
             }
             SessionStoreKind::Database => self.sessions.clone(),
-            SessionStoreKind::Redis(url) => Arc::new(open_redis(url, &args.redis_prefix).await?),
+            SessionStoreKind::Redis(url) => {
+                Arc::new(open_redis(url, &args.redis_prefix, patience).await?)
+            }
             SessionStoreKind::Cookie => {
                 bail!("the cookie store keeps sessions in browsers: it cannot be a mirror or be reached from here")
             }
@@ -230,9 +289,9 @@ impl Backend {
     ) -> anyhow::Result<Option<Arc<dyn ChangeFeed>>> {
         Ok(match &args.session_store {
             SessionStoreKind::Database => self.sessions_feed.clone(),
-            SessionStoreKind::Redis(url) => {
-                Some(Arc::new(open_redis(url, &args.redis_prefix).await?))
-            }
+            SessionStoreKind::Redis(url) => Some(Arc::new(
+                open_redis(url, &args.redis_prefix, Duration::ZERO).await?,
+            )),
             SessionStoreKind::Memory | SessionStoreKind::Cookie => None,
         })
     }
@@ -247,13 +306,14 @@ impl Backend {
             SessionStoreKind::Memory => Arc::new(MemoryThrottleStore::new()),
             SessionStoreKind::Database | SessionStoreKind::Cookie => self.throttle.clone(),
             SessionStoreKind::Redis(url) => Arc::new(RedisThrottleStore::new(
-                open_redis(url, &args.redis_prefix).await?,
+                open_redis(url, &args.redis_prefix, Duration::ZERO).await?,
             )),
         })
     }
 
     /// The session store as the CLI sees it: refused when the sessions live where a
-    /// separate process cannot reach them.
+    /// separate process cannot reach them; a Redis Cluster failing over is waited for
+    /// ([`CLI_FAILOVER_PATIENCE`]).
     pub async fn reachable_session_store(
         &self,
         args: &SessionStoreArgs,
@@ -265,7 +325,8 @@ impl Backend {
                  through the user's credential version"
             );
         }
-        self.session_store(args).await
+        self.session_store_patient(args, CLI_FAILOVER_PATIENCE)
+            .await
     }
 
     /// The server-side session store the flags describe: the master, fanned out to the
@@ -274,7 +335,19 @@ impl Backend {
         &self,
         args: &SessionStoreArgs,
     ) -> anyhow::Result<Arc<dyn SessionStore>> {
-        let master = self.open_store(&args.session_store, args).await?;
+        self.session_store_patient(args, Duration::ZERO).await
+    }
+
+    /// [`Backend::session_store`], waiting out a Redis Cluster failover for up to
+    /// `patience`.
+    async fn session_store_patient(
+        &self,
+        args: &SessionStoreArgs,
+        patience: Duration,
+    ) -> anyhow::Result<Arc<dyn SessionStore>> {
+        let master = self
+            .open_store_patient(&args.session_store, args, patience)
+            .await?;
         if args.session_mirrors.is_empty() {
             return Ok(master);
         }
@@ -283,7 +356,7 @@ impl Backend {
             if *mirror == args.session_store {
                 bail!("--session-mirror {mirror} is the --session-store itself");
             }
-            mirrors.push(self.open_store(mirror, args).await?);
+            mirrors.push(self.open_store_patient(mirror, args, patience).await?);
         }
         let on_failure = match args.mirror_failure {
             MirrorFailurePolicy::Log => MirrorFailure::Log,

@@ -266,8 +266,9 @@ pub struct ServeArgs {
     /// up to the TTL later, so keep it short (e.g. 1s). Off by default.
     #[arg(long, env = "LATCHKEY_SESSION_CACHE", value_parser = humantime::parse_duration)]
     pub session_cache: Option<Duration>,
-    /// The URL users reach the server at (default http://<bind>); https makes cookies
-    /// `Secure` with the `__Host-` prefix.
+    /// The URL users reach the server at (default http://localhost:PORT on a loopback
+    /// --bind, http://<bind> otherwise); https makes cookies `Secure` with the `__Host-`
+    /// prefix.
     #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Allow a plain-http public URL on a non-loopback address.
@@ -378,9 +379,15 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The public URL in force.
     pub fn public_url(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.bind))
+        self.public_url.clone().unwrap_or_else(|| {
+            // A loopback address is `localhost` to browsers: a host name, so passkeys
+            // (whose relying party must be one) work in the default run.
+            if self.bind.ip().is_loopback() {
+                format!("http://localhost:{}", self.bind.port())
+            } else {
+                format!("http://{}", self.bind)
+            }
+        })
     }
 
     /// Checks the combination of options; returns whether cookies must be `Secure`.

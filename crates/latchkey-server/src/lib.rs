@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod data_api;
 pub mod factor_api;
 pub mod factor_pages;
+pub mod for_people;
 pub mod forwarded;
 pub mod headers;
 pub mod import;

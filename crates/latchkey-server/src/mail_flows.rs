@@ -184,6 +184,7 @@ async fn send_token(
             link => link,
             code => issued.code.clone(),
             valid_minutes => ttl.as_secs() / 60,
+            valid_seconds => ttl.as_secs(),
         },
     )?;
     app.mail

@@ -497,8 +497,8 @@ pub async fn account_page(
                 context! {
                     id => stored.id,
                     name => stored.name,
-                    created_at => usecases::format_time(stored.created_at),
-                    last_used_at => stored.last_used_at.map(usecases::format_time),
+                    created_at => crate::for_people::rfc3339(stored.created_at),
+                    last_used_at => stored.last_used_at.map(crate::for_people::rfc3339),
                 }
             })
             .collect(),

@@ -598,7 +598,8 @@ pub(crate) async fn second_step_page(
     next: Option<&str>,
     error: Option<String>,
 ) -> Response {
-    let extra = context! { next => next, error => error };
+    let waits_seconds = auth.authenticator().second_step_window().as_secs();
+    let extra = context! { next => next, error => error, waits_seconds => waits_seconds };
     page(app, auth, browser, status, "second_factor.html", extra).await
 }
 

@@ -3,13 +3,13 @@
 //! options for `navigator.credentials.create` / `.get` (their state waits in the
 //! session), `finish` takes the browser's answer.
 
+use crate::for_people::rfc3339;
 use crate::headers;
 use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
 use crate::passkeys::{self, PasskeyError};
 use crate::second_factor::SecondStep;
 use crate::state::AppState;
 use crate::throttling::ClientIp;
-use crate::usecases::format_time;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -172,8 +172,8 @@ pub async fn list(
         .map(|stored| PasskeyView {
             id: stored.id,
             name: stored.name,
-            created_at: format_time(stored.created_at),
-            last_used_at: stored.last_used_at.map(format_time),
+            created_at: rfc3339(stored.created_at),
+            last_used_at: stored.last_used_at.map(rfc3339),
         })
         .collect();
     Ok(headers::json(StatusCode::OK, &PasskeyList { passkeys }))

@@ -2,7 +2,7 @@
 
 use crate::backend::Backend;
 use crate::config::{DatabaseArgs, SessionStoreArgs};
-use crate::usecases::format_time;
+use crate::for_people::rfc3339;
 use crate::user_cli::find_user;
 use anyhow::bail;
 use clap::Subcommand;
@@ -65,8 +65,8 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
                         "{:<64}  {:<16} {:<20} {:<20} {:<15}",
                         id.to_hex(),
                         user.username,
-                        format_time(record.created_at),
-                        format_time(record.last_active_at),
+                        rfc3339(record.created_at),
+                        rfc3339(record.last_active_at),
                         record.client_ip.as_deref().unwrap_or("-"),
                     );
                 }

@@ -88,6 +88,12 @@ impl Templates {
     /// Templates from `folder` where present, embedded ones otherwise.
     pub fn new(folder: Option<PathBuf>) -> Self {
         let mut env = Environment::new();
+        // `{{ seconds | duration }}` ("24 hours") and `{{ rfc3339 | when }}` ("6 December
+        // 2026, 04:31 UTC"): times as people read them.
+        env.add_filter("duration", |seconds: u64| {
+            crate::for_people::duration(std::time::Duration::from_secs(seconds))
+        });
+        env.add_filter("when", |time: String| crate::for_people::date_time(&time));
         env.set_loader(move |name| {
             if let Some(folder) = &folder {
                 let path = folder.join(name);

@@ -12,7 +12,7 @@ use latchkey::remember::DEFAULT_REMEMBER_DAYS;
 use latchkey::throttle::{self, account_tag, Verdict};
 use latchkey::{
     AuthError, AuthSession, CredentialEvent, NewUser, PasswordError, Proof, Refusal, SessionError,
-    SessionId, SignIn, Timestamp, User, UserStoreError,
+    SessionId, SignIn, User, UserStoreError,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -295,7 +295,7 @@ pub async fn account(app: &AppState, user: &User) -> Result<Account, AuthError> 
         username: user.username.clone(),
         email: user.email.clone(),
         email_verified: user.email_verified_at.is_some(),
-        created_at: format_time(user.created_at),
+        created_at: crate::for_people::rfc3339(user.created_at),
         second_factors: second_factor::methods(factors, passkeys),
         recovery_codes_left: factors.recovery_codes_left,
     })
@@ -329,8 +329,8 @@ pub async fn sessions(auth: &AuthSession<User>) -> Result<Vec<SessionView>, Auth
         .map(|session| SessionView {
             id: session.id.to_hex(),
             current: session.current,
-            created_at: format_time(session.created_at),
-            last_active_at: format_time(session.last_active_at),
+            created_at: crate::for_people::rfc3339(session.created_at),
+            last_active_at: crate::for_people::rfc3339(session.last_active_at),
             method: (!session.methods.is_empty()).then(|| session.methods.join("+")),
             client_ip: session.client_ip,
             user_agent: session.user_agent,
@@ -350,13 +350,4 @@ pub async fn revoke_session(auth: &AuthSession<User>, id: &str) -> Result<bool, 
 /// Ends every other session of the logged-in user; how many ended.
 pub async fn revoke_other_sessions(auth: &AuthSession<User>) -> Result<u64, AuthError> {
     auth.revoke_other_sessions().await
-}
-
-/// A timestamp as RFC 3339 UTC, to the second.
-pub fn format_time(time: Timestamp) -> String {
-    let seconds = u64::try_from(time.as_millis() / 1000).unwrap_or(0);
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-    )
-    .to_string()
 }

@@ -263,7 +263,7 @@ async fn end_credentials(
     let tokens = backend.email_tokens(&load_secret_key(database)?.keys[0]);
     let storage = match sessions.session_store {
         SessionStoreKind::Memory | SessionStoreKind::Cookie => None,
-        _ => Some(ServerSide(backend.session_store(sessions).await?)),
+        _ => Some(ServerSide(backend.reachable_session_store(sessions).await?)),
     };
     let holders = Holders {
         users: Some(backend.users.as_ref()),

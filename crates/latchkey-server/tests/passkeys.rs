@@ -26,7 +26,14 @@ async fn post(client: &reqwest::Client, url: String, body: Option<Value>) -> (St
 #[tokio::test]
 async fn passkeys_are_off_without_a_host_name() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The default public URL of a loopback address is http://localhost:PORT: passkeys on.
     let server = Server::start(dir.path(), &[]);
+    let (status, body) = post(&client(), server.url("/login/passkey/begin"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An IP address is no host name: off, and said so.
+    let address = free_address();
+    let public = format!("http://{address}");
+    let server = Server::start_at(dir.path(), address, &["--public-url", &public]);
     let (status, body) = post(&client(), server.url("/login/passkey/begin"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"]

@@ -196,6 +196,11 @@ impl<U: AuthUser> Authenticator<U> {
         self.configure(|inner| inner.gate.second_step_within = window)
     }
 
+    /// How long a login waits in its session for the second step.
+    pub fn second_step_window(&self) -> Duration {
+        self.inner.gate.second_step_within
+    }
+
     /// The remember-me token store, if remember-me is enabled.
     pub fn remember_store(&self) -> Option<&dyn RememberStore> {
         self.inner.remember.as_deref()

@@ -242,6 +242,13 @@ impl OutboxWorker {
     /// Runs rounds until the task is dropped: after each, waits for [`Self::wake`] or
     /// the poll interval. A failing database is logged and tried again at the next round.
     pub async fn run(self) {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// [`Self::run`] until `stop` completes; a round under way is finished first, so no
+    /// mail is left claimed (and held back until its lease ends) by a graceful stop.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
         // Pruning is a write: once an hour, not at every poll.
         let mut pruned_at: Option<std::time::Instant> = None;
         loop {
@@ -255,6 +262,7 @@ impl OutboxWorker {
                 }
             }
             tokio::select! {
+                () = &mut stop => return,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.policy.poll_interval) => {}
             }
