@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench mail_outbox [-- N]` (default 2000)
 
+#[path = "../crates/latchkey-server/tests/common/ports.rs"]
+mod ports;
 #[path = "../tests/common/smtp.rs"]
 mod smtp;
 

@@ -4,6 +4,8 @@
 //! refused recipient is given up on and can be retried; and two workers sharing one
 //! PostgreSQL database send each of 60 mails exactly once.
 
+#[path = "../crates/latchkey-server/tests/common/ports.rs"]
+mod ports;
 #[path = "common/smtp.rs"]
 mod smtp;
 

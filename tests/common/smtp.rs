@@ -3,9 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpStream;
+// The port helper, `crates/latchkey-server/tests/common/ports.rs`: a sibling module
+// wherever this file is included (once per test crate, so one counter hands out ports).
+use super::ports;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 /// A running `aiosmtpd`, killed on drop.
@@ -17,12 +20,13 @@ pub struct SmtpSink {
     _dir: tempfile::TempDir,
 }
 
-/// A port nothing listens on now.
+/// A port for a sink that nothing listens on now, from the SMTP sinks' range (see the
+/// allocation on `free_address` in `crates/latchkey-server/tests/common/mod.rs`): never
+/// one the kernel hands out to connections, nor one given to another test of this
+/// process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    ports::free_port_in(&ports::SMTP, &NEXT)
 }
 
 /// Whether `python3 -m aiosmtpd` can run here; without it the mail tests are skipped,
@@ -45,34 +49,56 @@ pub fn available() -> bool {
 }
 
 impl SmtpSink {
-    /// A sink on a free port.
+    /// A sink on a free port (another one when a process took it meanwhile).
     pub fn start() -> SmtpSink {
+        for _ in 0..4 {
+            match Self::try_start_on(free_port()) {
+                Ok(sink) => return sink,
+                Err(output) if ports::says_port_taken(&output) => continue,
+                Err(output) => panic!("aiosmtpd did not start: {output}"),
+            }
+        }
         Self::start_on(free_port())
     }
 
-    /// A sink on `port`.
+    /// A sink on `port`; fails the test with aiosmtpd's output when it exits or does
+    /// not listen within 15 s.
     pub fn start_on(port: u16) -> SmtpSink {
+        Self::try_start_on(port)
+            .unwrap_or_else(|output| panic!("aiosmtpd did not start on port {port}: {output}"))
+    }
+
+    /// A sink on `port`, or why not (its output).
+    fn try_start_on(port: u16) -> Result<SmtpSink, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let maildir = dir.path().join("mail");
-        let child = Command::new("python3")
+        let log = dir.path().join("aiosmtpd.log");
+        let mut child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("aiosmtpd log"))
             .spawn()
             .expect("start aiosmtpd");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        SmtpSink {
-            child,
-            port,
-            maildir,
-            _dir: dir,
+        let waited = ports::wait_until_listening(&mut child, port, Duration::from_secs(15));
+        let output = || std::fs::read_to_string(&log).unwrap_or_default();
+        match waited {
+            Ok(()) => Ok(SmtpSink {
+                child,
+                port,
+                maildir,
+                _dir: dir,
+            }),
+            Err(ports::NotListening::Died(status)) => {
+                Err(format!("exited ({status}): {}", output()))
+            }
+            Err(ports::NotListening::TimedOut) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("not listening after 15 s: {}", output()))
+            }
         }
     }
 

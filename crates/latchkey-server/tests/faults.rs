@@ -8,7 +8,7 @@ use common::{bare_client, service_url, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,11 +64,34 @@ async fn home_until(
 struct Redis {
     child: Child,
     port: u16,
+    /// Its log (Redis logs to stdout).
+    _log: tempfile::NamedTempFile,
 }
 
 impl Redis {
+    /// A redis-server on a port of `common::free_address` (another one when a process
+    /// took it meanwhile).
+    fn start_free() -> Redis {
+        for _ in 0..4 {
+            match Self::try_start(common::free_address().port()) {
+                Ok(redis) => return redis,
+                Err(output) if common::ports::says_port_taken(&output) => continue,
+                Err(output) => panic!("redis-server did not start: {output}"),
+            }
+        }
+        Self::start(common::free_address().port())
+    }
+
+    /// A redis-server on `port`; fails with its log when it exits or does not listen
+    /// within 10 s.
     fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
+        Self::try_start(port)
+            .unwrap_or_else(|output| panic!("redis-server did not start on {port}: {output}"))
+    }
+
+    fn try_start(port: u16) -> Result<Redis, String> {
+        let log = tempfile::NamedTempFile::new().expect("redis log");
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -79,15 +102,27 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
-            .stdout(Stdio::null())
+            .stdout(log.reopen().expect("redis log"))
+            .stderr(log.reopen().expect("redis log"))
             .spawn()
             .expect("redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        let waited = common::ports::wait_until_listening(&mut child, port, Duration::from_secs(10));
+        let output = || std::fs::read_to_string(log.path()).unwrap_or_default();
+        match waited {
+            Ok(()) => Ok(Redis {
+                child,
+                port,
+                _log: log,
+            }),
+            Err(common::ports::NotListening::Died(status)) => {
+                Err(format!("exited ({status}): {}", output()))
+            }
+            Err(common::ports::NotListening::TimedOut) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("not listening after 10 s: {}", output()))
+            }
         }
-        Redis { child, port }
     }
 
     fn signal(&self, signal: &str) {
@@ -117,8 +152,8 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_address().port();
-    let redis = Redis::start(port);
+    let redis = Redis::start_free();
+    let port = redis.port;
     let store = format!("redis://127.0.0.1:{}", redis.port);
     let server = Server::start(dir.path(), &["--session-store", &store]);
     let name = unique("r");
@@ -186,7 +221,7 @@ async fn the_first_request_after_an_idle_redis_restart_is_served() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start(common::free_address().port());
+    let redis = Redis::start_free();
     let store = format!("redis://127.0.0.1:{}", redis.port);
     let server = Server::start(dir.path(), &["--session-store", &store]);
     let name = unique("i");
@@ -385,8 +420,12 @@ struct Cluster {
 impl Cluster {
     fn start() -> Cluster {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/redis-cluster.sh");
+        // Its own range, apart from every port a sibling test may be about to bind.
+        let range = &common::ports::PRIVATE_CLUSTER_NODES;
         let output = Command::new("bash")
             .arg(script)
+            .arg("--ports")
+            .arg(format!("{}-{}", range.start(), range.end()))
             .output()
             .expect("run .ci/redis-cluster.sh");
         assert!(
