@@ -828,3 +828,167 @@ async fn redis_cluster_logout_waits_for_a_replica() {
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains(unconfirmed), "no warning in {text}");
 }
+
+/// `POST /login` as `name` with `password` until it answers 200 (503s while the
+/// server's cluster connection catches up with a failover; at most 20 s): the `id=…`
+/// cookie of the new session.
+async fn login_until_ok(server: &Server, name: &str, password: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = bare_client()
+            .post(server.url("/login"))
+            .json(&json!({ "username": name, "password": password }))
+            .send()
+            .await
+            .expect("login");
+        let status = response.status();
+        if status == StatusCode::OK {
+            let header = common::session_cookie(&response, "id").expect("session cookie");
+            return format!("id={}", common::cookie_value(&header));
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "login of {name}");
+        assert!(Instant::now() < deadline, "logins never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `latchkey user passwd` on a Redis Cluster whose master holding the user's session
+/// index was just killed: run at once, while its replica takes over, and three times
+/// more, with new sessions each time, every run succeeds, ends every session logged in
+/// before it (deleted from the cluster, refused by the server). Each time, at least six
+/// of them are on the shard that failed over, whose new master has no replica: a wait
+/// for a replica per ended session blocked that master's connection for 500 ms each, so
+/// that the deletes queued behind timed out ("session store unavailable: timed out").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_passwd_follows_a_redis_cluster_failover() {
+    if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--session-store", &cluster.url]);
+    let database = common::database_url(dir.path());
+    let name = "alice";
+    common::signup_and_login(&server, name, PASSWORD).await;
+    let (ok, users, stderr) = common::cli(&["user", "list", "--database-url", &database], "");
+    assert!(ok, "{stderr}");
+    let id = users
+        .lines()
+        .find(|line| line.split_whitespace().nth(1) == Some(name))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{name} in {users}"))
+        .to_string();
+    let index_slot = cluster.slot_of(&format!("latchkey:u:{{{id}}}"));
+
+    let mut password = PASSWORD.to_string();
+    for round in 0..4 {
+        // Sessions on every shard, at least six on the one of the user's index.
+        let shard = cluster.master_of(index_slot);
+        let (mut cookies, mut on_shard) = (Vec::new(), 0);
+        while on_shard < 6 || cookies.len() < on_shard + 2 {
+            assert!(cookies.len() < 100, "sessions never landed on {shard}");
+            let cookie = login_until_ok(&server, name, &password).await;
+            if cluster.master_of(cluster.slot_of(&session_key(&cookie))) == shard {
+                on_shard += 1;
+            }
+            cookies.push(cookie);
+        }
+        if round == 0 {
+            // Replication is asynchronous: give the replicas a moment to hold them all.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cluster.kill(shard);
+        }
+        password = format!("{PASSWORD} {round}");
+        let started = Instant::now();
+        let (ok, said, stderr) = common::cli(
+            &[
+                "user",
+                "passwd",
+                name,
+                "--password-stdin",
+                "--database-url",
+                &database,
+                "--session-store",
+                &cluster.url,
+            ],
+            &format!("{password}\n"),
+        );
+        println!(
+            "round {round}: `user passwd` took {:?}: {}",
+            started.elapsed(),
+            said.trim()
+        );
+        assert!(ok, "round {round}: {stderr}");
+        let ended: usize = said
+            .split(" session(s) ended")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("no count of ended sessions in {said}"));
+        assert!(ended >= cookies.len(), "round {round}: {said}");
+        for cookie in &cookies {
+            let key = session_key(cookie);
+            let master = cluster.master_of(cluster.slot_of(&key));
+            assert_eq!(
+                Cluster::cli(master, &["exists", &key]).trim(),
+                "0",
+                "round {round}: {key} outlived `user passwd`"
+            );
+            home_until(
+                &server,
+                cookie,
+                StatusCode::UNAUTHORIZED,
+                &[StatusCode::SERVICE_UNAVAILABLE],
+            )
+            .await;
+        }
+    }
+}
+
+/// When a shard cannot recover (its master and its replica killed), `latchkey user
+/// passwd` waits out its patience (30 s), then fails saying that the cluster did not
+/// recover in time, instead of hanging or failing with a bare "connection refused".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_passwd_says_why_when_a_shard_does_not_recover() {
+    if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--session-store", &cluster.url]);
+    let database = common::database_url(dir.path());
+    common::signup_and_login(&server, "bob", PASSWORD).await;
+    // The fresh database's first user is 1: its session index is in the slot of "1".
+    let master = cluster.master_of(cluster.slot_of("latchkey:u:{1}"));
+    let replica = cluster.replica_of(master);
+    cluster.kill(replica);
+    cluster.kill(master);
+    let started = Instant::now();
+    let (ok, said, stderr) = common::cli(
+        &[
+            "user",
+            "passwd",
+            "bob",
+            "--password-stdin",
+            "--database-url",
+            &database,
+            "--session-store",
+            &cluster.url,
+        ],
+        &format!("{PASSWORD} again\n"),
+    );
+    let took = started.elapsed();
+    println!(
+        "after {took:?}: {}",
+        stderr.lines().last().unwrap_or_default()
+    );
+    assert!(!ok, "{said}");
+    assert!(
+        stderr.contains("the Redis Cluster did not recover in time"),
+        "{stderr}"
+    );
+    assert!(
+        took > Duration::from_secs(25) && took < Duration::from_secs(60),
+        "gave up after {took:?}"
+    );
+}

@@ -51,6 +51,36 @@ pub(crate) async fn replicated(
     Ok(matches!(acknowledged, redis::Value::Int(replicas) if replicas >= 1))
 }
 
+/// Waits until a replica of every master has every write made so far on `connection`
+/// to that master (`WAIT 1` to all masters together, at most [`REPLICA_WAIT`]): the
+/// masters (`host:port`) whose replicas did not confirm in time.
+pub(crate) async fn replicated_on_every_master(
+    connection: &mut redis::cluster_async::ClusterConnection,
+) -> redis::RedisResult<Vec<String>> {
+    use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+    let wait = redis::cmd("WAIT")
+        .arg(1)
+        .arg(REPLICA_WAIT.as_millis() as u64)
+        .to_owned();
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    // Without a response policy, each master's answer under its address.
+    let answers = connection.route_command(wait, routing).await?;
+    let redis::Value::Map(answers) = answers else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "WAIT on every master answered no map of masters",
+        )));
+    };
+    let mut unconfirmed = Vec::new();
+    for (master, answer) in answers {
+        if !matches!(answer, redis::Value::Int(replicas) if replicas >= 1) {
+            let master: String = redis::FromRedisValue::from_redis_value(master)?;
+            unconfirmed.push(master);
+        }
+    }
+    Ok(unconfirmed)
+}
+
 /// Hash slots in a Redis Cluster.
 pub(crate) const SLOTS: u16 = 16384;
 

@@ -7,8 +7,8 @@ use crate::session::StoreError;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
-use std::time::Duration;
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+use std::time::{Duration, Instant};
 
 /// How long a command may wait for a connection, and for its answer.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -70,12 +70,16 @@ pub(crate) enum Connection {
     /// One server.
     Server(Reconnecting),
     /// A Redis Cluster.
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
 }
 
 impl Connection {
-    /// Connects to `address`. Fails if it cannot be reached now.
-    pub(crate) async fn open(address: &Address) -> Result<Connection, StoreError> {
+    /// Connects to `address`. Fails if it cannot be reached now; on a cluster opened with
+    /// `patience` (see [`Cluster`]), only once that has passed.
+    pub(crate) async fn open(
+        address: &Address,
+        patience: Duration,
+    ) -> Result<Connection, StoreError> {
         match address {
             Address::Server(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
@@ -91,8 +95,17 @@ impl Connection {
             }
             Address::Cluster(seeds) => {
                 let client = cluster_builder(seeds).build().map_err(unavailable)?;
-                let connection = client.get_async_connection().await.map_err(unavailable)?;
-                Ok(Connection::Cluster(connection))
+                let mut waiting = Waiting::new(patience);
+                let connection = loop {
+                    match client.get_async_connection().await {
+                        Ok(connection) => break connection,
+                        Err(error) => waiting.after(error).await.map_err(unavailable)?,
+                    }
+                };
+                Ok(Connection::Cluster(Cluster {
+                    connection,
+                    patience,
+                }))
             }
         }
     }
@@ -116,6 +129,7 @@ impl Connection {
                 pipeline.query_async(&mut server.clone()).await
             }
             Connection::Cluster(cluster) => {
+                // Each through the cluster's patience, if it has any.
                 let answers = commands.into_iter().map(|command| {
                     let mut cluster = cluster.clone();
                     async move { command.query_async::<T>(&mut cluster).await }
@@ -151,6 +165,134 @@ impl ConnectionLike for Connection {
             Connection::Server(server) => server.get_db(),
             Connection::Cluster(cluster) => cluster.get_db(),
         }
+    }
+}
+
+/// A connection to a Redis Cluster (the redis crate's client, which follows `MOVED` and
+/// `ASK`, reconnects to nodes and refreshes its slot map), with a patience: how long a
+/// command that meets a failover in progress keeps being tried, in all.
+///
+/// While a master is down and before its replica is promoted (`cluster-node-timeout`
+/// plus an election: seconds), a command for its slots fails: connection refused, a
+/// `MOVED` to the dead node, `CLUSTERDOWN`, `TRYAGAIN`. The client's own retries are
+/// over within a fraction of a second. The server's stores have no patience: a request
+/// answers 503 at once, and the next one finds the new topology. A one-shot tool (the
+/// command line) has some: its command is sent again, after a pause that grows to a
+/// second, until it succeeds or the patience has run out, which then fails it with an
+/// error that says so. A command sent twice is safe: every write is a script that
+/// checks what it finds (see [`Reconnecting`]).
+#[derive(Clone)]
+pub(crate) struct Cluster {
+    pub(crate) connection: ClusterConnection,
+    patience: Duration,
+}
+
+impl Cluster {
+    /// Sends `send` (on a clone of the connection) until it answers, or fails with
+    /// something other than a failover in progress, or the patience has run out.
+    async fn patiently<T, F>(&self, send: impl Fn(ClusterConnection) -> F) -> RedisResult<T>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        let mut waiting = Waiting::new(self.patience);
+        loop {
+            match send(self.connection.clone()).await {
+                Err(error) => waiting.after(error).await?,
+                answer => return answer,
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Cluster {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.patiently(move |mut connection| async move {
+            connection.req_packed_command(cmd).await
+        }))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.patiently(move |mut connection| async move {
+            connection
+                .req_packed_commands(pipeline, offset, count)
+                .await
+        }))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.connection.get_db()
+    }
+}
+
+/// Whether `error` is what a command meets while a cluster fails over: a node that cannot
+/// be reached or does not answer, no connection for a slot, or a node that says the
+/// slot is elsewhere, down or moving.
+fn failing_over(error: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain};
+    error.is_io_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(ClusterDown | TryAgain | MasterDown | Moved | Ask | ReadOnly)
+        )
+}
+
+/// The pauses between the tries of one cluster command, within a patience.
+struct Waiting {
+    patience: Duration,
+    started: Instant,
+    pause: Duration,
+    tries: u32,
+}
+
+impl Waiting {
+    fn new(patience: Duration) -> Self {
+        Waiting {
+            patience,
+            started: Instant::now(),
+            pause: Duration::from_millis(100),
+            tries: 0,
+        }
+    }
+
+    /// After a try that failed with `error`: waits before the next try, or answers the
+    /// error to fail with (`error` itself when it is no failover, or there is no
+    /// patience; one that says how long it waited when the patience has run out).
+    async fn after(&mut self, error: redis::RedisError) -> RedisResult<()> {
+        if self.patience.is_zero() || !failing_over(&error) {
+            return Err(error);
+        }
+        self.tries += 1;
+        let waited = self.started.elapsed();
+        if waited + self.pause > self.patience {
+            return Err(redis::RedisError::from((
+                ErrorKind::Io,
+                "the Redis Cluster did not recover in time",
+                format!(
+                    "{} tries over {:.1} s: a master that fails is replaced by its replica \
+                     within the cluster's node timeout plus an election, and none was (is a \
+                     replica of every master up, and can this machine reach it?); the last \
+                     error: {error}",
+                    self.tries,
+                    waited.as_secs_f64()
+                ),
+            )));
+        }
+        if self.tries == 1 {
+            tracing::warn!(
+                %error,
+                patience = ?self.patience,
+                "the Redis Cluster is failing over (or unreachable): waiting for it"
+            );
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        Ok(())
     }
 }
 

@@ -30,6 +30,7 @@ use connection::{Address, Connection};
 use redis::{Cmd, Script, ScriptInvocation};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 /// Creates the session hash if the key is free: 1, or 0 when taken.
 /// KEYS: session. ARGV: version, user, record, expires (ms), then [`Announce`]'s two.
@@ -151,6 +152,9 @@ pub struct RedisStore {
     heartbeat_round: Arc<AtomicU64>,
     /// Loads that arrive together share one round trip.
     loads: Arc<LoadBatcher<FetchSessions>>,
+    /// On a cluster, how long a command waits out a failover (see
+    /// [`RedisStore::open_patient`]); zero: not at all.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -174,15 +178,29 @@ impl RedisStore {
     /// [`StoreError::Unavailable`] within a few seconds (on a cluster, until a replica
     /// has taken over from a failed master).
     pub async fn open(url: &str) -> Result<RedisStore, StoreError> {
+        Self::open_patient(url, Duration::ZERO).await
+    }
+
+    /// [`RedisStore::open`] for a one-shot tool, such as an administrator's command, that
+    /// had rather wait for a Redis Cluster to fail over than fail: on a cluster, a command
+    /// that meets a failover in progress (a master unreachable before its replica is
+    /// promoted, a slot said to be elsewhere, `CLUSTERDOWN`) is sent again, after pauses
+    /// that grow to a second, against the topology the client refreshes meanwhile, until
+    /// it succeeds or `patience` has passed since it was first sent; then it fails with
+    /// [`StoreError::Unavailable`] saying that the cluster did not recover in time.
+    /// Connecting waits the same way. A server should use [`RedisStore::open`], so that a
+    /// request meeting a failover answers at once (with 503) rather than hold its client.
+    /// On one Redis server, the same as [`RedisStore::open`].
+    pub async fn open_patient(url: &str, patience: Duration) -> Result<RedisStore, StoreError> {
         let address = Address::parse(url)?;
-        let connection = Connection::open(&address).await?;
+        let connection = Connection::open(&address, patience).await?;
         let mut instance = [0u8; 8];
         crate::session::random_bytes(&mut instance);
         Ok(RedisStore::assemble(
             Arc::new(address),
             (connection, Arc::default()),
             Arc::from("latchkey"),
-            u64::from_le_bytes(instance),
+            (u64::from_le_bytes(instance), patience),
         ))
     }
 
@@ -190,7 +208,7 @@ impl RedisStore {
         address: Arc<Address>,
         (connection, endings): (Connection, Arc<tokio::sync::OnceCell<Connection>>),
         prefix: Arc<str>,
-        instance: u64,
+        (instance, patience): (u64, Duration),
     ) -> Self {
         let fetcher = FetchSessions {
             connection: connection.clone(),
@@ -204,6 +222,7 @@ impl RedisStore {
             instance,
             heartbeat_round: Arc::new(AtomicU64::new(0)),
             loads: Arc::new(LoadBatcher::new(fetcher)),
+            patience,
         }
     }
 
@@ -220,7 +239,7 @@ impl RedisStore {
             self.address,
             (self.connection, self.endings),
             Arc::from(prefix),
-            self.instance,
+            (self.instance, self.patience),
         ))
     }
 
@@ -296,7 +315,7 @@ impl RedisStore {
             Connection::Server(_) => Ok(self.connection.clone()),
             Connection::Cluster(_) => self
                 .endings
-                .get_or_try_init(|| Connection::open(&self.address))
+                .get_or_try_init(|| Connection::open(&self.address, self.patience))
                 .await
                 .cloned(),
         }
@@ -308,7 +327,7 @@ impl RedisStore {
     /// would not bring the replica back.
     async fn confirm_ended(endings: &Connection, key: &str) {
         if let Connection::Cluster(endings) = endings {
-            match cluster::replicated(&mut endings.clone(), key).await {
+            match cluster::replicated(&mut endings.connection.clone(), key).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(
                     key,
@@ -318,6 +337,29 @@ impl RedisStore {
                     key,
                     %error,
                     "cannot confirm that a replica has an ended session"
+                ),
+            }
+        }
+    }
+
+    /// On a cluster, waits until every master's replica has the deletions of `count`
+    /// sessions made on `endings` (one `WAIT` per master, together: at most
+    /// [`cluster::REPLICA_WAIT`] in all); masters whose replicas do not in time are
+    /// logged, as in [`RedisStore::confirm_ended`].
+    async fn confirm_all_ended(endings: &Connection, count: usize) {
+        if let Connection::Cluster(endings) = endings {
+            match cluster::replicated_on_every_master(&mut endings.connection.clone()).await {
+                Ok(unconfirmed) if unconfirmed.is_empty() => {}
+                Ok(unconfirmed) => tracing::warn!(
+                    count,
+                    masters = ?unconfirmed,
+                    "ended sessions are not on a replica yet on these masters: a failover now \
+                     could bring those ended there back"
+                ),
+                Err(error) => tracing::warn!(
+                    count,
+                    %error,
+                    "cannot confirm that replicas have the ended sessions"
                 ),
             }
         }
@@ -530,7 +572,9 @@ impl SessionStore for RedisStore {
             .collect();
         // Only ids whose session was deleted leave the index: an id whose session is
         // not there yet may belong to a login in progress. On a cluster the sessions
-        // live on several shards: each delete goes to its own.
+        // live on several shards: each delete goes to its own, and once all are done one
+        // wait per master confirms them on replicas (a wait per session would block the
+        // connection to its master for each in turn, and the deletes queued behind).
         let endings = self.endings().await?;
         let endings = &endings;
         let deletes = ids.into_iter().map(|hex| async move {
@@ -542,9 +586,6 @@ impl SessionStore for RedisStore {
                 .invoke_async(&mut endings.clone())
                 .await
                 .map_err(map_redis)?;
-            if done == 1 {
-                Self::confirm_ended(endings, &key).await;
-            }
             Ok::<_, StoreError>((done == 1).then_some(hex))
         });
         let mut deleted = Vec::new();
@@ -555,6 +596,9 @@ impl SessionStore for RedisStore {
                 Ok(None) => {}
                 Err(error) => failure = Some(error),
             }
+        }
+        if !deleted.is_empty() {
+            Self::confirm_all_ended(endings, deleted.len()).await;
         }
         self.unindex(user_id, &deleted).await;
         match failure {
@@ -619,7 +663,13 @@ impl super::ChangeFeed for RedisStore {
                     .heartbeat_round
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                     + 1;
-                cluster::heartbeat(&mut cluster.clone(), &self.prefix, self.instance, round).await
+                cluster::heartbeat(
+                    &mut cluster.connection.clone(),
+                    &self.prefix,
+                    self.instance,
+                    round,
+                )
+                .await
             }
         }
     }
