@@ -117,7 +117,10 @@ macro_rules! sql_remember_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn delete_for_user(&self, user_id: &str) -> Result<u64, $crate::session::StoreError> {
+            async fn delete_for_user(
+                &self,
+                user_id: &str,
+            ) -> Result<u64, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete_for_user)
                     .bind(user_id)
                     .execute(&self.pool)

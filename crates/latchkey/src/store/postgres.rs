@@ -142,7 +142,11 @@ impl super::Changes for PostgresChanges {
 
 impl PostgresStore {
     /// The expiry sweep: one `DELETE`.
-    async fn sweep_expired(&self, now: crate::time::Timestamp, limit: u32) -> Result<u64, StoreError> {
+    async fn sweep_expired(
+        &self,
+        now: crate::time::Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         self.delete_expired_rows(now, limit).await.map_err(map_sqlx)
     }
 

@@ -88,7 +88,10 @@ macro_rules! sql_session_store {
             async fn load(
                 &self,
                 id: &$crate::session::SessionId,
-            ) -> Result<Option<std::sync::Arc<$crate::session::SessionRecord>>, $crate::session::StoreError> {
+            ) -> Result<
+                Option<std::sync::Arc<$crate::session::SessionRecord>>,
+                $crate::session::StoreError,
+            > {
                 use $crate::store::{codec::decode_stored, sql::map_sqlx};
                 if let Some(loaded) = self.load_fast(id).await {
                     return loaded;
@@ -138,7 +141,10 @@ macro_rules! sql_session_store {
                 self.replace(old_id, new_id, record, expected_version).await
             }
 
-            async fn delete(&self, id: &$crate::session::SessionId) -> Result<bool, $crate::session::StoreError> {
+            async fn delete(
+                &self,
+                id: &$crate::session::SessionId,
+            ) -> Result<bool, $crate::session::StoreError> {
                 let done = sqlx::query($sql.delete)
                     .bind(id.to_hex())
                     .execute(&self.pool)
@@ -150,7 +156,10 @@ macro_rules! sql_session_store {
             async fn list_for_user(
                 &self,
                 user_id: &str,
-            ) -> Result<Vec<($crate::session::SessionId, $crate::session::SessionRecord)>, $crate::session::StoreError> {
+            ) -> Result<
+                Vec<($crate::session::SessionId, $crate::session::SessionRecord)>,
+                $crate::session::StoreError,
+            > {
                 use sqlx::Row;
                 use $crate::store::{
                     codec::{decode_id, decode_record},
