@@ -507,7 +507,7 @@ pub fn load_secret_key(database: &DatabaseArgs) -> anyhow::Result<SecretKeys> {
     }
     let Some(database_file) = database.database_file() else {
         let mut key = vec![0u8; MIN_SECRET_BYTES];
-        latchkey::session::random_bytes(&mut key);
+        latchkey::bytes::random_bytes(&mut key);
         return Ok(SecretKeys {
             keys: vec![key],
             source: "generated for this process".to_string(),
@@ -558,7 +558,7 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         return Ok(keys);
     }
     let mut key = vec![0u8; MIN_SECRET_BYTES];
-    latchkey::session::random_bytes(&mut key);
+    latchkey::bytes::random_bytes(&mut key);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -633,7 +633,7 @@ async fn claim_mailbox(
     user: &User,
 ) -> Result<User, AuthError> {
     let mut secret = [0u8; 32];
-    latchkey::session::random_bytes(&mut secret);
+    latchkey::bytes::random_bytes(&mut secret);
     let unknowable: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
     let hash = app.backend.hasher().hash(&unknowable).await?;
     let user = app

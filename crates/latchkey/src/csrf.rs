@@ -31,7 +31,8 @@
 //! # Ok(()) }
 //! ```
 
-use crate::session::{random_bytes, Session, SessionError};
+use crate::bytes::random_bytes;
+use crate::session::{Session, SessionError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -43,6 +43,7 @@ macro_rules! audit {
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod bytes;
 pub mod csrf;
 pub mod factors;
 pub mod flash;

@@ -43,7 +43,7 @@ impl SecretBox {
     /// plaintext too long for the cipher (gigabytes).
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Option<String> {
         let mut nonce = [0u8; NONCE_BYTES];
-        crate::session::random_bytes(&mut nonce);
+        crate::bytes::random_bytes(&mut nonce);
         let payload = Payload {
             msg: plaintext,
             aad: context,

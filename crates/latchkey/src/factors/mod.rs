@@ -149,7 +149,7 @@ impl<P> SecondFactors<P> {
         mac.update(user_id.to_string().as_bytes());
         mac.update(b"\0");
         mac.update(normal.as_bytes());
-        crate::session::lower_hex(&mac.finalize().into_bytes())
+        crate::bytes::lower_hex(&mac.finalize().into_bytes())
     }
 
     /// The sealing context of `user_id`'s secret: a sealed secret moved to another user
@@ -184,7 +184,7 @@ fn new_recovery_codes() -> Vec<String> {
     (0..RECOVERY_CODES)
         .map(|_| {
             let mut bytes = [0u8; 10];
-            crate::session::random_bytes(&mut bytes);
+            crate::bytes::random_bytes(&mut bytes);
             let letters: String = bytes
                 .iter()
                 .map(|byte| char::from(ALPHABET[usize::from(byte % 32)]))

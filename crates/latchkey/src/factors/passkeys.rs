@@ -106,7 +106,7 @@ macro_rules! sql_passkeys {
         impl PasskeyStore for SqlPasskeys<$pool> {
             async fn user_handle(&self, user_id: i64) -> Result<Uuid, StoreError> {
                 let mut bytes = [0u8; 16];
-                crate::session::random_bytes(&mut bytes);
+                crate::bytes::random_bytes(&mut bytes);
                 sqlx::query($sql.insert_handle)
                     .bind(user_id)
                     .bind(Uuid::from_bytes(bytes).to_string())

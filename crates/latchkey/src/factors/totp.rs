@@ -30,7 +30,7 @@ impl Totp {
     /// A new random secret.
     pub fn generate_secret() -> Vec<u8> {
         let mut secret = vec![0u8; SECRET_BYTES];
-        crate::session::random_bytes(&mut secret);
+        crate::bytes::random_bytes(&mut secret);
         secret
     }
 

@@ -285,17 +285,7 @@ fn three_parts(text: &str) -> Result<(&str, &str, &str), PasswordError> {
 }
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, PasswordError> {
-    if !hex.len().is_multiple_of(2) {
-        return Err(malformed());
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|index| {
-            hex.get(index..index + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(malformed)
-        })
-        .collect()
+    crate::bytes::from_hex(hex).ok_or_else(malformed)
 }
 
 impl Legacy {
@@ -341,7 +331,7 @@ impl Legacy {
             }
             Legacy::Bcrypt { hash, sha256_first } => {
                 let prepared: Vec<u8> = if *sha256_first {
-                    crate::session::lower_hex(&Sha256::digest(password)).into_bytes()
+                    crate::bytes::lower_hex(&Sha256::digest(password)).into_bytes()
                 } else {
                     password.to_vec()
                 };

@@ -190,7 +190,7 @@ impl PasswordHasher {
         // A hash of a random password, made once, so the first unknown-user login costs
         // the same single verification as every later one.
         let mut random = [0u8; 24];
-        crate::session::random_bytes(&mut random);
+        crate::bytes::random_bytes(&mut random);
         let dummy_hash = argon2
             .hash_password(&random, &SaltString::generate(&mut OsRng))
             .map_err(|error| PasswordError::InvalidParams(error.to_string()))?

@@ -7,7 +7,8 @@
 //! requests carrying the old cookie are not mistaken for theft. A validator reused after
 //! that is theft: every remember token and session of the user is revoked.
 
-use crate::session::{random_bytes, StoreError};
+use crate::bytes::random_bytes;
+use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

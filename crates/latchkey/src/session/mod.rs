@@ -19,5 +19,4 @@ pub use layer::{SessionLayer, SessionService};
 pub use record::{AuthInfo, Authentication, SessionRecord};
 pub use storage::{CookieSession, ServerSide, SessionStorage};
 pub use store::{BoxError, Loaded, NewSessionPolicy, SessionStore, StoreError};
-pub(crate) use token::lower_hex;
-pub use token::{random_bytes, SessionId, SessionToken, TOKEN_BYTES, TOKEN_CHARS};
+pub use token::{SessionId, SessionToken, TOKEN_BYTES, TOKEN_CHARS};

@@ -1,5 +1,6 @@
 //! Session tokens (the secret in the cookie) and session ids (what stores key on).
 
+use crate::bytes::{lower_hex, random_bytes};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -9,12 +10,6 @@ use std::fmt;
 pub const TOKEN_BYTES: usize = 32;
 /// Length of a token in its cookie form (unpadded base64url of [`TOKEN_BYTES`]).
 pub const TOKEN_CHARS: usize = 43;
-
-/// Fills `buf` from the operating system's CSPRNG.
-pub fn random_bytes(buf: &mut [u8]) {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    OsRng.fill_bytes(buf);
-}
 
 /// The secret a browser holds: 32 bytes from the OS CSPRNG, shown as 43 base64url characters.
 ///
@@ -77,17 +72,6 @@ impl fmt::Debug for SessionToken {
     }
 }
 
-/// `bytes` as lower-case hex, two digits a byte.
-pub(crate) fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
-}
-
 /// SHA-256 of a [`SessionToken`]: the key a session is stored under.
 ///
 /// Knowing an id does not let anyone use the session; it is safe to show in admin
@@ -103,13 +87,7 @@ impl SessionId {
 
     /// Parses the 64-character hex form.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 || !hex.is_ascii() {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (index, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16).ok()?;
-        }
+        let bytes: [u8; 32] = crate::bytes::from_hex(hex)?.try_into().ok()?;
         Some(SessionId(bytes))
     }
 }
@@ -231,10 +209,10 @@ mod tests {
         // File (relative to crates/) and the exact lines allowed to name an RNG.
         let allowed: [(&str, &str); 4] = [
             (
-                "latchkey/src/session/token.rs",
+                "latchkey/src/bytes.rs",
                 "use argon2::password_hash::rand_core::{OsRng, RngCore};",
             ),
-            ("latchkey/src/session/token.rs", "OsRng.fill_bytes(buf);"),
+            ("latchkey/src/bytes.rs", "OsRng.fill_bytes(buf);"),
             (
                 "latchkey/src/password/mod.rs",
                 "use argon2::password_hash::rand_core::OsRng;",

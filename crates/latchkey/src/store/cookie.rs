@@ -152,7 +152,7 @@ impl CookieStore {
         plaintext.extend_from_slice(&json);
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_BYTES];
-        crate::session::random_bytes(&mut nonce);
+        crate::bytes::random_bytes(&mut nonce);
         let sealed = key
             .cipher
             .encrypt(

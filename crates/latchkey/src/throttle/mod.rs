@@ -515,12 +515,12 @@ impl Account<'_> {
         match self {
             Account::User(id) => {
                 let digest = Sha256::digest(format!("user\0{id}").as_bytes());
-                format!("u:{}", crate::session::lower_hex(&digest[..16]))
+                format!("u:{}", crate::bytes::lower_hex(&digest[..16]))
             }
             Account::Unknown(login) => format!("a:{}", login_digest_hex(login, 16)),
             Account::SecondFactor(id) => {
                 let digest = Sha256::digest(format!("second factor\0{id}").as_bytes());
-                format!("f:{}", crate::session::lower_hex(&digest[..16]))
+                format!("f:{}", crate::bytes::lower_hex(&digest[..16]))
             }
         }
     }
@@ -567,7 +567,7 @@ pub fn account_tag(login: &str) -> String {
 /// The first `bytes` of SHA-256 of the login key, in hex.
 fn login_digest_hex(login: &str, bytes: usize) -> String {
     let digest = Sha256::digest(crate::user::login_key(login).as_bytes());
-    crate::session::lower_hex(&digest[..bytes.min(32)])
+    crate::bytes::lower_hex(&digest[..bytes.min(32)])
 }
 
 /// How many times a /64's limit an IPv6 /48 may use: one site usually holds a /48,

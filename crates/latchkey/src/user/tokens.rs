@@ -116,7 +116,7 @@ impl<P> EmailTokens<P> {
         mac.update(id_hash.as_bytes());
         mac.update(b"\0");
         mac.update(code.as_bytes());
-        crate::session::lower_hex(&mac.finalize().into_bytes())
+        crate::bytes::lower_hex(&mac.finalize().into_bytes())
     }
 }
 
@@ -129,7 +129,7 @@ fn unreachable_hmac() -> Hmac<Sha256> {
 fn six_digits() -> String {
     six_digits_from(|| {
         let mut bytes = [0u8; 4];
-        crate::session::random_bytes(&mut bytes);
+        crate::bytes::random_bytes(&mut bytes);
         u32::from_le_bytes(bytes)
     })
 }

@@ -195,7 +195,7 @@ impl RedisStore {
         let address = Address::parse(url)?;
         let connection = Connection::open(&address, patience).await?;
         let mut instance = [0u8; 8];
-        crate::session::random_bytes(&mut instance);
+        crate::bytes::random_bytes(&mut instance);
         Ok(RedisStore::assemble(
             Arc::new(address),
             (connection, Arc::default()),
