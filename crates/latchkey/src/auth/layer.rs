@@ -23,7 +23,7 @@ pub fn remember_cookie_name(secure: bool) -> &'static str {
 }
 
 /// Gives every request the [`Authenticator`] (so [`crate::auth::AuthSession`] and the guards of
-/// [`crate::axum`] work), reads the remember-me cookie, and sends it back when a login
+/// `latchkey::axum` work), reads the remember-me cookie, and sends it back when a login
 /// issued, rotated or forgot it. Goes inside the [`crate::session::SessionLayer`]:
 ///
 /// ```no_run

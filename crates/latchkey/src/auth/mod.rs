@@ -3,7 +3,7 @@
 //! Auth is a floor of its own above the session: [`AuthLayer`] (inside the
 //! [`crate::session::SessionLayer`]) gives each request its [`Authenticator`], reads and writes the
 //! remember-me cookie, and keeps the request's user once resolved; [`AuthSession`] and the
-//! guards in [`crate::axum`] are the handlers' view of it. The session only stores the
+//! guards in `latchkey::axum` are the handlers' view of it. The session only stores the
 //! login record ([`crate::session::AuthInfo`]) that auth writes.
 
 #[cfg(feature = "axum")]
@@ -157,7 +157,7 @@ impl<U: AuthUser> Authenticator<U> {
     }
 
     /// A login completed with a second factor only satisfies
-    /// [`crate::axum::RequireSecondFactor`] for this long (default: the whole session).
+    /// `latchkey::axum::RequireSecondFactor` for this long (default: the whole session).
     pub fn with_second_factor_within(self, window: Duration) -> Self {
         self.configure(|inner| inner.second_factor_within = Some(window))
     }
