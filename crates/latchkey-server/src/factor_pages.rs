@@ -2,11 +2,12 @@
 //! authenticator app (with its QR code drawn on the server), recovery codes, removal;
 //! over [`crate::second_factor`].
 
-use crate::pages::{error_page, page, read_form, second_step_page, CsrfField, NextQuery};
+use crate::pages::{error_page, page, second_step_page, CsrfField, NextQuery};
 use crate::second_factor::{self, CodeCheck, SecondStep};
 use crate::state::AppState;
+use crate::submission::CheckedForm;
 use crate::throttling::{too_many_message, with_retry_after, ClientIp};
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireFresh, RequireLogin};
@@ -48,12 +49,8 @@ pub async fn second_step(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
-    request: Request,
+    input: CodeForm,
 ) -> Response {
-    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let next = query.next();
     let code = input.code.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
@@ -103,11 +100,7 @@ pub async fn begin_totp(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
 ) -> Response {
-    if let Err(response) = read_form::<EmptyForm>(&app, &auth, &browser, request).await {
-        return response;
-    }
     match second_factor::begin_totp(&app, &user).await {
         Ok(Some(setup)) => {
             let extra = context! {
@@ -132,12 +125,8 @@ pub async fn confirm_totp(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireLogin(user): RequireLogin<User>,
-    request: Request,
+    input: CodeForm,
 ) -> Response {
-    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let code = input.code.unwrap_or_default();
     match second_factor::confirm_totp(&app, &auth, &user, &code).await {
         Ok(Some(codes)) => {
@@ -158,14 +147,9 @@ pub async fn remove_totp(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
+    CheckedForm(input): CheckedForm<CodeForm>,
 ) -> Response {
-    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let code = input.code.unwrap_or_default();
     let (level, message) = match second_factor::remove(&app, &auth, ip, &user, &code).await {
         Ok(CodeCheck::Right) => (FlashLevel::Success, "Two-step login is off.".to_string()),
@@ -188,11 +172,7 @@ pub async fn regenerate_recovery_codes(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
 ) -> Response {
-    if let Err(response) = read_form::<EmptyForm>(&app, &auth, &browser, request).await {
-        return response;
-    }
     match second_factor::status(&app, user.id).await {
         Ok(status) if status.totp => {}
         Ok(_) => {

@@ -28,6 +28,7 @@ pub mod routes;
 pub mod second_factor;
 pub mod session_cli;
 pub mod state;
+pub mod submission;
 pub mod templates;
 pub mod throttling;
 pub mod usecases;

@@ -6,11 +6,11 @@ use crate::mail_api::{DEAD_LINK, MAIL_ON_ITS_WAY};
 use crate::mail_flows::{
     self, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
-use crate::pages::{error_page, page, read_form, second_step_page, CsrfField};
+use crate::pages::{error_page, page, second_step_page, CsrfField};
 use crate::state::AppState;
 use crate::throttling::{too_many_message, with_retry_after, ClientIp};
 use crate::usecases;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireFresh};
@@ -162,12 +162,8 @@ pub async fn forgot(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: EmailForm,
 ) -> Response {
-    let input: EmailForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let what = Requested::PasswordReset;
     mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
 }
@@ -227,12 +223,8 @@ pub async fn reset(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: ResetForm,
 ) -> Response {
-    let input: ResetForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let token = input.token.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
         let extra = context! { error => error, token => token.clone(), min_password => app.policy.min_chars };
@@ -282,12 +274,8 @@ pub async fn sign_in_by_mail(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: EmailForm,
 ) -> Response {
-    let input: EmailForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let what = Requested::SignIn;
     mail_requested_page(
         &app,
@@ -349,12 +337,8 @@ pub async fn sign_in_with_code(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: CodeForm,
 ) -> Response {
-    let input: CodeForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let email = input.email.unwrap_or_default();
     let code = input.code.unwrap_or_default();
     let outcome = mail_flows::sign_in_with_code(&app, ip, &auth, &email, &code).await;
@@ -393,12 +377,8 @@ pub async fn sign_in_with_link(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: TokenForm,
 ) -> Response {
-    let input: TokenForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let token = input.token.unwrap_or_default();
     match mail_flows::sign_in_with_link(&app, &auth, &token).await {
         Ok(MailSignIn::LoggedIn(_)) => Redirect::to("/home").into_response(),
@@ -440,13 +420,8 @@ pub async fn verify_page(
 pub async fn verify(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
+    input: TokenForm,
 ) -> Response {
-    let input: TokenForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     match mail_flows::verify_email(&app, &auth, &input.token.unwrap_or_default()).await {
         Ok(Some(_)) => {
             let to = account_or_login(&auth).await;
@@ -469,12 +444,8 @@ pub async fn resend_verification(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: EmailForm,
 ) -> Response {
-    let input: EmailForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let what = Requested::Verification;
     mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
 }
@@ -523,14 +494,9 @@ pub async fn change_email(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
+    input: EmailForm,
 ) -> Response {
-    let input: EmailForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let email = input.email.unwrap_or_default();
     match mail_flows::request_email_change(&app, ip, &user, &email).await {
         Ok(email) => {
@@ -571,13 +537,8 @@ pub async fn confirm_email_change_page(
 pub async fn confirm_email_change(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
+    input: TokenForm,
 ) -> Response {
-    let input: TokenForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     match mail_flows::confirm_email_change(&app, &auth, &input.token.unwrap_or_default()).await {
         Ok(user) => {
             let message = format!(

@@ -179,12 +179,8 @@ pub async fn signup(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    input: SignupForm,
 ) -> Response {
-    let input: SignupForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let username = input.username.unwrap_or_default();
     let email = input.email.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
@@ -288,12 +284,8 @@ pub async fn login(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
-    request: Request,
+    input: LoginForm,
 ) -> Response {
-    let input: LoginForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let username = input.username.unwrap_or_default();
     let password = input.password.unwrap_or_default();
     let next = query
@@ -393,15 +385,7 @@ impl CsrfField for LoginForm {
 }
 
 /// `POST /logout` (form): logs out and goes back to `/login`.
-pub async fn logout(
-    State(app): State<AppState>,
-    auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
-) -> Response {
-    if let Err(response) = read_form::<CsrfForm>(&app, &auth, &browser, request).await {
-        return response;
-    }
+pub async fn logout(auth: AuthSession<User>) -> Response {
     let logged_out = usecases::log_out(&auth).await;
     if let Err(error) = logged_out {
         return error.into_response();
@@ -477,15 +461,7 @@ pub async fn revoke_session(
 }
 
 /// `POST /sessions/revoke-others` (form; a fresh login is checked by the caller).
-pub async fn revoke_other_sessions(
-    State(app): State<AppState>,
-    auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
-) -> Response {
-    if let Err(response) = read_form::<CsrfForm>(&app, &auth, &browser, request).await {
-        return response;
-    }
+pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Response {
     match usecases::revoke_other_sessions(&auth).await {
         Ok(count) => {
             let _ = flash(
@@ -540,12 +516,8 @@ pub async fn change_password(
     ip: ClientIp,
     browser: BrowserCsrf,
     user: User,
-    request: Request,
+    input: PasswordForm,
 ) -> Response {
-    let input: PasswordForm = match read_form(&app, &auth, &browser, request).await {
-        Ok(input) => input,
-        Err(response) => return response,
-    };
     let again = |status: StatusCode, error: String| {
         let extra = context! { error => error, min_password => app.policy.min_chars };
         let (auth, browser) = (&auth, &browser);

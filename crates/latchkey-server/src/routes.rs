@@ -1,32 +1,21 @@
-//! The paths the pages and the JSON API share, dispatched by what the client sent: an
-//! HTML form (urlencoded) goes to [`crate::pages`], anything else to [`crate::api`] once
-//! it passed the cross-site check; a `GET` goes by `Accept`. The only module that knows
-//! both, so neither ever calls the other.
+//! The paths the pages and the JSON API share: each reads its submission one way
+//! ([`Submission`]: a form with its CSRF token checked, or JSON after the cross-site
+//! check) and answers in the kind it was asked, a page for a form and JSON for JSON; a
+//! `GET` goes by `Accept`. The only module that knows both, so neither ever calls the
+//! other.
 
-use crate::json::{refuse_cross_site_or_not_json, JsonBody};
-use crate::pages::{self, is_form};
+use crate::json::JsonBody;
+use crate::pages;
 use crate::state::AppState;
+use crate::submission::{Bodiless, SameSiteJson, Submission};
 use crate::throttling::ClientIp;
 use crate::{api, factor_api, factor_pages, headers, mail_api, mail_pages, passkey_api};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use latchkey::axum::{wants_html, BrowserCsrf, RequireFresh, RequireLogin, WantsHtml};
 use latchkey::{AuthSession, User};
-use serde::de::DeserializeOwned;
-
-/// The JSON body of a request that is not a form, after the cross-site check; the
-/// refusal or the JSON 4xx otherwise.
-async fn json_body<T: DeserializeOwned>(app: &AppState, request: Request) -> Result<T, Response> {
-    if let Some(refused) = refuse_cross_site_or_not_json(app, request.headers()) {
-        return Err(refused);
-    }
-    JsonBody::<T>::from_request(request, &())
-        .await
-        .map(|JsonBody(value)| value)
-        .map_err(IntoResponse::into_response)
-}
 
 /// `POST /signup`.
 pub async fn signup(
@@ -34,14 +23,11 @@ pub async fn signup(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<pages::SignupForm, api::SignupRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return pages::signup(app, ip, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => api::signup(app, ip, JsonBody(body)).await.into_response(),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => pages::signup(app, ip, auth, browser, input).await,
+        Submission::Json(body) => api::signup(app, ip, JsonBody(body)).await.into_response(),
     }
 }
 
@@ -52,33 +38,22 @@ pub async fn login(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     query: Query<pages::NextQuery>,
-    request: Request,
+    submission: Submission<pages::LoginForm, api::LoginRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return pages::login(app, ip, auth, browser, query, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => api::login(app, ip, auth, JsonBody(body))
+    match submission {
+        Submission::Form(input) => pages::login(app, ip, auth, browser, query, input).await,
+        Submission::Json(body) => api::login(app, ip, auth, JsonBody(body))
             .await
             .into_response(),
-        Err(response) => response,
     }
 }
 
 /// `POST /logout` (a logout also asks the browser to clear its cached pages).
-pub async fn logout(
-    app: State<AppState>,
-    auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
-) -> Response {
-    if is_form(request.headers()) {
-        return pages::logout(app, auth, browser, request).await;
+pub async fn logout(auth: AuthSession<User>, submission: Bodiless<pages::CsrfForm>) -> Response {
+    match submission {
+        Bodiless::Form(_) => pages::logout(auth).await,
+        Bodiless::Json => headers::clear_site_data(api::logout(auth).await.into_response()),
     }
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, request.headers()) {
-        return refused;
-    }
-    headers::clear_site_data(api::logout(auth).await.into_response())
 }
 
 /// `GET|POST /home`: the greeting, as a page for browsers and JSON otherwise.
@@ -135,19 +110,14 @@ pub async fn sessions(
 
 /// `POST /sessions/revoke-others` (a fresh login is needed either way).
 pub async fn revoke_other_sessions(
-    app: State<AppState>,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
     RequireFresh(_): RequireFresh<User>,
-    request: Request,
+    submission: Bodiless<pages::CsrfForm>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return pages::revoke_other_sessions(app, auth, browser, request).await;
+    match submission {
+        Bodiless::Form(_) => pages::revoke_other_sessions(auth).await,
+        Bodiless::Json => api::revoke_other_sessions(auth).await.into_response(),
     }
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, request.headers()) {
-        return refused;
-    }
-    api::revoke_other_sessions(auth).await.into_response()
 }
 
 /// `POST /password` (a fresh login is needed either way).
@@ -157,16 +127,17 @@ pub async fn change_password(
     ip: ClientIp,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
+    submission: Submission<pages::PasswordForm, api::PasswordChange>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return pages::change_password(app, auth, ip, browser, user, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => api::change_password(app, auth, ip, RequireFresh(user), JsonBody(body))
-            .await
-            .into_response(),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => {
+            pages::change_password(app, auth, ip, browser, user, input).await
+        }
+        Submission::Json(body) => {
+            api::change_password(app, auth, ip, RequireFresh(user), JsonBody(body))
+                .await
+                .into_response()
+        }
     }
 }
 
@@ -184,14 +155,11 @@ pub async fn forgot_password(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::EmailForm, mail_api::EmailRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::forgot(app, ip, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::forgot_password(app, ip, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => mail_pages::forgot(app, ip, auth, browser, input).await,
+        Submission::Json(body) => answer(mail_api::forgot_password(app, ip, JsonBody(body)).await),
     }
 }
 
@@ -200,14 +168,11 @@ pub async fn reset_password(
     app: State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::ResetForm, mail_api::ResetRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::reset(app, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::reset_password(app, auth, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => mail_pages::reset(app, auth, browser, input).await,
+        Submission::Json(body) => answer(mail_api::reset_password(app, auth, JsonBody(body)).await),
     }
 }
 
@@ -217,14 +182,11 @@ pub async fn sign_in_by_mail(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::EmailForm, mail_api::EmailRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::sign_in_by_mail(app, ip, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::sign_in_by_mail(app, ip, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => mail_pages::sign_in_by_mail(app, ip, auth, browser, input).await,
+        Submission::Json(body) => answer(mail_api::sign_in_by_mail(app, ip, JsonBody(body)).await),
     }
 }
 
@@ -234,14 +196,15 @@ pub async fn sign_in_with_code(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::CodeForm, mail_api::CodeRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::sign_in_with_code(app, ip, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::sign_in_with_code(app, ip, auth, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => {
+            mail_pages::sign_in_with_code(app, ip, auth, browser, input).await
+        }
+        Submission::Json(body) => {
+            answer(mail_api::sign_in_with_code(app, ip, auth, JsonBody(body)).await)
+        }
     }
 }
 
@@ -250,14 +213,13 @@ pub async fn sign_in_with_link(
     app: State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::TokenForm, mail_api::TokenRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::sign_in_with_link(app, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::sign_in_with_link(app, auth, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => mail_pages::sign_in_with_link(app, auth, browser, input).await,
+        Submission::Json(body) => {
+            answer(mail_api::sign_in_with_link(app, auth, JsonBody(body)).await)
+        }
     }
 }
 
@@ -265,15 +227,11 @@ pub async fn sign_in_with_link(
 pub async fn verify_email(
     app: State<AppState>,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::TokenForm, mail_api::TokenRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::verify(app, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::verify_email(app, auth, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => mail_pages::verify(app, auth, input).await,
+        Submission::Json(body) => answer(mail_api::verify_email(app, auth, JsonBody(body)).await),
     }
 }
 
@@ -283,14 +241,15 @@ pub async fn resend_verification(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::EmailForm, mail_api::EmailRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::resend_verification(app, ip, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::resend_verification(app, ip, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => {
+            mail_pages::resend_verification(app, ip, auth, browser, input).await
+        }
+        Submission::Json(body) => {
+            answer(mail_api::resend_verification(app, ip, JsonBody(body)).await)
+        }
     }
 }
 
@@ -315,18 +274,16 @@ pub async fn change_email(
     app: State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
+    submission: Submission<mail_pages::EmailForm, mail_api::EmailRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::change_email(app, ip, auth, browser, RequireFresh(user), request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => {
+    match submission {
+        Submission::Form(input) => {
+            mail_pages::change_email(app, ip, auth, RequireFresh(user), input).await
+        }
+        Submission::Json(body) => {
             answer(mail_api::change_email(app, ip, RequireFresh(user), JsonBody(body)).await)
         }
-        Err(response) => response,
     }
 }
 
@@ -334,15 +291,13 @@ pub async fn change_email(
 pub async fn confirm_email_change(
     app: State<AppState>,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    request: Request,
+    submission: Submission<mail_pages::TokenForm, mail_api::TokenRequest>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return mail_pages::confirm_email_change(app, auth, browser, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(mail_api::confirm_email_change(app, auth, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => mail_pages::confirm_email_change(app, auth, input).await,
+        Submission::Json(body) => {
+            answer(mail_api::confirm_email_change(app, auth, JsonBody(body)).await)
+        }
     }
 }
 
@@ -353,14 +308,15 @@ pub async fn second_step(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     query: Query<pages::NextQuery>,
-    request: Request,
+    submission: Submission<factor_pages::CodeForm, factor_api::CodeBody>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return factor_pages::second_step(app, ip, auth, browser, query, request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => answer(factor_api::second_step(app, ip, auth, JsonBody(body)).await),
-        Err(response) => response,
+    match submission {
+        Submission::Form(input) => {
+            factor_pages::second_step(app, ip, auth, browser, query, input).await
+        }
+        Submission::Json(body) => {
+            answer(factor_api::second_step(app, ip, auth, JsonBody(body)).await)
+        }
     }
 }
 
@@ -370,13 +326,13 @@ pub async fn begin_totp(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
+    headers: HeaderMap,
+    submission: Bodiless<factor_pages::EmptyForm>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return factor_pages::begin_totp(app, auth, browser, RequireFresh(user), request).await;
+    match submission {
+        Bodiless::Form(_) => factor_pages::begin_totp(app, auth, browser, RequireFresh(user)).await,
+        Bodiless::Json => answer(factor_api::begin_totp(app, headers, RequireFresh(user)).await),
     }
-    let headers = request.headers().clone();
-    answer(factor_api::begin_totp(app, headers, RequireFresh(user)).await)
 }
 
 /// `POST /account/totp/confirm`.
@@ -385,16 +341,15 @@ pub async fn confirm_totp(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireLogin(user): RequireLogin<User>,
-    request: Request,
+    submission: Submission<factor_pages::CodeForm, factor_api::CodeBody>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return factor_pages::confirm_totp(app, auth, browser, RequireLogin(user), request).await;
-    }
-    match json_body(&app, request).await {
-        Ok(body) => {
+    match submission {
+        Submission::Form(input) => {
+            factor_pages::confirm_totp(app, auth, browser, RequireLogin(user), input).await
+        }
+        Submission::Json(body) => {
             answer(factor_api::confirm_totp(app, auth, RequireLogin(user), JsonBody(body)).await)
         }
-        Err(response) => response,
     }
 }
 
@@ -404,12 +359,9 @@ pub async fn remove_totp(
     auth: AuthSession<User>,
     ip: ClientIp,
     fresh: RequireFresh<User>,
-    request: Request,
+    SameSiteJson(body): SameSiteJson<factor_api::CodeBody>,
 ) -> Response {
-    match json_body(&app, request).await {
-        Ok(body) => answer(factor_api::remove_totp(app, auth, ip, fresh, JsonBody(body)).await),
-        Err(response) => response,
-    }
+    answer(factor_api::remove_totp(app, auth, ip, fresh, JsonBody(body)).await)
 }
 
 /// `POST /account/recovery-codes` (a fresh login is needed either way).
@@ -418,20 +370,17 @@ pub async fn regenerate_recovery_codes(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
-    request: Request,
+    headers: HeaderMap,
+    submission: Bodiless<factor_pages::EmptyForm>,
 ) -> Response {
-    if is_form(request.headers()) {
-        return factor_pages::regenerate_recovery_codes(
-            app,
-            auth,
-            browser,
-            RequireFresh(user),
-            request,
-        )
-        .await;
+    match submission {
+        Bodiless::Form(_) => {
+            factor_pages::regenerate_recovery_codes(app, auth, browser, RequireFresh(user)).await
+        }
+        Bodiless::Json => {
+            answer(factor_api::regenerate_recovery_codes(app, headers, RequireFresh(user)).await)
+        }
     }
-    let headers = request.headers().clone();
-    answer(factor_api::regenerate_recovery_codes(app, headers, RequireFresh(user)).await)
 }
 
 /// `POST /account/passkeys/finish` (JSON, after the cross-site check).
@@ -439,14 +388,9 @@ pub async fn finish_passkey_registration(
     app: State<AppState>,
     auth: AuthSession<User>,
     login: RequireLogin<User>,
-    request: Request,
+    SameSiteJson(body): SameSiteJson<passkey_api::RegisterBody>,
 ) -> Response {
-    match json_body(&app, request).await {
-        Ok(body) => {
-            answer(passkey_api::finish_registration(app, auth, login, JsonBody(body)).await)
-        }
-        Err(response) => response,
-    }
+    answer(passkey_api::finish_registration(app, auth, login, JsonBody(body)).await)
 }
 
 /// `PATCH /account/passkeys/{id}` (JSON, after the cross-site check).
@@ -454,24 +398,18 @@ pub async fn rename_passkey(
     app: State<AppState>,
     login: RequireLogin<User>,
     id: axum::extract::Path<String>,
-    request: Request,
+    SameSiteJson(body): SameSiteJson<passkey_api::RenameBody>,
 ) -> Response {
-    match json_body(&app, request).await {
-        Ok(body) => answer(passkey_api::rename(app, login, id, JsonBody(body)).await),
-        Err(response) => response,
-    }
+    answer(passkey_api::rename(app, login, id, JsonBody(body)).await)
 }
 
 /// `POST /login/passkey/finish` (JSON, after the cross-site check).
 pub async fn finish_passkey_sign_in(
     app: State<AppState>,
     auth: AuthSession<User>,
-    request: Request,
+    SameSiteJson(body): SameSiteJson<passkey_api::AssertionBody>,
 ) -> Response {
-    match json_body(&app, request).await {
-        Ok(body) => answer(passkey_api::finish_sign_in(app, auth, JsonBody(body)).await),
-        Err(response) => response,
-    }
+    answer(passkey_api::finish_sign_in(app, auth, JsonBody(body)).await)
 }
 
 /// `POST /login/second-factor/passkey/finish` (JSON, after the cross-site check).
@@ -479,12 +417,9 @@ pub async fn finish_passkey_second_factor(
     app: State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    request: Request,
+    SameSiteJson(body): SameSiteJson<passkey_api::AssertionBody>,
 ) -> Response {
-    match json_body(&app, request).await {
-        Ok(body) => answer(passkey_api::finish_second_factor(app, ip, auth, JsonBody(body)).await),
-        Err(response) => response,
-    }
+    answer(passkey_api::finish_second_factor(app, ip, auth, JsonBody(body)).await)
 }
 
 /// A JSON handler's outcome as a response.
