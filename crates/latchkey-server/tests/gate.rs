@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::flows::{code_in, home, mails, post, token_in, NEW_PASSWORD, PASSWORD};
+use common::flows::{code_in, home, mails, post, sign_up, token_in, NEW_PASSWORD, PASSWORD};
 use common::smtp::{self, SmtpSink};
 use common::{cli, client, database_url, Server};
 use latchkey::factors::passkeys::{Passkey, PasskeyStore, SqlPasskeys};
@@ -46,16 +46,7 @@ async fn account(
     name: &str,
     kind: Account,
 ) -> Option<Totp> {
-    let email = format!("{name}@example.com");
-    let browser = client();
-    let (status, body) = post(
-        &browser,
-        server,
-        "/signup",
-        json!({ "username": name, "email": email, "password": PASSWORD }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let browser = sign_up(server, name, &format!("{name}@example.com")).await;
     let url = database_url(dir);
     let (ok, _, stderr) = cli(&["user", "verify", name, "--database-url", &url], "");
     assert!(ok, "{stderr}");
