@@ -4,7 +4,7 @@
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue};
-use latchkey_server::forwarded::{client_ip, ForwardedHeader};
+use latchkey_server::web::forwarded::{client_ip, ForwardedHeader};
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 

@@ -2,11 +2,11 @@
 //! and everything the pages do besides (account, sessions, password change), each over
 //! the use cases in [`crate::usecases`].
 
-use crate::headers;
-use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
-use crate::state::AppState;
-use crate::throttling::ClientIp;
 use crate::usecases::{self, LogIn, PasswordChangeError, SignUpError};
+use crate::web::headers;
+use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::state::AppState;
+use crate::web::throttling::ClientIp;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,15 +31,15 @@ pub const UNVERIFIED: &str = "Please verify your email address first: follow the
 
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
 #[utoipa::path(post, path = "/login", request_body = LoginRequest, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
-    (status = 202, description = "The password is right and the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor within 5 minutes", body = crate::factor_api::SecondFactorRequired),
-    (status = 400, description = "Missing or malformed fields", body = crate::json::ErrorBody),
-    (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::json::ErrorBody),
-    (status = 403, description = "The password is right but the email is not verified yet (`--require-verified-email`)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Throttled; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 202, description = "The password is right and the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor within 5 minutes", body = crate::factors::api::SecondFactorRequired),
+    (status = 400, description = "Missing or malformed fields", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::web::json::ErrorBody),
+    (status = 403, description = "The password is right but the email is not verified yet (`--require-verified-email`)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Throttled; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn login(
     State(app): State<AppState>,
@@ -67,7 +67,7 @@ pub async fn login(
         }
         LogIn::Unverified => Err(ApiError::forbidden_field("email", UNVERIFIED).into()),
         LogIn::SecondFactorRequired(methods) => {
-            Ok(crate::factor_api::second_factor_required(methods))
+            Ok(crate::factors::api::second_factor_required(methods))
         }
         LogIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
@@ -75,9 +75,9 @@ pub async fn login(
 
 /// `GET|POST /home`: greets the logged-in user; 401 otherwise.
 #[utoipa::path(method(get, post), path = "/home", responses(
-    (status = 200, description = "The greeting", body = crate::json::Message),
-    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "The greeting", body = crate::web::json::Message),
+    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn home(RequireLogin(user): RequireLogin<User>) -> Response {
     match greeting(&user.username) {
@@ -122,10 +122,10 @@ impl serde_json::ser::Formatter for StringContents {
 
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.
 #[utoipa::path(post, path = "/logout", responses(
-    (status = 200, description = "Logged out (or was not logged in)", body = crate::json::Message),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged out (or was not logged in)", body = crate::web::json::Message),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
     let message = match usecases::log_out(&auth).await? {
@@ -157,13 +157,13 @@ pub struct SignupRequest {
 
 /// `POST /signup`: creates a user; 409 when the name or email is taken.
 #[utoipa::path(post, path = "/signup", request_body = SignupRequest, responses(
-    (status = 201, description = "Created", body = crate::json::Message),
-    (status = 400, description = "A field breaks the rules (named in `field`)", body = crate::json::ErrorBody),
-    (status = 409, description = "Username or email taken", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 201, description = "Created", body = crate::web::json::Message),
+    (status = 400, description = "A field breaks the rules (named in `field`)", body = crate::web::json::ErrorBody),
+    (status = 409, description = "Username or email taken", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn signup(
     State(app): State<AppState>,
@@ -192,8 +192,8 @@ pub async fn signup(
 /// `GET /account`: the logged-in user's account.
 #[utoipa::path(get, path = "/account", responses(
     (status = 200, description = "The account", body = usecases::Account),
-    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn account(
     State(app): State<AppState>,
@@ -213,8 +213,8 @@ pub struct SessionList {
 /// `GET /sessions` (JSON): the logged-in user's live sessions, newest first.
 #[utoipa::path(get, path = "/sessions", responses(
     (status = 200, description = "The sessions", body = SessionList),
-    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
     let sessions = usecases::sessions(&auth).await?;
@@ -226,12 +226,12 @@ pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError>
 #[utoipa::path(delete, path = "/sessions/{id}", params(
     ("id" = String, Path, description = "The session id (64 hex characters) from `GET /sessions`"),
 ), responses(
-    (status = 200, description = "Revoked", body = crate::json::Message),
-    (status = 401, description = "Not logged in, or the login is not fresh (password entered in this session)", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Not a session of this user", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Revoked", body = crate::web::json::Message),
+    (status = 401, description = "Not logged in, or the login is not fresh (password entered in this session)", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Not a session of this user", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn revoke_session(
     State(app): State<AppState>,
@@ -266,10 +266,10 @@ pub struct Revoked {
 /// login is needed).
 #[utoipa::path(post, path = "/sessions/revoke-others", responses(
     (status = 200, description = "The other sessions ended", body = Revoked),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
     let revoked = usecases::revoke_other_sessions(&auth).await?;
@@ -296,14 +296,14 @@ pub struct PasswordChange {
 /// `POST /password` (JSON): changes the password (a fresh login is needed); this session
 /// stays, every other session and remembered device ends.
 #[utoipa::path(post, path = "/password", request_body = PasswordChange, responses(
-    (status = 200, description = "Changed; Set-Cookie carries the session's new token", body = crate::json::Message),
-    (status = 400, description = "The new password breaks the rules (named in `field`)", body = crate::json::ErrorBody),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "The current password is wrong, or sent from another site", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many wrong current passwords for this account or address; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Changed; Set-Cookie carries the session's new token", body = crate::web::json::Message),
+    (status = 400, description = "The new password breaks the rules (named in `field`)", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "The current password is wrong, or sent from another site", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many wrong current passwords for this account or address; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn change_password(
     State(app): State<AppState>,

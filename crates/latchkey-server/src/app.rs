@@ -2,18 +2,21 @@
 
 use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
-use crate::connections;
-use crate::forwarded::TrustedProxies;
-use crate::headers;
+use crate::factors::second_factor::ServerFactors;
 use crate::pages;
-use crate::second_factor::ServerFactors;
-use crate::state::{
+use crate::web::connections;
+use crate::web::forwarded::TrustedProxies;
+use crate::web::headers;
+use crate::web::state::{
     AppState, MailFlows, PasskeyFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT,
     MAX_BODY_BYTES,
 };
-use crate::templates::Templates;
-use crate::throttling::{ClientAddress, NewSessionCap};
-use crate::{api, data_api, factor_pages, mail_pages, passkey_api, routes};
+use crate::web::templates::Templates;
+use crate::web::throttling::{ClientAddress, NewSessionCap};
+use crate::{
+    api, data_api, factors::pages as factor_pages, factors::passkey_api, mail::pages as mail_pages,
+    routes,
+};
 use anyhow::bail;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -469,7 +472,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         why = %match file_limit {
             Some(files) => format!(
                 "open-file limit {files} less {} descriptors for stores and files",
-                crate::connections::DESCRIPTOR_HEADROOM
+                crate::web::connections::DESCRIPTOR_HEADROOM
             ),
             None => "--max-connections".to_string(),
         },

@@ -1,6 +1,6 @@
 //! Command-line and environment configuration, checked before anything starts.
 
-use crate::connections::{default_max_connections, ConnectionLimits};
+use crate::web::connections::{default_max_connections, ConnectionLimits};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use latchkey::mail::{LogMailer, Mailer, SmtpMailer};
@@ -302,7 +302,7 @@ pub struct ServeArgs {
         env = "LATCHKEY_FORWARDED_HEADER",
         default_value = "x-forwarded-for"
     )]
-    pub forwarded_header: crate::forwarded::ForwardedHeader,
+    pub forwarded_header: crate::web::forwarded::ForwardedHeader,
     /// Failed logins per account before lockouts start (then 1 s, 2 s, 4 s … 15 min).
     #[arg(long, env = "LATCHKEY_LOGIN_FREE_FAILURES", default_value_t = 5)]
     pub login_free_failures: u32,
@@ -442,7 +442,7 @@ impl ServeArgs {
         }
     }
 
-    /// The connection limits from these options (see [`crate::connections`]), and the
+    /// The connection limits from these options (see [`crate::web::connections`]), and the
     /// open-file limit the default `--max-connections` was derived from, if it was.
     pub fn connection_limits(&self, hsts: bool) -> (ConnectionLimits, Option<u64>) {
         let (max_connections, file_limit) = match self.max_connections {

@@ -2,7 +2,7 @@
 //! table ([`latchkey::CredentialEvent::ends`]) says, in every store the server has, and
 //! the session that made the change (the user's own) carries on where the table says so.
 
-use crate::state::AppState;
+use crate::web::state::AppState;
 use latchkey::auth::credentials::Holders;
 use latchkey::{AuthError, AuthSession, CredentialEvent, User};
 

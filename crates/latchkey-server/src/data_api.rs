@@ -10,8 +10,8 @@
 //! [`MAX_KEYS`] of them, and every write is a compare-and-swap in the store, so
 //! concurrent writers in any number of processes lose nothing.
 
-use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
-use crate::state::AppState;
+use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,8 @@
 //! `latchkey`: a ready-to-run login server and its admin CLI, built only on the
 //! `latchkey` library's public API.
 
-use latchkey_server::{app, mail_cli, session_cli, user_cli};
+use latchkey_server::app;
+use latchkey_server::cli::{mail as mail_cli, session as session_cli, user as user_cli};
 
 use clap::{Parser, Subcommand};
 use latchkey_server::config::ServeArgs;

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document of the JSON API, served at `GET /openapi.json` and kept in the
 //! repository as `crates/latchkey-server/openapi.json` (a test keeps the two equal).
 
-use crate::json::{ErrorBody, Message};
+use crate::web::json::{ErrorBody, Message};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -27,29 +27,29 @@ use utoipa::OpenApi;
         crate::api::revoke_session,
         crate::api::revoke_other_sessions,
         crate::api::change_password,
-        crate::mail_api::forgot_password,
-        crate::mail_api::reset_password,
-        crate::mail_api::sign_in_by_mail,
-        crate::mail_api::sign_in_with_code,
-        crate::mail_api::sign_in_with_link,
-        crate::mail_api::verify_email,
-        crate::mail_api::resend_verification,
-        crate::mail_api::change_email,
-        crate::mail_api::confirm_email_change,
-        crate::factor_api::second_step,
-        crate::factor_api::begin_totp,
-        crate::factor_api::confirm_totp,
-        crate::factor_api::remove_totp,
-        crate::factor_api::regenerate_recovery_codes,
-        crate::passkey_api::begin_registration,
-        crate::passkey_api::finish_registration,
-        crate::passkey_api::list,
-        crate::passkey_api::rename,
-        crate::passkey_api::delete,
-        crate::passkey_api::begin_sign_in,
-        crate::passkey_api::finish_sign_in,
-        crate::passkey_api::begin_second_factor,
-        crate::passkey_api::finish_second_factor
+        crate::mail::api::forgot_password,
+        crate::mail::api::reset_password,
+        crate::mail::api::sign_in_by_mail,
+        crate::mail::api::sign_in_with_code,
+        crate::mail::api::sign_in_with_link,
+        crate::mail::api::verify_email,
+        crate::mail::api::resend_verification,
+        crate::mail::api::change_email,
+        crate::mail::api::confirm_email_change,
+        crate::factors::api::second_step,
+        crate::factors::api::begin_totp,
+        crate::factors::api::confirm_totp,
+        crate::factors::api::remove_totp,
+        crate::factors::api::regenerate_recovery_codes,
+        crate::factors::passkey_api::begin_registration,
+        crate::factors::passkey_api::finish_registration,
+        crate::factors::passkey_api::list,
+        crate::factors::passkey_api::rename,
+        crate::factors::passkey_api::delete,
+        crate::factors::passkey_api::begin_sign_in,
+        crate::factors::passkey_api::finish_sign_in,
+        crate::factors::passkey_api::begin_second_factor,
+        crate::factors::passkey_api::finish_second_factor
     ),
     components(schemas(
         Message,
@@ -61,19 +61,19 @@ use utoipa::OpenApi;
         crate::api::Revoked,
         crate::usecases::Account,
         crate::usecases::SessionView,
-        crate::mail_api::EmailRequest,
-        crate::mail_api::TokenRequest,
-        crate::mail_api::ResetRequest,
-        crate::mail_api::CodeRequest,
-        crate::factor_api::SecondFactorRequired,
-        crate::factor_api::CodeBody,
-        crate::factor_api::TotpSetup,
-        crate::factor_api::RecoveryCodes,
-        crate::passkey_api::RegisterBody,
-        crate::passkey_api::AssertionBody,
-        crate::passkey_api::RenameBody,
-        crate::passkey_api::PasskeyView,
-        crate::passkey_api::PasskeyList
+        crate::mail::api::EmailRequest,
+        crate::mail::api::TokenRequest,
+        crate::mail::api::ResetRequest,
+        crate::mail::api::CodeRequest,
+        crate::factors::api::SecondFactorRequired,
+        crate::factors::api::CodeBody,
+        crate::factors::api::TotpSetup,
+        crate::factors::api::RecoveryCodes,
+        crate::factors::passkey_api::RegisterBody,
+        crate::factors::passkey_api::AssertionBody,
+        crate::factors::passkey_api::RenameBody,
+        crate::factors::passkey_api::PasskeyView,
+        crate::factors::passkey_api::PasskeyList
     ))
 )]
 pub struct ApiDoc;
@@ -84,11 +84,11 @@ pub struct ApiDoc;
     crate::pages::signup_page,
     crate::pages::login_page,
     crate::pages::password_page,
-    crate::mail_pages::forgot_page,
-    crate::mail_pages::reset_page,
-    crate::mail_pages::sign_in_link_page,
-    crate::mail_pages::verify_page,
-    crate::mail_pages::confirm_email_change_page
+    crate::mail::pages::forgot_page,
+    crate::mail::pages::reset_page,
+    crate::mail::pages::sign_in_link_page,
+    crate::mail::pages::verify_page,
+    crate::mail::pages::confirm_email_change_page
 ))]
 struct PagesDoc;
 

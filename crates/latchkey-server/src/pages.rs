@@ -2,10 +2,10 @@
 //! [`crate::usecases`]. The paths they share with the JSON API are dispatched in
 //! [`crate::app`]: form posts come here, JSON goes to [`crate::api`].
 
-use crate::headers::clear_site_data;
-use crate::state::AppState;
-use crate::throttling::{too_many_message, with_retry_after, ClientIp};
 use crate::usecases::{self, LogIn, PasswordChangeError, SignUpError};
+use crate::web::headers::clear_site_data;
+use crate::web::state::AppState;
+use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -480,8 +480,8 @@ pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Response {
 #[utoipa::path(get, path = "/password", responses(
     (status = 200, description = "The password change page (a fresh login is needed)", content_type = "text/html", body = String),
     (status = 303, description = "A browser that must log in (again) is sent to the login page"),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn password_page(
     State(app): State<AppState>,

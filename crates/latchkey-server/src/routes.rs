@@ -4,12 +4,15 @@
 //! `GET` goes by `Accept`. The only module that knows both, so neither ever calls the
 //! other.
 
-use crate::json::JsonBody;
 use crate::pages;
-use crate::state::AppState;
-use crate::submission::{Bodiless, SameSiteJson, Submission};
-use crate::throttling::ClientIp;
-use crate::{api, factor_api, factor_pages, headers, mail_api, mail_pages, passkey_api};
+use crate::web::json::JsonBody;
+use crate::web::state::AppState;
+use crate::web::submission::{Bodiless, SameSiteJson, Submission};
+use crate::web::throttling::ClientIp;
+use crate::{
+    api, factors::api as factor_api, factors::pages as factor_pages, factors::passkey_api,
+    mail::api as mail_api, mail::pages as mail_pages, web::headers,
+};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -423,6 +426,6 @@ pub async fn finish_passkey_second_factor(
 }
 
 /// A JSON handler's outcome as a response.
-fn answer(outcome: Result<Response, crate::json::HandlerError>) -> Response {
+fn answer(outcome: Result<Response, crate::web::json::HandlerError>) -> Response {
     outcome.into_response()
 }

@@ -4,10 +4,10 @@
 //! kind of answer.
 
 use crate::credentials;
-use crate::mail_flows::{self, Notice};
-use crate::second_factor;
-use crate::state::AppState;
-use crate::throttling::{throttled, Attempt, ClientIp};
+use crate::factors::second_factor;
+use crate::mail::flows::{self as mail_flows, Notice};
+use crate::web::state::AppState;
+use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
 use latchkey::throttle::{self, account_tag, Verdict};
 use latchkey::{
@@ -295,7 +295,7 @@ pub async fn account(app: &AppState, user: &User) -> Result<Account, AuthError> 
         username: user.username.clone(),
         email: user.email.clone(),
         email_verified: user.email_verified_at.is_some(),
-        created_at: crate::for_people::rfc3339(user.created_at),
+        created_at: crate::web::for_people::rfc3339(user.created_at),
         second_factors: second_factor::methods(factors, passkeys),
         recovery_codes_left: factors.recovery_codes_left,
     })
@@ -329,8 +329,8 @@ pub async fn sessions(auth: &AuthSession<User>) -> Result<Vec<SessionView>, Auth
         .map(|session| SessionView {
             id: session.id.to_hex(),
             current: session.current,
-            created_at: crate::for_people::rfc3339(session.created_at),
-            last_active_at: crate::for_people::rfc3339(session.last_active_at),
+            created_at: crate::web::for_people::rfc3339(session.created_at),
+            last_active_at: crate::web::for_people::rfc3339(session.last_active_at),
             method: (!session.methods.is_empty()).then(|| session.methods.join("+")),
             client_ip: session.client_ip,
             user_agent: session.user_agent,

@@ -10,70 +10,76 @@ use std::sync::Arc;
 
 /// The templates shipped in the binary.
 const EMBEDDED: &[(&str, &str)] = &[
-    ("base.html", include_str!("../templates/base.html")),
-    ("index.html", include_str!("../templates/index.html")),
-    ("signup.html", include_str!("../templates/signup.html")),
-    ("login.html", include_str!("../templates/login.html")),
-    ("home.html", include_str!("../templates/home.html")),
-    ("sessions.html", include_str!("../templates/sessions.html")),
-    ("password.html", include_str!("../templates/password.html")),
-    ("error.html", include_str!("../templates/error.html")),
-    ("forgot.html", include_str!("../templates/forgot.html")),
-    ("reset.html", include_str!("../templates/reset.html")),
-    ("confirm.html", include_str!("../templates/confirm.html")),
+    ("base.html", include_str!("../../templates/base.html")),
+    ("index.html", include_str!("../../templates/index.html")),
+    ("signup.html", include_str!("../../templates/signup.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    (
+        "sessions.html",
+        include_str!("../../templates/sessions.html"),
+    ),
+    (
+        "password.html",
+        include_str!("../../templates/password.html"),
+    ),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("forgot.html", include_str!("../../templates/forgot.html")),
+    ("reset.html", include_str!("../../templates/reset.html")),
+    ("confirm.html", include_str!("../../templates/confirm.html")),
     (
         "email_code.html",
-        include_str!("../templates/email_code.html"),
+        include_str!("../../templates/email_code.html"),
     ),
-    ("account.html", include_str!("../templates/account.html")),
+    ("account.html", include_str!("../../templates/account.html")),
     (
         "second_factor.html",
-        include_str!("../templates/second_factor.html"),
+        include_str!("../../templates/second_factor.html"),
     ),
-    ("totp.html", include_str!("../templates/totp.html")),
+    ("totp.html", include_str!("../../templates/totp.html")),
     (
         "recovery_codes.html",
-        include_str!("../templates/recovery_codes.html"),
+        include_str!("../../templates/recovery_codes.html"),
     ),
     (
         "mail/reset_password.txt",
-        include_str!("../templates/mail/reset_password.txt"),
+        include_str!("../../templates/mail/reset_password.txt"),
     ),
     (
         "mail/reset_password.html",
-        include_str!("../templates/mail/reset_password.html"),
+        include_str!("../../templates/mail/reset_password.html"),
     ),
     (
         "mail/verify_email.txt",
-        include_str!("../templates/mail/verify_email.txt"),
+        include_str!("../../templates/mail/verify_email.txt"),
     ),
     (
         "mail/verify_email.html",
-        include_str!("../templates/mail/verify_email.html"),
+        include_str!("../../templates/mail/verify_email.html"),
     ),
     (
         "mail/sign_in.txt",
-        include_str!("../templates/mail/sign_in.txt"),
+        include_str!("../../templates/mail/sign_in.txt"),
     ),
     (
         "mail/sign_in.html",
-        include_str!("../templates/mail/sign_in.html"),
+        include_str!("../../templates/mail/sign_in.html"),
     ),
     (
         "mail/change_email.txt",
-        include_str!("../templates/mail/change_email.txt"),
+        include_str!("../../templates/mail/change_email.txt"),
     ),
     (
         "mail/change_email.html",
-        include_str!("../templates/mail/change_email.html"),
+        include_str!("../../templates/mail/change_email.html"),
     ),
     (
         "mail/notice.txt",
-        include_str!("../templates/mail/notice.txt"),
+        include_str!("../../templates/mail/notice.txt"),
     ),
     (
         "mail/notice.html",
-        include_str!("../templates/mail/notice.html"),
+        include_str!("../../templates/mail/notice.html"),
     ),
 ];
 
@@ -91,9 +97,11 @@ impl Templates {
         // `{{ seconds | duration }}` ("24 hours") and `{{ rfc3339 | when }}` ("6 December
         // 2026, 04:31 UTC"): times as people read them.
         env.add_filter("duration", |seconds: u64| {
-            crate::for_people::duration(std::time::Duration::from_secs(seconds))
+            crate::web::for_people::duration(std::time::Duration::from_secs(seconds))
         });
-        env.add_filter("when", |time: String| crate::for_people::date_time(&time));
+        env.add_filter("when", |time: String| {
+            crate::web::for_people::date_time(&time)
+        });
         env.set_loader(move |name| {
             if let Some(folder) = &folder {
                 let path = folder.join(name);

@@ -2,8 +2,8 @@
 //! sessions, the one throttled step every secret check goes through ([`throttled`]),
 //! and the 429 answer.
 
-use crate::forwarded::TrustedProxies;
-use crate::state::AppState;
+use crate::web::forwarded::TrustedProxies;
+use crate::web::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
@@ -39,7 +39,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// One connection's service: gives every request `ConnectInfo` with the client's
 /// address, which is the TCP peer, unless the peer is a trusted proxy (then see
-/// [`crate::forwarded`]). Sessions record it, throttling counts it.
+/// [`crate::web::forwarded`]). Sessions record it, throttling counts it.
 #[derive(Clone)]
 pub struct ClientAddress<S> {
     inner: S,

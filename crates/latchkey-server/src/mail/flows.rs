@@ -10,9 +10,9 @@
 //! nothing up); the form's `POST` redeems the token, once.
 
 use crate::credentials;
-use crate::state::AppState;
-use crate::templates::Templates;
-use crate::throttling::ClientIp;
+use crate::web::state::AppState;
+use crate::web::templates::Templates;
+use crate::web::throttling::ClientIp;
 use latchkey::mail::Mail;
 use latchkey::throttle::{account_tag, Verdict};
 use latchkey::user::login_key;

@@ -5,10 +5,10 @@
 //! session between its two requests, never in a cookie. Relying-party id and origin come
 //! from `--public-url` (it needs a host name: `http://localhost:PORT` works).
 
-use crate::mail_flows::Notice;
-use crate::second_factor::{self, SecondStep};
-use crate::state::{AppState, PasskeyFlows};
-use crate::throttling::ClientIp;
+use crate::factors::second_factor::{self, SecondStep};
+use crate::mail::flows::Notice;
+use crate::web::state::{AppState, PasskeyFlows};
+use crate::web::throttling::ClientIp;
 use latchkey::factors::passkeys::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, PasskeyAuthentication,
     PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, StoredPasskey,

@@ -3,9 +3,9 @@
 //! the content type deciding. The endpoint gets the parsed form or body, and answers
 //! in the kind it was asked: a page for a form, JSON for JSON.
 
-use crate::json::{refuse_cross_site_or_not_json, JsonBody};
 use crate::pages::{is_form, read_form, CsrfField};
-use crate::state::AppState;
+use crate::web::json::{refuse_cross_site_or_not_json, JsonBody};
+use crate::web::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use latchkey::axum::BrowserCsrf;

@@ -169,7 +169,7 @@ pub async fn script() -> impl IntoResponse {
             (CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("../static/app.js"),
+        include_str!("../../static/app.js"),
     )
 }
 
@@ -180,7 +180,7 @@ pub async fn stylesheet() -> impl IntoResponse {
             (CONTENT_TYPE, "text/css; charset=utf-8"),
             (CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("../static/style.css"),
+        include_str!("../../static/style.css"),
     )
 }
 

@@ -1,15 +1,15 @@
 //! The JSON side of passkeys (what the pages' script and mobile clients call), over the
-//! use cases in [`crate::passkeys`]. Every ceremony is two requests: `begin` answers the
+//! use cases in [`crate::factors::passkeys`]. Every ceremony is two requests: `begin` answers the
 //! options for `navigator.credentials.create` / `.get` (their state waits in the
 //! session), `finish` takes the browser's answer.
 
-use crate::for_people::rfc3339;
-use crate::headers;
-use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
-use crate::passkeys::{self, PasskeyError};
-use crate::second_factor::SecondStep;
-use crate::state::AppState;
-use crate::throttling::ClientIp;
+use crate::factors::passkeys::{self, PasskeyError};
+use crate::factors::second_factor::SecondStep;
+use crate::web::for_people::rfc3339;
+use crate::web::headers;
+use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::state::AppState;
+use crate::web::throttling::ClientIp;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -107,11 +107,11 @@ fn options(value: serde_json::Value) -> Response {
 /// `POST /account/passkeys/begin`: options to create a passkey (a fresh login is needed).
 #[utoipa::path(post, path = "/account/passkeys/begin", responses(
     (status = 200, description = "Options for navigator.credentials.create", body = Object),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn begin_registration(
     State(app): State<AppState>,
@@ -130,14 +130,14 @@ pub async fn begin_registration(
 
 /// `POST /account/passkeys/finish`: stores the new passkey; the other sessions end.
 #[utoipa::path(post, path = "/account/passkeys/finish", request_body = RegisterBody, responses(
-    (status = 201, description = "Added", body = crate::json::Message),
-    (status = 400, description = "Malformed, no ceremony started, or a name with control, invisible or text-direction characters", body = crate::json::ErrorBody),
-    (status = 401, description = "Not logged in, or the passkey was not accepted", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 201, description = "Added", body = crate::web::json::Message),
+    (status = 400, description = "Malformed, no ceremony started, or a name with control, invisible or text-direction characters", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the passkey was not accepted", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn finish_registration(
     State(app): State<AppState>,
@@ -158,9 +158,9 @@ pub async fn finish_registration(
 /// `GET /account/passkeys`: the user's passkeys.
 #[utoipa::path(get, path = "/account/passkeys", responses(
     (status = 200, description = "The passkeys", body = PasskeyList),
-    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn list(
     State(app): State<AppState>,
@@ -183,14 +183,14 @@ pub async fn list(
 #[utoipa::path(patch, path = "/account/passkeys/{id}", request_body = RenameBody, params(
     ("id" = i64, Path, description = "The passkey's id from GET /account/passkeys"),
 ), responses(
-    (status = 200, description = "Renamed", body = crate::json::Message),
-    (status = 400, description = "No name, or one with control, invisible or text-direction characters, or over 64 characters", body = crate::json::ErrorBody),
-    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Not a passkey of this user, or passkeys are off", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Renamed", body = crate::web::json::Message),
+    (status = 400, description = "No name, or one with control, invisible or text-direction characters, or over 64 characters", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Not a passkey of this user, or passkeys are off", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn rename(
     State(app): State<AppState>,
@@ -221,12 +221,12 @@ pub async fn rename(
 #[utoipa::path(delete, path = "/account/passkeys/{id}", params(
     ("id" = i64, Path, description = "The passkey's id from GET /account/passkeys"),
 ), responses(
-    (status = 200, description = "Deleted", body = crate::json::Message),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Not a passkey of this user, or passkeys are off", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Deleted", body = crate::web::json::Message),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Not a passkey of this user, or passkeys are off", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn delete(
     State(app): State<AppState>,
@@ -255,11 +255,11 @@ pub async fn delete(
 /// `POST /login/passkey/begin`: options to sign in with a passkey alone.
 #[utoipa::path(post, path = "/login/passkey/begin", responses(
     (status = 200, description = "Options for navigator.credentials.get", body = Object),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many new sessions from this address; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many new sessions from this address; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn begin_sign_in(
     State(app): State<AppState>,
@@ -278,14 +278,14 @@ pub async fn begin_sign_in(
 /// `POST /login/passkey/finish`: signs in with the passkey's answer (a user-verified
 /// passkey is two factors; the login is fresh).
 #[utoipa::path(post, path = "/login/passkey/finish", request_body = AssertionBody, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
-    (status = 400, description = "Malformed, or no ceremony started", body = crate::json::ErrorBody),
-    (status = 401, description = "The passkey was not accepted", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 400, description = "Malformed, or no ceremony started", body = crate::web::json::ErrorBody),
+    (status = 401, description = "The passkey was not accepted", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn finish_sign_in(
     State(app): State<AppState>,
@@ -305,12 +305,12 @@ pub async fn finish_sign_in(
 /// with one of the user's passkeys.
 #[utoipa::path(post, path = "/login/second-factor/passkey/begin", responses(
     (status = 200, description = "Options for navigator.credentials.get", body = Object),
-    (status = 400, description = "No login is waiting for a second factor", body = crate::json::ErrorBody),
-    (status = 401, description = "The user has no passkey", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 400, description = "No login is waiting for a second factor", body = crate::web::json::ErrorBody),
+    (status = 401, description = "The user has no passkey", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn begin_second_factor(
     State(app): State<AppState>,
@@ -328,15 +328,15 @@ pub async fn begin_second_factor(
 
 /// `POST /login/second-factor/passkey/finish`: completes the waiting login.
 #[utoipa::path(post, path = "/login/second-factor/passkey/finish", request_body = AssertionBody, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
-    (status = 400, description = "Malformed, or no ceremony started", body = crate::json::ErrorBody),
-    (status = 401, description = "The passkey was not accepted, or no login waits", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 404, description = "Passkeys are off on this server", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many failures for this account or address; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 400, description = "Malformed, or no ceremony started", body = crate::web::json::ErrorBody),
+    (status = 401, description = "The passkey was not accepted, or no login waits", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many failures for this account or address; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn finish_second_factor(
     State(app): State<AppState>,

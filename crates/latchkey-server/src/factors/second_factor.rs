@@ -5,9 +5,9 @@
 //! pages both call these.
 
 use crate::credentials;
-use crate::mail_flows::{self, Notice};
-use crate::state::AppState;
-use crate::throttling::{throttled, Attempt, ClientIp};
+use crate::mail::flows::{self as mail_flows, Notice};
+use crate::web::state::AppState;
+use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::factors::{FactorStatus, TotpEnrolment};
 use latchkey::throttle;
 use latchkey::{

@@ -3,10 +3,10 @@
 //! cross-site check every state-changing JSON request passes. Shared by the JSON
 //! handlers, the pages' JSON fallbacks and the session data API.
 
-use crate::connections::BodyTimedOut;
-use crate::headers;
-use crate::state::AppState;
-use crate::throttling::{too_many_message, with_retry_after};
+use crate::web::connections::BodyTimedOut;
+use crate::web::headers;
+use crate::web::state::AppState;
+use crate::web::throttling::{too_many_message, with_retry_after};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -155,7 +155,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             format!(
                 "request body is larger than {} bytes",
-                crate::state::MAX_BODY_BYTES
+                crate::web::state::MAX_BODY_BYTES
             )
         }
         _ => rejection.body_text(),

@@ -1,9 +1,9 @@
 //! `latchkey session …`: list and revoke sessions kept in the database store.
 
 use crate::backend::Backend;
+use crate::cli::user::find_user;
 use crate::config::{DatabaseArgs, SessionStoreArgs};
-use crate::for_people::rfc3339;
-use crate::user_cli::find_user;
+use crate::web::for_people::rfc3339;
 use anyhow::bail;
 use clap::Subcommand;
 use latchkey::{AuthUser, SessionId, Timestamp, User, UserStore};

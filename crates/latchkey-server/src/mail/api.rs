@@ -1,14 +1,14 @@
 //! The JSON side of the mail flows (password reset, email verification, sign-in by mail,
-//! email change), over the use cases in [`crate::mail_flows`].
+//! email change), over the use cases in [`crate::mail::flows`].
 
-use crate::factor_api::second_factor_required;
-use crate::headers;
-use crate::json::{ApiError, HandlerError, JsonBody};
-use crate::mail_flows::{
-    self, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
+use crate::factors::api::second_factor_required;
+use crate::mail::flows::{
+    self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
-use crate::state::AppState;
-use crate::throttling::ClientIp;
+use crate::web::headers;
+use crate::web::json::{ApiError, HandlerError, JsonBody};
+use crate::web::state::AppState;
+use crate::web::throttling::ClientIp;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -99,12 +99,12 @@ async fn mail_requested(
 
 /// `POST /password/forgot`: mails a reset link if an account uses the address.
 #[utoipa::path(post, path = "/password/forgot", request_body = EmailRequest, responses(
-    (status = 202, description = "Taken (the same answer, in the same time, for every address)", body = crate::json::Message),
-    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable, or too many requests in flight", body = crate::json::ErrorBody),
+    (status = 202, description = "Taken (the same answer, in the same time, for every address)", body = crate::web::json::Message),
+    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable, or too many requests in flight", body = crate::web::json::ErrorBody),
 ))]
 pub async fn forgot_password(
     State(app): State<AppState>,
@@ -117,12 +117,12 @@ pub async fn forgot_password(
 /// `POST /password/reset`: sets a new password from a reset link's token; every session
 /// and remembered device of the user ends.
 #[utoipa::path(post, path = "/password/reset", request_body = ResetRequest, responses(
-    (status = 200, description = "The password is set", body = crate::json::Message),
-    (status = 202, description = "The password is set and, with --reset-logs-in, the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factor_api::SecondFactorRequired),
-    (status = 400, description = "A dead link (`token`) or a password that breaks the rules (`password`)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "The password is set", body = crate::web::json::Message),
+    (status = 202, description = "The password is set and, with --reset-logs-in, the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
+    (status = 400, description = "A dead link (`token`) or a password that breaks the rules (`password`)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn reset_password(
     State(app): State<AppState>,
@@ -145,12 +145,12 @@ pub async fn reset_password(
 
 /// `POST /login/email`: mails a sign-in link and code if an account uses the address.
 #[utoipa::path(post, path = "/login/email", request_body = EmailRequest, responses(
-    (status = 202, description = "Taken (the same answer for every address)", body = crate::json::Message),
-    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable, or too many requests in flight", body = crate::json::ErrorBody),
+    (status = 202, description = "Taken (the same answer for every address)", body = crate::web::json::Message),
+    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable, or too many requests in flight", body = crate::web::json::ErrorBody),
 ))]
 pub async fn sign_in_by_mail(
     State(app): State<AppState>,
@@ -175,14 +175,14 @@ fn signed_in(outcome: MailSignIn, refused: &'static str) -> Result<Response, Han
 
 /// `POST /login/email/verify`: logs in with the mailed code (not a fresh login).
 #[utoipa::path(post, path = "/login/email/verify", request_body = CodeRequest, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
-    (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factor_api::SecondFactorRequired),
-    (status = 400, description = "Missing fields", body = crate::json::ErrorBody),
-    (status = 401, description = "A wrong, used or expired code (ten wrong ones burn it)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many codes for this address or from this client; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
+    (status = 400, description = "Missing fields", body = crate::web::json::ErrorBody),
+    (status = 401, description = "A wrong, used or expired code (ten wrong ones burn it)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many codes for this address or from this client; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn sign_in_with_code(
     State(app): State<AppState>,
@@ -198,13 +198,13 @@ pub async fn sign_in_with_code(
 
 /// `POST /login/email/confirm`: logs in with a sign-in link's token (not a fresh login).
 #[utoipa::path(post, path = "/login/email/confirm", request_body = TokenRequest, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
-    (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factor_api::SecondFactorRequired),
-    (status = 400, description = "No token", body = crate::json::ErrorBody),
-    (status = 401, description = "A dead link", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
+    (status = 400, description = "No token", body = crate::web::json::ErrorBody),
+    (status = 401, description = "A dead link", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn sign_in_with_link(
     State(app): State<AppState>,
@@ -218,11 +218,11 @@ pub async fn sign_in_with_link(
 
 /// `POST /email/verify`: verifies the address a verification link went to.
 #[utoipa::path(post, path = "/email/verify", request_body = TokenRequest, responses(
-    (status = 200, description = "Verified", body = crate::json::Message),
-    (status = 400, description = "No token, or a dead link", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Verified", body = crate::web::json::Message),
+    (status = 400, description = "No token, or a dead link", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn verify_email(
     State(app): State<AppState>,
@@ -242,12 +242,12 @@ pub async fn verify_email(
 /// `POST /email/verify/resend`: mails the verification link again if an unverified
 /// account uses the address.
 #[utoipa::path(post, path = "/email/verify/resend", request_body = EmailRequest, responses(
-    (status = 202, description = "Taken (the same answer for every address)", body = crate::json::Message),
-    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable, or too many requests in flight", body = crate::json::ErrorBody),
+    (status = 202, description = "Taken (the same answer for every address)", body = crate::web::json::Message),
+    (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many requests for this address or from this client; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable, or too many requests in flight", body = crate::web::json::ErrorBody),
 ))]
 pub async fn resend_verification(
     State(app): State<AppState>,
@@ -260,14 +260,14 @@ pub async fn resend_verification(
 /// `POST /account/email`: asks to move the account to another address (a fresh login
 /// is needed); a confirmation link goes to the new address.
 #[utoipa::path(post, path = "/account/email", request_body = EmailRequest, responses(
-    (status = 202, description = "A confirmation link was sent to the new address", body = crate::json::Message),
-    (status = 400, description = "Not an address", body = crate::json::ErrorBody),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many requests for this account, address or client; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 202, description = "A confirmation link was sent to the new address", body = crate::web::json::Message),
+    (status = 400, description = "Not an address", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many requests for this account, address or client; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn change_email(
     State(app): State<AppState>,
@@ -287,12 +287,12 @@ pub async fn change_email(
 
 /// `POST /account/email/confirm`: moves the account to the address the link went to.
 #[utoipa::path(post, path = "/account/email/confirm", request_body = TokenRequest, responses(
-    (status = 200, description = "The account uses the new address", body = crate::json::Message),
-    (status = 400, description = "No token, or a dead link", body = crate::json::ErrorBody),
-    (status = 409, description = "Another account uses the address", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "The account uses the new address", body = crate::web::json::Message),
+    (status = 400, description = "No token, or a dead link", body = crate::web::json::ErrorBody),
+    (status = 409, description = "Another account uses the address", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn confirm_email_change(
     State(app): State<AppState>,

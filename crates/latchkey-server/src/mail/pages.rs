@@ -1,15 +1,15 @@
 //! The HTML side of the mail flows (forgot password, reset, sign-in by mail, email
-//! verification, the account page's email change), over [`crate::mail_flows`]. A page
+//! verification, the account page's email change), over [`crate::mail::flows`]. A page
 //! a mailed link opens only shows a form; sending the form redeems the link.
 
-use crate::mail_api::{DEAD_LINK, MAIL_ON_ITS_WAY};
-use crate::mail_flows::{
-    self, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
+use crate::mail::api::{DEAD_LINK, MAIL_ON_ITS_WAY};
+use crate::mail::flows::{
+    self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
 use crate::pages::{error_page, page, second_step_page, CsrfField};
-use crate::state::AppState;
-use crate::throttling::{too_many_message, with_retry_after, ClientIp};
 use crate::usecases;
+use crate::web::state::AppState;
+use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -461,19 +461,20 @@ pub async fn account_page(
         Ok(account) => account,
         Err(error) => return error.into_response(),
     };
-    let passkeys: Vec<minijinja::Value> = match crate::passkeys::list(&app, user.id).await {
+    let passkeys: Vec<minijinja::Value> = match crate::factors::passkeys::list(&app, user.id).await
+    {
         Ok(passkeys) => passkeys
             .into_iter()
             .map(|stored| {
                 context! {
                     id => stored.id,
                     name => stored.name,
-                    created_at => crate::for_people::rfc3339(stored.created_at),
-                    last_used_at => stored.last_used_at.map(crate::for_people::rfc3339),
+                    created_at => crate::web::for_people::rfc3339(stored.created_at),
+                    last_used_at => stored.last_used_at.map(crate::web::for_people::rfc3339),
                 }
             })
             .collect(),
-        Err(crate::passkeys::PasskeyError::Failed(error)) => return error.into_response(),
+        Err(crate::factors::passkeys::PasskeyError::Failed(error)) => return error.into_response(),
         Err(_) => Vec::new(),
     };
     let fresh = auth.is_fresh().await.unwrap_or(false);

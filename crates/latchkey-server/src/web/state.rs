@@ -1,7 +1,7 @@
 //! What every handler shares: the server's state, built once per process.
 
-use crate::forwarded::TrustedProxies;
-use crate::templates::Templates;
+use crate::web::forwarded::TrustedProxies;
+use crate::web::templates::Templates;
 use latchkey::csrf::CsrfKey;
 use latchkey::factors::passkeys::{PasskeyStore, Webauthn};
 use latchkey::factors::SecondFactorStore;

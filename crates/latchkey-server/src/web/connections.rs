@@ -15,8 +15,8 @@
 //! At most `--max-connections` connections are served; one more is answered a 503 and
 //! closed at once, never left waiting.
 
-use crate::headers;
-use crate::state::MAX_BODY_BYTES;
+use crate::web::headers;
+use crate::web::state::MAX_BODY_BYTES;
 use axum::body::Body as AxumBody;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH};
 use axum::http::{HeaderValue, Request, StatusCode};

@@ -1,12 +1,12 @@
 //! The HTML side of second factors: the login's second step, setting up an
 //! authenticator app (with its QR code drawn on the server), recovery codes, removal;
-//! over [`crate::second_factor`].
+//! over [`crate::factors::second_factor`].
 
+use crate::factors::second_factor::{self, CodeCheck, SecondStep};
 use crate::pages::{error_page, page, second_step_page, CsrfField, NextQuery};
-use crate::second_factor::{self, CodeCheck, SecondStep};
-use crate::state::AppState;
-use crate::submission::CheckedForm;
-use crate::throttling::{too_many_message, with_retry_after, ClientIp};
+use crate::web::state::AppState;
+use crate::web::submission::CheckedForm;
+use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

@@ -152,7 +152,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Import { file, database } => {
             let backend = Backend::open(&database).await?;
-            crate::import::import(&backend, &file).await?;
+            crate::cli::import::import(&backend, &file).await?;
         }
         UserCommand::Disable {
             name,
@@ -293,10 +293,10 @@ async fn queue_notice(backend: &Backend, public_url: &str, user: &User) -> anyho
     let Some(to) = user.email.as_deref() else {
         return Ok(());
     };
-    let templates = crate::templates::Templates::new(None);
-    let notice = crate::mail_flows::Notice::SecondFactorsResetByAdmin;
+    let templates = crate::web::templates::Templates::new(None);
+    let notice = crate::mail::flows::Notice::SecondFactorsResetByAdmin;
     let public_url = public_url.trim_end_matches('/');
-    let mail = crate::mail_flows::notice_mail(&templates, public_url, to, notice, None)?;
+    let mail = crate::mail::flows::notice_mail(&templates, public_url, to, notice, None)?;
     backend.outbox.enqueue(&mail).await?;
     Ok(())
 }

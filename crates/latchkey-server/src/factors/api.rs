@@ -1,11 +1,11 @@
 //! The JSON side of second factors (the login's second step, TOTP enrolment and
-//! removal, recovery codes), over the use cases in [`crate::second_factor`].
+//! removal, recovery codes), over the use cases in [`crate::factors::second_factor`].
 
-use crate::headers;
-use crate::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
-use crate::second_factor::{self, CodeCheck, SecondStep};
-use crate::state::AppState;
-use crate::throttling::ClientIp;
+use crate::factors::second_factor::{self, CodeCheck, SecondStep};
+use crate::web::headers;
+use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::state::AppState;
+use crate::web::throttling::ClientIp;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -69,13 +69,13 @@ fn code_of(body: CodeBody) -> Result<String, ApiError> {
 
 /// `POST /login/second-factor`: completes a login waiting for its second factor.
 #[utoipa::path(post, path = "/login/second-factor", request_body = CodeBody, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::json::Message),
-    (status = 400, description = "No code", body = crate::json::ErrorBody),
-    (status = 401, description = "A wrong or used code, or no login waiting (none, or older than 5 minutes)", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many wrong codes for this account or address; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 400, description = "No code", body = crate::web::json::ErrorBody),
+    (status = 401, description = "A wrong or used code, or no login waiting (none, or older than 5 minutes)", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many wrong codes for this account or address; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn second_step(
     State(app): State<AppState>,
@@ -103,11 +103,11 @@ pub async fn second_step(
 /// needed); nothing is enabled until a code from it is confirmed.
 #[utoipa::path(post, path = "/account/totp", responses(
     (status = 200, description = "The new secret and its otpauth URI", body = TotpSetup),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 409, description = "An authenticator app is already set up (remove it first)", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 409, description = "An authenticator app is already set up (remove it first)", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn begin_totp(
     State(app): State<AppState>,
@@ -141,12 +141,12 @@ fn already_on() -> ApiError {
 /// answers the recovery codes (shown once) and ends the user's other sessions.
 #[utoipa::path(post, path = "/account/totp/confirm", request_body = CodeBody, responses(
     (status = 200, description = "Enabled; the recovery codes", body = RecoveryCodes),
-    (status = 400, description = "A wrong code, or no setup under way (`code`)", body = crate::json::ErrorBody),
-    (status = 401, description = "Not logged in", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 400, description = "A wrong code, or no setup under way (`code`)", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn confirm_totp(
     State(app): State<AppState>,
@@ -171,14 +171,14 @@ pub async fn confirm_totp(
 /// `DELETE /account/totp`: removes the authenticator app and the recovery codes (a fresh
 /// login and a current code, or a recovery code, are needed).
 #[utoipa::path(delete, path = "/account/totp", request_body = CodeBody, responses(
-    (status = 200, description = "Removed; the other sessions ended", body = crate::json::Message),
-    (status = 400, description = "No code", body = crate::json::ErrorBody),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "A wrong code (`code`), or sent from another site", body = crate::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::json::ErrorBody),
-    (status = 429, description = "Too many wrong codes; see Retry-After", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 200, description = "Removed; the other sessions ended", body = crate::web::json::Message),
+    (status = 400, description = "No code", body = crate::web::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "A wrong code (`code`), or sent from another site", body = crate::web::json::ErrorBody),
+    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
+    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
+    (status = 429, description = "Too many wrong codes; see Retry-After", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn remove_totp(
     State(app): State<AppState>,
@@ -201,11 +201,11 @@ pub async fn remove_totp(
 /// `POST /account/recovery-codes`: replaces the recovery codes (a fresh login is needed).
 #[utoipa::path(post, path = "/account/recovery-codes", responses(
     (status = 200, description = "The new codes; the old ones stop working", body = RecoveryCodes),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::json::ErrorBody),
-    (status = 409, description = "No authenticator app is set up", body = crate::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::json::ErrorBody),
+    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 409, description = "No authenticator app is set up", body = crate::web::json::ErrorBody),
+    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn regenerate_recovery_codes(
     State(app): State<AppState>,

@@ -1,0 +1,7 @@
+//! The command line beside `serve`: `latchkey user …` (accounts, credentials, second
+//! factors), `latchkey session …`, `latchkey mail …` (the outbox) and the user import.
+
+pub mod import;
+pub mod mail;
+pub mod session;
+pub mod user;

@@ -1,0 +1,14 @@
+//! The web plumbing every capability stands on: serving connections, security headers
+//! and prepared answers, templates, the shared state, the client address behind trusted
+//! proxies and the throttled step, JSON answers and the cross-site check, the one way a
+//! submission is read, and times in words.
+
+pub mod connections;
+pub mod for_people;
+pub mod forwarded;
+pub mod headers;
+pub mod json;
+pub mod state;
+pub mod submission;
+pub mod templates;
+pub mod throttling;
