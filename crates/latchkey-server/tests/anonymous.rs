@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::flows::home;
+use common::pages::{csrf_token, page};
 use common::Server;
 use reqwest::StatusCode;
 
@@ -33,18 +35,6 @@ fn browser() -> reqwest::Client {
         )
         .build()
         .expect("client")
-}
-
-fn csrf_field(html: &str) -> String {
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("a CSRF field") + marker.len();
-    html[start..].split('"').next().expect("value").to_string()
-}
-
-async fn page(client: &reqwest::Client, server: &Server, path: &str) -> String {
-    let response = client.get(server.url(path)).send().await.expect("get");
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.text().await.expect("body")
 }
 
 async fn post_form(
@@ -111,8 +101,8 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
     let (alice, mallory) = (browser(), browser());
 
     // Sign up through the form: the token is bound to Alice's browser cookie.
-    let token = csrf_field(&page(&alice, &server, "/signup").await);
-    let mallory_token = csrf_field(&page(&mallory, &server, "/signup").await);
+    let token = csrf_token(&page(&alice, &server, "/signup").await);
+    let mallory_token = csrf_token(&page(&mallory, &server, "/signup").await);
     assert_ne!(token, mallory_token);
     assert_eq!(stored_sessions(dir.path()), 0);
     let form = |token: &str| {
@@ -175,7 +165,7 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
     );
 
     // Log in with the browser-bound token from the login page.
-    let login_token = csrf_field(&page(&alice, &server, "/login").await);
+    let login_token = csrf_token(&page(&alice, &server, "/login").await);
     let logged_in = post_form(
         &alice,
         &server,
@@ -202,7 +192,7 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(page(&alice, &server, "/home").await.contains("alice"));
     // The token of her session's own page works.
-    let session_token = csrf_field(&page(&alice, &server, "/home").await);
+    let session_token = csrf_token(&page(&alice, &server, "/home").await);
     assert_ne!(session_token, login_token);
     let logged_out = post_form(
         &alice,
@@ -212,8 +202,11 @@ async fn logged_out_forms_work_without_a_stored_session_and_only_for_their_brows
     )
     .await;
     assert_eq!(logged_out.status(), StatusCode::SEE_OTHER);
-    let home = alice.get(server.url("/home")).send().await.expect("home");
-    assert_eq!(home.status(), StatusCode::SEE_OTHER, "logged out");
+    assert_eq!(
+        home(&alice, &server).await,
+        StatusCode::SEE_OTHER,
+        "logged out"
+    );
 }
 
 #[tokio::test]
@@ -260,7 +253,7 @@ async fn new_sessions_are_capped_per_client_address() {
     assert_eq!(stored_sessions(dir.path()), 3);
     // A visitor without a session from there cannot get one through a notice either.
     let visitor = browser();
-    let token = csrf_field(
+    let token = csrf_token(
         &visitor
             .get(server.url("/login"))
             .header("x-forwarded-for", "203.0.113.5")

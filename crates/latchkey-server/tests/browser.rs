@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::webdriver::{browser_available, Browser, Driver};
+use common::webdriver::{browser_or_skip, Browser, Driver};
 use common::{smtp, Server};
 
 const PASSWORD: &str = "correct horse battery";
@@ -30,12 +30,7 @@ async fn log_in(browser: &Browser, password: &str, remember: bool) {
 
 #[tokio::test]
 async fn a_person_signs_up_stays_logged_in_changes_password_and_logs_out() {
-    if !browser_available() {
-        assert!(
-            std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
-            "chromium and chromedriver are required (LATCHKEY_REQUIRE_SERVICES is set)"
-        );
-        println!("skipped: /usr/bin/chromium or /usr/bin/chromedriver missing (apt-get install chromium chromium-driver)");
+    if !browser_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,11 +146,7 @@ async fn a_person_signs_up_stays_logged_in_changes_password_and_logs_out() {
 
 #[tokio::test]
 async fn a_person_who_forgot_their_password_sets_a_new_one_from_the_mailed_link() {
-    if !browser_available() {
-        assert!(
-            std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
-            "chromium and chromedriver are required (LATCHKEY_REQUIRE_SERVICES is set)"
-        );
+    if !browser_or_skip() {
         return;
     }
     if !smtp::available() {
@@ -246,11 +237,7 @@ async fn wait_for_text(browser: &Browser, text: &str) -> String {
 
 #[tokio::test]
 async fn a_person_adds_a_passkey_signs_in_with_it_alone_and_as_a_second_factor() {
-    if !browser_available() {
-        assert!(
-            std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
-            "chromium and chromedriver are required (LATCHKEY_REQUIRE_SERVICES is set)"
-        );
+    if !browser_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::flows::{home_answer_with_cookie, home_with_cookie, login};
 use common::{bare_client, service_url, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,28 +16,6 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// `POST /login` as `name`.
-async fn login(server: &Server, name: &str) -> reqwest::Response {
-    bare_client()
-        .post(server.url("/login"))
-        .json(&json!({ "username": name, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("login")
-}
-
-/// `GET /home` with `cookie`: its status and JSON body.
-async fn home(server: &Server, cookie: &str) -> (StatusCode, Value) {
-    let response = bare_client()
-        .get(server.url("/home"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("the server answers even when its stores are down");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Asks `/home` until it answers `wanted` (or fails after 20 s); every other answer
 /// must be in `allowed`.
 async fn home_until(
@@ -47,7 +26,7 @@ async fn home_until(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = home(server, cookie).await;
+        let (status, body) = home_answer_with_cookie(server, cookie).await;
         if status == wanted {
             return body;
         }
@@ -158,7 +137,7 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
     let server = Server::start(dir.path(), &["--session-store", &store]);
     let name = unique("r");
     let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
-    assert_eq!(home(&server, &cookie).await.0, StatusCode::OK);
+    assert_eq!(home_with_cookie(&server, &cookie).await, StatusCode::OK);
 
     // Redis hangs (SIGSTOP): requests time out into 503, never 200 or 401.
     redis.signal("-STOP");
@@ -188,7 +167,9 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
     redis.stop();
     home_until(&server, &cookie, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
     assert_eq!(
-        login(&server, &name).await.status(),
+        login(&bare_client(), &server, &name, PASSWORD)
+            .await
+            .status(),
         StatusCode::SERVICE_UNAVAILABLE,
         "a login without a session store"
     );
@@ -201,7 +182,9 @@ async fn redis_going_away_gives_503_and_the_server_recovers() {
     )
     .await;
     assert_eq!(
-        login(&server, &name).await.status(),
+        login(&bare_client(), &server, &name, PASSWORD)
+            .await
+            .status(),
         StatusCode::OK,
         "logins work again"
     );
@@ -226,20 +209,20 @@ async fn the_first_request_after_an_idle_redis_restart_is_served() {
     let server = Server::start(dir.path(), &["--session-store", &store]);
     let name = unique("i");
     let cookie = common::signup_and_login(&server, &name, PASSWORD).await;
-    assert_eq!(home(&server, &cookie).await.0, StatusCode::OK);
+    assert_eq!(home_with_cookie(&server, &cookie).await, StatusCode::OK);
 
     // The first request after the restart reads a session: the old one died with
     // Redis's memory, so 401, and never 503.
     let redis = restart_while_idle(redis);
-    let (status, body) = home(&server, &cookie).await;
+    let (status, body) = home_answer_with_cookie(&server, &cookie).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let fresh = login(&server, &name).await;
+    let fresh = login(&bare_client(), &server, &name, PASSWORD).await;
     assert_eq!(fresh.status(), StatusCode::OK, "a fresh login, first time");
 
     // The first request after the restart writes (a login: throttle counters and a new
     // session): it works first time.
     let _redis = restart_while_idle(redis);
-    let fresh = login(&server, &name).await;
+    let fresh = login(&bare_client(), &server, &name, PASSWORD).await;
     assert_eq!(
         fresh.status(),
         StatusCode::OK,
@@ -247,7 +230,7 @@ async fn the_first_request_after_an_idle_redis_restart_is_served() {
     );
     let header = common::session_cookie(&fresh, "id").expect("session cookie");
     let cookie = format!("id={}", common::cookie_value(&header));
-    assert_eq!(home(&server, &cookie).await.0, StatusCode::OK);
+    assert_eq!(home_with_cookie(&server, &cookie).await, StatusCode::OK);
 }
 
 /// A TCP proxy that can cut every connection and refuse new ones: PostgreSQL "going
@@ -327,7 +310,8 @@ async fn postgres_going_away_gives_503_and_the_server_recovers() {
     .await;
     assert!(body["error"].is_string(), "{body}");
     // Nobody's login is mistaken for a session while the database is away.
-    let (status, _) = home(&server, "id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    let (status, _) =
+        home_answer_with_cookie(&server, "id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
     assert!(
         matches!(
             status,
@@ -399,7 +383,9 @@ async fn sigkill_during_signups_loses_no_answered_user() {
     let restarted = Server::start_at(dir.path(), address, &[]);
     for name in &created {
         assert_eq!(
-            login(&restarted, name).await.status(),
+            login(&bare_client(), &restarted, name, PASSWORD)
+                .await
+                .status(),
             StatusCode::OK,
             "{name} was answered 201 but is gone"
         );
@@ -596,7 +582,7 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
             let mut turn = worker;
             while !stop.load(Ordering::SeqCst) {
                 let (name, cookie) = &users[turn % users.len()];
-                let (status, body) = home(&servers[turn % 2], cookie).await;
+                let (status, body) = home_answer_with_cookie(&servers[turn % 2], cookie).await;
                 assert!(
                     status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
                     "during the failover: {status} {body}"
@@ -684,7 +670,7 @@ async fn redis_cluster_failover_under_load_answers_200_or_503_and_recovers() {
     // Every session written before the failover survived it.
     for (name, cookie) in users.iter() {
         for server in servers.iter() {
-            let (status, body) = home(server, cookie).await;
+            let (status, body) = home_answer_with_cookie(server, cookie).await;
             assert_eq!(status, StatusCode::OK, "{name}'s session was lost: {body}");
         }
     }
@@ -756,7 +742,7 @@ async fn redis_cluster_slot_migration_is_followed() {
         &["cluster", "setslot", &slot_text, "migrating", &target_id],
     );
     assert_eq!(
-        home(&server, &cookie).await,
+        home_answer_with_cookie(&server, &cookie).await,
         (StatusCode::OK, greeting.clone())
     );
     // The key moves: the source now answers ASK for it.
@@ -775,7 +761,7 @@ async fn redis_cluster_slot_migration_is_followed() {
     );
     assert!(moved.trim() == "OK", "MIGRATE: {moved}");
     assert_eq!(
-        home(&server, &cookie).await,
+        home_answer_with_cookie(&server, &cookie).await,
         (StatusCode::OK, greeting.clone())
     );
     // The migration ends: every node says the target owns the slot (MOVED from the source).
@@ -786,9 +772,15 @@ async fn redis_cluster_slot_migration_is_followed() {
         );
     }
     assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "1");
-    assert_eq!(home(&server, &cookie).await, (StatusCode::OK, greeting));
+    assert_eq!(
+        home_answer_with_cookie(&server, &cookie).await,
+        (StatusCode::OK, greeting)
+    );
     assert_eq!(logout(&server, &cookie).await, StatusCode::OK);
-    assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&server, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(Cluster::cli(target, &["exists", &key]).trim(), "0");
 }
 
@@ -810,12 +802,15 @@ async fn redis_cluster_logout_waits_for_a_replica() {
     // A healthy replica confirms at once.
     let cookie = common::signup_and_login(&server, "alice", PASSWORD).await;
     assert_eq!(logout(&server, &cookie).await, StatusCode::OK);
-    assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&server, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(!text.contains(unconfirmed), "{text}");
 
     // With the replica stopped, the logout waits for it, then goes through and says so.
-    let login = login(&server, "alice").await;
+    let login = login(&bare_client(), &server, "alice", PASSWORD).await;
     let header = common::session_cookie(&login, "id").expect("session cookie");
     let cookie = format!("id={}", common::cookie_value(&header));
     let key = session_key(&cookie);
@@ -824,7 +819,10 @@ async fn redis_cluster_logout_waits_for_a_replica() {
     let status = logout(&server, &cookie).await;
     cluster.signal(replica, "-CONT");
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(home(&server, &cookie).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&server, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains(unconfirmed), "no warning in {text}");
 }

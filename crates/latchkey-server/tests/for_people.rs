@@ -4,22 +4,11 @@
 mod common;
 
 use common::flows::{logged_in, mail, post, sign_up, PASSWORD};
+use common::pages::page;
 use common::smtp::{self, SmtpSink};
 use common::{client, Server};
 use reqwest::StatusCode;
 use serde_json::json;
-
-/// `GET path` as a browser asks for a page.
-async fn page(browser: &reqwest::Client, server: &Server, path: &str) -> String {
-    let response = browser
-        .get(server.url(path))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.text().await.expect("html")
-}
 
 /// Whether `text` holds an RFC 3339 stamp (`2026-12-06T04:31:00Z`).
 fn has_raw_stamp(text: &str) -> bool {

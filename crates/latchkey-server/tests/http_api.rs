@@ -2,63 +2,24 @@
 
 mod common;
 
+use common::flows::{home_answer, home_with_cookie, login, login_status, post_response};
 use common::{bare_client, cli, client, cookie_value, session_cookie, set_cookie_headers, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn post(
-    client: &reqwest::Client,
-    server: &Server,
-    path: &str,
-    body: Value,
-) -> reqwest::Response {
-    client
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-}
-
 async fn signup(client: &reqwest::Client, server: &Server, name: &str, email: Option<&str>) {
     let mut body = json!({ "username": name, "password": PASSWORD });
     if let Some(email) = email {
         body["email"] = json!(email);
     }
-    let response = post(client, server, "/signup", body).await;
+    let response = post_response(client, server, "/signup", body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(
         response.json::<Value>().await.expect("json"),
         json!({ "message": "User account has been created." })
     );
-}
-
-async fn login(client: &reqwest::Client, server: &Server, name: &str) -> reqwest::Response {
-    post(
-        client,
-        server,
-        "/login",
-        json!({ "username": name, "password": PASSWORD }),
-    )
-    .await
-}
-
-async fn home(client: &reqwest::Client, server: &Server) -> (StatusCode, Value) {
-    let response = client.get(server.url("/home")).send().await.expect("home");
-    let status = response.status();
-    (status, response.json().await.expect("json body"))
-}
-
-async fn home_with_cookie(server: &Server, cookie: &str) -> StatusCode {
-    bare_client()
-        .get(server.url("/home"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("home")
-        .status()
 }
 
 #[tokio::test]
@@ -68,11 +29,11 @@ async fn signup_login_home_logout_flow() {
     let browser = client();
     signup(&browser, &server, "foo", Some("foo@example.com")).await;
 
-    let (status, body) = home(&browser, &server).await;
+    let (status, body) = home_answer(&browser, &server).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body, json!({ "error": "I can't let you do that" }));
 
-    let response = login(&browser, &server, "foo").await;
+    let response = login(&browser, &server, "foo", PASSWORD).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.json::<Value>().await.expect("json"),
@@ -92,7 +53,7 @@ async fn signup_login_home_logout_flow() {
         );
     }
 
-    let response = post(&browser, &server, "/logout", json!({})).await;
+    let response = post_response(&browser, &server, "/logout", json!({})).await;
     assert_eq!(response.status(), StatusCode::OK);
     let removal = session_cookie(&response, "id").expect("logout expires the cookie");
     assert!(removal.contains("Max-Age=0"), "{removal}");
@@ -100,9 +61,12 @@ async fn signup_login_home_logout_flow() {
         response.json::<Value>().await.expect("json"),
         json!({ "message": "Logged out" })
     );
-    assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_answer(&browser, &server).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
-    let response = post(&browser, &server, "/logout", json!({})).await;
+    let response = post_response(&browser, &server, "/logout", json!({})).await;
     assert_eq!(
         response.json::<Value>().await.expect("json"),
         json!({ "message": "Not logged in" })
@@ -117,7 +81,7 @@ async fn login_by_email_is_case_insensitive_and_usernames_are_unique() {
     signup(&browser, &server, "Grover", Some("grover@example.com")).await;
 
     for taken in ["grover", "GROVER"] {
-        let response = post(
+        let response = post_response(
             &browser,
             &server,
             "/signup",
@@ -130,7 +94,7 @@ async fn login_by_email_is_case_insensitive_and_usernames_are_unique() {
             json!({ "error": format!("Username {taken} is not available.") })
         );
     }
-    let response = post(
+    let response = post_response(
         &browser,
         &server,
         "/signup",
@@ -140,18 +104,16 @@ async fn login_by_email_is_case_insensitive_and_usernames_are_unique() {
     assert_eq!(response.status(), StatusCode::CONFLICT);
 
     assert_eq!(
-        login(&browser, &server, "Grover@Example.com")
-            .await
-            .status(),
+        login_status(&browser, &server, "Grover@Example.com", PASSWORD).await,
         StatusCode::OK
     );
     assert_eq!(
-        home(&browser, &server).await.1,
+        home_answer(&browser, &server).await.1,
         json!({ "message": "Hello, Grover" })
     );
     let other = client();
     assert_eq!(
-        login(&other, &server, "grover").await.status(),
+        login_status(&other, &server, "grover", PASSWORD).await,
         StatusCode::OK
     );
 }
@@ -181,7 +143,7 @@ async fn wrong_password_unknown_and_disabled_users_get_the_same_401() {
         ("nobody", PASSWORD),
         ("ernie", PASSWORD),
     ] {
-        let response = post(
+        let response = post_response(
             &browser,
             &server,
             "/login",
@@ -208,7 +170,8 @@ async fn token_changes_at_login_and_old_cookies_die() {
     let browser = client();
     signup(&browser, &server, "foo", None).await;
 
-    let first = session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie");
+    let first =
+        session_cookie(&login(&browser, &server, "foo", PASSWORD).await, "id").expect("cookie");
     let first_token = cookie_value(&first);
     assert_eq!(first_token.len(), 43, "32 random bytes as base64url");
     assert!(first.contains("HttpOnly"), "{first}");
@@ -221,7 +184,8 @@ async fn token_changes_at_login_and_old_cookies_die() {
     );
 
     // Logging in again (same browser) rotates the token; the old one is dead at once.
-    let second = session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie");
+    let second =
+        session_cookie(&login(&browser, &server, "foo", PASSWORD).await, "id").expect("cookie");
     let second_token = cookie_value(&second);
     assert_ne!(first_token, second_token);
     assert_eq!(
@@ -265,7 +229,7 @@ async fn https_public_url_gives_secure_host_cookies() {
     let server = Server::start(dir.path(), &["--public-url", "https://login.example.com"]);
     let browser = bare_client();
     signup(&browser, &server, "foo", None).await;
-    let response = login(&browser, &server, "foo").await;
+    let response = login(&browser, &server, "foo", PASSWORD).await;
     let cookie = session_cookie(&response, "__Host-id").expect("__Host- cookie");
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
@@ -280,7 +244,7 @@ async fn tampered_truncated_and_oversized_cookies_are_no_session() {
     let browser = client();
     signup(&browser, &server, "foo", None).await;
     let token = cookie_value(
-        &session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie"),
+        &session_cookie(&login(&browser, &server, "foo", PASSWORD).await, "id").expect("cookie"),
     );
 
     let mut flipped = token.clone().into_bytes();
@@ -298,14 +262,8 @@ async fn tampered_truncated_and_oversized_cookies_are_no_session() {
         "garbage without equals".to_string(),
     ];
     for cookie in &cases {
-        let response = bare_client()
-            .get(server.url("/home"))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .expect("home");
         assert_eq!(
-            response.status(),
+            home_with_cookie(&server, cookie).await,
             StatusCode::UNAUTHORIZED,
             "cookie {:.60}",
             cookie
@@ -503,7 +461,7 @@ async fn sessions_survive_a_restart_on_sqlite() {
     let browser = client();
     signup(&browser, &server, "foo", None).await;
     let token = cookie_value(
-        &session_cookie(&login(&browser, &server, "foo").await, "id").expect("cookie"),
+        &session_cookie(&login(&browser, &server, "foo", PASSWORD).await, "id").expect("cookie"),
     );
     server.stop();
 
@@ -531,17 +489,20 @@ async fn idle_sessions_expire() {
     let browser = client();
     signup(&browser, &server, "foo", None).await;
     assert_eq!(
-        login(&browser, &server, "foo").await.status(),
+        login_status(&browser, &server, "foo", PASSWORD).await,
         StatusCode::OK
     );
     // Activity inside the idle window keeps it alive past the window's length…
     for _ in 0..4 {
         tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-        assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
+        assert_eq!(home_answer(&browser, &server).await.0, StatusCode::OK);
     }
     // …and silence past it ends it.
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_answer(&browser, &server).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -551,16 +512,19 @@ async fn absolute_timeout_ends_even_active_sessions() {
     let browser = client();
     signup(&browser, &server, "foo", None).await;
     assert_eq!(
-        login(&browser, &server, "foo").await.status(),
+        login_status(&browser, &server, "foo", PASSWORD).await,
         StatusCode::OK
     );
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_millis(1500) {
-        assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
+        assert_eq!(home_answer(&browser, &server).await.0, StatusCode::OK);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
-    assert_eq!(home(&browser, &server).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_answer(&browser, &server).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -627,10 +591,10 @@ async fn cli_manages_users_and_ends_their_sessions() {
 
         let browser = client();
         assert_eq!(
-            login(&browser, &server, "bert").await.status(),
+            login_status(&browser, &server, "bert", PASSWORD).await,
             StatusCode::OK
         );
-        assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
+        assert_eq!(home_answer(&browser, &server).await.0, StatusCode::OK);
 
         let new_password = "a brand new password";
         let (ok, stdout, stderr) = cli(
@@ -650,15 +614,15 @@ async fn cli_manages_users_and_ends_their_sessions() {
         // the session once the server's user cache (2 s) has expired.
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         assert_eq!(
-            home(&browser, &server).await.0,
+            home_answer(&browser, &server).await.0,
             StatusCode::UNAUTHORIZED,
             "{store}: passwd ends sessions"
         );
         assert_eq!(
-            login(&browser, &server, "bert").await.status(),
+            login_status(&browser, &server, "bert", PASSWORD).await,
             StatusCode::UNAUTHORIZED
         );
-        let response = post(
+        let response = post_response(
             &browser,
             &server,
             "/login",
@@ -666,13 +630,13 @@ async fn cli_manages_users_and_ends_their_sessions() {
         )
         .await;
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(home(&browser, &server).await.0, StatusCode::OK);
+        assert_eq!(home_answer(&browser, &server).await.0, StatusCode::OK);
 
         let (ok, _, stderr) = cli(&["user", "disable", "bert", "--database-url", &url], "");
         assert!(ok, "{stderr}");
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         assert_eq!(
-            home(&browser, &server).await.0,
+            home_answer(&browser, &server).await.0,
             StatusCode::UNAUTHORIZED,
             "{store}: disable ends sessions"
         );
@@ -718,17 +682,17 @@ async fn cli_lists_and_revokes_sessions() {
     signup(&phone, &server, "bert", None).await;
     signup(&phone, &server, "ernie", None).await;
     assert_eq!(
-        login(&phone, &server, "bert").await.status(),
+        login_status(&phone, &server, "bert", PASSWORD).await,
         StatusCode::OK
     );
     let laptop = client();
     assert_eq!(
-        login(&laptop, &server, "bert").await.status(),
+        login_status(&laptop, &server, "bert", PASSWORD).await,
         StatusCode::OK
     );
     let other = client();
     assert_eq!(
-        login(&other, &server, "ernie").await.status(),
+        login_status(&other, &server, "ernie", PASSWORD).await,
         StatusCode::OK
     );
 
@@ -751,8 +715,8 @@ async fn cli_lists_and_revokes_sessions() {
     let (ok, _, stderr) = cli(&["session", "revoke", &ids[0], "--database-url", &url], "");
     assert!(ok, "{stderr}");
     let statuses = [
-        home(&phone, &server).await.0,
-        home(&laptop, &server).await.0,
+        home_answer(&phone, &server).await.0,
+        home_answer(&laptop, &server).await.0,
     ];
     assert_eq!(
         statuses
@@ -784,7 +748,13 @@ async fn cli_lists_and_revokes_sessions() {
     );
     assert!(ok, "{stderr}");
     assert!(stdout.contains("revoked 1 session(s)"), "{stdout}");
-    assert_eq!(home(&phone, &server).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(home(&laptop, &server).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(home(&other, &server).await.0, StatusCode::OK);
+    assert_eq!(
+        home_answer(&phone, &server).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        home_answer(&laptop, &server).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(home_answer(&other, &server).await.0, StatusCode::OK);
 }

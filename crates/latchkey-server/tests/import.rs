@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::flows::login_status;
 use common::{bare_client, cli, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -22,16 +23,6 @@ fn vectors() -> Vec<(String, String, String)> {
             (field("format"), field("password"), field("hash"))
         })
         .collect()
-}
-
-async fn login(server: &Server, name: &str, password: &str) -> StatusCode {
-    bare_client()
-        .post(server.url("/login"))
-        .json(&json!({ "username": name, "password": password }))
-        .send()
-        .await
-        .expect("login")
-        .status()
 }
 
 #[tokio::test]
@@ -64,13 +55,19 @@ async fn imported_users_log_in_with_their_old_passwords() {
     for (index, (format, password, _)) in vectors.iter().enumerate() {
         let name = format!("old{index}");
         assert_eq!(
-            login(&server, &name, password).await,
+            login_status(&bare_client(), &server, &name, password).await,
             StatusCode::OK,
             "{format}"
         );
         // Now argon2id: the same password still works, by email too.
         assert_eq!(
-            login(&server, &format!("{name}@example.com"), password).await,
+            login_status(
+                &bare_client(),
+                &server,
+                &format!("{name}@example.com"),
+                password
+            )
+            .await,
             StatusCode::OK,
             "{format}"
         );

@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::flows::call;
 use common::Server;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "another long passphrase";
@@ -15,25 +16,6 @@ const NEW_PASSWORD: &str = "another long passphrase";
 /// A JSON client with its own cookie jar.
 fn client() -> reqwest::Client {
     common::client()
-}
-
-async fn call(
-    client: &reqwest::Client,
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = client
-        .request(method, server.url(path))
-        .header("accept", "application/json");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body)
 }
 
 async fn log_in(client: &reqwest::Client, server: &Server, password: &str) -> StatusCode {

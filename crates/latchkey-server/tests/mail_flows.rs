@@ -11,6 +11,7 @@ use common::flows::{
     code_in, home, logged_in, mail, mails, post, sign_up, token_in, MAIL_WAIT as WAIT,
     NEW_PASSWORD, PASSWORD,
 };
+use common::pages::csrf_token;
 use common::{cli, client, free_address, service_url, smtp, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -347,15 +348,6 @@ async fn the_reset_pages_take_a_browser_from_the_login_page_to_a_new_password() 
         "{}",
         password.url()
     );
-}
-
-/// The CSRF token of the first form on `html`.
-fn csrf_token(html: &str) -> String {
-    let start = html
-        .find("name=\"csrf_token\" value=\"")
-        .expect("csrf field")
-        + 25;
-    html[start..].chars().take_while(|c| *c != '"').collect()
 }
 
 #[tokio::test]

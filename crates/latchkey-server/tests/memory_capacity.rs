@@ -5,19 +5,11 @@
 
 mod common;
 
+use common::flows::{home_with_cookie, login};
 use common::{bare_client, signup_and_login, Server};
 use reqwest::StatusCode;
 
 const PASSWORD: &str = "correct horse battery";
-
-async fn log_in(server: &Server, name: &str) -> reqwest::Response {
-    bare_client()
-        .post(server.url("/login"))
-        .json(&serde_json::json!({ "username": name, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("login")
-}
 
 #[tokio::test]
 async fn the_flag_sets_how_many_sessions_the_memory_store_holds() {
@@ -33,7 +25,7 @@ async fn the_flag_sets_how_many_sessions_the_memory_store_holds() {
         cookies.push(signup_and_login(&server, name, PASSWORD).await);
     }
     let (status, body) = {
-        let response = log_in(&server, "cap1").await;
+        let response = login(&bare_client(), &server, "cap1", PASSWORD).await;
         (response.status(), response.text().await.expect("body"))
     };
     assert_eq!(
@@ -43,13 +35,7 @@ async fn the_flag_sets_how_many_sessions_the_memory_store_holds() {
     );
     // The three sessions are intact.
     for cookie in &cookies {
-        let home = bare_client()
-            .get(server.url("/home"))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .expect("home");
-        assert_eq!(home.status(), StatusCode::OK);
+        assert_eq!(home_with_cookie(&server, cookie).await, StatusCode::OK);
     }
     // A logout makes room.
     let logout = bare_client()
@@ -59,7 +45,12 @@ async fn the_flag_sets_how_many_sessions_the_memory_store_holds() {
         .await
         .expect("logout");
     assert_eq!(logout.status(), StatusCode::OK);
-    assert_eq!(log_in(&server, "cap1").await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&bare_client(), &server, "cap1", PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
 
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(

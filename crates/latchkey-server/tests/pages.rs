@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::pages::csrf_token;
 use common::Server;
 use reqwest::StatusCode;
 
@@ -98,12 +99,6 @@ fn location(response: &reqwest::Response) -> Option<String> {
         .headers()
         .get("location")
         .map(|value| value.to_str().expect("ascii").to_string())
-}
-
-fn csrf_token(html: &str) -> String {
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("a CSRF field in the page") + marker.len();
-    html[start..].split('"').next().expect("value").to_string()
 }
 
 async fn sign_up(browser: &Browser, name: &str) {

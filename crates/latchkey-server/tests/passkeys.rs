@@ -7,34 +7,28 @@
 
 mod common;
 
+use common::flows::{call, home};
 use common::{client, free_address, Server};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "correct horse battery staple";
+/// Every passkey endpoint is a `POST`.
+const POST: Method = Method::POST;
 
-async fn post(client: &reqwest::Client, url: String, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client.post(url).header("accept", "application/json");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+const PASSWORD: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn passkeys_are_off_without_a_host_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The default public URL of a loopback address is http://localhost:PORT: passkeys on.
     let server = Server::start(dir.path(), &[]);
-    let (status, body) = post(&client(), server.url("/login/passkey/begin"), None).await;
+    let (status, body) = call(&client(), &server, POST, "/login/passkey/begin", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // An IP address is no host name: off, and said so.
     let address = free_address();
     let public = format!("http://{address}");
     let server = Server::start_at(dir.path(), address, &["--public-url", &public]);
-    let (status, body) = post(&client(), server.url("/login/passkey/begin"), None).await;
+    let (status, body) = call(&client(), &server, POST, "/login/passkey/begin", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"]
         .as_str()
@@ -51,7 +45,7 @@ async fn ceremonies_start_in_the_session_and_a_bad_answer_logs_nobody_in() {
     let browser = client();
 
     // A sign-in without a name: no list of credentials, user verification required.
-    let (status, body) = post(&browser, server.url("/login/passkey/begin"), None).await;
+    let (status, body) = call(&browser, &server, POST, "/login/passkey/begin", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let options = &body["publicKey"];
     assert_eq!(options["rpId"], json!("localhost"));
@@ -73,57 +67,68 @@ async fn ceremonies_start_in_the_session_and_a_bad_answer_logs_nobody_in() {
         "response": { "authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA", "userHandle": null },
         "extensions": {}
     }});
-    let (status, _) = post(
+    let (status, _) = call(
         &browser,
-        server.url("/login/passkey/finish"),
+        &server,
+        POST,
+        "/login/passkey/finish",
         Some(forged.clone()),
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let home = browser.get(server.url("/home")).send().await.expect("home");
-    assert_eq!(home.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(home(&browser, &server).await, StatusCode::UNAUTHORIZED);
     // The ceremony was used up by that answer: a replay has nothing to finish.
-    let (status, body) = post(
+    let (status, body) = call(
         &browser,
-        server.url("/login/passkey/finish"),
+        &server,
+        POST,
+        "/login/passkey/finish",
         Some(forged.clone()),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, _) = post(
+    let (status, _) = call(
         &browser,
-        server.url("/login/passkey/finish"),
+        &server,
+        POST,
+        "/login/passkey/finish",
         Some(json!({ "credential": 7 })),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "malformed");
     // No waiting login: no second-factor ceremony.
-    let (status, _) = post(
+    let (status, _) = call(
         &browser,
-        server.url("/login/second-factor/passkey/begin"),
+        &server,
+        POST,
+        "/login/second-factor/passkey/begin",
         None,
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Registration needs a fresh login, and asks for a discoverable credential.
-    let (status, _) = post(&browser, server.url("/account/passkeys/begin"), None).await;
+    let (status, _) = call(&browser, &server, POST, "/account/passkeys/begin", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = post(
+    let (status, _) = call(
         &browser,
-        server.url("/signup"),
+        &server,
+        POST,
+        "/signup",
         Some(json!({ "username": "ivy", "password": PASSWORD })),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = post(
+    let (status, _) = call(
         &browser,
-        server.url("/login"),
+        &server,
+        POST,
+        "/login",
         Some(json!({ "username": "ivy", "password": PASSWORD })),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = post(&browser, server.url("/account/passkeys/begin"), None).await;
+    let (status, body) = call(&browser, &server, POST, "/account/passkeys/begin", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let selection = &body["publicKey"]["authenticatorSelection"];
     assert_eq!(selection["residentKey"], json!("required"));
@@ -134,9 +139,11 @@ async fn ceremonies_start_in_the_session_and_a_bad_answer_logs_nobody_in() {
         "response": { "attestationObject": "AAAA", "clientDataJSON": "AAAA" },
         "extensions": {}
     }});
-    let (status, _) = post(
+    let (status, _) = call(
         &browser,
-        server.url("/account/passkeys/finish"),
+        &server,
+        POST,
+        "/account/passkeys/finish",
         Some(finish),
     )
     .await;
@@ -150,7 +157,7 @@ async fn ceremonies_start_in_the_session_and_a_bad_answer_logs_nobody_in() {
         .await
         .expect("json");
     assert_eq!(list, json!({ "passkeys": [] }));
-    let (status, _) = post(&browser, server.url("/account/passkeys/12/x"), None).await;
+    let (status, _) = call(&browser, &server, POST, "/account/passkeys/12/x", None).await;
     assert!(status.is_client_error());
     let renamed = browser
         .patch(server.url("/account/passkeys/12"))

@@ -4,27 +4,18 @@
 
 mod common;
 
+use common::flows::post;
 use common::{bare_client, signup_and_login, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-async fn post(server: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = bare_client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn sign_up_enforces_the_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     let (status, body) = post(
+        &bare_client(),
         &server,
         "/signup",
         json!({ "username": "c", "password": "Qwerty123456" }),
@@ -41,6 +32,7 @@ async fn sign_up_enforces_the_policy() {
 
     // Twelve emoji are twelve characters; 129 characters are too many.
     let (status, _) = post(
+        &bare_client(),
         &server,
         "/signup",
         json!({ "username": "e", "password": "🔑🌵🐙🎻🚲🧀🪁🦔🌋🎲🧭🪐" }),
@@ -48,6 +40,7 @@ async fn sign_up_enforces_the_policy() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = post(
+        &bare_client(),
         &server,
         "/signup",
         json!({ "username": "l", "password": "ab".repeat(64) + "c" }),
@@ -65,6 +58,7 @@ async fn sign_up_enforces_the_policy() {
     assert_eq!(long.chars().count(), 113);
     assert_eq!(
         post(
+            &bare_client(),
             &server,
             "/signup",
             json!({ "username": "t", "password": long })
@@ -76,6 +70,7 @@ async fn sign_up_enforces_the_policy() {
     let shorter: String = long.chars().take(112).collect();
     assert_eq!(
         post(
+            &bare_client(),
             &server,
             "/login",
             json!({ "username": "t", "password": shorter })
@@ -86,6 +81,7 @@ async fn sign_up_enforces_the_policy() {
     );
     assert_eq!(
         post(
+            &bare_client(),
             &server,
             "/login",
             json!({ "username": "t", "password": long })
@@ -104,6 +100,7 @@ async fn a_mebibyte_password_is_refused_before_hashing() {
     for path in ["/signup", "/login"] {
         let started = Instant::now();
         let (status, _) = post(
+            &bare_client(),
             &server,
             path,
             json!({ "username": "big", "password": huge }),
@@ -137,6 +134,7 @@ async fn guessable_passwords_are_refused_at_sign_up_and_change() {
         ("grover.monster", "grover.monster", "too easy to guess"),
     ] {
         let (status, body) = post(
+            &bare_client(),
             &server,
             "/signup",
             json!({ "username": username, "password": password }),
@@ -175,6 +173,7 @@ async fn guessable_passwords_are_refused_at_sign_up_and_change() {
         ("correct horse battery", StatusCode::OK),
     ] {
         let (status, _) = post(
+            &bare_client(),
             &server,
             "/login",
             json!({ "username": "victim", "password": password }),
@@ -190,6 +189,7 @@ async fn the_strength_check_can_be_turned_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &["--min-password-strength", "0"]);
     let (status, body) = post(
+        &bare_client(),
         &server,
         "/signup",
         json!({ "username": "lenient", "password": "123456789012" }),

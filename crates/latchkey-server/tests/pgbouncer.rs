@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::flows::{home_answer_with_cookie, home_with_cookie};
 use common::{bare_client, cli, free_address, service_url, signup_and_login, unique, Server};
 use reqwest::StatusCode;
 
@@ -18,16 +19,6 @@ fn urls() -> Option<(String, String)> {
         service_url("LATCHKEY_TEST_PGBOUNCER")?,
         service_url("LATCHKEY_TEST_POSTGRES")?,
     ))
-}
-
-async fn home(server: &Server, cookie: &str) -> StatusCode {
-    bare_client()
-        .get(server.url("/home"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("home")
-        .status()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,17 +44,11 @@ async fn serves_through_pgbouncer_with_direct_migrations_and_listen() {
     );
     let name = unique("pgb");
     let cookie = signup_and_login(&a, &name, PASSWORD).await;
-    let home_a = bare_client()
-        .get(a.url("/home"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("home");
-    assert_eq!(home_a.status(), StatusCode::OK);
-    let body: serde_json::Value = home_a.json().await.expect("json");
+    let (status, body) = home_answer_with_cookie(&a, &cookie).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(body["message"], format!("Hello, {name}"));
     // Cached on both; a logout on B reaches A's ten-minute cache through LISTEN.
-    assert_eq!(home(&b, &cookie).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&b, &cookie).await, StatusCode::OK);
     let logout = bare_client()
         .post(b.url("/logout"))
         .header("cookie", &cookie)
@@ -71,9 +56,12 @@ async fn serves_through_pgbouncer_with_direct_migrations_and_listen() {
         .await
         .expect("logout");
     assert_eq!(logout.status(), StatusCode::OK);
-    assert_eq!(home(&b, &cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&b, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while home(&a, &cookie).await != StatusCode::UNAUTHORIZED {
+    while home_with_cookie(&a, &cookie).await != StatusCode::UNAUTHORIZED {
         assert!(
             std::time::Instant::now() < deadline,
             "A's cache never heard of the logout on B"
@@ -105,7 +93,7 @@ async fn without_a_listen_url_the_cache_says_it_only_has_its_ttl() {
     );
     let name = unique("pgbttl");
     let cookie = signup_and_login(&server, &name, PASSWORD).await;
-    assert_eq!(home(&server, &cookie).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&server, &cookie).await, StatusCode::OK);
     let logout = bare_client()
         .post(server.url("/logout"))
         .header("cookie", &cookie)
@@ -113,7 +101,10 @@ async fn without_a_listen_url_the_cache_says_it_only_has_its_ttl() {
         .await
         .expect("logout");
     assert_eq!(logout.status(), StatusCode::OK);
-    assert_eq!(home(&server, &cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&server, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
     server.stop();
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(
@@ -292,7 +283,7 @@ async fn without_the_pooler_flag_a_transaction_pooler_is_named() {
     );
     let name = unique("pgbflag");
     let cookie = signup_and_login(&server, &name, PASSWORD).await;
-    assert_eq!(home(&server, &cookie).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&server, &cookie).await, StatusCode::OK);
 }
 
 /// The shared PgBouncer does not ignore `extra_float_digits`: without

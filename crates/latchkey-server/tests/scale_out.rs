@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::flows::home_with_cookie;
+use common::pages::csrf_token;
 use common::{bare_client, service_url, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -133,9 +135,7 @@ async fn change_password(server: &Server, cookie: &str) -> (StatusCode, Option<S
         .text()
         .await
         .expect("page");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = page.find(marker).expect("CSRF field") + marker.len();
-    let csrf = page[start..].split('"').next().expect("token");
+    let csrf = csrf_token(&page);
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -145,7 +145,7 @@ async fn change_password(server: &Server, cookie: &str) -> (StatusCode, Option<S
         .header("cookie", cookie)
         .header("accept", "text/html")
         .form(&[
-            ("csrf_token", csrf),
+            ("csrf_token", csrf.as_str()),
             ("current", PASSWORD),
             ("new", "another long passphrase"),
             ("confirm", "another long passphrase"),
@@ -156,12 +156,6 @@ async fn change_password(server: &Server, cookie: &str) -> (StatusCode, Option<S
     let kept = common::session_cookie(&response, "id")
         .map(|header| format!("id={}", common::cookie_value(&header)));
     (response.status(), kept)
-}
-
-async fn home(server: &Server, cookie: &str) -> StatusCode {
-    send(server, reqwest::Method::GET, "/home", Some(cookie), None)
-        .await
-        .0
 }
 
 async fn login_logout_and_password_change_cross_processes(deployment: Option<Deployment>) {
@@ -178,7 +172,7 @@ async fn login_logout_and_password_change_cross_processes(deployment: Option<Dep
     let (status, _, _) = send(&b, reqwest::Method::POST, "/logout", Some(&cookie), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        home(&a, &cookie).await,
+        home_with_cookie(&a, &cookie).await,
         StatusCode::UNAUTHORIZED,
         "A still accepts a cookie logged out on B"
     );
@@ -196,17 +190,17 @@ async fn login_logout_and_password_change_cross_processes(deployment: Option<Dep
     let on_b = on_b.expect("cookie");
     let (_, _, on_a) = send(&a, reqwest::Method::POST, "/login", None, Some(credentials)).await;
     let on_a = on_a.expect("cookie");
-    assert_eq!(home(&b, &on_b).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&b, &on_b).await, StatusCode::OK);
     let (status, kept) = change_password(&a, &on_a).await;
     assert!(status.is_redirection(), "password change answered {status}");
     let kept = kept.unwrap_or(on_a);
     assert_eq!(
-        home(&b, &on_b).await,
+        home_with_cookie(&b, &on_b).await,
         StatusCode::UNAUTHORIZED,
         "B's session outlived the password change on A"
     );
     assert_eq!(
-        home(&b, &kept).await,
+        home_with_cookie(&b, &kept).await,
         StatusCode::OK,
         "the browser that changed it stays logged in"
     );
@@ -286,8 +280,14 @@ async fn concurrent_writes_through_both_lose_nothing(deployment: Option<Deployme
     for write in writes {
         let _ = write.await;
     }
-    assert_eq!(home(&a, &cookie).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(home(&b, &cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with_cookie(&a, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        home_with_cookie(&b, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// Deletes the record of the session `cookie` (`id=…`) straight from the session store,
@@ -365,26 +365,26 @@ async fn cached_logout_cross_processes(deployment: Option<Deployment>) {
     };
     let (a, b) = deployment.servers(&["--session-cache", "10m"]);
     let (_, probe) = new_login(&a).await;
-    assert_eq!(home(&a, &probe).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&a, &probe).await, StatusCode::OK);
     delete_unannounced(&deployment, &probe).await;
     assert_eq!(
-        home(&b, &probe).await,
+        home_with_cookie(&b, &probe).await,
         StatusCode::UNAUTHORIZED,
         "the store no longer has the session"
     );
     assert_eq!(
-        home(&a, &probe).await,
+        home_with_cookie(&a, &probe).await,
         StatusCode::OK,
         "A answers from its cache, without reading the store"
     );
 
     let (_, cookie) = new_login(&a).await;
-    assert_eq!(home(&a, &cookie).await, StatusCode::OK);
-    assert_eq!(home(&b, &cookie).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&a, &cookie).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&b, &cookie).await, StatusCode::OK);
     let (status, _, _) = send(&b, reqwest::Method::POST, "/logout", Some(&cookie), None).await;
     assert_eq!(status, StatusCode::OK);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while home(&a, &cookie).await != StatusCode::UNAUTHORIZED {
+    while home_with_cookie(&a, &cookie).await != StatusCode::UNAUTHORIZED {
         assert!(
             std::time::Instant::now() < deadline,
             "A's cache still accepts a cookie logged out on B"
@@ -459,15 +459,15 @@ async fn cluster_and_pgbouncer_cli_password_change_ends_sessions_on_both() {
     let credentials = json!({ "username": name, "password": PASSWORD });
     let (_, _, on_b) = send(&b, reqwest::Method::POST, "/login", None, Some(credentials)).await;
     let on_b = on_b.expect("cookie");
-    assert_eq!(home(&b, &on_a).await, StatusCode::OK);
-    assert_eq!(home(&a, &on_b).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&b, &on_a).await, StatusCode::OK);
+    assert_eq!(home_with_cookie(&a, &on_b).await, StatusCode::OK);
     let mut args = vec!["user", "passwd", &name, "--password-stdin"];
     args.extend(deployment.cli_flags());
     let (ok, stdout, stderr) = common::cli(&args, "an entirely new password\n");
     assert!(ok, "{stdout} {stderr}");
     for cookie in [&on_a, &on_b] {
-        assert_eq!(home(&a, cookie).await, StatusCode::UNAUTHORIZED);
-        assert_eq!(home(&b, cookie).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(home_with_cookie(&a, cookie).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(home_with_cookie(&b, cookie).await, StatusCode::UNAUTHORIZED);
     }
 }
 

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::flows::{home, post};
+use common::pages::csrf_token;
 use common::{cli, client, Server};
 use latchkey::factors::Totp;
 use reqwest::StatusCode;
@@ -20,31 +22,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("after the epoch")
         .as_secs()
-}
-
-async fn post(
-    client: &reqwest::Client,
-    server: &Server,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = client
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn home(client: &reqwest::Client, server: &Server) -> StatusCode {
-    client
-        .get(server.url("/home"))
-        .send()
-        .await
-        .expect("home")
-        .status()
 }
 
 /// Signs `name` up, logs in, enables TOTP; the client, the app and the recovery codes.
@@ -125,8 +102,7 @@ async fn pending_in(
             .await
             .expect("page");
         let html = login.text().await.expect("html");
-        let start = html.find("name=\"csrf_token\" value=\"").expect("csrf") + 25;
-        let csrf: String = html[start..].chars().take_while(|c| *c != '"').collect();
+        let csrf = csrf_token(&html);
         let form = browser
             .post(server.url("/login"))
             .form(&[
@@ -406,8 +382,7 @@ async fn remember_me_is_given_only_after_the_second_factor() {
         .await
         .expect("page");
     let html = login.text().await.expect("html");
-    let start = html.find("name=\"csrf_token\" value=\"").expect("csrf") + 25;
-    let csrf: String = html[start..].chars().take_while(|c| *c != '"').collect();
+    let csrf = csrf_token(&html);
     let done = waiting
         .post(server.url("/login/second-factor"))
         .form(&[
@@ -526,8 +501,7 @@ async fn enabling_totp_ends_the_other_sessions_and_the_pages_show_a_qr_code() {
         .expect("page");
     let html = account.text().await.expect("html");
     assert!(html.contains("Set up an authenticator app"), "{html}");
-    let start = html.find("name=\"csrf_token\" value=\"").expect("csrf") + 25;
-    let csrf: String = html[start..].chars().take_while(|c| *c != '"').collect();
+    let csrf = csrf_token(&html);
     let setup = browser
         .post(server.url("/account/totp"))
         .form(&[("csrf_token", csrf.as_str())])

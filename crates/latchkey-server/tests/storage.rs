@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::flows::home_with_cookie;
 use common::{bare_client, signup_and_login, Server};
 use latchkey::store::JOURNAL_SIZE_LIMIT;
 use reqwest::StatusCode;
@@ -233,13 +234,7 @@ async fn a_full_disk_gives_503_and_the_sweep_brings_logins_back() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let home = bare_client()
-        .get(server.url("/home"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("home");
-    assert_eq!(home.status(), StatusCode::OK);
+    assert_eq!(home_with_cookie(&server, &cookie).await, StatusCode::OK);
     assert!(wal_bytes(disk.path()) <= JOURNAL_SIZE_LIMIT);
     for n in 0..20 {
         let status = login(&login_url, &client, name).await.0;

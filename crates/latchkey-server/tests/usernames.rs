@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::flows::{login_status, post};
 use common::{
     bare_client, cli, count_of, database_url, free_address, last_byte_burst, raw_json_post, Server,
 };
@@ -15,34 +16,14 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn post(server: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = bare_client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn sign_up(server: &Server, username: &str) -> (StatusCode, Value) {
     post(
+        &bare_client(),
         server,
         "/signup",
         json!({ "username": username, "password": PASSWORD }),
     )
     .await
-}
-
-async fn log_in(server: &Server, username: &str) -> StatusCode {
-    post(
-        server,
-        "/login",
-        json!({ "username": username, "password": PASSWORD }),
-    )
-    .await
-    .0
 }
 
 /// The usernames `latchkey user list` shows for the database in `dir`.
@@ -117,11 +98,15 @@ async fn any_form_of_a_name_logs_in_and_is_stored_normalised() {
         "JOSE\u{301}",
         "\u{ff2a}\u{ff2f}\u{ff33}\u{c9}",
     ] {
-        assert_eq!(log_in(&server, form).await, StatusCode::OK, "{form:?}");
+        assert_eq!(
+            login_status(&bare_client(), &server, form, PASSWORD).await,
+            StatusCode::OK,
+            "{form:?}"
+        );
     }
     // A look-alike from another script is another name: it does not log in.
     assert_eq!(
-        log_in(&server, "J\u{43e}s\u{e9}").await,
+        login_status(&bare_client(), &server, "J\u{43e}s\u{e9}", PASSWORD).await,
         StatusCode::UNAUTHORIZED
     );
     server.stop();
@@ -201,7 +186,11 @@ async fn users_stored_before_normalisation_keep_working() {
         "Zo\u{eb}",
         "zoe\u{308}",
     ] {
-        assert_eq!(log_in(&server, form).await, StatusCode::OK, "{form:?}");
+        assert_eq!(
+            login_status(&bare_client(), &server, form, PASSWORD).await,
+            StatusCode::OK,
+            "{form:?}"
+        );
     }
     // Its look-alikes are refused.
     for name in ["bert", "B\u{435}rt", "template", "zo\u{eb}"] {
@@ -212,8 +201,14 @@ async fn users_stored_before_normalisation_keep_working() {
         );
     }
     // Both look-alike accounts made before still log in by the names they were made with.
-    assert_eq!(log_in(&server, "carol").await, StatusCode::OK);
-    assert_eq!(log_in(&server, "\u{441}arol").await, StatusCode::OK);
+    assert_eq!(
+        login_status(&bare_client(), &server, "carol", PASSWORD).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_status(&bare_client(), &server, "\u{441}arol", PASSWORD).await,
+        StatusCode::OK
+    );
     assert_eq!(sign_up(&server, "CAROL").await.0, StatusCode::CONFLICT);
     assert_eq!(
         sign_up(&server, "c\u{430}rol").await.0,
@@ -230,8 +225,10 @@ async fn users_stored_before_normalisation_keep_working() {
 async fn emails_are_normalised_and_probing_them_is_capped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &["--signups-per-ip-hourly", "5"]);
+    let anonymous = bare_client();
     let signup = |username: &'static str, email: &'static str| {
         post(
+            &anonymous,
             &server,
             "/signup",
             json!({ "username": username, "email": email, "password": PASSWORD }),
@@ -250,7 +247,13 @@ async fn emails_are_normalised_and_probing_them_is_capped() {
         assert_eq!(answer, status, "{email:?}: {body}");
     }
     assert_eq!(
-        log_in(&server, "\u{ff27}rover@example.com").await,
+        login_status(
+            &bare_client(),
+            &server,
+            "\u{ff27}rover@example.com",
+            PASSWORD
+        )
+        .await,
         StatusCode::OK
     );
     // Five attempts counted: the sixth is refused whatever it holds.

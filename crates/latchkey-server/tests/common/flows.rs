@@ -1,8 +1,8 @@
 //! The JSON API as a client uses it, and the mail a real SMTP sink received: the steps
-//! the mail, gate and attack tests share.
+//! the server's tests share.
 
 use super::smtp::SmtpSink;
-use super::{client, Server};
+use super::{bare_client, client, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -14,6 +14,21 @@ pub const NEW_PASSWORD: &str = "tangerine submarine chorus 42";
 /// How long a test waits for a mail.
 pub const MAIL_WAIT: Duration = Duration::from_secs(15);
 
+/// `POST path` with the JSON `body`: the whole response (for its headers and cookies).
+pub async fn post_response(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    client
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
 /// `POST path` with the JSON `body`: the status and the JSON answer (`null` if none).
 pub async fn post(
     client: &reqwest::Client,
@@ -21,14 +36,57 @@ pub async fn post(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let response = client
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let response = post_response(client, server, path, body).await;
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `method path` with `accept: application/json` and the JSON `body` if any: the status
+/// and the JSON answer (`null` if none). For the routes that answer a page unless asked
+/// for JSON.
+pub async fn call(
+    client: &reqwest::Client,
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client
+        .request(method, server.url(path))
+        .header("accept", "application/json");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST /login` with `name` and `password` as JSON: the whole response (its status,
+/// its session cookie).
+pub async fn login(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    post_response(
+        client,
+        server,
+        "/login",
+        json!({ "username": name, "password": password }),
+    )
+    .await
+}
+
+/// The status of `POST /login` with `name` and `password` as JSON.
+pub async fn login_status(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+    password: &str,
+) -> StatusCode {
+    login(client, server, name, password).await.status()
 }
 
 /// The status of `GET /home`.
@@ -39,6 +97,31 @@ pub async fn home(client: &reqwest::Client, server: &Server) -> StatusCode {
         .await
         .expect("home")
         .status()
+}
+
+/// `GET /home`: the status and the JSON body, which it must have (fails otherwise).
+pub async fn home_answer(client: &reqwest::Client, server: &Server) -> (StatusCode, Value) {
+    let response = client.get(server.url("/home")).send().await.expect("home");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
+}
+
+/// `GET /home` with the session `cookie` from a client without a jar: the status and the
+/// JSON answer (`null` if none, as when a store is down).
+pub async fn home_answer_with_cookie(server: &Server, cookie: &str) -> (StatusCode, Value) {
+    let response = bare_client()
+        .get(server.url("/home"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("home: the server answers even when its stores are down");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The status of `GET /home` with the session `cookie` from a client without a jar.
+pub async fn home_with_cookie(server: &Server, cookie: &str) -> StatusCode {
+    home_answer_with_cookie(server, cookie).await.0
 }
 
 /// Signs `name` up with `email` and [`PASSWORD`]; the client, logged in.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod flows;
+pub mod pages;
 pub mod ports;
 #[path = "../../../../tests/common/smtp.rs"]
 pub mod smtp;

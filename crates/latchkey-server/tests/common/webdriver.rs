@@ -22,6 +22,24 @@ pub fn browser_available() -> bool {
     Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
 }
 
+/// Whether a browser test should run: `true` when Chromium and chromedriver are here;
+/// otherwise says the test is skipped and returns `false`, or fails when
+/// `LATCHKEY_REQUIRE_SERVICES` is set. Start every browser test with
+/// `if !browser_or_skip() { return; }`.
+pub fn browser_or_skip() -> bool {
+    if browser_available() {
+        return true;
+    }
+    assert!(
+        std::env::var("LATCHKEY_REQUIRE_SERVICES").is_err(),
+        "chromium and chromedriver are required (LATCHKEY_REQUIRE_SERVICES is set)"
+    );
+    println!(
+        "skipped: {CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)"
+    );
+    false
+}
+
 /// A running chromedriver, killed on drop.
 pub struct Driver {
     child: Child,
