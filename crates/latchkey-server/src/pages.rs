@@ -1,138 +1,23 @@
 //! HTML pages (sign-up, login, home, logout, sessions, password) over the use cases in
-//! [`crate::usecases`]. The paths they share with the JSON API are dispatched in
-//! [`crate::app`]: form posts come here, JSON goes to [`crate::api`].
+//! `usecases`. The paths they share with the JSON API are dispatched in
+//! `routes`: form posts come here, JSON goes to `api`.
 
+use crate::factors::pages::second_step_page;
 use crate::usecases::{self, LogIn, PasswordChangeError, SignUpError};
 use crate::web::headers::clear_site_data;
+use crate::web::page::{error_page, page, CsrfField, NextQuery};
 use crate::web::state::AppState;
+use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use latchkey::axum::{BrowserCsrf, RequireFresh, RequireLogin};
-use latchkey::flash::{flash, take_flashes, FlashLevel};
+use latchkey::flash::{flash, FlashLevel};
 use latchkey::redirect::next_or_home;
-use latchkey::{AuthError, AuthSession, User};
+use latchkey::{AuthSession, User};
 use minijinja::{context, Value};
 use serde::Deserialize;
-
-/// What every page needs: who is logged in, the CSRF token, pending flash messages.
-/// Reads the session; writes nothing unless a flash message was waiting.
-async fn base_context(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-) -> Result<Value, AuthError> {
-    let user = auth.current_user().await?;
-    let token = app.csrf.form_token(auth.session(), browser.nonce()).await?;
-    let flashes = take_flashes(auth.session()).await?;
-    Ok(context! {
-        username => user.map(|user| user.username),
-        csrf_token => token,
-        passkeys_on => app.passkeys.is_some(),
-        flashes => flashes.iter().map(|flash| context! {
-            level => serde_json::to_value(flash.level).ok().and_then(|level| level.as_str().map(str::to_string)),
-            message => flash.message.clone(),
-        }).collect::<Vec<_>>(),
-    })
-}
-
-/// Renders a page with the base context merged with `extra`; gives the browser its CSRF
-/// cookie if it has none yet.
-pub(crate) async fn page(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-    status: StatusCode,
-    name: &str,
-    extra: Value,
-) -> Response {
-    match base_context(app, auth, browser).await {
-        Ok(base) => {
-            let mut response = app
-                .templates
-                .render(status, name, context! { ..extra, ..base });
-            browser.set_cookie(&mut response);
-            response
-        }
-        Err(error) => error.into_response(),
-    }
-}
-
-/// An error page (HTML).
-pub fn error_page(app: &AppState, status: StatusCode, message: &str) -> Response {
-    app.templates.render(
-        status,
-        "error.html",
-        context! { status => status.as_u16(), message => message, flashes => Vec::<Value>::new() },
-    )
-}
-
-/// Whether the request body is an HTML form (urlencoded).
-pub fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
-}
-
-/// Checks the form's CSRF token; the 403 page if it is missing or wrong.
-async fn check_csrf(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-    submitted: Option<&str>,
-) -> Result<(), Response> {
-    match app
-        .csrf
-        .verify(auth.session(), browser.sent(), submitted)
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            latchkey::audit_refusal!("csrf_refused");
-            Err(error_page(
-                app,
-                StatusCode::FORBIDDEN,
-                "This form has expired or did not come from this site. Go back, reload the page and try again.",
-            ))
-        }
-        Err(error) => Err(error.into_response()),
-    }
-}
-
-/// A form field set that carries the CSRF token.
-pub(crate) trait CsrfField {
-    /// The submitted token.
-    fn csrf_token(&self) -> Option<&str>;
-}
-
-/// The form of a POST whose CSRF token checked out; the rejection page otherwise.
-pub(crate) async fn read_form<F: serde::de::DeserializeOwned + CsrfField>(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-    request: Request,
-) -> Result<F, Response> {
-    let input: F = form(app, request).await?;
-    check_csrf(app, auth, browser, input.csrf_token()).await?;
-    Ok(input)
-}
-
-async fn form<T: serde::de::DeserializeOwned>(
-    app: &AppState,
-    request: Request,
-) -> Result<T, Response> {
-    match Form::<T>::from_request(request, &()).await {
-        Ok(Form(value)) => Ok(value),
-        Err(rejection) => Err(error_page(
-            app,
-            StatusCode::BAD_REQUEST,
-            &rejection.body_text(),
-        )),
-    }
-}
 
 /// `GET /`.
 pub async fn index(
@@ -231,19 +116,6 @@ pub async fn signup(
     }
 }
 
-/// `?next=` of the login pages.
-#[derive(Deserialize)]
-pub struct NextQuery {
-    next: Option<String>,
-}
-
-impl NextQuery {
-    /// The path to go to after the login, if it is a safe one (same site).
-    pub fn next(&self) -> Option<&str> {
-        self.next.as_deref().and_then(latchkey::redirect::safe_next)
-    }
-}
-
 /// `GET /login`.
 #[utoipa::path(get, path = "/login", responses(
     (status = 200, description = "The login page", content_type = "text/html", body = String),
@@ -254,10 +126,7 @@ pub async fn login_page(
     browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
 ) -> Response {
-    let next = query
-        .next
-        .as_deref()
-        .and_then(latchkey::redirect::safe_next);
+    let next = query.next();
     page(
         &app,
         &auth,
@@ -288,10 +157,7 @@ pub async fn login(
 ) -> Response {
     let username = input.username.unwrap_or_default();
     let password = input.password.unwrap_or_default();
-    let next = query
-        .next
-        .as_deref()
-        .and_then(latchkey::redirect::safe_next);
+    let next = query.next();
     let fail = |status: StatusCode, error: &'static str| {
         let extra = context! { error => error, form_username => username.clone(), next => next };
         let (auth, browser) = (&auth, &browser);
@@ -442,14 +308,10 @@ pub async fn sessions_page(
 pub async fn revoke_session(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    browser: BrowserCsrf,
     RequireFresh(_): RequireFresh<User>,
     Path(id): Path<String>,
-    Form(input): Form<CsrfForm>,
+    CheckedForm(_): CheckedForm<CsrfForm>,
 ) -> Response {
-    if let Err(response) = check_csrf(&app, &auth, &browser, input.csrf_token.as_deref()).await {
-        return response;
-    }
     match usecases::revoke_session(&auth, &id).await {
         Ok(true) => {
             let _ = flash(auth.session(), FlashLevel::Success, "Session revoked.").await;
@@ -559,20 +421,6 @@ pub async fn change_password(
     )
     .await;
     Redirect::to("/home").into_response()
-}
-
-/// The second-step page of a login that waits for its second factor.
-pub(crate) async fn second_step_page(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-    status: StatusCode,
-    next: Option<&str>,
-    error: Option<String>,
-) -> Response {
-    let waits_seconds = auth.authenticator().second_step_window().as_secs();
-    let extra = context! { next => next, error => error, waits_seconds => waits_seconds };
-    page(app, auth, browser, status, "second_factor.html", extra).await
 }
 
 /// The "no page here" page.

@@ -6,6 +6,7 @@
 
 use crate::pages;
 use crate::web::json::JsonBody;
+use crate::web::page::NextQuery;
 use crate::web::state::AppState;
 use crate::web::submission::{Bodiless, SameSiteJson, Submission};
 use crate::web::throttling::ClientIp;
@@ -40,7 +41,7 @@ pub async fn login(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    query: Query<pages::NextQuery>,
+    query: Query<NextQuery>,
     submission: Submission<pages::LoginForm, api::LoginRequest>,
 ) -> Response {
     match submission {
@@ -310,7 +311,7 @@ pub async fn second_step(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    query: Query<pages::NextQuery>,
+    query: Query<NextQuery>,
     submission: Submission<factor_pages::CodeForm, factor_api::CodeBody>,
 ) -> Response {
     match submission {

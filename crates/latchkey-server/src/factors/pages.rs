@@ -3,7 +3,7 @@
 //! over [`crate::factors::second_factor`].
 
 use crate::factors::second_factor::{self, CodeCheck, SecondStep};
-use crate::pages::{error_page, page, second_step_page, CsrfField, NextQuery};
+use crate::web::page::{error_page, page, CsrfField, NextQuery};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -199,4 +199,18 @@ pub async fn regenerate_recovery_codes(
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// The second-step page of a login that waits for its second factor.
+pub async fn second_step_page(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let waits_seconds = auth.authenticator().second_step_window().as_secs();
+    let extra = context! { next => next, error => error, waits_seconds => waits_seconds };
+    page(app, auth, browser, status, "second_factor.html", extra).await
 }

@@ -2,12 +2,13 @@
 //! verification, the account page's email change), over [`crate::mail::flows`]. A page
 //! a mailed link opens only shows a form; sending the form redeems the link.
 
+use crate::factors::pages::second_step_page;
 use crate::mail::api::{DEAD_LINK, MAIL_ON_ITS_WAY};
 use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
-use crate::pages::{error_page, page, second_step_page, CsrfField};
 use crate::usecases;
+use crate::web::page::{error_page, page, CsrfField};
 use crate::web::state::AppState;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::{Query, State};

@@ -8,6 +8,7 @@ pub mod for_people;
 pub mod forwarded;
 pub mod headers;
 pub mod json;
+pub mod page;
 pub mod state;
 pub mod submission;
 pub mod templates;

@@ -3,8 +3,8 @@
 //! the content type deciding. The endpoint gets the parsed form or body, and answers
 //! in the kind it was asked: a page for a form, JSON for JSON.
 
-use crate::pages::{is_form, read_form, CsrfField};
 use crate::web::json::{refuse_cross_site_or_not_json, JsonBody};
+use crate::web::page::{is_form, read_form, CsrfField};
 use crate::web::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
