@@ -2,27 +2,21 @@
 
 use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
+use crate::data_api;
 use crate::factors::second_factor::ServerFactors;
-use crate::pages;
 use crate::web::connections;
 use crate::web::forwarded::TrustedProxies;
 use crate::web::headers;
 use crate::web::state::{
     AppState, MailFlows, PasskeyFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT,
-    MAX_BODY_BYTES,
 };
+use crate::web::submission::limited;
 use crate::web::templates::Templates;
 use crate::web::throttling::{ClientAddress, NewSessionCap};
-use crate::{
-    api, data_api, factors::pages as factor_pages, factors::passkey_api, mail::pages as mail_pages,
-    routes,
-};
 use anyhow::bail;
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
-use axum::handler::Handler;
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use latchkey::csrf::CsrfKey;
 use latchkey::factors::passkeys::{PasskeyStore, Url, WebauthnBuilder};
@@ -91,16 +85,6 @@ pub type Secured = MapResponse<SessionService<AuthService<Router, User>>, fn(Res
 /// [`Secured`] for one connection: its requests carry the client's address.
 pub type Connection = ClientAddress<Secured>;
 
-/// `handler` with the request body limit ([`MAX_BODY_BYTES`]): only the routes that
-/// read a body carry it.
-fn limited<H, T>(handler: H) -> impl Handler<T, AppState>
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    handler.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-}
-
 /// The server's routes (see [`App`]): auth (with its authenticator) inside the session
 /// layer.
 pub fn router(
@@ -121,110 +105,17 @@ pub fn router(
             );
     }
     let routes = routes
-        .route("/", get(pages::index))
         .route("/style.css", get(headers::stylesheet))
         .route("/app.js", get(headers::script))
         .route("/openapi.json", get(crate::openapi::document))
-        .route(
-            "/signup",
-            get(pages::signup_page).post(limited(routes::signup)),
-        )
-        .route(
-            "/login",
-            get(pages::login_page).post(limited(routes::login)),
-        )
-        .route("/home", post(routes::home).get(routes::home))
-        .route("/logout", post(limited(routes::logout)))
-        .route("/account", get(routes::account))
-        .route("/account/email", post(limited(routes::change_email)))
-        .route(
-            "/account/totp",
-            post(limited(routes::begin_totp)).delete(limited(routes::remove_totp)),
-        )
-        .route("/account/totp/confirm", post(limited(routes::confirm_totp)))
-        .route(
-            "/account/totp/remove",
-            post(limited(factor_pages::remove_totp)),
-        )
-        .route(
-            "/account/recovery-codes",
-            post(limited(routes::regenerate_recovery_codes)),
-        )
-        .route("/login/second-factor", post(limited(routes::second_step)))
-        .route("/account/passkeys", get(passkey_api::list))
-        .route(
-            "/account/passkeys/begin",
-            post(limited(passkey_api::begin_registration)),
-        )
-        .route(
-            "/account/passkeys/finish",
-            post(limited(routes::finish_passkey_registration)),
-        )
-        .route(
-            "/account/passkeys/{id}",
-            patch(limited(routes::rename_passkey)).delete(limited(passkey_api::delete)),
-        )
-        .route(
-            "/login/passkey/begin",
-            post(limited(passkey_api::begin_sign_in)),
-        )
-        .route(
-            "/login/passkey/finish",
-            post(limited(routes::finish_passkey_sign_in)),
-        )
-        .route(
-            "/login/second-factor/passkey/begin",
-            post(limited(passkey_api::begin_second_factor)),
-        )
-        .route(
-            "/login/second-factor/passkey/finish",
-            post(limited(routes::finish_passkey_second_factor)),
-        )
-        .route(
-            "/account/email/confirm",
-            get(mail_pages::confirm_email_change_page).post(limited(routes::confirm_email_change)),
-        )
-        .route(
-            "/password/forgot",
-            get(mail_pages::forgot_page).post(limited(routes::forgot_password)),
-        )
-        .route(
-            "/password/reset",
-            get(mail_pages::reset_page).post(limited(routes::reset_password)),
-        )
-        .route("/login/email", post(limited(routes::sign_in_by_mail)))
-        .route(
-            "/login/email/verify",
-            post(limited(routes::sign_in_with_code)),
-        )
-        .route(
-            "/login/email/confirm",
-            get(mail_pages::sign_in_link_page).post(limited(routes::sign_in_with_link)),
-        )
-        .route(
-            "/email/verify",
-            get(mail_pages::verify_page).post(limited(routes::verify_email)),
-        )
-        .route(
-            "/email/verify/resend",
-            post(limited(routes::resend_verification)),
-        )
-        .route("/sessions", get(routes::sessions))
-        .route("/sessions/{id}", delete(api::revoke_session))
-        .route(
-            "/sessions/revoke-others",
-            post(limited(routes::revoke_other_sessions)),
-        )
-        .route(
-            "/sessions/{id}/revoke",
-            post(limited(pages::revoke_session)),
-        )
-        .route(
-            "/password",
-            get(pages::password_page).post(limited(routes::change_password)),
-        )
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed);
+        .merge(crate::login::routes())
+        .merge(crate::account::routes())
+        .merge(crate::sessions::routes())
+        .merge(crate::password::routes())
+        .merge(crate::mail::routes())
+        .merge(crate::factors::routes())
+        .fallback(crate::web::fallback::not_found)
+        .method_not_allowed_fallback(crate::web::fallback::method_not_allowed);
     App {
         sessions: sessions
             .with_new_session_policy(NewSessionCap(state.throttle.clone()))

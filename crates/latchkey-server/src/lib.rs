@@ -2,7 +2,7 @@
 //! commands, so that tests and fuzz targets can drive them in process. The binary
 //! (`src/main.rs`) only parses the command line and runs them.
 
-pub mod api;
+pub mod account;
 pub mod app;
 pub mod backend;
 pub mod cli;
@@ -10,9 +10,9 @@ pub mod config;
 pub mod credentials;
 pub mod data_api;
 pub mod factors;
+pub mod login;
 pub mod mail;
 pub mod openapi;
-pub mod pages;
-pub mod routes;
-pub mod usecases;
+pub mod password;
+pub mod sessions;
 pub mod web;

@@ -8,4 +8,68 @@ pub mod api;
 pub mod pages;
 pub mod passkey_api;
 pub mod passkeys;
+pub mod routes;
 pub mod second_factor;
+
+use crate::web::state::AppState;
+use crate::web::submission::limited;
+use axum::routing::{get, patch, post};
+use axum::Router;
+
+/// Second factors and passkeys: the paths this capability answers (mounted by `app::router`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/account/totp",
+            post(limited(crate::factors::routes::begin_totp))
+                .delete(limited(crate::factors::routes::remove_totp)),
+        )
+        .route(
+            "/account/totp/confirm",
+            post(limited(crate::factors::routes::confirm_totp)),
+        )
+        .route(
+            "/account/totp/remove",
+            post(limited(crate::factors::pages::remove_totp)),
+        )
+        .route(
+            "/account/recovery-codes",
+            post(limited(crate::factors::routes::regenerate_recovery_codes)),
+        )
+        .route(
+            "/login/second-factor",
+            post(limited(crate::factors::routes::second_step)),
+        )
+        .route("/account/passkeys", get(crate::factors::passkey_api::list))
+        .route(
+            "/account/passkeys/begin",
+            post(limited(crate::factors::passkey_api::begin_registration)),
+        )
+        .route(
+            "/account/passkeys/finish",
+            post(limited(crate::factors::routes::finish_passkey_registration)),
+        )
+        .route(
+            "/account/passkeys/{id}",
+            patch(limited(crate::factors::routes::rename_passkey))
+                .delete(limited(crate::factors::passkey_api::delete)),
+        )
+        .route(
+            "/login/passkey/begin",
+            post(limited(crate::factors::passkey_api::begin_sign_in)),
+        )
+        .route(
+            "/login/passkey/finish",
+            post(limited(crate::factors::routes::finish_passkey_sign_in)),
+        )
+        .route(
+            "/login/second-factor/passkey/begin",
+            post(limited(crate::factors::passkey_api::begin_second_factor)),
+        )
+        .route(
+            "/login/second-factor/passkey/finish",
+            post(limited(
+                crate::factors::routes::finish_passkey_second_factor,
+            )),
+        )
+}

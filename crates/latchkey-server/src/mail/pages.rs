@@ -7,7 +7,6 @@ use crate::mail::api::{DEAD_LINK, MAIL_ON_ITS_WAY};
 use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
-use crate::usecases;
 use crate::web::page::{error_page, page, CsrfField};
 use crate::web::state::AppState;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -449,46 +448,6 @@ pub async fn resend_verification(
 ) -> Response {
     let what = Requested::Verification;
     mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
-}
-
-/// `GET /account` (browser): the account, its address and the email change form.
-pub async fn account_page(
-    app: AppState,
-    auth: AuthSession<User>,
-    browser: BrowserCsrf,
-    user: User,
-) -> Response {
-    let account = match usecases::account(&app, &user).await {
-        Ok(account) => account,
-        Err(error) => return error.into_response(),
-    };
-    let passkeys: Vec<minijinja::Value> = match crate::factors::passkeys::list(&app, user.id).await
-    {
-        Ok(passkeys) => passkeys
-            .into_iter()
-            .map(|stored| {
-                context! {
-                    id => stored.id,
-                    name => stored.name,
-                    created_at => crate::web::for_people::rfc3339(stored.created_at),
-                    last_used_at => stored.last_used_at.map(crate::web::for_people::rfc3339),
-                }
-            })
-            .collect(),
-        Err(crate::factors::passkeys::PasskeyError::Failed(error)) => return error.into_response(),
-        Err(_) => Vec::new(),
-    };
-    let fresh = auth.is_fresh().await.unwrap_or(false);
-    let extra = context! {
-        email => account.email,
-        email_verified => account.email_verified,
-        created_at => account.created_at,
-        fresh => fresh,
-        totp => account.second_factors.contains(&"totp"),
-        passkeys => passkeys,
-        recovery_codes_left => account.recovery_codes_left,
-    };
-    page(&app, &auth, &browser, StatusCode::OK, "account.html", extra).await
 }
 
 /// `POST /account/email` (form; a fresh login is checked by the caller).

@@ -4,6 +4,7 @@
 //! submission is read, and times in words.
 
 pub mod connections;
+pub mod fallback;
 pub mod for_people;
 pub mod forwarded;
 pub mod headers;

@@ -5,8 +5,10 @@
 
 use crate::web::json::{refuse_cross_site_or_not_json, JsonBody};
 use crate::web::page::{is_form, read_form, CsrfField};
-use crate::web::state::AppState;
+use crate::web::state::{AppState, MAX_BODY_BYTES};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use latchkey::axum::BrowserCsrf;
 use latchkey::{AuthSession, User};
@@ -114,4 +116,14 @@ where
         .await
         .map_err(IntoResponse::into_response)?;
     read_form(app, &auth, &browser, Request::from_parts(parts, body)).await
+}
+
+/// `handler` with the request body limit ([`MAX_BODY_BYTES`]): only the routes that
+/// read a body carry it.
+pub fn limited<H, T>(handler: H) -> impl Handler<T, AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    handler.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

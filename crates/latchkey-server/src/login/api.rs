@@ -1,16 +1,15 @@
-//! The JSON API: the seed's "full authentication example" (signup, login, home, logout)
-//! and everything the pages do besides (account, sessions, password change), each over
-//! the use cases in [`crate::usecases`].
+//! Sign-up, login, home and logout: the JSON endpoints (the seed's "full authentication example").
 
-use crate::usecases::{self, LogIn, PasswordChangeError, SignUpError};
+use crate::login::flows::LogIn;
+use crate::login::flows::SignUpError;
 use crate::web::headers;
-use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::json::{ApiError, HandlerError, JsonBody};
 use crate::web::state::AppState;
 use crate::web::throttling::ClientIp;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use latchkey::axum::{RequireFresh, RequireLogin};
+use latchkey::axum::RequireLogin;
 use latchkey::{AuthSession, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -57,7 +56,7 @@ pub async fn login(
         )
         .into());
     };
-    match usecases::log_in(&app, ip, &auth, &username, &password, false).await? {
+    match crate::login::flows::log_in(&app, ip, &auth, &username, &password, false).await? {
         LogIn::LoggedIn(_) => Ok(headers::json(
             StatusCode::OK,
             &json!({ "message": "Logged in" }),
@@ -128,7 +127,7 @@ impl serde_json::ser::Formatter for StringContents {
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
-    let message = match usecases::log_out(&auth).await? {
+    let message = match crate::login::flows::log_out(&auth).await? {
         Some(_) => "Logged out",
         None => "Not logged in",
     };
@@ -175,7 +174,9 @@ pub async fn signup(
         .password
         .filter(|password| !password.is_empty())
         .ok_or_else(|| ApiError::invalid("password", "password is required"))?;
-    match usecases::sign_up(&app, ip, &username, request.email.as_deref(), &password).await {
+    match crate::login::flows::sign_up(&app, ip, &username, request.email.as_deref(), &password)
+        .await
+    {
         Ok(_) => Ok(headers::json(
             StatusCode::CREATED,
             &json!({ "message": "User account has been created." }),
@@ -187,155 +188,6 @@ pub async fn signup(
         Err(SignUpError::Throttled(wait)) => Err(ApiError::too_many(wait).into()),
         Err(SignUpError::Failed(error)) => Err(error.into()),
     }
-}
-
-/// `GET /account`: the logged-in user's account.
-#[utoipa::path(get, path = "/account", responses(
-    (status = 200, description = "The account", body = usecases::Account),
-    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
-))]
-pub async fn account(
-    State(app): State<AppState>,
-    RequireLogin(user): RequireLogin<User>,
-) -> Result<Response, HandlerError> {
-    let account = usecases::account(&app, &user).await?;
-    Ok(headers::json(StatusCode::OK, &account))
-}
-
-/// `GET /sessions` answer.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SessionList {
-    /// The user's live sessions, newest first.
-    pub sessions: Vec<usecases::SessionView>,
-}
-
-/// `GET /sessions` (JSON): the logged-in user's live sessions, newest first.
-#[utoipa::path(get, path = "/sessions", responses(
-    (status = 200, description = "The sessions", body = SessionList),
-    (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
-))]
-pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
-    let sessions = usecases::sessions(&auth).await?;
-    Ok(headers::json(StatusCode::OK, &SessionList { sessions }))
-}
-
-/// `DELETE /sessions/{id}`: ends one of the user's sessions (a fresh login is needed;
-/// ending the current one is a logout).
-#[utoipa::path(delete, path = "/sessions/{id}", params(
-    ("id" = String, Path, description = "The session id (64 hex characters) from `GET /sessions`"),
-), responses(
-    (status = 200, description = "Revoked", body = crate::web::json::Message),
-    (status = 401, description = "Not logged in, or the login is not fresh (password entered in this session)", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
-    (status = 404, description = "Not a session of this user", body = crate::web::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
-))]
-pub async fn revoke_session(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    _fresh: RequireFresh<User>,
-    auth: AuthSession<User>,
-    Path(id): Path<String>,
-) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
-    if usecases::revoke_session(&auth, &id).await? {
-        Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Session revoked" }),
-        ))
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "No such session.").into())
-    }
-}
-
-/// `POST /sessions/revoke-others` answer.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Revoked {
-    /// What happened.
-    pub message: String,
-    /// How many sessions ended.
-    pub revoked: u64,
-}
-
-/// `POST /sessions/revoke-others` (JSON): ends every other session of the user (a fresh
-/// login is needed).
-#[utoipa::path(post, path = "/sessions/revoke-others", responses(
-    (status = 200, description = "The other sessions ended", body = Revoked),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
-    (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
-))]
-pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
-    let revoked = usecases::revoke_other_sessions(&auth).await?;
-    let body = Revoked {
-        message: format!("{revoked} other session(s) logged out."),
-        revoked,
-    };
-    Ok(headers::json(StatusCode::OK, &body))
-}
-
-/// `POST /password` body.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordChange {
-    /// The password now.
-    #[schema(value_type = String, required = true, max_length = 4096)]
-    current: Option<String>,
-    /// The new password: 12-128 characters, not easily guessed (a common password, a
-    /// sequence, a word with digits, the username…).
-    #[schema(value_type = String, required = true, min_length = 12, max_length = 128)]
-    new: Option<String>,
-}
-
-/// `POST /password` (JSON): changes the password (a fresh login is needed); this session
-/// stays, every other session and remembered device ends.
-#[utoipa::path(post, path = "/password", request_body = PasswordChange, responses(
-    (status = 200, description = "Changed; Set-Cookie carries the session's new token", body = crate::web::json::Message),
-    (status = 400, description = "The new password breaks the rules (named in `field`)", body = crate::web::json::ErrorBody),
-    (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "The current password is wrong, or sent from another site", body = crate::web::json::ErrorBody),
-    (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
-    (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
-    (status = 429, description = "Too many wrong current passwords for this account or address; see Retry-After", body = crate::web::json::ErrorBody),
-    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
-))]
-pub async fn change_password(
-    State(app): State<AppState>,
-    auth: AuthSession<User>,
-    ip: ClientIp,
-    RequireFresh(user): RequireFresh<User>,
-    JsonBody(request): JsonBody<PasswordChange>,
-) -> Result<Response, HandlerError> {
-    let current = request.current.unwrap_or_default();
-    let new = request.new.unwrap_or_default();
-    match usecases::change_password(&app, &auth, ip, &user, &current, &new).await {
-        Ok(()) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Your password has been changed." }),
-        )),
-        Err(PasswordChangeError::WrongCurrent) => {
-            Err(ApiError::forbidden_field("current", "The current password is wrong.").into())
-        }
-        Err(PasswordChangeError::Throttled(wait)) => Err(ApiError::too_many(wait).into()),
-        Err(PasswordChangeError::Policy(message)) => Err(ApiError::invalid("new", message).into()),
-        Err(PasswordChangeError::Failed(error)) => Err(error.into()),
-    }
-}
-
-/// Unknown paths.
-pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not found")
-}
-
-/// Known paths with the wrong method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
 #[cfg(test)]

@@ -1,0 +1,15 @@
+//! The account: who, which address, whether it is verified, since when (the page is `account.html`, with the email change and the second factors).
+
+pub mod api;
+pub mod flows;
+pub mod pages;
+pub mod routes;
+
+use crate::web::state::AppState;
+use axum::routing::get;
+use axum::Router;
+
+/// The account: the paths this capability answers (mounted by `app::router`).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/account", get(crate::account::routes::account))
+}
