@@ -56,8 +56,9 @@ pub async fn app(url: &str) -> Result<Router, Box<dyn std::error::Error>> {
         let hash = hasher.hash("correct horse battery staple").await?;
         users.create(NewUser::new("foo", None, hash)?).await?;
     }
-    let backend = PasswordBackend::new(users, hasher); // checks passwords, loads users
-                                                       // Plain http on localhost; with https, SessionConfig::default() (Secure, __Host-).
+    // Checks passwords at login, loads the user of each session.
+    let backend = PasswordBackend::new(users, hasher);
+    // Plain http on localhost; with https, SessionConfig::default() (Secure, __Host-).
     let sessions = SessionConfig::insecure_for_local_development();
     Ok(Router::new()
         .route("/login", post(login))
