@@ -206,6 +206,11 @@ fn with_cookie<B>(
 /// The value of the first cookie named `name` in the `Cookie` headers, without its
 /// optional double quotes. Bytes, not text: a session token is checked character by
 /// character as it is decoded anyway.
+///
+/// Read here rather than with the `cookie` crate's `Cookie::split_parse` (which builds
+/// the `Set-Cookie` headers): the crate trims names, so `id =x` would read as the
+/// session cookie, and on `GET /home` it cost 29,007 instructions a request against
+/// 26,554 with this reader (callgrind, `bench/callgrind.sh`, 2026-12-06).
 pub(crate) fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     for header in headers.get_all(COOKIE) {
         let mut rest = header.as_bytes();
