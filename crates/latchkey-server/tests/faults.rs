@@ -827,6 +827,92 @@ async fn redis_cluster_logout_waits_for_a_replica() {
     assert!(text.contains(unconfirmed), "no warning in {text}");
 }
 
+/// Logouts on a Redis Cluster master that has no replica (its replica killed, as after a
+/// failover that promoted it) do not wait for one: eight at once all answer 200, in well
+/// under the 4 s that eight waits of 500 ms for a replica took, one behind the other on
+/// that master's connection (past the 2 s command timeout: 503s). On a master with a
+/// replica, a logout is still on that replica by the time it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_logouts_on_a_master_without_replica_do_not_queue() {
+    if service_url("LATCHKEY_TEST_REDIS_CLUSTER").is_none() {
+        return;
+    }
+    const LOGOUTS: usize = 8;
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--session-store", &cluster.url]);
+    let name = "alice";
+    let first = common::signup_and_login(&server, name, PASSWORD).await;
+    let lonely = cluster.master_of(cluster.slot_of(&session_key(&first)));
+    let (mut on_lonely, mut elsewhere) = (vec![first], Vec::new());
+    while on_lonely.len() < LOGOUTS || elsewhere.is_empty() {
+        assert!(
+            on_lonely.len() + elsewhere.len() < 200,
+            "sessions never landed"
+        );
+        let cookie = login_until_ok(&server, name, PASSWORD).await;
+        if cluster.master_of(cluster.slot_of(&session_key(&cookie))) == lonely {
+            on_lonely.push(cookie);
+        } else {
+            elsewhere.push(cookie);
+        }
+    }
+
+    // With a replica: the deletion is on it when the logout is answered.
+    let cookie = &elsewhere[0];
+    let key = session_key(cookie);
+    let replica = cluster.replica_of(cluster.master_of(cluster.slot_of(&key)));
+    // A replica redirects EXISTS to its master; KEYS (no key argument) it answers.
+    let on_replica = |key: &str| Cluster::cli(replica, &["keys", key]).trim() == key;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !on_replica(&key) {
+        assert!(Instant::now() < deadline, "{key} never reached its replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(logout(&server, cookie).await, StatusCode::OK);
+    assert!(
+        !on_replica(&key),
+        "a logout was answered before its replica had it"
+    );
+
+    // Without a replica: no wait, so no queue.
+    cluster.kill(cluster.replica_of(lonely));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Cluster::cli(lonely, &["info", "replication"]).contains("connected_slaves:0") {
+        assert!(Instant::now() < deadline, "{lonely} still sees its replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let mut logouts = tokio::task::JoinSet::new();
+    for cookie in &on_lonely {
+        let (url, cookie) = (server.url("/logout"), cookie.clone());
+        logouts.spawn(async move {
+            let response = bare_client().post(url).header("cookie", cookie).send();
+            response.await.expect("logout").status()
+        });
+    }
+    let statuses = logouts.join_all().await;
+    let took = started.elapsed();
+    println!("{LOGOUTS} logouts on a master without replica took {took:?}: {statuses:?}");
+    assert!(
+        statuses.iter().all(|status| *status == StatusCode::OK),
+        "{statuses:?} after {took:?}"
+    );
+    // Half of what the waits alone took, one behind the other.
+    assert!(
+        took < Duration::from_millis(500) * LOGOUTS as u32 / 2,
+        "{LOGOUTS} logouts took {took:?}"
+    );
+    for cookie in &on_lonely {
+        let key = session_key(cookie);
+        assert_eq!(Cluster::cli(lonely, &["exists", &key]).trim(), "0");
+        assert_eq!(
+            home_with_cookie(&server, cookie).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
 /// `POST /login` as `name` with `password` until it answers 200 (503s while the
 /// server's cluster connection catches up with a failover; at most 20 s): the `id=…`
 /// cookie of the new session.

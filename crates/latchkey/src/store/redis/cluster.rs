@@ -51,6 +51,46 @@ pub(crate) async fn replicated(
     Ok(matches!(acknowledged, redis::Value::Int(replicas) if replicas >= 1))
 }
 
+/// Whether the master holding `key` has a replica connected, asked with `ROLE` (its
+/// third part lists them; one still in its initial sync is waited for, as before). A
+/// master without one (one just promoted by a failover, whose old master is gone) would
+/// hold a `WAIT` for the whole [`REPLICA_WAIT`], and every command queued behind it on
+/// the same connection too: so a deletion there skips its wait (see
+/// `RedisStore::delete`). A node that answers as anything but a master counts as having
+/// a replica, so that the wait stays.
+pub(crate) async fn has_replica(
+    connection: &mut redis::cluster_async::ClusterConnection,
+    key: &str,
+) -> redis::RedisResult<bool> {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        key,
+        SlotAddr::Master,
+    )));
+    let role = connection.route_command(redis::cmd("ROLE"), route).await?;
+    let redis::Value::Array(parts) = role else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "ROLE answered no array",
+        )));
+    };
+    let is_master = match parts.first() {
+        Some(redis::Value::BulkString(name)) => name.as_slice() == b"master",
+        Some(redis::Value::SimpleString(name)) => name == "master",
+        _ => false,
+    };
+    Ok(match (is_master, parts.get(2)) {
+        (true, Some(redis::Value::Array(replicas))) => !replicas.is_empty(),
+        (true, _) => {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "ROLE of a master listed no replicas",
+            )))
+        }
+        (false, _) => true,
+    })
+}
+
 /// Waits until a replica of every master has every write made so far on `connection`
 /// to that master (`WAIT 1` to all masters together, at most [`REPLICA_WAIT`]): the
 /// masters (`host:port`) whose replicas did not confirm in time.

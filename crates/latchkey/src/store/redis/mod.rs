@@ -141,7 +141,8 @@ pub struct RedisStore {
     address: Arc<Address>,
     connection: Connection,
     /// On a cluster, the connection sessions are ended on, of its own because each
-    /// deletion there waits for a replica (see [`cluster::replicated`]); opened at the
+    /// deletion there waits for a replica, if its master has one connected (see
+    /// [`cluster::replicated`], [`cluster::has_replica`]); opened at the
     /// first ending, so stores that end none (the feed's, the throttle's) never open it.
     endings: Arc<tokio::sync::OnceCell<Connection>>,
     prefix: Arc<str>,
@@ -321,12 +322,35 @@ impl RedisStore {
         }
     }
 
+    /// On a cluster, whether the master of `key` has a replica connected (see
+    /// [`cluster::has_replica`]), asked on the store's shared connection: never behind a
+    /// `WAIT` on `endings`. On one server, no question: `Ok(true)`.
+    async fn has_replica(&self, key: &str) -> redis::RedisResult<bool> {
+        match &self.connection {
+            Connection::Server(_) => Ok(true),
+            Connection::Cluster(cluster) => {
+                cluster::has_replica(&mut cluster.connection.clone(), key).await
+            }
+        }
+    }
+
     /// On a cluster, waits until a replica has the deletion of `key`, made on
     /// `endings` (at most [`cluster::REPLICA_WAIT`]); one that does not in time is
     /// logged, not failed: the session is gone from its master, and refusing the logout
-    /// would not bring the replica back.
-    async fn confirm_ended(endings: &Connection, key: &str) {
+    /// would not bring the replica back. When `has_replica` says the master has no
+    /// replica connected, there is none to wait for: the wait is skipped (and logged), since
+    /// it would only hold `endings` to that master, and every deletion queued behind it,
+    /// for the whole [`cluster::REPLICA_WAIT`]. If that could not be asked, it waits.
+    async fn confirm_ended(endings: &Connection, key: &str, has_replica: redis::RedisResult<bool>) {
         if let Connection::Cluster(endings) = endings {
+            if let Ok(false) = has_replica {
+                tracing::warn!(
+                    key,
+                    "an ended session's master has no replica: a failover now could bring it \
+                     back"
+                );
+                return;
+            }
             match cluster::replicated(&mut endings.connection.clone(), key).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(
@@ -512,14 +536,25 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let key = self.session_key(id);
         let endings = self.endings().await?;
-        let (deleted, user): (i64, String) = DELETE
-            .key(&key)
+        // On a cluster, whether the key's master has a replica to wait for is asked
+        // together with the deletion, on the shared connection, so it costs no round
+        // trip and never queues behind a WAIT. Asked every time rather than cached per
+        // node: `ROLE` is as cheap as the deletion, and a fresh answer follows a
+        // failover (a promoted master without replica, a replica that reconnected) at
+        // once, where a cached one would keep waiting, or not, on stale news. Of the
+        // other ways: `WAIT` on a connection of its own would confirm nothing (it waits
+        // for the writes made on the connection it is sent on), and waiting with
+        // `numreplicas` = the replicas connected is this, with `WAIT 0` in place of no wait.
+        let mut deleting = endings.clone();
+        let mut invocation = DELETE.key(&key);
+        let deletion = invocation
             .announce(self, &key)
-            .invoke_async(&mut endings.clone())
-            .await
-            .map_err(map_redis)?;
+            .invoke_async::<(i64, String)>(&mut deleting);
+        let (deleted, has_replica) =
+            futures_util::future::join(deletion, self.has_replica(&key)).await;
+        let (deleted, user) = deleted.map_err(map_redis)?;
         if deleted == 1 {
-            Self::confirm_ended(&endings, &key).await;
+            Self::confirm_ended(&endings, &key, has_replica).await;
         }
         self.unindex(&user, &[id.to_hex()]).await;
         Ok(deleted == 1)
