@@ -10,7 +10,7 @@ use latchkey::axum::RequireLogin;
 use latchkey::User;
 
 /// `GET /account`: the logged-in user's account.
-#[utoipa::path(get, path = "/account", responses(
+#[utoipa::path(get, path = "/account", tag = "account", responses(
     (status = 200, description = "The account", body = crate::account::flows::Account),
     (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),

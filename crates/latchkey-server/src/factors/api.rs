@@ -68,7 +68,7 @@ fn code_of(body: CodeBody) -> Result<String, ApiError> {
 }
 
 /// `POST /login/second-factor`: completes a login waiting for its second factor.
-#[utoipa::path(post, path = "/login/second-factor", request_body = CodeBody, responses(
+#[utoipa::path(post, path = "/login/second-factor", tag = "second factors", request_body = CodeBody, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 400, description = "No code", body = crate::web::json::ErrorBody),
     (status = 401, description = "A wrong or used code, or no login waiting (none, or older than 5 minutes)", body = crate::web::json::ErrorBody),
@@ -101,7 +101,7 @@ pub async fn second_step(
 
 /// `POST /account/totp`: starts setting up an authenticator app (a fresh login is
 /// needed); nothing is enabled until a code from it is confirmed.
-#[utoipa::path(post, path = "/account/totp", responses(
+#[utoipa::path(post, path = "/account/totp", tag = "second factors", responses(
     (status = 200, description = "The new secret and its otpauth URI", body = TotpSetup),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
@@ -139,7 +139,7 @@ fn already_on() -> ApiError {
 
 /// `POST /account/totp/confirm`: enables the authenticator app with a code from it;
 /// answers the recovery codes (shown once) and ends the user's other sessions.
-#[utoipa::path(post, path = "/account/totp/confirm", request_body = CodeBody, responses(
+#[utoipa::path(post, path = "/account/totp/confirm", tag = "second factors", request_body = CodeBody, responses(
     (status = 200, description = "Enabled; the recovery codes", body = RecoveryCodes),
     (status = 400, description = "A wrong code, or no setup under way (`code`)", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
@@ -170,7 +170,7 @@ pub async fn confirm_totp(
 
 /// `DELETE /account/totp`: removes the authenticator app and the recovery codes (a fresh
 /// login and a current code, or a recovery code, are needed).
-#[utoipa::path(delete, path = "/account/totp", request_body = CodeBody, responses(
+#[utoipa::path(delete, path = "/account/totp", tag = "second factors", request_body = CodeBody, responses(
     (status = 200, description = "Removed; the other sessions ended", body = crate::web::json::Message),
     (status = 400, description = "No code", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
@@ -199,7 +199,7 @@ pub async fn remove_totp(
 }
 
 /// `POST /account/recovery-codes`: replaces the recovery codes (a fresh login is needed).
-#[utoipa::path(post, path = "/account/recovery-codes", responses(
+#[utoipa::path(post, path = "/account/recovery-codes", tag = "second factors", responses(
     (status = 200, description = "The new codes; the old ones stop working", body = RecoveryCodes),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),

@@ -105,7 +105,7 @@ fn options(value: serde_json::Value) -> Response {
 }
 
 /// `POST /account/passkeys/begin`: options to create a passkey (a fresh login is needed).
-#[utoipa::path(post, path = "/account/passkeys/begin", responses(
+#[utoipa::path(post, path = "/account/passkeys/begin", tag = "passkeys", responses(
     (status = 200, description = "Options for navigator.credentials.create", body = Object),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
@@ -129,7 +129,7 @@ pub async fn begin_registration(
 }
 
 /// `POST /account/passkeys/finish`: stores the new passkey; the other sessions end.
-#[utoipa::path(post, path = "/account/passkeys/finish", request_body = RegisterBody, responses(
+#[utoipa::path(post, path = "/account/passkeys/finish", tag = "passkeys", request_body = RegisterBody, responses(
     (status = 201, description = "Added", body = crate::web::json::Message),
     (status = 400, description = "Malformed, no ceremony started, or a name with control, invisible or text-direction characters", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the passkey was not accepted", body = crate::web::json::ErrorBody),
@@ -156,7 +156,7 @@ pub async fn finish_registration(
 }
 
 /// `GET /account/passkeys`: the user's passkeys.
-#[utoipa::path(get, path = "/account/passkeys", responses(
+#[utoipa::path(get, path = "/account/passkeys", tag = "passkeys", responses(
     (status = 200, description = "The passkeys", body = PasskeyList),
     (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
     (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
@@ -180,7 +180,7 @@ pub async fn list(
 }
 
 /// `PATCH /account/passkeys/{id}`: renames one of the user's passkeys.
-#[utoipa::path(patch, path = "/account/passkeys/{id}", request_body = RenameBody, params(
+#[utoipa::path(patch, path = "/account/passkeys/{id}", tag = "passkeys", request_body = RenameBody, params(
     ("id" = i64, Path, description = "The passkey's id from GET /account/passkeys"),
 ), responses(
     (status = 200, description = "Renamed", body = crate::web::json::Message),
@@ -218,7 +218,7 @@ pub async fn rename(
 
 /// `DELETE /account/passkeys/{id}`: deletes one of the user's passkeys (a fresh login is
 /// needed); the other sessions end.
-#[utoipa::path(delete, path = "/account/passkeys/{id}", params(
+#[utoipa::path(delete, path = "/account/passkeys/{id}", tag = "passkeys", params(
     ("id" = i64, Path, description = "The passkey's id from GET /account/passkeys"),
 ), responses(
     (status = 200, description = "Deleted", body = crate::web::json::Message),
@@ -253,7 +253,7 @@ pub async fn delete(
 }
 
 /// `POST /login/passkey/begin`: options to sign in with a passkey alone.
-#[utoipa::path(post, path = "/login/passkey/begin", responses(
+#[utoipa::path(post, path = "/login/passkey/begin", tag = "passkeys", responses(
     (status = 200, description = "Options for navigator.credentials.get", body = Object),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
     (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
@@ -277,7 +277,7 @@ pub async fn begin_sign_in(
 
 /// `POST /login/passkey/finish`: signs in with the passkey's answer (a user-verified
 /// passkey is two factors; the login is fresh).
-#[utoipa::path(post, path = "/login/passkey/finish", request_body = AssertionBody, responses(
+#[utoipa::path(post, path = "/login/passkey/finish", tag = "passkeys", request_body = AssertionBody, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 400, description = "Malformed, or no ceremony started", body = crate::web::json::ErrorBody),
     (status = 401, description = "The passkey was not accepted", body = crate::web::json::ErrorBody),
@@ -303,7 +303,7 @@ pub async fn finish_sign_in(
 
 /// `POST /login/second-factor/passkey/begin`: options to complete the waiting login
 /// with one of the user's passkeys.
-#[utoipa::path(post, path = "/login/second-factor/passkey/begin", responses(
+#[utoipa::path(post, path = "/login/second-factor/passkey/begin", tag = "passkeys", responses(
     (status = 200, description = "Options for navigator.credentials.get", body = Object),
     (status = 400, description = "No login is waiting for a second factor", body = crate::web::json::ErrorBody),
     (status = 401, description = "The user has no passkey", body = crate::web::json::ErrorBody),
@@ -327,7 +327,7 @@ pub async fn begin_second_factor(
 }
 
 /// `POST /login/second-factor/passkey/finish`: completes the waiting login.
-#[utoipa::path(post, path = "/login/second-factor/passkey/finish", request_body = AssertionBody, responses(
+#[utoipa::path(post, path = "/login/second-factor/passkey/finish", tag = "passkeys", request_body = AssertionBody, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 400, description = "Malformed, or no ceremony started", body = crate::web::json::ErrorBody),
     (status = 401, description = "The passkey was not accepted, or no login waits", body = crate::web::json::ErrorBody),

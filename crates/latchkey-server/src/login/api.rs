@@ -29,7 +29,7 @@ pub struct LoginRequest {
 pub const UNVERIFIED: &str = "Please verify your email address first: follow the link we mailed you, or ask for a new one (POST /email/verify/resend).";
 
 /// `POST /login`: `{"username", "password"}` (the username may be the email).
-#[utoipa::path(post, path = "/login", request_body = LoginRequest, responses(
+#[utoipa::path(post, path = "/login", tag = "login", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 202, description = "The password is right and the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor within 5 minutes", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "Missing or malformed fields", body = crate::web::json::ErrorBody),
@@ -73,7 +73,7 @@ pub async fn login(
 }
 
 /// `GET|POST /home`: greets the logged-in user; 401 otherwise.
-#[utoipa::path(method(get, post), path = "/home", responses(
+#[utoipa::path(method(get, post), path = "/home", tag = "login", responses(
     (status = 200, description = "The greeting", body = crate::web::json::Message),
     (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
@@ -120,7 +120,7 @@ impl serde_json::ser::Formatter for StringContents {
 }
 
 /// `POST /logout`: ends the session; the old cookie is dead even if replayed.
-#[utoipa::path(post, path = "/logout", responses(
+#[utoipa::path(post, path = "/logout", tag = "login", responses(
     (status = 200, description = "Logged out (or was not logged in)", body = crate::web::json::Message),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
@@ -155,7 +155,7 @@ pub struct SignupRequest {
 }
 
 /// `POST /signup`: creates a user; 409 when the name or email is taken.
-#[utoipa::path(post, path = "/signup", request_body = SignupRequest, responses(
+#[utoipa::path(post, path = "/signup", tag = "login", request_body = SignupRequest, responses(
     (status = 201, description = "Created", body = crate::web::json::Message),
     (status = 400, description = "A field breaks the rules (named in `field`)", body = crate::web::json::ErrorBody),
     (status = 409, description = "Username or email taken", body = crate::web::json::ErrorBody),

@@ -35,7 +35,7 @@ pub async fn index(
 }
 
 /// `GET /signup`.
-#[utoipa::path(get, path = "/signup", responses(
+#[utoipa::path(get, path = "/signup", tag = "pages", responses(
     (status = 200, description = "The sign-up page", content_type = "text/html", body = String),
 ))]
 pub async fn signup_page(
@@ -115,7 +115,7 @@ pub async fn signup(
 }
 
 /// `GET /login`.
-#[utoipa::path(get, path = "/login", responses(
+#[utoipa::path(get, path = "/login", tag = "pages", responses(
     (status = 200, description = "The login page", content_type = "text/html", body = String),
 ))]
 pub async fn login_page(

@@ -98,7 +98,7 @@ async fn mail_requested(
 }
 
 /// `POST /password/forgot`: mails a reset link if an account uses the address.
-#[utoipa::path(post, path = "/password/forgot", request_body = EmailRequest, responses(
+#[utoipa::path(post, path = "/password/forgot", tag = "mail", request_body = EmailRequest, responses(
     (status = 202, description = "Taken (the same answer, in the same time, for every address)", body = crate::web::json::Message),
     (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
@@ -116,7 +116,7 @@ pub async fn forgot_password(
 
 /// `POST /password/reset`: sets a new password from a reset link's token; every session
 /// and remembered device of the user ends.
-#[utoipa::path(post, path = "/password/reset", request_body = ResetRequest, responses(
+#[utoipa::path(post, path = "/password/reset", tag = "mail", request_body = ResetRequest, responses(
     (status = 200, description = "The password is set", body = crate::web::json::Message),
     (status = 202, description = "The password is set and, with --reset-logs-in, the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "A dead link (`token`) or a password that breaks the rules (`password`)", body = crate::web::json::ErrorBody),
@@ -144,7 +144,7 @@ pub async fn reset_password(
 }
 
 /// `POST /login/email`: mails a sign-in link and code if an account uses the address.
-#[utoipa::path(post, path = "/login/email", request_body = EmailRequest, responses(
+#[utoipa::path(post, path = "/login/email", tag = "mail", request_body = EmailRequest, responses(
     (status = 202, description = "Taken (the same answer for every address)", body = crate::web::json::Message),
     (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
@@ -174,7 +174,7 @@ fn signed_in(outcome: MailSignIn, refused: &'static str) -> Result<Response, Han
 }
 
 /// `POST /login/email/verify`: logs in with the mailed code (not a fresh login).
-#[utoipa::path(post, path = "/login/email/verify", request_body = CodeRequest, responses(
+#[utoipa::path(post, path = "/login/email/verify", tag = "mail", request_body = CodeRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "Missing fields", body = crate::web::json::ErrorBody),
@@ -197,7 +197,7 @@ pub async fn sign_in_with_code(
 }
 
 /// `POST /login/email/confirm`: logs in with a sign-in link's token (not a fresh login).
-#[utoipa::path(post, path = "/login/email/confirm", request_body = TokenRequest, responses(
+#[utoipa::path(post, path = "/login/email/confirm", tag = "mail", request_body = TokenRequest, responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "No token", body = crate::web::json::ErrorBody),
@@ -217,7 +217,7 @@ pub async fn sign_in_with_link(
 }
 
 /// `POST /email/verify`: verifies the address a verification link went to.
-#[utoipa::path(post, path = "/email/verify", request_body = TokenRequest, responses(
+#[utoipa::path(post, path = "/email/verify", tag = "mail", request_body = TokenRequest, responses(
     (status = 200, description = "Verified", body = crate::web::json::Message),
     (status = 400, description = "No token, or a dead link", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
@@ -241,7 +241,7 @@ pub async fn verify_email(
 
 /// `POST /email/verify/resend`: mails the verification link again if an unverified
 /// account uses the address.
-#[utoipa::path(post, path = "/email/verify/resend", request_body = EmailRequest, responses(
+#[utoipa::path(post, path = "/email/verify/resend", tag = "mail", request_body = EmailRequest, responses(
     (status = 202, description = "Taken (the same answer for every address)", body = crate::web::json::Message),
     (status = 400, description = "No address, or not a bare deliverable address (no display name, <= 254 characters)", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
@@ -259,7 +259,7 @@ pub async fn resend_verification(
 
 /// `POST /account/email`: asks to move the account to another address (a fresh login
 /// is needed); a confirmation link goes to the new address.
-#[utoipa::path(post, path = "/account/email", request_body = EmailRequest, responses(
+#[utoipa::path(post, path = "/account/email", tag = "mail", request_body = EmailRequest, responses(
     (status = 202, description = "A confirmation link was sent to the new address", body = crate::web::json::Message),
     (status = 400, description = "Not an address", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
@@ -286,7 +286,7 @@ pub async fn change_email(
 }
 
 /// `POST /account/email/confirm`: moves the account to the address the link went to.
-#[utoipa::path(post, path = "/account/email/confirm", request_body = TokenRequest, responses(
+#[utoipa::path(post, path = "/account/email/confirm", tag = "mail", request_body = TokenRequest, responses(
     (status = 200, description = "The account uses the new address", body = crate::web::json::Message),
     (status = 400, description = "No token, or a dead link", body = crate::web::json::ErrorBody),
     (status = 409, description = "Another account uses the address", body = crate::web::json::ErrorBody),

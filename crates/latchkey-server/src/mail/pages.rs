@@ -92,7 +92,7 @@ async fn account_or_login(auth: &AuthSession<User>) -> &'static str {
 }
 
 /// `GET /password/forgot`.
-#[utoipa::path(get, path = "/password/forgot", responses(
+#[utoipa::path(get, path = "/password/forgot", tag = "pages", responses(
     (status = 200, description = "The forgot-password page", content_type = "text/html", body = String),
 ))]
 pub async fn forgot_page(
@@ -193,7 +193,7 @@ async fn link_page(
 }
 
 /// `GET /password/reset?token=…`: the new-password form (opening it changes nothing).
-#[utoipa::path(get, path = "/password/reset", params(
+#[utoipa::path(get, path = "/password/reset", tag = "pages", params(
     ("token" = Option<String>, Query, description = "The token from the mailed link"),
 ), responses(
     (status = 200, description = "The new-password form, or the dead-link message", content_type = "text/html", body = String),
@@ -346,7 +346,7 @@ pub async fn sign_in_with_code(
 }
 
 /// `GET /login/email/confirm?token=…`: the "Sign in" button (opening it changes nothing).
-#[utoipa::path(get, path = "/login/email/confirm", params(
+#[utoipa::path(get, path = "/login/email/confirm", tag = "pages", params(
     ("token" = Option<String>, Query, description = "The token from the mailed link"),
 ), responses(
     (status = 200, description = "The sign-in button, or the dead-link message", content_type = "text/html", body = String),
@@ -391,7 +391,7 @@ pub async fn sign_in_with_link(
 }
 
 /// `GET /email/verify?token=…`: the "Verify" button (opening it changes nothing).
-#[utoipa::path(get, path = "/email/verify", params(
+#[utoipa::path(get, path = "/email/verify", tag = "pages", params(
     ("token" = Option<String>, Query, description = "The token from the mailed link"),
 ), responses(
     (status = 200, description = "The verify button, or the dead-link message", content_type = "text/html", body = String),
@@ -469,7 +469,7 @@ pub async fn change_email(
 }
 
 /// `GET /account/email/confirm?token=…`: the confirm button (opening it changes nothing).
-#[utoipa::path(get, path = "/account/email/confirm", params(
+#[utoipa::path(get, path = "/account/email/confirm", tag = "pages", params(
     ("token" = Option<String>, Query, description = "The token from the mailed link"),
 ), responses(
     (status = 200, description = "The confirm button, or the dead-link message", content_type = "text/html", body = String),

@@ -28,7 +28,7 @@ pub struct PasswordChange {
 
 /// `POST /password` (JSON): changes the password (a fresh login is needed); this session
 /// stays, every other session and remembered device ends.
-#[utoipa::path(post, path = "/password", request_body = PasswordChange, responses(
+#[utoipa::path(post, path = "/password", tag = "password", request_body = PasswordChange, responses(
     (status = 200, description = "Changed; Set-Cookie carries the session's new token", body = crate::web::json::Message),
     (status = 400, description = "The new password breaks the rules (named in `field`)", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),

@@ -14,7 +14,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 /// `GET /password` (fresh login required).
-#[utoipa::path(get, path = "/password", responses(
+#[utoipa::path(get, path = "/password", tag = "pages", responses(
     (status = 200, description = "The password change page (a fresh login is needed)", content_type = "text/html", body = String),
     (status = 303, description = "A browser that must log in (again) is sent to the login page"),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),

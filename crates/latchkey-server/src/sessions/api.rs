@@ -19,7 +19,7 @@ pub struct SessionList {
 }
 
 /// `GET /sessions` (JSON): the logged-in user's live sessions, newest first.
-#[utoipa::path(get, path = "/sessions", responses(
+#[utoipa::path(get, path = "/sessions", tag = "sessions", responses(
     (status = 200, description = "The sessions", body = SessionList),
     (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
@@ -31,7 +31,7 @@ pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError>
 
 /// `DELETE /sessions/{id}`: ends one of the user's sessions (a fresh login is needed;
 /// ending the current one is a logout).
-#[utoipa::path(delete, path = "/sessions/{id}", params(
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(
     ("id" = String, Path, description = "The session id (64 hex characters) from `GET /sessions`"),
 ), responses(
     (status = 200, description = "Revoked", body = crate::web::json::Message),
@@ -72,7 +72,7 @@ pub struct Revoked {
 
 /// `POST /sessions/revoke-others` (JSON): ends every other session of the user (a fresh
 /// login is needed).
-#[utoipa::path(post, path = "/sessions/revoke-others", responses(
+#[utoipa::path(post, path = "/sessions/revoke-others", tag = "sessions", responses(
     (status = 200, description = "The other sessions ended", body = Revoked),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
