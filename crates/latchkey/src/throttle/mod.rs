@@ -216,11 +216,16 @@ impl Throttle {
         let arrived = Timestamp::now();
         let mut pause = SLOT_POLL_FIRST;
         loop {
-            if let Some(wait) = self.account_refuses(&reservation.account, arrived).await? {
+            // One read of the account's failures serves the refusal and the allowance.
+            let now = Timestamp::now();
+            let window = self.policy.account_window;
+            let failures = self.store.get(&reservation.account, window, now).await?;
+            if let Some(wait) = self.refusal(failures, now, arrived) {
                 self.release_ips(&reservation).await?;
                 return Ok(Admission::Refused(wait));
             }
-            if self.take_slot(&reservation).await? {
+            let failures_before = failures.map_or(0, |counter| counter.count);
+            if self.take_slot(&reservation, failures_before).await? {
                 return Ok(Admission::Admitted(reservation));
             }
             if waiting_since.elapsed() + pause > SLOT_WAIT {
@@ -233,10 +238,14 @@ impl Throttle {
     }
 
     /// Takes one of the account's check slots, if one is free: counted first (up to the
-    /// allowance the failures read before allow), then checked against the failures as
-    /// they stand after it was taken, so a failure settled in between is never missed.
-    async fn take_slot(&self, reservation: &Reservation) -> Result<bool, StoreError> {
-        let failures_before = self.account_failures(&reservation.account).await?;
+    /// allowance `failures_before`, read just before, allows), then checked against the
+    /// failures as they stand after it was taken, so a failure settled in between is
+    /// never missed.
+    async fn take_slot(
+        &self,
+        reservation: &Reservation,
+        failures_before: u32,
+    ) -> Result<bool, StoreError> {
         let allowance = self.in_flight_allowance(failures_before);
         let now = Timestamp::now();
         let Some(taken) = self
@@ -263,29 +272,24 @@ impl Throttle {
         Ok(counter.map_or(0, |counter| counter.count))
     }
 
-    /// Whether the account refuses an attempt that arrived at `arrived`, and for how
-    /// long: while it is locked, and also once a lockout started after the attempt
-    /// arrived (however slowly it looks, an attempt that waited through the failures
-    /// of its own burst is never checked after them).
-    async fn account_refuses(
+    /// Whether the account whose failure counter is `failures` refuses, at `now`, an
+    /// attempt that arrived at `arrived`, and for how long: while it is locked, and also
+    /// once a lockout started after the attempt arrived (however slowly it looks, an
+    /// attempt that waited through the failures of its own burst is never checked after
+    /// them).
+    fn refusal(
         &self,
-        account: &str,
+        failures: Option<Counter>,
+        now: Timestamp,
         arrived: Timestamp,
-    ) -> Result<Option<Duration>, StoreError> {
-        let now = Timestamp::now();
-        let Some(counter) = self
-            .store
-            .get(account, self.policy.account_window, now)
-            .await?
-        else {
-            return Ok(None);
-        };
+    ) -> Option<Duration> {
+        let counter = failures?;
         if let Some(wait) = self.locked_for(counter, now) {
-            return Ok(Some(wait));
+            return Some(wait);
         }
         let locked_while_waiting =
             counter.count > self.policy.free_failures && counter.last_at >= arrived;
-        Ok(locked_while_waiting.then_some(Duration::from_secs(1)))
+        locked_while_waiting.then_some(Duration::from_secs(1))
     }
 
     /// Checks an account may have in flight after `failures`: the failures left before
