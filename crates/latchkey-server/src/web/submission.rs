@@ -35,13 +35,7 @@ where
         if is_form(request.headers()) {
             return checked_form(request, app).await.map(Submission::Form);
         }
-        if let Some(refused) = refuse_cross_site_or_not_json(app, request.headers()) {
-            return Err(refused);
-        }
-        JsonBody::<J>::from_request(request, app)
-            .await
-            .map(|JsonBody(body)| Submission::Json(body))
-            .map_err(IntoResponse::into_response)
+        same_site_json(request, app).await.map(Submission::Json)
     }
 }
 
@@ -80,13 +74,7 @@ impl<J: DeserializeOwned + Send> FromRequest<AppState> for SameSiteJson<J> {
     type Rejection = Response;
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Response> {
-        if let Some(refused) = refuse_cross_site_or_not_json(app, request.headers()) {
-            return Err(refused);
-        }
-        JsonBody::<J>::from_request(request, app)
-            .await
-            .map(|JsonBody(body)| SameSiteJson(body))
-            .map_err(IntoResponse::into_response)
+        same_site_json(request, app).await.map(SameSiteJson)
     }
 }
 
@@ -100,6 +88,21 @@ impl<F: DeserializeOwned + CsrfField + Send> FromRequest<AppState> for CheckedFo
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Response> {
         checked_form(request, app).await.map(CheckedForm)
     }
+}
+
+/// The JSON body of `request` after the cross-site and content-type checks; the JSON
+/// 4xx otherwise.
+async fn same_site_json<J: DeserializeOwned>(
+    request: Request,
+    app: &AppState,
+) -> Result<J, Response> {
+    if let Some(refused) = refuse_cross_site_or_not_json(app, request.headers()) {
+        return Err(refused);
+    }
+    JsonBody::<J>::from_request(request, app)
+        .await
+        .map(|JsonBody(body)| body)
+        .map_err(IntoResponse::into_response)
 }
 
 /// The form of `request`, its CSRF token checked against the session or the browser's
