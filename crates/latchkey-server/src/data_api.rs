@@ -10,10 +10,9 @@
 //! [`MAX_KEYS`] of them, and every write is a compare-and-swap in the store, so
 //! concurrent writers in any number of processes lose nothing.
 
-use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
-use crate::web::state::AppState;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use crate::web::json::{ApiError, HandlerError};
+use crate::web::submission::{SameSite, SameSiteJson};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use latchkey::axum::RequireLogin;
@@ -25,17 +24,10 @@ pub const MAX_KEYS: usize = 256;
 /// Prefix of the session keys this API owns (it never touches the others).
 const PREFIX: &str = "app:";
 
-/// The session key a write to `key` goes to, after the checks every write shares: not
-/// cross-site, a valid key name, and room in the session for a new key.
-async fn writable_key(
-    app: &AppState,
-    headers: &HeaderMap,
-    session: &Session,
-    key: &str,
-) -> Result<String, Response> {
-    if let Some(refused) = refuse_cross_site_or_not_json(app, headers) {
-        return Err(refused);
-    }
+/// The session key a write to `key` goes to, after the checks every write shares (the
+/// cross-site one is the handlers' [`SameSite`] and [`SameSiteJson`]): a valid key name,
+/// and room in the session for a new key.
+async fn writable_key(session: &Session, key: &str) -> Result<String, Response> {
     let valid = (1..=64).contains(&key.len())
         && key
             .bytes()
@@ -79,14 +71,12 @@ pub async fn read_all(
 
 /// `PUT /api/session/data/{key}`
 pub async fn put(
-    State(app): State<AppState>,
-    headers: HeaderMap,
     RequireLogin(_): RequireLogin<User>,
     session: Session,
     Path(key): Path<String>,
-    JsonBody(value): JsonBody<Value>,
+    SameSiteJson(value): SameSiteJson<Value>,
 ) -> Result<Response, HandlerError> {
-    let key = match writable_key(&app, &headers, &session, &key).await {
+    let key = match writable_key(&session, &key).await {
         Ok(key) => key,
         Err(refused) => return Ok(refused),
     };
@@ -99,13 +89,12 @@ pub async fn put(
 
 /// `POST /api/session/data/{key}/increment`
 pub async fn increment(
-    State(app): State<AppState>,
-    headers: HeaderMap,
     RequireLogin(_): RequireLogin<User>,
     session: Session,
     Path(key): Path<String>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    let key = match writable_key(&app, &headers, &session, &key).await {
+    let key = match writable_key(&session, &key).await {
         Ok(key) => key,
         Err(refused) => return Ok(refused),
     };

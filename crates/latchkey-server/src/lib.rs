@@ -12,6 +12,7 @@ pub mod data_api;
 pub mod factors;
 pub mod login;
 pub mod mail;
+pub mod notices;
 pub mod openapi;
 pub mod password;
 pub mod sessions;

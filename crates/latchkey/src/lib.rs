@@ -32,14 +32,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// Emits a structured audit event: target `latchkey::audit`, field `event` = the name.
-/// Never pass a password, token, validator or hash.
-macro_rules! audit {
-    ($level:ident, $event:literal $(, $($field:tt)+)?) => {
-        tracing::$level!(target: "latchkey::audit", event = $event $(, $($field)+)?, $event)
-    };
-}
-
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;

@@ -3,13 +3,16 @@
 pub mod api;
 pub mod flows;
 pub mod pages;
-pub mod routes;
 
+use crate::web::kinds::html_or_json;
 use crate::web::state::AppState;
 use axum::routing::get;
 use axum::Router;
 
 /// The account: the paths this capability answers (mounted by `app::router`).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/account", get(crate::account::routes::account))
+    Router::new().route(
+        "/account",
+        get(html_or_json(pages::account_page, api::account)),
+    )
 }

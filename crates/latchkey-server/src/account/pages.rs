@@ -3,18 +3,19 @@
 
 use crate::web::page::page;
 use crate::web::state::AppState;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use latchkey::axum::BrowserCsrf;
+use latchkey::axum::{BrowserCsrf, RequireLogin};
 use latchkey::{AuthSession, User};
 use minijinja::context;
 
 /// `GET /account` (browser): the account, its address and the email change form.
 pub async fn account_page(
-    app: AppState,
+    State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    user: User,
+    RequireLogin(user): RequireLogin<User>,
 ) -> Response {
     let account = match crate::account::flows::account(&app, &user).await {
         Ok(account) => account,

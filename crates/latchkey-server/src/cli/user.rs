@@ -294,9 +294,9 @@ async fn queue_notice(backend: &Backend, public_url: &str, user: &User) -> anyho
         return Ok(());
     };
     let templates = crate::web::templates::Templates::new(None);
-    let notice = crate::mail::flows::Notice::SecondFactorsResetByAdmin;
+    let notice = crate::notices::Notice::SecondFactorsResetByAdmin;
     let public_url = public_url.trim_end_matches('/');
-    let mail = crate::mail::flows::notice_mail(&templates, public_url, to, notice, None)?;
+    let mail = crate::notices::notice_mail(&templates, public_url, to, notice, None)?;
     backend.outbox.enqueue(&mail).await?;
     Ok(())
 }

@@ -3,11 +3,12 @@
 
 use crate::factors::second_factor::{self, CodeCheck, SecondStep};
 use crate::web::headers;
-use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::json::{ApiError, HandlerError};
 use crate::web::state::AppState;
+use crate::web::submission::{SameSite, SameSiteJson};
 use crate::web::throttling::ClientIp;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use latchkey::axum::{RequireFresh, RequireLogin};
 use latchkey::{AuthSession, User};
@@ -81,7 +82,7 @@ pub async fn second_step(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    JsonBody(body): JsonBody<CodeBody>,
+    SameSiteJson(body): SameSiteJson<CodeBody>,
 ) -> Result<Response, HandlerError> {
     let code = code_of(body)?;
     match second_factor::complete(&app, ip, &auth, &code).await? {
@@ -111,12 +112,9 @@ pub async fn second_step(
 ))]
 pub async fn begin_totp(
     State(app): State<AppState>,
-    headers: HeaderMap,
     RequireFresh(user): RequireFresh<User>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     match second_factor::begin_totp(&app, &user).await? {
         Some(setup) => Ok(headers::json(
             StatusCode::OK,
@@ -152,7 +150,7 @@ pub async fn confirm_totp(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     RequireLogin(user): RequireLogin<User>,
-    JsonBody(body): JsonBody<CodeBody>,
+    SameSiteJson(body): SameSiteJson<CodeBody>,
 ) -> Result<Response, HandlerError> {
     let code = code_of(body)?;
     match second_factor::confirm_totp(&app, &auth, &user, &code).await? {
@@ -185,7 +183,7 @@ pub async fn remove_totp(
     auth: AuthSession<User>,
     ip: ClientIp,
     RequireFresh(user): RequireFresh<User>,
-    JsonBody(body): JsonBody<CodeBody>,
+    SameSiteJson(body): SameSiteJson<CodeBody>,
 ) -> Result<Response, HandlerError> {
     let code = code_of(body)?;
     match second_factor::remove(&app, &auth, ip, &user, &code).await? {
@@ -209,12 +207,9 @@ pub async fn remove_totp(
 ))]
 pub async fn regenerate_recovery_codes(
     State(app): State<AppState>,
-    headers: HeaderMap,
     RequireFresh(user): RequireFresh<User>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     if !second_factor::status(&app, user.id).await?.totp {
         return Err(ApiError::new(StatusCode::CONFLICT, "No authenticator app is set up.").into());
     }

@@ -8,9 +8,9 @@ pub mod api;
 pub mod pages;
 pub mod passkey_api;
 pub mod passkeys;
-pub mod routes;
 pub mod second_factor;
 
+use crate::web::kinds::form_or_json;
 use crate::web::state::AppState;
 use crate::web::submission::limited;
 use axum::routing::{get, patch, post};
@@ -21,55 +21,55 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/account/totp",
-            post(limited(crate::factors::routes::begin_totp))
-                .delete(limited(crate::factors::routes::remove_totp)),
+            post(limited(form_or_json(pages::begin_totp, api::begin_totp)))
+                .delete(limited(api::remove_totp)),
         )
         .route(
             "/account/totp/confirm",
-            post(limited(crate::factors::routes::confirm_totp)),
+            post(limited(form_or_json(
+                pages::confirm_totp,
+                api::confirm_totp,
+            ))),
         )
-        .route(
-            "/account/totp/remove",
-            post(limited(crate::factors::pages::remove_totp)),
-        )
+        .route("/account/totp/remove", post(limited(pages::remove_totp)))
         .route(
             "/account/recovery-codes",
-            post(limited(crate::factors::routes::regenerate_recovery_codes)),
+            post(limited(form_or_json(
+                pages::regenerate_recovery_codes,
+                api::regenerate_recovery_codes,
+            ))),
         )
         .route(
             "/login/second-factor",
-            post(limited(crate::factors::routes::second_step)),
+            post(limited(form_or_json(pages::second_step, api::second_step))),
         )
-        .route("/account/passkeys", get(crate::factors::passkey_api::list))
+        .route("/account/passkeys", get(passkey_api::list))
         .route(
             "/account/passkeys/begin",
-            post(limited(crate::factors::passkey_api::begin_registration)),
+            post(limited(passkey_api::begin_registration)),
         )
         .route(
             "/account/passkeys/finish",
-            post(limited(crate::factors::routes::finish_passkey_registration)),
+            post(limited(passkey_api::finish_registration)),
         )
         .route(
             "/account/passkeys/{id}",
-            patch(limited(crate::factors::routes::rename_passkey))
-                .delete(limited(crate::factors::passkey_api::delete)),
+            patch(limited(passkey_api::rename)).delete(limited(passkey_api::delete)),
         )
         .route(
             "/login/passkey/begin",
-            post(limited(crate::factors::passkey_api::begin_sign_in)),
+            post(limited(passkey_api::begin_sign_in)),
         )
         .route(
             "/login/passkey/finish",
-            post(limited(crate::factors::routes::finish_passkey_sign_in)),
+            post(limited(passkey_api::finish_sign_in)),
         )
         .route(
             "/login/second-factor/passkey/begin",
-            post(limited(crate::factors::passkey_api::begin_second_factor)),
+            post(limited(passkey_api::begin_second_factor)),
         )
         .route(
             "/login/second-factor/passkey/finish",
-            post(limited(
-                crate::factors::routes::finish_passkey_second_factor,
-            )),
+            post(limited(passkey_api::finish_second_factor)),
         )
 }

@@ -3,7 +3,7 @@
 //! over [`crate::factors::second_factor`].
 
 use crate::factors::second_factor::{self, CodeCheck, SecondStep};
-use crate::web::page::{error_page, page, CsrfField, NextQuery};
+use crate::web::page::{error_page, page, Button, NextQuery};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -20,26 +20,7 @@ use serde::Deserialize;
 /// A form of one code.
 #[derive(Deserialize)]
 pub struct CodeForm {
-    csrf_token: Option<String>,
     code: Option<String>,
-}
-
-/// A form of nothing but its CSRF token.
-#[derive(Deserialize)]
-pub struct EmptyForm {
-    csrf_token: Option<String>,
-}
-
-impl CsrfField for CodeForm {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
-}
-
-impl CsrfField for EmptyForm {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
 }
 
 /// `POST /login/second-factor` (form): completes the login and goes on to `next`.
@@ -49,7 +30,7 @@ pub async fn second_step(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
-    input: CodeForm,
+    CheckedForm(input): CheckedForm<CodeForm>,
 ) -> Response {
     let next = query.next();
     let code = input.code.unwrap_or_default();
@@ -100,6 +81,7 @@ pub async fn begin_totp(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
+    CheckedForm(_): CheckedForm<Button>,
 ) -> Response {
     match second_factor::begin_totp(&app, &user).await {
         Ok(Some(setup)) => {
@@ -125,7 +107,7 @@ pub async fn confirm_totp(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireLogin(user): RequireLogin<User>,
-    input: CodeForm,
+    CheckedForm(input): CheckedForm<CodeForm>,
 ) -> Response {
     let code = input.code.unwrap_or_default();
     match second_factor::confirm_totp(&app, &auth, &user, &code).await {
@@ -172,6 +154,7 @@ pub async fn regenerate_recovery_codes(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     RequireFresh(user): RequireFresh<User>,
+    CheckedForm(_): CheckedForm<Button>,
 ) -> Response {
     match second_factor::status(&app, user.id).await {
         Ok(status) if status.totp => {}

@@ -7,11 +7,12 @@ use crate::factors::passkeys::{self, PasskeyError};
 use crate::factors::second_factor::SecondStep;
 use crate::web::for_people::rfc3339;
 use crate::web::headers;
-use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError, JsonBody};
+use crate::web::json::{ApiError, HandlerError};
 use crate::web::state::AppState;
+use crate::web::submission::{SameSite, SameSiteJson};
 use crate::web::throttling::ClientIp;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use latchkey::axum::{RequireFresh, RequireLogin};
 use latchkey::factors::passkeys::{PublicKeyCredential, RegisterPublicKeyCredential};
@@ -115,13 +116,10 @@ fn options(value: serde_json::Value) -> Response {
 ))]
 pub async fn begin_registration(
     State(app): State<AppState>,
-    headers: HeaderMap,
     auth: AuthSession<User>,
     RequireFresh(user): RequireFresh<User>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     passkeys::begin_registration(&app, &auth, &user)
         .await
         .map(options)
@@ -143,7 +141,7 @@ pub async fn finish_registration(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     RequireLogin(user): RequireLogin<User>,
-    JsonBody(body): JsonBody<RegisterBody>,
+    SameSiteJson(body): SameSiteJson<RegisterBody>,
 ) -> Result<Response, HandlerError> {
     let name = body.name.unwrap_or_default();
     passkeys::finish_registration(&app, &auth, &user, &name, &body.credential)
@@ -196,7 +194,7 @@ pub async fn rename(
     State(app): State<AppState>,
     RequireLogin(user): RequireLogin<User>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<RenameBody>,
+    SameSiteJson(body): SameSiteJson<RenameBody>,
 ) -> Result<Response, HandlerError> {
     let id = passkey_id(&id)?;
     let name = body
@@ -230,14 +228,11 @@ pub async fn rename(
 ))]
 pub async fn delete(
     State(app): State<AppState>,
-    headers: HeaderMap,
     auth: AuthSession<User>,
     RequireFresh(user): RequireFresh<User>,
     Path(id): Path<String>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     let id = passkey_id(&id)?;
     if passkeys::delete(&app, &auth, &user, id)
         .await
@@ -263,12 +258,9 @@ pub async fn delete(
 ))]
 pub async fn begin_sign_in(
     State(app): State<AppState>,
-    headers: HeaderMap,
     auth: AuthSession<User>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     passkeys::begin_sign_in(&app, &auth)
         .await
         .map(options)
@@ -290,7 +282,7 @@ pub async fn begin_sign_in(
 pub async fn finish_sign_in(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    JsonBody(body): JsonBody<AssertionBody>,
+    SameSiteJson(body): SameSiteJson<AssertionBody>,
 ) -> Result<Response, HandlerError> {
     passkeys::finish_sign_in(&app, &auth, &body.credential)
         .await
@@ -314,12 +306,9 @@ pub async fn finish_sign_in(
 ))]
 pub async fn begin_second_factor(
     State(app): State<AppState>,
-    headers: HeaderMap,
     auth: AuthSession<User>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     passkeys::begin_second_factor(&app, &auth)
         .await
         .map(options)
@@ -342,7 +331,7 @@ pub async fn finish_second_factor(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    JsonBody(body): JsonBody<AssertionBody>,
+    SameSiteJson(body): SameSiteJson<AssertionBody>,
 ) -> Result<Response, HandlerError> {
     match passkeys::finish_second_factor(&app, ip, &auth, &body.credential)
         .await

@@ -6,7 +6,7 @@
 //! from `--public-url` (it needs a host name: `http://localhost:PORT` works).
 
 use crate::factors::second_factor::{self, SecondStep};
-use crate::mail::flows::Notice;
+use crate::notices::Notice;
 use crate::web::state::{AppState, PasskeyFlows};
 use crate::web::throttling::ClientIp;
 use latchkey::factors::passkeys::{

@@ -5,7 +5,7 @@
 //! pages both call these.
 
 use crate::credentials;
-use crate::mail::flows::{self as mail_flows, Notice};
+use crate::notices::{self, Notice};
 use crate::web::state::AppState;
 use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::factors::{FactorStatus, TotpEnrolment};
@@ -162,7 +162,7 @@ where
         SignIn::LoggedIn(user) => user,
         SignIn::Pending { .. } | SignIn::Refused(_) => return Ok(SecondStep::NothingPending),
     };
-    mail_flows::notify_if_device_remembered(app, auth, &user, ip).await;
+    notices::notify_if_device_remembered(app, auth, &user, ip).await;
     if recovery {
         let left = status(app, user.id).await?.recovery_codes_left;
         tracing::info!(target: "latchkey::audit", event = "recovery_code_used", user_id = user.id, left, "recovery_code_used");
@@ -275,6 +275,6 @@ pub async fn factor_changed(
         _ => CredentialEvent::SecondFactorAdded,
     };
     let user = credentials::changed(app, auth, user, event).await?;
-    mail_flows::notify(app, &user, user.email.as_deref(), notice, None).await;
+    notices::notify(app, &user, user.email.as_deref(), notice, None).await;
     Ok(())
 }

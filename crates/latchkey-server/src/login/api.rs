@@ -3,8 +3,9 @@
 use crate::login::flows::LogIn;
 use crate::login::flows::SignUpError;
 use crate::web::headers;
-use crate::web::json::{ApiError, HandlerError, JsonBody};
+use crate::web::json::{ApiError, HandlerError};
 use crate::web::state::AppState;
+use crate::web::submission::{SameSite, SameSiteJson};
 use crate::web::throttling::ClientIp;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -44,7 +45,7 @@ pub async fn login(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    JsonBody(request): JsonBody<LoginRequest>,
+    SameSiteJson(request): SameSiteJson<LoginRequest>,
 ) -> Result<Response, HandlerError> {
     let (Some(username), Some(password)) = (
         request.username.filter(|name| !name.trim().is_empty()),
@@ -126,15 +127,19 @@ impl serde_json::ser::Formatter for StringContents {
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
-pub async fn logout(auth: AuthSession<User>) -> Result<Response, HandlerError> {
+pub async fn logout(
+    auth: AuthSession<User>,
+    _same_site: SameSite,
+) -> Result<Response, HandlerError> {
     let message = match crate::login::flows::log_out(&auth).await? {
         Some(_) => "Logged out",
         None => "Not logged in",
     };
-    Ok(headers::json(
+    // A logout also asks the browser (or any client that keeps them) to clear its cache.
+    Ok(headers::clear_site_data(headers::json(
         StatusCode::OK,
         &json!({ "message": message }),
-    ))
+    )))
 }
 
 /// `POST /signup` body.
@@ -167,7 +172,7 @@ pub struct SignupRequest {
 pub async fn signup(
     State(app): State<AppState>,
     ip: ClientIp,
-    JsonBody(request): JsonBody<SignupRequest>,
+    SameSiteJson(request): SameSiteJson<SignupRequest>,
 ) -> Result<Response, HandlerError> {
     let username = request.username.unwrap_or_default();
     let password = request

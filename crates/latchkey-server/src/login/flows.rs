@@ -1,6 +1,7 @@
 //! Sign-up, login and logout: the use cases.
 
-use crate::mail::flows::{self as mail_flows, Notice};
+use crate::mail::flows as mail_flows;
+use crate::notices::{self, Notice};
 use crate::web::state::AppState;
 use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
@@ -129,8 +130,7 @@ async fn check_credentials(
                     "Logins are paused for {}; a reset link or a sign-in code by mail still works.",
                     humantime::format_duration(*lockout)
                 ));
-                mail_flows::notify(app, user, user.email.as_deref(), Notice::LockedOut, detail)
-                    .await;
+                notices::notify(app, user, user.email.as_deref(), Notice::LockedOut, detail).await;
             }
         }
         Attempt::Passed(_) => {}
@@ -172,7 +172,7 @@ pub async fn log_in(
     let remember = remember.then_some(DEFAULT_REMEMBER_DAYS);
     match auth.sign_in(&user, Proof::password(), remember).await? {
         SignIn::LoggedIn(user) => {
-            mail_flows::notify_if_device_remembered(app, auth, &user, ip).await;
+            notices::notify_if_device_remembered(app, auth, &user, ip).await;
             Ok(LogIn::LoggedIn(user))
         }
         SignIn::Pending { methods } => Ok(LogIn::SecondFactorRequired(methods)),

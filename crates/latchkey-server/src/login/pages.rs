@@ -4,13 +4,14 @@ use crate::factors::pages::second_step_page;
 use crate::login::flows::LogIn;
 use crate::login::flows::SignUpError;
 use crate::web::headers::clear_site_data;
-use crate::web::page::{page, CsrfField, NextQuery};
+use crate::web::page::{page, Button, NextQuery};
 use crate::web::state::AppState;
+use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use latchkey::axum::BrowserCsrf;
+use latchkey::axum::{BrowserCsrf, RequireLogin};
 use latchkey::flash::{flash, FlashLevel};
 use latchkey::redirect::next_or_home;
 use latchkey::{AuthSession, User};
@@ -49,7 +50,6 @@ pub async fn signup_page(
 
 #[derive(Deserialize)]
 pub struct SignupForm {
-    csrf_token: Option<String>,
     username: Option<String>,
     email: Option<String>,
     password: Option<String>,
@@ -62,7 +62,7 @@ pub async fn signup(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: SignupForm,
+    CheckedForm(input): CheckedForm<SignupForm>,
 ) -> Response {
     let username = input.username.unwrap_or_default();
     let email = input.email.unwrap_or_default();
@@ -138,7 +138,6 @@ pub async fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
-    csrf_token: Option<String>,
     username: Option<String>,
     password: Option<String>,
     remember: Option<String>,
@@ -151,7 +150,7 @@ pub async fn login(
     auth: AuthSession<User>,
     browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
-    input: LoginForm,
+    CheckedForm(input): CheckedForm<LoginForm>,
 ) -> Response {
     let username = input.username.unwrap_or_default();
     let password = input.password.unwrap_or_default();
@@ -211,8 +210,13 @@ pub async fn login(
     }
 }
 
-/// The `/home` page of a logged-in browser.
-pub async fn home_page(app: AppState, auth: AuthSession<User>, browser: BrowserCsrf) -> Response {
+/// `GET|POST /home` (page): the greeting of a logged-in browser.
+pub async fn home_page(
+    RequireLogin(_): RequireLogin<User>,
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+) -> Response {
     let fresh = auth.is_fresh().await.unwrap_or(false);
     page(
         &app,
@@ -225,31 +229,9 @@ pub async fn home_page(app: AppState, auth: AuthSession<User>, browser: BrowserC
     .await
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf_token: Option<String>,
-}
-
-impl CsrfField for CsrfForm {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
-}
-
-impl CsrfField for SignupForm {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
-}
-
-impl CsrfField for LoginForm {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
-}
-
-/// `POST /logout` (form): logs out and goes back to `/login`.
-pub async fn logout(auth: AuthSession<User>) -> Response {
+/// `POST /logout` (form): logs out and goes back to `/login` (a logout also asks the
+/// browser to clear its cached pages).
+pub async fn logout(auth: AuthSession<User>, CheckedForm(_): CheckedForm<Button>) -> Response {
     let logged_out = crate::login::flows::log_out(&auth).await;
     if let Err(error) = logged_out {
         return error.into_response();

@@ -6,8 +6,9 @@ use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
 use crate::web::headers;
-use crate::web::json::{ApiError, HandlerError, JsonBody};
+use crate::web::json::{ApiError, HandlerError};
 use crate::web::state::AppState;
+use crate::web::submission::SameSiteJson;
 use crate::web::throttling::ClientIp;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -109,7 +110,7 @@ async fn mail_requested(
 pub async fn forgot_password(
     State(app): State<AppState>,
     ip: ClientIp,
-    JsonBody(request): JsonBody<EmailRequest>,
+    SameSiteJson(request): SameSiteJson<EmailRequest>,
 ) -> Result<Response, HandlerError> {
     mail_requested(&app, ip, request.email, Requested::PasswordReset).await
 }
@@ -127,7 +128,7 @@ pub async fn forgot_password(
 pub async fn reset_password(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    JsonBody(request): JsonBody<ResetRequest>,
+    SameSiteJson(request): SameSiteJson<ResetRequest>,
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     let password = required(request.password, "password")?;
@@ -155,7 +156,7 @@ pub async fn reset_password(
 pub async fn sign_in_by_mail(
     State(app): State<AppState>,
     ip: ClientIp,
-    JsonBody(request): JsonBody<EmailRequest>,
+    SameSiteJson(request): SameSiteJson<EmailRequest>,
 ) -> Result<Response, HandlerError> {
     mail_requested(&app, ip, request.email, Requested::SignIn).await
 }
@@ -188,7 +189,7 @@ pub async fn sign_in_with_code(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
-    JsonBody(request): JsonBody<CodeRequest>,
+    SameSiteJson(request): SameSiteJson<CodeRequest>,
 ) -> Result<Response, HandlerError> {
     let email = required(request.email, "email")?;
     let code = required(request.code, "code")?;
@@ -209,7 +210,7 @@ pub async fn sign_in_with_code(
 pub async fn sign_in_with_link(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    JsonBody(request): JsonBody<TokenRequest>,
+    SameSiteJson(request): SameSiteJson<TokenRequest>,
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     let outcome = mail_flows::sign_in_with_link(&app, &auth, &token).await?;
@@ -227,7 +228,7 @@ pub async fn sign_in_with_link(
 pub async fn verify_email(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    JsonBody(request): JsonBody<TokenRequest>,
+    SameSiteJson(request): SameSiteJson<TokenRequest>,
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     match mail_flows::verify_email(&app, &auth, &token).await? {
@@ -252,7 +253,7 @@ pub async fn verify_email(
 pub async fn resend_verification(
     State(app): State<AppState>,
     ip: ClientIp,
-    JsonBody(request): JsonBody<EmailRequest>,
+    SameSiteJson(request): SameSiteJson<EmailRequest>,
 ) -> Result<Response, HandlerError> {
     mail_requested(&app, ip, request.email, Requested::Verification).await
 }
@@ -273,7 +274,7 @@ pub async fn change_email(
     State(app): State<AppState>,
     ip: ClientIp,
     RequireFresh(user): RequireFresh<User>,
-    JsonBody(request): JsonBody<EmailRequest>,
+    SameSiteJson(request): SameSiteJson<EmailRequest>,
 ) -> Result<Response, HandlerError> {
     let email = required(request.email, "email")?;
     match mail_flows::request_email_change(&app, ip, &user, &email).await {
@@ -297,7 +298,7 @@ pub async fn change_email(
 pub async fn confirm_email_change(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    JsonBody(request): JsonBody<TokenRequest>,
+    SameSiteJson(request): SameSiteJson<TokenRequest>,
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     match mail_flows::confirm_email_change(&app, &auth, &token).await {

@@ -7,8 +7,9 @@ use crate::mail::api::{DEAD_LINK, MAIL_ON_ITS_WAY};
 use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
-use crate::web::page::{error_page, page, CsrfField};
+use crate::web::page::{error_page, page};
 use crate::web::state::AppState;
+use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -29,21 +30,18 @@ pub struct TokenQuery {
 /// A form of one address.
 #[derive(Deserialize)]
 pub struct EmailForm {
-    csrf_token: Option<String>,
     email: Option<String>,
 }
 
 /// A form carrying a mailed link's token.
 #[derive(Deserialize)]
 pub struct TokenForm {
-    csrf_token: Option<String>,
     token: Option<String>,
 }
 
 /// The reset page's form.
 #[derive(Deserialize)]
 pub struct ResetForm {
-    csrf_token: Option<String>,
     token: Option<String>,
     password: Option<String>,
     confirm: Option<String>,
@@ -52,22 +50,9 @@ pub struct ResetForm {
 /// The sign-in code form.
 #[derive(Deserialize)]
 pub struct CodeForm {
-    csrf_token: Option<String>,
     email: Option<String>,
     code: Option<String>,
 }
-
-macro_rules! csrf_field {
-    ($($form:ty),*) => {$(
-        impl CsrfField for $form {
-            fn csrf_token(&self) -> Option<&str> {
-                self.csrf_token.as_deref()
-            }
-        }
-    )*};
-}
-
-csrf_field!(EmailForm, TokenForm, ResetForm, CodeForm);
 
 /// Sets a flash message and goes to `to`.
 async fn flash_and_go(
@@ -162,7 +147,7 @@ pub async fn forgot(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: EmailForm,
+    CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
     let what = Requested::PasswordReset;
     mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
@@ -223,7 +208,7 @@ pub async fn reset(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: ResetForm,
+    CheckedForm(input): CheckedForm<ResetForm>,
 ) -> Response {
     let token = input.token.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
@@ -274,7 +259,7 @@ pub async fn sign_in_by_mail(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: EmailForm,
+    CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
     let what = Requested::SignIn;
     mail_requested_page(
@@ -337,7 +322,7 @@ pub async fn sign_in_with_code(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: CodeForm,
+    CheckedForm(input): CheckedForm<CodeForm>,
 ) -> Response {
     let email = input.email.unwrap_or_default();
     let code = input.code.unwrap_or_default();
@@ -377,7 +362,7 @@ pub async fn sign_in_with_link(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: TokenForm,
+    CheckedForm(input): CheckedForm<TokenForm>,
 ) -> Response {
     let token = input.token.unwrap_or_default();
     match mail_flows::sign_in_with_link(&app, &auth, &token).await {
@@ -420,7 +405,7 @@ pub async fn verify_page(
 pub async fn verify(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    input: TokenForm,
+    CheckedForm(input): CheckedForm<TokenForm>,
 ) -> Response {
     match mail_flows::verify_email(&app, &auth, &input.token.unwrap_or_default()).await {
         Ok(Some(_)) => {
@@ -444,19 +429,19 @@ pub async fn resend_verification(
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    input: EmailForm,
+    CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
     let what = Requested::Verification;
     mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
 }
 
-/// `POST /account/email` (form; a fresh login is checked by the caller).
+/// `POST /account/email` (form; a fresh login is needed).
 pub async fn change_email(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
     RequireFresh(user): RequireFresh<User>,
-    input: EmailForm,
+    CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
     let email = input.email.unwrap_or_default();
     match mail_flows::request_email_change(&app, ip, &user, &email).await {
@@ -498,7 +483,7 @@ pub async fn confirm_email_change_page(
 pub async fn confirm_email_change(
     State(app): State<AppState>,
     auth: AuthSession<User>,
-    input: TokenForm,
+    CheckedForm(input): CheckedForm<TokenForm>,
 ) -> Response {
     match mail_flows::confirm_email_change(&app, &auth, &input.token.unwrap_or_default()).await {
         Ok(user) => {

@@ -2,8 +2,9 @@
 
 use crate::password::flows::PasswordChangeError;
 use crate::web::headers;
-use crate::web::json::{ApiError, HandlerError, JsonBody};
+use crate::web::json::{ApiError, HandlerError};
 use crate::web::state::AppState;
+use crate::web::submission::SameSiteJson;
 use crate::web::throttling::ClientIp;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -43,7 +44,7 @@ pub async fn change_password(
     auth: AuthSession<User>,
     ip: ClientIp,
     RequireFresh(user): RequireFresh<User>,
-    JsonBody(request): JsonBody<PasswordChange>,
+    SameSiteJson(request): SameSiteJson<PasswordChange>,
 ) -> Result<Response, HandlerError> {
     let current = request.current.unwrap_or_default();
     let new = request.new.unwrap_or_default();

@@ -1,7 +1,7 @@
 //! The password change: its use case.
 
 use crate::credentials;
-use crate::mail::flows::{self as mail_flows, Notice};
+use crate::notices::{self, Notice};
 use crate::web::state::AppState;
 use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::throttle::{self};
@@ -75,7 +75,7 @@ pub async fn change_password(
         .map_err(AuthError::from)?;
     let updated =
         credentials::changed(app, auth, &updated, CredentialEvent::PasswordChanged).await?;
-    mail_flows::notify(
+    notices::notify(
         app,
         &updated,
         updated.email.as_deref(),

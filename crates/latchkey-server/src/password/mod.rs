@@ -3,8 +3,8 @@
 pub mod api;
 pub mod flows;
 pub mod pages;
-pub mod routes;
 
+use crate::web::kinds::form_or_json;
 use crate::web::state::AppState;
 use crate::web::submission::limited;
 use axum::routing::get;
@@ -14,7 +14,9 @@ use axum::Router;
 pub fn routes() -> Router<AppState> {
     Router::new().route(
         "/password",
-        get(crate::password::pages::password_page)
-            .post(limited(crate::password::routes::change_password)),
+        get(pages::password_page).post(limited(form_or_json(
+            pages::change_password,
+            api::change_password,
+        ))),
     )
 }

@@ -1,8 +1,9 @@
 //! The password change: the page (template `password.html`).
 
 use crate::password::flows::PasswordChangeError;
-use crate::web::page::{page, CsrfField};
+use crate::web::page::page;
 use crate::web::state::AppState;
+use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,21 +40,20 @@ pub async fn password_page(
 
 #[derive(Deserialize)]
 pub struct PasswordForm {
-    csrf_token: Option<String>,
     current: Option<String>,
     new: Option<String>,
     confirm: Option<String>,
 }
 
-/// `POST /password` (form, for the freshly logged-in `user`): checks the current
+/// `POST /password` (form; a fresh login is needed): checks the current
 /// password, sets the new one, ends every other session and remembered device.
 pub async fn change_password(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     ip: ClientIp,
     browser: BrowserCsrf,
-    user: User,
-    input: PasswordForm,
+    RequireFresh(user): RequireFresh<User>,
+    CheckedForm(input): CheckedForm<PasswordForm>,
 ) -> Response {
     let again = |status: StatusCode, error: String| {
         let extra = context! { error => error, min_password => app.policy.min_chars };
@@ -96,10 +96,4 @@ pub async fn change_password(
     )
     .await;
     Redirect::to("/home").into_response()
-}
-
-impl CsrfField for PasswordForm {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
 }

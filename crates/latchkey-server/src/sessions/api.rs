@@ -1,12 +1,12 @@
 //! A user's sessions: the JSON endpoints.
 
 use crate::web::headers;
-use crate::web::json::{refuse_cross_site_or_not_json, ApiError, HandlerError};
-use crate::web::state::AppState;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use crate::web::json::{ApiError, HandlerError};
+use crate::web::submission::SameSite;
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::Response;
-use latchkey::axum::RequireFresh;
+use latchkey::axum::{RequireFresh, RequireLogin};
 use latchkey::{AuthSession, User};
 use serde::Serialize;
 use serde_json::json;
@@ -24,7 +24,10 @@ pub struct SessionList {
     (status = 401, description = "Not logged in", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
-pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
+pub async fn sessions(
+    auth: AuthSession<User>,
+    _login: RequireLogin<User>,
+) -> Result<Response, HandlerError> {
     let sessions = crate::sessions::flows::sessions(&auth).await?;
     Ok(headers::json(StatusCode::OK, &SessionList { sessions }))
 }
@@ -42,15 +45,11 @@ pub async fn sessions(auth: AuthSession<User>) -> Result<Response, HandlerError>
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn revoke_session(
-    State(app): State<AppState>,
-    headers: HeaderMap,
     _fresh: RequireFresh<User>,
     auth: AuthSession<User>,
     Path(id): Path<String>,
+    _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
-    if let Some(refused) = refuse_cross_site_or_not_json(&app, &headers) {
-        return Ok(refused);
-    }
     if crate::sessions::flows::revoke_session(&auth, &id).await? {
         Ok(headers::json(
             StatusCode::OK,
@@ -79,7 +78,11 @@ pub struct Revoked {
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
-pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Result<Response, HandlerError> {
+pub async fn revoke_other_sessions(
+    auth: AuthSession<User>,
+    _fresh: RequireFresh<User>,
+    _same_site: SameSite,
+) -> Result<Response, HandlerError> {
     let revoked = crate::sessions::flows::revoke_other_sessions(&auth).await?;
     let body = Revoked {
         message: format!("{revoked} other session(s) logged out."),

@@ -1,7 +1,6 @@
 //! A user's sessions: the page (template `sessions.html`).
 
-use crate::login::pages::CsrfForm;
-use crate::web::page::{error_page, page};
+use crate::web::page::{error_page, page, Button};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use axum::extract::{Path, State};
@@ -53,7 +52,7 @@ pub async fn revoke_session(
     auth: AuthSession<User>,
     RequireFresh(_): RequireFresh<User>,
     Path(id): Path<String>,
-    CheckedForm(_): CheckedForm<CsrfForm>,
+    CheckedForm(_): CheckedForm<Button>,
 ) -> Response {
     match crate::sessions::flows::revoke_session(&auth, &id).await {
         Ok(true) => {
@@ -66,7 +65,11 @@ pub async fn revoke_session(
 }
 
 /// `POST /sessions/revoke-others` (form; a fresh login is checked by the caller).
-pub async fn revoke_other_sessions(auth: AuthSession<User>) -> Response {
+pub async fn revoke_other_sessions(
+    auth: AuthSession<User>,
+    RequireFresh(_): RequireFresh<User>,
+    CheckedForm(_): CheckedForm<Button>,
+) -> Response {
     match crate::sessions::flows::revoke_other_sessions(&auth).await {
         Ok(count) => {
             let _ = flash(

@@ -247,11 +247,6 @@ fn declares_a_body(headers: &HeaderMap) -> bool {
             .is_some_and(|length| length.as_bytes() != b"0")
 }
 
-/// A JSON handler's outcome as a response (its error as the JSON 4xx or 5xx).
-pub fn answer(outcome: Result<Response, HandlerError>) -> Response {
-    outcome.into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::is_json_media_type;

@@ -1,7 +1,8 @@
 //! The web plumbing every capability stands on: serving connections, security headers
 //! and prepared answers, templates, the shared state, the client address behind trusted
 //! proxies and the throttled step, JSON answers and the cross-site check, the one way a
-//! submission is read, and times in words.
+//! submission is read, the one choice between an endpoint's page and JSON handlers, and
+//! times in words.
 
 pub mod connections;
 pub mod fallback;
@@ -9,6 +10,7 @@ pub mod for_people;
 pub mod forwarded;
 pub mod headers;
 pub mod json;
+pub mod kinds;
 pub mod page;
 pub mod state;
 pub mod submission;

@@ -3,14 +3,15 @@
 //! the `?next=` of the login pages.
 
 use crate::web::state::AppState;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 use latchkey::axum::BrowserCsrf;
 use latchkey::flash::take_flashes;
 use latchkey::{AuthError, AuthSession, User};
 use minijinja::{context, Value};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 /// What every page needs: who is logged in, the CSRF token, pending flash messages.
@@ -98,37 +99,41 @@ async fn check_csrf(
     }
 }
 
-/// A form field set that carries the CSRF token.
-pub trait CsrfField {
-    /// The submitted token.
-    fn csrf_token(&self) -> Option<&str>;
-}
-
-/// The form of a POST whose CSRF token checked out; the rejection page otherwise.
-pub async fn read_form<F: serde::de::DeserializeOwned + CsrfField>(
+/// The form of a POST whose CSRF token checked out; the rejection page otherwise. The
+/// token is read from the same body as the fields `F` (which need not name it): a
+/// malformed body is a 400, a missing or wrong token a 403, before `F` is used.
+pub async fn read_form<F: DeserializeOwned>(
     app: &AppState,
     auth: &AuthSession<User>,
     browser: &BrowserCsrf,
     request: Request,
 ) -> Result<F, Response> {
-    let input: F = form(app, request).await?;
-    check_csrf(app, auth, browser, input.csrf_token()).await?;
-    Ok(input)
+    if !is_form(request.headers()) {
+        let message = "Form requests must have `Content-Type: application/x-www-form-urlencoded`";
+        return Err(error_page(app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
+    }
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| error_page(app, rejection.status(), &rejection.body_text()))?;
+    let malformed = |error: serde_urlencoded::de::Error| {
+        let message = format!("Failed to deserialize form body: {error}");
+        error_page(app, StatusCode::BAD_REQUEST, &message)
+    };
+    let fields: F = serde_urlencoded::from_bytes(&body).map_err(malformed)?;
+    let CsrfToken { csrf_token } = serde_urlencoded::from_bytes(&body).map_err(malformed)?;
+    check_csrf(app, auth, browser, csrf_token.as_deref()).await?;
+    Ok(fields)
 }
 
-async fn form<T: serde::de::DeserializeOwned>(
-    app: &AppState,
-    request: Request,
-) -> Result<T, Response> {
-    match Form::<T>::from_request(request, &()).await {
-        Ok(Form(value)) => Ok(value),
-        Err(rejection) => Err(error_page(
-            app,
-            StatusCode::BAD_REQUEST,
-            &rejection.body_text(),
-        )),
-    }
+/// The CSRF token field every form of this site's pages carries.
+#[derive(Deserialize)]
+struct CsrfToken {
+    csrf_token: Option<String>,
 }
+
+/// The fields of a form that submits nothing but its CSRF token: a button.
+#[derive(Deserialize)]
+pub struct Button {}
 
 /// `?next=` of the login pages.
 #[derive(Deserialize)]

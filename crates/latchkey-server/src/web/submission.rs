@@ -1,73 +1,37 @@
-//! The one way an endpoint reads what a client submitted: an HTML form (urlencoded, its
-//! CSRF token checked) or a JSON body (refused when sent by another site, or not JSON),
-//! the content type deciding. The endpoint gets the parsed form or body, and answers
-//! in the kind it was asked: a page for a form, JSON for JSON.
+//! The one way an endpoint reads what a client submitted: a page handler takes a
+//! [`CheckedForm`] (urlencoded, its CSRF token checked), a JSON handler a [`SameSiteJson`]
+//! body or, with no body, [`SameSite`] (refused when another site sent it, or when it is
+//! not JSON). [`crate::web::kinds`] picks which of an endpoint's two handlers reads it.
 
 use crate::web::json::{refuse_cross_site_or_not_json, JsonBody};
-use crate::web::page::{is_form, read_form, CsrfField};
+use crate::web::page::read_form;
 use crate::web::state::{AppState, MAX_BODY_BYTES};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::handler::Handler;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use latchkey::axum::BrowserCsrf;
 use latchkey::{AuthSession, User};
 use serde::de::DeserializeOwned;
 
-/// A submission to an endpoint that takes both a form `F` and a JSON body `J`. Its
-/// rejection is the answer already: the 403 page for a form without a good CSRF token,
-/// the JSON 4xx for a cross-site, non-JSON or malformed body.
-pub enum Submission<F, J> {
-    /// A form from one of this site's pages, its CSRF token checked.
-    Form(F),
-    /// A JSON body, after the cross-site and content-type checks.
-    Json(J),
-}
+/// A JSON request that submits no body (or a JSON one it does not read), not sent by
+/// another site: the JSON 403 or 415 otherwise. What a bodiless JSON endpoint
+/// (`POST /logout`, say) checks before it changes anything.
+pub struct SameSite;
 
-impl<F, J> FromRequest<AppState> for Submission<F, J>
-where
-    F: DeserializeOwned + CsrfField + Send,
-    J: DeserializeOwned + Send,
-{
+impl FromRequestParts<AppState> for SameSite {
     type Rejection = Response;
 
-    async fn from_request(request: Request, app: &AppState) -> Result<Self, Response> {
-        if is_form(request.headers()) {
-            return checked_form(request, app).await.map(Submission::Form);
-        }
-        same_site_json(request, app).await.map(Submission::Json)
-    }
-}
-
-/// A submission to an endpoint that needs no fields: a form `F` (its CSRF token
-/// checked), or a request for JSON with no body (or a JSON one), not sent by another
-/// site.
-pub enum Bodiless<F> {
-    /// A form from one of this site's pages, its CSRF token checked.
-    Form(F),
-    /// A JSON request, after the cross-site and content-type checks.
-    Json,
-}
-
-impl<F> FromRequest<AppState> for Bodiless<F>
-where
-    F: DeserializeOwned + CsrfField + Send,
-{
-    type Rejection = Response;
-
-    async fn from_request(request: Request, app: &AppState) -> Result<Self, Response> {
-        if is_form(request.headers()) {
-            return checked_form(request, app).await.map(Bodiless::Form);
-        }
-        match refuse_cross_site_or_not_json(app, request.headers()) {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        match refuse_cross_site_or_not_json(app, &parts.headers) {
             Some(refused) => Err(refused),
-            None => Ok(Bodiless::Json),
+            None => Ok(SameSite),
         }
     }
 }
 
-/// A JSON body for an endpoint that takes JSON only, after the cross-site and
-/// content-type checks; the JSON 4xx otherwise.
+/// A JSON body, after the cross-site and content-type checks; the JSON 4xx otherwise.
 pub struct SameSiteJson<J>(pub J);
 
 impl<J: DeserializeOwned + Send> FromRequest<AppState> for SameSiteJson<J> {
@@ -78,11 +42,11 @@ impl<J: DeserializeOwned + Send> FromRequest<AppState> for SameSiteJson<J> {
     }
 }
 
-/// A form for an endpoint that takes forms only, its CSRF token checked; the rejection
-/// page otherwise.
+/// A form from one of this site's pages, its CSRF token checked; the rejection page
+/// otherwise.
 pub struct CheckedForm<F>(pub F);
 
-impl<F: DeserializeOwned + CsrfField + Send> FromRequest<AppState> for CheckedForm<F> {
+impl<F: DeserializeOwned + Send> FromRequest<AppState> for CheckedForm<F> {
     type Rejection = Response;
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Response> {
@@ -109,7 +73,7 @@ async fn same_site_json<J: DeserializeOwned>(
 /// cookie; the rejection page otherwise.
 async fn checked_form<F>(request: Request, app: &AppState) -> Result<F, Response>
 where
-    F: DeserializeOwned + CsrfField + Send,
+    F: DeserializeOwned + Send,
 {
     let (mut parts, body) = request.into_parts();
     let auth = AuthSession::<User>::from_request_parts(&mut parts, app)

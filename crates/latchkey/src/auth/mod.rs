@@ -6,6 +6,15 @@
 //! guards in `latchkey::axum` are the handlers' view of it. The session only stores the
 //! login record ([`crate::session::AuthInfo`]) that auth writes.
 
+/// Emits a structured audit event (target `latchkey::audit`, field `event` = the name) for
+/// the gate, the backends and the credential table. Never pass a password, token, validator
+/// or hash.
+macro_rules! audit {
+    ($level:ident, $event:literal $(, $($field:tt)+)?) => {
+        tracing::$level!(target: "latchkey::audit", event = $event $(, $($field)+)?, $event)
+    };
+}
+
 #[cfg(feature = "axum")]
 mod layer;
 

@@ -131,7 +131,7 @@ pub struct NewUser {
 
 impl NewUser {
     /// Validates, trims and normalises `username`, validates `email`; `password_hash` comes from
-    /// [`crate::PasswordHasher::hash`].
+    /// [`crate::password::PasswordHasher::hash`].
     pub fn new(
         username: &str,
         email: Option<&str>,

@@ -43,7 +43,7 @@ pub(crate) struct UserStatements {
     pub mark_email_verified: &'static str,
 }
 
-/// Implements [`crate::UserStore`] for `$store` (a struct with
+/// Implements [`super::UserStore`] for `$store` (a struct with
 /// a `pool` field) on database `$db` whose rows are `$row`, with the statements `$sql`.
 macro_rules! sql_user_store {
     ($store:ty, $db:ty, $row:ty, $sql:expr) => {
@@ -317,8 +317,8 @@ macro_rules! sql_user_store {
 }
 
 /// A driver error as a user-store error.
-pub(crate) fn unavailable(error: sqlx::Error) -> crate::UserStoreError {
-    crate::UserStoreError::Unavailable(Box::new(error))
+pub(crate) fn unavailable(error: sqlx::Error) -> super::UserStoreError {
+    super::UserStoreError::Unavailable(Box::new(error))
 }
 
 #[cfg(feature = "sqlite")]
