@@ -5,9 +5,9 @@
 
 use latchkey::store::{open_sqlite, MemoryStore};
 use latchkey::{
-    AuthSession, Authenticator, Evidence, HashParams, NewUser, PasswordBackend, PasswordHasher,
-    Proof, Refusal, SecondFactorSource, Session, SessionConfig, SignIn, SqliteUserStore,
-    StoreError, User, UserStore,
+    AuthError, AuthSession, Authenticator, Evidence, HashParams, NewUser, PasswordBackend,
+    PasswordHasher, Proof, Refusal, SecondFactorSource, Session, SessionConfig, SignIn,
+    SqliteUserStore, User, UserStore,
 };
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ struct Factors(Vec<(String, Vec<String>)>);
 
 #[async_trait::async_trait]
 impl SecondFactorSource for Factors {
-    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, AuthError> {
         Ok(self
             .0
             .iter()

@@ -376,7 +376,7 @@ struct Enrolled(Arc<AtomicBool>);
 
 #[async_trait::async_trait]
 impl latchkey::SecondFactorSource for Enrolled {
-    async fn second_factors(&self, _: &str) -> Result<Vec<String>, latchkey::StoreError> {
+    async fn second_factors(&self, _: &str) -> Result<Vec<String>, latchkey::AuthError> {
         Ok(if self.0.load(Ordering::SeqCst) {
             vec!["totp".into()]
         } else {

@@ -1,12 +1,12 @@
 //! latchkey's user and remember-me stores behave the same on SQLite and PostgreSQL.
 
 use latchkey::remember::{
-    PostgresRememberStore, RememberRecord, RememberStore, SqliteRememberStore,
+    PostgresRememberStore, RememberRecord, RememberStore, RememberStoreError, SqliteRememberStore,
 };
 use latchkey::store::{open_postgres, open_sqlite};
 use latchkey::{
     AuthBackend, HashParams, NewUser, PasswordBackend, PasswordHasher, PostgresUserStore,
-    SqliteUserStore, StoreError, Timestamp, UserStore, UserStoreError,
+    SqliteUserStore, Timestamp, UserStore, UserStoreError,
 };
 use std::time::Duration;
 
@@ -175,7 +175,7 @@ async fn remember_tokens_behave(store: &dyn RememberStore) {
     store.insert(&record).await.expect("insert");
     assert!(matches!(
         store.insert(&record).await,
-        Err(StoreError::AlreadyExists)
+        Err(RememberStoreError::AlreadyExists)
     ));
     assert_eq!(
         store.find(&record.series).await.expect("find"),

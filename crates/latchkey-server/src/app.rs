@@ -451,10 +451,11 @@ async fn sweep_expired(
 }
 
 /// Runs `delete` until a batch comes back short; logs the total or the failure.
-async fn sweep_in_batches<F, Fut>(what: &str, delete: F)
+async fn sweep_in_batches<F, Fut, E>(what: &str, delete: F)
 where
     F: Fn(Timestamp) -> Fut,
-    Fut: std::future::Future<Output = Result<u64, latchkey::StoreError>>,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+    E: std::fmt::Display,
 {
     let mut total = 0;
     loop {

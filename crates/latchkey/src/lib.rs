@@ -51,6 +51,7 @@ pub mod session;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_error;
 pub mod store;
+pub mod store_error;
 pub mod throttle;
 mod time;
 pub mod user;

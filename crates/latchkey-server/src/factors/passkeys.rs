@@ -11,9 +11,10 @@ use crate::web::state::{AppState, PasskeyFlows};
 use crate::web::throttling::ClientIp;
 use latchkey::factors::passkeys::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, PasskeyAuthentication,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, StoredPasskey,
+    PasskeyRegistration, PasskeyStoreError, PublicKeyCredential, RegisterPublicKeyCredential,
+    StoredPasskey,
 };
-use latchkey::{AuthError, AuthSession, Proof, SessionError, SignIn, User};
+use latchkey::{AuthError, AuthSession, Proof, SignIn, User};
 use serde_json::Value;
 
 const REGISTRATION_KEY: &str = "latchkey.passkey_registration";
@@ -44,8 +45,8 @@ fn flows(app: &AppState) -> Result<&PasskeyFlows, PasskeyError> {
     app.passkeys.as_ref().ok_or(PasskeyError::Off)
 }
 
-fn store_error(error: latchkey::StoreError) -> PasskeyError {
-    PasskeyError::Failed(SessionError::from(error).into())
+fn store_error(error: PasskeyStoreError) -> PasskeyError {
+    PasskeyError::Failed(error.into())
 }
 
 /// The user's passkeys.
@@ -300,11 +301,7 @@ pub async fn finish_second_factor(
         else {
             return Ok(None);
         };
-        let recorded = flows
-            .store
-            .record_use(user_id, &result)
-            .await
-            .map_err(SessionError::from)?;
+        let recorded = flows.store.record_use(user_id, &result).await?;
         Ok((recorded && result.user_verified()).then(Proof::passkey))
     })
     .await?;

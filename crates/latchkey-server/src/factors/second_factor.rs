@@ -11,8 +11,7 @@ use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::factors::{FactorStatus, TotpEnrolment};
 use latchkey::throttle;
 use latchkey::{
-    AuthError, AuthSession, CredentialEvent, Proof, SecondFactorSource, SessionError, SignIn,
-    StoreError, Timestamp, User,
+    AuthError, AuthSession, CredentialEvent, Proof, SecondFactorSource, SignIn, Timestamp, User,
 };
 use std::time::Duration;
 
@@ -34,22 +33,13 @@ pub fn methods(status: FactorStatus, passkeys: usize) -> Vec<&'static str> {
 
 /// What the user has enabled of TOTP and recovery codes.
 pub async fn status(app: &AppState, user_id: i64) -> Result<FactorStatus, AuthError> {
-    Ok(app
-        .factors
-        .status(user_id)
-        .await
-        .map_err(SessionError::from)?)
+    Ok(app.factors.status(user_id).await?)
 }
 
 /// Every second factor of the user: TOTP and recovery codes, and how many passkeys.
 pub async fn enabled(app: &AppState, user_id: i64) -> Result<(FactorStatus, usize), AuthError> {
     let passkeys = match &app.passkeys {
-        Some(flows) => flows
-            .store
-            .list(user_id)
-            .await
-            .map_err(SessionError::from)?
-            .len(),
+        Some(flows) => flows.store.list(user_id).await?.len(),
         None => 0,
     };
     Ok((status(app, user_id).await?, passkeys))
@@ -61,7 +51,7 @@ pub struct ServerFactors(pub AppState);
 
 #[async_trait::async_trait]
 impl SecondFactorSource for ServerFactors {
-    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, AuthError> {
         let Ok(id) = user_id.parse::<i64>() else {
             return Ok(Vec::new());
         };
@@ -110,18 +100,12 @@ pub async fn complete(
 ) -> Result<SecondStep, AuthError> {
     let factors = &app.factors;
     complete_with(app, ip, auth, |user_id| async move {
-        let totp = code.trim().len() <= 8
-            && factors
-                .verify_totp(user_id, code, Timestamp::now())
-                .await
-                .map_err(SessionError::from)?;
+        let totp =
+            code.trim().len() <= 8 && factors.verify_totp(user_id, code, Timestamp::now()).await?;
         if totp {
             return Ok(Some(Proof::totp()));
         }
-        let recovery = factors
-            .use_recovery_code(user_id, code)
-            .await
-            .map_err(SessionError::from)?;
+        let recovery = factors.use_recovery_code(user_id, code).await?;
         Ok(recovery.then(Proof::recovery_code))
     })
     .await
@@ -173,11 +157,7 @@ where
 /// Starts TOTP enrolment for `user` (freshly logged in); `None` when TOTP is already on.
 pub async fn begin_totp(app: &AppState, user: &User) -> Result<Option<TotpEnrolment>, AuthError> {
     let account = user.email.as_deref().unwrap_or(&user.username);
-    Ok(app
-        .factors
-        .begin_totp(user.id, "latchkey", account)
-        .await
-        .map_err(SessionError::from)?)
+    Ok(app.factors.begin_totp(user.id, "latchkey", account).await?)
 }
 
 /// Enables TOTP for `user` with a code from the new secret: answers the recovery codes
@@ -192,8 +172,7 @@ pub async fn confirm_totp(
     let codes = app
         .factors
         .confirm_totp(user.id, code, Timestamp::now())
-        .await
-        .map_err(SessionError::from)?;
+        .await?;
     if codes.is_some() {
         factor_changed(app, auth, user, Notice::SecondFactorAdded).await?;
     }
@@ -222,14 +201,8 @@ pub async fn remove(
     let id = user.id.to_string();
     let factors = &app.factors;
     let check = async {
-        let right = factors
-            .verify_totp(user.id, code, Timestamp::now())
-            .await
-            .map_err(SessionError::from)?
-            || factors
-                .use_recovery_code(user.id, code)
-                .await
-                .map_err(SessionError::from)?;
+        let right = factors.verify_totp(user.id, code, Timestamp::now()).await?
+            || factors.use_recovery_code(user.id, code).await?;
         Ok::<_, AuthError>(right.then_some(()))
     };
     match throttled(app, throttle::Account::SecondFactor(&id), ip, check).await? {
@@ -237,10 +210,7 @@ pub async fn remove(
         Attempt::Failed { .. } => return Ok(CodeCheck::Wrong),
         Attempt::Throttled(wait) => return Ok(CodeCheck::Throttled(wait)),
     }
-    factors
-        .remove_all(user.id)
-        .await
-        .map_err(SessionError::from)?;
+    factors.remove_all(user.id).await?;
     factor_changed(app, auth, user, Notice::SecondFactorRemoved).await?;
     Ok(CodeCheck::Right)
 }
@@ -250,11 +220,7 @@ pub async fn regenerate_recovery_codes(
     app: &AppState,
     user: &User,
 ) -> Result<Vec<String>, AuthError> {
-    let codes = app
-        .factors
-        .regenerate_recovery_codes(user.id)
-        .await
-        .map_err(SessionError::from)?;
+    let codes = app.factors.regenerate_recovery_codes(user.id).await?;
     tracing::info!(target: "latchkey::audit", event = "recovery_codes_regenerated", user_id = user.id, "recovery_codes_regenerated");
     Ok(codes)
 }

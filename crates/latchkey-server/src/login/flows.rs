@@ -6,9 +6,7 @@ use crate::web::state::AppState;
 use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::remember::DEFAULT_REMEMBER_DAYS;
 use latchkey::throttle::{self, account_tag, Verdict};
-use latchkey::{
-    AuthError, AuthSession, NewUser, Proof, Refusal, SessionError, SignIn, User, UserStoreError,
-};
+use latchkey::{AuthError, AuthSession, NewUser, Proof, Refusal, SignIn, User, UserStoreError};
 use std::time::Duration;
 
 /// Why a sign-up did not create a user.
@@ -42,7 +40,7 @@ pub async fn sign_up(
         .throttle
         .sign_up(ip.0)
         .await
-        .map_err(|error| SignUpError::Failed(SessionError::from(error).into()))?;
+        .map_err(|error| SignUpError::Failed(error.into()))?;
     if let Verdict::Wait(wait) = verdict {
         latchkey::audit_refusal!("signup_throttled", ip = ?ip.0, retry_after = wait.as_secs());
         return Err(SignUpError::Throttled(wait));

@@ -13,14 +13,13 @@ use crate::credentials;
 use crate::notices::{notify, Notice};
 use crate::web::state::AppState;
 use crate::web::throttling::ClientIp;
+use latchkey::mail::outbox::OutboxError;
 use latchkey::mail::Mail;
 use latchkey::throttle::{account_tag, Verdict};
 use latchkey::user::login_key;
 use latchkey::user::tokens::{CodeOutcome, IssuedToken, TokenPurpose};
 use latchkey::UserStoreError;
-use latchkey::{
-    AuthError, AuthSession, CredentialEvent, Proof, SessionError, SignIn, StoreError, User,
-};
+use latchkey::{AuthError, AuthSession, CredentialEvent, Proof, SignIn, User};
 use minijinja::{context, Value};
 use std::time::Duration;
 
@@ -62,11 +61,7 @@ pub async fn request_mail(
         Err(UserStoreError::InvalidEmail(reason)) => return Ok(MailRequest::NotAnAddress(reason)),
         Err(error) => return Err(error.into()),
     }
-    let verdict = app
-        .throttle
-        .mail_request(email, ip.0)
-        .await
-        .map_err(SessionError::from)?;
+    let verdict = app.throttle.mail_request(email, ip.0).await?;
     if let Verdict::Wait(wait) = verdict {
         latchkey::audit_refusal!("mail_request_throttled", account = %account_tag(email), ip = ?ip.0, retry_after = wait.as_secs());
         return Ok(MailRequest::Throttled(wait));
@@ -190,8 +185,7 @@ async fn send_token(
     app.mail
         .tokens
         .issue_with_mail(purpose, user.id, to, ttl, &issued, &mail)
-        .await
-        .map_err(SessionError::from)?;
+        .await?;
     app.mail.worker.wake();
     tracing::info!(target: "latchkey::audit", event = "mail_token_sent", user_id = user.id, purpose = purpose.as_str(), "mail_token_sent");
     Ok(())
@@ -208,7 +202,7 @@ fn render_mail(
         .render_mail(template, to, context)
         .map_err(|error| {
             tracing::error!(%error, template, "mail template failed");
-            AuthError::from(SessionError::from(StoreError::Corrupt(Box::new(error))))
+            AuthError::from(OutboxError::Corrupt(Box::new(error)))
         })
 }
 
@@ -219,13 +213,7 @@ pub async fn token_is_live(
     purpose: TokenPurpose,
     token: &str,
 ) -> Result<bool, AuthError> {
-    Ok(app
-        .mail
-        .tokens
-        .peek(purpose, token)
-        .await
-        .map_err(SessionError::from)?
-        .is_some())
+    Ok(app.mail.tokens.peek(purpose, token).await?.is_some())
 }
 
 /// Why a password was not set from a reset link.
@@ -269,11 +257,7 @@ pub async fn reset_password(
 ) -> Result<Reset, ResetError> {
     let tokens = &app.mail.tokens;
     let purpose = TokenPurpose::ResetPassword;
-    let owner = tokens
-        .peek(purpose, token)
-        .await
-        .map_err(SessionError::from)
-        .map_err(AuthError::from)?;
+    let owner = tokens.peek(purpose, token).await.map_err(AuthError::from)?;
     let Some(owner) = owner else {
         return Err(ResetError::InvalidToken);
     };
@@ -298,7 +282,6 @@ pub async fn reset_password(
     let redeemed = tokens
         .redeem(purpose, token)
         .await
-        .map_err(SessionError::from)
         .map_err(AuthError::from)?;
     if redeemed.is_none() {
         return Err(ResetError::InvalidToken);
@@ -350,8 +333,7 @@ pub async fn verify_email(
         .mail
         .tokens
         .redeem(TokenPurpose::VerifyEmail, token)
-        .await
-        .map_err(SessionError::from)?;
+        .await?;
     let Some(owner) = owner else {
         return Ok(None);
     };
@@ -390,11 +372,7 @@ pub async fn sign_in_with_code(
     code: &str,
 ) -> Result<MailSignIn, AuthError> {
     let email = email.trim();
-    let verdict = app
-        .throttle
-        .code_attempt(email, ip.0)
-        .await
-        .map_err(SessionError::from)?;
+    let verdict = app.throttle.code_attempt(email, ip.0).await?;
     if let Verdict::Wait(wait) = verdict {
         latchkey::audit_refusal!("sign_in_code_throttled", account = %account_tag(email), ip = ?ip.0, retry_after = wait.as_secs());
         return Ok(MailSignIn::Throttled(wait));
@@ -403,8 +381,7 @@ pub async fn sign_in_with_code(
         .mail
         .tokens
         .redeem_code(TokenPurpose::SignIn, email, code)
-        .await
-        .map_err(SessionError::from)?;
+        .await?;
     match outcome {
         CodeOutcome::Redeemed(owner) => {
             log_in_owner(app, auth, owner.user_id, &owner.email, Proof::mailed_code()).await
@@ -428,12 +405,7 @@ pub async fn sign_in_with_link(
     auth: &AuthSession<User>,
     token: &str,
 ) -> Result<MailSignIn, AuthError> {
-    let owner = app
-        .mail
-        .tokens
-        .redeem(TokenPurpose::SignIn, token)
-        .await
-        .map_err(SessionError::from)?;
+    let owner = app.mail.tokens.redeem(TokenPurpose::SignIn, token).await?;
     match owner {
         Some(owner) => {
             log_in_owner(app, auth, owner.user_id, &owner.email, Proof::mailed_link()).await
@@ -531,7 +503,6 @@ pub async fn request_email_change(
         .throttle
         .account_mail_request(&user.id.to_string(), &email, ip.0)
         .await
-        .map_err(SessionError::from)
         .map_err(AuthError::from)?;
     if let Verdict::Wait(wait) = verdict {
         latchkey::audit_refusal!("email_change_throttled", user_id = user.id, ip = ?ip.0, retry_after = wait.as_secs());
@@ -561,7 +532,6 @@ pub async fn confirm_email_change(
         .tokens
         .redeem(TokenPurpose::ChangeEmail, token)
         .await
-        .map_err(SessionError::from)
         .map_err(AuthError::from)?;
     let Some(owner) = owner else {
         return Err(EmailChangeError::InvalidToken);

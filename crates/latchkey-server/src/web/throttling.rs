@@ -10,8 +10,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use latchkey::session::ClientInfo;
+use latchkey::throttle::ThrottleStoreError;
 use latchkey::throttle::{self, Admission, Throttle, Verdict};
-use latchkey::{AuthError, NewSessionPolicy, SessionError, StoreError};
+use latchkey::{AuthError, NewSessionPolicy, StoreError};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -86,7 +87,14 @@ pub struct NewSessionCap(pub Throttle);
 #[async_trait::async_trait]
 impl NewSessionPolicy for NewSessionCap {
     async fn admit(&self, client: &ClientInfo) -> Result<Option<Duration>, StoreError> {
-        Ok(match self.0.new_session(client.ip).await? {
+        // The session layer's policy answers in the session store's terms: a throttle
+        // store that failed leaves the new session unserved (503).
+        let verdict = self
+            .0
+            .new_session(client.ip)
+            .await
+            .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
+        Ok(match verdict {
             Verdict::Allow => None,
             Verdict::Wait(wait) => Some(wait),
         })
@@ -132,19 +140,15 @@ pub async fn throttled<T>(
     check: impl Future<Output = Result<Option<T>, AuthError>>,
 ) -> Result<Attempt<T>, AuthError> {
     let throttle = &app.throttle;
-    let reservation = match throttle
-        .reserve(account, ip.0)
-        .await
-        .map_err(SessionError::from)?
-    {
+    let reservation = match throttle.reserve(account, ip.0).await? {
         Admission::Admitted(reservation) => reservation,
         Admission::Refused(wait) => return Ok(Attempt::Throttled(wait)),
         // Right passwords are never refused for racing; only a queue that does not move
         // for seconds is, and as a busy service (503), not a throttled client.
         Admission::Busy => {
             tracing::warn!(waited = ?throttle::SLOT_WAIT, "an account's password checks stayed busy; answering 503");
-            let busy = StoreError::Unavailable("the account's password checks are busy".into());
-            return Err(SessionError::from(busy).into());
+            let busy = "the account's password checks are busy";
+            return Err(ThrottleStoreError::Unavailable(busy.into()).into());
         }
     };
     let checked = check.await;
@@ -157,7 +161,7 @@ pub async fn throttled<T>(
         Err(_) => (throttle.abandon(reservation).await, None),
     };
     let checked = checked?;
-    settled.map_err(SessionError::from)?;
+    settled?;
     Ok(match checked {
         Some(unlocked) => Attempt::Passed(unlocked),
         None => Attempt::Failed { lockout_started },

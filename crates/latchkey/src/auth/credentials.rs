@@ -9,11 +9,12 @@
 //! list (cookie sessions, another process's memory) and every login that waits for a
 //! second factor (they are stamped with the version).
 
+use super::AuthError;
 use crate::remember::RememberStore;
-use crate::session::{SessionId, SessionStorage, StoreError};
+use crate::session::{SessionId, SessionStorage};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::user::tokens::TokenStore;
-use crate::user::{TokenPurpose, User, UserStore, UserStoreError};
+use crate::user::{TokenPurpose, User, UserStore};
 
 /// A change to how a user gets in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,17 +160,6 @@ pub struct Ended {
     pub mailed: u64,
 }
 
-/// Why [`end_for`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EndError {
-    /// A store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The user store failed.
-    #[error(transparent)]
-    Users(#[from] UserStoreError),
-}
-
 /// Ends what `event` ends for the user `user_id` (after the change), keeping `caller`'s
 /// session where the table says the caller carries on: the one function every
 /// credential event calls.
@@ -178,7 +168,7 @@ pub async fn end_for(
     event: CredentialEvent,
     user_id: &str,
     caller: Option<&SessionId>,
-) -> Result<Ended, EndError> {
+) -> Result<Ended, AuthError> {
     let ends = event.ends();
     let numeric_id = user_id.parse::<i64>().ok();
     let user = match (ends.bumps_version, holders.users, numeric_id) {

@@ -9,7 +9,7 @@
 //! the second step, never a session.
 
 use super::AuthError;
-use crate::session::{Authentication, StoreError};
+use crate::session::Authentication;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -113,7 +113,7 @@ impl Proof {
 #[async_trait]
 pub trait SecondFactorSource: Send + Sync + 'static {
     /// The second factors of `user_id`; empty when none.
-    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+    async fn second_factors(&self, user_id: &str) -> Result<Vec<String>, AuthError>;
 }
 
 /// How the gate answered.
@@ -224,10 +224,7 @@ impl GateSettings {
         let multi_factor = has(Evidence::MultiFactor) || has(Evidence::SecondFactor);
         if !multi_factor && !has(Evidence::Remembered) {
             let needed = match &self.second_factors {
-                Some(source) => source
-                    .second_factors(user_id)
-                    .await
-                    .map_err(crate::session::SessionError::from)?,
+                Some(source) => source.second_factors(user_id).await?,
                 None => Vec::new(),
             };
             if !needed.is_empty() {

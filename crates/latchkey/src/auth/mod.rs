@@ -39,6 +39,7 @@ use crate::remember::{
     RememberRecord, RememberStore, Validator, MAX_REMEMBER_DAYS, ROTATION_GRACE,
 };
 use crate::session::{AuthInfo, Authentication, Session, SessionError, SessionId};
+use crate::store_error::StoreFailure;
 use crate::time::Timestamp;
 use crate::user::{AuthUser, UserStoreError};
 use std::any::Any;
@@ -58,18 +59,27 @@ pub enum AuthError {
     /// Hashing failed.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// A store that holds no sessions failed (remember-me, second factors, passkeys,
+    /// mailed tokens, the outbox, the throttle): its own error says which.
+    #[error("{0}")]
+    Store(Box<dyn StoreFailure>),
     /// [`AuthSession::authenticate`] was given credentials of a type the authenticator's
     /// backend does not take (a programming error: the type's name).
     #[error("the authenticator's backend does not take {0}")]
     WrongCredentials(&'static str),
 }
 
-impl From<credentials::EndError> for AuthError {
-    fn from(error: credentials::EndError) -> Self {
-        match error {
-            credentials::EndError::Store(error) => AuthError::Session(error.into()),
-            credentials::EndError::Users(error) => AuthError::Users(error),
-        }
+/// A session store's error is a session error.
+impl From<crate::session::StoreError> for AuthError {
+    fn from(error: crate::session::StoreError) -> Self {
+        AuthError::Session(SessionError::from(error))
+    }
+}
+
+/// Every store family's error ([`crate::store_error`]) is an auth error.
+impl<E: StoreFailure> From<E> for AuthError {
+    fn from(error: E) -> Self {
+        AuthError::Store(Box::new(error))
     }
 }
 
@@ -79,6 +89,7 @@ impl AuthError {
         match self {
             AuthError::Session(error) => error.is_unavailable(),
             AuthError::Users(UserStoreError::Unavailable(_)) => true,
+            AuthError::Store(error) => error.is_unavailable(),
             _ => false,
         }
     }
@@ -601,7 +612,7 @@ impl<U: AuthUser> AuthSession<U> {
             last_used_at: now,
             expires_at: now.plus(lifetime),
         };
-        store.insert(&record).await.map_err(SessionError::from)?;
+        store.insert(&record).await?;
         audit!(info, "remember_me_issued", user_id = %record.user_id, days = days.clamp(1, MAX_REMEMBER_DAYS));
         self.request.set_remember_cookie(RememberCookie::Set {
             value: remember_cookie_value(&record.series, &validator),
@@ -633,7 +644,7 @@ impl<U: AuthUser> AuthSession<U> {
             self.request.authenticator.remember_store(),
             parse_remember_cookie(cookie),
         ) {
-            store.delete(&series).await.map_err(SessionError::from)?;
+            store.delete(&series).await?;
         }
         self.request.set_remember_cookie(RememberCookie::Remove);
         Ok(())
@@ -683,12 +694,7 @@ impl<U: AuthUser> AuthSession<U> {
         };
         let current = self.session.id().await?;
         let now = crate::time::Timestamp::now();
-        let mut listed = self
-            .session
-            .storage()
-            .list_for_user(&auth.user_id)
-            .await
-            .map_err(SessionError::from)?;
+        let mut listed = self.session.storage().list_for_user(&auth.user_id).await?;
         // A storage that cannot list its sessions (the cookie store) still has this one.
         if let (Some(id), Some(record)) = (current, self.session.record().await?) {
             if !listed.iter().any(|(listed, _)| *listed == id) {
@@ -725,13 +731,12 @@ impl<U: AuthUser> AuthSession<U> {
         let store = self.session.storage();
         let owned = store
             .load_by_id(id)
-            .await
-            .map_err(SessionError::from)?
+            .await?
             .is_some_and(|record| record.user_id() == Some(auth.user_id.as_str()));
         if !owned {
             return Ok(false);
         }
-        let deleted = store.delete_by_id(id).await.map_err(SessionError::from)?;
+        let deleted = store.delete_by_id(id).await?;
         audit!(info, "session_revoked", user_id = %auth.user_id, session = %id.to_hex());
         Ok(deleted)
     }
@@ -746,8 +751,7 @@ impl<U: AuthUser> AuthSession<U> {
             .session
             .storage()
             .delete_for_user(&auth.user_id, current.as_ref())
-            .await
-            .map_err(SessionError::from)?;
+            .await?;
         audit!(info, "other_sessions_revoked", user_id = %auth.user_id, ended);
         Ok(ended)
     }
@@ -817,13 +821,13 @@ impl<U: AuthUser> RequestAuth<U> {
             forget();
             return Ok(None);
         };
-        let Some(record) = store.find(&series).await.map_err(SessionError::from)? else {
+        let Some(record) = store.find(&series).await? else {
             forget();
             return Ok(None);
         };
         let now = crate::time::Timestamp::now();
         if record.expires_at <= now {
-            store.delete(&series).await.map_err(SessionError::from)?;
+            store.delete(&series).await?;
             forget();
             return Ok(None);
         }
@@ -838,8 +842,7 @@ impl<U: AuthUser> RequestAuth<U> {
                     grace_until,
                     now,
                 )
-                .await
-                .map_err(SessionError::from)?;
+                .await?;
             // Losing the rotation race means a parallel request with the same cookie
             // rotated first; its response carries the new cookie.
             if rotated {
@@ -855,15 +858,11 @@ impl<U: AuthUser> RequestAuth<U> {
                 && record.previous_valid_until.is_some_and(|until| now < until);
             if !in_grace {
                 audit!(warn, "remember_token_theft", user_id = %record.user_id);
-                store
-                    .delete_for_user(&record.user_id)
-                    .await
-                    .map_err(SessionError::from)?;
+                store.delete_for_user(&record.user_id).await?;
                 session
                     .storage()
                     .delete_for_user(&record.user_id, None)
-                    .await
-                    .map_err(SessionError::from)?;
+                    .await?;
                 forget();
                 return Ok(None);
             }
@@ -887,7 +886,7 @@ impl<U: AuthUser> RequestAuth<U> {
                 Ok(Some(user))
             }
             _ => {
-                store.delete(&series).await.map_err(SessionError::from)?;
+                store.delete(&series).await?;
                 forget();
                 Ok(None)
             }

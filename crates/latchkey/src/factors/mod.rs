@@ -16,7 +16,6 @@ pub mod totp;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::secret_box::SecretBox;
-use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -24,6 +23,12 @@ use hmac::{Hmac, Mac};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use sha2::Sha256;
 pub use totp::Totp;
+
+crate::store_error::store_error!(
+    /// Why a second-factor store failed.
+    FactorStoreError,
+    "second-factor store"
+);
 
 /// Recovery codes made at a time.
 pub const RECOVERY_CODES: usize = 10;
@@ -70,7 +75,7 @@ pub trait SecondFactorStore: Send + Sync + 'static {
         user_id: i64,
         issuer: &str,
         account: &str,
-    ) -> Result<Option<TotpEnrolment>, StoreError>;
+    ) -> Result<Option<TotpEnrolment>, FactorStoreError>;
     /// Enables the unconfirmed secret if `code` is right for it at `now`, and answers the
     /// user's new recovery codes (the old ones are gone); `None` for a wrong code or no
     /// enrolment under way.
@@ -79,7 +84,7 @@ pub trait SecondFactorStore: Send + Sync + 'static {
         user_id: i64,
         code: &str,
         now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError>;
+    ) -> Result<Option<Vec<String>>, FactorStoreError>;
     /// Whether `code` is right for the user's enabled secret at `now`, for a time step
     /// not used before (which it then uses up).
     async fn verify_totp(
@@ -87,16 +92,19 @@ pub trait SecondFactorStore: Send + Sync + 'static {
         user_id: i64,
         code: &str,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, FactorStoreError>;
     /// Uses up recovery code `code` of `user_id`; `false` if it is not one of theirs (or
     /// was used).
-    async fn use_recovery_code(&self, user_id: i64, code: &str) -> Result<bool, StoreError>;
+    async fn use_recovery_code(&self, user_id: i64, code: &str) -> Result<bool, FactorStoreError>;
     /// Replaces the user's recovery codes with new ones, which it answers.
-    async fn regenerate_recovery_codes(&self, user_id: i64) -> Result<Vec<String>, StoreError>;
+    async fn regenerate_recovery_codes(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<String>, FactorStoreError>;
     /// Removes the user's TOTP secret and recovery codes; whether there was a secret.
-    async fn remove_all(&self, user_id: i64) -> Result<bool, StoreError>;
+    async fn remove_all(&self, user_id: i64) -> Result<bool, FactorStoreError>;
     /// What the user has enabled.
-    async fn status(&self, user_id: i64) -> Result<FactorStatus, StoreError>;
+    async fn status(&self, user_id: i64) -> Result<FactorStatus, FactorStoreError>;
 }
 
 /// Second factors in SQL (the `totp_secrets` and `recovery_codes` tables), with the keys
@@ -160,19 +168,19 @@ impl<P> SecondFactors<P> {
 
     /// The user's secret from its sealed form; a secret that does not open (another
     /// server key) is `Corrupt`.
-    fn open_secret(&self, user_id: i64, sealed: &str) -> Result<Vec<u8>, StoreError> {
+    fn open_secret(&self, user_id: i64, sealed: &str) -> Result<Vec<u8>, FactorStoreError> {
         self.sealed_box
             .open(sealed, &Self::context(user_id))
             .ok_or_else(|| {
-                StoreError::Corrupt(
+                FactorStoreError::Corrupt(
                     "a TOTP secret that does not open with this server's key".into(),
                 )
             })
     }
 
-    fn totp(&self, user_id: i64, sealed: &str) -> Result<Totp, StoreError> {
+    fn totp(&self, user_id: i64, sealed: &str) -> Result<Totp, FactorStoreError> {
         Totp::new(self.open_secret(user_id, sealed)?, "latchkey", "user")
-            .map_err(|error| StoreError::Corrupt(Box::new(error)))
+            .map_err(|error| FactorStoreError::Corrupt(Box::new(error)))
     }
 }
 
@@ -231,7 +239,7 @@ macro_rules! sql_second_factors {
                 &self,
                 connection: &mut <$pool as PoolDatabase>::Connection,
                 user_id: i64,
-            ) -> Result<Vec<String>, StoreError> {
+            ) -> Result<Vec<String>, FactorStoreError> {
                 sqlx::query($sql.delete_codes)
                     .bind(user_id)
                     .execute(&mut *connection)
@@ -252,12 +260,12 @@ macro_rules! sql_second_factors {
             async fn stored_totp(
                 &self,
                 user_id: i64,
-            ) -> Result<Option<(String, Option<i64>, i64)>, StoreError> {
-                sqlx::query_as($sql.totp)
+            ) -> Result<Option<(String, Option<i64>, i64)>, FactorStoreError> {
+                Ok(sqlx::query_as($sql.totp)
                     .bind(user_id)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(map_sqlx)
+                    .map_err(map_sqlx)?)
             }
         }
 
@@ -268,15 +276,15 @@ macro_rules! sql_second_factors {
                 user_id: i64,
                 issuer: &str,
                 account: &str,
-            ) -> Result<Option<TotpEnrolment>, StoreError> {
+            ) -> Result<Option<TotpEnrolment>, FactorStoreError> {
                 let secret = Totp::generate_secret();
                 let totp = Totp::new(secret.clone(), issuer, account)
-                    .map_err(|error| StoreError::Corrupt(Box::new(error)))?;
+                    .map_err(|error| FactorStoreError::Corrupt(Box::new(error)))?;
                 let sealed = self
                     .sealed_box
                     .seal(&secret, &Self::context(user_id))
                     .ok_or_else(|| {
-                        StoreError::Corrupt("the TOTP secret could not be sealed".into())
+                        FactorStoreError::Corrupt("the TOTP secret could not be sealed".into())
                     })?;
                 let done = sqlx::query($sql.begin_totp)
                     .bind(user_id)
@@ -296,7 +304,7 @@ macro_rules! sql_second_factors {
                 user_id: i64,
                 code: &str,
                 now: Timestamp,
-            ) -> Result<Option<Vec<String>>, StoreError> {
+            ) -> Result<Option<Vec<String>>, FactorStoreError> {
                 let Some((sealed, None, _)) = self.stored_totp(user_id).await? else {
                     return Ok(None);
                 };
@@ -325,7 +333,7 @@ macro_rules! sql_second_factors {
                 user_id: i64,
                 code: &str,
                 now: Timestamp,
-            ) -> Result<bool, StoreError> {
+            ) -> Result<bool, FactorStoreError> {
                 let Some((sealed, Some(_), last_step)) = self.stored_totp(user_id).await? else {
                     return Ok(false);
                 };
@@ -349,7 +357,7 @@ macro_rules! sql_second_factors {
                 &self,
                 user_id: i64,
                 code: &str,
-            ) -> Result<bool, StoreError> {
+            ) -> Result<bool, FactorStoreError> {
                 let used = sqlx::query($sql.use_code)
                     .bind(user_id)
                     .bind(self.code_mac(user_id, code))
@@ -362,14 +370,14 @@ macro_rules! sql_second_factors {
             async fn regenerate_recovery_codes(
                 &self,
                 user_id: i64,
-            ) -> Result<Vec<String>, StoreError> {
+            ) -> Result<Vec<String>, FactorStoreError> {
                 let mut transaction = self.pool.begin().await.map_err(map_sqlx)?;
                 let codes = self.replace_codes(&mut transaction, user_id).await?;
                 transaction.commit().await.map_err(map_sqlx)?;
                 Ok(codes)
             }
 
-            async fn remove_all(&self, user_id: i64) -> Result<bool, StoreError> {
+            async fn remove_all(&self, user_id: i64) -> Result<bool, FactorStoreError> {
                 let mut transaction = self.pool.begin().await.map_err(map_sqlx)?;
                 sqlx::query($sql.delete_codes)
                     .bind(user_id)
@@ -385,7 +393,7 @@ macro_rules! sql_second_factors {
                 Ok(removed.rows_affected() > 0)
             }
 
-            async fn status(&self, user_id: i64) -> Result<FactorStatus, StoreError> {
+            async fn status(&self, user_id: i64) -> Result<FactorStatus, FactorStoreError> {
                 let totp = matches!(self.stored_totp(user_id).await?, Some((_, Some(_), _)));
                 let (left,): (i64,) = sqlx::query_as($sql.count_codes)
                     .bind(user_id)

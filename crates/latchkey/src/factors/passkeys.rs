@@ -6,7 +6,6 @@
 //! [`PasskeyStore::record_use`] stores the new sign counter and backup flags as
 //! webauthn-rs advises.
 
-use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 pub use webauthn_rs::prelude::{
@@ -15,6 +14,12 @@ pub use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, WebauthnError,
 };
 pub use webauthn_rs::{Webauthn, WebauthnBuilder};
+
+crate::store_error::store_error!(
+    /// Why a passkey store failed.
+    PasskeyStoreError,
+    "passkey store"
+);
 
 /// One of a user's passkeys.
 #[derive(Debug, Clone)]
@@ -35,24 +40,29 @@ pub struct StoredPasskey {
 #[async_trait]
 pub trait PasskeyStore: Send + Sync + 'static {
     /// The user's handle, made (randomly) on first use.
-    async fn user_handle(&self, user_id: i64) -> Result<Uuid, StoreError>;
+    async fn user_handle(&self, user_id: i64) -> Result<Uuid, PasskeyStoreError>;
     /// The user whose handle this is.
-    async fn user_of_handle(&self, handle: Uuid) -> Result<Option<i64>, StoreError>;
+    async fn user_of_handle(&self, handle: Uuid) -> Result<Option<i64>, PasskeyStoreError>;
     /// Stores a newly registered passkey named `name`; its id.
-    async fn add(&self, user_id: i64, name: &str, passkey: &Passkey) -> Result<i64, StoreError>;
+    async fn add(
+        &self,
+        user_id: i64,
+        name: &str,
+        passkey: &Passkey,
+    ) -> Result<i64, PasskeyStoreError>;
     /// The user's passkeys, oldest first.
-    async fn list(&self, user_id: i64) -> Result<Vec<StoredPasskey>, StoreError>;
+    async fn list(&self, user_id: i64) -> Result<Vec<StoredPasskey>, PasskeyStoreError>;
     /// Renames passkey `id` of the user; `false` if it is not theirs.
-    async fn rename(&self, user_id: i64, id: i64, name: &str) -> Result<bool, StoreError>;
+    async fn rename(&self, user_id: i64, id: i64, name: &str) -> Result<bool, PasskeyStoreError>;
     /// Deletes passkey `id` of the user; `false` if it is not theirs.
-    async fn delete(&self, user_id: i64, id: i64) -> Result<bool, StoreError>;
+    async fn delete(&self, user_id: i64, id: i64) -> Result<bool, PasskeyStoreError>;
     /// After a sign-in with one of the user's passkeys: stores its new counter and backup
     /// state and when it was used; `false` if the credential is not the user's.
     async fn record_use(
         &self,
         user_id: i64,
         result: &AuthenticationResult,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, PasskeyStoreError>;
 }
 
 /// Passkeys in SQL (the `passkey_users` and `passkeys` tables).
@@ -74,8 +84,8 @@ fn cred_key(id: &CredentialID) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_ref())
 }
 
-fn corrupt(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Corrupt(Box::new(error))
+fn corrupt(error: impl std::error::Error + Send + Sync + 'static) -> PasskeyStoreError {
+    PasskeyStoreError::Corrupt(Box::new(error))
 }
 
 /// The SQL of a passkey store, in one dialect; parameters in the order given.
@@ -104,7 +114,7 @@ macro_rules! sql_passkeys {
     ($pool:ty, $sql:expr) => {
         #[async_trait]
         impl PasskeyStore for SqlPasskeys<$pool> {
-            async fn user_handle(&self, user_id: i64) -> Result<Uuid, StoreError> {
+            async fn user_handle(&self, user_id: i64) -> Result<Uuid, PasskeyStoreError> {
                 let mut bytes = [0u8; 16];
                 crate::bytes::random_bytes(&mut bytes);
                 sqlx::query($sql.insert_handle)
@@ -121,7 +131,7 @@ macro_rules! sql_passkeys {
                 Uuid::parse_str(&handle).map_err(corrupt)
             }
 
-            async fn user_of_handle(&self, handle: Uuid) -> Result<Option<i64>, StoreError> {
+            async fn user_of_handle(&self, handle: Uuid) -> Result<Option<i64>, PasskeyStoreError> {
                 let row: Option<(i64,)> = sqlx::query_as($sql.user_of_handle)
                     .bind(handle.to_string())
                     .fetch_optional(&self.pool)
@@ -135,7 +145,7 @@ macro_rules! sql_passkeys {
                 user_id: i64,
                 name: &str,
                 passkey: &Passkey,
-            ) -> Result<i64, StoreError> {
+            ) -> Result<i64, PasskeyStoreError> {
                 let credential = serde_json::to_string(passkey).map_err(corrupt)?;
                 let (id,): (i64,) = sqlx::query_as($sql.add)
                     .bind(user_id)
@@ -149,7 +159,7 @@ macro_rules! sql_passkeys {
                 Ok(id)
             }
 
-            async fn list(&self, user_id: i64) -> Result<Vec<StoredPasskey>, StoreError> {
+            async fn list(&self, user_id: i64) -> Result<Vec<StoredPasskey>, PasskeyStoreError> {
                 let rows: Vec<(i64, String, String, i64, Option<i64>)> = sqlx::query_as($sql.list)
                     .bind(user_id)
                     .fetch_all(&self.pool)
@@ -168,7 +178,12 @@ macro_rules! sql_passkeys {
                     .collect()
             }
 
-            async fn rename(&self, user_id: i64, id: i64, name: &str) -> Result<bool, StoreError> {
+            async fn rename(
+                &self,
+                user_id: i64,
+                id: i64,
+                name: &str,
+            ) -> Result<bool, PasskeyStoreError> {
                 let done = sqlx::query($sql.rename)
                     .bind(name)
                     .bind(user_id)
@@ -179,7 +194,7 @@ macro_rules! sql_passkeys {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn delete(&self, user_id: i64, id: i64) -> Result<bool, StoreError> {
+            async fn delete(&self, user_id: i64, id: i64) -> Result<bool, PasskeyStoreError> {
                 let done = sqlx::query($sql.delete)
                     .bind(user_id)
                     .bind(id)
@@ -193,7 +208,7 @@ macro_rules! sql_passkeys {
                 &self,
                 user_id: i64,
                 result: &AuthenticationResult,
-            ) -> Result<bool, StoreError> {
+            ) -> Result<bool, PasskeyStoreError> {
                 let key = cred_key(result.cred_id());
                 let row: Option<(String,)> = sqlx::query_as($sql.credential)
                     .bind(user_id)

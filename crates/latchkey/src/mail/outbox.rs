@@ -7,13 +7,18 @@
 //! pruned after a retention period.
 
 use super::{Mail, MailError, MailSeal, Mailer};
-use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+
+crate::store_error::store_error!(
+    /// Why the mail outbox failed.
+    OutboxError,
+    "mail outbox"
+);
 
 /// A mail taken from the outbox to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +47,7 @@ pub struct OutboxCounts {
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Queues `mail` to be sent as soon as a worker gets to it.
-    async fn enqueue(&self, mail: &Mail) -> Result<i64, StoreError>;
+    async fn enqueue(&self, mail: &Mail) -> Result<i64, OutboxError>;
     /// Takes up to `limit` mails that are due at `now` and not held by another worker,
     /// holding them until `now + lease` (a worker that dies lets them go then), and
     /// counts an attempt on each.
@@ -51,24 +56,24 @@ pub trait Outbox: Send + Sync + 'static {
         now: Timestamp,
         lease: Duration,
         limit: u32,
-    ) -> Result<Vec<QueuedMail>, StoreError>;
+    ) -> Result<Vec<QueuedMail>, OutboxError>;
     /// Marks mail `id` sent at `now`.
-    async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
+    async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<(), OutboxError>;
     /// Puts mail `id` back to be tried again at `retry_at`, noting `error`.
     async fn retry_later(
         &self,
         id: i64,
         retry_at: Timestamp,
         error: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), OutboxError>;
     /// Gives up on mail `id` at `now`, noting `error`.
-    async fn mark_failed(&self, id: i64, now: Timestamp, error: &str) -> Result<(), StoreError>;
+    async fn mark_failed(&self, id: i64, now: Timestamp, error: &str) -> Result<(), OutboxError>;
     /// Queues every failed mail again, due at `now`; how many.
-    async fn retry_failed(&self, now: Timestamp) -> Result<u64, StoreError>;
+    async fn retry_failed(&self, now: Timestamp) -> Result<u64, OutboxError>;
     /// Deletes up to `limit` mails sent before `before`; how many.
-    async fn prune_sent(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    async fn prune_sent(&self, before: Timestamp, limit: u32) -> Result<u64, OutboxError>;
     /// How many mails are queued, failed and sent.
-    async fn counts(&self) -> Result<OutboxCounts, StoreError>;
+    async fn counts(&self) -> Result<OutboxCounts, OutboxError>;
 }
 
 /// How the worker sends and retries.
@@ -157,7 +162,7 @@ impl OutboxWorker {
 
     /// One round: claims the due mail, sends it, and settles each (sent, retried later,
     /// or given up). How many were sent.
-    pub async fn run_once(&self) -> Result<usize, StoreError> {
+    pub async fn run_once(&self) -> Result<usize, OutboxError> {
         let mut sent = 0;
         loop {
             let claimed = self
@@ -184,7 +189,7 @@ impl OutboxWorker {
     }
 
     /// Deletes sent mail older than the retention period; how many.
-    pub async fn prune(&self) -> Result<u64, StoreError> {
+    pub async fn prune(&self) -> Result<u64, OutboxError> {
         let before = Timestamp::now().minus(self.policy.retention);
         let mut pruned = 0;
         loop {
@@ -197,7 +202,7 @@ impl OutboxWorker {
     }
 
     /// Sends one claimed mail and settles it; whether it went out.
-    async fn send(&self, queued: QueuedMail) -> Result<bool, StoreError> {
+    async fn send(&self, queued: QueuedMail) -> Result<bool, OutboxError> {
         let outcome = match (&self.seal, MailSeal::is_sealed(&queued.mail)) {
             (Some(seal), true) => match seal.open(queued.mail) {
                 Ok(mail) => self.mailer.send(&mail).await,
@@ -279,8 +284,8 @@ const PRUNE_BATCH: u32 = 1000;
 /// 1 for a mail that went out, 0 for one that did not; a store error as it is. A send
 /// that panicked stays claimed and is tried again when its lease ends.
 fn settled(
-    done: Option<Result<Result<bool, StoreError>, tokio::task::JoinError>>,
-) -> Result<usize, StoreError> {
+    done: Option<Result<Result<bool, OutboxError>, tokio::task::JoinError>>,
+) -> Result<usize, OutboxError> {
     match done {
         Some(Ok(outcome)) => outcome.map(usize::from),
         Some(Err(error)) => {
@@ -344,12 +349,12 @@ macro_rules! sql_outbox {
             pub async fn enqueue_in(
                 connection: &mut $connection,
                 mail: &Mail,
-            ) -> Result<i64, StoreError> {
+            ) -> Result<i64, OutboxError> {
                 Self::insert_mail(connection, mail).await
             }
 
             /// Queues `mail` on `executor`.
-            async fn insert_mail<'e, E>(executor: E, mail: &Mail) -> Result<i64, StoreError>
+            async fn insert_mail<'e, E>(executor: E, mail: &Mail) -> Result<i64, OutboxError>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
@@ -368,7 +373,7 @@ macro_rules! sql_outbox {
 
         #[async_trait]
         impl Outbox for $outbox {
-            async fn enqueue(&self, mail: &Mail) -> Result<i64, StoreError> {
+            async fn enqueue(&self, mail: &Mail) -> Result<i64, OutboxError> {
                 Self::insert_mail(&self.pool, mail).await
             }
 
@@ -377,7 +382,7 @@ macro_rules! sql_outbox {
                 now: Timestamp,
                 lease: Duration,
                 limit: u32,
-            ) -> Result<Vec<QueuedMail>, StoreError> {
+            ) -> Result<Vec<QueuedMail>, OutboxError> {
                 let rows: Vec<ClaimedRow> = sqlx::query_as($sql.claim)
                     .bind(now.plus(lease).as_millis())
                     .bind(now.as_millis())
@@ -390,7 +395,7 @@ macro_rules! sql_outbox {
                 Ok(claimed)
             }
 
-            async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+            async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<(), OutboxError> {
                 sqlx::query($sql.mark_sent)
                     .bind(now.as_millis())
                     .bind(id)
@@ -405,7 +410,7 @@ macro_rules! sql_outbox {
                 id: i64,
                 retry_at: Timestamp,
                 error: &str,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), OutboxError> {
                 sqlx::query($sql.retry_later)
                     .bind(retry_at.as_millis())
                     .bind(error)
@@ -421,7 +426,7 @@ macro_rules! sql_outbox {
                 id: i64,
                 now: Timestamp,
                 error: &str,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), OutboxError> {
                 sqlx::query($sql.mark_failed)
                     .bind(now.as_millis())
                     .bind(error)
@@ -432,7 +437,7 @@ macro_rules! sql_outbox {
                 Ok(())
             }
 
-            async fn retry_failed(&self, now: Timestamp) -> Result<u64, StoreError> {
+            async fn retry_failed(&self, now: Timestamp) -> Result<u64, OutboxError> {
                 let done = sqlx::query($sql.retry_failed)
                     .bind(now.as_millis())
                     .execute(&self.pool)
@@ -441,7 +446,7 @@ macro_rules! sql_outbox {
                 Ok(done.rows_affected())
             }
 
-            async fn prune_sent(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+            async fn prune_sent(&self, before: Timestamp, limit: u32) -> Result<u64, OutboxError> {
                 let done = sqlx::query($sql.prune_sent)
                     .bind(before.as_millis())
                     .bind(i64::from(limit))
@@ -451,7 +456,7 @@ macro_rules! sql_outbox {
                 Ok(done.rows_affected())
             }
 
-            async fn counts(&self) -> Result<OutboxCounts, StoreError> {
+            async fn counts(&self) -> Result<OutboxCounts, OutboxError> {
                 let (queued, failed, sent): (i64, i64, i64) = sqlx::query_as($sql.counts)
                     .fetch_one(&self.pool)
                     .await

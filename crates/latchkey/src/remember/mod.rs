@@ -8,7 +8,6 @@
 //! that is theft: every remember token and session of the user is revoked.
 
 use crate::bytes::random_bytes;
-use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +17,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+
+crate::store_error::store_error!(
+    /// Why a remember-me store failed.
+    RememberStoreError,
+    "remember-me store"
+);
 
 /// How long "Stay logged in" lasts when the application does not say (30 days).
 pub const DEFAULT_REMEMBER_DAYS: u32 = 30;
@@ -51,10 +56,10 @@ pub struct RememberRecord {
 /// Where remember-me tokens live.
 #[async_trait]
 pub trait RememberStore: Send + Sync + 'static {
-    /// Stores a new token; [`StoreError::AlreadyExists`] if the series is taken.
-    async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError>;
+    /// Stores a new token; [`RememberStoreError::AlreadyExists`] if the series is taken.
+    async fn insert(&self, record: &RememberRecord) -> Result<(), RememberStoreError>;
     /// The token with this series.
-    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError>;
+    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, RememberStoreError>;
     /// Replaces the validator hash if it is still `expected` (compare-and-swap), keeping
     /// `expected` as the previous hash until `grace_until`; `false` if another request
     /// rotated first or the token is gone.
@@ -65,22 +70,22 @@ pub trait RememberStore: Send + Sync + 'static {
         new_hash: &[u8; 32],
         grace_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, RememberStoreError>;
     /// Deletes one token; `true` if it existed.
-    async fn delete(&self, series: &str) -> Result<bool, StoreError>;
+    async fn delete(&self, series: &str) -> Result<bool, RememberStoreError>;
     /// Deletes every token of the user; returns how many.
-    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError>;
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, RememberStoreError>;
     /// Deletes up to `limit` expired tokens; returns how many.
-    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, RememberStoreError>;
 }
 
 /// A shared store is a store.
 #[async_trait]
 impl<S: RememberStore + ?Sized> RememberStore for Arc<S> {
-    async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &RememberRecord) -> Result<(), RememberStoreError> {
         (**self).insert(record).await
     }
-    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError> {
+    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, RememberStoreError> {
         (**self).find(series).await
     }
     async fn rotate(
@@ -90,18 +95,18 @@ impl<S: RememberStore + ?Sized> RememberStore for Arc<S> {
         new_hash: &[u8; 32],
         grace_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RememberStoreError> {
         (**self)
             .rotate(series, expected, new_hash, grace_until, now)
             .await
     }
-    async fn delete(&self, series: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, series: &str) -> Result<bool, RememberStoreError> {
         (**self).delete(series).await
     }
-    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, RememberStoreError> {
         (**self).delete_for_user(user_id).await
     }
-    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, RememberStoreError> {
         (**self).delete_expired(now, limit).await
     }
 }
@@ -179,16 +184,16 @@ impl MemoryRememberStore {
 
 #[async_trait]
 impl RememberStore for MemoryRememberStore {
-    async fn insert(&self, record: &RememberRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &RememberRecord) -> Result<(), RememberStoreError> {
         let mut tokens = self.tokens();
         if tokens.contains_key(&record.series) {
-            return Err(StoreError::AlreadyExists);
+            return Err(RememberStoreError::AlreadyExists);
         }
         tokens.insert(record.series.clone(), record.clone());
         Ok(())
     }
 
-    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, StoreError> {
+    async fn find(&self, series: &str) -> Result<Option<RememberRecord>, RememberStoreError> {
         Ok(self.tokens().get(series).cloned())
     }
 
@@ -199,7 +204,7 @@ impl RememberStore for MemoryRememberStore {
         new_hash: &[u8; 32],
         grace_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RememberStoreError> {
         let mut tokens = self.tokens();
         match tokens.get_mut(series) {
             Some(record) if record.validator_hash == *expected => {
@@ -213,18 +218,18 @@ impl RememberStore for MemoryRememberStore {
         }
     }
 
-    async fn delete(&self, series: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, series: &str) -> Result<bool, RememberStoreError> {
         Ok(self.tokens().remove(series).is_some())
     }
 
-    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, RememberStoreError> {
         let mut tokens = self.tokens();
         let before = tokens.len();
         tokens.retain(|_, record| record.user_id != user_id);
         Ok((before - tokens.len()) as u64)
     }
 
-    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, RememberStoreError> {
         let mut tokens = self.tokens();
         let expired: Vec<String> = tokens
             .values()

@@ -2,7 +2,7 @@
 //! one implementation written by [`sql_remember_store!`].
 
 use super::RememberRecord;
-use crate::session::StoreError;
+use super::RememberStoreError;
 
 /// The SQL a remember store runs, in one dialect; parameters in the order given.
 pub(crate) struct RememberStatements {
@@ -21,14 +21,14 @@ pub(crate) struct RememberStatements {
 }
 
 /// A stored 32-byte hash; `Corrupt` if it has another length.
-pub(crate) fn hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+pub(crate) fn hash(bytes: Vec<u8>) -> Result<[u8; 32], RememberStoreError> {
     bytes
         .try_into()
-        .map_err(|_| StoreError::Corrupt("validator hash is not 32 bytes".into()))
+        .map_err(|_| RememberStoreError::Corrupt("validator hash is not 32 bytes".into()))
 }
 
 /// A row's columns as a record.
-pub(crate) fn decode<R: sqlx::Row>(row: &R) -> Result<RememberRecord, StoreError>
+pub(crate) fn decode<R: sqlx::Row>(row: &R) -> Result<RememberRecord, RememberStoreError>
 where
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -36,7 +36,7 @@ where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
 {
     use crate::time::Timestamp;
-    let column = |error: sqlx::Error| StoreError::Corrupt(Box::new(error));
+    let column = |error: sqlx::Error| RememberStoreError::Corrupt(Box::new(error));
     let previous: Option<Vec<u8>> = row.try_get("previous_hash").map_err(column)?;
     Ok(RememberRecord {
         series: row.try_get("series").map_err(column)?,
@@ -62,7 +62,7 @@ macro_rules! sql_remember_store {
             async fn insert(
                 &self,
                 record: &$crate::remember::RememberRecord,
-            ) -> Result<(), $crate::session::StoreError> {
+            ) -> Result<(), $crate::remember::RememberStoreError> {
                 sqlx::query($sql.insert)
                     .bind(&record.series)
                     .bind(&record.validator_hash[..])
@@ -79,7 +79,10 @@ macro_rules! sql_remember_store {
             async fn find(
                 &self,
                 series: &str,
-            ) -> Result<Option<$crate::remember::RememberRecord>, $crate::session::StoreError> {
+            ) -> Result<
+                Option<$crate::remember::RememberRecord>,
+                $crate::remember::RememberStoreError,
+            > {
                 let row = sqlx::query($sql.find)
                     .bind(series)
                     .fetch_optional(&self.pool)
@@ -95,7 +98,7 @@ macro_rules! sql_remember_store {
                 new_hash: &[u8; 32],
                 grace_until: $crate::time::Timestamp,
                 now: $crate::time::Timestamp,
-            ) -> Result<bool, $crate::session::StoreError> {
+            ) -> Result<bool, $crate::remember::RememberStoreError> {
                 let done = sqlx::query($sql.rotate)
                     .bind(grace_until.as_millis())
                     .bind(&new_hash[..])
@@ -108,7 +111,10 @@ macro_rules! sql_remember_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn delete(&self, series: &str) -> Result<bool, $crate::session::StoreError> {
+            async fn delete(
+                &self,
+                series: &str,
+            ) -> Result<bool, $crate::remember::RememberStoreError> {
                 let done = sqlx::query($sql.delete)
                     .bind(series)
                     .execute(&self.pool)
@@ -120,7 +126,7 @@ macro_rules! sql_remember_store {
             async fn delete_for_user(
                 &self,
                 user_id: &str,
-            ) -> Result<u64, $crate::session::StoreError> {
+            ) -> Result<u64, $crate::remember::RememberStoreError> {
                 let done = sqlx::query($sql.delete_for_user)
                     .bind(user_id)
                     .execute(&self.pool)
@@ -133,7 +139,7 @@ macro_rules! sql_remember_store {
                 &self,
                 now: $crate::time::Timestamp,
                 limit: u32,
-            ) -> Result<u64, $crate::session::StoreError> {
+            ) -> Result<u64, $crate::remember::RememberStoreError> {
                 let done = sqlx::query($sql.delete_expired)
                     .bind(now.as_millis())
                     .bind(i64::from(limit))

@@ -1,7 +1,7 @@
 //! Throttle counters in this process's memory.
 
+use super::ThrottleStoreError;
 use super::{Counter, ThrottleStore};
-use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -59,7 +59,7 @@ impl ThrottleStore for MemoryThrottleStore {
         window: Duration,
         now: Timestamp,
         seen: u32,
-    ) -> Result<Option<Counter>, StoreError> {
+    ) -> Result<Option<Counter>, ThrottleStoreError> {
         let mut counters = self.counters();
         let counter = in_window(&mut counters, key, window, now);
         if counter.count > seen {
@@ -70,7 +70,7 @@ impl ThrottleStore for MemoryThrottleStore {
         Ok(Some(*counter))
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str) -> Result<(), ThrottleStoreError> {
         if let Some(counter) = self.counters().get_mut(key) {
             counter.count = counter.count.saturating_sub(1);
         }
@@ -82,7 +82,7 @@ impl ThrottleStore for MemoryThrottleStore {
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Option<Counter>, StoreError> {
+    ) -> Result<Option<Counter>, ThrottleStoreError> {
         Ok(self
             .counters()
             .get(key)
@@ -90,12 +90,12 @@ impl ThrottleStore for MemoryThrottleStore {
             .copied())
     }
 
-    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+    async fn clear(&self, key: &str) -> Result<(), ThrottleStoreError> {
         self.counters().remove(key);
         Ok(())
     }
 
-    async fn delete_stale(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_stale(&self, before: Timestamp, limit: u32) -> Result<u64, ThrottleStoreError> {
         let mut counters = self.counters();
         let stale: Vec<String> = counters
             .iter()

@@ -33,13 +33,18 @@ pub use sql::PostgresThrottleStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteThrottleStore;
 
-use crate::session::StoreError;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+crate::store_error::store_error!(
+    /// Why a throttle store failed.
+    ThrottleStoreError,
+    "throttle store"
+);
 
 /// Attempts counted under one key within a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +68,10 @@ pub trait ThrottleStore: Send + Sync + 'static {
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Counter, StoreError> {
+    ) -> Result<Counter, ThrottleStoreError> {
         self.record_if(key, window, now, u32::MAX)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("throttle counter beyond u32::MAX".into()))
+            .ok_or_else(|| ThrottleStoreError::Corrupt("throttle counter beyond u32::MAX".into()))
     }
     /// Counts one attempt under `key` at `now` (a window older than `window` starts over
     /// at 1), but only if the counter holds at most `seen` attempts (an absent counter or one whose
@@ -78,21 +83,21 @@ pub trait ThrottleStore: Send + Sync + 'static {
         window: Duration,
         now: Timestamp,
         seen: u32,
-    ) -> Result<Option<Counter>, StoreError>;
+    ) -> Result<Option<Counter>, ThrottleStoreError>;
     /// Takes back one attempt counted under `key` (never below zero): a reservation that
     /// was refused, or did not end in a failure.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    async fn release(&self, key: &str) -> Result<(), ThrottleStoreError>;
     /// The counter under `key`, unless absent or its window is over.
     async fn get(
         &self,
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Option<Counter>, StoreError>;
+    ) -> Result<Option<Counter>, ThrottleStoreError>;
     /// Forgets the counter under `key`.
-    async fn clear(&self, key: &str) -> Result<(), StoreError>;
+    async fn clear(&self, key: &str) -> Result<(), ThrottleStoreError>;
     /// Deletes up to `limit` counters whose last attempt is before `before`.
-    async fn delete_stale(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    async fn delete_stale(&self, before: Timestamp, limit: u32) -> Result<u64, ThrottleStoreError>;
 }
 
 /// The limits. The defaults follow the OWASP cheat sheets and ASVS 2.2.1.
@@ -188,7 +193,7 @@ impl Throttle {
         &self,
         account: Account<'_>,
         ip: Option<IpAddr>,
-    ) -> Result<Admission, StoreError> {
+    ) -> Result<Admission, ThrottleStoreError> {
         let account_key = account.key();
         let mut reservation = Reservation {
             in_flight: format!("p{account_key}"),
@@ -245,7 +250,7 @@ impl Throttle {
         &self,
         reservation: &Reservation,
         failures_before: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, ThrottleStoreError> {
         let allowance = self.in_flight_allowance(failures_before);
         let now = Timestamp::now();
         let Some(taken) = self
@@ -264,7 +269,7 @@ impl Throttle {
     }
 
     /// The account's failures within its window.
-    async fn account_failures(&self, account: &str) -> Result<u32, StoreError> {
+    async fn account_failures(&self, account: &str) -> Result<u32, ThrottleStoreError> {
         let counter = self
             .store
             .get(account, self.policy.account_window, Timestamp::now())
@@ -305,7 +310,10 @@ impl Throttle {
     /// The password check of `reservation` failed: the failure is counted. Answers the
     /// lockout this failure starts when it is the first one past the free failures (the
     /// moment to tell the account's owner), `None` otherwise.
-    pub async fn failed(&self, reservation: Reservation) -> Result<Option<Duration>, StoreError> {
+    pub async fn failed(
+        &self,
+        reservation: Reservation,
+    ) -> Result<Option<Duration>, ThrottleStoreError> {
         let window = self.policy.account_window;
         let counter = self
             .store
@@ -323,7 +331,7 @@ impl Throttle {
 
     /// The password check of `reservation` succeeded: the account's failures are
     /// forgotten, and the addresses' counters (which count failures) take it back.
-    pub async fn succeeded(&self, reservation: Reservation) -> Result<(), StoreError> {
+    pub async fn succeeded(&self, reservation: Reservation) -> Result<(), ThrottleStoreError> {
         self.store.clear(&reservation.account).await?;
         self.store.release(&reservation.in_flight).await?;
         self.release_ips(&reservation).await
@@ -331,12 +339,12 @@ impl Throttle {
 
     /// The check of `reservation` did not happen (a backing service failed): every
     /// counter takes it back.
-    pub async fn abandon(&self, reservation: Reservation) -> Result<(), StoreError> {
+    pub async fn abandon(&self, reservation: Reservation) -> Result<(), ThrottleStoreError> {
         self.store.release(&reservation.in_flight).await?;
         self.release_ips(&reservation).await
     }
 
-    async fn release_ips(&self, reservation: &Reservation) -> Result<(), StoreError> {
+    async fn release_ips(&self, reservation: &Reservation) -> Result<(), ThrottleStoreError> {
         for key in &reservation.ip_keys {
             self.store.release(key).await?;
         }
@@ -351,13 +359,13 @@ impl Throttle {
     }
 
     /// Counts a sign-up attempt from `ip`; refuses it past the hourly cap.
-    pub async fn sign_up(&self, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
+    pub async fn sign_up(&self, ip: Option<IpAddr>) -> Result<Verdict, ThrottleStoreError> {
         self.hourly_per_ip("s", ip, self.policy.signups_hourly)
             .await
     }
 
     /// Counts a new stored session for `ip`; refuses it past the hourly cap.
-    pub async fn new_session(&self, ip: Option<IpAddr>) -> Result<Verdict, StoreError> {
+    pub async fn new_session(&self, ip: Option<IpAddr>) -> Result<Verdict, ThrottleStoreError> {
         self.hourly_per_ip("n", ip, self.policy.new_sessions_hourly)
             .await
     }
@@ -369,7 +377,7 @@ impl Throttle {
         &self,
         address: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, ThrottleStoreError> {
         let per_address = (
             format!("ma:{}", login_digest_hex(address, 16)),
             self.policy.mails_per_address_hourly,
@@ -386,7 +394,7 @@ impl Throttle {
         user_id: &str,
         address: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, ThrottleStoreError> {
         let now = Timestamp::now();
         let key = format!("mu:{}", login_digest_hex(&format!("user\0{user_id}"), 16));
         let counter = self.store.record(&key, HOUR, now).await?;
@@ -408,7 +416,7 @@ impl Throttle {
         &self,
         address: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, ThrottleStoreError> {
         let per_address = (
             format!("ca:{}", login_digest_hex(address, 16)),
             self.policy.codes_per_address_hourly,
@@ -425,7 +433,7 @@ impl Throttle {
         ip_prefix: &str,
         ip: Option<IpAddr>,
         ip_limit: u32,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, ThrottleStoreError> {
         let now = Timestamp::now();
         let counter = self.store.record(&key, HOUR, now).await?;
         let by_key =
@@ -447,7 +455,7 @@ impl Throttle {
         prefix: &str,
         ip: Option<IpAddr>,
         limit: u32,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, ThrottleStoreError> {
         let Some(ip) = ip else {
             return Ok(Verdict::Allow);
         };

@@ -1,8 +1,8 @@
 //! Throttle counters in Redis: one Lua script per attempt (a single key, so one Cluster
 //! slot), expiring with their window.
 
+use super::ThrottleStoreError;
 use super::{Counter, ThrottleStore};
-use crate::session::StoreError;
 use crate::store::RedisStore;
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -61,14 +61,14 @@ impl RedisThrottleStore {
     }
 }
 
-fn counter(fields: (Option<i64>, Option<i64>, Option<i64>)) -> Result<Counter, StoreError> {
+fn counter(fields: (Option<i64>, Option<i64>, Option<i64>)) -> Result<Counter, ThrottleStoreError> {
     match fields {
         (Some(count), Some(first_at), Some(last_at)) => Ok(Counter {
             count: u32::try_from(count).unwrap_or(u32::MAX),
             first_at: Timestamp(first_at),
             last_at: Timestamp(last_at),
         }),
-        _ => Err(StoreError::Corrupt(
+        _ => Err(ThrottleStoreError::Corrupt(
             "throttle counter with missing fields".into(),
         )),
     }
@@ -82,7 +82,7 @@ impl ThrottleStore for RedisThrottleStore {
         window: Duration,
         now: Timestamp,
         seen: u32,
-    ) -> Result<Option<Counter>, StoreError> {
+    ) -> Result<Option<Counter>, ThrottleStoreError> {
         let fields: Option<(Option<i64>, Option<i64>, Option<i64>)> = RECORD_IF
             .key(self.redis.throttle_key(key))
             .arg(now.as_millis())
@@ -95,7 +95,7 @@ impl ThrottleStore for RedisThrottleStore {
         fields.map(counter).transpose()
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str) -> Result<(), ThrottleStoreError> {
         let _: i64 = RELEASE
             .key(self.redis.throttle_key(key))
             .invoke_async(&mut self.redis.connection())
@@ -109,7 +109,7 @@ impl ThrottleStore for RedisThrottleStore {
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<Option<Counter>, StoreError> {
+    ) -> Result<Option<Counter>, ThrottleStoreError> {
         let fields: (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
             .arg(self.redis.throttle_key(key))
             .arg("c")
@@ -125,7 +125,7 @@ impl ThrottleStore for RedisThrottleStore {
         Ok((counter.first_at.plus(window) > now).then_some(counter))
     }
 
-    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+    async fn clear(&self, key: &str) -> Result<(), ThrottleStoreError> {
         let _: i64 = redis::cmd("DEL")
             .arg(self.redis.throttle_key(key))
             .query_async(&mut self.redis.connection())
@@ -135,7 +135,11 @@ impl ThrottleStore for RedisThrottleStore {
     }
 
     /// Counters expire in Redis with their window.
-    async fn delete_stale(&self, _before: Timestamp, _limit: u32) -> Result<u64, StoreError> {
+    async fn delete_stale(
+        &self,
+        _before: Timestamp,
+        _limit: u32,
+    ) -> Result<u64, ThrottleStoreError> {
         Ok(0)
     }
 }

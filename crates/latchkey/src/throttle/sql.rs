@@ -1,8 +1,8 @@
 //! Throttle counters in SQL (SQLite and PostgreSQL): one upsert per attempt, so
 //! concurrent processes count together.
 
+use super::ThrottleStoreError;
 use super::{Counter, ThrottleStore};
-use crate::session::StoreError;
 use crate::sql_error::map_sqlx;
 use crate::time::Timestamp;
 use std::time::Duration;
@@ -39,7 +39,7 @@ macro_rules! sql_throttle_store {
                 window: Duration,
                 now: Timestamp,
                 seen: u32,
-            ) -> Result<Option<Counter>, StoreError> {
+            ) -> Result<Option<Counter>, ThrottleStoreError> {
                 let row: Option<(i64, i64, i64)> = sqlx::query_as($sql.record_if)
                     .bind(key)
                     .bind(now.as_millis())
@@ -51,7 +51,7 @@ macro_rules! sql_throttle_store {
                 Ok(row.map(|(count, first_at, last_at)| counter(count, first_at, last_at)))
             }
 
-            async fn release(&self, key: &str) -> Result<(), StoreError> {
+            async fn release(&self, key: &str) -> Result<(), ThrottleStoreError> {
                 sqlx::query($sql.release)
                     .bind(key)
                     .execute(&self.pool)
@@ -65,7 +65,7 @@ macro_rules! sql_throttle_store {
                 key: &str,
                 window: Duration,
                 now: Timestamp,
-            ) -> Result<Option<Counter>, StoreError> {
+            ) -> Result<Option<Counter>, ThrottleStoreError> {
                 let row: Option<(i64, i64, i64)> = sqlx::query_as($sql.get)
                     .bind(key)
                     .fetch_optional(&self.pool)
@@ -76,7 +76,7 @@ macro_rules! sql_throttle_store {
                     .filter(|counter| counter.first_at > now.minus(window)))
             }
 
-            async fn clear(&self, key: &str) -> Result<(), StoreError> {
+            async fn clear(&self, key: &str) -> Result<(), ThrottleStoreError> {
                 sqlx::query($sql.clear)
                     .bind(key)
                     .execute(&self.pool)
@@ -85,7 +85,11 @@ macro_rules! sql_throttle_store {
                 Ok(())
             }
 
-            async fn delete_stale(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+            async fn delete_stale(
+                &self,
+                before: Timestamp,
+                limit: u32,
+            ) -> Result<u64, ThrottleStoreError> {
                 let done = sqlx::query($sql.delete_stale)
                     .bind(before.as_millis())
                     .bind(i64::from(limit))

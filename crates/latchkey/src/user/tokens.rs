@@ -12,7 +12,8 @@
 //!   mail scanner prefetching it) only shows a form; the form's POST redeems.
 
 use crate::mail::{Mail, MailSeal};
-use crate::session::{SessionToken, StoreError};
+use crate::session::SessionToken;
+use crate::store_error::StoreFailure;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -21,6 +22,12 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 pub use super::TokenPurpose;
+
+crate::store_error::store_error!(
+    /// Why a mailed-token store failed.
+    TokenStoreError,
+    "mailed-token store"
+);
 
 /// Wrong codes after which a token is burnt.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
@@ -45,10 +52,10 @@ impl IssuedToken {
     }
 
     /// The SHA-256 the database keeps in place of the token (64 hex characters).
-    fn id_hash(&self) -> Result<String, StoreError> {
+    fn id_hash(&self) -> Result<String, TokenStoreError> {
         SessionToken::parse(&self.token)
             .map(|token| token.id().to_hex())
-            .ok_or_else(|| StoreError::Corrupt("an issued token that does not parse".into()))
+            .ok_or_else(|| TokenStoreError::Corrupt("an issued token that does not parse".into()))
     }
 }
 
@@ -187,7 +194,7 @@ macro_rules! sql_email_tokens {
                 email: &str,
                 ttl: Duration,
                 with_code: bool,
-            ) -> Result<IssuedToken, StoreError> {
+            ) -> Result<IssuedToken, TokenStoreError> {
                 let issued = IssuedToken::generate(with_code);
                 self.store(purpose, user_id, email, ttl, &issued, None)
                     .await?;
@@ -204,7 +211,7 @@ macro_rules! sql_email_tokens {
                 ttl: Duration,
                 issued: &IssuedToken,
                 mail: &Mail,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), TokenStoreError> {
                 self.store(purpose, user_id, email, ttl, issued, Some(mail))
                     .await
             }
@@ -217,7 +224,7 @@ macro_rules! sql_email_tokens {
                 ttl: Duration,
                 issued: &IssuedToken,
                 mail: Option<&Mail>,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), TokenStoreError> {
                 let id_hash = issued.id_hash()?;
                 let code_mac = issued
                     .code
@@ -247,8 +254,18 @@ macro_rules! sql_email_tokens {
                     let sealed = self
                         .seal
                         .seal(mail)
-                        .map_err(|error| StoreError::Corrupt(Box::new(error)))?;
-                    <$outbox>::enqueue_in(&mut *transaction, &sealed).await?;
+                        .map_err(|error| TokenStoreError::Corrupt(Box::new(error)))?;
+                    <$outbox>::enqueue_in(&mut *transaction, &sealed)
+                        .await
+                        .map_err(|error| {
+                            // The mail is written in the token's transaction: its failure
+                            // is this store's, of the same kind.
+                            if error.is_unavailable() {
+                                TokenStoreError::Unavailable(Box::new(error))
+                            } else {
+                                TokenStoreError::Corrupt(Box::new(error))
+                            }
+                        })?;
                 }
                 transaction.commit().await.map_err(map_sqlx)?;
                 Ok(())
@@ -259,7 +276,7 @@ macro_rules! sql_email_tokens {
                 &self,
                 purpose: TokenPurpose,
                 token: &str,
-            ) -> Result<Option<TokenOwner>, StoreError> {
+            ) -> Result<Option<TokenOwner>, TokenStoreError> {
                 self.owner($sql.peek, purpose, token).await
             }
 
@@ -269,7 +286,7 @@ macro_rules! sql_email_tokens {
                 &self,
                 purpose: TokenPurpose,
                 token: &str,
-            ) -> Result<Option<TokenOwner>, StoreError> {
+            ) -> Result<Option<TokenOwner>, TokenStoreError> {
                 self.owner($sql.redeem, purpose, token).await
             }
 
@@ -278,7 +295,7 @@ macro_rules! sql_email_tokens {
                 statement: &'static str,
                 purpose: TokenPurpose,
                 token: &str,
-            ) -> Result<Option<TokenOwner>, StoreError> {
+            ) -> Result<Option<TokenOwner>, TokenStoreError> {
                 let Some(token) = SessionToken::parse(token) else {
                     return Ok(None);
                 };
@@ -299,7 +316,7 @@ macro_rules! sql_email_tokens {
                 purpose: TokenPurpose,
                 email: &str,
                 code: &str,
-            ) -> Result<CodeOutcome, StoreError> {
+            ) -> Result<CodeOutcome, TokenStoreError> {
                 let now = Timestamp::now().as_millis();
                 let row: Option<(String, Option<String>, i64)> = sqlx::query_as($sql.claim_attempt)
                     .bind(crate::user::login_key(email))
@@ -350,7 +367,7 @@ macro_rules! sql_email_tokens {
                 &self,
                 user_id: i64,
                 purpose: TokenPurpose,
-            ) -> Result<u64, StoreError> {
+            ) -> Result<u64, TokenStoreError> {
                 let done = sqlx::query($sql.delete_for_user)
                     .bind(user_id)
                     .bind(purpose.as_str())
@@ -365,7 +382,7 @@ macro_rules! sql_email_tokens {
                 &self,
                 now: Timestamp,
                 limit: u32,
-            ) -> Result<u64, StoreError> {
+            ) -> Result<u64, TokenStoreError> {
                 let done = sqlx::query($sql.delete_expired)
                     .bind(now.as_millis())
                     .bind(i64::from(limit))
@@ -392,30 +409,30 @@ pub trait TokenStore: Send + Sync + 'static {
         ttl: Duration,
         issued: &IssuedToken,
         mail: &Mail,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), TokenStoreError>;
     /// Whose live token of `purpose` `token` is, without using it up.
     async fn peek(
         &self,
         purpose: TokenPurpose,
         token: &str,
-    ) -> Result<Option<TokenOwner>, StoreError>;
+    ) -> Result<Option<TokenOwner>, TokenStoreError>;
     /// Uses up `token` of `purpose`: its owner, once.
     async fn redeem(
         &self,
         purpose: TokenPurpose,
         token: &str,
-    ) -> Result<Option<TokenOwner>, StoreError>;
+    ) -> Result<Option<TokenOwner>, TokenStoreError>;
     /// Tries `code` against the newest live token of `purpose` sent to `email`.
     async fn redeem_code(
         &self,
         purpose: TokenPurpose,
         email: &str,
         code: &str,
-    ) -> Result<CodeOutcome, StoreError>;
+    ) -> Result<CodeOutcome, TokenStoreError>;
     /// Deletes every token of `purpose` of `user_id`; how many.
-    async fn revoke(&self, user_id: i64, purpose: TokenPurpose) -> Result<u64, StoreError>;
+    async fn revoke(&self, user_id: i64, purpose: TokenPurpose) -> Result<u64, TokenStoreError>;
     /// Deletes up to `limit` tokens expired at `now`; how many.
-    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, TokenStoreError>;
 }
 
 /// Implements [`TokenStore`] for `EmailTokens<$pool>` over its inherent methods.
@@ -431,7 +448,7 @@ macro_rules! token_store {
                 ttl: Duration,
                 issued: &IssuedToken,
                 mail: &Mail,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), TokenStoreError> {
                 EmailTokens::<$pool>::issue_with_mail(
                     self, purpose, user_id, email, ttl, issued, mail,
                 )
@@ -441,14 +458,14 @@ macro_rules! token_store {
                 &self,
                 purpose: TokenPurpose,
                 token: &str,
-            ) -> Result<Option<TokenOwner>, StoreError> {
+            ) -> Result<Option<TokenOwner>, TokenStoreError> {
                 EmailTokens::<$pool>::peek(self, purpose, token).await
             }
             async fn redeem(
                 &self,
                 purpose: TokenPurpose,
                 token: &str,
-            ) -> Result<Option<TokenOwner>, StoreError> {
+            ) -> Result<Option<TokenOwner>, TokenStoreError> {
                 EmailTokens::<$pool>::redeem(self, purpose, token).await
             }
             async fn redeem_code(
@@ -456,13 +473,21 @@ macro_rules! token_store {
                 purpose: TokenPurpose,
                 email: &str,
                 code: &str,
-            ) -> Result<CodeOutcome, StoreError> {
+            ) -> Result<CodeOutcome, TokenStoreError> {
                 EmailTokens::<$pool>::redeem_code(self, purpose, email, code).await
             }
-            async fn revoke(&self, user_id: i64, purpose: TokenPurpose) -> Result<u64, StoreError> {
+            async fn revoke(
+                &self,
+                user_id: i64,
+                purpose: TokenPurpose,
+            ) -> Result<u64, TokenStoreError> {
                 EmailTokens::<$pool>::revoke(self, user_id, purpose).await
             }
-            async fn delete_expired(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+            async fn delete_expired(
+                &self,
+                now: Timestamp,
+                limit: u32,
+            ) -> Result<u64, TokenStoreError> {
                 EmailTokens::<$pool>::delete_expired(self, now, limit).await
             }
         }
