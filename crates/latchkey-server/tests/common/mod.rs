@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod flows;
+pub mod oidc;
 pub mod pages;
 pub mod ports;
 #[path = "../../../../tests/common/smtp.rs"]
@@ -85,6 +86,7 @@ impl Output {
 /// | 23000–24999   | the private clusters' bus ports                                  |
 /// | 25000–29999   | this function                                                    |
 /// | 30000–31999   | SMTP sinks (`tests/common/smtp.rs`)                              |
+/// | 32000–32699   | OpenID providers (`tests/common/oidc.rs`)                        |
 /// | 32768–60999   | the kernel's ephemeral ports (`net.ipv4.ip_local_port_range`),   |
 /// |               | given to outgoing connections and `bind` to port 0               |
 ///

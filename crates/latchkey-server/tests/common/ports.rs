@@ -25,13 +25,15 @@ pub const CLUSTER_BUS_OFFSET: u16 = 10_000;
 pub const SERVERS: RangeInclusive<u16> = 25_000..=29_999;
 /// SMTP sinks (`tests/common/smtp.rs`).
 pub const SMTP: RangeInclusive<u16> = 30_000..=31_999;
+/// OpenID providers (`tests/common/oidc.rs`).
+pub const OIDC: RangeInclusive<u16> = 32_000..=32_699;
 
 const fn bus(nodes: &RangeInclusive<u16>) -> RangeInclusive<u16> {
     (*nodes.start() + CLUSTER_BUS_OFFSET)..=(*nodes.end() + CLUSTER_BUS_OFFSET)
 }
 
 /// Every range, bus ports included, for the check below and the kernel's.
-const ALL: [(&str, RangeInclusive<u16>); 8] = [
+const ALL: [(&str, RangeInclusive<u16>); 9] = [
     ("CI cluster nodes", CI_CLUSTER_NODES),
     ("CI cluster buses", bus(&CI_CLUSTER_NODES)),
     ("PgBouncer", PGBOUNCER),
@@ -39,6 +41,7 @@ const ALL: [(&str, RangeInclusive<u16>); 8] = [
     ("private cluster buses", bus(&PRIVATE_CLUSTER_NODES)),
     ("servers", SERVERS),
     ("SMTP sinks", SMTP),
+    ("OpenID providers", OIDC),
     // `.ci/run`'s schemathesis server.
     ("schemathesis", 18_080..=18_080),
 ];
