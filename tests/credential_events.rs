@@ -26,6 +26,7 @@ fn expected(event: CredentialEvent) -> (bool, &'static [TokenPurpose]) {
         PasswordReset | PasswordSetByAdmin | Disabled => (false, &[]),
         EmailChanged | MailboxClaimed => (true, &[]),
         SecondFactorAdded | SecondFactorRemoved => (true, &[VerifyEmail]),
+        ProviderConnected | ProviderDisconnected => (true, &[VerifyEmail]),
         SecondFactorsReset => (false, &[]),
     }
 }

@@ -67,7 +67,7 @@ async fn every_proof_passes_the_gate_for_every_kind_of_account() {
         Proof::mailed_code(),
         Proof::mailed_link(),
         Proof::password_reset(),
-        Proof::new("oidc:corp", Evidence::Delegated),
+        Proof::delegated("corp"),
         Proof::passkey(),
         Proof::remembered(),
     ];
@@ -106,7 +106,7 @@ async fn every_proof_passes_the_gate_for_every_kind_of_account() {
                 assert!(info.multi_factor, "{cell}");
                 assert_eq!(
                     info.fresh,
-                    proof.evidence() == Evidence::Knowledge
+                    matches!(proof.evidence(), Evidence::Knowledge | Evidence::Delegated)
                         || second.evidence() == Evidence::MultiFactor,
                     "{cell}"
                 );
@@ -118,7 +118,7 @@ async fn every_proof_passes_the_gate_for_every_kind_of_account() {
                     info.fresh,
                     matches!(
                         proof.evidence(),
-                        Evidence::Knowledge | Evidence::MultiFactor
+                        Evidence::Knowledge | Evidence::MultiFactor | Evidence::Delegated
                     ),
                     "{cell}"
                 );

@@ -8,7 +8,8 @@ use crate::web::connections;
 use crate::web::forwarded::TrustedProxies;
 use crate::web::headers;
 use crate::web::state::{
-    AppState, MailFlows, PasskeyFlows, Shared, TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT,
+    AppState, MailFlows, PasskeyFlows, Provider, Providers, Shared, TokenLifetimes,
+    MAIL_REQUESTS_IN_FLIGHT,
 };
 use crate::web::submission::limited;
 use crate::web::templates::Templates;
@@ -23,6 +24,8 @@ use latchkey::factors::passkeys::{PasskeyStore, Url, WebauthnBuilder};
 use latchkey::factors::SecondFactors;
 use latchkey::mail::outbox::{Outbox, OutboxPolicy, OutboxWorker, SqliteOutbox};
 use latchkey::mail::{LogMailer, MailSeal};
+use latchkey::oidc::identities::SqliteIdentityStore;
+use latchkey::oidc::OidcProvider;
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore, StoreRevocations};
 use latchkey::throttle::Throttle;
@@ -114,6 +117,7 @@ pub fn router(
         .merge(crate::password::routes())
         .merge(crate::mail::routes())
         .merge(crate::factors::routes())
+        .merge(crate::providers::routes())
         .fallback(crate::web::fallback::not_found)
         .method_not_allowed_fallback(crate::web::fallback::method_not_allowed);
     App {
@@ -166,6 +170,10 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
             reset_logs_in: false,
             background: Arc::new(Semaphore::new(MAIL_REQUESTS_IN_FLIGHT)),
         },
+        providers: Providers {
+            list: Vec::new(),
+            identities: Arc::new(SqliteIdentityStore::new(pool.clone())),
+        },
     });
     let sessions = SessionLayer::new(
         MemoryStore::new(),
@@ -174,6 +182,26 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
     let authenticator = Authenticator::new(backend).with_second_factors(ServerFactors(state));
     let app = router(state, sessions, authenticator, true, false);
     Ok(Router::new().fallback_service(app.service()))
+}
+
+/// The `--oidc-provider`s, each discovered (its issuer checked); a provider that cannot
+/// be discovered stops the start with its reason. Each one's redirect URI is logged:
+/// it is what the provider must have registered.
+async fn discover_providers(args: &ServeArgs, secret: &[u8]) -> anyhow::Result<Vec<Provider>> {
+    let mut providers = Vec::new();
+    for config in args.oidc_providers()? {
+        let name = config.settings.name.clone();
+        let issuer = config.settings.issuer.clone();
+        let client = OidcProvider::discover(config.settings, secret)
+            .await
+            .with_context(|| format!("--oidc-provider {name}: discovery at {issuer} failed"))?;
+        tracing::info!(provider = %name, issuer = %client.issuer(), redirect_uri = %client.redirect_url(), "sign-in with another provider: register this redirect URI there");
+        providers.push(Provider {
+            client,
+            label: config.label,
+        });
+    }
+    Ok(providers)
 }
 
 /// Passkeys for the site at `public_url` (its host is the relying-party id, its origin
@@ -269,6 +297,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         csrf: CsrfKey::derive(&secrets.keys[0]),
         factors: backend.second_factors(&secrets.keys[0]),
         passkeys: passkey_flows(&args.public_url(), backend.passkeys()),
+        providers: Providers {
+            list: discover_providers(&args, &secrets.keys[0]).await?,
+            identities: backend.identities(),
+        },
     });
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")

@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use latchkey::factors::passkeys::{PasskeyStore, SqlPasskeys};
 use latchkey::factors::{SecondFactorStore, SecondFactors};
 use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
+use latchkey::oidc::identities::{IdentityStore, PostgresIdentityStore, SqliteIdentityStore};
 use latchkey::remember::{PostgresRememberStore, RememberStore, SqliteRememberStore};
 use latchkey::store::{
     migrate_postgres, open_postgres, open_sqlite, transaction_pooler_sign, ChangeFeed, FanOutStore,
@@ -206,6 +207,14 @@ impl Backend {
         match &self.pool {
             Pool::Sqlite(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
             Pool::Postgres(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
+        }
+    }
+
+    /// The identities of users at other providers.
+    pub fn identities(&self) -> Arc<dyn IdentityStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqliteIdentityStore::new(pool.clone())),
+            Pool::Postgres(pool) => Arc::new(PostgresIdentityStore::new(pool.clone())),
         }
     }
 

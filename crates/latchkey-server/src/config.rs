@@ -295,6 +295,18 @@ pub struct ServeArgs {
     /// anyone else are counted under their own address.
     #[arg(long = "trusted-proxy", value_name = "IP")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Sign-in with another identity provider over OpenID Connect, as NAME=ISSUER_URL
+    /// (repeatable; `google`, `gitlab` and `apple` need no URL). The client id and secret
+    /// come from LATCHKEY_OIDC_<NAME>_CLIENT_ID and LATCHKEY_OIDC_<NAME>_CLIENT_SECRET,
+    /// the button's words from LATCHKEY_OIDC_<NAME>_LABEL; the redirect URI to register
+    /// is {--public-url}/login/oidc/NAME/callback (logged at start).
+    #[arg(
+        long = "oidc-provider",
+        env = "LATCHKEY_OIDC_PROVIDERS",
+        value_delimiter = ',',
+        value_name = "NAME=ISSUER_URL"
+    )]
+    pub oidc_providers: Vec<String>,
     /// The header the trusted proxies write: x-forwarded-for or forwarded (RFC 7239).
     /// Read from the right, past trusted proxies only; anything else is ignored.
     #[arg(
@@ -376,7 +388,104 @@ pub struct ServeArgs {
     pub cleanup_interval: Duration,
 }
 
+/// One `--oidc-provider`, read with its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProviderConfig {
+    /// What the provider discovers and signs in with.
+    pub settings: latchkey::oidc::ProviderSettings,
+    /// The button's words ("Sign in with LABEL").
+    pub label: String,
+}
+
+/// The issuers of the named providers that need no URL.
+const KNOWN_ISSUERS: [(&str, &str); 3] = [
+    ("google", "https://accounts.google.com"),
+    ("gitlab", "https://gitlab.com"),
+    ("apple", "https://appleid.apple.com"),
+];
+
+/// `NAME=ISSUER_URL` (or a known NAME alone) and its environment: the client id and
+/// secret (never on the command line), the label. `env` reads a variable.
+pub fn oidc_provider(
+    arg: &str,
+    public_url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<OidcProviderConfig> {
+    let (name, issuer) = match arg.split_once('=') {
+        Some((name, issuer)) => (name.trim(), issuer.trim().to_string()),
+        None => {
+            let name = arg.trim();
+            let Some((_, issuer)) = KNOWN_ISSUERS.iter().find(|(known, _)| *known == name) else {
+                bail!(
+                    "--oidc-provider {arg:?}: give NAME=ISSUER_URL (only google, gitlab and \
+                     apple need no URL)"
+                );
+            };
+            (name, (*issuer).to_string())
+        }
+    };
+    let valid_name = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if !valid_name {
+        bail!("--oidc-provider {arg:?}: the name is 1-32 of a-z, 0-9 and -");
+    }
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        bail!("--oidc-provider {arg:?}: the issuer is an http(s) URL");
+    }
+    let variable = |what: &str| {
+        format!(
+            "LATCHKEY_OIDC_{}_{what}",
+            name.to_ascii_uppercase().replace('-', "_")
+        )
+    };
+    let client_id = env(&variable("CLIENT_ID"))
+        .filter(|value| !value.is_empty())
+        .with_context(|| {
+            format!(
+                "--oidc-provider {name}: set {} (and {})",
+                variable("CLIENT_ID"),
+                variable("CLIENT_SECRET")
+            )
+        })?;
+    let client_secret = env(&variable("CLIENT_SECRET")).filter(|value| !value.is_empty());
+    let label = env(&variable("LABEL"))
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| name.to_string());
+    Ok(OidcProviderConfig {
+        settings: latchkey::oidc::ProviderSettings {
+            name: name.to_string(),
+            issuer,
+            client_id,
+            client_secret,
+            redirect_url: format!(
+                "{}/login/oidc/{name}/callback",
+                public_url.trim_end_matches('/')
+            ),
+        },
+        label,
+    })
+}
+
 impl ServeArgs {
+    /// The `--oidc-provider`s with their environment; a name given twice is refused.
+    pub fn oidc_providers(&self) -> anyhow::Result<Vec<OidcProviderConfig>> {
+        let public_url = self.public_url();
+        let mut providers: Vec<OidcProviderConfig> = Vec::new();
+        for arg in &self.oidc_providers {
+            let provider = oidc_provider(arg, &public_url, |name| std::env::var(name).ok())?;
+            if providers
+                .iter()
+                .any(|known| known.settings.name == provider.settings.name)
+            {
+                bail!("--oidc-provider {}: given twice", provider.settings.name);
+            }
+            providers.push(provider);
+        }
+        Ok(providers)
+    }
+
     /// The public URL in force.
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| {
@@ -702,6 +811,47 @@ mod tests {
         let mut argv = vec!["latchkey"];
         argv.extend_from_slice(args);
         Wrapper::parse_from(argv).serve
+    }
+
+    #[test]
+    fn oidc_providers_read_their_secrets_from_the_environment_only() {
+        let env = |name: &str| match name {
+            "LATCHKEY_OIDC_CORP_SSO_CLIENT_ID" => Some("the-id".to_string()),
+            "LATCHKEY_OIDC_CORP_SSO_CLIENT_SECRET" => Some("the-secret".to_string()),
+            "LATCHKEY_OIDC_CORP_SSO_LABEL" => Some("Corp".to_string()),
+            "LATCHKEY_OIDC_GOOGLE_CLIENT_ID" => Some("g-id".to_string()),
+            _ => None,
+        };
+        let corp = oidc_provider(
+            "corp-sso=https://sso.example.com",
+            "http://localhost:8080/",
+            env,
+        )
+        .expect("corp");
+        assert_eq!(corp.settings.issuer, "https://sso.example.com");
+        assert_eq!(corp.settings.client_id, "the-id");
+        assert_eq!(corp.settings.client_secret.as_deref(), Some("the-secret"));
+        assert_eq!(
+            corp.settings.redirect_url,
+            "http://localhost:8080/login/oidc/corp-sso/callback"
+        );
+        assert_eq!(corp.label, "Corp");
+        assert!(!format!("{:?}", corp.settings).contains("the-secret"));
+        let google = oidc_provider("google", "https://id.example.com", env).expect("google");
+        assert_eq!(google.settings.issuer, "https://accounts.google.com");
+        assert_eq!(google.label, "google");
+        assert_eq!(google.settings.client_secret, None);
+        for (bad, why) in [
+            ("unknown", "NAME=ISSUER_URL"),
+            ("Corp=https://x", "a-z, 0-9"),
+            ("corp=ftp://x", "http(s) URL"),
+            ("other=https://x", "LATCHKEY_OIDC_OTHER_CLIENT_ID"),
+        ] {
+            let error = oidc_provider(bad, "http://localhost:8080", env)
+                .expect_err(bad)
+                .to_string();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -15,5 +15,6 @@ pub mod mail;
 pub mod notices;
 pub mod openapi;
 pub mod password;
+pub mod providers;
 pub mod sessions;
 pub mod web;

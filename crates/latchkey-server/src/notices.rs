@@ -32,6 +32,10 @@ pub enum Notice {
     PasskeyRemoved,
     /// The admin removed every second factor and passkey.
     SecondFactorsResetByAdmin,
+    /// Another identity provider was connected to the account.
+    ProviderConnected,
+    /// Another identity provider was disconnected from the account.
+    ProviderDisconnected,
 }
 
 impl Notice {
@@ -73,6 +77,14 @@ impl Notice {
             Notice::SecondFactorsResetByAdmin => (
                 "Two-step login was reset",
                 "An administrator removed the authenticator app, recovery codes and passkeys of your account. Every session and remembered device was logged out.",
+            ),
+            Notice::ProviderConnected => (
+                "A sign-in provider was connected",
+                "Another identity provider was connected to your account: it can now sign you in.",
+            ),
+            Notice::ProviderDisconnected => (
+                "A sign-in provider was disconnected",
+                "An identity provider was disconnected from your account: it no longer signs you in.",
             ),
             Notice::SecondFactorRemoved => (
                 "Two-step login turned off",

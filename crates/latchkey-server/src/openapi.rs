@@ -49,7 +49,9 @@ use utoipa::OpenApi;
         crate::factors::passkey_api::begin_sign_in,
         crate::factors::passkey_api::finish_sign_in,
         crate::factors::passkey_api::begin_second_factor,
-        crate::factors::passkey_api::finish_second_factor
+        crate::factors::passkey_api::finish_second_factor,
+        crate::providers::api::list,
+        crate::providers::api::disconnect
     ),
     components(schemas(
         Message,
@@ -73,7 +75,9 @@ use utoipa::OpenApi;
         crate::factors::passkey_api::AssertionBody,
         crate::factors::passkey_api::RenameBody,
         crate::factors::passkey_api::PasskeyView,
-        crate::factors::passkey_api::PasskeyList
+        crate::factors::passkey_api::PasskeyList,
+        crate::providers::api::IdentityView,
+        crate::providers::api::IdentityList
     ))
 )]
 pub struct ApiDoc;

@@ -4,8 +4,9 @@
 //! with a second factor gets `202 {"methods"}` and no session, whichever way it came in;
 //! the second step then completes it. (A passkey sign-in and remember-me pass the same
 //! gate: the library's `tests/gate.rs` holds their rows, and the browser test signs in
-//! with a real passkey.) Also the attack that found the hole: the mailbox alone never
-//! gets past a second factor.
+//! with a real passkey.) A sign-in with another identity provider (a real OpenID
+//! provider) crosses the same three kinds of account. Also the attack that found the
+//! hole: the mailbox alone never gets past a second factor.
 
 mod common;
 
@@ -483,4 +484,85 @@ async fn passkey_names_refuse_invisible_and_text_direction_characters() {
     assert_eq!(listed["passkeys"][0]["name"], json!("laptop"), "{listed}");
     let response = rename("work phone").await.expect("rename");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_provider_sign_in_passes_the_gate_for_every_kind_of_account() {
+    if !common::oidc::available() {
+        return;
+    }
+    let provider = common::oidc::Provider::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    // A host name, so passkeys are on and count as a second factor.
+    let base = format!("http://localhost:{}", address.port());
+    let (id, secret) = provider
+        .register_client(&format!("{base}/login/oidc/corp/callback"))
+        .await;
+    let issuer = format!("corp={}", provider.issuer);
+    let server = Server::start_at_with_env(
+        dir.path(),
+        address,
+        &["--public-url", &base, "--oidc-provider", &issuer],
+        &[
+            ("LATCHKEY_OIDC_CORP_CLIENT_ID", &id),
+            ("LATCHKEY_OIDC_CORP_CLIENT_SECRET", &secret),
+        ],
+    );
+    let mut table = Vec::new();
+    for (k, kind) in [Account::NoFactor, Account::Totp, Account::Passkey]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("provider{k}");
+        let app = account(&server, dir.path(), &name, kind).await;
+        // The provider vouches for the account's verified address: linked, then the gate.
+        provider
+            .set_account(&name, Some(&format!("{name}@example.com")), true, &name)
+            .await;
+        let browser = common::oidc::browser();
+        let start = browser
+            .get(server.url("/login/oidc/corp"))
+            .send()
+            .await
+            .expect("start");
+        let authorize = start.headers()["location"]
+            .to_str()
+            .expect("text")
+            .to_string();
+        // The browser talks to the server by its address: the callback too.
+        let callback = provider
+            .log_in(&authorize, &name)
+            .await
+            .replace(&base, &server.url(""));
+        let answer = browser.get(&callback).send().await.expect("callback");
+        let status = answer.status();
+        let page = answer.text().await.unwrap_or_default();
+        let logged_in = home(&browser, &server).await;
+        match kind {
+            Account::NoFactor => {
+                assert_eq!(status, StatusCode::SEE_OTHER, "{kind:?}: {page}");
+                assert_eq!(logged_in, StatusCode::OK, "{kind:?}");
+            }
+            Account::Totp | Account::Passkey => {
+                // The second step's page, and nobody logged in yet.
+                assert_eq!(status, StatusCode::OK, "{kind:?}");
+                assert!(page.contains("second-factor"), "{kind:?}: {page}");
+                assert_eq!(logged_in, StatusCode::UNAUTHORIZED, "{kind:?}");
+            }
+        }
+        if let Some(app) = app {
+            let (status, body) = post(
+                &browser,
+                &server,
+                "/login/second-factor",
+                json!({ "code": app.code_at(now() + 30) }),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");
+            assert_eq!(home(&browser, &server).await, StatusCode::OK);
+        }
+        table.push((format!("{kind:?}"), status.to_string()));
+    }
+    eprintln!("the gate's provider row: {table:#?}");
 }

@@ -41,6 +41,8 @@ pub mod factors;
 pub mod flash;
 pub mod log_budget;
 pub mod mail;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod password;
 #[cfg(feature = "postgres")]
 mod pg;

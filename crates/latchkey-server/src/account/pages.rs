@@ -37,6 +37,13 @@ pub async fn account_page(
         Err(crate::factors::passkeys::PasskeyError::Failed(error)) => return error.into_response(),
         Err(_) => Vec::new(),
     };
+    let connected: Vec<String> = match crate::providers::flows::identities(&app, &user).await {
+        Ok(identities) => identities
+            .into_iter()
+            .map(|identity| identity.provider)
+            .collect(),
+        Err(error) => return error.into_response(),
+    };
     let fresh = auth.is_fresh().await.unwrap_or(false);
     let extra = context! {
         email => account.email,
@@ -46,6 +53,7 @@ pub async fn account_page(
         totp => account.second_factors.contains(&"totp"),
         passkeys => passkeys,
         recovery_codes_left => account.recovery_codes_left,
+        connected => connected,
     };
     page(&app, &auth, &browser, StatusCode::OK, "account.html", extra).await
 }

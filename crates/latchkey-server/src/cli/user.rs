@@ -115,18 +115,30 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             println!("created user {} (id {})", user.username, user.id);
         }
         UserCommand::List { database } => {
-            let users = Backend::open(&database).await?.users;
+            let backend = Backend::open(&database).await?;
+            let identities = backend.identities();
             println!(
-                "{:>6}  {:<24} {:<32} {:<8}",
+                "{:>6}  {:<24} {:<32} {:<8} PROVIDERS",
                 "ID", "USERNAME", "EMAIL", "STATUS"
             );
-            for user in users.list().await? {
+            for user in backend.users.list().await? {
+                let providers: Vec<String> = identities
+                    .for_user(user.id)
+                    .await?
+                    .into_iter()
+                    .map(|identity| identity.provider)
+                    .collect();
                 println!(
-                    "{:>6}  {:<24} {:<32} {:<8}",
+                    "{:>6}  {:<24} {:<32} {:<8} {}",
                     user.id,
                     user.username,
                     user.email.as_deref().unwrap_or("-"),
-                    if user.disabled { "disabled" } else { "active" }
+                    if user.disabled { "disabled" } else { "active" },
+                    if providers.is_empty() {
+                        "-".to_string()
+                    } else {
+                        providers.join(",")
+                    }
                 );
             }
         }

@@ -27,7 +27,7 @@ impl From<AuthError> for PasswordChangeError {
 }
 
 /// Password change for `user` (logged in freshly in `auth`, from `ip`): checks the
-/// current password under the same throttle as logins (per account and address: a
+/// current password (an account without one sets its first) under the same throttle as logins (per account and address: a
 /// stolen session is no password oracle), then the policy, stores the new hash, keeps
 /// this session as a fresh login and ends every other session and remembered device.
 pub async fn change_password(
@@ -41,6 +41,11 @@ pub async fn change_password(
     let hasher = app.backend.hasher();
     let id = user.id.to_string();
     let check = async {
+        // An account another provider made has no password yet: its fresh login (at
+        // that provider) is what lets it set one.
+        if !user.has_password() {
+            return Ok(Some(()));
+        }
         match hasher.verify(current, user.password_hash()).await {
             Ok(true) => Ok(Some(())),
             Ok(false) | Err(PasswordError::TooLong) => Ok(None),

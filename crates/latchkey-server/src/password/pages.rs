@@ -25,15 +25,17 @@ pub async fn password_page(
     State(app): State<AppState>,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
-    _fresh: RequireFresh<User>,
+    RequireFresh(user): RequireFresh<User>,
 ) -> Response {
+    let extra =
+        context! { min_password => app.policy.min_chars, has_password => user.has_password() };
     page(
         &app,
         &auth,
         &browser,
         StatusCode::OK,
         "password.html",
-        context! { min_password => app.policy.min_chars },
+        extra,
     )
     .await
 }
@@ -56,7 +58,11 @@ pub async fn change_password(
     CheckedForm(input): CheckedForm<PasswordForm>,
 ) -> Response {
     let again = |status: StatusCode, error: String| {
-        let extra = context! { error => error, min_password => app.policy.min_chars };
+        let extra = context! {
+            error => error,
+            min_password => app.policy.min_chars,
+            has_password => user.has_password(),
+        };
         let (auth, browser) = (&auth, &browser);
         async move { page(&app, auth, browser, status, "password.html", extra).await }
     };

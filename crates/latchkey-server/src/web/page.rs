@@ -28,6 +28,10 @@ async fn base_context(
         username => user.map(|user| user.username),
         csrf_token => token,
         passkeys_on => app.passkeys.is_some(),
+        providers => app.providers.list.iter().map(|provider| context! {
+            name => provider.client.name(),
+            label => provider.label.clone(),
+        }).collect::<Vec<_>>(),
         flashes => flashes.iter().map(|flash| context! {
             level => serde_json::to_value(flash.level).ok().and_then(|level| level.as_str().map(str::to_string)),
             message => flash.message.clone(),

@@ -7,6 +7,8 @@ use latchkey::factors::passkeys::{PasskeyStore, Webauthn};
 use latchkey::factors::SecondFactorStore;
 use latchkey::mail::outbox::{Outbox, OutboxWorker};
 use latchkey::mail::MailSeal;
+use latchkey::oidc::identities::IdentityStore;
+use latchkey::oidc::OidcProvider;
 use latchkey::throttle::Throttle;
 use latchkey::user::tokens::TokenStore;
 use latchkey::{PasswordBackend, PasswordPolicy, UserStore};
@@ -65,6 +67,33 @@ pub struct Shared {
     /// What the mail flows (reset, verification, sign-in by mail, email change,
     /// notices) need.
     pub mail: MailFlows,
+    /// Sign-in with other identity providers.
+    pub providers: Providers,
+}
+
+/// Sign-in with other identity providers (`--oidc-provider`).
+pub struct Providers {
+    /// The configured providers, in the order given.
+    pub list: Vec<Provider>,
+    /// Who is linked to whom.
+    pub identities: Arc<dyn IdentityStore>,
+}
+
+/// One configured provider.
+pub struct Provider {
+    /// Its client, discovered at start.
+    pub client: OidcProvider,
+    /// The words of its button.
+    pub label: String,
+}
+
+impl Providers {
+    /// The provider configured as `name`.
+    pub fn get(&self, name: &str) -> Option<&Provider> {
+        self.list
+            .iter()
+            .find(|provider| provider.client.name() == name)
+    }
 }
 
 /// What passkeys need: the relying party and where passkeys live.

@@ -112,38 +112,56 @@ fn binary() -> PathBuf {
 impl Server {
     /// Starts `latchkey serve` with its database in `dir`, plus `extra` arguments.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        Self::launch_with(&database_url(dir), None, extra, None, None)
+        Self::launch_with(&database_url(dir), None, extra, None, None, &[])
     }
 
     pub fn start_at(dir: &Path, address: SocketAddr, extra: &[&str]) -> Server {
-        Self::launch_with(&database_url(dir), Some(address), extra, None, None)
+        Self::launch_with(&database_url(dir), Some(address), extra, None, None, &[])
     }
 
     /// Starts `latchkey serve` in `dir` at `address` with the secret keys `keys`
     /// (`LATCHKEY_SECRET_KEY`, comma-separated, newest first).
     pub fn start_with_keys(dir: &Path, address: SocketAddr, extra: &[&str], keys: &str) -> Server {
-        Self::launch_with(&database_url(dir), Some(address), extra, None, Some(keys))
+        Self::launch_with(
+            &database_url(dir),
+            Some(address),
+            extra,
+            None,
+            Some(keys),
+            &[],
+        )
     }
 
     /// Starts `latchkey serve` in `dir` logging everything (`debug`) to `log`.
     pub fn start_logging(dir: &Path, extra: &[&str], log: &Path) -> Server {
-        Self::launch_with(&database_url(dir), None, extra, Some(log), None)
+        Self::launch_with(&database_url(dir), None, extra, Some(log), None, &[])
     }
 
     /// Starts `latchkey serve` on the database at `database_url` with the secret key
     /// `keys` (processes that share a database share it, as a deployment would).
     pub fn start_on_with_keys(database_url: &str, extra: &[&str], keys: &str) -> Server {
-        Self::launch_with(database_url, None, extra, None, Some(keys))
+        Self::launch_with(database_url, None, extra, None, Some(keys), &[])
+    }
+
+    /// Starts `latchkey serve` in `dir` at `address` with the environment variables `env`
+    /// set (secrets that never stand on a command line: an OpenID client's, say).
+    pub fn start_at_with_env(
+        dir: &Path,
+        address: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::launch_with(&database_url(dir), Some(address), extra, None, None, env)
     }
 
     /// Starts `latchkey serve` on the database at `database_url` (PostgreSQL, say).
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
-        Self::launch_with(database_url, None, extra, None, None)
+        Self::launch_with(database_url, None, extra, None, None, &[])
     }
 
     /// [`Server::start_on`], logging everything (`debug`) to `log`.
     pub fn start_on_logging(database_url: &str, extra: &[&str], log: &Path) -> Server {
-        Self::launch_with(database_url, None, extra, Some(log), None)
+        Self::launch_with(database_url, None, extra, Some(log), None, &[])
     }
 
     /// Starts `latchkey serve` at `address`, or on a port of [`free_address`] when
@@ -155,12 +173,13 @@ impl Server {
         extra: &[&str],
         log: Option<&Path>,
         keys: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Server {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let at = address.unwrap_or_else(free_address);
-            let mut server = Self::spawn(database_url, at, extra, log, keys);
+            let mut server = Self::spawn(database_url, at, extra, log, keys, env);
             let waited =
                 ports::wait_until_listening(&mut server.child, at.port(), Duration::from_secs(30));
             let status = match waited {
@@ -189,6 +208,7 @@ impl Server {
         extra: &[&str],
         log: Option<&Path>,
         keys: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Server {
         let database_url = database_url.to_string();
         let address_text = address.to_string();
@@ -232,6 +252,7 @@ impl Server {
             Some(keys) => command.env("LATCHKEY_SECRET_KEY", keys),
             None => command.env_remove("LATCHKEY_SECRET_KEY"),
         };
+        command.envs(env.iter().copied());
         let mut child = command
             .args(&args)
             .env("LATCHKEY_LOG", level)

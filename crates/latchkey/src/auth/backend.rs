@@ -159,7 +159,8 @@ impl<S: UserStore> PasswordBackend<S> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(None);
         }
-        let Some(user) = found else {
+        // No such user, or one without a password: the same time as a wrong password.
+        let Some(user) = found.filter(User::has_password) else {
             self.hasher.verify_dummy(password).await?;
             return Ok(None);
         };

@@ -2,7 +2,7 @@
 //!
 //! Every credential event (a password changed, reset or set by the admin, an account
 //! disabled, an address changed or claimed by its mailbox, a second factor added or
-//! removed) calls [`end_for`], which reads the event's row of [`CredentialEvent::ends`]
+//! removed, another identity provider connected or disconnected) calls [`end_for`], which reads the event's row of [`CredentialEvent::ends`]
 //! and ends exactly that: sessions (all, or all but the one that made the change),
 //! remembered devices, mailed links and codes by purpose; and it moves the user's
 //! credential version on, which ends on their next use the sessions no store could
@@ -39,6 +39,10 @@ pub enum CredentialEvent {
     SecondFactorRemoved,
     /// The admin removed every second factor (`latchkey user mfa-reset`).
     SecondFactorsReset,
+    /// The user connected another identity provider to the account (a new way in).
+    ProviderConnected,
+    /// The user disconnected an identity provider (a way in removed).
+    ProviderDisconnected,
 }
 
 /// Which of the user's sessions an event ends.
@@ -82,7 +86,7 @@ const MAILED_WAYS_IN: &[TokenPurpose] = &[
 
 impl CredentialEvent {
     /// Every event, for tables and tests.
-    pub const ALL: [CredentialEvent; 9] = [
+    pub const ALL: [CredentialEvent; 11] = [
         CredentialEvent::PasswordChanged,
         CredentialEvent::PasswordReset,
         CredentialEvent::PasswordSetByAdmin,
@@ -92,6 +96,8 @@ impl CredentialEvent {
         CredentialEvent::SecondFactorAdded,
         CredentialEvent::SecondFactorRemoved,
         CredentialEvent::SecondFactorsReset,
+        CredentialEvent::ProviderConnected,
+        CredentialEvent::ProviderDisconnected,
     ];
 
     /// The table: what this event ends.
@@ -102,7 +108,9 @@ impl CredentialEvent {
             PasswordChanged => (AllButCaller, MAILED_WAYS_IN, false),
             PasswordReset | PasswordSetByAdmin | Disabled => (All, EVERY_MAILED, false),
             EmailChanged | MailboxClaimed => (AllButCaller, EVERY_MAILED, true),
-            SecondFactorAdded | SecondFactorRemoved => (AllButCaller, MAILED_WAYS_IN, true),
+            SecondFactorAdded | SecondFactorRemoved | ProviderConnected | ProviderDisconnected => {
+                (AllButCaller, MAILED_WAYS_IN, true)
+            }
             SecondFactorsReset => (All, EVERY_MAILED, true),
         };
         Ends {
@@ -125,6 +133,8 @@ impl CredentialEvent {
             CredentialEvent::SecondFactorAdded => "second_factor_added",
             CredentialEvent::SecondFactorRemoved => "second_factor_removed",
             CredentialEvent::SecondFactorsReset => "second_factors_reset",
+            CredentialEvent::ProviderConnected => "provider_connected",
+            CredentialEvent::ProviderDisconnected => "provider_disconnected",
         }
     }
 }

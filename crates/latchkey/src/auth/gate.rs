@@ -26,7 +26,9 @@ pub enum Evidence {
     /// Control of the account's mailbox (a mailed code or link, a reset link): one
     /// factor, not a fresh login.
     Mailbox,
-    /// Another identity provider vouches for the user: one factor, not fresh here.
+    /// Another identity provider vouches for the user: one factor, and fresh (the
+    /// provider has just had the person sign in, so an account without a password can
+    /// change what needs a fresh login, such as setting one).
     Delegated,
     /// A second factor (an authenticator code, a recovery code): completes a login that
     /// waits for one, and is no way in on its own.
@@ -74,6 +76,12 @@ impl Proof {
     /// A password reset link followed (when a reset logs in).
     pub fn password_reset() -> Self {
         Proof::new("password_reset", Evidence::Mailbox)
+    }
+
+    /// Another identity provider vouching for the user (OpenID Connect, GitHub): the
+    /// method is `provider:NAME`.
+    pub fn delegated(provider: &str) -> Self {
+        Proof::new(format!("provider:{provider}"), Evidence::Delegated)
     }
 
     /// A user-verified passkey.
@@ -233,7 +241,9 @@ impl GateSettings {
         }
         Ok(Verdict::Complete(Authentication {
             methods: proofs.iter().map(|(name, _)| name.to_string()).collect(),
-            fresh: has(Evidence::Knowledge) || has(Evidence::MultiFactor),
+            fresh: has(Evidence::Knowledge)
+                || has(Evidence::MultiFactor)
+                || has(Evidence::Delegated),
             multi_factor,
         }))
     }

@@ -211,7 +211,7 @@ fn with_cookie<B>(
 /// the `Set-Cookie` headers): the crate trims names, so `id =x` would read as the
 /// session cookie, and on `GET /home` it cost 29,007 instructions a request against
 /// 26,554 with this reader (callgrind, `bench/callgrind.sh`, 2026-12-06).
-pub(crate) fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+pub fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     for header in headers.get_all(COOKIE) {
         let mut rest = header.as_bytes();
         while !rest.is_empty() {

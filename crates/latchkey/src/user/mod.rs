@@ -84,10 +84,20 @@ pub struct User {
     pub(crate) password_hash: std::sync::Arc<str>,
 }
 
+/// The stored "hash" of an account without a password (made by
+/// [`NewUser::without_password`]): no password matches it, and it is no hash format.
+pub const NO_PASSWORD: &str = "!";
+
 impl User {
     /// The stored password hash (PHC string). Never log it.
     pub fn password_hash(&self) -> &str {
         &self.password_hash
+    }
+
+    /// Whether the account has a password (accounts made by another identity provider
+    /// have none until the user sets one).
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.starts_with(NO_PASSWORD)
     }
 }
 
@@ -147,6 +157,12 @@ impl NewUser {
             email,
             password_hash,
         })
+    }
+
+    /// Validates like [`NewUser::new`] a user without a password: one who signs in
+    /// another way (another identity provider) until they set one.
+    pub fn without_password(username: &str, email: Option<&str>) -> Result<Self, UserStoreError> {
+        NewUser::new(username, email, NO_PASSWORD.to_string())
     }
 
     /// The validated username.

@@ -1,0 +1,458 @@
+//! Sign-in with other identity providers over OpenID Connect (feature `oidc`): a provider
+//! client and the two steps of a sign-in, usable from any axum app.
+//!
+//! * [`OidcProvider::discover`] reads the provider's discovery document (its `issuer`
+//!   must be the configured one exactly) and its keys, once; an ID token signed with a
+//!   key id it does not know makes it fetch the keys again, once. Its HTTP client follows
+//!   no redirects.
+//! * [`OidcProvider::begin`] answers the provider's authorization URL (PKCE S256, `state`,
+//!   `nonce`) and the flow's state sealed for a short-lived cookie bound to the browser:
+//!   nothing is kept on the server until the provider answers.
+//! * [`OidcProvider::finish`] checks the callback against that cookie (the provider it
+//!   was started for, `state`, the `iss` response parameter of RFC 9207 against mix-up,
+//!   at most [`FLOW_LIFETIME`] old), redeems the code once, and checks the ID token
+//!   (signature, issuer, audience, expiry, nonce): the answer is a
+//!   [`VerifiedIdentity`], an issuer and a subject. What to do with it (a user, a link)
+//!   is the application's: hand the user it resolves to the gate with
+//!   [`Proof::delegated`](crate::auth::Proof).
+//!
+//! [`identities`] keeps who is linked to whom.
+
+pub mod identities;
+
+use crate::secret_box::SecretBox;
+use crate::time::Timestamp;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenResponse,
+};
+use openidconnect::{
+    reqwest, AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError, ClientId,
+    ClientSecret, CsrfToken, EmptyAdditionalClaims, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IssuerUrl, JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError, StandardErrorResponse,
+    TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// How long a sign-in may take between [`OidcProvider::begin`] and
+/// [`OidcProvider::finish`]: the flow cookie's lifetime.
+pub const FLOW_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+/// How long the provider may take to answer one request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the discovery document says beyond the core fields: whether the provider sends
+/// `iss` on its callback (RFC 9207).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct IssParameter {
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+
+impl AdditionalProviderMetadata for IssParameter {}
+
+/// A provider's discovery document, with [`IssParameter`].
+type Metadata = ProviderMetadata<
+    IssParameter,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// The client as discovery leaves it: the authorization endpoint set, the token and
+/// user-info endpoints as the document says.
+type Client = openidconnect::Client<
+    EmptyAdditionalClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    CoreTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Why a provider could not be set up or a sign-in did not finish. The variants say
+/// what a person can be told; the details are for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// The provider could not be reached, or answered something unreadable.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The provider's configuration (discovery document, issuer URL, redirect URL) is
+    /// not usable.
+    #[error("the provider is misconfigured: {0}")]
+    Misconfigured(String),
+    /// No flow cookie, or one that does not open (another server key, tampered with).
+    #[error("no sign-in under way in this browser")]
+    NoFlow,
+    /// The flow is older than [`FLOW_LIFETIME`].
+    #[error("the sign-in took too long")]
+    Expired,
+    /// The callback does not belong to the flow of this browser: another provider's
+    /// flow, another `state`, another `iss`.
+    #[error("the answer does not belong to this sign-in: {0}")]
+    Mismatch(&'static str),
+    /// The provider said no (`error` on the callback): the user declined, say.
+    #[error("the provider refused: {0}")]
+    Refused(String),
+    /// The code did not redeem, or the ID token failed a check.
+    #[error("the provider's answer failed a check: {0}")]
+    Invalid(String),
+}
+
+/// Who the provider says signed in, after every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    /// The configured name of the provider.
+    pub provider: String,
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The address the provider gave, if any.
+    pub email: Option<String>,
+    /// Whether the provider asserts that address verified (`email_verified`; absent is
+    /// `false`).
+    pub email_verified: bool,
+    /// The provider's preferred user name, if any.
+    pub preferred_username: Option<String>,
+    /// Where to go after the sign-in, as given to [`OidcProvider::begin`].
+    pub next: Option<String>,
+    /// The user who asked to connect this provider to their account, as given to
+    /// [`OidcProvider::begin`]; `None` for a sign-in.
+    pub connect_for: Option<String>,
+}
+
+/// A sign-in begun: send the browser to `authorize_url` and set the flow cookie to
+/// `flow` (HttpOnly, `SameSite=Lax` so it comes back on the provider's redirect, at most
+/// [`FLOW_LIFETIME`]).
+#[derive(Debug)]
+pub struct Begun {
+    /// The provider's authorization URL with this flow's parameters.
+    pub authorize_url: String,
+    /// The sealed flow state for the cookie.
+    pub flow: String,
+}
+
+/// What a callback carried (`GET …/callback?code=…&state=…&iss=…`).
+#[derive(Debug, Default, Deserialize)]
+pub struct Callback {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The `state` sent with the authorization request.
+    pub state: Option<String>,
+    /// The issuer the response comes from (RFC 9207), when the provider sends it.
+    pub iss: Option<String>,
+    /// The provider's refusal (`access_denied`, …).
+    pub error: Option<String>,
+}
+
+/// The flow's state between the two steps, sealed into the flow cookie.
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    provider: String,
+    state: String,
+    nonce: String,
+    verifier: String,
+    next: Option<String>,
+    connect_for: Option<String>,
+    started_at: i64,
+}
+
+/// One provider: its client, discovered once.
+pub struct OidcProvider {
+    name: String,
+    client_id: ClientId,
+    client_secret: Option<ClientSecret>,
+    redirect: RedirectUrl,
+    metadata: RwLock<Metadata>,
+    http: reqwest::Client,
+    flows: SecretBox,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("name", &self.name)
+            .field("redirect", &self.redirect.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`OidcProvider::discover`] needs (its `Debug` leaves the secret out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// The name the provider is configured under (in paths, cookies and the
+    /// identities table).
+    pub name: String,
+    /// The issuer URL; its discovery document must name exactly this issuer.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The client secret, if the client has one.
+    pub client_secret: Option<String>,
+    /// The callback URL registered at the provider.
+    pub redirect_url: String,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("redirect_url", &self.redirect_url)
+            .finish()
+    }
+}
+
+impl OidcProvider {
+    /// Reads the provider's discovery document and keys. `secret` is the server's
+    /// secret key: the flow cookie is sealed under a key derived from it.
+    pub async fn discover(settings: ProviderSettings, secret: &[u8]) -> Result<Self, OidcError> {
+        let http = reqwest::ClientBuilder::new()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|error| OidcError::Misconfigured(error.to_string()))?;
+        let issuer = IssuerUrl::new(settings.issuer.clone())
+            .map_err(|error| OidcError::Misconfigured(format!("issuer URL: {error}")))?;
+        let redirect = RedirectUrl::new(settings.redirect_url.clone())
+            .map_err(|error| OidcError::Misconfigured(format!("redirect URL: {error}")))?;
+        let metadata = Metadata::discover_async(issuer, &http)
+            .await
+            .map_err(|error| OidcError::Unavailable(error_chain(&error)))?;
+        if metadata.token_endpoint().is_none() {
+            return Err(OidcError::Misconfigured(
+                "the discovery document names no token endpoint".into(),
+            ));
+        }
+        Ok(OidcProvider {
+            name: settings.name,
+            client_id: ClientId::new(settings.client_id),
+            client_secret: settings.client_secret.map(ClientSecret::new),
+            redirect,
+            metadata: RwLock::new(metadata),
+            http,
+            flows: SecretBox::new(secret, "latchkey oidc flow"),
+        })
+    }
+
+    /// The name the provider is configured under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The issuer, as discovered.
+    pub fn issuer(&self) -> String {
+        self.read_metadata().issuer().to_string()
+    }
+
+    /// The callback URL.
+    pub fn redirect_url(&self) -> &str {
+        self.redirect.as_str()
+    }
+
+    fn read_metadata(&self) -> std::sync::RwLockReadGuard<'_, Metadata> {
+        // A writer that panicked left whole metadata behind (it swaps one value).
+        self.metadata
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn client(&self) -> Client {
+        let metadata = self.read_metadata().clone();
+        CoreClient::from_provider_metadata(
+            metadata,
+            self.client_id.clone(),
+            self.client_secret.clone(),
+        )
+        .set_redirect_uri(self.redirect.clone())
+    }
+
+    /// Starts a sign-in that goes on to `next` (the caller checks it is a safe path), or,
+    /// with `connect_for`, the connection of this provider to that user's account (the
+    /// caller checks at the end that the same user is still the one logged in).
+    pub fn begin(&self, next: Option<&str>, connect_for: Option<&str>) -> Result<Begun, OidcError> {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = self
+            .client()
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("email".into()))
+            .add_scope(Scope::new("profile".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        let flow = Flow {
+            provider: self.name.clone(),
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            verifier: verifier.secret().clone(),
+            next: next.map(str::to_string),
+            connect_for: connect_for.map(str::to_string),
+            started_at: Timestamp::now().as_millis(),
+        };
+        let plain = serde_json::to_vec(&flow)
+            .map_err(|error| OidcError::Misconfigured(error.to_string()))?;
+        let sealed = self
+            .flows
+            .seal(&plain, b"oidc flow")
+            .ok_or_else(|| OidcError::Misconfigured("the flow did not seal".into()))?;
+        Ok(Begun {
+            authorize_url: url.to_string(),
+            flow: sealed,
+        })
+    }
+
+    /// Finishes the sign-in of the browser whose flow cookie is `flow` with the
+    /// provider's `callback`.
+    pub async fn finish(
+        &self,
+        flow: Option<&str>,
+        callback: &Callback,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        let flow = self.open_flow(flow)?;
+        if flow.provider != self.name {
+            return Err(OidcError::Mismatch("another provider's sign-in"));
+        }
+        let started = Timestamp(flow.started_at);
+        if Timestamp::now().since(started) > FLOW_LIFETIME {
+            return Err(OidcError::Expired);
+        }
+        let state_matches = callback
+            .state
+            .as_deref()
+            .is_some_and(|state| bool::from(state.as_bytes().ct_eq(flow.state.as_bytes())));
+        if !state_matches {
+            return Err(OidcError::Mismatch("state"));
+        }
+        let (issuer, sends_iss) = {
+            let metadata = self.read_metadata();
+            (
+                metadata.issuer().to_string(),
+                metadata
+                    .additional_metadata()
+                    .authorization_response_iss_parameter_supported,
+            )
+        };
+        match callback.iss.as_deref() {
+            Some(iss) if iss != issuer => return Err(OidcError::Mismatch("iss")),
+            None if sends_iss => return Err(OidcError::Mismatch("iss missing")),
+            _ => {}
+        }
+        if let Some(error) = &callback.error {
+            return Err(OidcError::Refused(error.chars().take(100).collect()));
+        }
+        let code = callback
+            .code
+            .clone()
+            .ok_or(OidcError::Invalid("no code".into()))?;
+        let client = self.client();
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|error| OidcError::Misconfigured(error.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|error| OidcError::Invalid(error_chain(&error)))?;
+        let id_token = tokens
+            .id_token()
+            .ok_or(OidcError::Invalid("no ID token".into()))?;
+        let nonce = Nonce::new(flow.nonce.clone());
+        let first = id_token
+            .claims(&client.id_token_verifier(), &nonce)
+            .cloned();
+        let claims = match first {
+            Ok(claims) => claims,
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                // The provider rotated its keys since discovery: fetch them once more.
+                self.refresh_keys().await?;
+                let client = self.client();
+                let verifier = client.id_token_verifier();
+                id_token
+                    .claims(&verifier, &nonce)
+                    .map_err(|error| OidcError::Invalid(error.to_string()))?
+                    .clone()
+            }
+            Err(error) => return Err(OidcError::Invalid(error.to_string())),
+        };
+        // The access token is not used: the ID token says who signed in.
+        let _ = tokens.access_token();
+        Ok(VerifiedIdentity {
+            provider: self.name.clone(),
+            issuer: claims.issuer().to_string(),
+            subject: claims.subject().to_string(),
+            email: claims.email().map(|email| email.to_string()),
+            email_verified: claims.email_verified().unwrap_or(false),
+            preferred_username: claims.preferred_username().map(|name| name.to_string()),
+            next: flow.next,
+            connect_for: flow.connect_for,
+        })
+    }
+
+    fn open_flow(&self, sealed: Option<&str>) -> Result<Flow, OidcError> {
+        let plain = sealed
+            .and_then(|sealed| self.flows.open(sealed, b"oidc flow"))
+            .ok_or(OidcError::NoFlow)?;
+        serde_json::from_slice(&plain).map_err(|_| OidcError::NoFlow)
+    }
+
+    async fn refresh_keys(&self) -> Result<(), OidcError> {
+        let jwks_uri = self.read_metadata().jwks_uri().clone();
+        let keys = JsonWebKeySet::fetch_async(&jwks_uri, &self.http)
+            .await
+            .map_err(|error| OidcError::Unavailable(error_chain(&error)))?;
+        let mut metadata = self
+            .metadata
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *metadata = metadata.clone().set_jwks(keys);
+        Ok(())
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
