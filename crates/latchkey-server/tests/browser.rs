@@ -3,6 +3,8 @@
 //! logged out), log out. A screenshot of every page lands in
 //! `target/browser-screenshots/`. And a forgotten password: from the login page's link
 //! to the form, the mail (read from a real SMTP server), its link, and a new password.
+//! And a sign-in with another identity provider (a real OpenID provider): the login
+//! page's button, the provider's own login and consent pages, and back, logged in.
 
 mod common;
 
@@ -311,4 +313,59 @@ async fn a_person_adds_a_passkey_signs_in_with_it_alone_and_as_a_second_factor()
         counter >= 2,
         "the counter moved with each sign-in: {credential}"
     );
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_another_identity_provider() {
+    if !browser_or_skip() || !common::oidc::available() {
+        return;
+    }
+    let provider = common::oidc::Provider::start();
+    provider
+        .set_account("ola-sub", Some("ola@example.com"), true, "ola")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    let base = format!("http://{address}");
+    let (id, secret) = provider
+        .register_client(&format!("{base}/login/oidc/corp/callback"))
+        .await;
+    let issuer = format!("corp={}", provider.issuer);
+    let server = common::Server::start_at_with_env(
+        dir.path(),
+        address,
+        &["--public-url", &base, "--oidc-provider", &issuer],
+        &[
+            ("LATCHKEY_OIDC_CORP_CLIENT_ID", &id),
+            ("LATCHKEY_OIDC_CORP_CLIENT_SECRET", &secret),
+            ("LATCHKEY_OIDC_CORP_LABEL", "Corp SSO"),
+        ],
+    );
+    let driver = Driver::start();
+    let shots = screenshots();
+    let ola = Browser::open(&driver, "provider-browser", &shots).await;
+    ola.goto(&format!("{}/login", server.url(""))).await;
+    assert!(ola.page_text().await.contains("Sign in with Corp SSO"));
+    ola.click("#sign-in-with-corp").await;
+    // The provider's own pages: its login form, then its consent.
+    assert!(ola.current_url().await.starts_with(&provider.issuer));
+    ola.screenshot("40-provider-login").await;
+    ola.type_into("input[name=login]", "ola-sub").await;
+    ola.type_into("input[name=password]", "anything").await;
+    ola.click("button[type=submit]").await;
+    ola.screenshot("41-provider-consent").await;
+    ola.click("button[type=submit]").await;
+    // Back, logged in: the home page greets the account the provider made.
+    let landed = ola.current_url().await;
+    assert!(landed.ends_with("/home"), "{landed}");
+    ola.screenshot("42-home-by-provider").await;
+    assert!(
+        ola.page_text().await.contains("ola"),
+        "{}",
+        ola.page_text().await
+    );
+    ola.goto(&format!("{}/account", server.url(""))).await;
+    let account = ola.page_text().await;
+    assert!(account.contains("Corp SSO: connected"), "{account}");
+    ola.close().await;
 }

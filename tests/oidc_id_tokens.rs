@@ -1,0 +1,262 @@
+//! `latchkey::oidc` against a hostile provider: a small HTTP server of this test that
+//! publishes a real discovery document and answers the token request with an ID token
+//! the test crafted (HS256 under the client secret, which OpenID Connect allows a
+//! provider to use). The honest token signs the user in; each forged one (another
+//! audience, expired, another nonce, another issuer, tampered with after signing,
+//! `alg: none`, signed with another key) is refused and logs nobody in. So is a
+//! callback without `iss` from a provider that says it sends one.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use latchkey::oidc::{Callback, OidcError, OidcProvider, ProviderSettings};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const CLIENT_ID: &str = "latchkey-client";
+const CLIENT_SECRET: &str = "a client secret the provider shares with latchkey";
+const SERVER_SECRET: &[u8] = b"the server's secret key for this test, 32+ bytes";
+
+/// What the token endpoint answers next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Forgery {
+    Honest,
+    OtherAudience,
+    Expired,
+    OtherNonce,
+    OtherIssuer,
+    Tampered,
+    AlgNone,
+    OtherKey,
+}
+
+#[derive(Default)]
+struct Provider {
+    issuer: String,
+    nonce: String,
+    forgery: Option<Forgery>,
+}
+
+type Shared = Arc<Mutex<Provider>>;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sign(input: &str, key: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(input.as_bytes());
+    b64(&mac.finalize().into_bytes())
+}
+
+/// The ID token for `forgery`.
+fn id_token(provider: &Provider, forgery: Forgery) -> String {
+    let mut claims = json!({
+        "iss": provider.issuer,
+        "sub": "user-42",
+        "aud": CLIENT_ID,
+        "exp": now() + 300,
+        "iat": now(),
+        "nonce": provider.nonce,
+        "email": "user42@example.com",
+        "email_verified": true,
+    });
+    match forgery {
+        Forgery::OtherAudience => claims["aud"] = json!("someone-else"),
+        Forgery::Expired => {
+            claims["exp"] = json!(now() - 600);
+            claims["iat"] = json!(now() - 900);
+        }
+        Forgery::OtherNonce => claims["nonce"] = json!("a nonce of another flow"),
+        Forgery::OtherIssuer => claims["iss"] = json!("https://evil.example"),
+        _ => {}
+    }
+    let alg = if forgery == Forgery::AlgNone {
+        "none"
+    } else {
+        "HS256"
+    };
+    let header = b64(json!({ "alg": alg, "typ": "JWT" }).to_string().as_bytes());
+    let payload = b64(claims.to_string().as_bytes());
+    let input = format!("{header}.{payload}");
+    let signature = match forgery {
+        Forgery::AlgNone => String::new(),
+        Forgery::OtherKey => sign(&input, b"not the client secret"),
+        _ => sign(&input, CLIENT_SECRET.as_bytes()),
+    };
+    if forgery == Forgery::Tampered {
+        // Signed honestly, then the subject swapped: the signature no longer matches.
+        claims["sub"] = json!("admin");
+        let payload = b64(claims.to_string().as_bytes());
+        return format!("{header}.{payload}.{signature}");
+    }
+    format!("{input}.{signature}")
+}
+
+async fn discovery(State(shared): State<Shared>) -> Json<Value> {
+    let issuer = shared.lock().expect("lock").issuer.clone();
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["HS256", "RS256"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+    }))
+}
+
+async fn jwks() -> Json<Value> {
+    Json(json!({ "keys": [] }))
+}
+
+async fn token(State(shared): State<Shared>) -> Json<Value> {
+    let provider = shared.lock().expect("lock");
+    let forgery = provider.forgery.unwrap_or(Forgery::Honest);
+    Json(json!({
+        "access_token": "an access token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "id_token": id_token(&provider, forgery),
+    }))
+}
+
+/// The hostile provider on a free port, and the relying party discovered at it.
+async fn start() -> (Shared, OidcProvider) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("address"));
+    let shared: Shared = Arc::new(Mutex::new(Provider {
+        issuer: issuer.clone(),
+        ..Provider::default()
+    }));
+    let app = Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks", get(jwks))
+        .route("/token", post(token))
+        .with_state(shared.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = OidcProvider::discover(
+        ProviderSettings {
+            name: "hostile".into(),
+            issuer: issuer.clone(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(CLIENT_SECRET.into()),
+            redirect_url: "http://127.0.0.1:1/login/oidc/hostile/callback".into(),
+        },
+        SERVER_SECRET,
+    )
+    .await
+    .expect("discovery");
+    (shared, client)
+}
+
+/// A parameter of `url`'s query.
+fn param(url: &str, name: &str) -> String {
+    reqwest::Url::parse(url)
+        .expect("URL")
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+/// Begins a sign-in and finishes it with the token `forgery` makes.
+async fn sign_in(
+    shared: &Shared,
+    client: &OidcProvider,
+    forgery: Forgery,
+) -> Result<latchkey::oidc::VerifiedIdentity, OidcError> {
+    let begun = client.begin(None, None).expect("begin");
+    let state = param(&begun.authorize_url, "state");
+    {
+        let mut provider = shared.lock().expect("lock");
+        provider.nonce = param(&begun.authorize_url, "nonce");
+        provider.forgery = Some(forgery);
+    }
+    assert_eq!(param(&begun.authorize_url, "code_challenge_method"), "S256");
+    let issuer = shared.lock().expect("lock").issuer.clone();
+    let callback = Callback {
+        code: Some("a code".into()),
+        state: Some(state),
+        iss: Some(issuer),
+        error: None,
+    };
+    client.finish(Some(&begun.flow), &callback).await
+}
+
+#[tokio::test]
+async fn honest_tokens_sign_in_and_forged_ones_do_not() {
+    let (shared, client) = start().await;
+    let identity = sign_in(&shared, &client, Forgery::Honest)
+        .await
+        .expect("the honest token");
+    assert_eq!(identity.subject, "user-42");
+    assert_eq!(identity.email.as_deref(), Some("user42@example.com"));
+    assert!(identity.email_verified);
+    assert_eq!(identity.issuer, shared.lock().expect("lock").issuer);
+
+    for forgery in [
+        Forgery::OtherAudience,
+        Forgery::Expired,
+        Forgery::OtherNonce,
+        Forgery::OtherIssuer,
+        Forgery::Tampered,
+        Forgery::AlgNone,
+        Forgery::OtherKey,
+    ] {
+        let answer = sign_in(&shared, &client, forgery).await;
+        assert!(
+            matches!(answer, Err(OidcError::Invalid(_))),
+            "{forgery:?}: {answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_callback_without_the_iss_the_provider_promised_is_refused() {
+    let (shared, client) = start().await;
+    let begun = client.begin(None, None).expect("begin");
+    shared.lock().expect("lock").nonce = param(&begun.authorize_url, "nonce");
+    let callback = Callback {
+        code: Some("a code".into()),
+        state: Some(param(&begun.authorize_url, "state")),
+        iss: None,
+        error: None,
+    };
+    let answer = client.finish(Some(&begun.flow), &callback).await;
+    assert!(
+        matches!(answer, Err(OidcError::Mismatch("iss missing"))),
+        "{answer:?}"
+    );
+    // Another issuer's `iss` is refused too; a flow cookie sealed under another key
+    // does not open.
+    let callback = Callback {
+        iss: Some("https://evil.example".into()),
+        ..callback
+    };
+    assert!(matches!(
+        client.finish(Some(&begun.flow), &callback).await,
+        Err(OidcError::Mismatch("iss"))
+    ));
+    let tampered = format!("{}A", begun.flow);
+    assert!(matches!(
+        client.finish(Some(&tampered), &callback).await,
+        Err(OidcError::NoFlow)
+    ));
+}
