@@ -24,8 +24,9 @@ use latchkey::factors::passkeys::{PasskeyStore, Url, WebauthnBuilder};
 use latchkey::factors::SecondFactors;
 use latchkey::mail::outbox::{Outbox, OutboxPolicy, OutboxWorker, SqliteOutbox};
 use latchkey::mail::{LogMailer, MailSeal};
+use latchkey::oidc::github::GithubProvider;
 use latchkey::oidc::identities::SqliteIdentityStore;
-use latchkey::oidc::OidcProvider;
+use latchkey::oidc::{IdentityProvider, OidcProvider};
 use latchkey::remember::RememberStore;
 use latchkey::store::{CachedStore, CookieStore, MemoryStore, StoreRevocations};
 use latchkey::throttle::Throttle;
@@ -192,9 +193,22 @@ async fn discover_providers(args: &ServeArgs, secret: &[u8]) -> anyhow::Result<V
     for config in args.oidc_providers()? {
         let name = config.settings.name.clone();
         let issuer = config.settings.issuer.clone();
-        let client = OidcProvider::discover(config.settings, secret)
-            .await
-            .with_context(|| format!("--oidc-provider {name}: discovery at {issuer} failed"))?;
+        // The name `github` is GitHub's OAuth 2 (github.com, or an Enterprise Server's
+        // URL); every other name is an OpenID Connect provider, discovered now.
+        let client = if name == "github" {
+            IdentityProvider::Github(Box::new(
+                GithubProvider::new(config.settings, secret)
+                    .with_context(|| format!("--oidc-provider {name}"))?,
+            ))
+        } else {
+            IdentityProvider::Oidc(Box::new(
+                OidcProvider::discover(config.settings, secret)
+                    .await
+                    .with_context(|| {
+                        format!("--oidc-provider {name}: discovery at {issuer} failed")
+                    })?,
+            ))
+        };
         tracing::info!(provider = %name, issuer = %client.issuer(), redirect_uri = %client.redirect_url(), "sign-in with another provider: register this redirect URI there");
         providers.push(Provider {
             client,

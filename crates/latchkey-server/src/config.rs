@@ -296,7 +296,8 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "IP")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Sign-in with another identity provider over OpenID Connect, as NAME=ISSUER_URL
-    /// (repeatable; `google`, `gitlab` and `apple` need no URL). The client id and secret
+    /// (repeatable; `github`, `google`, `gitlab` and `apple` need no URL; `github` is
+    /// GitHub's OAuth 2, github.com or an Enterprise Server's URL). The client id and secret
     /// come from LATCHKEY_OIDC_<NAME>_CLIENT_ID and LATCHKEY_OIDC_<NAME>_CLIENT_SECRET,
     /// the button's words from LATCHKEY_OIDC_<NAME>_LABEL; the redirect URI to register
     /// is {--public-url}/login/oidc/NAME/callback (logged at start).
@@ -398,7 +399,8 @@ pub struct OidcProviderConfig {
 }
 
 /// The issuers of the named providers that need no URL.
-const KNOWN_ISSUERS: [(&str, &str); 3] = [
+const KNOWN_ISSUERS: [(&str, &str); 4] = [
+    ("github", latchkey::oidc::github::GITHUB_ISSUER),
     ("google", "https://accounts.google.com"),
     ("gitlab", "https://gitlab.com"),
     ("apple", "https://appleid.apple.com"),
@@ -417,8 +419,8 @@ pub fn oidc_provider(
             let name = arg.trim();
             let Some((_, issuer)) = KNOWN_ISSUERS.iter().find(|(known, _)| *known == name) else {
                 bail!(
-                    "--oidc-provider {arg:?}: give NAME=ISSUER_URL (only google, gitlab and \
-                     apple need no URL)"
+                    "--oidc-provider {arg:?}: give NAME=ISSUER_URL (only github, google, gitlab \
+                     and apple need no URL)"
                 );
             };
             (name, (*issuer).to_string())
@@ -837,6 +839,15 @@ mod tests {
         );
         assert_eq!(corp.label, "Corp");
         assert!(!format!("{:?}", corp.settings).contains("the-secret"));
+        let github = oidc_provider("github", "https://id.example.com", |name| {
+            (name == "LATCHKEY_OIDC_GITHUB_CLIENT_ID").then(|| "gh-id".to_string())
+        })
+        .expect("github");
+        assert_eq!(github.settings.issuer, "https://github.com");
+        assert_eq!(
+            github.settings.redirect_url,
+            "https://id.example.com/login/oidc/github/callback"
+        );
         let google = oidc_provider("google", "https://id.example.com", env).expect("google");
         assert_eq!(google.settings.issuer, "https://accounts.google.com");
         assert_eq!(google.label, "google");

@@ -10,25 +10,19 @@
 
 mod common;
 
-use common::flows::{code_in, home, mails, post, sign_up, token_in, NEW_PASSWORD, PASSWORD};
+use common::flows::{
+    code_in, enable_totp, home, mails, now_secs, post, sign_up, token_in, NEW_PASSWORD, PASSWORD,
+};
 use common::smtp::{self, SmtpSink};
 use common::{cli, client, database_url, Server};
 use latchkey::factors::passkeys::{Passkey, PasskeyStore, SqlPasskeys};
 use latchkey::factors::Totp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The `count`-th mail to `to` whose subject contains `subject` (waits for it).
 fn nth_mail(sink: &SmtpSink, to: &str, subject: &str, count: usize) -> String {
     mails(sink, to, subject, count).remove(count - 1)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after the epoch")
-        .as_secs()
 }
 
 /// The kinds of account the table crosses with every way in.
@@ -53,29 +47,7 @@ async fn account(
     assert!(ok, "{stderr}");
     match kind {
         Account::NoFactor => None,
-        Account::Totp => {
-            let (status, _) = post(
-                &browser,
-                server,
-                "/login",
-                json!({ "username": name, "password": PASSWORD }),
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK);
-            let (status, setup) = post(&browser, server, "/account/totp", json!({})).await;
-            assert_eq!(status, StatusCode::OK, "{setup}");
-            let secret = setup["secret"].as_str().expect("secret");
-            let app = Totp::from_base32(secret, "latchkey", name).expect("secret");
-            let (status, body) = post(
-                &browser,
-                server,
-                "/account/totp/confirm",
-                json!({ "code": app.code_at(now()) }),
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            Some(app)
-        }
+        Account::Totp => Some(enable_totp(&browser, server, name).await),
         Account::Passkey => {
             // A credential a real registration made (Chromium's virtual authenticator),
             // stored for this user as the registration would; a credential belongs to one
@@ -247,7 +219,7 @@ async fn every_way_in_passes_the_gate_for_every_kind_of_account() {
                     &browser,
                     &server,
                     "/login/second-factor",
-                    json!({ "code": app.code_at(now() + 30) }),
+                    json!({ "code": app.code_at(now_secs() + 30) }),
                 )
                 .await;
                 assert_eq!(status, StatusCode::OK, "{way:?} × {kind:?}: {body}");
@@ -375,7 +347,7 @@ async fn no_right_password_clears_the_count_of_wrong_second_factor_codes() {
         &owner,
         &server,
         "/login/second-factor",
-        json!({ "code": app.code_at(now() + 30) }),
+        json!({ "code": app.code_at(now_secs() + 30) }),
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -419,7 +391,7 @@ async fn a_waiting_second_step_dies_with_a_password_reset() {
         &attacker,
         &server,
         "/login/second-factor",
-        json!({ "code": app.code_at(now() + 30) }),
+        json!({ "code": app.code_at(now_secs() + 30) }),
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -556,7 +528,7 @@ async fn a_provider_sign_in_passes_the_gate_for_every_kind_of_account() {
                 &browser,
                 &server,
                 "/login/second-factor",
-                json!({ "code": app.code_at(now() + 30) }),
+                json!({ "code": app.code_at(now_secs() + 30) }),
             )
             .await;
             assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::flows::{login_status, post, sign_up, PASSWORD};
+use common::flows::{enable_totp, login_status, now_secs, post, sign_up, PASSWORD};
 use common::oidc::{self, Provider};
 use common::pages::csrf_token;
 use common::{cli, database_url, Server};
@@ -77,6 +77,43 @@ impl Setup {
         let callback = self.provider().log_in(&authorize, sub).await;
         browser.get(&callback).send().await.expect("callback")
     }
+}
+
+/// From `browser`'s account page, connects the first provider as `sub`: the callback's
+/// answer.
+async fn connect(setup: &Setup, browser: &reqwest::Client, sub: &str) -> reqwest::Response {
+    let account = browser
+        .get(setup.server.url("/account"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("account")
+        .text()
+        .await
+        .expect("html");
+    assert!(account.contains("Connect corp"), "{account}");
+    let connect = browser
+        .post(setup.server.url("/account/identities/corp/connect"))
+        .form(&[("csrf_token", csrf_token(&account))])
+        .send()
+        .await
+        .expect("connect");
+    assert_eq!(connect.status(), StatusCode::SEE_OTHER);
+    let callback = setup.provider().log_in(&location(&connect), sub).await;
+    browser.get(&callback).send().await.expect("callback")
+}
+
+/// The providers connected to `browser`'s account (`GET /account/identities`).
+async fn identities(browser: &reqwest::Client, server: &Server) -> Value {
+    browser
+        .get(server.url("/account/identities"))
+        .send()
+        .await
+        .expect("identities")
+        .json::<Value>()
+        .await
+        .expect("json")["identities"]
+        .clone()
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -317,36 +354,7 @@ async fn a_user_with_a_second_factor_gets_the_second_step() {
     let browser = sign_up(server, "grace", "grace@example.com").await;
     let (ok, _, stderr) = cli(&["user", "verify", "grace", "--database-url", &url], "");
     assert!(ok, "{stderr}");
-    let (status, _) = post(
-        &browser,
-        server,
-        "/login",
-        json!({ "username": "grace", "password": PASSWORD }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, setup_body) = post(&browser, server, "/account/totp", json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{setup_body}");
-    let app = latchkey::factors::Totp::from_base32(
-        setup_body["secret"].as_str().expect("secret"),
-        "latchkey",
-        "grace",
-    )
-    .expect("secret");
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_secs()
-    };
-    let (status, body) = post(
-        &browser,
-        server,
-        "/account/totp/confirm",
-        json!({ "code": app.code_at(now()) }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let app = enable_totp(&browser, server, "grace").await;
 
     provider
         .set_account("grace-sub", Some("grace@example.com"), true, "grace")
@@ -361,7 +369,7 @@ async fn a_user_with_a_second_factor_gets_the_second_step() {
         &other,
         server,
         "/login/second-factor",
-        json!({ "code": app.code_at(now() + 30) }),
+        json!({ "code": app.code_at(now_secs() + 30) }),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -544,39 +552,11 @@ async fn connecting_and_disconnecting_keep_a_way_in() {
     provider
         .set_account("leo-sub", Some("someone@example.com"), false, "leo")
         .await;
-    let account = browser
-        .get(server.url("/account"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .expect("account")
-        .text()
-        .await
-        .expect("html");
-    assert!(account.contains("Connect corp"), "{account}");
-    let connect = browser
-        .post(server.url("/account/identities/corp/connect"))
-        .form(&[("csrf_token", csrf_token(&account))])
-        .send()
-        .await
-        .expect("connect");
-    assert_eq!(connect.status(), StatusCode::SEE_OTHER);
-    let callback = provider.log_in(&location(&connect), "leo-sub").await;
-    let answer = browser.get(&callback).send().await.expect("callback");
+    let answer = connect(&setup, &browser, "leo-sub").await;
     assert_eq!(location(&answer), "/account");
-    let identities: Value = browser
-        .get(server.url("/account/identities"))
-        .send()
-        .await
-        .expect("identities")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        identities["identities"][0]["provider"], "corp",
-        "{identities}"
-    );
-    assert_eq!(identities["identities"][0]["subject"], "leo-sub");
+    let connected = identities(&browser, server).await;
+    assert_eq!(connected[0]["provider"], "corp", "{connected}");
+    assert_eq!(connected[0]["subject"], "leo-sub");
     // The provider now signs Leo in.
     let elsewhere = oidc::browser();
     setup.sign_in(&elsewhere, "leo-sub").await;
@@ -594,32 +574,8 @@ async fn connecting_and_disconnecting_keep_a_way_in() {
     )
     .await;
     login_status(&browser_two, server, "mia", PASSWORD).await;
-    let page = browser_two
-        .get(server.url("/account"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .expect("account")
-        .text()
-        .await
-        .expect("html");
-    let connect = browser_two
-        .post(server.url("/account/identities/corp/connect"))
-        .form(&[("csrf_token", csrf_token(&page))])
-        .send()
-        .await
-        .expect("connect");
-    let callback = provider.log_in(&location(&connect), "leo-sub").await;
-    browser_two.get(&callback).send().await.expect("callback");
-    let identities: Value = browser_two
-        .get(server.url("/account/identities"))
-        .send()
-        .await
-        .expect("identities")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(identities["identities"], json!([]), "{identities}");
+    connect(&setup, &browser_two, "leo-sub").await;
+    assert_eq!(identities(&browser_two, server).await, json!([]));
 
     // Leo disconnects (he keeps his password); the provider is then no way into Leo's
     // account (it makes a new one).
@@ -673,4 +629,79 @@ async fn connecting_and_disconnecting_keep_a_way_in() {
         .await,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn github_is_offered_and_its_sign_in_starts_at_github_with_state_and_pkce() {
+    // GitHub itself is not reachable from the tests: this drives the real binary up to
+    // the redirect to github.com, and the callback's own checks, which come before any
+    // request to GitHub.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = common::free_address();
+    let base = format!("http://{address}");
+    let server = Server::start_at_with_env(
+        dir.path(),
+        address,
+        &["--public-url", &base, "--oidc-provider", "github"],
+        &[
+            ("LATCHKEY_OIDC_GITHUB_CLIENT_ID", "gh-client"),
+            ("LATCHKEY_OIDC_GITHUB_CLIENT_SECRET", "gh-secret"),
+            ("LATCHKEY_OIDC_GITHUB_LABEL", "GitHub"),
+        ],
+    );
+    let browser = oidc::browser();
+    assert!(login_page_text(&browser, &server)
+        .await
+        .contains("Sign in with GitHub"));
+    let start = browser
+        .get(server.url("/login/oidc/github?next=/account"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let authorize = reqwest::Url::parse(&location(&start)).expect("URL");
+    assert_eq!(
+        authorize.as_str().split('?').next(),
+        Some("https://github.com/login/oauth/authorize")
+    );
+    let query: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], "gh-client");
+    assert_eq!(query["scope"], "read:user user:email");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{base}/login/oidc/github/callback")
+    );
+    assert!(query["state"].len() >= 16, "{query:?}");
+    // A callback with another state, or GitHub's refusal (each for a live flow of this
+    // browser), logs nobody in and asks nothing of GitHub.
+    for refusal in [false, true] {
+        let start = browser
+            .get(server.url("/login/oidc/github"))
+            .send()
+            .await
+            .expect("start");
+        let state = reqwest::Url::parse(&location(&start))
+            .expect("URL")
+            .query_pairs()
+            .find(|(name, _)| name == "state")
+            .map(|(_, value)| value.into_owned())
+            .expect("state");
+        let answer = if refusal {
+            format!("error=access_denied&state={state}")
+        } else {
+            format!("code=x&state=not-{state}")
+        };
+        let callback = browser
+            .get(server.url(&format!("/login/oidc/github/callback?{answer}")))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(location(&callback), "/login", "{answer}");
+        assert_eq!(
+            greeting(&browser, &server).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
 }

@@ -19,32 +19,14 @@ use std::pin::Pin;
 
 /// The endpoint that answers a form with `page` and anything else with `json` (which
 /// refuses what is not JSON, 415, and what another site sent, 403).
-pub fn form_or_json<P, TP, J, TJ>(page: P, json: J) -> ByKind<P, TP, J, TJ>
-where
-    P: Handler<TP, AppState>,
-    J: Handler<TJ, AppState>,
-{
-    ByKind {
-        page,
-        json,
-        pick: Pick::Submitted,
-        _handlers: PhantomData,
-    }
+pub fn form_or_json<P, TP, J, TJ>(page: P, json: J) -> ByKind<P, TP, J, TJ> {
+    ByKind::new(page, json, Pick::Submitted)
 }
 
 /// The endpoint that answers a browser (it accepts HTML) with `page` and anything else
 /// with `json`.
-pub fn html_or_json<P, TP, J, TJ>(page: P, json: J) -> ByKind<P, TP, J, TJ>
-where
-    P: Handler<TP, AppState>,
-    J: Handler<TJ, AppState>,
-{
-    ByKind {
-        page,
-        json,
-        pick: Pick::Accepted,
-        _handlers: PhantomData,
-    }
+pub fn html_or_json<P, TP, J, TJ>(page: P, json: J) -> ByKind<P, TP, J, TJ> {
+    ByKind::new(page, json, Pick::Accepted)
 }
 
 /// What decides between the page and the JSON handler.
@@ -65,14 +47,20 @@ pub struct ByKind<P, TP, J, TJ> {
     _handlers: PhantomData<fn() -> (TP, TJ)>,
 }
 
-impl<P: Clone, TP, J: Clone, TJ> Clone for ByKind<P, TP, J, TJ> {
-    fn clone(&self) -> Self {
+impl<P, TP, J, TJ> ByKind<P, TP, J, TJ> {
+    fn new(page: P, json: J, pick: Pick) -> Self {
         ByKind {
-            page: self.page.clone(),
-            json: self.json.clone(),
-            pick: self.pick,
+            page,
+            json,
+            pick,
             _handlers: PhantomData,
         }
+    }
+}
+
+impl<P: Clone, TP, J: Clone, TJ> Clone for ByKind<P, TP, J, TJ> {
+    fn clone(&self) -> Self {
+        ByKind::new(self.page.clone(), self.json.clone(), self.pick)
     }
 }
 

@@ -8,7 +8,7 @@ use latchkey::factors::SecondFactorStore;
 use latchkey::mail::outbox::{Outbox, OutboxWorker};
 use latchkey::mail::MailSeal;
 use latchkey::oidc::identities::IdentityStore;
-use latchkey::oidc::OidcProvider;
+use latchkey::oidc::IdentityProvider;
 use latchkey::throttle::Throttle;
 use latchkey::user::tokens::TokenStore;
 use latchkey::{PasswordBackend, PasswordPolicy, UserStore};
@@ -81,8 +81,8 @@ pub struct Providers {
 
 /// One configured provider.
 pub struct Provider {
-    /// Its client, discovered at start.
-    pub client: OidcProvider,
+    /// Its client (an OpenID Connect one discovered at start, or GitHub's).
+    pub client: IdentityProvider,
     /// The words of its button.
     pub label: String,
 }

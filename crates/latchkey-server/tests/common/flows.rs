@@ -225,3 +225,41 @@ pub fn code_in(mail: &str) -> String {
         .expect("a line with the code");
     line.chars().filter(char::is_ascii_digit).collect()
 }
+
+/// Seconds since the epoch (what a TOTP code is computed at).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
+}
+
+/// Logs `name` in with [`PASSWORD`] in `browser` (fresh) and turns on its authenticator
+/// app: the app, to compute codes with.
+pub async fn enable_totp(
+    browser: &reqwest::Client,
+    server: &Server,
+    name: &str,
+) -> latchkey::factors::Totp {
+    let (status, _) = post(
+        browser,
+        server,
+        "/login",
+        json!({ "username": name, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, setup) = post(browser, server, "/account/totp", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    let secret = setup["secret"].as_str().expect("secret");
+    let app = latchkey::factors::Totp::from_base32(secret, "latchkey", name).expect("secret");
+    let (status, body) = post(
+        browser,
+        server,
+        "/account/totp/confirm",
+        json!({ "code": app.code_at(now_secs()) }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app
+}

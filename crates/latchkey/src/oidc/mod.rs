@@ -16,12 +16,14 @@
 //!   is the application's: hand the user it resolves to the gate with
 //!   [`Proof::delegated`](crate::auth::Proof).
 //!
-//! [`identities`] keeps who is linked to whom.
+//! [`github`] is GitHub, which speaks OAuth 2 without ID tokens, through the same flow;
+//! [`IdentityProvider`] is either. [`identities`] keeps who is linked to whom.
 
+mod flow;
+pub mod github;
 pub mod identities;
 
-use crate::secret_box::SecretBox;
-use crate::time::Timestamp;
+use flow::{Flow, FlowSeal};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType,
@@ -39,7 +41,6 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use std::sync::RwLock;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 /// How long a sign-in may take between [`OidcProvider::begin`] and
 /// [`OidcProvider::finish`]: the flow cookie's lifetime.
@@ -172,18 +173,6 @@ pub struct Callback {
     pub error: Option<String>,
 }
 
-/// The flow's state between the two steps, sealed into the flow cookie.
-#[derive(Serialize, Deserialize)]
-struct Flow {
-    provider: String,
-    state: String,
-    nonce: String,
-    verifier: String,
-    next: Option<String>,
-    connect_for: Option<String>,
-    started_at: i64,
-}
-
 /// One provider: its client, discovered once.
 pub struct OidcProvider {
     name: String,
@@ -192,7 +181,7 @@ pub struct OidcProvider {
     redirect: RedirectUrl,
     metadata: RwLock<Metadata>,
     http: reqwest::Client,
-    flows: SecretBox,
+    flows: FlowSeal,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -263,7 +252,7 @@ impl OidcProvider {
             redirect,
             metadata: RwLock::new(metadata),
             http,
-            flows: SecretBox::new(secret, "latchkey oidc flow"),
+            flows: FlowSeal::new(secret),
         })
     }
 
@@ -315,25 +304,15 @@ impl OidcProvider {
             .add_scope(Scope::new("profile".into()))
             .set_pkce_challenge(challenge)
             .url();
-        let flow = Flow {
-            provider: self.name.clone(),
-            state: state.secret().clone(),
-            nonce: nonce.secret().clone(),
-            verifier: verifier.secret().clone(),
-            next: next.map(str::to_string),
-            connect_for: connect_for.map(str::to_string),
-            started_at: Timestamp::now().as_millis(),
-        };
-        let plain = serde_json::to_vec(&flow)
-            .map_err(|error| OidcError::Misconfigured(error.to_string()))?;
-        let sealed = self
-            .flows
-            .seal(&plain, b"oidc flow")
-            .ok_or_else(|| OidcError::Misconfigured("the flow did not seal".into()))?;
-        Ok(Begun {
-            authorize_url: url.to_string(),
-            flow: sealed,
-        })
+        let flow = Flow::starting(
+            &self.name,
+            state.secret(),
+            nonce.secret(),
+            verifier.secret(),
+            next,
+            connect_for,
+        );
+        self.flows.begun(url.to_string(), &flow)
     }
 
     /// Finishes the sign-in of the browser whose flow cookie is `flow` with the
@@ -343,21 +322,7 @@ impl OidcProvider {
         flow: Option<&str>,
         callback: &Callback,
     ) -> Result<VerifiedIdentity, OidcError> {
-        let flow = self.open_flow(flow)?;
-        if flow.provider != self.name {
-            return Err(OidcError::Mismatch("another provider's sign-in"));
-        }
-        let started = Timestamp(flow.started_at);
-        if Timestamp::now().since(started) > FLOW_LIFETIME {
-            return Err(OidcError::Expired);
-        }
-        let state_matches = callback
-            .state
-            .as_deref()
-            .is_some_and(|state| bool::from(state.as_bytes().ct_eq(flow.state.as_bytes())));
-        if !state_matches {
-            return Err(OidcError::Mismatch("state"));
-        }
+        let flow = self.flows.open_checked(flow, &self.name, callback)?;
         let (issuer, sends_iss) = {
             let metadata = self.read_metadata();
             (
@@ -372,13 +337,7 @@ impl OidcProvider {
             None if sends_iss => return Err(OidcError::Mismatch("iss missing")),
             _ => {}
         }
-        if let Some(error) = &callback.error {
-            return Err(OidcError::Refused(error.chars().take(100).collect()));
-        }
-        let code = callback
-            .code
-            .clone()
-            .ok_or(OidcError::Invalid("no code".into()))?;
+        let code = callback.code()?;
         let client = self.client();
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
@@ -424,13 +383,6 @@ impl OidcProvider {
         })
     }
 
-    fn open_flow(&self, sealed: Option<&str>) -> Result<Flow, OidcError> {
-        let plain = sealed
-            .and_then(|sealed| self.flows.open(sealed, b"oidc flow"))
-            .ok_or(OidcError::NoFlow)?;
-        serde_json::from_slice(&plain).map_err(|_| OidcError::NoFlow)
-    }
-
     async fn refresh_keys(&self) -> Result<(), OidcError> {
         let jwks_uri = self.read_metadata().jwks_uri().clone();
         let keys = JsonWebKeySet::fetch_async(&jwks_uri, &self.http)
@@ -442,6 +394,61 @@ impl OidcProvider {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *metadata = metadata.clone().set_jwks(keys);
         Ok(())
+    }
+}
+
+/// A configured provider, whichever protocol it speaks.
+#[derive(Debug)]
+pub enum IdentityProvider {
+    /// An OpenID Connect provider (each kind boxed: clients are large).
+    Oidc(Box<OidcProvider>),
+    /// GitHub (OAuth 2 and its user API).
+    Github(Box<github::GithubProvider>),
+}
+
+impl IdentityProvider {
+    /// The name the provider is configured under.
+    pub fn name(&self) -> &str {
+        match self {
+            IdentityProvider::Oidc(provider) => provider.name(),
+            IdentityProvider::Github(provider) => provider.name(),
+        }
+    }
+
+    /// The issuer identities are recorded under.
+    pub fn issuer(&self) -> String {
+        match self {
+            IdentityProvider::Oidc(provider) => provider.issuer(),
+            IdentityProvider::Github(provider) => provider.issuer(),
+        }
+    }
+
+    /// The callback URL to register at the provider.
+    pub fn redirect_url(&self) -> &str {
+        match self {
+            IdentityProvider::Oidc(provider) => provider.redirect_url(),
+            IdentityProvider::Github(provider) => provider.redirect_url(),
+        }
+    }
+
+    /// Starts a sign-in ([`OidcProvider::begin`]).
+    pub fn begin(&self, next: Option<&str>, connect_for: Option<&str>) -> Result<Begun, OidcError> {
+        match self {
+            IdentityProvider::Oidc(provider) => provider.begin(next, connect_for),
+            IdentityProvider::Github(provider) => provider.begin(next, connect_for),
+        }
+    }
+
+    /// Finishes a sign-in ([`OidcProvider::finish`]).
+    pub async fn finish(
+        &self,
+        flow: Option<&str>,
+        callback: &Callback,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        match self {
+            IdentityProvider::Oidc(provider) => provider.finish(flow, callback).await,
+            IdentityProvider::Github(provider) => provider.finish(flow, callback).await,
+        }
     }
 }
 
