@@ -4,7 +4,9 @@
 //! provider to use). The honest token signs the user in; each forged one (another
 //! audience, expired, another nonce, another issuer, tampered with after signing,
 //! `alg: none`, signed with another key) is refused and logs nobody in. So is a
-//! callback without `iss` from a provider that says it sends one.
+//! callback without `iss` from a provider that says it sends one. A multi-tenant issuer
+//! (Microsoft's `common`, whose discovery document names `…/{tenantid}/v2.0`) takes a
+//! token only when its `iss` is that template filled with the token's own `tid`.
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -40,6 +42,8 @@ struct Provider {
     issuer: String,
     nonce: String,
     forgery: Option<Forgery>,
+    /// For the multi-tenant provider: the token's `iss` and `tid`.
+    tenant: Option<(String, Option<String>)>,
 }
 
 type Shared = Arc<Mutex<Provider>>;
@@ -82,6 +86,12 @@ fn id_token(provider: &Provider, forgery: Forgery) -> String {
         Forgery::OtherNonce => claims["nonce"] = json!("a nonce of another flow"),
         Forgery::OtherIssuer => claims["iss"] = json!("https://evil.example"),
         _ => {}
+    }
+    if let Some((iss, tid)) = &provider.tenant {
+        claims["iss"] = json!(iss);
+        if let Some(tid) = tid {
+            claims["tid"] = json!(tid);
+        }
     }
     let alg = if forgery == Forgery::AlgNone {
         "none"
@@ -259,4 +269,266 @@ async fn a_callback_without_the_iss_the_provider_promised_is_refused() {
         client.finish(Some(&tampered), &callback).await,
         Err(OidcError::NoFlow)
     ));
+}
+
+/// The discovery document of a multi-tenant issuer: its `issuer` is the template.
+async fn multi_tenant_discovery(State(shared): State<Shared>) -> Json<Value> {
+    let base = shared.lock().expect("lock").issuer.clone();
+    Json(json!({
+        "issuer": format!("{base}/{{tenantid}}/v2.0"),
+        "authorization_endpoint": format!("{base}/auth"),
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["HS256", "RS256"],
+    }))
+}
+
+#[tokio::test]
+async fn a_multi_tenant_issuer_takes_each_token_only_from_its_own_tenant() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let shared: Shared = Arc::new(Mutex::new(Provider {
+        issuer: base.clone(),
+        ..Provider::default()
+    }));
+    let app = Router::new()
+        .route(
+            "/common/v2.0/.well-known/openid-configuration",
+            get(multi_tenant_discovery),
+        )
+        .route(
+            "/organizations/v2.0/.well-known/openid-configuration",
+            get(|| async {
+                Json(json!({
+                    "issuer": "https://evil.example/{tenantid}/v2.0",
+                    "authorization_endpoint": "https://evil.example/auth",
+                    "jwks_uri": "https://evil.example/jwks",
+                    "response_types_supported": ["code"],
+                    "subject_types_supported": ["pairwise"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                }))
+            }),
+        )
+        .route("/jwks", get(jwks))
+        .route("/token", post(token))
+        .with_state(shared.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // A multi-tenant document whose template is another site's: refused at discovery.
+    let elsewhere = OidcProvider::discover(
+        ProviderSettings {
+            name: "other".into(),
+            issuer: format!("{base}/organizations/v2.0"),
+            client_id: CLIENT_ID.into(),
+            client_secret: None,
+            redirect_url: "http://127.0.0.1:1/callback".into(),
+        },
+        SERVER_SECRET,
+    )
+    .await;
+    assert!(
+        matches!(elsewhere, Err(OidcError::Misconfigured(_))),
+        "{elsewhere:?}"
+    );
+    let client = OidcProvider::discover(
+        ProviderSettings {
+            name: "microsoft".into(),
+            issuer: format!("{base}/common/v2.0"),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(CLIENT_SECRET.into()),
+            redirect_url: "http://127.0.0.1:1/login/oidc/microsoft/callback".into(),
+        },
+        SERVER_SECRET,
+    )
+    .await
+    .expect("a multi-tenant discovery document is taken");
+
+    let tenant = |iss: String, tid: Option<&str>| Some((iss, tid.map(str::to_string)));
+    // The token of tenant T1, from T1: signed in, and recorded under T1's issuer.
+    shared.lock().expect("lock").tenant = tenant(format!("{base}/t1/v2.0"), Some("t1"));
+    let identity = sign_in_without_iss(&shared, &client)
+        .await
+        .expect("T1's own token");
+    assert_eq!(identity.issuer, format!("{base}/t1/v2.0"));
+    // Another tenant's issuer on T1's token, no tenant at all, or the template itself.
+    for (iss, tid) in [
+        (format!("{base}/t2/v2.0"), Some("t1")),
+        (format!("{base}/t1/v2.0"), None),
+        (format!("{base}/{{tenantid}}/v2.0"), Some("{tenantid}")),
+        ("https://evil.example/t1/v2.0".to_string(), Some("t1")),
+    ] {
+        shared.lock().expect("lock").tenant = tenant(iss.clone(), tid);
+        let answer = sign_in_without_iss(&shared, &client).await;
+        assert!(
+            matches!(answer, Err(OidcError::Invalid(_))),
+            "{iss} {tid:?}: {answer:?}"
+        );
+    }
+}
+
+/// A sign-in at a provider that sends no `iss` on its callback.
+async fn sign_in_without_iss(
+    shared: &Shared,
+    client: &OidcProvider,
+) -> Result<latchkey::oidc::VerifiedIdentity, OidcError> {
+    let begun = client.begin(None, None).expect("begin");
+    {
+        let mut provider = shared.lock().expect("lock");
+        provider.nonce = param(&begun.authorize_url, "nonce");
+        provider.forgery = Some(Forgery::Honest);
+    }
+    let callback = Callback {
+        code: Some("a code".into()),
+        state: Some(param(&begun.authorize_url, "state")),
+        iss: None,
+        error: None,
+    };
+    client.finish(Some(&begun.flow), &callback).await
+}
+
+/// The RS256 provider's state: its signing keys by id, which of them its key set
+/// publishes, and how often the key set was fetched.
+struct Rotating {
+    issuer: String,
+    nonce: String,
+    keys: Vec<(String, rsa::RsaPrivateKey)>,
+    published: Vec<String>,
+    signer: String,
+    key_fetches: usize,
+}
+
+type RotatingShared = Arc<Mutex<Rotating>>;
+
+async fn rotating_discovery(State(shared): State<RotatingShared>) -> Json<Value> {
+    let issuer = shared.lock().expect("lock").issuer.clone();
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+}
+
+async fn rotating_jwks(State(shared): State<RotatingShared>) -> Json<Value> {
+    use rsa::traits::PublicKeyParts;
+    let mut provider = shared.lock().expect("lock");
+    provider.key_fetches += 1;
+    let keys: Vec<Value> = provider
+        .keys
+        .iter()
+        .filter(|(kid, _)| provider.published.contains(kid))
+        .map(|(kid, key)| {
+            json!({
+                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": b64(&key.n().to_bytes_be()),
+                "e": b64(&key.e().to_bytes_be()),
+            })
+        })
+        .collect();
+    Json(json!({ "keys": keys }))
+}
+
+async fn rotating_token(State(shared): State<RotatingShared>) -> Json<Value> {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let provider = shared.lock().expect("lock");
+    let header = b64(json!({ "alg": "RS256", "kid": provider.signer })
+        .to_string()
+        .as_bytes());
+    let claims = json!({
+        "iss": provider.issuer, "sub": "user-7", "aud": CLIENT_ID,
+        "exp": now() + 300, "iat": now(), "nonce": provider.nonce,
+    });
+    let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+    let key = &provider
+        .keys
+        .iter()
+        .find(|(kid, _)| *kid == provider.signer)
+        .expect("the signer's key")
+        .1;
+    let signing = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
+    let signature = b64(&signing.sign(input.as_bytes()).to_bytes());
+    Json(json!({
+        "access_token": "an access token",
+        "token_type": "Bearer",
+        "id_token": format!("{input}.{signature}"),
+    }))
+}
+
+#[tokio::test]
+async fn keys_rotated_at_the_provider_are_fetched_again_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("address"));
+    let mut rng = rsa::rand_core::OsRng;
+    let keys = ["old", "new", "unknown"].map(|kid| {
+        (
+            kid.to_string(),
+            rsa::RsaPrivateKey::new(&mut rng, 1024).expect("key"),
+        )
+    });
+    let shared: RotatingShared = Arc::new(Mutex::new(Rotating {
+        issuer: issuer.clone(),
+        nonce: String::new(),
+        keys: keys.into(),
+        published: vec!["old".into()],
+        signer: "old".into(),
+        key_fetches: 0,
+    }));
+    let app = Router::new()
+        .route("/.well-known/openid-configuration", get(rotating_discovery))
+        .route("/jwks", get(rotating_jwks))
+        .route("/token", post(rotating_token))
+        .with_state(shared.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = OidcProvider::discover(
+        ProviderSettings {
+            name: "rotating".into(),
+            issuer,
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(CLIENT_SECRET.into()),
+            redirect_url: "http://127.0.0.1:1/callback".into(),
+        },
+        SERVER_SECRET,
+    )
+    .await
+    .expect("discovery");
+    let sign_in = || async {
+        let begun = client.begin(None, None).expect("begin");
+        shared.lock().expect("lock").nonce = param(&begun.authorize_url, "nonce");
+        let callback = Callback {
+            code: Some("a code".into()),
+            state: Some(param(&begun.authorize_url, "state")),
+            iss: None,
+            error: None,
+        };
+        client.finish(Some(&begun.flow), &callback).await
+    };
+    let fetches = || shared.lock().expect("lock").key_fetches;
+    assert_eq!(fetches(), 1, "discovery fetched the keys");
+    sign_in().await.expect("signed with a known key");
+    assert_eq!(fetches(), 1, "a known key costs no fetch");
+
+    // The provider rotates: a token signed with the new key makes one fetch, then passes.
+    {
+        let mut provider = shared.lock().expect("lock");
+        provider.published = vec!["new".into()];
+        provider.signer = "new".into();
+    }
+    sign_in().await.expect("signed with the rotated key");
+    assert_eq!(fetches(), 2);
+    sign_in().await.expect("again");
+    assert_eq!(fetches(), 2, "the new key is kept");
+
+    // A key the provider does not publish: one fetch, then refused.
+    shared.lock().expect("lock").signer = "unknown".into();
+    let answer = sign_in().await;
+    assert!(matches!(answer, Err(OidcError::Invalid(_))), "{answer:?}");
+    assert_eq!(fetches(), 3);
 }

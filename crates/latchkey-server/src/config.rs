@@ -296,8 +296,9 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "IP")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Sign-in with another identity provider over OpenID Connect, as NAME=ISSUER_URL
-    /// (repeatable; `github`, `google`, `gitlab` and `apple` need no URL; `github` is
-    /// GitHub's OAuth 2, github.com or an Enterprise Server's URL). The client id and secret
+    /// (repeatable; `github`, `google`, `microsoft`, `gitlab` and `apple` need no URL;
+    /// `github` is GitHub's OAuth 2, github.com or an Enterprise Server's URL;
+    /// `microsoft` is the multi-tenant `common` issuer, or `microsoft=…/TENANT/v2.0`). The client id and secret
     /// come from LATCHKEY_OIDC_<NAME>_CLIENT_ID and LATCHKEY_OIDC_<NAME>_CLIENT_SECRET,
     /// the button's words from LATCHKEY_OIDC_<NAME>_LABEL; the redirect URI to register
     /// is {--public-url}/login/oidc/NAME/callback (logged at start).
@@ -399,8 +400,11 @@ pub struct OidcProviderConfig {
 }
 
 /// The issuers of the named providers that need no URL.
-const KNOWN_ISSUERS: [(&str, &str); 4] = [
+const KNOWN_ISSUERS: [(&str, &str); 5] = [
     ("github", latchkey::oidc::github::GITHUB_ISSUER),
+    // Any work, school or personal account: the multi-tenant issuer, each token checked
+    // against its own tenant.
+    ("microsoft", "https://login.microsoftonline.com/common/v2.0"),
     ("google", "https://accounts.google.com"),
     ("gitlab", "https://gitlab.com"),
     ("apple", "https://appleid.apple.com"),
@@ -419,8 +423,8 @@ pub fn oidc_provider(
             let name = arg.trim();
             let Some((_, issuer)) = KNOWN_ISSUERS.iter().find(|(known, _)| *known == name) else {
                 bail!(
-                    "--oidc-provider {arg:?}: give NAME=ISSUER_URL (only github, google, gitlab \
-                     and apple need no URL)"
+                    "--oidc-provider {arg:?}: give NAME=ISSUER_URL (only github, google, \
+                     microsoft, gitlab and apple need no URL)"
                 );
             };
             (name, (*issuer).to_string())
@@ -844,6 +848,14 @@ mod tests {
         })
         .expect("github");
         assert_eq!(github.settings.issuer, "https://github.com");
+        let microsoft = oidc_provider("microsoft", "https://id.example.com", |name| {
+            (name == "LATCHKEY_OIDC_MICROSOFT_CLIENT_ID").then(|| "ms-id".to_string())
+        })
+        .expect("microsoft");
+        assert_eq!(
+            microsoft.settings.issuer,
+            "https://login.microsoftonline.com/common/v2.0"
+        );
         assert_eq!(
             github.settings.redirect_url,
             "https://id.example.com/login/oidc/github/callback"

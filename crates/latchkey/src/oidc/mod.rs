@@ -26,14 +26,14 @@ pub mod identities;
 use flow::{Flow, FlowSeal};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
-    CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
-    CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenResponse,
+    CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
+    CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
+    CoreTokenIntrospectionResponse,
 };
 use openidconnect::{
     reqwest, AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, EmptyAdditionalClaims, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet, EndpointNotSet, EndpointSet,
     IssuerUrl, JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
     ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError, StandardErrorResponse,
     TokenResponse,
@@ -59,6 +59,51 @@ pub struct IssParameter {
 
 impl AdditionalProviderMetadata for IssParameter {}
 
+/// The claim beyond the standard ones latchkey reads: the tenant (`tid`) that a
+/// multi-tenant issuer (Microsoft's `common`) names in each token's `iss`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct TenantClaim {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tid: Option<String>,
+}
+
+impl openidconnect::AdditionalClaims for TenantClaim {}
+
+/// The placeholder a multi-tenant discovery document puts in its `issuer`.
+const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+/// The path segments of Microsoft's multi-tenant issuers (`…/common/v2.0`).
+const MULTI_TENANT_SEGMENTS: [&str; 3] = ["common", "organizations", "consumers"];
+
+/// For a configured issuer `…/common/v2.0` (or `organizations`, `consumers`), the
+/// template its discovery document publishes: `…/{tenantid}/v2.0`.
+fn tenant_template(configured: &str) -> Option<String> {
+    let configured = configured.trim_end_matches('/');
+    let (base, last) = configured.rsplit_once('/')?;
+    let (base, segment, version) = if last == "v2.0" {
+        let (base, segment) = base.rsplit_once('/')?;
+        (base, segment, "/v2.0")
+    } else {
+        (base, last, "")
+    };
+    MULTI_TENANT_SEGMENTS
+        .contains(&segment)
+        .then(|| format!("{base}/{TENANT_PLACEHOLDER}{version}"))
+}
+
+/// The ID token's fields with [`TenantClaim`].
+type IdTokenFields = openidconnect::IdTokenFields<
+    TenantClaim,
+    openidconnect::EmptyExtraTokenFields,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJwsSigningAlgorithm,
+>;
+
+/// The token endpoint's answer.
+type Tokens =
+    openidconnect::StandardTokenResponse<IdTokenFields, openidconnect::core::CoreTokenType>;
+
 /// A provider's discovery document, with [`IssParameter`].
 type Metadata = ProviderMetadata<
     IssParameter,
@@ -78,14 +123,14 @@ type Metadata = ProviderMetadata<
 /// The client as discovery leaves it: the authorization endpoint set, the token and
 /// user-info endpoints as the document says.
 type Client = openidconnect::Client<
-    EmptyAdditionalClaims,
+    TenantClaim,
     CoreAuthDisplay,
     CoreGenderClaim,
     CoreJweContentEncryptionAlgorithm,
     CoreJsonWebKey,
     CoreAuthPrompt,
     StandardErrorResponse<CoreErrorResponseType>,
-    CoreTokenResponse,
+    Tokens,
     CoreTokenIntrospectionResponse,
     CoreRevocableToken,
     CoreRevocationErrorResponse,
@@ -180,6 +225,9 @@ pub struct OidcProvider {
     client_secret: Option<ClientSecret>,
     redirect: RedirectUrl,
     metadata: RwLock<Metadata>,
+    /// For a multi-tenant issuer, its template (`…/{tenantid}/v2.0`): each token's
+    /// `iss` must be it with the token's own `tid`.
+    tenant_template: Option<String>,
     http: reqwest::Client,
     flows: FlowSeal,
 }
@@ -237,9 +285,16 @@ impl OidcProvider {
             .map_err(|error| OidcError::Misconfigured(format!("issuer URL: {error}")))?;
         let redirect = RedirectUrl::new(settings.redirect_url.clone())
             .map_err(|error| OidcError::Misconfigured(format!("redirect URL: {error}")))?;
-        let metadata = Metadata::discover_async(issuer, &http)
-            .await
-            .map_err(|error| OidcError::Unavailable(error_chain(&error)))?;
+        let template = tenant_template(&settings.issuer);
+        let metadata = match Metadata::discover_async(issuer, &http).await {
+            Ok(metadata) => metadata,
+            // A multi-tenant issuer's document names the template, not the URL asked.
+            Err(DiscoveryError::Validation(_)) if template.is_some() => {
+                discover_multi_tenant(&settings.issuer, template.as_deref(), &http).await?
+            }
+            Err(error) => return Err(OidcError::Unavailable(error_chain(&error))),
+        };
+        let tenant_template = template.filter(|template| metadata.issuer().as_str() == template);
         if metadata.token_endpoint().is_none() {
             return Err(OidcError::Misconfigured(
                 "the discovery document names no token endpoint".into(),
@@ -251,6 +306,7 @@ impl OidcProvider {
             client_secret: settings.client_secret.map(ClientSecret::new),
             redirect,
             metadata: RwLock::new(metadata),
+            tenant_template,
             http,
             flows: FlowSeal::new(secret),
         })
@@ -280,12 +336,8 @@ impl OidcProvider {
 
     fn client(&self) -> Client {
         let metadata = self.read_metadata().clone();
-        CoreClient::from_provider_metadata(
-            metadata,
-            self.client_id.clone(),
-            self.client_secret.clone(),
-        )
-        .set_redirect_uri(self.redirect.clone())
+        Client::from_provider_metadata(metadata, self.client_id.clone(), self.client_secret.clone())
+            .set_redirect_uri(self.redirect.clone())
     }
 
     /// Starts a sign-in that goes on to `next` (the caller checks it is a safe path), or,
@@ -332,8 +384,12 @@ impl OidcProvider {
                     .authorization_response_iss_parameter_supported,
             )
         };
+        let iss_matches = |iss: &str| match &self.tenant_template {
+            Some(template) => matches_template(template, iss).is_some(),
+            None => iss == issuer,
+        };
         match callback.iss.as_deref() {
-            Some(iss) if iss != issuer => return Err(OidcError::Mismatch("iss")),
+            Some(iss) if !iss_matches(iss) => return Err(OidcError::Mismatch("iss")),
             None if sends_iss => return Err(OidcError::Mismatch("iss missing")),
             _ => {}
         }
@@ -350,9 +406,7 @@ impl OidcProvider {
             .id_token()
             .ok_or(OidcError::Invalid("no ID token".into()))?;
         let nonce = Nonce::new(flow.nonce.clone());
-        let first = id_token
-            .claims(&client.id_token_verifier(), &nonce)
-            .cloned();
+        let first = id_token.claims(&self.verifier(&client), &nonce).cloned();
         let claims = match first {
             Ok(claims) => claims,
             Err(ClaimsVerificationError::SignatureVerification(
@@ -361,7 +415,7 @@ impl OidcProvider {
                 // The provider rotated its keys since discovery: fetch them once more.
                 self.refresh_keys().await?;
                 let client = self.client();
-                let verifier = client.id_token_verifier();
+                let verifier = self.verifier(&client);
                 id_token
                     .claims(&verifier, &nonce)
                     .map_err(|error| OidcError::Invalid(error.to_string()))?
@@ -369,6 +423,22 @@ impl OidcProvider {
             }
             Err(error) => return Err(OidcError::Invalid(error.to_string())),
         };
+        // A multi-tenant issuer: the token's `iss` must be the template filled with the
+        // token's own tenant (the verifier left the issuer to this check).
+        if let Some(template) = &self.tenant_template {
+            let tenant = claims
+                .additional_claims()
+                .tid
+                .as_deref()
+                .unwrap_or_default();
+            if matches_template(template, claims.issuer().as_str()) != Some(tenant)
+                || tenant.is_empty()
+            {
+                return Err(OidcError::Invalid(
+                    "the token's issuer is not its own tenant's".into(),
+                ));
+            }
+        }
         // The access token is not used: the ID token says who signed in.
         let _ = tokens.access_token();
         Ok(VerifiedIdentity {
@@ -383,6 +453,20 @@ impl OidcProvider {
         })
     }
 
+    /// The ID token verifier: the client's (signature, audience, expiry, issuer), the
+    /// issuer left to [`OidcProvider::finish`] for a multi-tenant one.
+    fn verifier<'c>(
+        &self,
+        client: &'c Client,
+    ) -> openidconnect::IdTokenVerifier<'c, CoreJsonWebKey> {
+        let verifier = client.id_token_verifier();
+        if self.tenant_template.is_some() {
+            verifier.require_issuer_match(false)
+        } else {
+            verifier
+        }
+    }
+
     async fn refresh_keys(&self) -> Result<(), OidcError> {
         let jwks_uri = self.read_metadata().jwks_uri().clone();
         let keys = JsonWebKeySet::fetch_async(&jwks_uri, &self.http)
@@ -395,6 +479,55 @@ impl OidcProvider {
         *metadata = metadata.clone().set_jwks(keys);
         Ok(())
     }
+}
+
+/// The tenant `issuer` names in the place of `{tenantid}` in `template`, if it has the
+/// template's shape (one path segment, no slash, not the placeholder itself).
+fn matches_template<'i>(template: &str, issuer: &'i str) -> Option<&'i str> {
+    let (before, after) = template.split_once(TENANT_PLACEHOLDER)?;
+    let tenant = issuer.strip_prefix(before)?.strip_suffix(after)?;
+    let plain = !tenant.is_empty() && !tenant.contains(['/', '{', '}', '?', '#']);
+    plain.then_some(tenant)
+}
+
+/// Discovery for a multi-tenant issuer (`…/common/v2.0`), whose document publishes the
+/// template `…/{tenantid}/v2.0` as its issuer: anything else is refused.
+async fn discover_multi_tenant(
+    configured: &str,
+    template: Option<&str>,
+    http: &reqwest::Client,
+) -> Result<Metadata, OidcError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        configured.trim_end_matches('/')
+    );
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|error| OidcError::Unavailable(error_chain(&error)))?;
+    if !response.status().is_success() {
+        return Err(OidcError::Unavailable(format!(
+            "{url} answered {}",
+            response.status()
+        )));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| OidcError::Unavailable(error_chain(&error)))?;
+    let metadata: Metadata = serde_json::from_slice(&body)
+        .map_err(|error| OidcError::Misconfigured(format!("discovery document: {error}")))?;
+    if Some(metadata.issuer().as_str()) != template {
+        return Err(OidcError::Misconfigured(format!(
+            "the discovery document names the issuer {}, neither {configured} nor its tenant template",
+            metadata.issuer().as_str()
+        )));
+    }
+    let keys = JsonWebKeySet::fetch_async(metadata.jwks_uri(), http)
+        .await
+        .map_err(|error| OidcError::Unavailable(error_chain(&error)))?;
+    Ok(metadata.set_jwks(keys))
 }
 
 /// A configured provider, whichever protocol it speaks.
