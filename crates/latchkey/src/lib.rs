@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_token;
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
