@@ -8,17 +8,19 @@ use crate::web::connections;
 use crate::web::forwarded::TrustedProxies;
 use crate::web::headers;
 use crate::web::state::{
-    AppState, MailFlows, PasskeyFlows, Provider, Providers, Shared, TokenLifetimes,
+    ApiTokens, AppState, MailFlows, PasskeyFlows, Provider, Providers, Shared, TokenLifetimes,
     MAIL_REQUESTS_IN_FLIGHT,
 };
 use crate::web::submission::limited;
 use crate::web::templates::Templates;
-use crate::web::throttling::{ClientAddress, NewSessionCap};
+use crate::web::throttling::{BearerThrottle, ClientAddress, NewSessionCap};
 use anyhow::bail;
 use anyhow::Context;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
+use latchkey::access_token::store::SqliteAccessTokens;
+use latchkey::access_token::TokenLifetime;
 use latchkey::csrf::CsrfKey;
 use latchkey::factors::passkeys::{PasskeyStore, Url, WebauthnBuilder};
 use latchkey::factors::SecondFactors;
@@ -57,7 +59,7 @@ const CLEANUP_BATCH: u32 = 500;
 /// on every request.
 #[derive(Clone)]
 pub struct App {
-    sessions: SessionService<AuthService<Router, User>>,
+    sessions: SessionService<BearerThrottle<AuthService<Router, User>>>,
     hsts: bool,
     proxies: TrustedProxies,
 }
@@ -84,7 +86,10 @@ impl App {
 
 /// The served routes behind the session layer, with the security headers added to every
 /// answer.
-pub type Secured = MapResponse<SessionService<AuthService<Router, User>>, fn(Response) -> Response>;
+pub type Secured = MapResponse<
+    SessionService<BearerThrottle<AuthService<Router, User>>>,
+    fn(Response) -> Response,
+>;
 
 /// [`Secured`] for one connection: its requests carry the client's address.
 pub type Connection = ClientAddress<Secured>;
@@ -119,12 +124,16 @@ pub fn router(
         .merge(crate::mail::routes())
         .merge(crate::factors::routes())
         .merge(crate::providers::routes())
+        .merge(crate::tokens::routes())
         .fallback(crate::web::fallback::not_found)
         .method_not_allowed_fallback(crate::web::fallback::method_not_allowed);
     App {
         sessions: sessions
             .with_new_session_policy(NewSessionCap(state.throttle.clone()))
-            .layer(AuthLayer::new(authenticator).layer(routes.with_state(state))),
+            .layer(BearerThrottle::new(
+                state.throttle.clone(),
+                AuthLayer::new(authenticator).layer(routes.with_state(state)),
+            )),
         hsts,
         proxies: state.proxies.clone(),
     }
@@ -175,12 +184,18 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
             list: Vec::new(),
             identities: Arc::new(SqliteIdentityStore::new(pool.clone())),
         },
+        tokens: ApiTokens {
+            store: Arc::new(SqliteAccessTokens::new(pool.clone())),
+            lifetime: TokenLifetime::default(),
+        },
     });
     let sessions = SessionLayer::new(
         MemoryStore::new(),
-        latchkey::SessionConfig::insecure_for_local_development(),
+        latchkey::SessionConfig::insecure_for_local_development().with_bearer_tokens(true),
     );
-    let authenticator = Authenticator::new(backend).with_second_factors(ServerFactors(state));
+    let authenticator = Authenticator::new(backend)
+        .with_second_factors(ServerFactors(state))
+        .with_access_tokens(state.tokens.store.clone(), ApiTokens::scopes());
     let app = router(state, sessions, authenticator, true, false);
     Ok(Router::new().fallback_service(app.service()))
 }
@@ -315,6 +330,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             list: discover_providers(&args, &secrets.keys[0]).await?,
             identities: backend.identities(),
         },
+        tokens: ApiTokens {
+            store: backend.access_tokens(),
+            lifetime: args.token_lifetime(),
+        },
     });
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")
@@ -322,7 +341,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_remember_store(backend.remember.clone())
         .with_second_factors(ServerFactors(state))
         .with_verified_email_required(args.mail.require_verified_email)
-        .with_second_step_within(args.second_factor_timeout);
+        .with_second_step_within(args.second_factor_timeout)
+        .with_access_tokens(state.tokens.store.clone(), ApiTokens::scopes());
     let config = args.session_config(secure);
     // The store the sweeper cleans: the session store, or the cookie store's revocations.
     let (sessions, swept) = if args.sessions.session_store == SessionStoreKind::Cookie {

@@ -20,6 +20,8 @@ use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
     ThrottleStore,
 };
+use latchkey::access_token::store::{PostgresAccessTokens, SqliteAccessTokens};
+use latchkey::access_token::AccessTokenStore;
 use latchkey::user::tokens::{EmailTokens, TokenStore};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;
@@ -207,6 +209,14 @@ impl Backend {
         match &self.pool {
             Pool::Sqlite(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
             Pool::Postgres(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
+        }
+    }
+
+    /// The users' personal access tokens.
+    pub fn access_tokens(&self) -> Arc<dyn AccessTokenStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqliteAccessTokens::new(pool.clone())),
+            Pool::Postgres(pool) => Arc::new(PostgresAccessTokens::new(pool.clone())),
         }
     }
 

@@ -358,6 +358,17 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub new_sessions_per_ip_hourly: u32,
+    /// Refused bearer tokens (unknown, mistyped, expired, revoked) allowed from one IP
+    /// per hour; beyond it every bearer request from there gets 429.
+    #[arg(long, env = "LATCHKEY_REFUSED_TOKENS_PER_IP_HOURLY", default_value_t = 50)]
+    pub refused_tokens_per_ip_hourly: u32,
+    /// The longest a personal access token may live (e.g. 90d, 1y); tokens made without
+    /// a lifetime live 90 days, or this if shorter.
+    #[arg(long, env = "LATCHKEY_MAX_TOKEN_LIFETIME", default_value = "1y", value_parser = humantime::parse_duration)]
+    pub max_token_lifetime: Duration,
+    /// Let users make personal access tokens that never expire.
+    #[arg(long, env = "LATCHKEY_ALLOW_TOKENS_WITHOUT_EXPIRY")]
+    pub allow_tokens_without_expiry: bool,
     /// Serve the session data JSON API (/api/session/data) to logged-in users.
     #[arg(long, env = "LATCHKEY_ENABLE_SESSION_DATA_API")]
     pub enable_session_data_api: bool,
@@ -553,6 +564,16 @@ impl ServeArgs {
             mails_per_ip_hourly: self.mail_requests_per_ip_hourly,
             codes_per_address_hourly: self.codes_per_address_hourly,
             codes_per_ip_hourly: self.codes_per_ip_hourly,
+            refused_tokens_hourly: self.refused_tokens_per_ip_hourly,
+            ..Default::default()
+        }
+    }
+
+    /// How long personal access tokens live, from these options.
+    pub fn token_lifetime(&self) -> latchkey::access_token::TokenLifetime {
+        latchkey::access_token::TokenLifetime {
+            max: self.max_token_lifetime,
+            allow_none: self.allow_tokens_without_expiry,
             ..Default::default()
         }
     }
@@ -585,6 +606,7 @@ impl ServeArgs {
             .with_absolute_timeout(self.absolute_timeout)
             .with_max_record_bytes(self.max_session_bytes)
             .with_max_keys(self.max_session_keys)
+            .with_bearer_tokens(true)
     }
 }
 

@@ -17,4 +17,5 @@ pub mod openapi;
 pub mod password;
 pub mod providers;
 pub mod sessions;
+pub mod tokens;
 pub mod web;

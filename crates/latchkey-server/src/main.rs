@@ -2,7 +2,9 @@
 //! `latchkey` library's public API.
 
 use latchkey_server::app;
-use latchkey_server::cli::{mail as mail_cli, session as session_cli, user as user_cli};
+use latchkey_server::cli::{
+    mail as mail_cli, session as session_cli, token as token_cli, user as user_cli,
+};
 
 use clap::{Parser, Subcommand};
 use latchkey_server::config::ServeArgs;
@@ -36,6 +38,9 @@ enum Command {
     /// List and revoke sessions (database session store).
     #[command(subcommand)]
     Session(session_cli::SessionCommand),
+    /// Make, list and revoke personal access tokens.
+    #[command(subcommand)]
+    Token(token_cli::TokenCommand),
     /// Send a test mail; look into the mail outbox.
     #[command(subcommand)]
     Mail(mail_cli::MailCommand),
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             Some(Command::Serve(args)) => app::serve(args).await,
             Some(Command::User(command)) => user_cli::run(command).await,
             Some(Command::Session(command)) => session_cli::run(command).await,
+            Some(Command::Token(command)) => token_cli::run(command).await,
             Some(Command::Mail(command)) => mail_cli::run(command).await,
         }
     });

@@ -94,6 +94,41 @@ impl Notice {
     }
 }
 
+impl Notice {
+    /// Whether the change it reports was made by the user from a session, which keeps
+    /// their personal access tokens (the credential table): the notice then lists them.
+    fn keeps_tokens(self) -> bool {
+        !matches!(
+            self,
+            Notice::PasswordReset
+                | Notice::NewRememberedDevice
+                | Notice::LockedOut
+                | Notice::SecondFactorsResetByAdmin
+        )
+    }
+}
+
+/// The line of a notice about the user's tokens that still work (by their first
+/// characters, never their names, which the user chose), if they have any.
+async fn tokens_still_working(app: &AppState, user: &User) -> Option<String> {
+    let tokens = app
+        .tokens
+        .store
+        .list(Some(&user.id.to_string()), latchkey::Timestamp::now())
+        .await
+        .map_err(|error| tracing::warn!(%error, "tokens not listed for a notice"))
+        .ok()?;
+    if tokens.is_empty() {
+        return None;
+    }
+    let prefixes: Vec<String> = tokens.iter().map(|token| format!("{}…", token.prefix)).collect();
+    Some(format!(
+        "Your API tokens still work: {}. Revoke any you do not know at {}/account/tokens.",
+        prefixes.join(", "),
+        app.mail.public_url
+    ))
+}
+
 /// The mail of `notice` to `to` (with a detail line, if any), its link to the login
 /// page of the site at `public_url`. No mail holds text a user chose (a name), which a
 /// mail client could turn into a link.
@@ -129,6 +164,14 @@ pub async fn notify(
 ) {
     let Some(to) = to else {
         return;
+    };
+    let tokens = match notice.keeps_tokens() {
+        true => tokens_still_working(app, user).await,
+        false => None,
+    };
+    let detail = match (detail, tokens) {
+        (Some(detail), Some(tokens)) => Some(format!("{detail}\n{tokens}")),
+        (detail, tokens) => detail.or(tokens),
     };
     let mail =
         notice_mail(&app.templates, &app.mail.public_url, to, notice, detail).map_err(|error| {

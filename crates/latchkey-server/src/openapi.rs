@@ -14,9 +14,14 @@ use utoipa::OpenApi;
                        account, its sessions, a password change, and the mail flows: password \
                        reset, email verification, sign-in by mailed link or code, email \
                        change, second factors (an authenticator app with recovery codes) and \
-                       passkeys. The session travels \
-                       in the `id` cookie (`__Host-id` behind https)."
+                       passkeys, personal access tokens. The session travels \
+                       in the `id` cookie (`__Host-id` behind https), or without a cookie as \
+                       `Authorization: Bearer <session_token>` (`POST /login?session=token`); \
+                       scripts send a personal access token the same way (`lk_…`). A request \
+                       may not carry both a cookie and a bearer token (400)."
     ),
+    modifiers(&BearerScheme),
+    security((), ("bearer" = [])),
     paths(
         crate::login::api::signup,
         crate::login::api::login,
@@ -51,7 +56,10 @@ use utoipa::OpenApi;
         crate::factors::passkey_api::begin_second_factor,
         crate::factors::passkey_api::finish_second_factor,
         crate::providers::api::list,
-        crate::providers::api::disconnect
+        crate::providers::api::disconnect,
+        crate::tokens::api::tokens,
+        crate::tokens::api::create_token,
+        crate::tokens::api::revoke_token
     ),
     components(schemas(
         Message,
@@ -77,10 +85,32 @@ use utoipa::OpenApi;
         crate::factors::passkey_api::PasskeyView,
         crate::factors::passkey_api::PasskeyList,
         crate::providers::api::IdentityView,
-        crate::providers::api::IdentityList
+        crate::providers::api::IdentityList,
+        crate::tokens::api::TokenList,
+        crate::tokens::api::CreateToken,
+        crate::tokens::flows::TokenView,
+        crate::tokens::flows::CreatedToken
     ))
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme: a personal access token (`lk_…`) or a bearer session's
+/// token, in `Authorization: Bearer`.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("a personal access token (lk_…) or a bearer session's token")
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The HTML pages on the same paths (GET), documented so clients know they exist.
 #[derive(OpenApi)]

@@ -176,3 +176,18 @@ document.querySelectorAll("button.delete-passkey").forEach(function (button) {
     }).then(function () { window.location.reload(); });
   });
 });
+
+// A "Copy" button copies the field it names (a new API token, shown once).
+document.querySelectorAll("button[data-copy]").forEach(function (button) {
+  button.addEventListener("click", function () {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) {
+      return;
+    }
+    field.select();
+    var done = function () { button.textContent = "Copied"; };
+    if (navigator.clipboard) {
+      navigator.clipboard.writeText(field.value).then(done, function () {});
+    }
+  });
+});

@@ -6,6 +6,7 @@
 //! (303) to the login page with `?next=` the page it wanted; anything else gets a 401
 //! JSON error.
 
+use crate::access_token::TokenRefusal;
 use crate::auth::{AuthError, AuthSession, Authenticator, RequestAuth};
 use crate::csrf::{browser_cookie_name, BrowserNonce, CsrfKey};
 use crate::session::layer::{append_cookie, request_cookie};
@@ -32,6 +33,9 @@ pub enum Rejection {
     MissingLayer(&'static str),
     /// Not logged in (or not freshly enough): 401 with this message.
     Unauthorized(String),
+    /// Logged in, but not allowed to do this (a token's scopes, a credential change
+    /// asked with a bearer token): 403 with this message.
+    Forbidden(String),
     /// A browser must log in first: 303 to this location.
     LoginRedirect(String),
     /// A store or the user database failed.
@@ -46,6 +50,7 @@ impl IntoResponse for Rejection {
                 json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
             Rejection::Unauthorized(message) => json_error(StatusCode::UNAUTHORIZED, &message),
+            Rejection::Forbidden(message) => json_error(StatusCode::FORBIDDEN, &message),
             Rejection::LoginRedirect(location) => (
                 StatusCode::SEE_OTHER,
                 [
@@ -154,6 +159,9 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
         let (session, auth) = request_auth::<U>(parts)?;
         match auth.current_user(session).await {
             Ok(Some(user)) => Ok(RequireLogin(user)),
+            Ok(None) if auth.bearer_refusal() == Some(TokenRefusal::Scope) => {
+                Err(Rejection::Forbidden(TOKEN_SCOPE_REFUSED.to_string()))
+            }
             Ok(None) => Err(must_log_in(
                 parts,
                 &auth.authenticator,
@@ -168,11 +176,20 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireLogin<U> {
 /// (and within the authenticator's fresh window, if set), not restored from a
 /// remember-me cookie (Flask-Login's `fresh_login_required`, Microdot's
 /// `@login.fresh`). Browsers are sent to the login page to enter their password again;
-/// other clients get 401 `{"error": "fresh login required"}`.
+/// other clients get 401 `{"error": "fresh login required"}`. A request with a bearer
+/// credential (a personal access token, a bearer session) gets 403: what needs a fresh
+/// login changes how one gets in, and no token does that.
 pub struct RequireFresh<U>(pub U);
 
 /// The 401 message of [`RequireFresh`].
 pub const FRESH_LOGIN_REQUIRED: &str = "fresh login required";
+
+/// The 403 message of [`RequireFresh`] to a request with a bearer token.
+pub const NOT_WITH_A_TOKEN: &str =
+    "not allowed with a bearer token: sign in with a browser to change this";
+
+/// The 403 message of a request a personal access token's scopes do not allow.
+pub const TOKEN_SCOPE_REFUSED: &str = "this token's scopes do not allow this request";
 
 impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireFresh<U> {
     type Rejection = Rejection;
@@ -180,6 +197,9 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for RequireFresh<U> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let RequireLogin(user) = RequireLogin::<U>::from_request_parts(parts, state).await?;
         let auth = AuthSession::<U>::from_request_parts(parts, state).await?;
+        if auth.is_bearer() {
+            return Err(Rejection::Forbidden(NOT_WITH_A_TOKEN.to_string()));
+        }
         match auth.is_fresh().await {
             Ok(true) => Ok(RequireFresh(user)),
             Ok(false) => Err(must_log_in(
@@ -273,7 +293,11 @@ fn must_log_in<U: AuthUser>(
     authenticator: &Authenticator<U>,
     message: &str,
 ) -> Rejection {
-    if !wants_html(&parts.headers) {
+    let bearer = parts
+        .extensions
+        .get::<Session>()
+        .is_some_and(Session::is_bearer);
+    if bearer || !wants_html(&parts.headers) {
         return Rejection::Unauthorized(message.to_string());
     }
     let wanted = parts

@@ -32,6 +32,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Emits a structured audit event (target `latchkey::audit`, field `event` = the name) for
+/// the gate, the backends and the credential table. Never pass a password, token, validator
+/// or hash.
+macro_rules! audit {
+    ($level:ident, $event:literal $(, $($field:tt)+)?) => {
+        tracing::$level!(target: "latchkey::audit", event = $event $(, $($field)+)?, $event)
+    };
+}
+
 pub mod access_token;
 pub mod auth;
 #[cfg(feature = "axum")]

@@ -273,6 +273,7 @@ async fn end_credentials(
     event: CredentialEvent,
 ) -> anyhow::Result<String> {
     let tokens = backend.email_tokens(&load_secret_key(database)?.keys[0]);
+    let access_tokens = backend.access_tokens();
     let storage = match sessions.session_store {
         SessionStoreKind::Memory | SessionStoreKind::Cookie => None,
         _ => Some(ServerSide(backend.reachable_session_store(sessions).await?)),
@@ -284,6 +285,7 @@ async fn end_credentials(
             .map(|storage| storage as &dyn SessionStorage),
         remembered: Some(backend.remember.as_ref()),
         mailed: Some(tokens.as_ref()),
+        access_tokens: Some(access_tokens.as_ref()),
     };
     let ended = end_for(&holders, event, &user.id.to_string(), None).await?;
     let sessions_said = match storage {
@@ -294,8 +296,9 @@ async fn end_credentials(
         Some(_) => format!("{} session(s) ended", ended.sessions),
     };
     Ok(format!(
-        "{sessions_said}, {} remembered device(s) forgotten, {} mailed link(s) revoked",
-        ended.remembered_devices, ended.mailed
+        "{sessions_said}, {} remembered device(s) forgotten, {} mailed link(s) revoked, \
+         {} access token(s) revoked",
+        ended.remembered_devices, ended.mailed, ended.access_tokens
     ))
 }
 

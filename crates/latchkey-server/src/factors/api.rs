@@ -22,18 +22,27 @@ pub struct SecondFactorRequired {
     pub message: String,
     /// What can complete it: `totp`, `recovery_code`.
     pub methods: Vec<String>,
+    /// For a login that asked for a bearer session (`?session=token`): the token of the
+    /// session the login waits in, to send with `POST /login/second-factor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
 }
 
 /// The 202 answer of a first step (a password, a mailed code or link, a reset that logs
 /// in) whose user has a second factor: nobody is logged in yet.
-pub fn second_factor_required(methods: Vec<String>) -> Response {
-    headers::json(
+pub async fn second_factor_required(
+    auth: &AuthSession<User>,
+    methods: Vec<String>,
+) -> Result<Response, HandlerError> {
+    let session_token = crate::web::session_token::new_session_token(auth).await?;
+    Ok(headers::json(
         StatusCode::ACCEPTED,
         &SecondFactorRequired {
             message: "Second factor required".into(),
             methods,
+            session_token,
         },
-    )
+    ))
 }
 
 /// A body of one code (TOTP or recovery code).
@@ -70,7 +79,7 @@ fn code_of(body: CodeBody) -> Result<String, ApiError> {
 
 /// `POST /login/second-factor`: completes a login waiting for its second factor.
 #[utoipa::path(post, path = "/login/second-factor", tag = "second factors", request_body = CodeBody, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session (a bearer session's new token is `session_token` in the body)", body = crate::web::json::Message),
     (status = 400, description = "No code", body = crate::web::json::ErrorBody),
     (status = 401, description = "A wrong or used code, or no login waiting (none, or older than 5 minutes)", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
@@ -86,10 +95,7 @@ pub async fn second_step(
 ) -> Result<Response, HandlerError> {
     let code = code_of(body)?;
     match second_factor::complete(&app, ip, &auth, &code).await? {
-        SecondStep::LoggedIn(_) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Logged in" }),
-        )),
+        SecondStep::LoggedIn(_) => Ok(crate::web::session_token::logged_in(&auth).await?),
         SecondStep::NothingPending => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "No login is waiting for a second factor: log in with your password first.",

@@ -4,6 +4,7 @@ use crate::login::flows::LogIn;
 use crate::login::flows::SignUpError;
 use crate::web::headers;
 use crate::web::json::{ApiError, HandlerError};
+use crate::web::session_token::SessionDelivery;
 use crate::web::state::AppState;
 use crate::web::submission::{SameSite, SameSiteJson};
 use crate::web::throttling::ClientIp;
@@ -29,9 +30,13 @@ pub struct LoginRequest {
 /// What a password login gets while the email is unverified (`--require-verified-email`).
 pub const UNVERIFIED: &str = "Please verify your email address first: follow the link we mailed you, or ask for a new one (POST /email/verify/resend).";
 
-/// `POST /login`: `{"username", "password"}` (the username may be the email).
-#[utoipa::path(post, path = "/login", tag = "login", request_body = LoginRequest, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+/// `POST /login`: `{"username", "password"}` (the username may be the email). With
+/// `?session=token` the session's token comes back in the body as `session_token` and no
+/// cookie is set: send it as `Authorization: Bearer <session_token>`.
+#[utoipa::path(post, path = "/login", tag = "login", request_body = LoginRequest, params(
+    ("session" = Option<String>, Query, description = "`token`: a bearer session (its token in the body, no cookie); `cookie` (the default)"),
+), responses(
+    (status = 200, description = "Logged in; Set-Cookie carries the new session, or with ?session=token the body's `session_token`", body = crate::web::json::Message),
     (status = 202, description = "The password is right and the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor within 5 minutes", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "Missing or malformed fields", body = crate::web::json::ErrorBody),
     (status = 401, description = "Invalid username or password (the same for every cause)", body = crate::web::json::ErrorBody),
@@ -45,6 +50,7 @@ pub async fn login(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
+    _delivery: SessionDelivery,
     SameSiteJson(request): SameSiteJson<LoginRequest>,
 ) -> Result<Response, HandlerError> {
     let (Some(username), Some(password)) = (
@@ -58,16 +64,13 @@ pub async fn login(
         .into());
     };
     match crate::login::flows::log_in(&app, ip, &auth, &username, &password, false).await? {
-        LogIn::LoggedIn(_) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Logged in" }),
-        )),
+        LogIn::LoggedIn(_) => Ok(crate::web::session_token::logged_in(&auth).await?),
         LogIn::Refused => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid username or password").into())
         }
         LogIn::Unverified => Err(ApiError::forbidden_field("email", UNVERIFIED).into()),
         LogIn::SecondFactorRequired(methods) => {
-            Ok(crate::factors::api::second_factor_required(methods))
+            crate::factors::api::second_factor_required(&auth, methods).await
         }
         LogIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }

@@ -6,6 +6,7 @@ use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
 use crate::web::headers;
+use crate::web::session_token::SessionDelivery;
 use crate::web::json::{ApiError, HandlerError};
 use crate::web::state::AppState;
 use crate::web::submission::SameSiteJson;
@@ -137,7 +138,7 @@ pub async fn reset_password(
             StatusCode::OK,
             &json!({ "message": "Your password has been reset." }),
         )),
-        Ok(Reset::SecondFactorRequired(methods)) => Ok(second_factor_required(methods)),
+        Ok(Reset::SecondFactorRequired(methods)) => second_factor_required(&auth, methods).await,
         Err(ResetError::InvalidToken) => Err(ApiError::invalid("token", DEAD_LINK).into()),
         Err(ResetError::Policy(message)) => Err(ApiError::invalid("password", message).into()),
         Err(ResetError::Failed(error)) => Err(error.into()),
@@ -162,20 +163,23 @@ pub async fn sign_in_by_mail(
 }
 
 /// The answer to a sign-in by mail.
-fn signed_in(outcome: MailSignIn, refused: &'static str) -> Result<Response, HandlerError> {
+async fn signed_in(
+    auth: &AuthSession<User>,
+    outcome: MailSignIn,
+    refused: &'static str,
+) -> Result<Response, HandlerError> {
     match outcome {
-        MailSignIn::LoggedIn(_) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Logged in" }),
-        )),
-        MailSignIn::SecondFactorRequired(methods) => Ok(second_factor_required(methods)),
+        MailSignIn::LoggedIn(_) => Ok(crate::web::session_token::logged_in(auth).await?),
+        MailSignIn::SecondFactorRequired(methods) => second_factor_required(auth, methods).await,
         MailSignIn::Refused => Err(ApiError::new(StatusCode::UNAUTHORIZED, refused).into()),
         MailSignIn::Throttled(wait) => Err(ApiError::too_many(wait).into()),
     }
 }
 
 /// `POST /login/email/verify`: logs in with the mailed code (not a fresh login).
-#[utoipa::path(post, path = "/login/email/verify", tag = "mail", request_body = CodeRequest, responses(
+#[utoipa::path(post, path = "/login/email/verify", tag = "mail", request_body = CodeRequest, params(
+    ("session" = Option<String>, Query, description = "`token`: a bearer session (its token in the body as `session_token`, no cookie); `cookie` (the default)"),
+), responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "Missing fields", body = crate::web::json::ErrorBody),
@@ -189,16 +193,19 @@ pub async fn sign_in_with_code(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
+    _delivery: SessionDelivery,
     SameSiteJson(request): SameSiteJson<CodeRequest>,
 ) -> Result<Response, HandlerError> {
     let email = required(request.email, "email")?;
     let code = required(request.code, "code")?;
     let outcome = mail_flows::sign_in_with_code(&app, ip, &auth, &email, &code).await?;
-    signed_in(outcome, "Wrong or expired code.")
+    signed_in(&auth, outcome, "Wrong or expired code.").await
 }
 
 /// `POST /login/email/confirm`: logs in with a sign-in link's token (not a fresh login).
-#[utoipa::path(post, path = "/login/email/confirm", tag = "mail", request_body = TokenRequest, responses(
+#[utoipa::path(post, path = "/login/email/confirm", tag = "mail", request_body = TokenRequest, params(
+    ("session" = Option<String>, Query, description = "`token`: a bearer session (its token in the body as `session_token`, no cookie); `cookie` (the default)"),
+), responses(
     (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
     (status = 202, description = "The mailbox is proven but the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "No token", body = crate::web::json::ErrorBody),
@@ -210,11 +217,12 @@ pub async fn sign_in_with_code(
 pub async fn sign_in_with_link(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    _delivery: SessionDelivery,
     SameSiteJson(request): SameSiteJson<TokenRequest>,
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     let outcome = mail_flows::sign_in_with_link(&app, &auth, &token).await?;
-    signed_in(outcome, DEAD_LINK)
+    signed_in(&auth, outcome, DEAD_LINK).await
 }
 
 /// `POST /email/verify`: verifies the address a verification link went to.

@@ -188,8 +188,15 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
-/// Refuses a JSON request sent by another site's page.
+/// Refuses a JSON request sent by another site's page. A request with an
+/// `Authorization: Bearer` header carries no ambient credential (the session layer
+/// refuses one that also has the session cookie, and browsers never add a bearer token
+/// on their own), and a page of another site cannot send that header without a CORS
+/// preflight this server never answers: it passes.
 pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if has_bearer_token(headers) {
+        return None;
+    }
     let header_text = |name| {
         headers
             .get(name)
@@ -204,6 +211,14 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
         latchkey::audit_refusal!("cross_site_refused");
         ApiError::forbidden("cross-site request refused").into_response()
     })
+}
+
+/// Whether the request has an `Authorization: Bearer …` header (the scheme in any case).
+pub fn has_bearer_token(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.as_bytes().get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
 }
 
 /// Refuses a JSON request that is cross-site ([`refuse_cross_site`]) or whose body is

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod json;
 pub mod kinds;
 pub mod page;
+pub mod session_token;
 pub mod state;
 pub mod submission;
 pub mod templates;

@@ -2,6 +2,7 @@
 
 use crate::web::forwarded::TrustedProxies;
 use crate::web::templates::Templates;
+use latchkey::access_token::{AccessTokenStore, TokenLifetime, TokenScopes};
 use latchkey::csrf::CsrfKey;
 use latchkey::factors::passkeys::{PasskeyStore, Webauthn};
 use latchkey::factors::SecondFactorStore;
@@ -69,6 +70,23 @@ pub struct Shared {
     pub mail: MailFlows,
     /// Sign-in with other identity providers.
     pub providers: Providers,
+    /// Personal access tokens: where they are kept, and how long they live.
+    pub tokens: ApiTokens,
+}
+
+/// Personal access tokens (the same store the authenticator checks bearer tokens in).
+pub struct ApiTokens {
+    /// Where they are kept.
+    pub store: Arc<dyn AccessTokenStore>,
+    /// How long they live (`--max-token-lifetime`, `--allow-tokens-without-expiry`).
+    pub lifetime: TokenLifetime,
+}
+
+impl ApiTokens {
+    /// The scopes the server's tokens carry: `read` (safe methods) and `write`.
+    pub fn scopes() -> TokenScopes {
+        TokenScopes::read_write()
+    }
 }
 
 /// Sign-in with other identity providers (`--oidc-provider`).

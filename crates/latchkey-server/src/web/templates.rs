@@ -32,6 +32,7 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/email_code.html"),
     ),
     ("account.html", include_str!("../../templates/account.html")),
+    ("tokens.html", include_str!("../../templates/tokens.html")),
     (
         "second_factor.html",
         include_str!("../../templates/second_factor.html"),

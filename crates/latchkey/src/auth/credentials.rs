@@ -4,12 +4,13 @@
 //! disabled, an address changed or claimed by its mailbox, a second factor added or
 //! removed, another identity provider connected or disconnected) calls [`end_for`], which reads the event's row of [`CredentialEvent::ends`]
 //! and ends exactly that: sessions (all, or all but the one that made the change),
-//! remembered devices, mailed links and codes by purpose; and it moves the user's
+//! remembered devices, mailed links and codes by purpose, personal access tokens; and it moves the user's
 //! credential version on, which ends on their next use the sessions no store could
 //! list (cookie sessions, another process's memory) and every login that waits for a
 //! second factor (they are stamped with the version).
 
 use super::AuthError;
+use crate::access_token::AccessTokenStore;
 use crate::remember::RememberStore;
 use crate::session::{SessionId, SessionStorage};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -63,6 +64,10 @@ pub struct Ends {
     pub remembered_devices: bool,
     /// Mailed links and codes of these purposes.
     pub mailed: &'static [TokenPurpose],
+    /// Every personal access token: where every session ends (a reset, the admin's
+    /// password or disable, the admin's second-factor reset) and where the mailbox's
+    /// owner claims the account. A change the user makes from a session keeps them.
+    pub access_tokens: bool,
     /// Whether [`end_for`] moves the credential version on (`false` where the change
     /// itself already did: a new password hash, a disable).
     pub bumps_version: bool,
@@ -118,6 +123,7 @@ impl CredentialEvent {
             remembered_devices: true,
             mailed,
             bumps_version,
+            access_tokens: matches!(sessions, All) || matches!(self, MailboxClaimed),
         }
     }
 
@@ -151,6 +157,8 @@ pub struct Holders<'a> {
     pub sessions: Option<&'a dyn SessionStorage>,
     /// The remember-me tokens, if enabled.
     pub remembered: Option<&'a dyn RememberStore>,
+    /// The personal access tokens, if enabled.
+    pub access_tokens: Option<&'a dyn AccessTokenStore>,
     /// The mailed links and codes, if the mail flows are on (latchkey's own users,
     /// whose ids are numbers; they live in a database).
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -168,6 +176,8 @@ pub struct Ended {
     pub remembered_devices: u64,
     /// Mailed links and codes revoked.
     pub mailed: u64,
+    /// Personal access tokens revoked.
+    pub access_tokens: u64,
 }
 
 /// Ends what `event` ends for the user `user_id` (after the change), keeping `caller`'s
@@ -206,11 +216,20 @@ pub async fn end_for(
             mailed += tokens.revoke(id, *purpose).await?;
         }
     }
-    audit!(info, "credentials_changed", user_id = %user_id, change = event.as_str(), sessions, remembered_devices, mailed);
+    let access_tokens = match (ends.access_tokens, holders.access_tokens) {
+        (true, Some(store)) => {
+            store
+                .revoke_for_user(&user_id, crate::time::Timestamp::now())
+                .await?
+        }
+        _ => 0,
+    };
+    audit!(info, "credentials_changed", user_id = %user_id, change = event.as_str(), sessions, remembered_devices, mailed, access_tokens);
     Ok(Ended {
         user,
         sessions,
         remembered_devices,
         mailed,
+        access_tokens,
     })
 }

@@ -39,6 +39,10 @@ pub enum Evidence {
     /// A credential change ends every remembered device, so it never outlives the
     /// factors it was completed with.
     Remembered,
+    /// A personal access token the user made after a complete login: a login for what
+    /// the token's scopes allow, never fresh. A credential change that ends every
+    /// session ends every token.
+    Token,
 }
 
 /// A proof a way in verified, handed to the gate.
@@ -102,6 +106,11 @@ impl Proof {
     /// A remember-me cookie.
     pub fn remembered() -> Self {
         Proof::new("remember_me", Evidence::Remembered)
+    }
+
+    /// A personal access token (`Authorization: Bearer lk_…`).
+    pub fn api_token() -> Self {
+        Proof::new("api_token", Evidence::Token)
     }
 
     /// The method's name.
@@ -230,7 +239,7 @@ impl GateSettings {
             Some(_) => {}
         }
         let multi_factor = has(Evidence::MultiFactor) || has(Evidence::SecondFactor);
-        if !multi_factor && !has(Evidence::Remembered) {
+        if !multi_factor && !has(Evidence::Remembered) && !has(Evidence::Token) {
             let needed = match &self.second_factors {
                 Some(source) => source.second_factors(user_id).await?,
                 None => Vec::new(),

@@ -1,8 +1,9 @@
 //! The tower layer that puts auth on top of the session layer.
 
-use super::request::{RememberCookie, RequestAuth};
+use super::request::{BearerAccessToken, RememberCookie, RequestAuth};
 use super::Authenticator;
-use crate::session::layer::{append_cookie, request_cookie};
+use crate::access_token::{TokenRefusal, PREFIX};
+use crate::session::layer::{append_cookie, authorization_bearer, request_cookie};
 use crate::session::Session;
 use crate::user::AuthUser;
 use http::{Request, Response};
@@ -21,6 +22,12 @@ pub fn remember_cookie_name(secure: bool) -> &'static str {
         "remember"
     }
 }
+
+/// Put in the extensions of an answer to a request whose bearer credential (a personal
+/// access token, a bearer session's token) was refused, with the reason: what a server
+/// counts toward its per-address throttle of guesses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedBearer(pub TokenRefusal);
 
 /// Gives every request the [`Authenticator`] (so [`crate::auth::AuthSession`] and the guards of
 /// `latchkey::axum` work), reads the remember-me cookie, and sends it back when a login
@@ -100,10 +107,27 @@ where
         let secure = session
             .as_ref()
             .is_none_or(|session| session.config().secure());
-        let remember_in = request_cookie(request.headers(), remember_cookie_name(secure))
+        let bearer = session.as_ref().is_some_and(Session::is_bearer);
+        // A bearer request has no cookie (the session layer refused the two together).
+        let remember_in = (!bearer)
+            .then(|| request_cookie(request.headers(), remember_cookie_name(secure)))
+            .flatten()
             .and_then(|value| std::str::from_utf8(value).ok())
             .map(str::to_string);
-        let auth = Arc::new(RequestAuth::new(self.authenticator.clone(), remember_in));
+        let access_token = (bearer && self.authenticator.access_token_store().is_some())
+            .then(|| authorization_bearer(request.headers()))
+            .flatten()
+            .filter(|token| token.starts_with(PREFIX))
+            .map(|token| BearerAccessToken {
+                text: token.to_string(),
+                method: request.method().as_str().to_string(),
+                path: request.uri().path().to_string(),
+            });
+        let auth = Arc::new(RequestAuth::with_access_token(
+            self.authenticator.clone(),
+            remember_in,
+            access_token,
+        ));
         request.extensions_mut().insert(auth.clone());
         AuthFuture {
             inner: self.inner.call(request),
@@ -138,6 +162,9 @@ where
             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
             Poll::Ready(Ok(response)) => response,
         };
+        if let Some(refusal) = this.auth.bearer_refusal() {
+            response.extensions_mut().insert(RefusedBearer(refusal));
+        }
         let (Some(change), Some(session)) = (this.auth.remember_cookie_out(), this.session) else {
             return Poll::Ready(Ok(response));
         };

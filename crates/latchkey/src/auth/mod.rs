@@ -6,21 +6,12 @@
 //! guards in `latchkey::axum` are the handlers' view of it. The session only stores the
 //! login record ([`crate::session::AuthInfo`]) that auth writes.
 
-/// Emits a structured audit event (target `latchkey::audit`, field `event` = the name) for
-/// the gate, the backends and the credential table. Never pass a password, token, validator
-/// or hash.
-macro_rules! audit {
-    ($level:ident, $event:literal $(, $($field:tt)+)?) => {
-        tracing::$level!(target: "latchkey::audit", event = $event $(, $($field)+)?, $event)
-    };
-}
-
 #[cfg(feature = "axum")]
 mod layer;
 
 #[cfg(feature = "axum")]
-pub use layer::{remember_cookie_name, AuthFuture, AuthLayer, AuthService};
-pub(crate) use request::{RememberCookie, RequestAuth};
+pub use layer::{remember_cookie_name, AuthFuture, AuthLayer, AuthService, RefusedBearer};
+pub(crate) use request::{BearerAccessToken, RememberCookie, RequestAuth};
 
 mod backend;
 pub mod credentials;
@@ -33,6 +24,7 @@ use credentials::{CredentialEvent, Ended, Holders, SessionsEnded};
 pub use gate::{Evidence, Proof, Refusal, SecondFactorSource, SignIn, DEFAULT_SECOND_STEP_WITHIN};
 use gate::{GateSettings, PendingLogin, Verdict, PENDING_KEY};
 
+use crate::access_token::{self, AccessTokenRecord, AccessTokenStore, TokenRefusal, TokenScopes};
 use crate::password::PasswordError;
 use crate::remember::{
     cookie_value as remember_cookie_value, new_series, parse_cookie as parse_remember_cookie,
@@ -120,6 +112,13 @@ struct AuthenticatorInner<U> {
     remember: Option<Box<dyn RememberStore>>,
     remember_grace: Duration,
     gate: GateSettings,
+    access_tokens: Option<AccessTokens>,
+}
+
+/// Where personal access tokens are checked, and the scopes they may carry.
+struct AccessTokens {
+    store: Box<dyn AccessTokenStore>,
+    scopes: TokenScopes,
 }
 
 impl<U> Clone for Authenticator<U> {
@@ -149,6 +148,7 @@ impl<U: AuthUser> Authenticator<U> {
                 remember: None,
                 remember_grace: ROTATION_GRACE,
                 gate: GateSettings::default(),
+                access_tokens: None,
             }),
         }
     }
@@ -214,6 +214,33 @@ impl<U: AuthUser> Authenticator<U> {
     /// [`DEFAULT_SECOND_STEP_WITHIN`]).
     pub fn with_second_step_within(self, window: Duration) -> Self {
         self.configure(|inner| inner.gate.second_step_within = window)
+    }
+
+    /// Lets requests log in with a personal access token (`Authorization: Bearer lk_…`)
+    /// kept in `store`, through the gate (method `api_token`, never fresh), for what its
+    /// `scopes` allow. The session layer must carry bearer tokens
+    /// ([`crate::SessionConfig::with_bearer_tokens`]). Nothing is cached: a revoked or
+    /// expired token is refused at once, in every process.
+    pub fn with_access_tokens(self, store: impl AccessTokenStore, scopes: TokenScopes) -> Self {
+        self.configure(|inner| {
+            inner.access_tokens = Some(AccessTokens {
+                store: Box::new(store),
+                scopes,
+            })
+        })
+    }
+
+    /// The access token store, if access tokens are enabled.
+    pub fn access_token_store(&self) -> Option<&dyn AccessTokenStore> {
+        self.inner
+            .access_tokens
+            .as_ref()
+            .map(|tokens| tokens.store.as_ref())
+    }
+
+    /// The scopes access tokens may carry, if access tokens are enabled.
+    pub fn token_scopes(&self) -> Option<&TokenScopes> {
+        self.inner.access_tokens.as_ref().map(|tokens| &tokens.scopes)
     }
 
     /// How long a login waits in its session for the second step.
@@ -373,6 +400,24 @@ impl<U: AuthUser> AuthSession<U> {
     /// The authenticator in force.
     pub fn authenticator(&self) -> &Authenticator<U> {
         &self.request.authenticator
+    }
+
+    /// Whether the request came with a bearer credential (a personal access token or a
+    /// bearer session) rather than a cookie: no ambient credential, so no CSRF check is
+    /// needed, and nothing that changes how one gets in is allowed.
+    pub fn is_bearer(&self) -> bool {
+        self.session.is_bearer() || self.request.access_token.is_some()
+    }
+
+    /// The personal access token this request is logged in with, once
+    /// [`AuthSession::current_user`] (or a guard) checked it.
+    pub fn access_token(&self) -> Option<Arc<AccessTokenRecord>> {
+        self.request.token()
+    }
+
+    /// Why the request's bearer credential was refused, once checked.
+    pub fn bearer_refusal(&self) -> Option<TokenRefusal> {
+        self.request.bearer_refusal()
     }
 
     /// Checks `credentials` with the backend the authenticator was built on
@@ -551,6 +596,7 @@ impl<U: AuthUser> AuthSession<U> {
         let holders = Holders {
             sessions: Some(self.session.storage().as_ref()),
             remembered: self.request.authenticator.remember_store(),
+            access_tokens: self.request.authenticator.access_token_store(),
             ..more
         };
         let ended = credentials::end_for(&holders, event, &user_id, own_session.as_ref()).await?;
@@ -774,8 +820,18 @@ impl<U: AuthUser> RequestAuth<U> {
     /// The logged-in user, through the user loader. A session whose user is gone,
     /// disabled, or whose credentials changed since login is ended and gives `None`.
     async fn resolve_user(&self, session: &Session) -> Result<Option<Arc<U>>, AuthError> {
+        if let Some(token) = &self.access_token {
+            return Box::pin(self.resolve_access_token(token)).await;
+        }
         let (record, now) = session.record_read_at().await?;
         let Some(auth) = record.as_ref().and_then(|record| record.auth.as_ref()) else {
+            if session.is_bearer() {
+                if record.is_none() {
+                    self.refuse_bearer(TokenRefusal::Unknown);
+                    crate::audit_refusal!("bearer_session_refused");
+                }
+                return Ok(None);
+            }
             // Boxed, as are the other rare paths: the common future stays small.
             return Box::pin(self.restore_from_remember_cookie(session)).await;
         };
@@ -800,6 +856,50 @@ impl<U: AuthUser> RequestAuth<U> {
                 Box::pin(session.destroy()).await?;
                 Ok(None)
             }
+        }
+    }
+
+    /// The owner of the personal access token `token`, through the gate, if the token is
+    /// live and its scopes allow the request; why not is recorded and audited.
+    async fn resolve_access_token(
+        &self,
+        token: &BearerAccessToken,
+    ) -> Result<Option<Arc<U>>, AuthError> {
+        let Some(tokens) = &self.authenticator.inner.access_tokens else {
+            return Ok(None);
+        };
+        let now = Timestamp::now();
+        let refuse = |refusal: TokenRefusal| {
+            self.refuse_bearer(refusal);
+            crate::audit_refusal!("access_token_refused", reason = refusal.as_str());
+            Ok(None)
+        };
+        let record = match access_token::check(tokens.store.as_ref(), &token.text, now).await? {
+            Ok(record) => record,
+            Err(refusal) => return refuse(refusal),
+        };
+        let user = self.authenticator.load_user_at(&record.user_id, now).await?;
+        let proof = Proof::api_token();
+        let verdict = match &user {
+            Some(user) => {
+                self.authenticator
+                    .judge(user, &[(proof.method(), proof.evidence())])
+                    .await?
+            }
+            None => Verdict::Refused(Refusal::Inactive),
+        };
+        match (user, verdict) {
+            (Some(user), Verdict::Complete(_)) => {
+                if !tokens
+                    .scopes
+                    .allows(&record.scopes, &token.method, &token.path)
+                {
+                    return refuse(TokenRefusal::Scope);
+                }
+                self.set_token(record);
+                Ok(Some(user))
+            }
+            _ => refuse(TokenRefusal::Inactive),
         }
     }
 

@@ -2,6 +2,7 @@
 //! sent and what the response must do with it, and the user once resolved.
 
 use super::Authenticator;
+use crate::access_token::{AccessTokenRecord, TokenRefusal};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,12 +15,22 @@ pub(crate) enum RememberCookie {
     Remove,
 }
 
+/// A personal access token a request came with, and what it asks to do (the scopes are
+/// checked against the method and path).
+pub(crate) struct BearerAccessToken {
+    pub text: String,
+    pub method: String,
+    pub path: String,
+}
+
 /// One request's auth state, shared by its [`super::AuthSession`]s, its guards and the
 /// [`super::AuthLayer`] that answers it.
 pub(crate) struct RequestAuth<U> {
     pub(crate) authenticator: Authenticator<U>,
     /// The remember-me cookie the browser sent, if any.
     remember_in: Option<String>,
+    /// The personal access token the request came with, if any (then it has no session).
+    pub(crate) access_token: Option<BearerAccessToken>,
     state: Mutex<State<U>>,
 }
 
@@ -31,19 +42,55 @@ struct State<U> {
     user: Option<Option<Arc<U>>>,
     /// A login of this request remembered the device (a new remember-me token).
     device_remembered: bool,
+    /// The access token that logged this request in, once checked.
+    token: Option<Arc<AccessTokenRecord>>,
+    /// Why the request's bearer credential (an access token, a session token) was
+    /// refused, if it was.
+    bearer_refusal: Option<TokenRefusal>,
 }
 
 impl<U: Clone> RequestAuth<U> {
     pub(crate) fn new(authenticator: Authenticator<U>, remember_in: Option<String>) -> Self {
+        Self::with_access_token(authenticator, remember_in, None)
+    }
+
+    pub(crate) fn with_access_token(
+        authenticator: Authenticator<U>,
+        remember_in: Option<String>,
+        access_token: Option<BearerAccessToken>,
+    ) -> Self {
         RequestAuth {
             authenticator,
             remember_in,
+            access_token,
             state: Mutex::new(State {
                 remember_out: None,
                 user: None,
                 device_remembered: false,
+                token: None,
+                bearer_refusal: None,
             }),
         }
+    }
+
+    /// The access token that logged this request in, once checked.
+    pub(crate) fn token(&self) -> Option<Arc<AccessTokenRecord>> {
+        self.state().token.clone()
+    }
+
+    /// Records the access token that logged this request in.
+    pub(crate) fn set_token(&self, record: AccessTokenRecord) {
+        self.state().token = Some(Arc::new(record));
+    }
+
+    /// Why the request's bearer credential was refused, if it was.
+    pub(crate) fn bearer_refusal(&self) -> Option<TokenRefusal> {
+        self.state().bearer_refusal
+    }
+
+    /// Records why the request's bearer credential was refused.
+    pub(crate) fn refuse_bearer(&self, refusal: TokenRefusal) {
+        self.state().bearer_refusal = Some(refusal);
     }
 
     fn state(&self) -> MutexGuard<'_, State<U>> {

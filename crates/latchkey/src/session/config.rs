@@ -26,6 +26,7 @@ pub struct SessionConfig {
     max_write_attempts: u32,
     max_record_bytes: usize,
     max_keys: usize,
+    bearer_tokens: bool,
 }
 
 /// Default of [`SessionConfig::max_record_bytes`]: 64 KiB.
@@ -46,6 +47,7 @@ impl Default for SessionConfig {
             max_write_attempts: 200,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_keys: DEFAULT_MAX_KEYS,
+            bearer_tokens: false,
         }
     }
 }
@@ -110,6 +112,22 @@ impl SessionConfig {
     pub fn with_max_keys(mut self, keys: usize) -> Self {
         self.max_keys = keys;
         self
+    }
+
+    /// Whether a session may travel as `Authorization: Bearer <token>` instead of a
+    /// cookie (default no): for apps and scripts without a cookie jar. A request that
+    /// sends both is refused (400); a bearer session never gets a cookie, and a
+    /// handler hands out its token with [`crate::Session::use_bearer_token`] and
+    /// [`crate::Session::bearer_token`]. Only server-side stores can carry bearer
+    /// sessions (the encrypted cookie store's value changes at every write).
+    pub fn with_bearer_tokens(mut self, allowed: bool) -> Self {
+        self.bearer_tokens = allowed;
+        self
+    }
+
+    /// Whether sessions may travel as bearer tokens.
+    pub fn bearer_tokens(&self) -> bool {
+        self.bearer_tokens
     }
 
     /// Whether cookies are `Secure` with the `__Host-` prefix.

@@ -265,6 +265,8 @@ struct Inner {
     incoming: Option<CookieSession>,
     /// Whether the browser sent a session cookie at all.
     incoming_cookie_present: bool,
+    /// Whether the token travels as `Authorization: Bearer` rather than in a cookie.
+    bearer: AtomicBool,
     /// Set (under the state lock) once the record has been read; read without the lock.
     loaded: AtomicBool,
     /// Held only for short synchronous sections, never across an await.
@@ -314,15 +316,18 @@ impl Session {
         client: ClientInfo,
     ) -> Self {
         let context = Arc::new(SessionContext::new(storage, config));
-        Self::with_context(context, cookie_value.map(str::as_bytes), client)
+        Self::with_context(context, cookie_value.map(str::as_bytes), client, false)
     }
 
-    /// A session for one request of a layer whose sessions share `context`.
+    /// A session for one request of a layer whose sessions share `context`; `token` is
+    /// the session cookie's value, or with `bearer` the `Authorization: Bearer` token.
     pub(crate) fn with_context(
         context: Arc<SessionContext>,
-        cookie_value: Option<&[u8]>,
+        token: Option<&[u8]>,
         client: ClientInfo,
+        bearer: bool,
     ) -> Self {
+        let cookie_value = token;
         let state = State {
             loaded_at: Timestamp(0),
             live: None,
@@ -336,6 +341,7 @@ impl Session {
                 client,
                 incoming,
                 incoming_cookie_present: cookie_value.is_some(),
+                bearer: AtomicBool::new(bearer),
                 loaded: AtomicBool::new(false),
                 state: Mutex::new(state),
                 writer: tokio::sync::Mutex::new(()),
@@ -356,6 +362,31 @@ impl Session {
     /// Where this session is stored.
     pub fn storage(&self) -> &Arc<dyn SessionStorage> {
         &self.inner.context.storage
+    }
+
+    /// Whether this session's token travels as `Authorization: Bearer` (it came so, or
+    /// [`Session::use_bearer_token`] asked): no cookie is ever sent for it.
+    pub fn is_bearer(&self) -> bool {
+        self.inner.bearer.load(Ordering::Relaxed)
+    }
+
+    /// Hands this session's token to the client in the answer rather than in a cookie
+    /// (a login asked for a bearer session): after this, the response sets no session
+    /// cookie, and [`Session::bearer_token`] gives the token once a login wrote it.
+    pub fn use_bearer_token(&self) {
+        self.inner.bearer.store(true, Ordering::Relaxed);
+    }
+
+    /// The token a bearer session's client must send from now on, when this request gave
+    /// the session a new one (a login, a token rotation); `None` for cookie sessions.
+    pub fn bearer_token(&self) -> Option<String> {
+        if !self.is_bearer() {
+            return None;
+        }
+        match &self.state().cookie {
+            CookieChange::Set(token) => Some(token.clone()),
+            _ => None,
+        }
     }
 
     /// What this session shares with the other sessions of its layer.

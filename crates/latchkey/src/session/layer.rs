@@ -100,12 +100,33 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let context = &self.layer.context;
         let cookie = request_cookie(request.headers(), &context.cookie_name);
-        let session = Session::with_context(context.clone(), cookie, client_info(&request));
+        let bearer = context
+            .config
+            .bearer_tokens()
+            .then(|| authorization_bearer(request.headers()))
+            .flatten();
+        let client = client_info(&request);
+        let (token, is_bearer) = match (cookie, bearer) {
+            (Some(_), Some(_)) => {
+                // Two credentials: which one is meant cannot be guessed safely.
+                let session = Session::with_context(context.clone(), None, client, false);
+                return SessionFuture {
+                    inner: None,
+                    session,
+                    committing: None,
+                    refused: Some(json_answer(StatusCode::BAD_REQUEST, BOTH_CREDENTIALS)),
+                };
+            }
+            (None, Some(bearer)) => (Some(bearer.as_bytes()), true),
+            (cookie, None) => (cookie, false),
+        };
+        let session = Session::with_context(context.clone(), token, client, is_bearer);
         request.extensions_mut().insert(session.clone());
         SessionFuture {
-            inner: self.inner.call(request),
+            inner: Some(self.inner.call(request)),
             session,
             committing: None,
+            refused: None,
         }
     }
 }
@@ -122,9 +143,11 @@ pin_project! {
     /// allocation; only a store write is boxed.
     pub struct SessionFuture<F, B> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         session: Session,
         committing: Option<Committing<B>>,
+        // The answer when the request was refused before the inner service saw it.
+        refused: Option<Response<B>>,
     }
 }
 
@@ -137,6 +160,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let Some(refused) = this.refused.take() {
+            return Poll::Ready(Ok(refused));
+        }
         loop {
             if let Some((response, mut commit)) = this.committing.take() {
                 return match commit.as_mut().poll(cx) {
@@ -145,12 +171,16 @@ where
                         Poll::Pending
                     }
                     Poll::Ready(Ok(change)) => {
-                        Poll::Ready(Ok(with_cookie(this.session.context(), response, change)))
+                        Poll::Ready(Ok(with_cookie(this.session, response, change)))
                     }
                     Poll::Ready(Err(error)) => Poll::Ready(Ok(store_failure_response(&error))),
                 };
             }
-            let response = match this.inner.as_mut().poll(cx) {
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                // Refused above, and answered: never polled again.
+                return Poll::Pending;
+            };
+            let response = match inner.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Ready(Ok(response)) => response,
@@ -166,7 +196,7 @@ where
                 if change == CookieChange::Keep {
                     return Poll::Ready(Ok(response));
                 }
-                return Poll::Ready(Ok(with_cookie(this.session.context(), response, change)));
+                return Poll::Ready(Ok(with_cookie(this.session, response, change)));
             }
             // The store must be written: poll the commit next, and never the inner
             // future again.
@@ -176,16 +206,34 @@ where
     }
 }
 
+/// The `error` of the 400 for a request with both a session cookie and a bearer token.
+pub(crate) const BOTH_CREDENTIALS: &str =
+    "send a session cookie or an Authorization bearer token, not both";
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any letter
+/// case), if the request has one.
+pub(crate) fn authorization_bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The `error` of a 429 for a refused new session.
 pub(crate) const REFUSED_MESSAGE: &str = "too many new sessions from this address, try again later";
 
 /// Adds the `Set-Cookie` header the session cookie calls for: the value the storage
 /// gave (a token, or with the cookie store the sealed session), or its removal.
 fn with_cookie<B>(
-    context: &SessionContext,
+    session: &Session,
     mut response: Response<B>,
     change: CookieChange,
 ) -> Response<B> {
+    // A bearer session's token travels in answers' bodies, never in a cookie.
+    if session.is_bearer() {
+        return response;
+    }
+    let context = session.context();
     match change {
         CookieChange::Keep => {}
         CookieChange::Set(value) => append_cookie(
@@ -264,15 +312,8 @@ pub(crate) fn append_cookie<B>(response: &mut Response<B>, cookie: Cookie<'stati
 /// no, 413 when the session would be too large, 500 for anything else; never a panic, never a half-saved login.
 fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> {
     if let SessionError::Refused(wait) = error {
-        let body = serde_json::json!({ "error": REFUSED_MESSAGE }).to_string();
-        let mut response = Response::new(B::from(body));
-        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
+        let mut response = json_answer(StatusCode::TOO_MANY_REQUESTS, REFUSED_MESSAGE);
+        response.headers_mut().insert(
             http::header::RETRY_AFTER,
             HeaderValue::from(wait.as_secs().max(1)),
         );
@@ -297,6 +338,11 @@ fn store_failure_response<B: From<String>>(error: &SessionError) -> Response<B> 
             "session could not be saved",
         )
     };
+    json_answer(status, message)
+}
+
+/// A JSON answer `{"error": message}` with `status`.
+fn json_answer<B: From<String>>(status: StatusCode, message: &str) -> Response<B> {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut response = Response::new(B::from(body));
     *response.status_mut() = status;

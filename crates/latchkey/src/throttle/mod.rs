@@ -127,6 +127,9 @@ pub struct ThrottlePolicy {
     pub codes_per_address_hourly: u32,
     /// Mailed codes typed from one IP per hour.
     pub codes_per_ip_hourly: u32,
+    /// Refused bearer tokens (unknown, malformed, expired, revoked) from one IP per
+    /// hour; past it every bearer request from there waits.
+    pub refused_tokens_hourly: u32,
 }
 
 impl Default for ThrottlePolicy {
@@ -143,6 +146,7 @@ impl Default for ThrottlePolicy {
             mails_per_ip_hourly: 30,
             codes_per_address_hourly: 20,
             codes_per_ip_hourly: 60,
+            refused_tokens_hourly: 50,
         }
     }
 }
@@ -423,6 +427,31 @@ impl Throttle {
         );
         self.hourly_per_key_and_ip(per_address, "ci", ip, self.policy.codes_per_ip_hourly)
             .await
+    }
+
+    /// How long bearer requests from `ip` must wait, when more than the policy's
+    /// refused tokens came from it within the hour (nothing is counted: only a refusal
+    /// counts, through [`Throttle::bearer_refused`]).
+    pub async fn bearer_wait(&self, ip: Option<IpAddr>) -> Result<Option<Duration>, ThrottleStoreError> {
+        let Some(ip) = ip else {
+            return Ok(None);
+        };
+        let now = Timestamp::now();
+        let mut longest = None;
+        for (room, limit) in ip_rooms(ip, self.policy.refused_tokens_hourly) {
+            let counter = self.store.get(&format!("b:{room}"), HOUR, now).await?;
+            if let Some(counter) = counter.filter(|counter| counter.count >= limit) {
+                longest = longest.max(Some(rounded(counter.first_at.plus(HOUR).since(now))));
+            }
+        }
+        Ok(longest)
+    }
+
+    /// Counts a refused bearer token from `ip` (a guess, or a token that no longer works).
+    pub async fn bearer_refused(&self, ip: Option<IpAddr>) -> Result<(), ThrottleStoreError> {
+        self.hourly_per_ip("b", ip, self.policy.refused_tokens_hourly)
+            .await
+            .map(drop)
     }
 
     /// Counts one attempt under `key` (limit `key_limit`) and under `ip_prefix` for

@@ -1,8 +1,18 @@
-//! The format of personal access tokens (issue 27's first piece): `lk_`, then 32 random
+//! Personal access tokens, for scripts and command lines. A token is `lk_`, then 32 random
 //! bytes in base62 (43 characters), then a checksum of what precedes it: the CRC-32 of
 //! those 46 characters in 6 base62 characters, as GitHub's tokens carry one. A secret
 //! scanner spots a leaked token by its shape, and a mistyped one is refused by its
-//! checksum before any lookup. Only [`AccessToken::hash`] (SHA-256) is ever stored.
+//! checksum before any lookup. Only [`AccessToken::hash`] (SHA-256) is ever stored
+//! ([`store`]); [`issue`], [`check`] and [`revoke`] are the rules every caller shares.
+
+mod grant;
+pub mod store;
+
+pub use grant::{
+    check, issue, revoke, IssueError, NewAccessToken, TokenLifetime, TokenRefusal, TokenScopes,
+    LAST_USED_EVERY, MAX_NAME_CHARS,
+};
+pub use store::{AccessTokenRecord, AccessTokenStore, AccessTokenStoreError};
 
 use crate::bytes::random_bytes;
 use sha2::{Digest, Sha256};
