@@ -1,9 +1,11 @@
 //! The credential table, every event × everything it may end, against real SQLite
 //! stores: the caller's session, another session, a remembered device, a mailed link of
-//! each purpose, and the credential version (a login waiting for its second factor is
+//! each purpose, a personal access token, and the credential version (a login waiting for its second factor is
 //! stamped with it, so a moved version ends it). The expected rows are written out here,
 //! apart from the table they check.
 
+use latchkey::access_token::store::SqliteAccessTokens;
+use latchkey::access_token::{self, NewAccessToken, TokenLifetime, TokenScopes};
 use latchkey::auth::credentials::{end_for, Holders};
 use latchkey::remember::{RememberRecord, RememberStore, SqliteRememberStore};
 use latchkey::session::ServerSide;
@@ -16,18 +18,20 @@ use std::time::Duration;
 
 use TokenPurpose::{ChangeEmail, ResetPassword, SignIn, VerifyEmail};
 
-/// One expected row: whether the caller's session survives, and which mailed purposes
-/// survive. Every event ends every other session, every remembered device, and moves
-/// the credential version on.
-fn expected(event: CredentialEvent) -> (bool, &'static [TokenPurpose]) {
+/// One expected row: whether the caller's session survives, which mailed purposes
+/// survive, and whether the user's personal access tokens survive. Every event ends
+/// every other session, every remembered device, and moves the credential version on.
+fn expected(event: CredentialEvent) -> (bool, &'static [TokenPurpose], bool) {
     use CredentialEvent::*;
     match event {
-        PasswordChanged => (true, &[VerifyEmail]),
-        PasswordReset | PasswordSetByAdmin | Disabled => (false, &[]),
-        EmailChanged | MailboxClaimed => (true, &[]),
-        SecondFactorAdded | SecondFactorRemoved => (true, &[VerifyEmail]),
-        ProviderConnected | ProviderDisconnected => (true, &[VerifyEmail]),
-        SecondFactorsReset => (false, &[]),
+        PasswordChanged => (true, &[VerifyEmail], true),
+        PasswordReset | PasswordSetByAdmin | Disabled => (false, &[], false),
+        EmailChanged => (true, &[], true),
+        // Someone else proved the mailbox: the tokens of who held the account end.
+        MailboxClaimed => (true, &[], false),
+        SecondFactorAdded | SecondFactorRemoved => (true, &[VerifyEmail], true),
+        ProviderConnected | ProviderDisconnected => (true, &[VerifyEmail], true),
+        SecondFactorsReset => (false, &[], false),
     }
 }
 
@@ -84,6 +88,21 @@ async fn every_credential_event_ends_what_its_row_says() {
                 .expect("issue");
             links.push((purpose, issued.token));
         }
+        let access_tokens = SqliteAccessTokens::new(pool.clone());
+        let (api_token, _) = access_token::issue(
+            &access_tokens,
+            &TokenScopes::read_write(),
+            &TokenLifetime::default(),
+            NewAccessToken {
+                user_id: user_id.clone(),
+                name: "script".into(),
+                scopes: vec!["read".into()],
+                lifetime: None,
+            },
+            now,
+        )
+        .await
+        .expect("token");
         // What the change itself does before it calls the table.
         let changed = match event {
             CredentialEvent::PasswordChanged
@@ -102,12 +121,22 @@ async fn every_credential_event_ends_what_its_row_says() {
             sessions: Some(&storage),
             remembered: Some(&remembered),
             mailed: Some(&tokens),
+            access_tokens: Some(&access_tokens),
         };
         let ended = end_for(&holders, event, &user_id, Some(&caller))
             .await
             .expect("end");
 
-        let (caller_survives, surviving) = expected(event);
+        let (caller_survives, surviving, tokens_survive) = expected(event);
+        let checked = access_token::check(&access_tokens, api_token.expose(), Timestamp::now())
+            .await
+            .expect("check");
+        assert_eq!(
+            checked.is_ok(),
+            tokens_survive,
+            "{event:?}: the personal access token ({checked:?})"
+        );
+        assert_eq!(ended.access_tokens, u64::from(!tokens_survive));
         assert_eq!(
             sessions.load(&caller).await.expect("load").is_some(),
             caller_survives,

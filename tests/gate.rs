@@ -70,6 +70,7 @@ async fn every_proof_passes_the_gate_for_every_kind_of_account() {
         Proof::delegated("corp"),
         Proof::passkey(),
         Proof::remembered(),
+        Proof::api_token(),
     ];
     for proof in &proofs {
         for (user, has_second_factor) in &accounts {
@@ -77,7 +78,7 @@ async fn every_proof_passes_the_gate_for_every_kind_of_account() {
             let answer = auth.sign_in(user, proof.clone(), None).await.expect("gate");
             let one_factor = !matches!(
                 proof.evidence(),
-                Evidence::MultiFactor | Evidence::Remembered
+                Evidence::MultiFactor | Evidence::Remembered | Evidence::Token
             );
             let cell = format!("{} × {}", proof.method(), user.username);
             if *has_second_factor && one_factor {
@@ -176,7 +177,12 @@ async fn a_second_factor_alone_is_no_way_in_and_a_waiting_login_dies_with_a_cred
 
     // A disabled user is refused whatever the proof.
     let disabled = users.set_disabled(user.id, true).await.expect("disable");
-    for proof in [Proof::password(), Proof::passkey(), Proof::remembered()] {
+    for proof in [
+        Proof::password(),
+        Proof::passkey(),
+        Proof::remembered(),
+        Proof::api_token(),
+    ] {
         let answer = auth.sign_in(&disabled, proof, None).await.expect("gate");
         assert!(
             matches!(answer, SignIn::Refused(Refusal::Inactive)),
