@@ -6,6 +6,8 @@ use crate::config::{
     redact, DatabaseArgs, DatabasePooler, MirrorFailurePolicy, SessionStoreArgs, SessionStoreKind,
 };
 use anyhow::{anyhow, bail, Context};
+use latchkey::access_token::store::{PostgresAccessTokens, SqliteAccessTokens};
+use latchkey::access_token::AccessTokenStore;
 use latchkey::factors::passkeys::{PasskeyStore, SqlPasskeys};
 use latchkey::factors::{SecondFactorStore, SecondFactors};
 use latchkey::mail::outbox::{Outbox, PostgresOutbox, SqliteOutbox};
@@ -20,8 +22,6 @@ use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
     ThrottleStore,
 };
-use latchkey::access_token::store::{PostgresAccessTokens, SqliteAccessTokens};
-use latchkey::access_token::AccessTokenStore;
 use latchkey::user::tokens::{EmailTokens, TokenStore};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;

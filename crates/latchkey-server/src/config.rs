@@ -360,7 +360,11 @@ pub struct ServeArgs {
     pub new_sessions_per_ip_hourly: u32,
     /// Refused bearer tokens (unknown, mistyped, expired, revoked) allowed from one IP
     /// per hour; beyond it every bearer request from there gets 429.
-    #[arg(long, env = "LATCHKEY_REFUSED_TOKENS_PER_IP_HOURLY", default_value_t = 50)]
+    #[arg(
+        long,
+        env = "LATCHKEY_REFUSED_TOKENS_PER_IP_HOURLY",
+        default_value_t = 50
+    )]
     pub refused_tokens_per_ip_hourly: u32,
     /// The longest a personal access token may live (e.g. 90d, 1y); tokens made without
     /// a lifetime live 90 days, or this if shorter.

@@ -121,7 +121,10 @@ async fn tokens_still_working(app: &AppState, user: &User) -> Option<String> {
     if tokens.is_empty() {
         return None;
     }
-    let prefixes: Vec<String> = tokens.iter().map(|token| format!("{}…", token.prefix)).collect();
+    let prefixes: Vec<String> = tokens
+        .iter()
+        .map(|token| format!("{}…", token.prefix))
+        .collect();
     Some(format!(
         "Your API tokens still work: {}. Revoke any you do not know at {}/account/tokens.",
         prefixes.join(", "),

@@ -242,11 +242,21 @@ async fn the_command_line_makes_lists_and_revokes_tokens_and_expired_ones_are_re
     assert_eq!(home_with(&server, token).await.0, StatusCode::OK);
 
     let (ok, listed, stderr) = cli(
-        &["token", "list", "--user", "admin-made", "--database-url", &database],
+        &[
+            "token",
+            "list",
+            "--user",
+            "admin-made",
+            "--database-url",
+            &database,
+        ],
         "",
     );
     assert!(ok, "{stderr}");
-    assert!(listed.contains("deploy") && listed.contains(&token[..11]), "{listed}");
+    assert!(
+        listed.contains("deploy") && listed.contains(&token[..11]),
+        "{listed}"
+    );
     assert!(!listed.contains(token), "the list never shows a token");
     let id = listed
         .lines()
@@ -325,7 +335,9 @@ async fn guessed_tokens_are_throttled_per_address() {
     }
     let statuses = guesses.join_all().await;
     assert!(
-        statuses.iter().all(|status| *status == StatusCode::UNAUTHORIZED),
+        statuses
+            .iter()
+            .all(|status| *status == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
     // Past the allowance, every bearer request from this address waits, even one with
@@ -396,7 +408,10 @@ async fn the_admin_ends_tokens_and_the_users_own_change_keeps_them() {
     let made = make_token(&browser, &server, &["read"]).await;
     let token = made["token"].as_str().expect("token");
     assert_eq!(home_with(&server, token).await.0, StatusCode::OK);
-    let (ok, _, stderr) = cli(&["user", "disable", "owner", "--database-url", &database], "");
+    let (ok, _, stderr) = cli(
+        &["user", "disable", "owner", "--database-url", &database],
+        "",
+    );
     assert!(ok, "{stderr}");
     assert_eq!(home_with(&server, token).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -424,9 +439,14 @@ async fn a_bearer_session_is_a_session_without_a_cookie() {
     );
 
     // Listed among the user's sessions (seen from the browser), with its method.
-    let (status, listed) = common::flows::call(&browser, &server, Method::GET, "/sessions", None).await;
+    let (status, listed) =
+        common::flows::call(&browser, &server, Method::GET, "/sessions", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(listed["sessions"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(
+        listed["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
 
     // No ambient credential: a cross-site header does not stop it, as it stops cookies.
     let logout = bare_client()
@@ -442,7 +462,10 @@ async fn a_bearer_session_is_a_session_without_a_cookie() {
         logout.json::<Value>().await.expect("json"),
         json!({ "message": "Logged out" })
     );
-    assert_eq!(home_with(&server, session).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with(&server, session).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // An unknown way to hand out the session is refused.
     let odd = bare_client()
@@ -470,8 +493,13 @@ async fn a_bearer_sessions_second_step_answers_its_new_token() {
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     assert!(set_cookie_headers(&first).is_empty());
     let body: Value = first.json().await.expect("json");
-    let pending = body["session_token"].as_str().expect("pending session_token");
-    assert_eq!(home_with(&server, pending).await.0, StatusCode::UNAUTHORIZED);
+    let pending = body["session_token"]
+        .as_str()
+        .expect("pending session_token");
+    assert_eq!(
+        home_with(&server, pending).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     let second = with_bearer(
         &server,
@@ -487,7 +515,10 @@ async fn a_bearer_sessions_second_step_answers_its_new_token() {
     let session = body["session_token"].as_str().expect("new session_token");
     assert_ne!(session, pending, "the completed login has a new token");
     assert_eq!(home_with(&server, session).await.0, StatusCode::OK);
-    assert_eq!(home_with(&server, pending).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        home_with(&server, pending).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -510,7 +541,9 @@ async fn the_page_makes_a_token_shown_once_and_revokes_it() {
         .expect("make");
     assert_eq!(made.status(), StatusCode::CREATED);
     assert_eq!(
-        made.headers().get("cache-control").and_then(|v| v.to_str().ok()),
+        made.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
         Some("no-store")
     );
     let html = made.text().await.expect("html");

@@ -57,8 +57,9 @@ fn lifetime(text: &str) -> anyhow::Result<Option<Duration>> {
     if text.eq_ignore_ascii_case("never") {
         return Ok(None);
     }
-    let duration = humantime::parse_duration(text)
-        .with_context(|| format!("--expires-in {text:?}: a duration such as 30d or 1y, or never"))?;
+    let duration = humantime::parse_duration(text).with_context(|| {
+        format!("--expires-in {text:?}: a duration such as 30d or 1y, or never")
+    })?;
     Ok(Some(duration))
 }
 
@@ -111,7 +112,10 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                 record.id,
                 user.username,
                 record.scopes.join(" "),
-                record.expires_at.map(rfc3339).unwrap_or_else(|| "never".into())
+                record
+                    .expires_at
+                    .map(rfc3339)
+                    .unwrap_or_else(|| "never".into())
             );
             println!("{}", token.expose());
             Ok(())
@@ -143,8 +147,14 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                     token.name,
                     token.prefix,
                     token.scopes.join(","),
-                    token.expires_at.map(rfc3339).unwrap_or_else(|| "never".into()),
-                    token.last_used_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                    token
+                        .expires_at
+                        .map(rfc3339)
+                        .unwrap_or_else(|| "never".into()),
+                    token
+                        .last_used_at
+                        .map(rfc3339)
+                        .unwrap_or_else(|| "-".into()),
                 );
             }
             Ok(())

@@ -6,8 +6,8 @@ use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
 use crate::web::headers;
-use crate::web::session_token::SessionDelivery;
 use crate::web::json::{ApiError, HandlerError};
+use crate::web::session_token::SessionDelivery;
 use crate::web::state::AppState;
 use crate::web::submission::SameSiteJson;
 use crate::web::throttling::ClientIp;

@@ -95,7 +95,10 @@ pub async fn revoke_token(
     _same_site: SameSite,
 ) -> Result<Response, HandlerError> {
     if flows::revoke(&app, &user, &id).await? {
-        Ok(headers::json(StatusCode::OK, &json!({ "message": "Token revoked" })))
+        Ok(headers::json(
+            StatusCode::OK,
+            &json!({ "message": "Token revoked" }),
+        ))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "No such token.").into())
     }

@@ -17,8 +17,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/account/tokens",
-            get(html_or_json(pages::tokens_page, api::tokens))
-                .post(limited(form_or_json(pages::create_token, api::create_token))),
+            get(html_or_json(pages::tokens_page, api::tokens)).post(limited(form_or_json(
+                pages::create_token,
+                api::create_token,
+            ))),
         )
         .route("/account/tokens/{id}", delete(api::revoke_token))
         .route(

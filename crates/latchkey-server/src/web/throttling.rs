@@ -3,17 +3,17 @@
 //! the throttle on guessed bearer tokens ([`BearerThrottle`]), and the 429 answer.
 
 use crate::web::forwarded::TrustedProxies;
-use crate::web::state::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts};
 use crate::web::json::ApiError;
+use crate::web::state::AppState;
 use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
-use axum::response::IntoResponse;
-use futures_util::future::Either;
-use latchkey::auth::RefusedBearer;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Request};
+use axum::response::IntoResponse;
 use axum::response::Response;
+use futures_util::future::Either;
+use latchkey::auth::RefusedBearer;
 use latchkey::session::ClientInfo;
 use latchkey::throttle::ThrottleStoreError;
 use latchkey::throttle::{self, Admission, Throttle, Verdict};

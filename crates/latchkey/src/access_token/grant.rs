@@ -138,7 +138,10 @@ pub async fn issue(
     if asked.is_empty() {
         return Err(invalid(
             "scopes",
-            format!("a token needs at least one scope of {}", scopes.known().join(", ")),
+            format!(
+                "a token needs at least one scope of {}",
+                scopes.known().join(", ")
+            ),
         ));
     }
     if let Some(unknown) = asked.iter().find(|scope| !scopes.known().contains(scope)) {

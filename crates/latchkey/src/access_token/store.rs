@@ -53,7 +53,10 @@ pub trait AccessTokenStore: Send + Sync + 'static {
         hash: &[u8; 32],
     ) -> Result<(), AccessTokenStoreError>;
     /// The token whose text hashes to `hash`, revoked and expired ones included.
-    async fn find(&self, hash: &[u8; 32]) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError>;
+    async fn find(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError>;
     /// Records a use at `now`, unless one was recorded after `unless_after` (so a busy
     /// token is written at most once a minute, whichever process sees it).
     async fn touch(
@@ -95,7 +98,10 @@ impl<T: AccessTokenStore + ?Sized> AccessTokenStore for std::sync::Arc<T> {
         (**self).insert(record, hash).await
     }
 
-    async fn find(&self, hash: &[u8; 32]) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
+    async fn find(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
         (**self).find(hash).await
     }
 

@@ -240,7 +240,10 @@ impl<U: AuthUser> Authenticator<U> {
 
     /// The scopes access tokens may carry, if access tokens are enabled.
     pub fn token_scopes(&self) -> Option<&TokenScopes> {
-        self.inner.access_tokens.as_ref().map(|tokens| &tokens.scopes)
+        self.inner
+            .access_tokens
+            .as_ref()
+            .map(|tokens| &tokens.scopes)
     }
 
     /// How long a login waits in its session for the second step.
@@ -878,7 +881,10 @@ impl<U: AuthUser> RequestAuth<U> {
             Ok(record) => record,
             Err(refusal) => return refuse(refusal),
         };
-        let user = self.authenticator.load_user_at(&record.user_id, now).await?;
+        let user = self
+            .authenticator
+            .load_user_at(&record.user_id, now)
+            .await?;
         let proof = Proof::api_token();
         let verdict = match &user {
             Some(user) => {

@@ -432,7 +432,10 @@ impl Throttle {
     /// How long bearer requests from `ip` must wait, when more than the policy's
     /// refused tokens came from it within the hour (nothing is counted: only a refusal
     /// counts, through [`Throttle::bearer_refused`]).
-    pub async fn bearer_wait(&self, ip: Option<IpAddr>) -> Result<Option<Duration>, ThrottleStoreError> {
+    pub async fn bearer_wait(
+        &self,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<Duration>, ThrottleStoreError> {
         let Some(ip) = ip else {
             return Ok(None);
         };
