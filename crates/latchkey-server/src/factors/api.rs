@@ -111,7 +111,7 @@ pub async fn second_step(
 #[utoipa::path(post, path = "/account/totp", tag = "second factors", responses(
     (status = 200, description = "The new secret and its otpauth URI", body = TotpSetup),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 409, description = "An authenticator app is already set up (remove it first)", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
@@ -178,7 +178,7 @@ pub async fn confirm_totp(
     (status = 200, description = "Removed; the other sessions ended", body = crate::web::json::Message),
     (status = 400, description = "No code", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "A wrong code (`code`), or sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "A wrong code (`code`), sent from another site, or with a bearer token", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
     (status = 429, description = "Too many wrong codes; see Retry-After", body = crate::web::json::ErrorBody),
@@ -206,7 +206,7 @@ pub async fn remove_totp(
 #[utoipa::path(post, path = "/account/recovery-codes", tag = "second factors", responses(
     (status = 200, description = "The new codes; the old ones stop working", body = RecoveryCodes),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 409, description = "No authenticator app is set up", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),

@@ -109,7 +109,7 @@ fn options(value: serde_json::Value) -> Response {
 #[utoipa::path(post, path = "/account/passkeys/begin", tag = "passkeys", responses(
     (status = 200, description = "Options for navigator.credentials.create", body = Object),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 404, description = "Passkeys are off on this server", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
@@ -221,7 +221,7 @@ pub async fn rename(
 ), responses(
     (status = 200, description = "Deleted", body = crate::web::json::Message),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 404, description = "Not a passkey of this user, or passkeys are off", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),

@@ -272,7 +272,7 @@ pub async fn resend_verification(
     (status = 202, description = "A confirmation link was sent to the new address", body = crate::web::json::Message),
     (status = 400, description = "Not an address", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
     (status = 429, description = "Too many requests for this account, address or client; see Retry-After", body = crate::web::json::ErrorBody),

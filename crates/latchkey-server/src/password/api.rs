@@ -33,7 +33,7 @@ pub struct PasswordChange {
     (status = 200, description = "Changed; Set-Cookie carries the session's new token", body = crate::web::json::Message),
     (status = 400, description = "The new password breaks the rules (named in `field`)", body = crate::web::json::ErrorBody),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "The current password is wrong, or sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "The current password is wrong, sent from another site, or with a bearer token", body = crate::web::json::ErrorBody),
     (status = 413, description = "Body over 64 KiB", body = crate::web::json::ErrorBody),
     (status = 415, description = "Not a JSON body", body = crate::web::json::ErrorBody),
     (status = 429, description = "Too many wrong current passwords for this account or address; see Retry-After", body = crate::web::json::ErrorBody),

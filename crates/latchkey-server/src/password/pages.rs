@@ -19,6 +19,7 @@ use serde::Deserialize;
     (status = 200, description = "The password change page (a fresh login is needed)", content_type = "text/html", body = String),
     (status = 303, description = "A browser that must log in (again) is sent to the login page"),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Asked with a bearer token (no token changes a password)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
 pub async fn password_page(

@@ -70,7 +70,7 @@ pub async fn list(
 ), responses(
     (status = 200, description = "Disconnected", body = crate::web::json::Message),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 404, description = "That provider is not connected", body = crate::web::json::ErrorBody),
     (status = 409, description = "It is the account's last way in (no password, passkey or other provider)", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),

@@ -39,7 +39,7 @@ pub async fn sessions(
 ), responses(
     (status = 200, description = "Revoked", body = crate::web::json::Message),
     (status = 401, description = "Not logged in, or the login is not fresh (password entered in this session)", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 404, description = "Not a session of this user", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
@@ -74,7 +74,7 @@ pub struct Revoked {
 #[utoipa::path(post, path = "/sessions/revoke-others", tag = "sessions", responses(
     (status = 200, description = "The other sessions ended", body = Revoked),
     (status = 401, description = "Not logged in, or the login is not fresh", body = crate::web::json::ErrorBody),
-    (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
+    (status = 403, description = "Sent from another site, or with a bearer token (no token changes how one gets in)", body = crate::web::json::ErrorBody),
     (status = 415, description = "A body that is not JSON (this endpoint needs none)", body = crate::web::json::ErrorBody),
     (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
 ))]
