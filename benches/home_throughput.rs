@@ -1,5 +1,9 @@
 //! Load benchmark: authenticated `GET /home` through latchkey (memory and SQLite session
-//! stores) against a bare axum handler with no session layer, in the same run.
+//! stores) against a bare axum handler with no session layer, in the same run. The SQLite
+//! server also takes bearer credentials (issue 27): the same `GET /home` with a personal
+//! access token (`Authorization: Bearer lk_…`, scope `read`) and with a bearer session
+//! (the session token in `Authorization: Bearer`), measured against its cookie session.
+//! Users, sessions and access tokens are in the one SQLite file.
 //!
 //! `cargo bench --bench home_throughput` (options via env: `BENCH_SECONDS` per round,
 //! default 3; `BENCH_ROUNDS`, default 5; `BENCH_CONNECTIONS`, default 32). The servers run
@@ -7,13 +11,25 @@
 //! keep-alive HTTP/1.1 on loopback; the targets are measured in interleaved rounds and the median round is
 //! reported: req/s, p50, p99 and the ratio to the bare handler.
 //!
-//! `BENCH_SERVE_ONLY=1` only starts the servers and prints their addresses and session
-//! cookies, for an external load generator such as `wrk`.
+//! `BENCH_SERVE_ONLY=1` only starts the servers and prints a line `name address header`
+//! for each (bare, memory, sqlite, token, bearer; `header` is a whole header line such
+//! as `Cookie: id=…` or `Authorization: Bearer …`, none for bare), for an external load
+//! generator such as `wrk`.
 
 mod common;
 
-use axum::Router;
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey::access_token::store::SqliteAccessTokens;
+use latchkey::access_token::{NewAccessToken, TokenLifetime, TokenScopes};
+use latchkey::axum::RequireLogin;
+use latchkey::session::CookieChange;
 use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
+use latchkey::{
+    AuthLayer, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher, Session,
+    SessionConfig, SessionLayer, SessionStore, SqliteUserStore, Timestamp, User, UserStore,
+};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,16 +83,94 @@ struct Measurement {
     p99: Duration,
 }
 
+async fn home(RequireLogin(user): RequireLogin<User>) -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}", user.username) }))
+}
+
+/// The credentials the SQLite server takes for user foo, as whole header lines.
+struct Credentials {
+    cookie: String,
+    token: String,
+    bearer: String,
+}
+
+/// Logs user `user` in on a fresh session over `store`; returns the session's token.
+async fn log_in(store: Arc<dyn SessionStore>, config: &SessionConfig, user: &User) -> String {
+    let session = Session::new(store, Arc::new(config.clone()), None, Default::default());
+    session
+        .log_in(
+            &user.id.to_string(),
+            user.credential_version,
+            latchkey::Authentication {
+                methods: vec!["password".into()],
+                fresh: true,
+                multi_factor: false,
+            },
+        )
+        .await
+        .expect("login");
+    let CookieChange::Set(token) = session.cookie_change().await else {
+        panic!("no session token after login");
+    };
+    token
+}
+
+/// latchkey on the SQLite database at `url` (users, sessions and access tokens in that
+/// one file), with bearer sessions and personal access tokens enabled, user foo logged
+/// in twice (one session for the cookie, one for the bearer) and holding a token with
+/// scope `read`.
+async fn sqlite_api_app(url: &str) -> (Router, Credentials) {
+    let pool = open_sqlite(url).await.expect("open");
+    let users = SqliteUserStore::new(pool.clone());
+    let hasher = PasswordHasher::new(HashParams::insecure_fast()).expect("hasher");
+    let hash = hasher.hash("foo").await.expect("hash");
+    let user = users
+        .create(NewUser::new("foo", None, hash).expect("user"))
+        .await
+        .expect("create");
+    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::new(pool.clone()));
+    let config = SessionConfig::insecure_for_local_development().with_bearer_tokens(true);
+    let cookie_session = log_in(store.clone(), &config, &user).await;
+    let bearer_session = log_in(store.clone(), &config, &user).await;
+    let tokens = SqliteAccessTokens::new(pool);
+    let (token, _) = latchkey::access_token::issue(
+        &tokens,
+        &TokenScopes::read_write(),
+        &TokenLifetime::default(),
+        NewAccessToken {
+            user_id: user.id.to_string(),
+            name: "bench".into(),
+            scopes: vec!["read".into()],
+            lifetime: None,
+        },
+        Timestamp::now(),
+    )
+    .await
+    .expect("issue token");
+    let authenticator = Authenticator::new(PasswordBackend::new(users, hasher))
+        .with_access_tokens(tokens, TokenScopes::read_write());
+    let router = Router::new()
+        .route("/home", get(home))
+        .layer(AuthLayer::new(authenticator))
+        .layer(SessionLayer::from_arc(store, config));
+    let credentials = Credentials {
+        cookie: format!("Cookie: id={cookie_session}"),
+        token: format!("Authorization: Bearer {}", token.expose()),
+        bearer: format!("Authorization: Bearer {bearer_session}"),
+    };
+    (router, credentials)
+}
+
 /// Drives `connections` keep-alive connections for `duration`, each sending
-/// `GET /home` with `cookie` back to back.
-fn load(address: SocketAddr, cookie: &str, connections: usize, duration: Duration) -> Measurement {
+/// `GET /home` with the header line `header` back to back.
+fn load(address: SocketAddr, header: &str, connections: usize, duration: Duration) -> Measurement {
     pin_to_core(CLIENT_CORE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("client runtime");
     let request = format!(
-        "GET /home HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\nAccept: application/json\r\n\r\n"
+        "GET /home HTTP/1.1\r\nHost: bench\r\n{header}\r\nAccept: application/json\r\n\r\n"
     );
     runtime.block_on(async move {
         let deadline = Instant::now() + duration;
@@ -163,33 +257,50 @@ fn main() {
     let bare = spawn_server(common::bare_app());
     let (memory_router, memory_cookie) =
         setup.block_on(common::logged_in_app(Arc::new(MemoryStore::new())));
+    let memory_header = format!("Cookie: {memory_cookie}");
     let memory = spawn_server(memory_router);
-    let (sqlite_router, sqlite_cookie) = setup.block_on(async {
-        let pool = open_sqlite(&sqlite_url).await.expect("open");
-        common::logged_in_app(Arc::new(SqliteStore::new(pool))).await
-    });
-    let sqlite = spawn_server(sqlite_router);
+    let (sqlite_router, sqlite) = setup.block_on(sqlite_api_app(&sqlite_url));
+    let sqlite_address = spawn_server(sqlite_router);
 
     if std::env::var("BENCH_SERVE_ONLY").is_ok() {
         // For an external load generator (wrk): print where to point it, then serve.
-        println!("bare {bare}\nmemory {memory} {memory_cookie}\nsqlite {sqlite} {sqlite_cookie}");
+        println!(
+            "bare {bare}\nmemory {memory} {memory_header}\nsqlite {sqlite_address} {}\ntoken {sqlite_address} {}\nbearer {sqlite_address} {}",
+            sqlite.cookie, sqlite.token, sqlite.bearer
+        );
         std::thread::sleep(Duration::from_secs(600));
         return;
     }
     let targets = [
-        ("bare axum, no session layer", bare, "x=1"),
-        ("latchkey, memory store", memory, memory_cookie.as_str()),
-        ("latchkey, SQLite store", sqlite, sqlite_cookie.as_str()),
+        ("bare axum, no session layer", bare, "Cookie: x=1"),
+        ("latchkey, memory store", memory, memory_header.as_str()),
+        (
+            "latchkey, SQLite store",
+            sqlite_address,
+            sqlite.cookie.as_str(),
+        ),
+        (
+            "SQLite, access token",
+            sqlite_address,
+            sqlite.token.as_str(),
+        ),
+        (
+            "SQLite, bearer session",
+            sqlite_address,
+            sqlite.bearer.as_str(),
+        ),
     ];
+    // The row the bearer credentials are compared with: the cookie on the same store.
+    const COOKIE_ROW: usize = 2;
     // Warm up every server, then measure them in interleaved rounds, so that noise from
     // the shared machine hits every target alike; report the median round.
-    for (_, address, cookie) in targets {
-        load(address, cookie, 4, Duration::from_millis(500));
+    for (_, address, header) in targets {
+        load(address, header, 4, Duration::from_millis(500));
     }
     let mut rounds: Vec<Vec<Measurement>> = targets.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds_count {
-        for (index, (_, address, cookie)) in targets.iter().enumerate() {
-            rounds[index].push(load(*address, cookie, connections, duration));
+        for (index, (_, address, header)) in targets.iter().enumerate() {
+            rounds[index].push(load(*address, header, connections, duration));
         }
     }
     let medians: Vec<Measurement> = rounds
@@ -200,19 +311,26 @@ fn main() {
         })
         .collect();
     let baseline = medians[0].requests_per_second;
+    let cookie_baseline = medians[COOKIE_ROW].requests_per_second;
     let results = targets.iter().map(|(name, _, _)| *name).zip(medians.iter());
     println!(
-        "\nauthenticated GET /home, {connections} connections, median of {rounds_count} rounds of {seconds}s\n\n{:<30} {:>10} {:>10} {:>10} {:>8}",
-        "stack", "req/s", "p50", "p99", "ratio"
+        "\nauthenticated GET /home, {connections} connections, median of {rounds_count} rounds of {seconds}s\n\n{:<30} {:>10} {:>10} {:>10} {:>8} {:>9}",
+        "stack", "req/s", "p50", "p99", "ratio", "vs cookie"
     );
-    for (name, measurement) in results {
+    for (index, (name, measurement)) in results.enumerate() {
+        let to_cookie = if index > COOKIE_ROW {
+            format!("{:.2}", measurement.requests_per_second / cookie_baseline)
+        } else {
+            String::new()
+        };
         println!(
-            "{:<30} {:>10.0} {:>10.2?} {:>10.2?} {:>8.2}",
+            "{:<30} {:>10.0} {:>10.2?} {:>10.2?} {:>8.2} {:>9}",
             name,
             measurement.requests_per_second,
             measurement.p50,
             measurement.p99,
-            measurement.requests_per_second / baseline
+            measurement.requests_per_second / baseline,
+            to_cookie
         );
     }
 }
