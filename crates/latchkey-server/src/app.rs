@@ -4,6 +4,7 @@ use crate::backend::Backend as Stores;
 use crate::config::{load_secret_key, ServeArgs, SessionStoreKind};
 use crate::data_api;
 use crate::factors::second_factor::ServerFactors;
+use crate::web::bearer_throttle::BearerThrottle;
 use crate::web::connections;
 use crate::web::forwarded::TrustedProxies;
 use crate::web::headers;
@@ -13,7 +14,7 @@ use crate::web::state::{
 };
 use crate::web::submission::limited;
 use crate::web::templates::Templates;
-use crate::web::throttling::{BearerThrottle, ClientAddress, NewSessionCap};
+use crate::web::throttling::{ClientAddress, NewSessionCap};
 use anyhow::bail;
 use anyhow::Context;
 use axum::response::Response;

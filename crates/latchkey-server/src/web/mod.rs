@@ -4,6 +4,7 @@
 //! submission is read, the one choice between an endpoint's page and JSON handlers, and
 //! times in words.
 
+pub mod bearer_throttle;
 pub mod connections;
 pub mod fallback;
 pub mod for_people;

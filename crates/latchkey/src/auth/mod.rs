@@ -831,7 +831,7 @@ impl<U: AuthUser> RequestAuth<U> {
             if session.is_bearer() {
                 if record.is_none() {
                     self.refuse_bearer(TokenRefusal::Unknown);
-                    crate::audit_refusal!("bearer_session_refused");
+                    audit_refused_bearer("bearer_session_refused", "unknown");
                 }
                 return Ok(None);
             }
@@ -874,7 +874,7 @@ impl<U: AuthUser> RequestAuth<U> {
         let now = Timestamp::now();
         let refuse = |refusal: TokenRefusal| {
             self.refuse_bearer(refusal);
-            crate::audit_refusal!("access_token_refused", reason = refusal.as_str());
+            audit_refused_bearer("access_token_refused", refusal.as_str());
             Ok(None)
         };
         let record = match access_token::check(tokens.store.as_ref(), &token.text, now).await? {
@@ -997,6 +997,15 @@ impl<U: AuthUser> RequestAuth<U> {
                 Ok(None)
             }
         }
+    }
+}
+
+/// Audits a refused bearer credential (`event`, with its `reason`), within a budget:
+/// anyone can send guesses.
+fn audit_refused_bearer(event: &'static str, reason: &str) {
+    static REFUSALS: crate::log_budget::LogBudget = crate::log_budget::LogBudget::new(5, 50);
+    if let Some(dropped) = REFUSALS.admit() {
+        tracing::warn!(target: "latchkey::audit", event, dropped, reason, "{event}");
     }
 }
 
