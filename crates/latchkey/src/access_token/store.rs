@@ -233,6 +233,9 @@ macro_rules! sql_access_token_store {
                 &self,
                 hash: &[u8; 32],
             ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
+                if let Some(found) = self.find_inline(hash).await {
+                    return found;
+                }
                 let row = sqlx::query($sql.find)
                     .bind(crate::bytes::lower_hex(hash))
                     .fetch_optional(&self.pool)
@@ -331,19 +334,86 @@ pub use sqlite::SqliteAccessTokens;
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
+    use crate::store::InlineReaders;
+    use rusqlite::OptionalExtension;
     use sqlx::sqlite::SqlitePool;
+    use std::sync::Arc;
 
     /// Access tokens in the `access_tokens` table of a database opened with
-    /// [`crate::store::open_sqlite`].
+    /// [`crate::store::open_sqlite`]. A check reads the token on the request's thread
+    /// (a read-only connection to the database file, as the SQLite session store reads
+    /// sessions); writes go through the pool.
     #[derive(Clone, Debug)]
     pub struct SqliteAccessTokens {
         pool: SqlitePool,
+        readers: Arc<InlineReaders>,
     }
 
     impl SqliteAccessTokens {
         /// A store over `pool`.
         pub fn new(pool: SqlitePool) -> Self {
-            SqliteAccessTokens { pool }
+            SqliteAccessTokens {
+                pool,
+                readers: Arc::default(),
+            }
+        }
+
+        /// The token under `hash` read on this thread, or `None` to go through the pool.
+        async fn find_inline(
+            &self,
+            hash: &[u8; 32],
+        ) -> Option<Result<Option<AccessTokenRecord>, AccessTokenStoreError>> {
+            let hash = crate::bytes::lower_hex(hash);
+            self.readers
+                .read(&self.pool, |connection| {
+                    let mut statement = connection.prepare_cached(STATEMENTS.find)?;
+                    statement
+                        .query_row([hash], |row| {
+                            Ok(RawRow {
+                                id: row.get("id")?,
+                                user_id: row.get("user_id")?,
+                                name: row.get("name")?,
+                                prefix: row.get("prefix")?,
+                                scopes: row.get("scopes")?,
+                                created_at: row.get("created_at")?,
+                                expires_at: row.get("expires_at")?,
+                                last_used_at: row.get("last_used_at")?,
+                                revoked_at: row.get("revoked_at")?,
+                            })
+                        })
+                        .optional()
+                })
+                .await
+                .map(|row| Ok(row.map(RawRow::into_record)))
+        }
+    }
+
+    /// A row as rusqlite reads it.
+    struct RawRow {
+        id: String,
+        user_id: i64,
+        name: String,
+        prefix: String,
+        scopes: String,
+        created_at: i64,
+        expires_at: Option<i64>,
+        last_used_at: Option<i64>,
+        revoked_at: Option<i64>,
+    }
+
+    impl RawRow {
+        fn into_record(self) -> AccessTokenRecord {
+            AccessTokenRecord {
+                id: self.id,
+                user_id: self.user_id.to_string(),
+                name: self.name,
+                prefix: self.prefix,
+                scopes: self.scopes.split_whitespace().map(str::to_string).collect(),
+                created_at: Timestamp(self.created_at),
+                expires_at: self.expires_at.map(Timestamp),
+                last_used_at: self.last_used_at.map(Timestamp),
+                revoked_at: self.revoked_at.map(Timestamp),
+            }
         }
     }
 
@@ -386,6 +456,14 @@ mod postgres {
         /// A store over `pool`: a [`sqlx::PgPool`] (direct) or a [`PgHandle`].
         pub fn new(pool: impl Into<PgHandle>) -> Self {
             PostgresAccessTokens { pool: pool.into() }
+        }
+
+        /// PostgreSQL is always read through the pool.
+        async fn find_inline(
+            &self,
+            _hash: &[u8; 32],
+        ) -> Option<Result<Option<AccessTokenRecord>, AccessTokenStoreError>> {
+            None
         }
     }
 

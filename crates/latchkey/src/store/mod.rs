@@ -42,6 +42,8 @@ pub use memory::MemoryStore;
 pub use postgres::{open_postgres, PostgresStore};
 pub use revocations::{Revocations, StoreRevocations, UserMarker};
 #[cfg(feature = "sqlite")]
+pub(crate) use sqlite::InlineReaders;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{open_sqlite, SqliteStore, DISK_RESERVE_BYTES, JOURNAL_SIZE_LIMIT};
 
 /// A shared store error as an owned one (a coalesced or batched load shares one error

@@ -268,13 +268,11 @@ impl SqliteStore {
         &self,
         id: &SessionId,
     ) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
-        let file = self
+        let text = self
             .readers
-            .file
-            .get_or_try_init(|| main_database_file(&self.pool))
-            .await
-            .ok()?;
-        self.readers.load(file.as_deref()?, id)
+            .read(&self.pool, |connection| read_record(connection, id))
+            .await?;
+        Some(decode_stored(text))
     }
 }
 
@@ -292,10 +290,12 @@ async fn main_database_file(pool: &SqlitePool) -> Result<Option<PathBuf>, sqlx::
 /// Most idle read-only connections kept.
 const MAX_IDLE_READERS: usize = 8;
 
-/// Read-only connections to the store's database file, each used by one load at a time.
+/// Read-only connections to a pool's database file, each used by one read at a time on
+/// the request's own thread: a point read without the pool's worker thread and its
+/// hand-offs (what a session load and an access token check are on every request).
 #[derive(Default)]
-struct InlineReaders {
-    /// The database file, found on the first load.
+pub(crate) struct InlineReaders {
+    /// The database file, found on the first read.
     file: tokio::sync::OnceCell<Option<PathBuf>>,
     idle: Mutex<Vec<rusqlite::Connection>>,
 }
@@ -319,28 +319,37 @@ impl InlineReaders {
         Ok(connection)
     }
 
-    fn load(
+    /// What `read` answers on a read-only connection to `pool`'s database file, or
+    /// `None` when the caller must go through the pool: an in-memory database, or a
+    /// read that failed (busy, say; logged).
+    pub(crate) async fn read<T>(
         &self,
-        file: &Path,
-        id: &SessionId,
-    ) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        pool: &SqlitePool,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<T> {
+        let file = self
+            .file
+            .get_or_try_init(|| main_database_file(pool))
+            .await
+            .ok()?
+            .as_deref()?;
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let connection = match idle {
             Some(connection) => connection,
             None => Self::open(file).ok()?,
         };
-        let text = read_record(&connection, id);
+        let answer = read(&connection);
         // A connection that failed is dropped rather than reused.
-        if text.is_ok() {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(connection);
+        match answer {
+            Ok(answer) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(connection);
+                }
+                Some(answer)
             }
-        }
-        match text {
-            Ok(text) => Some(decode_stored(text)),
             Err(error) => {
-                tracing::debug!(%error, "inline session read failed; using the pool");
+                tracing::debug!(%error, "inline read failed; using the pool");
                 None
             }
         }
