@@ -188,6 +188,7 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
         tokens: ApiTokens {
             store: Arc::new(SqliteAccessTokens::new(pool.clone())),
             lifetime: TokenLifetime::default(),
+            bearer_sessions: true,
         },
     });
     let sessions = SessionLayer::new(
@@ -334,6 +335,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens: ApiTokens {
             store: backend.access_tokens(),
             lifetime: args.token_lifetime(),
+            bearer_sessions: args.sessions.session_store != SessionStoreKind::Cookie,
         },
     });
     let authenticator = Authenticator::new(users)

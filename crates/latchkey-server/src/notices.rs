@@ -6,7 +6,7 @@ use crate::web::state::AppState;
 use crate::web::templates::Templates;
 use crate::web::throttling::ClientIp;
 use latchkey::mail::Mail;
-use latchkey::{AuthSession, User};
+use latchkey::{AuthSession, CredentialEvent, User};
 use minijinja::context;
 
 /// What a security notice is about.
@@ -95,16 +95,28 @@ impl Notice {
 }
 
 impl Notice {
-    /// Whether the change it reports was made by the user from a session, which keeps
-    /// their personal access tokens (the credential table): the notice then lists them.
+    /// The credential change it reports, if it reports one.
+    fn event(self) -> Option<CredentialEvent> {
+        Some(match self {
+            Notice::PasswordChanged => CredentialEvent::PasswordChanged,
+            Notice::PasswordReset => CredentialEvent::PasswordReset,
+            Notice::EmailChanged => CredentialEvent::EmailChanged,
+            Notice::SecondFactorAdded | Notice::PasskeyAdded => CredentialEvent::SecondFactorAdded,
+            Notice::SecondFactorRemoved | Notice::PasskeyRemoved => {
+                CredentialEvent::SecondFactorRemoved
+            }
+            Notice::SecondFactorsResetByAdmin => CredentialEvent::SecondFactorsReset,
+            Notice::ProviderConnected => CredentialEvent::ProviderConnected,
+            Notice::ProviderDisconnected => CredentialEvent::ProviderDisconnected,
+            Notice::NewRememberedDevice | Notice::LockedOut => return None,
+        })
+    }
+
+    /// Whether the change it reports kept the user's personal access tokens (the
+    /// credential table's column): the notice then lists them.
     fn keeps_tokens(self) -> bool {
-        !matches!(
-            self,
-            Notice::PasswordReset
-                | Notice::NewRememberedDevice
-                | Notice::LockedOut
-                | Notice::SecondFactorsResetByAdmin
-        )
+        self.event()
+            .is_some_and(|event| !event.ends().access_tokens)
     }
 }
 

@@ -118,7 +118,9 @@ pub async fn forgot_password(
 
 /// `POST /password/reset`: sets a new password from a reset link's token; every session
 /// and remembered device of the user ends.
-#[utoipa::path(post, path = "/password/reset", tag = "mail", request_body = ResetRequest, responses(
+#[utoipa::path(post, path = "/password/reset", tag = "mail", request_body = ResetRequest, params(
+    ("session" = Option<String>, Query, description = "`token`: with --reset-logs-in, a bearer session (its token in the body as `session_token`, no cookie); `cookie` (the default)"),
+), responses(
     (status = 200, description = "The password is set", body = crate::web::json::Message),
     (status = 202, description = "The password is set and, with --reset-logs-in, the user has a second factor: nobody is logged in yet; complete with POST /login/second-factor", body = crate::factors::api::SecondFactorRequired),
     (status = 400, description = "A dead link (`token`) or a password that breaks the rules (`password`)", body = crate::web::json::ErrorBody),
@@ -129,15 +131,20 @@ pub async fn forgot_password(
 pub async fn reset_password(
     State(app): State<AppState>,
     auth: AuthSession<User>,
+    _delivery: SessionDelivery,
     SameSiteJson(request): SameSiteJson<ResetRequest>,
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     let password = required(request.password, "password")?;
     match mail_flows::reset_password(&app, &auth, &token, &password).await {
-        Ok(Reset::PasswordSet(_) | Reset::LoggedIn(_)) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Your password has been reset." }),
-        )),
+        Ok(Reset::PasswordSet(_) | Reset::LoggedIn(_)) => {
+            let mut body = json!({ "message": "Your password has been reset." });
+            // With --reset-logs-in, a bearer session's client gets its new token.
+            if let Some(token) = crate::web::session_token::new_session_token(&auth).await? {
+                body["session_token"] = token.into();
+            }
+            Ok(headers::json(StatusCode::OK, &body))
+        }
         Ok(Reset::SecondFactorRequired(methods)) => second_factor_required(&auth, methods).await,
         Err(ResetError::InvalidToken) => Err(ApiError::invalid("token", DEAD_LINK).into()),
         Err(ResetError::Policy(message)) => Err(ApiError::invalid("password", message).into()),
@@ -310,10 +317,14 @@ pub async fn confirm_email_change(
 ) -> Result<Response, HandlerError> {
     let token = required(request.token, "token")?;
     match mail_flows::confirm_email_change(&app, &auth, &token).await {
-        Ok(user) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": format!("Your email address is now {}.", user.email.unwrap_or_default()) }),
-        )),
+        Ok(user) => {
+            let mut body = json!({ "message": format!("Your email address is now {}.", user.email.unwrap_or_default()) });
+            // The change renewed the caller's login under a new token.
+            if let Some(token) = crate::web::session_token::new_session_token(&auth).await? {
+                body["session_token"] = token.into();
+            }
+            Ok(headers::json(StatusCode::OK, &body))
+        }
         Err(error) => Err(email_change_error(error)),
     }
 }

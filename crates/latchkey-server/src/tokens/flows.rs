@@ -41,8 +41,8 @@ impl From<AccessTokenRecord> for TokenView {
     }
 }
 
-/// A token just made: the only time its text is shown.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// A token just made: the only time its text is shown (its `Debug` hides it).
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Its id.
     pub id: String,
@@ -54,6 +54,16 @@ pub struct CreatedToken {
     pub scopes: Vec<String>,
     /// When it stops working (RFC 3339, UTC); `null`: never.
     pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("id", &self.id)
+            .field("token", &"<shown once>")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// What a new token is asked to be.

@@ -5,9 +5,16 @@
 use latchkey::Timestamp;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// A timestamp as RFC 3339 UTC, to the second (the JSON API's and the CLI's form).
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): later times, such as a
+/// token made to live 10,000 years, are shown as it.
+const LAST_WRITABLE_SECOND: u64 = 253_402_300_799;
+
+/// A timestamp as RFC 3339 UTC, to the second (the JSON API's and the CLI's form); times
+/// before 1970 read as 1970, times after 9999 as its last second.
 pub fn rfc3339(time: Timestamp) -> String {
-    let seconds = u64::try_from(time.as_millis() / 1000).unwrap_or(0);
+    let seconds = u64::try_from(time.as_millis() / 1000)
+        .unwrap_or(0)
+        .min(LAST_WRITABLE_SECOND);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 
@@ -77,6 +84,16 @@ pub fn date_time(rfc3339: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_past_the_year_9999_are_written_as_its_last_second() {
+        assert_eq!(
+            rfc3339(Timestamp(i64::MAX)),
+            "9999-12-31T23:59:59Z",
+            "a token that never really expires"
+        );
+        assert_eq!(rfc3339(Timestamp(-5)), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn durations_read_as_people_say_them() {

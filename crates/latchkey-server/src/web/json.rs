@@ -213,12 +213,10 @@ pub fn refuse_cross_site(app: &AppState, headers: &HeaderMap) -> Option<Response
     })
 }
 
-/// Whether the request has an `Authorization: Bearer …` header (the scheme in any case).
+/// Whether the request has an `Authorization: Bearer …` header: the session layer's own
+/// reading of it, so the two never disagree.
 pub fn has_bearer_token(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.as_bytes().get(..7))
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+    latchkey::session::authorization_bearer(headers).is_some()
 }
 
 /// Refuses a JSON request that is cross-site ([`refuse_cross_site`]) or whose body is

@@ -4,6 +4,7 @@
 //! login (the second factor, a mailed code or link).
 
 use crate::web::json::ApiError;
+use crate::web::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -12,13 +13,14 @@ use latchkey::{AuthError, AuthSession, Session, User};
 
 /// `?session=token` (or `?session=cookie`, the default) on a login: where the session's
 /// token goes. Asking for a token makes the request's session a bearer one; an unknown
-/// value is a 400.
+/// value is a 400, and so is a token on a server whose sessions live in the encrypted
+/// cookie (whose value changes at every write, so a client holding it would fall behind).
 pub struct SessionDelivery;
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionDelivery {
+impl FromRequestParts<AppState> for SessionDelivery {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
         let query = parts.uri.query().unwrap_or_default();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
         let asked = pairs
@@ -27,6 +29,11 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionDelivery {
             .map(|(_, value)| value);
         match asked.as_deref() {
             None | Some("cookie") => Ok(SessionDelivery),
+            Some("token") if !app.tokens.bearer_sessions => Err(ApiError::invalid(
+                "session",
+                "this server keeps sessions in cookies (--session-store cookie): no session token",
+            )
+            .into_response()),
             Some("token") => {
                 if let Some(session) = parts.extensions.get::<Session>() {
                     session.use_bearer_token();

@@ -80,6 +80,9 @@ pub struct ApiTokens {
     pub store: Arc<dyn AccessTokenStore>,
     /// How long they live (`--max-token-lifetime`, `--allow-tokens-without-expiry`).
     pub lifetime: TokenLifetime,
+    /// Whether a login may hand out a bearer session (`?session=token`): only with a
+    /// server-side session store.
+    pub bearer_sessions: bool,
 }
 
 impl ApiTokens {

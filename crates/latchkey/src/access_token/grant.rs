@@ -192,7 +192,8 @@ pub async fn issue(
     Ok((token, record))
 }
 
-/// Revokes the token `id` (only `user_id`'s, when given); whether a live one was.
+/// Revokes the token `id` (only `user_id`'s, when given); whether one not yet revoked
+/// was.
 pub async fn revoke(
     store: &dyn AccessTokenStore,
     id: &str,
@@ -216,8 +217,9 @@ pub enum TokenRefusal {
     Expired,
     /// It was revoked.
     Revoked,
-    /// Its owner is disabled or gone.
-    Inactive,
+    /// The gate refused its owner (disabled or gone, or an address not verified where
+    /// one must be).
+    OwnerRefused,
     /// Its scopes do not allow this request.
     Scope,
 }
@@ -230,35 +232,76 @@ impl TokenRefusal {
             TokenRefusal::Unknown => "unknown",
             TokenRefusal::Expired => "expired",
             TokenRefusal::Revoked => "revoked",
-            TokenRefusal::Inactive => "inactive",
+            TokenRefusal::OwnerRefused => "owner_refused",
             TokenRefusal::Scope => "scope",
+        }
+    }
+
+    /// Whether the token itself is no good (malformed, unknown, expired, revoked): what
+    /// a throttle of guesses counts. A good token used beyond its scopes, or whose
+    /// owner is refused, is no guess.
+    pub fn is_bad_token(self) -> bool {
+        !matches!(self, TokenRefusal::OwnerRefused | TokenRefusal::Scope)
+    }
+}
+
+impl AccessTokenRecord {
+    /// Why the token cannot be used at `now` (revoked, expired), if it cannot.
+    pub fn refusal_at(&self, now: Timestamp) -> Option<TokenRefusal> {
+        if self.revoked_at.is_some() {
+            Some(TokenRefusal::Revoked)
+        } else if !self.is_live(now) {
+            Some(TokenRefusal::Expired)
+        } else {
+            None
         }
     }
 }
 
-/// The token `text` at `now`: its record if it is live, why not otherwise. One SHA-256
-/// and one lookup; a use is recorded at most once a minute.
-pub async fn check(
+/// The token whose text is `text`, revoked and expired ones included: one parse (a
+/// typo is refused by its checksum, with no lookup), one SHA-256, one lookup.
+pub async fn find(
     store: &dyn AccessTokenStore,
     text: &str,
-    now: Timestamp,
 ) -> Result<Result<AccessTokenRecord, TokenRefusal>, AccessTokenStoreError> {
     let token = match AccessToken::parse(text) {
         Ok(token) => token,
         Err(error) => return Ok(Err(TokenRefusal::Malformed(error))),
     };
-    let Some(record) = store.find(&token.hash()).await? else {
-        return Ok(Err(TokenRefusal::Unknown));
-    };
-    if record.revoked_at.is_some() {
-        return Ok(Err(TokenRefusal::Revoked));
-    }
-    if !record.is_live(now) {
-        return Ok(Err(TokenRefusal::Expired));
-    }
+    Ok(store
+        .find(&token.hash())
+        .await?
+        .ok_or(TokenRefusal::Unknown))
+}
+
+/// Records a use of the accepted token `record` at `now`, unless one was recorded within
+/// [`LAST_USED_EVERY`]: no write on most requests. A failed write is logged, never the
+/// request's failure.
+pub async fn record_use(store: &dyn AccessTokenStore, record: &AccessTokenRecord, now: Timestamp) {
     let recent = now.minus(LAST_USED_EVERY);
-    if record.last_used_at.is_none_or(|used| used <= recent) {
-        store.touch(&record.id, now, recent).await?;
+    if record.last_used_at.is_some_and(|used| used > recent) {
+        return;
     }
+    if let Err(error) = store.touch(&record.id, now, recent).await {
+        tracing::warn!(%error, token = %record.id, "a token's last use was not recorded");
+    }
+}
+
+/// The token `text` at `now`, for an application that checks tokens itself: its record
+/// if it is live (its use recorded), why not otherwise. The auth layer does the same
+/// with the gate and the scopes between the lookup and the use.
+pub async fn check(
+    store: &dyn AccessTokenStore,
+    text: &str,
+    now: Timestamp,
+) -> Result<Result<AccessTokenRecord, TokenRefusal>, AccessTokenStoreError> {
+    let record = match find(store, text).await? {
+        Ok(record) => record,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Some(refusal) = record.refusal_at(now) {
+        return Ok(Err(refusal));
+    }
+    record_use(store, &record, now).await;
     Ok(Ok(record))
 }

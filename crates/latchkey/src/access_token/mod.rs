@@ -9,8 +9,8 @@ mod grant;
 pub mod store;
 
 pub use grant::{
-    check, issue, revoke, IssueError, NewAccessToken, TokenLifetime, TokenRefusal, TokenScopes,
-    LAST_USED_EVERY, MAX_NAME_CHARS,
+    check, find, issue, record_use, revoke, IssueError, NewAccessToken, TokenLifetime,
+    TokenRefusal, TokenScopes, LAST_USED_EVERY, MAX_NAME_CHARS,
 };
 pub use store::{AccessTokenRecord, AccessTokenStore, AccessTokenStoreError};
 

@@ -28,7 +28,7 @@ pub struct AccessTokenRecord {
     pub created_at: Timestamp,
     /// When it stops working (`None`: never, where the administrator allows that).
     pub expires_at: Option<Timestamp>,
-    /// When it was last used, to the minute.
+    /// When it was last used (written at most once a minute, so up to a minute early).
     pub last_used_at: Option<Timestamp>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
@@ -71,15 +71,15 @@ pub trait AccessTokenStore: Send + Sync + 'static {
         user_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<AccessTokenRecord>, AccessTokenStoreError>;
-    /// Revokes the token `id` (only if `user_id` owns it, when given); whether a live
-    /// token was revoked.
+    /// Revokes the token `id` (only if `user_id` owns it, when given); whether a token
+    /// not yet revoked was.
     async fn revoke(
         &self,
         id: &str,
         user_id: Option<&str>,
         now: Timestamp,
     ) -> Result<bool, AccessTokenStoreError>;
-    /// Revokes every live token of `user_id`; how many.
+    /// Revokes every token of `user_id` not yet revoked; how many.
     async fn revoke_for_user(
         &self,
         user_id: &str,
@@ -162,7 +162,8 @@ struct TokenStatements {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// The numeric user id the SQL tables key on.
+/// The numeric user id the SQL tables key on (they hold latchkey's own users, whose ids
+/// are numbers; another id is refused as a record these tables cannot hold).
 fn numeric_user(user_id: &str) -> Result<i64, AccessTokenStoreError> {
     user_id.parse().map_err(|_| {
         AccessTokenStoreError::Corrupt(
@@ -366,19 +367,21 @@ mod sqlite {
             let hash = crate::bytes::lower_hex(hash);
             self.readers
                 .read(&self.pool, |connection| {
-                    let mut statement = connection.prepare_cached(STATEMENTS.find)?;
+                    // Columns by position: looking each up by name was a sixth of a
+                    // request (callgrind).
+                    let mut statement = connection.prepare_cached(FIND_COLUMNS)?;
                     statement
                         .query_row([hash], |row| {
                             Ok(RawRow {
-                                id: row.get("id")?,
-                                user_id: row.get("user_id")?,
-                                name: row.get("name")?,
-                                prefix: row.get("prefix")?,
-                                scopes: row.get("scopes")?,
-                                created_at: row.get("created_at")?,
-                                expires_at: row.get("expires_at")?,
-                                last_used_at: row.get("last_used_at")?,
-                                revoked_at: row.get("revoked_at")?,
+                                id: row.get(0)?,
+                                user_id: row.get(1)?,
+                                name: row.get(2)?,
+                                prefix: row.get(3)?,
+                                scopes: row.get(4)?,
+                                created_at: row.get(5)?,
+                                expires_at: row.get(6)?,
+                                last_used_at: row.get(7)?,
+                                revoked_at: row.get(8)?,
                             })
                         })
                         .optional()
@@ -387,6 +390,11 @@ mod sqlite {
                 .map(|row| Ok(row.map(RawRow::into_record)))
         }
     }
+
+    /// The lookup of a check, its columns in [`RawRow`]'s order.
+    const FIND_COLUMNS: &str = "SELECT id, user_id, name, prefix, scopes, created_at, \
+                                expires_at, last_used_at, revoked_at FROM access_tokens \
+                                WHERE token_hash = ?";
 
     /// A row as rusqlite reads it.
     struct RawRow {

@@ -2,7 +2,7 @@
 
 use super::request::{BearerAccessToken, RememberCookie, RequestAuth};
 use super::Authenticator;
-use crate::access_token::{TokenRefusal, PREFIX};
+use crate::access_token::{TokenRefusal, PREFIX, TOKEN_LEN};
 use crate::session::layer::{append_cookie, authorization_bearer, request_cookie};
 use crate::session::Session;
 use crate::user::AuthUser;
@@ -108,7 +108,8 @@ where
             .as_ref()
             .is_none_or(|session| session.config().secure());
         let bearer = session.as_ref().is_some_and(Session::is_bearer);
-        // A bearer request has no cookie (the session layer refused the two together).
+        // A bearer request's remember-me cookie is not read: its credential is the
+        // bearer token alone (the session layer refused one with a session cookie).
         let remember_in = (!bearer)
             .then(|| request_cookie(request.headers(), remember_cookie_name(secure)))
             .flatten()
@@ -117,9 +118,10 @@ where
         let access_token = (bearer && self.authenticator.access_token_store().is_some())
             .then(|| authorization_bearer(request.headers()))
             .flatten()
-            .filter(|token| token.starts_with(PREFIX))
+            // The shape alone tells it from a session token (43 characters).
+            .filter(|token| token.len() == TOKEN_LEN && token.starts_with(PREFIX.as_bytes()))
             .map(|token| BearerAccessToken {
-                text: token.to_string(),
+                text: String::from_utf8_lossy(token).into_owned(),
                 method: request.method().as_str().to_string(),
                 path: request.uri().path().to_string(),
             });

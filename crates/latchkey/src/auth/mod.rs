@@ -559,7 +559,8 @@ impl<U: AuthUser> AuthSession<U> {
             .await?;
         self.request.know_user(Some(Arc::new(user.clone())));
         audit!(info, "login", user_id = %user.user_id(), methods = %methods);
-        if let Some(days) = remember_days {
+        // A bearer session's client keeps its own token: no device cookie to remember.
+        if let Some(days) = remember_days.filter(|_| !self.session.is_bearer()) {
             self.remember_device(user, days).await?;
         }
         Ok(())
@@ -831,7 +832,7 @@ impl<U: AuthUser> RequestAuth<U> {
             if session.is_bearer() {
                 if record.is_none() {
                     self.refuse_bearer(TokenRefusal::Unknown);
-                    audit_refused_bearer("bearer_session_refused", "unknown");
+                    audit_refused_bearer("bearer_session_refused", "unknown", None);
                 }
                 return Ok(None);
             }
@@ -863,7 +864,8 @@ impl<U: AuthUser> RequestAuth<U> {
     }
 
     /// The owner of the personal access token `token`, through the gate, if the token is
-    /// live and its scopes allow the request; why not is recorded and audited.
+    /// live and its scopes allow the request (its use then recorded, at most once a
+    /// minute); why not is recorded and audited, with the token and its owner when known.
     async fn resolve_access_token(
         &self,
         token: &BearerAccessToken,
@@ -872,15 +874,18 @@ impl<U: AuthUser> RequestAuth<U> {
             return Ok(None);
         };
         let now = Timestamp::now();
-        let refuse = |refusal: TokenRefusal| {
+        let refuse = |refusal: TokenRefusal, record: Option<&AccessTokenRecord>| {
             self.refuse_bearer(refusal);
-            audit_refused_bearer("access_token_refused", refusal.as_str());
+            audit_refused_bearer("access_token_refused", refusal.as_str(), record);
             Ok(None)
         };
-        let record = match access_token::check(tokens.store.as_ref(), &token.text, now).await? {
+        let record = match access_token::find(tokens.store.as_ref(), &token.text).await? {
             Ok(record) => record,
-            Err(refusal) => return refuse(refusal),
+            Err(refusal) => return refuse(refusal, None),
         };
+        if let Some(refusal) = record.refusal_at(now) {
+            return refuse(refusal, Some(&record));
+        }
         let user = self
             .authenticator
             .load_user_at(&record.user_id, now)
@@ -894,19 +899,18 @@ impl<U: AuthUser> RequestAuth<U> {
             }
             None => Verdict::Refused(Refusal::Inactive),
         };
-        match (user, verdict) {
-            (Some(user), Verdict::Complete(_)) => {
-                if !tokens
-                    .scopes
-                    .allows(&record.scopes, &token.method, &token.path)
-                {
-                    return refuse(TokenRefusal::Scope);
-                }
-                self.set_token(record);
-                Ok(Some(user))
-            }
-            _ => refuse(TokenRefusal::Inactive),
+        let (Some(user), Verdict::Complete(_)) = (user, verdict) else {
+            return refuse(TokenRefusal::OwnerRefused, Some(&record));
+        };
+        if !tokens
+            .scopes
+            .allows(&record.scopes, &token.method, &token.path)
+        {
+            return refuse(TokenRefusal::Scope, Some(&record));
         }
+        access_token::record_use(tokens.store.as_ref(), &record, now).await;
+        self.set_token(record);
+        Ok(Some(user))
     }
 
     /// Starts a session from the remember-me cookie, if there is a valid one: the token
@@ -1000,12 +1004,16 @@ impl<U: AuthUser> RequestAuth<U> {
     }
 }
 
-/// Audits a refused bearer credential (`event`, with its `reason`), within a budget:
-/// anyone can send guesses.
-fn audit_refused_bearer(event: &'static str, reason: &str) {
+/// Audits a refused bearer credential (`event`, with its `reason`, and the token and
+/// its owner when the token was found), within a budget: anyone can send guesses.
+fn audit_refused_bearer(event: &'static str, reason: &str, token: Option<&AccessTokenRecord>) {
     static REFUSALS: crate::log_budget::LogBudget = crate::log_budget::LogBudget::new(5, 50);
     if let Some(dropped) = REFUSALS.admit() {
-        tracing::warn!(target: "latchkey::audit", event, dropped, reason, "{event}");
+        let (token, user_id) = match token {
+            Some(record) => (record.id.as_str(), record.user_id.as_str()),
+            None => ("", ""),
+        };
+        tracing::warn!(target: "latchkey::audit", event, dropped, reason, token, user_id, "{event}");
     }
 }
 

@@ -261,12 +261,19 @@ impl SessionContext {
 struct Inner {
     context: Arc<SessionContext>,
     client: ClientInfo,
-    /// The session the browser's cookie names, if the storage could read it.
+    /// The session the request's token names (the cookie's, or the bearer token's), if
+    /// the storage could read it.
     incoming: Option<CookieSession>,
-    /// Whether the browser sent a session cookie at all.
+    /// Whether the request sent a session token at all (a cookie, or a bearer token).
     incoming_cookie_present: bool,
     /// Whether the token travels as `Authorization: Bearer` rather than in a cookie.
     bearer: AtomicBool,
+    /// Whether [`Session::use_bearer_token`] asked for the token in the answer.
+    token_asked: AtomicBool,
+    /// A bearer request whose token is no session token (a personal access token): it
+    /// never creates a session, whose token nobody would get, unless a login asks for
+    /// one ([`Session::use_bearer_token`]).
+    detached: AtomicBool,
     /// Set (under the state lock) once the record has been read; read without the lock.
     loaded: AtomicBool,
     /// Held only for short synchronous sections, never across an await.
@@ -327,21 +334,24 @@ impl Session {
         client: ClientInfo,
         bearer: bool,
     ) -> Self {
-        let cookie_value = token;
+        let detached =
+            bearer && token.is_some_and(|token| SessionToken::parse_bytes(token).is_none());
         let state = State {
             loaded_at: Timestamp(0),
             live: None,
             pending: Pending::default(),
             cookie: CookieChange::Keep,
         };
-        let incoming = cookie_value.and_then(|value| context.storage.open_cookie(value));
+        let incoming = token.and_then(|value| context.storage.open_cookie(value));
         Session {
             inner: Arc::new(Inner {
                 context,
                 client,
                 incoming,
-                incoming_cookie_present: cookie_value.is_some(),
+                incoming_cookie_present: token.is_some(),
                 bearer: AtomicBool::new(bearer),
+                token_asked: AtomicBool::new(false),
+                detached: AtomicBool::new(detached),
                 loaded: AtomicBool::new(false),
                 state: Mutex::new(state),
                 writer: tokio::sync::Mutex::new(()),
@@ -375,18 +385,32 @@ impl Session {
     /// cookie, and [`Session::bearer_token`] gives the token once a login wrote it.
     pub fn use_bearer_token(&self) {
         self.inner.bearer.store(true, Ordering::Relaxed);
+        self.inner.token_asked.store(true, Ordering::Relaxed);
+        self.inner.detached.store(false, Ordering::Relaxed);
     }
 
-    /// The token a bearer session's client must send from now on, when this request gave
-    /// the session a new one (a login, a token rotation); `None` for cookie sessions.
+    /// The token a bearer session's client must send from now on: the new one when this
+    /// request gave the session one (a login, a token rotation), or the session's own
+    /// when [`Session::use_bearer_token`] asked for it; `None` otherwise, and for cookie
+    /// sessions.
     pub fn bearer_token(&self) -> Option<String> {
         if !self.is_bearer() {
             return None;
         }
-        match &self.state().cookie {
-            CookieChange::Set(token) => Some(token.clone()),
+        let state = self.state();
+        match (&state.cookie, &state.live) {
+            (CookieChange::Set(token), _) => Some(token.clone()),
+            (_, Some(live)) if self.inner.token_asked.load(Ordering::Relaxed) => {
+                Some(live.token.encode())
+            }
             _ => None,
         }
+    }
+
+    /// Whether this request may store a new session: not a bearer request whose token is
+    /// no session token, unless a login asked for a session token.
+    fn may_create(&self) -> bool {
+        !self.inner.detached.load(Ordering::Relaxed)
     }
 
     /// What this session shares with the other sessions of its layer.
@@ -715,6 +739,11 @@ impl Session {
             let now = Timestamp::now();
             let (live, pending) = self.snapshot();
             let Some((token, current)) = live else {
+                if !self.may_create() {
+                    tracing::debug!("a bearer request without a session wrote to one: not stored");
+                    self.state().pending = Pending::default();
+                    return Ok(());
+                }
                 self.admit_new_session().await?;
                 let mut data = Map::new();
                 pending.apply(&mut data);
@@ -813,6 +842,11 @@ impl Session {
                         .map(|cookie| (cookie, next))
                 }
                 None => {
+                    if !self.may_create() {
+                        tracing::debug!("a bearer request without a session logged in: not stored");
+                        self.state().pending = Pending::default();
+                        return Ok(());
+                    }
                     self.admit_new_session().await?;
                     let mut data = Map::new();
                     pending.apply(&mut data);

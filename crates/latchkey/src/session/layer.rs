@@ -117,7 +117,7 @@ where
                     refused: Some(json_answer(StatusCode::BAD_REQUEST, BOTH_CREDENTIALS)),
                 };
             }
-            (None, Some(bearer)) => (Some(bearer.as_bytes()), true),
+            (None, Some(bearer)) => (Some(bearer), true),
             (cookie, None) => (cookie, false),
         };
         let session = Session::with_context(context.clone(), token, client, is_bearer);
@@ -210,13 +210,16 @@ where
 pub(crate) const BOTH_CREDENTIALS: &str =
     "send a session cookie or an Authorization bearer token, not both";
 
-/// The token of an `Authorization: Bearer <token>` header (the scheme in any letter
-/// case), if the request has one.
-pub(crate) fn authorization_bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+/// The token of the request's `Authorization: Bearer <token>` header (the scheme in any
+/// letter case), as bytes: any value after the scheme counts, readable or not, so that
+/// every reader of the header (the session layer, a cross-site check) agrees on whether
+/// a request carries a bearer token. A session token or an access token is ASCII; any
+/// other value is refused as a token, never taken for no token.
+pub fn authorization_bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    let scheme = value.get(..7)?;
+    let token = value[7..].trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
 }
 
 /// The `error` of a 429 for a refused new session.

@@ -15,7 +15,7 @@ pub(crate) use config::site_cookie;
 pub use config::{SessionConfig, DEFAULT_MAX_KEYS, DEFAULT_MAX_RECORD_BYTES};
 pub use handle::{ClientInfo, CookieChange, Session, SessionError};
 #[cfg(feature = "axum")]
-pub use layer::{request_cookie, SessionLayer, SessionService};
+pub use layer::{authorization_bearer, request_cookie, SessionLayer, SessionService};
 pub use record::{AuthInfo, Authentication, SessionRecord};
 pub use storage::{CookieSession, ServerSide, SessionStorage};
 pub use store::{BoxError, Loaded, NewSessionPolicy, SessionStore, StoreError};

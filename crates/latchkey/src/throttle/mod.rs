@@ -429,32 +429,13 @@ impl Throttle {
             .await
     }
 
-    /// How long bearer requests from `ip` must wait, when more than the policy's
-    /// refused tokens came from it within the hour (nothing is counted: only a refusal
-    /// counts, through [`Throttle::bearer_refused`]).
-    pub async fn bearer_wait(
-        &self,
-        ip: Option<IpAddr>,
-    ) -> Result<Option<Duration>, ThrottleStoreError> {
-        let Some(ip) = ip else {
-            return Ok(None);
-        };
-        let now = Timestamp::now();
-        let mut longest = None;
-        for (room, limit) in ip_rooms(ip, self.policy.refused_tokens_hourly) {
-            let counter = self.store.get(&format!("b:{room}"), HOUR, now).await?;
-            if let Some(counter) = counter.filter(|counter| counter.count >= limit) {
-                longest = longest.max(Some(rounded(counter.first_at.plus(HOUR).since(now))));
-            }
-        }
-        Ok(longest)
-    }
-
-    /// Counts a refused bearer token from `ip` (a guess, or a token that no longer works).
-    pub async fn bearer_refused(&self, ip: Option<IpAddr>) -> Result<(), ThrottleStoreError> {
-        self.hourly_per_ip("b", ip, self.policy.refused_tokens_hourly)
+    /// Counts a refused bearer token from `ip` (a guess, or a token that no longer
+    /// works), in the store every process shares; once this refusal used up the
+    /// policy's hourly allowance, how long bearer requests from `ip` should wait.
+    pub async fn bearer_refused(&self, ip: Option<IpAddr>) -> Result<Verdict, ThrottleStoreError> {
+        let allowance = self.policy.refused_tokens_hourly;
+        self.hourly_per_ip("b", ip, allowance.saturating_sub(1))
             .await
-            .map(drop)
     }
 
     /// Counts one attempt under `key` (limit `key_limit`) and under `ip_prefix` for
