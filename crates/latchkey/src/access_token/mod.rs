@@ -85,7 +85,9 @@ impl AccessToken {
             return Err(TokenFormatError::BadCharacter);
         }
         let (body, checksum) = text.split_at(TOKEN_LEN - CHECKSUM_CHARS);
-        if base62(&crc32(body.as_bytes()).to_be_bytes(), CHECKSUM_CHARS) != checksum {
+        // Read as a number rather than the checksum written out again: no allocation on
+        // every bearer request.
+        if base62_value(checksum.as_bytes()) != Some(u64::from(crc32(body.as_bytes()))) {
             return Err(TokenFormatError::BadChecksum);
         }
         Ok(AccessToken(text.to_string()))
@@ -126,18 +128,48 @@ fn base62(bytes: &[u8], width: usize) -> String {
     digits.into_iter().map(char::from).collect()
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib and GitHub's token checksums use).
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
+/// The number that base62 `digits` (at most 10) write, or `None` for a character
+/// outside the alphabet.
+fn base62_value(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, &digit| {
+        let digit = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'A'..=b'Z' => digit - b'A' + 10,
+            b'a'..=b'z' => digit - b'a' + 36,
+            _ => return None,
+        };
+        value.checked_mul(62)?.checked_add(u64::from(digit))
+    })
 }
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib and GitHub's token checksums use), a byte at a
+/// time from a table made at compile time.
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0u32, |crc, &byte| {
+        CRC_TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8)
+    })
+}
+
+/// The CRC-32 of each byte value, for [`crc32`].
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut index = 0;
+    while index < 256 {
+        let mut crc = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[index] = crc;
+        index += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -151,6 +183,9 @@ mod tests {
         assert_eq!(base62(&[61], 1), "z");
         assert_eq!(base62(&[62], 2), "10");
         assert_eq!(base62(&u32::MAX.to_be_bytes(), 6), "4gfFC3");
+        assert_eq!(base62_value(b"4gfFC3"), Some(u64::from(u32::MAX)));
+        assert_eq!(base62_value(b"10"), Some(62));
+        assert_eq!(base62_value(b"1-"), None);
         // The largest secret still fits in its width.
         assert_eq!(
             base62(&[0xff; SECRET_BYTES], SECRET_CHARS).len(),
