@@ -9,8 +9,8 @@ use crate::web::connections;
 use crate::web::forwarded::TrustedProxies;
 use crate::web::headers;
 use crate::web::state::{
-    ApiTokens, AppState, MailFlows, PasskeyFlows, Provider, Providers, Shared, TokenLifetimes,
-    MAIL_REQUESTS_IN_FLIGHT,
+    ApiTokens, AppState, ForwardAuth, MailFlows, PasskeyFlows, Provider, Providers, Shared,
+    TokenLifetimes, MAIL_REQUESTS_IN_FLIGHT,
 };
 use crate::web::submission::limited;
 use crate::web::templates::Templates;
@@ -126,6 +126,11 @@ pub fn router(
         .merge(crate::factors::routes())
         .merge(crate::providers::routes())
         .merge(crate::tokens::routes())
+        .merge(if state.forward.is_some() {
+            crate::forward::routes()
+        } else {
+            Router::new()
+        })
         .fallback(crate::web::fallback::not_found)
         .method_not_allowed_fallback(crate::web::fallback::method_not_allowed);
     App {
@@ -138,6 +143,51 @@ pub fn router(
         hsts,
         proxies: state.proxies.clone(),
     }
+}
+
+/// Forward authentication from `--access-rules`, its file checked now: a bad file stops
+/// the start with its line and reason.
+fn forward_auth(args: &ServeArgs) -> anyhow::Result<Option<ForwardAuth>> {
+    let Some(file) = &args.access_rules else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read --access-rules {}", file.display()))?;
+    let rules = latchkey::access_rules::AccessRules::parse(&text)
+        .map_err(|error| anyhow::anyhow!("--access-rules {}: {error}", file.display()))?;
+    if args.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "--access-rules without --trusted-proxy: no proxy may ask /auth/nginx or /auth/forward"
+        );
+    }
+    tracing::info!(file = %file.display(), rules = rules.rules().len(), "access rules loaded");
+    Ok(Some(ForwardAuth::new(file.clone(), rules)))
+}
+
+/// Reads the access rules again at every SIGHUP; a bad file keeps the rules in force
+/// (logged with its line and reason).
+async fn reload_rules_on_sighup(forward: &'static ForwardAuth) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "no SIGHUP handler: the access rules are read at start only");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match forward.reload() {
+                Ok(count) => tracing::info!(rules = count, "access rules read again"),
+                Err(error) => {
+                    tracing::error!(%error, "access rules not changed: the file was refused")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = forward;
 }
 
 /// The secret of [`in_memory_router`]'s tokens and sealed mail.
@@ -190,6 +240,8 @@ pub async fn in_memory_router() -> anyhow::Result<Router> {
             lifetime: TokenLifetime::default(),
             bearer_sessions: true,
         },
+        forward: None,
+        groups: Arc::new(latchkey::user::groups::SqlGroups::new(pool.clone())),
     });
     let sessions = SessionLayer::new(
         MemoryStore::new(),
@@ -337,7 +389,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lifetime: args.token_lifetime(),
             bearer_sessions: args.sessions.session_store != SessionStoreKind::Cookie,
         },
+        forward: forward_auth(&args)?,
+        groups: backend.groups(),
     });
+    if let Some(forward) = &state.shared().forward {
+        tokio::spawn(reload_rules_on_sighup(forward));
+    }
     let authenticator = Authenticator::new(users)
         .with_unauthorized_message("I can't let you do that")
         .with_fresh_within(args.fresh_login_window)

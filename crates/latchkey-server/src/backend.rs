@@ -22,6 +22,7 @@ use latchkey::throttle::{
     MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
     ThrottleStore,
 };
+use latchkey::user::groups::{GroupStore, SqlGroups};
 use latchkey::user::tokens::{EmailTokens, TokenStore};
 use latchkey::{PostgresUserStore, SessionStore, SqliteUserStore, UserStore};
 use std::sync::Arc;
@@ -209,6 +210,14 @@ impl Backend {
         match &self.pool {
             Pool::Sqlite(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
             Pool::Postgres(pool) => Arc::new(SqlPasskeys::new(pool.clone())),
+        }
+    }
+
+    /// The users' groups.
+    pub fn groups(&self) -> Arc<dyn GroupStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqlGroups::new(pool.clone())),
+            Pool::Postgres(pool) => Arc::new(SqlGroups::new(pool.clone())),
         }
     }
 

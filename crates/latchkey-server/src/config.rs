@@ -291,6 +291,11 @@ pub struct ServeArgs {
     /// (base.html, login.html, …).
     #[arg(long, env = "LATCHKEY_TEMPLATES")]
     pub templates: Option<PathBuf>,
+    /// Forward authentication: the access rules (TOML) for the apps behind nginx, Caddy
+    /// or Traefik, which ask `/auth/nginx` or `/auth/forward` (from a --trusted-proxy).
+    /// Checked at start; read again on SIGHUP (a bad file keeps the old rules).
+    #[arg(long, env = "LATCHKEY_ACCESS_RULES", value_name = "FILE")]
+    pub access_rules: Option<PathBuf>,
     /// A reverse proxy whose forwarding header is believed (repeatable); requests from
     /// anyone else are counted under their own address.
     #[arg(long = "trusted-proxy", value_name = "IP")]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod credentials;
 pub mod data_api;
 pub mod factors;
+pub mod forward;
 pub mod login;
 pub mod mail;
 pub mod notices;

@@ -41,6 +41,8 @@ macro_rules! audit {
     };
 }
 
+#[cfg(feature = "forward")]
+pub mod access_rules;
 pub mod access_token;
 pub mod auth;
 #[cfg(feature = "axum")]

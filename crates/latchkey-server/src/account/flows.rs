@@ -20,6 +20,8 @@ pub struct Account {
     pub second_factors: Vec<&'static str>,
     /// Recovery codes not used yet.
     pub recovery_codes_left: u32,
+    /// The groups the user belongs to (what access rules let in).
+    pub groups: Vec<String>,
 }
 
 /// The account of `user`.
@@ -32,5 +34,6 @@ pub async fn account(app: &AppState, user: &User) -> Result<Account, AuthError> 
         created_at: crate::web::for_people::rfc3339(user.created_at),
         second_factors: second_factor::methods(factors, passkeys),
         recovery_codes_left: factors.recovery_codes_left,
+        groups: app.groups.groups_of(user.id).await?,
     })
 }

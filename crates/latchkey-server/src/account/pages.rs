@@ -53,6 +53,7 @@ pub async fn account_page(
         totp => account.second_factors.contains(&"totp"),
         passkeys => passkeys,
         recovery_codes_left => account.recovery_codes_left,
+        groups => account.groups,
         connected => connected,
     };
     page(&app, &auth, &browser, StatusCode::OK, "account.html", extra).await

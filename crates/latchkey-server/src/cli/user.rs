@@ -67,6 +67,11 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Put a user in a group, or take them out (`group add NAME GROUP`, `group remove
+    /// NAME GROUP`): what access rules let in. Every server process sees the change at
+    /// its next request.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Show a user's second factors and passkeys.
     Mfa {
         /// Username or email.
@@ -93,6 +98,68 @@ pub enum UserCommand {
     },
 }
 
+/// `latchkey user group …`.
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Put a user in a group.
+    Add {
+        /// Username or email.
+        name: String,
+        /// The group (1 to 64 letters, digits, `-`, `_` or `.`).
+        group: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Take a user out of a group.
+    Remove {
+        /// Username or email.
+        name: String,
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Runs one group command.
+async fn run_group(command: GroupCommand) -> anyhow::Result<()> {
+    let (name, group, database, adding) = match command {
+        GroupCommand::Add {
+            name,
+            group,
+            database,
+        } => (name, group, database, true),
+        GroupCommand::Remove {
+            name,
+            group,
+            database,
+        } => (name, group, database, false),
+    };
+    let Some(group) = latchkey::user::groups::group_name(&group) else {
+        bail!("{group:?} is no group name: 1 to 64 letters, digits, -, _ or .");
+    };
+    let backend = Backend::open(&database).await?;
+    let user = find_user(&*backend.users, &name).await?;
+    let groups = backend.groups();
+    let changed = if adding {
+        groups.add(user.id, group).await?
+    } else {
+        groups.remove(user.id, group).await?
+    };
+    let (event, done, unchanged) = if adding {
+        ("group_added", "added to", "already in")
+    } else {
+        ("group_removed", "removed from", "was not in")
+    };
+    if changed {
+        tracing::info!(target: "latchkey::audit", event, user_id = user.id, group, "{event}");
+        println!("{} {done} {group}", user.username);
+    } else {
+        println!("{} {unchanged} {group}", user.username);
+    }
+    Ok(())
+}
+
 /// Runs one user command.
 pub async fn run(command: UserCommand) -> anyhow::Result<()> {
     match command {
@@ -116,11 +183,18 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List { database } => {
             let backend = Backend::open(&database).await?;
-            let identities = backend.identities();
+            let (identities, groups) = (backend.identities(), backend.groups());
             println!(
-                "{:>6}  {:<24} {:<32} {:<8} PROVIDERS",
-                "ID", "USERNAME", "EMAIL", "STATUS"
+                "{:>6}  {:<24} {:<32} {:<8} {:<16} GROUPS",
+                "ID", "USERNAME", "EMAIL", "STATUS", "PROVIDERS"
             );
+            let or_dash = |names: Vec<String>| {
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(",")
+                }
+            };
             for user in backend.users.list().await? {
                 let providers: Vec<String> = identities
                     .for_user(user.id)
@@ -129,19 +203,17 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                     .map(|identity| identity.provider)
                     .collect();
                 println!(
-                    "{:>6}  {:<24} {:<32} {:<8} {}",
+                    "{:>6}  {:<24} {:<32} {:<8} {:<16} {}",
                     user.id,
                     user.username,
                     user.email.as_deref().unwrap_or("-"),
                     if user.disabled { "disabled" } else { "active" },
-                    if providers.is_empty() {
-                        "-".to_string()
-                    } else {
-                        providers.join(",")
-                    }
+                    or_dash(providers),
+                    or_dash(groups.groups_of(user.id).await?),
                 );
             }
         }
+        UserCommand::Group(command) => run_group(command).await?,
         UserCommand::Passwd {
             name,
             password_stdin,

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireFresh, RequireLogin};
 use latchkey::flash::{flash, FlashLevel};
-use latchkey::redirect::next_or_home;
+use latchkey::redirect::DEFAULT_AFTER_LOGIN;
 use latchkey::{AuthSession, User};
 use minijinja::context;
 use serde::Deserialize;
@@ -32,14 +32,16 @@ pub async fn second_step(
     Query(query): Query<NextQuery>,
     CheckedForm(input): CheckedForm<CodeForm>,
 ) -> Response {
-    let next = query.next();
+    let next = query.destination(&app);
     let code = input.code.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
-        let (app, auth, browser) = (&app, &auth, &browser);
+        let (app, auth, browser, next) = (&app, &auth, &browser, next.as_deref());
         async move { second_step_page(app, auth, browser, status, next, Some(error)).await }
     };
     match second_factor::complete(&app, ip, &auth, &code).await {
-        Ok(SecondStep::LoggedIn(_)) => Redirect::to(next_or_home(next)).into_response(),
+        Ok(SecondStep::LoggedIn(_)) => {
+            Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response()
+        }
         Ok(SecondStep::Wrong) => again(StatusCode::UNAUTHORIZED, "Wrong code.".into()).await,
         Ok(SecondStep::Throttled(wait)) => with_retry_after(
             again(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait)).await,

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireLogin};
 use latchkey::flash::{flash, FlashLevel};
-use latchkey::redirect::next_or_home;
+use latchkey::redirect::DEFAULT_AFTER_LOGIN;
 use latchkey::{AuthSession, User};
 use minijinja::context;
 use serde::Deserialize;
@@ -124,7 +124,7 @@ pub async fn login_page(
     browser: BrowserCsrf,
     Query(query): Query<NextQuery>,
 ) -> Response {
-    let next = query.next();
+    let next = query.destination(&app);
     page(
         &app,
         &auth,
@@ -154,7 +154,7 @@ pub async fn login(
 ) -> Response {
     let username = input.username.unwrap_or_default();
     let password = input.password.unwrap_or_default();
-    let next = query.next();
+    let next = query.destination(&app);
     let fail = |status: StatusCode, error: &'static str| {
         let extra = context! { error => error, form_username => username.clone(), next => next };
         let (auth, browser) = (&auth, &browser);
@@ -169,10 +169,12 @@ pub async fn login(
     }
     let remember = input.remember.is_some();
     match crate::login::flows::log_in(&app, ip, &auth, &username, &password, remember).await {
-        Ok(LogIn::LoggedIn(_)) => Redirect::to(next_or_home(next)).into_response(),
+        Ok(LogIn::LoggedIn(_)) => {
+            Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response()
+        }
         Ok(LogIn::Refused) => fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await,
         Ok(LogIn::SecondFactorRequired(_)) => {
-            second_step_page(&app, &auth, &browser, StatusCode::OK, next, None).await
+            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_deref(), None).await
         }
         Ok(LogIn::Unverified) => {
             let extra = context! {

@@ -139,15 +139,29 @@ struct CsrfToken {
 #[derive(Deserialize)]
 pub struct Button {}
 
-/// `?next=` of the login pages.
+/// `?next=` of the login pages, or `?rd=` (what forward authentication sends a browser
+/// to the login page with: the URL of the app it wanted).
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    rd: Option<String>,
 }
 
 impl NextQuery {
     /// The path to go to after the login, if it is a safe one (same site).
     pub fn next(&self) -> Option<&str> {
         self.next.as_deref().and_then(latchkey::redirect::safe_next)
+    }
+
+    /// Where to go after the login: a safe path of this site, or the URL of an app the
+    /// access rules protect, over a scheme they name (`rd`, or a `next` carrying one
+    /// through the second step); `None`: `/home`.
+    pub fn destination(&self, app: &AppState) -> Option<String> {
+        if let Some(next) = self.next() {
+            return Some(next.to_string());
+        }
+        let forward = app.forward.as_ref()?;
+        let wanted = self.rd.as_deref().or(self.next.as_deref())?;
+        latchkey::access_rules::return_to(wanted, &forward.rules())
     }
 }

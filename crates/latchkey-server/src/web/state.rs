@@ -2,6 +2,7 @@
 
 use crate::web::forwarded::TrustedProxies;
 use crate::web::templates::Templates;
+use latchkey::access_rules::AccessRules;
 use latchkey::access_token::{AccessTokenStore, TokenLifetime, TokenScopes};
 use latchkey::csrf::CsrfKey;
 use latchkey::factors::passkeys::{PasskeyStore, Webauthn};
@@ -11,6 +12,7 @@ use latchkey::mail::MailSeal;
 use latchkey::oidc::identities::IdentityStore;
 use latchkey::oidc::IdentityProvider;
 use latchkey::throttle::Throttle;
+use latchkey::user::groups::GroupStore;
 use latchkey::user::tokens::TokenStore;
 use latchkey::{PasswordBackend, PasswordPolicy, UserStore};
 use std::sync::Arc;
@@ -38,6 +40,11 @@ impl AppState {
     /// The state over `shared`, kept for the rest of the process.
     pub fn new(shared: Shared) -> Self {
         AppState(Box::leak(Box::new(shared)))
+    }
+
+    /// The fields, for as long as the process lives (for tasks spawned with a part).
+    pub fn shared(self) -> &'static Shared {
+        self.0
     }
 }
 
@@ -72,6 +79,51 @@ pub struct Shared {
     pub providers: Providers,
     /// Personal access tokens: where they are kept, and how long they live.
     pub tokens: ApiTokens,
+    /// Forward authentication for the apps behind a proxy (`--access-rules`).
+    pub forward: Option<ForwardAuth>,
+    /// Users' groups.
+    pub groups: Arc<dyn GroupStore>,
+}
+
+/// Forward authentication: the access rules in force, replaced whole when the file is
+/// read again (SIGHUP).
+pub struct ForwardAuth {
+    /// The rules file.
+    pub file: std::path::PathBuf,
+    rules: std::sync::RwLock<Arc<AccessRules>>,
+}
+
+impl ForwardAuth {
+    /// Forward authentication with `rules`, read from `file`.
+    pub fn new(file: std::path::PathBuf, rules: AccessRules) -> Self {
+        ForwardAuth {
+            file,
+            rules: std::sync::RwLock::new(Arc::new(rules)),
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<AccessRules> {
+        self.rules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads the file again: the new rules take over, or the old ones stay and the
+    /// reason is answered (line and cause).
+    pub fn reload(&self) -> Result<usize, String> {
+        let text = std::fs::read_to_string(&self.file)
+            .map_err(|error| format!("{}: {error}", self.file.display()))?;
+        let rules = AccessRules::parse(&text)
+            .map_err(|error| format!("{}: {error}", self.file.display()))?;
+        let count = rules.rules().len();
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(rules);
+        Ok(count)
+    }
 }
 
 /// Personal access tokens (the same store the authenticator checks bearer tokens in).

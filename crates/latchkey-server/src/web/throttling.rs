@@ -38,6 +38,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// The TCP peer of a request's connection (a proxy's address when one forwards it), as
+/// [`ClientAddress`] puts it in the request's extensions; `None` when the server is
+/// driven without one.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<Peer>().copied();
+        Ok(peer.unwrap_or(Peer(SocketAddr::from(([0, 0, 0, 0], 0)))))
+    }
+}
+
 /// One connection's service: gives every request `ConnectInfo` with the client's
 /// address, which is the TCP peer, unless the peer is a trusted proxy (then see
 /// [`crate::web::forwarded`]). Sessions record it, throttling counts it.
@@ -73,9 +88,9 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let ip = self.proxies.client_ip(self.peer.ip(), request.headers());
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::new(ip, self.peer.port())));
+        let extensions = request.extensions_mut();
+        extensions.insert(ConnectInfo(SocketAddr::new(ip, self.peer.port())));
+        extensions.insert(Peer(self.peer));
         self.inner.call(request)
     }
 }

@@ -277,6 +277,15 @@ impl Server {
         format!("http://{}{}", self.address, path)
     }
 
+    /// Sends the server the signal `name` (`HUP`, say) and lets it run on.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// Kills the server with SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -2,6 +2,8 @@
 //! type with its SQL `UserStore`.
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod groups;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod tokens;

@@ -1,0 +1,474 @@
+//! Forward authentication (issue 28) over HTTP against the binary, asked the way nginx's
+//! `auth_request` and Caddy's `forward_auth` ask (the test is the trusted proxy, on
+//! loopback): the access rules decide on the session or bearer token the request
+//! carries; groups come from the command line and count at once; the login page sends
+//! the browser back to the app only when the rules protect it; the rules are read again
+//! on SIGHUP, and a bad file keeps the old ones.
+
+mod common;
+
+use common::flows::{post, PASSWORD};
+use common::{bare_client, cli, client, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::Path;
+
+const RULES: &str = r#"
+[[rule]]
+host = "public.localhost"
+schemes = ["http"]
+policy = "bypass"
+
+[[rule]]
+host = "admin.localhost"
+schemes = ["http"]
+policy = "one_factor"
+groups = ["admins"]
+
+[[rule]]
+host = "admin.localhost"
+policy = "deny"
+
+[[rule]]
+host = "vault.localhost"
+schemes = ["http"]
+policy = "two_factor"
+
+[[rule]]
+host = "*.apps.localhost"
+schemes = ["http"]
+policy = "one_factor"
+"#;
+
+/// A server with `rules` as its access rules, this test's loopback its trusted proxy.
+fn server_with(dir: &Path, rules: &str, extra: &[&str]) -> (Server, std::path::PathBuf) {
+    let file = dir.join("rules.toml");
+    std::fs::write(&file, rules).expect("rules file");
+    let file_arg = file.display().to_string();
+    let mut args = vec![
+        "--access-rules",
+        file_arg.as_str(),
+        "--trusted-proxy",
+        "127.0.0.1",
+    ];
+    args.extend_from_slice(extra);
+    (Server::start(dir, &args), file)
+}
+
+/// `name` signed up and logged in: the browser.
+async fn browser_of(server: &Server, name: &str, email: &str) -> reqwest::Client {
+    let browser = client();
+    let credentials = json!({ "username": name, "email": email, "password": PASSWORD });
+    let (status, body) = post(&browser, server, "/signup", credentials).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = post(
+        &browser,
+        server,
+        "/login",
+        json!({ "username": name, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    browser
+}
+
+/// nginx's subrequest for `url` (method `method`) from `client`.
+async fn nginx(
+    client: &reqwest::Client,
+    server: &Server,
+    url: &str,
+    method: &str,
+) -> reqwest::Response {
+    client
+        .get(server.url("/auth/nginx"))
+        .header("x-original-url", url)
+        .header("x-original-method", method)
+        .send()
+        .await
+        .expect("auth_request")
+}
+
+/// Caddy's `forward_auth` for `method scheme://host uri`, accepting `accept`.
+async fn forward(
+    client: &reqwest::Client,
+    server: &Server,
+    (method, host, uri): (&str, &str, &str),
+    accept: &str,
+) -> reqwest::Response {
+    client
+        .get(server.url("/auth/forward"))
+        .header("x-forwarded-method", method)
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", host)
+        .header("x-forwarded-uri", uri)
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("forward_auth")
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+fn group(database: &str, verb: &str, name: &str, group: &str) {
+    let (ok, said, stderr) = cli(
+        &[
+            "user",
+            "group",
+            verb,
+            name,
+            group,
+            "--database-url",
+            database,
+        ],
+        "",
+    );
+    assert!(ok, "{said}{stderr}");
+}
+
+#[tokio::test]
+async fn the_rules_decide_for_nginx_and_caddy_on_the_session_the_request_carries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = server_with(dir.path(), RULES, &[]);
+    let ada = browser_of(&server, "ada", "ada@example.com").await;
+    let bob = browser_of(&server, "bob", "bob@example.com").await;
+    group(&server.database_url, "add", "ada", "admins");
+    // A proxy follows no redirect: it hands them to the browser.
+    let nobody = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Nobody logged in: nginx gets 401 with the login page and `rd` in Location.
+    let answer = nginx(
+        &nobody,
+        &server,
+        "http://wiki.apps.localhost/page?x=1",
+        "GET",
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let location = header(&answer, "location").expect("Location");
+    assert_eq!(
+        location,
+        server
+            .url("/login?rd=http%3A%2F%2Fwiki.apps.localhost%2Fpage%3Fx%3D1")
+            .replace("127.0.0.1", "localhost"),
+    );
+
+    // Logged in: 200 with who it is.
+    let answer = nginx(&ada, &server, "http://wiki.apps.localhost/page", "POST").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "remote-user").as_deref(), Some("ada"));
+    assert_eq!(header(&answer, "remote-name").as_deref(), Some("ada"));
+    assert_eq!(
+        header(&answer, "remote-email").as_deref(),
+        Some("ada@example.com")
+    );
+    assert_eq!(header(&answer, "remote-groups").as_deref(), Some("admins"));
+
+    // A bypass needs nobody; a group rule lets ada in and keeps bob out; a host no rule
+    // names is refused; two_factor without a second factor says how to set one up.
+    assert_eq!(
+        nginx(&nobody, &server, "http://public.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        nginx(&ada, &server, "http://admin.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        nginx(&bob, &server, "http://admin.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        nginx(&nobody, &server, "http://admin.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        nginx(&ada, &server, "http://elsewhere.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let vault = nginx(&bob, &server, "http://vault.localhost/", "GET").await;
+    assert_eq!(vault.status(), StatusCode::FORBIDDEN);
+    let said: Value = vault.json().await.expect("json");
+    assert!(
+        said["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("two-step")),
+        "{said}"
+    );
+    // A path that decodes into another is refused, whoever asks.
+    assert_eq!(
+        nginx(
+            &ada,
+            &server,
+            "http://wiki.apps.localhost/a%2f..%2fb",
+            "GET"
+        )
+        .await
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // Caddy: a browser's GET goes to the login page (302); other methods and clients
+    // that do not take HTML get 401.
+    let page = forward(
+        &nobody,
+        &server,
+        ("GET", "wiki.apps.localhost", "/x"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(page.status(), StatusCode::FOUND);
+    assert!(header(&page, "location")
+        .is_some_and(|l| l.contains("/login?rd=http%3A%2F%2Fwiki.apps.localhost%2Fx")));
+    let post_answer = forward(
+        &nobody,
+        &server,
+        ("POST", "wiki.apps.localhost", "/x"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(post_answer.status(), StatusCode::UNAUTHORIZED);
+    let api = forward(
+        &nobody,
+        &server,
+        ("GET", "wiki.apps.localhost", "/x"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    let allowed = forward(
+        &bob,
+        &server,
+        ("GET", "wiki.apps.localhost:8443", "/x"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(header(&allowed, "remote-user").as_deref(), Some("bob"));
+    assert_eq!(header(&allowed, "remote-groups").as_deref(), Some(""));
+
+    // A group change counts at the next request.
+    group(&server.database_url, "remove", "ada", "admins");
+    assert_eq!(
+        nginx(&ada, &server, "http://admin.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    group(&server.database_url, "add", "bob", "admins");
+    assert_eq!(
+        nginx(&bob, &server, "http://admin.localhost/", "GET")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The account shows its groups; so does the user list.
+    let (status, account) =
+        common::flows::call(&bob, &server, reqwest::Method::GET, "/account", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(account["groups"], json!(["admins"]));
+    let (ok, listed, _) = cli(
+        &["user", "list", "--database-url", &server.database_url],
+        "",
+    );
+    assert!(
+        ok && listed
+            .lines()
+            .any(|line| line.contains("bob") && line.ends_with("admins")),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn only_trusted_proxies_may_ask_and_bearer_tokens_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rules.toml");
+    std::fs::write(&file, RULES).expect("rules");
+    let file_arg = file.display().to_string();
+    // The proxy it trusts is elsewhere: this test's requests come from no proxy.
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--access-rules",
+            file_arg.as_str(),
+            "--trusted-proxy",
+            "192.0.2.7",
+        ],
+    );
+    let answer = nginx(&bare_client(), &server, "http://public.localhost/", "GET").await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    drop(server);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = server_with(dir.path(), RULES, &[]);
+    let browser = browser_of(&server, "script", "script@example.com").await;
+    let (status, made) = post(
+        &browser,
+        &server,
+        "/account/tokens",
+        json!({ "name": "deploy", "scopes": ["read"] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let token = made["token"].as_str().expect("token");
+    let answer = bare_client()
+        .get(server.url("/auth/nginx"))
+        .header("x-original-url", "http://api.apps.localhost/v1/items")
+        .header("x-original-method", "GET")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("auth_request");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "remote-user").as_deref(), Some("script"));
+}
+
+#[tokio::test]
+async fn after_the_login_rd_goes_back_only_to_a_host_the_rules_protect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = server_with(dir.path(), RULES, &[]);
+    let signup = client();
+    let (status, _) = post(
+        &signup,
+        &server,
+        "/signup",
+        json!({ "username": "rd", "email": "rd@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (rd, lands) in [
+        (
+            "http://wiki.apps.localhost/page?x=1",
+            "http://wiki.apps.localhost/page?x=1",
+        ),
+        ("https://wiki.apps.localhost/", "/home"),
+        ("http://evil.example/", "/home"),
+        ("http://wiki.apps.localhost@evil.example/", "/home"),
+        ("http://apps.localhost.evil.example/", "/home"),
+        ("http://admin.localhost%2f@evil.example/", "/home"),
+        ("//wiki.apps.localhost/", "/home"),
+    ] {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let encoded: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let page = browser
+            .get(server.url(&format!("/login?rd={encoded}")))
+            .send()
+            .await
+            .expect("login page")
+            .text()
+            .await
+            .expect("html");
+        let csrf = common::pages::csrf_token(&page);
+        let action = page
+            .split("action=\"/login")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&");
+        let answer = browser
+            .post(server.url(&format!("/login{action}")))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("username", "rd"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("login");
+        assert!(
+            answer.status().is_redirection(),
+            "{rd}: {}",
+            answer.status()
+        );
+        assert_eq!(header(&answer, "location").as_deref(), Some(lands), "{rd}");
+    }
+}
+
+#[tokio::test]
+async fn the_rules_are_read_again_on_sighup_and_a_bad_file_keeps_the_old_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, file) = server_with(dir.path(), RULES, &[]);
+    let nobody = bare_client();
+    let public = || nginx(&nobody, &server, "http://public.localhost/", "GET");
+    assert_eq!(public().await.status(), StatusCode::OK);
+
+    std::fs::write(
+        &file,
+        "[[rule]]\nhost = \"public.localhost\"\npolicy = \"deny\"\n",
+    )
+    .expect("write");
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while public().await.status() != StatusCode::FORBIDDEN {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new rules were not read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    std::fs::write(
+        &file,
+        "[[rule]]\nhost = \"public.localhost\"\npolicy = \"maybe\"\n",
+    )
+    .expect("write");
+    server.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        public().await.status(),
+        StatusCode::FORBIDDEN,
+        "the old rules stay"
+    );
+}
+
+#[test]
+fn a_bad_rules_file_stops_the_start_with_its_line_and_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rules.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nhost = \"a.localhost\"\n\npolicy = \"sometimes\"\n",
+    )
+    .expect("rules");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &common::database_url(dir.path()),
+            "--access-rules",
+            &file.display().to_string(),
+        ])
+        .output()
+        .expect("run latchkey");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("line 4") && said.contains("sometimes"),
+        "{said}"
+    );
+}
