@@ -291,6 +291,11 @@ pub struct ServeArgs {
     /// (base.html, login.html, …).
     #[arg(long, env = "LATCHKEY_TEMPLATES")]
     pub templates: Option<PathBuf>,
+    /// Send the session cookie to this domain and every host under it (the login host
+    /// must be one of them): one login for every app behind the proxy, and a logout
+    /// ends it on all of them. The secure cookie is then `__Secure-id`, not `__Host-id`.
+    #[arg(long, env = "LATCHKEY_COOKIE_DOMAIN", value_name = "DOMAIN")]
+    pub cookie_domain: Option<String>,
     /// Forward authentication: the access rules (TOML) for the apps behind nginx, Caddy
     /// or Traefik, which ask `/auth/nginx` or `/auth/forward` (from a --trusted-proxy).
     /// Checked at start; read again on SIGHUP (a bad file keeps the old rules).
@@ -546,6 +551,9 @@ impl ServeArgs {
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             bail!("--idle-timeout and --absolute-timeout must be longer than zero");
         }
+        if let Some(domain) = &self.cookie_domain {
+            check_cookie_domain(domain, &public_url)?;
+        }
         if self.header_read_timeout.is_zero()
             || self.body_read_timeout.is_zero()
             || self.connection_idle_timeout.is_zero()
@@ -609,14 +617,45 @@ impl ServeArgs {
 
     /// Session settings from these options.
     pub fn session_config(&self, secure: bool) -> SessionConfig {
-        SessionConfig::default()
+        let config = SessionConfig::default()
             .with_secure(secure)
             .with_idle_timeout(self.idle_timeout)
             .with_absolute_timeout(self.absolute_timeout)
             .with_max_record_bytes(self.max_session_bytes)
             .with_max_keys(self.max_session_keys)
-            .with_bearer_tokens(true)
+            .with_bearer_tokens(true);
+        match &self.cookie_domain {
+            Some(domain) => config.with_cookie_domain(domain.to_ascii_lowercase()),
+            None => config,
+        }
     }
+}
+
+/// Refuses a `--cookie-domain` that is no host name, or that the login host (the public
+/// URL's) is not in: browsers would drop such a cookie, and nobody could log in.
+fn check_cookie_domain(domain: &str, public_url: &str) -> anyhow::Result<()> {
+    let domain = domain.to_ascii_lowercase();
+    let is_name = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        });
+    if !is_name {
+        bail!("--cookie-domain {domain:?} is not a domain name (like example.com)");
+    }
+    let host = url::Url::parse(public_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if host != domain && !host.ends_with(&format!(".{domain}")) {
+        bail!(
+            "--cookie-domain {domain} does not hold the login host {host:?} (--public-url): \
+             browsers would refuse the session cookie"
+        );
+    }
+    Ok(())
 }
 
 /// Minimum length of a secret key.

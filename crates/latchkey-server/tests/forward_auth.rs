@@ -472,3 +472,82 @@ fn a_bad_rules_file_stops_the_start_with_its_line_and_reason() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_cookie_domain_sends_the_session_to_every_host_under_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--public-url",
+            "https://login.apps.localhost",
+            "--cookie-domain",
+            "apps.localhost",
+        ],
+    );
+    let client = bare_client();
+    let credentials = json!({ "username": "sso", "password": PASSWORD });
+    let signup = client
+        .post(server.url("/signup"))
+        .header("origin", "https://login.apps.localhost")
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let login = client
+        .post(server.url("/login"))
+        .header("origin", "https://login.apps.localhost")
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = common::session_cookie(&login, "__Secure-id").expect("__Secure-id, not __Host-id");
+    for attribute in ["Domain=apps.localhost", "Secure", "HttpOnly", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    // The logout expires it for the whole domain too.
+    let token = common::cookie_value(&cookie);
+    let logout = client
+        .post(server.url("/logout"))
+        .header("origin", "https://login.apps.localhost")
+        .header("cookie", format!("__Secure-id={token}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::OK);
+    let removal = common::session_cookie(&logout, "__Secure-id").expect("removal");
+    assert!(
+        removal.contains("Domain=apps.localhost") && removal.contains("Max-Age=0"),
+        "{removal}"
+    );
+}
+
+#[test]
+fn a_cookie_domain_that_does_not_hold_the_login_host_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (domain, public_url) in [
+        ("example.com", "https://login.apps.localhost"),
+        ("localhost", "https://login.apps.localhost"),
+        ("ps.localhost", "https://login.apps.localhost"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--database-url",
+                &common::database_url(dir.path()),
+                "--public-url",
+                public_url,
+                "--cookie-domain",
+                domain,
+            ])
+            .output()
+            .expect("run latchkey");
+        assert!(!output.status.success(), "{domain}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("--cookie-domain"), "{domain}: {said}");
+    }
+}

@@ -27,6 +27,7 @@ pub struct SessionConfig {
     max_record_bytes: usize,
     max_keys: usize,
     bearer_tokens: bool,
+    cookie_domain: Option<String>,
 }
 
 /// Default of [`SessionConfig::max_record_bytes`]: 64 KiB.
@@ -48,6 +49,7 @@ impl Default for SessionConfig {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_keys: DEFAULT_MAX_KEYS,
             bearer_tokens: false,
+            cookie_domain: None,
         }
     }
 }
@@ -135,13 +137,39 @@ impl SessionConfig {
         self.secure
     }
 
-    /// The cookie name as sent: `__Host-id` when secure, `id` otherwise.
+    /// Sends the session cookie to `domain` and every host under it (`Domain=`), so one
+    /// login serves every app of the domain (forward authentication), and a logout ends
+    /// it for all of them at once. The secure cookie is then `__Secure-id`: the
+    /// `__Host-` prefix forbids a domain. Without it (the default) the cookie is the
+    /// login host's alone. Other cookies (remember-me, CSRF) stay the host's.
+    pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie_domain = Some(domain.into());
+        self
+    }
+
+    /// The domain the session cookie is sent to, if not the host alone.
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.cookie_domain.as_deref()
+    }
+
+    /// The session cookie's name as sent: `__Host-id` when secure, `__Secure-id` when
+    /// secure for a whole domain, `id` otherwise.
     pub fn cookie_name(&self) -> String {
-        if self.secure {
-            format!("__Host-{}", self.cookie_base_name)
-        } else {
-            self.cookie_base_name.clone()
+        match (self.secure, &self.cookie_domain) {
+            (true, None) => format!("__Host-{}", self.cookie_base_name),
+            (true, Some(_)) => format!("__Secure-{}", self.cookie_base_name),
+            (false, _) => self.cookie_base_name.clone(),
         }
+    }
+
+    /// The session cookie holding `value`: the site's attributes
+    /// ([`SessionConfig::build_cookie`]) and the domain, if one is set.
+    pub fn session_cookie(&self, value: String) -> cookie::Cookie<'static> {
+        let mut cookie = self.build_cookie(&self.cookie_name(), value);
+        if let Some(domain) = &self.cookie_domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
     }
 
     /// A cookie with the attributes every cookie of this site gets: `HttpOnly`,

@@ -239,14 +239,11 @@ fn with_cookie<B>(
     let context = session.context();
     match change {
         CookieChange::Keep => {}
-        CookieChange::Set(value) => append_cookie(
-            &mut response,
-            context.config.build_cookie(&context.cookie_name, value),
-        ),
+        CookieChange::Set(value) => {
+            append_cookie(&mut response, context.config.session_cookie(value))
+        }
         CookieChange::Remove => {
-            let mut removal = context
-                .config
-                .build_cookie(&context.cookie_name, String::new());
+            let mut removal = context.config.session_cookie(String::new());
             removal.make_removal();
             append_cookie(&mut response, removal)
         }
