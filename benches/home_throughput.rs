@@ -23,11 +23,10 @@ use axum::{Json, Router};
 use latchkey::access_token::store::SqliteAccessTokens;
 use latchkey::access_token::{NewAccessToken, TokenLifetime, TokenScopes};
 use latchkey::axum::RequireLogin;
-use latchkey::session::CookieChange;
 use latchkey::store::{open_sqlite, MemoryStore, SqliteStore};
 use latchkey::{
-    AuthLayer, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher, Session,
-    SessionConfig, SessionLayer, SessionStore, SqliteUserStore, Timestamp, User, UserStore,
+    AuthLayer, Authenticator, HashParams, NewUser, PasswordBackend, PasswordHasher, SessionConfig,
+    SessionLayer, SessionStore, SqliteUserStore, Timestamp, User, UserStore,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -94,27 +93,6 @@ struct Credentials {
     bearer: String,
 }
 
-/// Logs user `user` in on a fresh session over `store`; returns the session's token.
-async fn log_in(store: Arc<dyn SessionStore>, config: &SessionConfig, user: &User) -> String {
-    let session = Session::new(store, Arc::new(config.clone()), None, Default::default());
-    session
-        .log_in(
-            &user.id.to_string(),
-            user.credential_version,
-            latchkey::Authentication {
-                methods: vec!["password".into()],
-                fresh: true,
-                multi_factor: false,
-            },
-        )
-        .await
-        .expect("login");
-    let CookieChange::Set(token) = session.cookie_change().await else {
-        panic!("no session token after login");
-    };
-    token
-}
-
 /// latchkey on the SQLite database at `url` (users, sessions and access tokens in that
 /// one file), with bearer sessions and personal access tokens enabled, user foo logged
 /// in twice (one session for the cookie, one for the bearer) and holding a token with
@@ -130,8 +108,8 @@ async fn sqlite_api_app(url: &str) -> (Router, Credentials) {
         .expect("create");
     let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::new(pool.clone()));
     let config = SessionConfig::insecure_for_local_development().with_bearer_tokens(true);
-    let cookie_session = log_in(store.clone(), &config, &user).await;
-    let bearer_session = log_in(store.clone(), &config, &user).await;
+    let cookie_session = common::log_in(store.clone(), &config, &user).await;
+    let bearer_session = common::log_in(store.clone(), &config, &user).await;
     let tokens = SqliteAccessTokens::new(pool);
     let (token, _) = latchkey::access_token::issue(
         &tokens,

@@ -38,12 +38,20 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
         .await
         .expect("create");
     let config = SessionConfig::insecure_for_local_development();
-    let session = Session::new(
-        store.clone(),
-        Arc::new(config.clone()),
-        None,
-        Default::default(),
-    );
+    let token = log_in(store.clone(), &config, &user).await;
+    let router = Router::new()
+        .route("/home", get(home))
+        .layer(AuthLayer::new(Authenticator::new(PasswordBackend::new(
+            users,
+            PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+        ))))
+        .layer(SessionLayer::from_arc(store, config));
+    (router, format!("id={token}"))
+}
+
+/// Logs `user` in on a fresh session over `store`; returns the session's token.
+pub async fn log_in(store: Arc<dyn SessionStore>, config: &SessionConfig, user: &User) -> String {
+    let session = Session::new(store, Arc::new(config.clone()), None, Default::default());
     session
         .log_in(
             &user.id.to_string(),
@@ -57,14 +65,7 @@ pub async fn logged_in_app(store: Arc<dyn SessionStore>) -> (Router, String) {
         .await
         .expect("login");
     let CookieChange::Set(token) = session.cookie_change().await else {
-        panic!("no session cookie after login");
+        panic!("no session token after login");
     };
-    let router = Router::new()
-        .route("/home", get(home))
-        .layer(AuthLayer::new(Authenticator::new(PasswordBackend::new(
-            users,
-            PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
-        ))))
-        .layer(SessionLayer::from_arc(store, config));
-    (router, format!("id={token}"))
+    token
 }

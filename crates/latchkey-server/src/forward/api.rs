@@ -24,10 +24,13 @@ fn refuse_untrusted(app: &AppState, peer: Peer) -> Result<(), HandlerError> {
     }
 }
 
-/// The login page's URL with `rd` the URL the browser asked for.
-fn login_url(app: &AppState, original: &Original) -> String {
+/// `response` sending the browser to the login page, `rd` the URL it asked for.
+fn to_login(mut response: Response, app: &AppState, original: &Original) -> Response {
     let rd: String = url::form_urlencoded::byte_serialize(original.url().as_bytes()).collect();
-    format!("{}/login?rd={rd}", app.mail.public_url)
+    if let Ok(location) = HeaderValue::from_str(&format!("{}/login?rd={rd}", app.mail.public_url)) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response
 }
 
 /// `200` with the `Remote-*` headers of who is let through.
@@ -65,14 +68,11 @@ pub async fn nginx(
         .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))?;
     Ok(match flows::check(&app, &auth, &original).await? {
         Verdict::Allow(who) => allowed(who),
-        Verdict::LogIn => {
-            let mut response =
-                ApiError::new(StatusCode::UNAUTHORIZED, "login required").into_response();
-            if let Ok(location) = HeaderValue::from_str(&login_url(&app, &original)) {
-                response.headers_mut().insert(LOCATION, location);
-            }
-            response
-        }
+        Verdict::LogIn => to_login(
+            ApiError::new(StatusCode::UNAUTHORIZED, "login required").into_response(),
+            &app,
+            &original,
+        ),
         Verdict::Forbidden(why) => ApiError::forbidden(why).into_response(),
     })
 }
@@ -100,11 +100,7 @@ pub async fn forward(
                     .and_then(|accept| accept.to_str().ok())
                     .is_some_and(|accept| accept.contains("text/html"));
             if browser {
-                let mut response = StatusCode::FOUND.into_response();
-                if let Ok(location) = HeaderValue::from_str(&login_url(&app, &original)) {
-                    response.headers_mut().insert(LOCATION, location);
-                }
-                response
+                to_login(StatusCode::FOUND.into_response(), &app, &original)
             } else {
                 ApiError::new(StatusCode::UNAUTHORIZED, "login required").into_response()
             }
