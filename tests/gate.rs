@@ -190,3 +190,104 @@ async fn a_second_factor_alone_is_no_way_in_and_a_waiting_login_dies_with_a_cred
         );
     }
 }
+
+#[tokio::test]
+async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
+    let pool = open_sqlite("sqlite::memory:").await.expect("open");
+    let users = Arc::new(SqliteUserStore::new(pool));
+    let mut factors = Vec::new();
+    let mut accounts = Vec::new();
+    for (name, has) in [("totp", "totp"), ("passkey", "passkey")] {
+        let user = users
+            .create(NewUser::new(name, None, "$argon2id$v=19$x".into()).expect("user"))
+            .await
+            .expect("create");
+        factors.push((user.id.to_string(), vec![has.to_string()]));
+        accounts.push(user);
+    }
+    let authenticator = Authenticator::new(PasswordBackend::new(
+        users.clone(),
+        PasswordHasher::new(HashParams::insecure_fast()).expect("hasher"),
+    ))
+    .with_second_factors(Factors(factors));
+    for user in &accounts {
+        let cell = &user.username;
+        // A remembered device restores a login without its second factor.
+        let auth = fresh_session(&authenticator).await;
+        let answer = auth
+            .sign_in(user, Proof::remembered(), None)
+            .await
+            .expect("gate");
+        assert!(matches!(answer, SignIn::LoggedIn(_)), "{cell}: {answer:?}");
+        assert!(!auth.has_second_factor().await.expect("info"), "{cell}");
+        assert_eq!(
+            auth.second_step_user().await.expect("user"),
+            Some(user.id.to_string()),
+            "{cell}: the second step is for the logged-in user"
+        );
+        let token_before = auth.session().id().await.expect("id");
+
+        // Only a second factor steps up: a password, a mailbox or a token does not.
+        for proof in [Proof::password(), Proof::mailed_code(), Proof::api_token()] {
+            let answer = auth.continue_sign_in(proof).await.expect("gate");
+            assert!(
+                matches!(answer, SignIn::Refused(Refusal::NothingPending)),
+                "{cell}: {answer:?}"
+            );
+        }
+        let second = if cell == "passkey" {
+            Proof::passkey()
+        } else {
+            Proof::totp()
+        };
+        let answer = auth.continue_sign_in(second.clone()).await.expect("gate");
+        assert!(matches!(answer, SignIn::LoggedIn(_)), "{cell}: {answer:?}");
+        let info = auth.auth_info().await.expect("info").expect("logged in");
+        assert_eq!(info.methods, ["remember_me", second.method()], "{cell}");
+        assert!(info.multi_factor, "{cell}");
+        assert_eq!(
+            info.fresh,
+            second.evidence() == Evidence::MultiFactor,
+            "{cell}: a code after a remembered login is not a fresh login"
+        );
+        assert_ne!(
+            auth.session().id().await.expect("id"),
+            token_before,
+            "{cell}: a new token for the stronger login"
+        );
+        // Done: nothing more to step up to.
+        assert_eq!(auth.second_step_user().await.expect("user"), None, "{cell}");
+        let again = auth.continue_sign_in(second).await.expect("gate");
+        assert!(
+            matches!(again, SignIn::Refused(Refusal::NothingPending)),
+            "{cell}: {again:?}"
+        );
+    }
+
+    // Nobody logged in: nothing to step up.
+    let auth = fresh_session(&authenticator).await;
+    assert_eq!(auth.second_step_user().await.expect("user"), None);
+    assert!(matches!(
+        auth.continue_sign_in(Proof::totp()).await.expect("gate"),
+        SignIn::Refused(Refusal::NothingPending)
+    ));
+
+    // A user disabled since the remembered login: the session ends, no step up.
+    let auth = fresh_session(&authenticator).await;
+    auth.sign_in(&accounts[0], Proof::remembered(), None)
+        .await
+        .expect("gate");
+    users
+        .set_disabled(accounts[0].id, true)
+        .await
+        .expect("disable");
+    authenticator.forget_user(&accounts[0].id.to_string());
+    // The next request over the same session.
+    let auth = authenticator.session(auth.session().clone());
+    let answer = auth.continue_sign_in(Proof::totp()).await.expect("gate");
+    assert!(
+        matches!(answer, SignIn::Refused(Refusal::NothingPending)),
+        "{answer:?}"
+    );
+    assert_eq!(auth.current_user().await.expect("user"), None);
+}

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::flows::{post, PASSWORD};
+use common::flows::{enable_totp, now_secs, post, PASSWORD};
 use common::{bare_client, cli, client, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -113,6 +113,18 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
         .get(name)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string)
+}
+
+/// The action of the form in `html` that posts to `path` (with its query), unescaped.
+fn form_action(html: &str, path: &str) -> String {
+    let rest = html
+        .split(&format!("action=\"{path}"))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    format!("{path}{rest}")
 }
 
 fn group(database: &str, verb: &str, name: &str, group: &str) {
@@ -381,15 +393,9 @@ async fn after_the_login_rd_goes_back_only_to_a_host_the_rules_protect() {
             .await
             .expect("html");
         let csrf = common::pages::csrf_token(&page);
-        let action = page
-            .split("action=\"/login")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .replace("&#x2f;", "/")
-            .replace("&amp;", "&");
+        let action = form_action(&page, "/login");
         let answer = browser
-            .post(server.url(&format!("/login{action}")))
+            .post(server.url(&action))
             .form(&[
                 ("csrf_token", csrf.as_str()),
                 ("username", "rd"),
@@ -550,4 +556,127 @@ fn a_cookie_domain_that_does_not_hold_the_login_host_stops_the_start() {
         let said = String::from_utf8_lossy(&output.stderr);
         assert!(said.contains("--cookie-domain"), "{domain}: {said}");
     }
+}
+
+#[tokio::test]
+async fn a_two_factor_rule_asks_a_session_without_it_for_the_second_step_then_the_app() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = server_with(dir.path(), RULES, &[]);
+    // Logged in with a password before the authenticator app was set up: a login
+    // without the second factor the vault asks.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let credentials =
+        json!({ "username": "vic", "email": "vic@example.com", "password": PASSWORD });
+    let (status, body) = post(&browser, &server, "/signup", credentials).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let app = enable_totp(&browser, &server, "vic").await;
+    let vault = "http://vault.localhost/secrets?x=1";
+    let to_second_step = format!(
+        "/login/second-factor?rd={}",
+        url::form_urlencoded::byte_serialize(vault.as_bytes()).collect::<String>()
+    );
+    let second_step = server.url(&to_second_step);
+    let sends_to_second_step = |answer: &reqwest::Response| {
+        header(answer, "location").is_some_and(|to| to.ends_with(&to_second_step))
+    };
+    let answer = nginx(&browser, &server, vault, "GET").await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert!(sends_to_second_step(&answer), "{answer:?}");
+    let answer = forward(
+        &browser,
+        &server,
+        ("GET", "vault.localhost", "/secrets?x=1"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::FOUND);
+    assert!(sends_to_second_step(&answer), "{answer:?}");
+    let answer = forward(
+        &browser,
+        &server,
+        ("POST", "vault.localhost", "/secrets"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+
+    // The second step's page, for the logged-in session: a wrong code, then the right
+    // one, and back to the vault.
+    let page = browser
+        .get(&second_step)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.expect("html");
+    assert!(page.contains("not with it"), "{page}");
+    let csrf = common::pages::csrf_token(&page);
+    let action = form_action(&page, "/login/second-factor");
+    let submit = |code: String| {
+        let (browser, server, action, csrf) = (&browser, &server, &action, &csrf);
+        async move {
+            browser
+                .post(server.url(action))
+                .form(&[("csrf_token", csrf.as_str()), ("code", code.as_str())])
+                .send()
+                .await
+                .expect("second step")
+        }
+    };
+    let wrong = submit("000000".to_string()).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        nginx(&browser, &server, vault, "GET").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a wrong code steps nothing up"
+    );
+    let right = submit(app.code_at(now_secs() + 30)).await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header(&right, "location").as_deref(), Some(vault));
+    let answer = nginx(&browser, &server, vault, "GET").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "remote-user").as_deref(), Some("vic"));
+
+    // Past it, the page sends the browser straight on; nobody logged in goes to the
+    // login page, and comes back through it.
+    let again = browser.get(&second_step).send().await.expect("page");
+    assert_eq!(header(&again, "location").as_deref(), Some(vault));
+    let nobody = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let nobody = nobody.get(&second_step).send().await.expect("page");
+    assert!(
+        header(&nobody, "location").is_some_and(|to| to.starts_with("/login?next=http")),
+        "{:?}",
+        header(&nobody, "location")
+    );
+
+    // A personal token never passes a two_factor rule, nor steps up.
+    let (ok, token, stderr) = cli(
+        &[
+            "token",
+            "create",
+            "vic",
+            "--name",
+            "ci",
+            "--database-url",
+            &common::database_url(dir.path()),
+        ],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let answer = bare_client()
+        .get(server.url("/auth/nginx"))
+        .header("x-original-url", vault)
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .send()
+        .await
+        .expect("auth_request");
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
 }

@@ -41,7 +41,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/login/second-factor",
-            post(limited(form_or_json(pages::second_step, api::second_step))),
+            get(pages::second_step_form)
+                .post(limited(form_or_json(pages::second_step, api::second_step))),
         )
         .route("/account/passkeys", get(passkey_api::list))
         .route(

@@ -186,7 +186,56 @@ pub async fn regenerate_recovery_codes(
     }
 }
 
-/// The second-step page of a login that waits for its second factor.
+/// `GET /login/second-factor`: the second step's page, for a login that waits for its
+/// second factor or a logged-in session that lacks one (where a `two_factor` access rule
+/// sends it, `rd` the app's URL). A user already past it goes on to the destination; a
+/// user with no second factor to the account page to set one up; nobody logged in to
+/// the login page.
+pub async fn second_step_form(
+    State(app): State<AppState>,
+    auth: AuthSession<User>,
+    browser: BrowserCsrf,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = query.destination(&app);
+    let user_id = match second_factor::second_step_user(&auth).await {
+        Ok(user_id) => user_id,
+        Err(error) => return error.into_response(),
+    };
+    let logged_in = match auth.current_user().await {
+        Ok(user) => user.is_some(),
+        Err(error) => return error.into_response(),
+    };
+    let Some(user_id) = user_id else {
+        if logged_in {
+            return Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response();
+        }
+        return Redirect::to(&login_then(next.as_deref())).into_response();
+    };
+    match second_factor::enabled(&app, user_id).await {
+        Ok((status, passkeys)) if second_factor::methods(status, passkeys).is_empty() => {
+            Redirect::to("/account").into_response()
+        }
+        Ok(_) => {
+            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_deref(), None).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The login page, going on to `next` afterwards.
+fn login_then(next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "/login?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        ),
+        None => "/login".to_string(),
+    }
+}
+
+/// The second-step page of a login that waits for its second factor, or of a logged-in
+/// session stepping up.
 pub async fn second_step_page(
     app: &AppState,
     auth: &AuthSession<User>,
@@ -196,6 +245,9 @@ pub async fn second_step_page(
     error: Option<String>,
 ) -> Response {
     let waits_seconds = auth.authenticator().second_step_window().as_secs();
-    let extra = context! { next => next, error => error, waits_seconds => waits_seconds };
+    let step_up = matches!(auth.pending_sign_in().await, Ok(None));
+    let extra = context! {
+        next => next, error => error, waits_seconds => waits_seconds, step_up => step_up
+    };
     page(app, auth, browser, status, "second_factor.html", extra).await
 }

@@ -81,11 +81,12 @@ pub enum SecondStep {
     Throttled(Duration),
 }
 
-/// The user whose login waits for its second factor in this session, if one does and
-/// it has not expired.
-pub async fn pending_user(auth: &AuthSession<User>) -> Result<Option<i64>, AuthError> {
+/// The user a second factor would serve in this session: whose login waits for it (and
+/// has not expired), or the logged-in user whose login lacks one (a step up, as a
+/// `two_factor` access rule asks).
+pub async fn second_step_user(auth: &AuthSession<User>) -> Result<Option<i64>, AuthError> {
     Ok(auth
-        .pending_sign_in()
+        .second_step_user()
         .await?
         .and_then(|id| id.parse::<i64>().ok()))
 }
@@ -111,7 +112,8 @@ pub async fn complete(
     .await
 }
 
-/// Completes the pending login with the second factor `check` verifies for its user
+/// Completes the pending login (or steps a login up) with the second factor `check`
+/// verifies for its user
 /// (`None` for a wrong one), through the gate. Checks are counted per account under the
 /// second-factor counter (free failures, then lockouts, as for passwords; no password
 /// clears it) and per address.
@@ -125,7 +127,7 @@ where
     F: FnOnce(i64) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Proof>, AuthError>>,
 {
-    let Some(user_id) = pending_user(auth).await? else {
+    let Some(user_id) = second_step_user(auth).await? else {
         return Ok(SecondStep::NothingPending);
     };
     let id = user_id.to_string();

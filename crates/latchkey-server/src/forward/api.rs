@@ -11,6 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latchkey::{AuthSession, User};
 
+/// The 401's message when the rules need more than the request has.
+const LOGIN_REQUIRED: &str = "login required";
+
 /// The 403 to anyone but a trusted proxy.
 const NOT_A_PROXY: &str = "only a trusted proxy (--trusted-proxy) may ask";
 
@@ -24,10 +27,28 @@ fn refuse_untrusted(app: &AppState, peer: Peer) -> Result<(), HandlerError> {
     }
 }
 
-/// `response` sending the browser to the login page, `rd` the URL it asked for.
-fn to_login(mut response: Response, app: &AppState, original: &Original) -> Response {
+/// Where a browser goes when the rules need more than its session has: the login page,
+/// or the second step's.
+#[derive(Clone, Copy)]
+enum Page {
+    Login,
+    SecondStep,
+}
+
+impl Page {
+    fn path(self) -> &'static str {
+        match self {
+            Page::Login => "/login",
+            Page::SecondStep => "/login/second-factor",
+        }
+    }
+}
+
+/// `response` sending the browser to `page`, `rd` the URL it asked for.
+fn to_page(mut response: Response, app: &AppState, page: Page, original: &Original) -> Response {
     let rd: String = url::form_urlencoded::byte_serialize(original.url().as_bytes()).collect();
-    if let Ok(location) = HeaderValue::from_str(&format!("{}/login?rd={rd}", app.mail.public_url)) {
+    let location = format!("{}{}?rd={rd}", app.mail.public_url, page.path());
+    if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, location);
     }
     response
@@ -56,7 +77,8 @@ fn allowed(who: Option<(User, Vec<String>)>) -> Response {
 /// `X-Original-Method`. 200 with `Remote-User`, `Remote-Email`, `Remote-Name`,
 /// `Remote-Groups` when the rules let the request through; 401 with `Location` the login
 /// page (`?rd=` the original URL, which nginx's `error_page 401` turns into a redirect)
-/// when nobody is logged in; 403 when the user may not.
+/// when nobody is logged in (the second step's page when the session lacks the second
+/// factor a `two_factor` rule asks); 403 when the user may not.
 pub async fn nginx(
     State(app): State<AppState>,
     peer: Peer,
@@ -66,22 +88,22 @@ pub async fn nginx(
     refuse_untrusted(&app, peer)?;
     let original = Original::from_nginx(&headers)
         .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))?;
-    Ok(match flows::check(&app, &auth, &original).await? {
-        Verdict::Allow(who) => allowed(who),
-        Verdict::LogIn => to_login(
-            ApiError::new(StatusCode::UNAUTHORIZED, "login required").into_response(),
-            &app,
-            &original,
-        ),
-        Verdict::Forbidden(why) => ApiError::forbidden(why).into_response(),
-    })
+    let page = match flows::check(&app, &auth, &original).await? {
+        Verdict::Allow(who) => return Ok(allowed(who)),
+        Verdict::Forbidden(why) => return Ok(ApiError::forbidden(why).into_response()),
+        Verdict::LogIn => Page::Login,
+        Verdict::SecondStep => Page::SecondStep,
+    };
+    let unauthorized = ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_REQUIRED).into_response();
+    Ok(to_page(unauthorized, &app, page, &original))
 }
 
 /// `GET /auth/forward` (Caddy `forward_auth`, Traefik `forwardAuth`): reads
 /// `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri`. 200 with the `Remote-*` headers;
 /// nobody logged in: 302 to the login page (`?rd=` the original URL) for a browser's GET
-/// or HEAD, 401 for other methods and for clients that do not accept HTML; 403 when the
-/// user may not.
+/// or HEAD (the second step's page when the session lacks the second factor a
+/// `two_factor` rule asks), 401 for other methods and for clients that do not accept
+/// HTML; 403 when the user may not.
 pub async fn forward(
     State(app): State<AppState>,
     peer: Peer,
@@ -91,20 +113,20 @@ pub async fn forward(
     refuse_untrusted(&app, peer)?;
     let original = Original::from_forwarded(&headers)
         .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))?;
-    Ok(match flows::check(&app, &auth, &original).await? {
-        Verdict::Allow(who) => allowed(who),
-        Verdict::LogIn => {
-            let browser = matches!(original.method.as_str(), "GET" | "HEAD")
-                && headers
-                    .get(ACCEPT)
-                    .and_then(|accept| accept.to_str().ok())
-                    .is_some_and(|accept| accept.contains("text/html"));
-            if browser {
-                to_login(StatusCode::FOUND.into_response(), &app, &original)
-            } else {
-                ApiError::new(StatusCode::UNAUTHORIZED, "login required").into_response()
-            }
-        }
-        Verdict::Forbidden(why) => ApiError::forbidden(why).into_response(),
+    let page = match flows::check(&app, &auth, &original).await? {
+        Verdict::Allow(who) => return Ok(allowed(who)),
+        Verdict::Forbidden(why) => return Ok(ApiError::forbidden(why).into_response()),
+        Verdict::LogIn => Page::Login,
+        Verdict::SecondStep => Page::SecondStep,
+    };
+    let browser = matches!(original.method.as_str(), "GET" | "HEAD")
+        && headers
+            .get(ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+    Ok(if browser {
+        to_page(StatusCode::FOUND.into_response(), &app, page, &original)
+    } else {
+        ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_REQUIRED).into_response()
     })
 }

@@ -89,6 +89,9 @@ pub enum Verdict {
     Allow(Option<(User, Vec<String>)>),
     /// Nobody is logged in and the rule needs someone: the login page with `rd`.
     LogIn,
+    /// The rule needs a second factor this session's login lacks and the user has one:
+    /// the second step's page with `rd`.
+    SecondStep,
     /// Refused: why, for the page or the log.
     Forbidden(&'static str),
 }
@@ -147,9 +150,10 @@ pub async fn check(
     Ok(match decision {
         Decision::Allow => Verdict::Allow(None),
         Decision::LogIn => Verdict::LogIn,
-        Decision::SecondStep => Verdict::Forbidden(
-            "this app needs a login completed with your second factor: log out, then sign in again",
+        Decision::SecondStep if auth.access_token().is_some() => Verdict::Forbidden(
+            "this app needs a login completed with a second factor, which a token is not",
         ),
+        Decision::SecondStep => Verdict::SecondStep,
         Decision::SetUpSecondFactor => Verdict::Forbidden(
             "this app needs two-step login: set up an authenticator app or a passkey on your account page",
         ),

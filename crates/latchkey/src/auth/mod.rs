@@ -510,13 +510,30 @@ impl<U: AuthUser> AuthSession<U> {
         }
     }
 
+    /// The user a second factor would serve in this session: the one whose login waits
+    /// for it ([`AuthSession::pending_sign_in`]), else the logged-in user whose login
+    /// lacks one (remembered, completed before they set one up, or older than the
+    /// second-factor window), for a step up. `None` for a personal access token.
+    pub async fn second_step_user(&self) -> Result<Option<String>, AuthError> {
+        if let Some(user_id) = self.pending_sign_in().await? {
+            return Ok(Some(user_id));
+        }
+        if self.request.access_token.is_some() || self.has_second_factor().await? {
+            return Ok(None);
+        }
+        Ok(self.current_user().await?.map(|user| user.user_id()))
+    }
+
     /// Completes the login waiting in this session with `proof` (a second factor the
-    /// caller verified for [`AuthSession::pending_sign_in`]'s user), through the gate. The
+    /// caller verified for [`AuthSession::second_step_user`]'s user), through the gate. The
     /// waiting login ends whatever the answer, unless nothing was pending; it is refused
-    /// when the user's credentials changed since its first step.
+    /// when the user's credentials changed since its first step. With no login waiting, a
+    /// logged-in session that lacks a second factor steps up: the gate judges the
+    /// session's methods (a restored login, [`Evidence::Remembered`]) and `proof`, and the
+    /// login is written again, with a new token.
     pub async fn continue_sign_in(&self, proof: Proof) -> Result<SignIn<U>, AuthError> {
         let Some(pending) = self.live_pending().await? else {
-            return Ok(SignIn::Refused(Refusal::NothingPending));
+            return self.step_up(proof).await;
         };
         self.session.remove(PENDING_KEY).await?;
         let authenticator = &self.request.authenticator;
@@ -540,6 +557,43 @@ impl<U: AuthUser> AuthSession<U> {
                 Ok(SignIn::LoggedIn(Arc::unwrap_or_clone(user)))
             }
             // A second factor that does not complete the login is no second factor.
+            Verdict::Pending(_) => Ok(SignIn::Refused(Refusal::NotAWayIn)),
+            Verdict::Refused(refusal) => Ok(SignIn::Refused(refusal)),
+        }
+    }
+
+    /// The step up of [`AuthSession::continue_sign_in`]: only a second factor, only for a
+    /// session (never a personal access token) whose login lacks one.
+    async fn step_up(&self, proof: Proof) -> Result<SignIn<U>, AuthError> {
+        let nothing = Ok(SignIn::Refused(Refusal::NothingPending));
+        let second_factor = matches!(
+            proof.evidence(),
+            Evidence::SecondFactor | Evidence::MultiFactor
+        );
+        if !second_factor || self.request.access_token.is_some() {
+            return nothing;
+        }
+        let Some(auth) = self.session.auth().await? else {
+            return nothing;
+        };
+        if self.has_second_factor().await? {
+            return nothing;
+        }
+        let Some(user) = self.current_user().await? else {
+            return nothing;
+        };
+        let proofs: Vec<(&str, Evidence)> = auth
+            .methods
+            .iter()
+            .map(|method| (method.as_str(), Evidence::Remembered))
+            .chain(std::iter::once((proof.method(), proof.evidence())))
+            .collect();
+        match self.request.authenticator.judge(&user, &proofs).await? {
+            Verdict::Complete(how) => {
+                audit!(info, "second_factor_step_up", user_id = %user.user_id(), method = proof.method());
+                self.complete(&user, how, None).await?;
+                Ok(SignIn::LoggedIn(user))
+            }
             Verdict::Pending(_) => Ok(SignIn::Refused(Refusal::NotAWayIn)),
             Verdict::Refused(refusal) => Ok(SignIn::Refused(refusal)),
         }
