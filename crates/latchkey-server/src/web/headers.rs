@@ -86,13 +86,33 @@ pub fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
+/// The origin (`https://app.example.com`) a page's form leads to after its submission,
+/// besides this site: the app a login goes back to (an `rd` the access rules allowed).
+/// Browsers hold the redirect that follows a form's submission to the page's
+/// `form-action`, so [`secure`] names this origin there, for this answer only.
+#[derive(Debug, Clone)]
+pub struct FormLeadsTo(pub String);
+
 /// Adds the headers to a response (a synchronous map, so the layer costs no allocation
 /// per request). `hsts` when the public URL is https.
 pub fn secure<B>(mut response: axum::http::Response<B>, hsts: bool) -> axum::http::Response<B> {
+    let leads_to = response.extensions_mut().remove::<FormLeadsTo>();
     let headers = response.headers_mut();
     // Always, whatever the handler set: an answer made by [`json`] has every header in
     // place already, and inserting them again only replaces them (the map does not grow).
     add_security_headers(headers);
+    if let Some(FormLeadsTo(origin)) = leads_to {
+        let policy = CONTENT_SECURITY_POLICY_VALUE.replace(
+            "form-action 'self'",
+            &format!("form-action 'self' {origin}"),
+        );
+        if let (true, Ok(policy)) = (
+            headers.contains_key(CONTENT_SECURITY_POLICY),
+            HeaderValue::from_str(&policy),
+        ) {
+            headers.insert(CONTENT_SECURITY_POLICY, policy);
+        }
+    }
     if hsts {
         headers.insert(
             STRICT_TRANSPORT_SECURITY,

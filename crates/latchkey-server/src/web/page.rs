@@ -2,6 +2,7 @@
 //! and the flash messages; the error page; reading a form with its CSRF token checked;
 //! the `?next=` of the login pages.
 
+use crate::web::headers::FormLeadsTo;
 use crate::web::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -51,14 +52,30 @@ pub async fn page(
 ) -> Response {
     match base_context(app, auth, browser).await {
         Ok(base) => {
+            let leads_to = form_leads_to(&extra);
             let mut response = app
                 .templates
                 .render(status, name, context! { ..extra, ..base });
             browser.set_cookie(&mut response);
+            if let Some(leads_to) = leads_to {
+                response.extensions_mut().insert(leads_to);
+            }
             response
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// The app a page's form goes on to: its `next`, when that is an absolute URL. A page's
+/// `next` is always a destination [`NextQuery::destination`] allowed, so this is an app
+/// the access rules protect.
+fn form_leads_to(extra: &Value) -> Option<FormLeadsTo> {
+    let next = extra.get_attr("next").ok()?;
+    let url = url::Url::parse(next.as_str()?).ok()?;
+    let origin = url.origin();
+    origin
+        .is_tuple()
+        .then(|| FormLeadsTo(origin.ascii_serialization()))
 }
 
 /// An error page (HTML).

@@ -1,0 +1,477 @@
+//! latchkey in front of apps through real proxies, with the shipped configs
+//! (`examples/forward-auth/nginx.conf` and `Caddyfile`) on Debian's `nginx-light` and
+//! `caddy`, which `.ci/run` installs; each runs as a plain process on loopback, with
+//! hosts under `apps.localhost` and `--cookie-domain apps.localhost`. Through each: nobody
+//! logged in is sent to the login page with `rd`; a login at the login host reaches both
+//! apps as its user, with the `Remote-*` headers the proxy set from latchkey's answer; a
+//! client's own `Remote-User` or `Remote-Groups` never reaches an app; a group rule lets
+//! one user in and keeps another out; a logout ends access on both hosts at once. And in
+//! Chromium: visit the app, land on the login page, sign in, see the app.
+
+mod common;
+
+use common::flows::PASSWORD;
+use common::webdriver::{browser_or_skip, Browser, Driver};
+use common::{bare_client, cli, free_address, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The proxies the shipped configs are for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Nginx,
+    Caddy,
+}
+
+impl Kind {
+    /// The binary, or `None` (the test then passes unless services are required).
+    fn binary(self) -> Option<PathBuf> {
+        let (path, package) = match self {
+            Kind::Nginx => ("/usr/sbin/nginx", "nginx-light"),
+            Kind::Caddy => ("/usr/bin/caddy", "caddy"),
+        };
+        if Path::new(path).exists() {
+            return Some(PathBuf::from(path));
+        }
+        assert!(
+            std::env::var_os("LATCHKEY_REQUIRE_SERVICES").is_none(),
+            "{path} is required (apt-get install {package})"
+        );
+        None
+    }
+}
+
+/// The access rules of these tests: the admin app needs the `admins` group, every other
+/// app under `apps.localhost` a login.
+const RULES: &str = r#"
+[[rule]]
+host = "admin.apps.localhost"
+schemes = ["http"]
+policy = "one_factor"
+groups = ["admins"]
+
+[[rule]]
+host = "admin.apps.localhost"
+policy = "deny"
+
+[[rule]]
+host = "*.apps.localhost"
+schemes = ["http"]
+policy = "one_factor"
+"#;
+
+/// The app behind the proxy: answers every request with the `Remote-*` headers it got.
+async fn start_app() -> SocketAddr {
+    async fn echo(headers: axum::http::HeaderMap) -> axum::Json<Value> {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty())
+                .map(str::to_string)
+        };
+        axum::Json(json!({
+            "remote_user": get("remote-user"),
+            "remote_email": get("remote-email"),
+            "remote_groups": get("remote-groups"),
+        }))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the app");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new().fallback(echo);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// A proxy running a shipped config on `listen`, killed on drop.
+struct Proxy {
+    child: Child,
+    listen: SocketAddr,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The app hosts the shipped configs' app block serves here.
+const APPS: [&str; 3] = [
+    "one.apps.localhost",
+    "two.apps.localhost",
+    "admin.apps.localhost",
+];
+/// The login host.
+const LOGIN: &str = "login.apps.localhost";
+
+impl Proxy {
+    /// `kind` with its shipped config, in front of `app` and `latchkey`, on a free port.
+    fn start(
+        kind: Kind,
+        binary: &Path,
+        dir: &Path,
+        latchkey: SocketAddr,
+        app: SocketAddr,
+    ) -> Proxy {
+        let listen = free_address();
+        let port = listen.port();
+        let shipped = |name: &str| {
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../examples/forward-auth")
+                    .join(name),
+            )
+            .expect("the shipped config")
+            .replace("127.0.0.1:8080", &latchkey.to_string())
+            .replace("127.0.0.1:3000", &app.to_string())
+        };
+        let prefix = dir.display();
+        let (file, args) = match kind {
+            Kind::Nginx => {
+                let servers = shipped("nginx.conf")
+                    .replace("listen 443 ssl;", &format!("listen {listen};"))
+                    .replace("app.example.com", &APPS.join(" "))
+                    .replace("login.example.com", LOGIN);
+                let config = format!(
+                    "daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n\
+                     error_log {prefix}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+                     client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n  \
+                     fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n  \
+                     scgi_temp_path {prefix}/scgi;\n{servers}\n}}\n"
+                );
+                let file = dir.join("nginx.conf");
+                std::fs::write(&file, config).expect("nginx.conf");
+                let args = vec![
+                    "-p".to_string(),
+                    prefix.to_string(),
+                    "-c".to_string(),
+                    file.display().to_string(),
+                ];
+                (file, args)
+            }
+            Kind::Caddy => {
+                let sites: Vec<String> = APPS
+                    .iter()
+                    .map(|host| format!("http://{host}:{port}"))
+                    .collect();
+                let config = format!(
+                    "{{\n\tadmin off\n\tauto_https off\n}}\n\n{}",
+                    shipped("Caddyfile")
+                        .replace("app.example.com {", &format!("{} {{", sites.join(", ")))
+                        .replace("login.example.com {", &format!("http://{LOGIN}:{port} {{"))
+                );
+                let file = dir.join("Caddyfile");
+                std::fs::write(&file, config).expect("Caddyfile");
+                let args = vec![
+                    "run".to_string(),
+                    "--adapter".to_string(),
+                    "caddyfile".to_string(),
+                    "--config".to_string(),
+                    file.display().to_string(),
+                ];
+                (file, args)
+            }
+        };
+        let log = std::fs::File::create(dir.join("proxy.log")).expect("proxy log");
+        let child = Command::new(binary)
+            .args(&args)
+            // Caddy keeps its data and config under the home folder: this test's own.
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the proxy");
+        let proxy = Proxy { child, listen };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(listen).is_ok() {
+                return proxy;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(proxy);
+        panic!(
+            "{kind:?} did not listen on {listen} with {}: {}{}",
+            file.display(),
+            std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+    }
+
+    /// `http://host:port` of this proxy.
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.listen.port())
+    }
+}
+
+/// latchkey behind `kind`, and `kind` in front of an echo app: the three, and the
+/// database's URL.
+async fn stack(kind: Kind, binary: &Path, dir: &Path) -> (Server, Proxy, String) {
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, RULES).expect("rules");
+    let rules_arg = rules.display().to_string();
+    // The proxy's port is the public URL's: take one, and give the proxy the same.
+    let latchkey_at = free_address();
+    let app = start_app().await;
+    let proxy_dir = dir.join("proxy");
+    std::fs::create_dir_all(&proxy_dir).expect("proxy dir");
+    let proxy = Proxy::start(kind, binary, &proxy_dir, latchkey_at, app);
+    let public_url = proxy.url(LOGIN, "");
+    let latchkey = Server::start_at(
+        dir,
+        latchkey_at,
+        &[
+            "--access-rules",
+            rules_arg.as_str(),
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--public-url",
+            &public_url,
+            "--cookie-domain",
+            "apps.localhost",
+        ],
+    );
+    let database = common::database_url(dir);
+    (latchkey, proxy, database)
+}
+
+/// A client that reaches every host of `proxy`, following no redirect and keeping no
+/// cookie (tests send the session cookie themselves).
+fn through(proxy: &Proxy) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    for host in APPS.iter().chain([&LOGIN]) {
+        builder = builder.resolve(host, proxy.listen);
+    }
+    builder.build().expect("client")
+}
+
+/// Signs `name` up and logs in at the login host through the proxy: the `Cookie` header
+/// of the domain-wide session.
+async fn log_in_through(client: &reqwest::Client, proxy: &Proxy, name: &str) -> String {
+    let credentials = json!({ "username": name, "password": PASSWORD });
+    let origin = proxy.url(LOGIN, "");
+    for path in ["/signup", "/login"] {
+        let answer = client
+            .post(proxy.url(LOGIN, path))
+            .header("origin", &origin)
+            .json(&credentials)
+            .send()
+            .await
+            .expect("through the proxy");
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        if path == "/login" {
+            // `id` over http (`__Secure-id` over https), for the whole domain.
+            let cookie = common::session_cookie(&answer, "id").unwrap_or_else(|| {
+                panic!("the session: {:?}", common::set_cookie_headers(&answer))
+            });
+            assert!(cookie.contains("Domain=apps.localhost"), "{cookie}");
+            return format!("id={}", common::cookie_value(&cookie));
+        }
+    }
+    unreachable!("the login returned")
+}
+
+/// `GET` an app's page through the proxy as a browser, with `cookie`, and with a forged
+/// `Remote-User: admin` / `Remote-Groups: admins` if `forged`.
+async fn visit(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+    forged: bool,
+) -> reqwest::Response {
+    let mut request = client.get(url).header("accept", "text/html");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if forged {
+        request = request
+            .header("remote-user", "admin")
+            .header("remote-groups", "admins");
+    }
+    request.send().await.expect("through the proxy")
+}
+
+/// Where an answer sends the browser.
+fn location(answer: &reqwest::Response) -> String {
+    answer
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn apps_behind(kind: Kind) {
+    let Some(binary) = kind.binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (latchkey, proxy, database) = stack(kind, &binary, dir.path()).await;
+    let client = through(&proxy);
+    let one = proxy.url(APPS[0], "/dashboard?tab=1");
+    let two = proxy.url(APPS[1], "/");
+    let admin = proxy.url(APPS[2], "/");
+
+    // Nobody logged in, even claiming to be admin: to the login page, with rd.
+    for forged in [false, true] {
+        let answer = visit(&client, &one, None, forged).await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::FOUND,
+            "{kind:?} forged: {forged}"
+        );
+        let rd: String = url::form_urlencoded::byte_serialize(one.as_bytes()).collect();
+        let login = proxy.url(LOGIN, &format!("/login?rd={rd}"));
+        assert_eq!(location(&answer), login, "{kind:?}");
+    }
+
+    // One login at the login host: both apps see the user, whatever the client claimed.
+    let ada = log_in_through(&client, &proxy, "ada").await;
+    for url in [&one, &two] {
+        for forged in [false, true] {
+            let answer = visit(&client, url, Some(&ada), forged).await;
+            assert_eq!(
+                answer.status(),
+                StatusCode::OK,
+                "{kind:?} {url} forged: {forged}"
+            );
+            let seen: Value = answer.json().await.expect("the app's echo");
+            assert_eq!(
+                seen["remote_user"], "ada",
+                "{kind:?} {url} forged: {forged}"
+            );
+            // ada is in no group: the client's own `Remote-Groups: admins` is dropped.
+            assert_eq!(
+                seen["remote_groups"],
+                Value::Null,
+                "{kind:?} {url} forged: {forged}"
+            );
+        }
+    }
+
+    // A group rule: the admin app lets ada in once she is in `admins`, keeps bob out.
+    let bob = log_in_through(&client, &proxy, "bob").await;
+    assert_eq!(
+        visit(&client, &admin, Some(&ada), true).await.status(),
+        StatusCode::FORBIDDEN,
+        "{kind:?}: a forged group counts for nothing"
+    );
+    let (ok, said, stderr) = cli(
+        &[
+            "user",
+            "group",
+            "add",
+            "ada",
+            "admins",
+            "--database-url",
+            &database,
+        ],
+        "",
+    );
+    assert!(ok, "{said}{stderr}");
+    let answer = visit(&client, &admin, Some(&ada), false).await;
+    assert_eq!(answer.status(), StatusCode::OK, "{kind:?}");
+    let seen: Value = answer.json().await.expect("the app's echo");
+    assert_eq!(seen["remote_groups"], "admins", "{kind:?}");
+    assert_eq!(
+        visit(&client, &admin, Some(&bob), true).await.status(),
+        StatusCode::FORBIDDEN,
+        "{kind:?}"
+    );
+
+    // A logout at the login host ends access on every host at once.
+    let logout = client
+        .post(proxy.url(LOGIN, "/logout"))
+        .header("origin", proxy.url(LOGIN, ""))
+        .header("cookie", &ada)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::OK, "{kind:?}");
+    for url in [&one, &two, &admin] {
+        let answer = visit(&client, url, Some(&ada), false).await;
+        assert_eq!(answer.status(), StatusCode::FOUND, "{kind:?} {url}");
+    }
+    // bob's session is his own, and still there.
+    assert_eq!(
+        visit(&client, &two, Some(&bob), false).await.status(),
+        StatusCode::OK
+    );
+    drop(latchkey);
+}
+
+#[tokio::test]
+async fn apps_behind_nginx_see_only_who_latchkey_let_in() {
+    apps_behind(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn apps_behind_caddy_see_only_who_latchkey_let_in() {
+    apps_behind(Kind::Caddy).await;
+}
+
+#[tokio::test]
+async fn a_person_visits_an_app_signs_in_and_sees_the_app_in_chromium() {
+    let Some(binary) = Kind::Nginx.binary() else {
+        return;
+    };
+    if !browser_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (latchkey, proxy, _) = stack(Kind::Nginx, &binary, dir.path()).await;
+    let signup = bare_client()
+        .post(latchkey.url("/signup"))
+        .json(&json!({ "username": "carol", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), StatusCode::CREATED);
+
+    let driver = Driver::start();
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("browser-screenshots");
+    let browser = Browser::open(&driver, "forward-auth", &shots).await;
+    // Chromium resolves every *.localhost host to loopback itself.
+    let app = proxy.url(APPS[0], "/reports?week=49");
+    browser.goto(&app).await;
+    let landed = browser.current_url().await;
+    assert!(
+        landed.starts_with(&proxy.url(LOGIN, "/login?rd=")),
+        "the login page: {landed}"
+    );
+    browser.screenshot("01-login-for-the-app").await;
+    browser.type_into("#username", "carol").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("main button[type=submit]").await;
+    for _ in 0..100 {
+        if browser.current_url().await == app {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    browser.wait_loaded().await;
+    assert_eq!(
+        browser.current_url().await,
+        app,
+        "back at the app: {}",
+        browser.page_text().await
+    );
+    let text = browser.page_text().await;
+    assert!(text.contains("\"remote_user\":\"carol\""), "{text}");
+    browser.screenshot("02-the-app").await;
+    // The other app too, with no second login.
+    browser.goto(&proxy.url(APPS[1], "/")).await;
+    let text = browser.page_text().await;
+    assert!(text.contains("\"remote_user\":\"carol\""), "{text}");
+    browser.close().await;
+}
