@@ -21,6 +21,7 @@
 //! known), and the next rules decide for everyone else.
 
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::fmt;
 use toml::Spanned;
 
@@ -354,17 +355,25 @@ impl AccessRules {
 /// dot segments resolved (`/public/../admin` is `/admin`), so that a prefix rule sees the
 /// path the app will serve; `None` for a path the app might read otherwise than the rules
 /// would (an encoded slash or backslash, a backslash, a NUL), which is refused.
-pub fn normalize_path(raw: &str) -> Option<String> {
+pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
-    if !path.starts_with('/') || path.contains('\\') || path.contains('\0') {
+    if !path.starts_with('/') || path.contains(['\\', '\0']) {
         return None;
     }
-    let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%00", "%25"]
-        .iter()
-        .any(|code| lower.contains(code))
-    {
-        return None;
+    let escaped = path.contains('%');
+    if escaped {
+        let lower = path.to_ascii_lowercase();
+        if ["%2f", "%5c", "%00", "%25"]
+            .iter()
+            .any(|code| lower.contains(code))
+        {
+            return None;
+        }
+    }
+    let dot_segment = |segment: &str| matches!(segment, "." | "..");
+    // Most paths have neither an escape nor a dot segment: they are already normal.
+    if !escaped && !path.split('/').any(dot_segment) {
+        return Some(Cow::Borrowed(path));
     }
     let decoded = path.replace("%2e", ".").replace("%2E", ".");
     let mut segments: Vec<&str> = Vec::new();
@@ -386,7 +395,7 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     if normalized.is_empty() || (ends_with_slash && !normalized.ends_with('/')) {
         normalized.push('/');
     }
-    Some(normalized)
+    Some(Cow::Owned(normalized))
 }
 
 /// Where `rd` sends a browser after its login, if it is an absolute http(s) URL to a host

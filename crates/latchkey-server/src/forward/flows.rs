@@ -3,7 +3,7 @@
 
 use crate::factors::second_factor::ServerFactors;
 use crate::web::state::AppState;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, Method};
 use latchkey::access_rules::{normalize_path, Decision, Request, Visitor};
 use latchkey::{AuthError, AuthSession, SecondFactorSource, User};
 
@@ -11,28 +11,37 @@ use latchkey::{AuthError, AuthSession, SecondFactorSource, User};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
     /// `http` or `https`.
-    pub scheme: String,
-    /// The host, lower case, without a port.
-    pub host: String,
-    /// The host as sent, with its port if any (for the URL sent back).
+    pub scheme: &'static str,
+    /// The host as sent, lower case, with its port if any (for the URL sent back).
     pub authority: String,
+    /// How long the host is, at the start of `authority`.
+    host_len: usize,
     /// The path and query as sent.
     pub uri: String,
     /// The method, upper case.
-    pub method: String,
+    pub method: Method,
 }
 
+/// The headers a proxy describes the original request in (names made once: looking one
+/// up by text would parse the name each time).
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+
 /// A header's text, if present and readable.
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
 impl Original {
     /// From nginx's `X-Original-URL` (absolute) and `X-Original-Method`.
     pub fn from_nginx(headers: &HeaderMap) -> Result<Self, &'static str> {
-        let url = header(headers, "x-original-url").ok_or("no X-Original-URL")?;
+        let url = header(headers, &X_ORIGINAL_URL).ok_or("no X-Original-URL")?;
         let url = url::Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;
-        let method = header(headers, "x-original-method").unwrap_or("GET");
+        let method = header(headers, &X_ORIGINAL_METHOD).unwrap_or("GET");
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
@@ -47,34 +56,48 @@ impl Original {
 
     /// From `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri` (Caddy, Traefik).
     pub fn from_forwarded(headers: &HeaderMap) -> Result<Self, &'static str> {
-        let scheme = header(headers, "x-forwarded-proto").ok_or("no X-Forwarded-Proto")?;
-        let host = header(headers, "x-forwarded-host").ok_or("no X-Forwarded-Host")?;
-        let uri = header(headers, "x-forwarded-uri").unwrap_or("/");
-        let method = header(headers, "x-forwarded-method").unwrap_or("GET");
+        let scheme = header(headers, &X_FORWARDED_PROTO).ok_or("no X-Forwarded-Proto")?;
+        let host = header(headers, &X_FORWARDED_HOST).ok_or("no X-Forwarded-Host")?;
+        let uri = header(headers, &X_FORWARDED_URI).unwrap_or("/");
+        let method = header(headers, &X_FORWARDED_METHOD).unwrap_or("GET");
         Self::new(scheme, host, uri, method)
     }
 
     fn new(scheme: &str, authority: &str, uri: &str, method: &str) -> Result<Self, &'static str> {
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
+        let scheme = if scheme.eq_ignore_ascii_case("https") {
+            "https"
+        } else if scheme.eq_ignore_ascii_case("http") {
+            "http"
+        } else {
             return Err("the scheme is not http or https");
-        }
+        };
         let authority = authority.trim().to_ascii_lowercase();
-        let host = match authority.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => host,
-            _ => authority.as_str(),
-        }
-        .to_string();
-        if host.is_empty() || !uri.starts_with('/') {
+        let host_len = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => host.len(),
+            _ => authority.len(),
+        };
+        if host_len == 0 || !uri.starts_with('/') {
             return Err("no host, or a path that does not start with /");
         }
+        // Upper case, as the rules name methods: a `post` must meet a rule about POST.
+        let method = if method.bytes().any(|byte| byte.is_ascii_lowercase()) {
+            Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        } else {
+            Method::from_bytes(method.as_bytes())
+        }
+        .map_err(|_| "not a method")?;
         Ok(Original {
             scheme,
-            host,
             authority,
+            host_len,
             uri: uri.to_string(),
-            method: method.to_ascii_uppercase(),
+            method,
         })
+    }
+
+    /// The host, lower case, without a port.
+    pub fn host(&self) -> &str {
+        &self.authority[..self.host_len]
     }
 
     /// The URL the browser asked for.
@@ -112,9 +135,9 @@ pub async fn check(
         return Ok(Verdict::Forbidden("an ambiguous path"));
     };
     let request = Request {
-        host: &original.host,
+        host: original.host(),
         path: &path,
-        method: &original.method,
+        method: original.method.as_str(),
     };
     let user = auth.current_user().await?;
     let (decision, rule) = match &user {
@@ -125,10 +148,11 @@ pub async fn check(
             } else {
                 Vec::new()
             };
-            let second_factor_now = auth.has_second_factor().await?;
-            // Asked of the store only where a two_factor rule may need it.
+            // Asked only where a two_factor rule may need it.
+            let asks_two_factor = rules.asks_two_factor();
+            let second_factor_now = asks_two_factor && auth.has_second_factor().await?;
             let has_second_factor = second_factor_now
-                || (rules.asks_two_factor()
+                || (asks_two_factor
                     && !ServerFactors(*app)
                         .second_factors(&user.id.to_string())
                         .await?
@@ -158,7 +182,7 @@ pub async fn check(
             "this app needs two-step login: set up an authenticator app or a passkey on your account page",
         ),
         Decision::Forbidden => {
-            tracing::info!(target: "latchkey::audit", event = "forward_refused", host = %original.host, rule = ?line, "forward_refused");
+            tracing::info!(target: "latchkey::audit", event = "forward_refused", host = %original.host(), rule = ?line, "forward_refused");
             Verdict::Forbidden("not allowed")
         }
     })
