@@ -225,6 +225,16 @@ async fn the_rules_decide_for_nginx_and_caddy_on_the_session_the_request_carries
             .is_some_and(|e| e.contains("two-step")),
         "{said}"
     );
+    // A browser (Caddy and Traefik show latchkey's 403) gets a page linking to the
+    // account page, on the login host.
+    let page = forward(&bob, &server, ("GET", "vault.localhost", "/"), "text/html").await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert!(header(&page, "content-type").is_some_and(|kind| kind.starts_with("text/html")));
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("two-step login") && html.contains("&#x2f;account\">Your account page</a>"),
+        "{html}"
+    );
     // A path that decodes into another is refused, whoever asks.
     assert_eq!(
         nginx(

@@ -4,6 +4,7 @@
 use crate::forward::flows::{self, Original, Verdict};
 use crate::web::headers;
 use crate::web::json::{ApiError, HandlerError};
+use crate::web::page::error_page_with_link;
 use crate::web::state::AppState;
 use crate::web::throttling::Peer;
 use axum::extract::{FromRequestParts, State};
@@ -98,29 +99,16 @@ fn allowed(who: Option<(User, Vec<String>)>) -> Response {
     response
 }
 
-/// The original request as nginx describes it, or why it cannot be read.
-pub struct AskedByNginx(Result<Original, &'static str>);
-
-impl<S: Send + Sync> FromRequestParts<S> for AskedByNginx {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(AskedByNginx(Original::from_nginx(&parts.headers)))
-    }
-}
-
-/// The original request as Caddy or Traefik describe it (or why it cannot be read), and
-/// whether the client is a browser asking for a page (a GET or HEAD accepting HTML).
-pub struct AskedByForward {
+/// The original request as a proxy describes it (or why it cannot be read), and whether
+/// the client is a browser asking for a page (a GET or HEAD accepting HTML: the proxies
+/// pass the client's `Accept` on).
+pub struct Asked {
     original: Result<Original, &'static str>,
     browser: bool,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for AskedByForward {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let original = Original::from_forwarded(&parts.headers);
+impl Asked {
+    fn new(original: Result<Original, &'static str>, parts: &Parts) -> Self {
         let browser = original
             .as_ref()
             .is_ok_and(|original| matches!(original.method, Method::GET | Method::HEAD))
@@ -129,13 +117,73 @@ impl<S: Send + Sync> FromRequestParts<S> for AskedByForward {
                 .get(ACCEPT)
                 .and_then(|accept| accept.to_str().ok())
                 .is_some_and(|accept| accept.contains("text/html"));
-        Ok(AskedByForward { original, browser })
+        Asked { original, browser }
     }
+}
+
+/// [`Asked`] of nginx (`X-Original-URL`, `X-Original-Method`).
+pub struct AskedByNginx(Asked);
+
+impl<S: Send + Sync> FromRequestParts<S> for AskedByNginx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(AskedByNginx(Asked::new(
+            Original::from_nginx(&parts.headers),
+            parts,
+        )))
+    }
+}
+
+/// [`Asked`] of Caddy or Traefik (`X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`).
+pub struct AskedByForward(Asked);
+
+impl<S: Send + Sync> FromRequestParts<S> for AskedByForward {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(AskedByForward(Asked::new(
+            Original::from_forwarded(&parts.headers),
+            parts,
+        )))
+    }
+}
+
+/// The message of a `two_factor` rule's 403 to a user with no second factor.
+const SET_UP_SECOND_FACTOR: &str =
+    "This app needs two-step login: set up an authenticator app or a passkey on your account page.";
+
+/// A 403: a page for a browser (Caddy and Traefik show it; nginx shows its own), JSON
+/// otherwise. With `set_up`, the page links to the account page, on the login host.
+fn forbidden(app: &AppState, why: &'static str, set_up: bool, browser: bool) -> Response {
+    if !browser {
+        return ApiError::forbidden(why).into_response();
+    }
+    let account = format!("{}/account", app.mail.public_url);
+    let link = set_up.then_some(account.as_str());
+    error_page_with_link(app, StatusCode::FORBIDDEN, why, link, "Your account page")
 }
 
 /// `why` a description cannot be read, as a 400.
 fn unreadable(why: &'static str) -> HandlerError {
     ApiError::new(StatusCode::BAD_REQUEST, why).into()
+}
+
+/// The rules' answer as both endpoints give it (200, or 403), or the page the browser
+/// must go to first, which each endpoint answers in its proxy's way.
+async fn answer(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    original: &Original,
+    browser: bool,
+) -> Result<Result<Response, Page>, HandlerError> {
+    Ok(match flows::check(app, auth, original).await? {
+        Verdict::Allow(who) => Ok(allowed(who)),
+        Verdict::SetUpSecondFactor => Ok(forbidden(app, SET_UP_SECOND_FACTOR, true, browser)),
+        Verdict::Forbidden(why) => Ok(forbidden(app, why, false, browser)),
+        Verdict::LogIn => Err(Page::Login),
+        Verdict::SecondStep => Err(Page::SecondStep),
+    })
 }
 
 /// `GET /auth/nginx` (nginx `auth_request`): reads `X-Original-URL` and
@@ -148,15 +196,13 @@ pub async fn nginx(
     State(app): State<AppState>,
     peer: Peer,
     auth: AuthSession<User>,
-    AskedByNginx(original): AskedByNginx,
+    AskedByNginx(asked): AskedByNginx,
 ) -> Result<Response, HandlerError> {
     refuse_untrusted(&app, peer)?;
-    let original = original.map_err(unreadable)?;
-    let page = match flows::check(&app, &auth, &original).await? {
-        Verdict::Allow(who) => return Ok(allowed(who)),
-        Verdict::Forbidden(why) => return Ok(ApiError::forbidden(why).into_response()),
-        Verdict::LogIn => Page::Login,
-        Verdict::SecondStep => Page::SecondStep,
+    let original = asked.original.map_err(unreadable)?;
+    let page = match answer(&app, &auth, &original, asked.browser).await? {
+        Ok(response) => return Ok(response),
+        Err(page) => page,
     };
     let unauthorized = ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_REQUIRED).into_response();
     Ok(to_page(unauthorized, &app, page, &original))
@@ -172,15 +218,13 @@ pub async fn forward(
     State(app): State<AppState>,
     peer: Peer,
     auth: AuthSession<User>,
-    asked: AskedByForward,
+    AskedByForward(asked): AskedByForward,
 ) -> Result<Response, HandlerError> {
     refuse_untrusted(&app, peer)?;
     let original = asked.original.map_err(unreadable)?;
-    let page = match flows::check(&app, &auth, &original).await? {
-        Verdict::Allow(who) => return Ok(allowed(who)),
-        Verdict::Forbidden(why) => return Ok(ApiError::forbidden(why).into_response()),
-        Verdict::LogIn => Page::Login,
-        Verdict::SecondStep => Page::SecondStep,
+    let page = match answer(&app, &auth, &original, asked.browser).await? {
+        Ok(response) => return Ok(response),
+        Err(page) => page,
     };
     Ok(if asked.browser {
         to_page(StatusCode::FOUND.into_response(), &app, page, &original)

@@ -115,6 +115,8 @@ pub enum Verdict {
     /// The rule needs a second factor this session's login lacks and the user has one:
     /// the second step's page with `rd`.
     SecondStep,
+    /// A `two_factor` rule, and the user has no second factor: how to set one up.
+    SetUpSecondFactor,
     /// Refused: why, for the page or the log.
     Forbidden(&'static str),
 }
@@ -178,9 +180,7 @@ pub async fn check(
             "this app needs a login completed with a second factor, which a token is not",
         ),
         Decision::SecondStep => Verdict::SecondStep,
-        Decision::SetUpSecondFactor => Verdict::Forbidden(
-            "this app needs two-step login: set up an authenticator app or a passkey on your account page",
-        ),
+        Decision::SetUpSecondFactor => Verdict::SetUpSecondFactor,
         Decision::Forbidden => {
             tracing::info!(target: "latchkey::audit", event = "forward_refused", host = %original.host(), rule = ?line, "forward_refused");
             Verdict::Forbidden("not allowed")

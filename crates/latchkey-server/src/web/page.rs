@@ -80,10 +80,25 @@ fn form_leads_to(extra: &Value) -> Option<FormLeadsTo> {
 
 /// An error page (HTML).
 pub fn error_page(app: &AppState, status: StatusCode, message: &str) -> Response {
+    error_page_with_link(app, status, message, None, "")
+}
+
+/// An error page (HTML) whose way on is `link` (an absolute URL, shown as `link_text`)
+/// rather than the start page: for pages shown on another host, an app's.
+pub fn error_page_with_link(
+    app: &AppState,
+    status: StatusCode,
+    message: &str,
+    link: Option<&str>,
+    link_text: &str,
+) -> Response {
     app.templates.render(
         status,
         "error.html",
-        context! { status => status.as_u16(), message => message, flashes => Vec::<Value>::new() },
+        context! {
+            status => status.as_u16(), message => message, link => link, link_text => link_text,
+            flashes => Vec::<Value>::new(),
+        },
     )
 }
 
