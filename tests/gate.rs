@@ -98,7 +98,7 @@ async fn every_proof_passes_the_gate_for_every_kind_of_account() {
                     Proof::totp()
                 };
                 let done = auth
-                    .continue_sign_in(second.clone())
+                    .continue_sign_in(&user.id.to_string(), second.clone())
                     .await
                     .expect("second step");
                 assert!(matches!(done, SignIn::LoggedIn(_)), "{cell}: {done:?}");
@@ -152,7 +152,9 @@ async fn a_second_factor_alone_is_no_way_in_and_a_waiting_login_dies_with_a_cred
         "{answer:?}"
     );
     assert!(matches!(
-        auth.continue_sign_in(Proof::totp()).await.expect("gate"),
+        auth.continue_sign_in(&user.id.to_string(), Proof::totp())
+            .await
+            .expect("gate"),
         SignIn::Refused(Refusal::NothingPending)
     ));
 
@@ -168,7 +170,10 @@ async fn a_second_factor_alone_is_no_way_in_and_a_waiting_login_dies_with_a_cred
         .set_password_hash(user.id, "$argon2id$v=19$y")
         .await
         .expect("change");
-    let answer = auth.continue_sign_in(Proof::totp()).await.expect("gate");
+    let answer = auth
+        .continue_sign_in(&user.id.to_string(), Proof::totp())
+        .await
+        .expect("gate");
     assert!(
         matches!(answer, SignIn::Refused(Refusal::CredentialsChanged)),
         "{answer:?}"
@@ -212,6 +217,7 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
     .with_second_factors(Factors(factors));
     for user in &accounts {
         let cell = &user.username;
+        let id = user.id.to_string();
         // A remembered device restores a login without its second factor.
         let auth = fresh_session(&authenticator).await;
         let answer = auth
@@ -229,7 +235,7 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
 
         // Only a second factor steps up: a password, a mailbox or a token does not.
         for proof in [Proof::password(), Proof::mailed_code(), Proof::api_token()] {
-            let answer = auth.continue_sign_in(proof).await.expect("gate");
+            let answer = auth.continue_sign_in(&id, proof).await.expect("gate");
             assert!(
                 matches!(answer, SignIn::Refused(Refusal::NothingPending)),
                 "{cell}: {answer:?}"
@@ -240,7 +246,10 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
         } else {
             Proof::totp()
         };
-        let answer = auth.continue_sign_in(second.clone()).await.expect("gate");
+        let answer = auth
+            .continue_sign_in(&id, second.clone())
+            .await
+            .expect("gate");
         assert!(matches!(answer, SignIn::LoggedIn(_)), "{cell}: {answer:?}");
         let info = auth.auth_info().await.expect("info").expect("logged in");
         assert_eq!(info.methods, ["remember_me", second.method()], "{cell}");
@@ -257,7 +266,7 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
         );
         // Done: nothing more to step up to.
         assert_eq!(auth.second_step_user().await.expect("user"), None, "{cell}");
-        let again = auth.continue_sign_in(second).await.expect("gate");
+        let again = auth.continue_sign_in(&id, second).await.expect("gate");
         assert!(
             matches!(again, SignIn::Refused(Refusal::NothingPending)),
             "{cell}: {again:?}"
@@ -268,9 +277,53 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
     let auth = fresh_session(&authenticator).await;
     assert_eq!(auth.second_step_user().await.expect("user"), None);
     assert!(matches!(
-        auth.continue_sign_in(Proof::totp()).await.expect("gate"),
+        auth.continue_sign_in(&accounts[0].id.to_string(), Proof::totp())
+            .await
+            .expect("gate"),
         SignIn::Refused(Refusal::NothingPending)
     ));
+
+    // A second factor checked for one user completes nobody else's step: not the
+    // logged-in user's step up, not another user's login that waits in the session.
+    let (totp, passkey) = (&accounts[0], &accounts[1]);
+    let auth = fresh_session(&authenticator).await;
+    auth.sign_in(totp, Proof::remembered(), None)
+        .await
+        .expect("gate");
+    let answer = auth
+        .continue_sign_in(&passkey.id.to_string(), Proof::passkey())
+        .await
+        .expect("gate");
+    assert!(
+        matches!(answer, SignIn::Refused(Refusal::NothingPending)),
+        "{answer:?}"
+    );
+    assert!(!auth.has_second_factor().await.expect("info"));
+    // The passkey user's password login waits in the logged-in session; a code checked
+    // for the logged-in user neither completes it nor steps its own login up.
+    assert!(matches!(
+        auth.sign_in(passkey, Proof::password(), None)
+            .await
+            .expect("gate"),
+        SignIn::Pending { .. }
+    ));
+    let answer = auth
+        .continue_sign_in(&totp.id.to_string(), Proof::totp())
+        .await
+        .expect("gate");
+    assert!(
+        matches!(answer, SignIn::Refused(Refusal::NothingPending)),
+        "{answer:?}"
+    );
+    assert_eq!(
+        auth.auth_info()
+            .await
+            .expect("info")
+            .map(|info| info.user_id),
+        Some(totp.id.to_string()),
+        "still the remembered login, not stepped up, not the waiting one"
+    );
+    assert!(!auth.has_second_factor().await.expect("info"));
 
     // A user disabled since the remembered login: the session ends, no step up.
     let auth = fresh_session(&authenticator).await;
@@ -284,7 +337,10 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
     authenticator.forget_user(&accounts[0].id.to_string());
     // The next request over the same session.
     let auth = authenticator.session(auth.session().clone());
-    let answer = auth.continue_sign_in(Proof::totp()).await.expect("gate");
+    let answer = auth
+        .continue_sign_in(&accounts[0].id.to_string(), Proof::totp())
+        .await
+        .expect("gate");
     assert!(
         matches!(answer, SignIn::Refused(Refusal::NothingPending)),
         "{answer:?}"

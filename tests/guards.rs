@@ -421,7 +421,9 @@ async fn serve_second_factor(within: Option<Duration>) -> SocketAddr {
                     // password login, and a (checked) TOTP code completes it.
                     two_factor_enrolled.store(true, Ordering::SeqCst);
                     auth.login(&user).await?;
-                    let completed = auth.continue_sign_in(Proof::totp()).await;
+                    let completed = auth
+                        .continue_sign_in(&user.id.to_string(), Proof::totp())
+                        .await;
                     two_factor_enrolled.store(false, Ordering::SeqCst);
                     completed.map(|_| "ok")
                 }

@@ -58,6 +58,11 @@ host = "admin.apps.localhost"
 policy = "deny"
 
 [[rule]]
+host = "open.apps.localhost"
+schemes = ["http"]
+policy = "bypass"
+
+[[rule]]
 host = "*.apps.localhost"
 schemes = ["http"]
 policy = "one_factor"
@@ -73,7 +78,14 @@ async fn start_app() -> SocketAddr {
                 .filter(|value| !value.is_empty())
                 .map(str::to_string)
         };
+        // A header spelt with `_` (which CGI-style apps read as the `-` one), if any came.
+        let underscored: Vec<&str> = headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| name.starts_with("remote_"))
+            .collect();
         axum::Json(json!({
+            "underscored": (!underscored.is_empty()).then_some(underscored),
             "remote_user": get("remote-user"),
             "remote_email": get("remote-email"),
             "remote_groups": get("remote-groups"),
@@ -332,6 +344,28 @@ async fn apps_behind(kind: Kind) {
         assert_eq!(location(&answer), login, "{kind:?}");
     }
 
+    // Nor does a client that names, in the headers latchkey reads, an app nobody needs a
+    // login for: the proxy writes those headers itself.
+    let port = proxy.listen.port();
+    let answer = client
+        .get(&one)
+        .header("accept", "text/html")
+        .header("x-forwarded-host", format!("open.apps.localhost:{port}"))
+        .header("x-forwarded-uri", "/")
+        .header("x-forwarded-proto", "http")
+        .header(
+            "x-original-url",
+            format!("http://open.apps.localhost:{port}/"),
+        )
+        .send()
+        .await
+        .expect("through the proxy");
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "{kind:?}: forged forward headers"
+    );
+
     // One login at the login host: both apps see the user, whatever the client claimed.
     let ada = log_in_through(&client, &proxy, "ada").await;
     for url in [&one, &two] {
@@ -361,7 +395,7 @@ async fn apps_behind(kind: Kind) {
     assert_eq!(
         visit(&client, &admin, Some(&ada), true).await.status(),
         StatusCode::FORBIDDEN,
-        "{kind:?}: a forged group counts for nothing"
+        "{kind:?}: ada is in no group yet"
     );
     let (ok, said, stderr) = cli(
         &[
@@ -385,6 +419,23 @@ async fn apps_behind(kind: Kind) {
         StatusCode::FORBIDDEN,
         "{kind:?}"
     );
+    // bob, let into an ordinary app, claims to be admin in every spelling: the app sees
+    // bob, in no group.
+    let answer = client
+        .get(&two)
+        .header("cookie", &bob)
+        .header("remote-user", "admin")
+        .header("remote-groups", "admins")
+        .header("remote_user", "admin")
+        .header("remote_groups", "admins")
+        .send()
+        .await
+        .expect("through the proxy");
+    assert_eq!(answer.status(), StatusCode::OK, "{kind:?}");
+    let seen: Value = answer.json().await.expect("the app's echo");
+    assert_eq!(seen["remote_user"], "bob", "{kind:?}");
+    assert_eq!(seen["remote_groups"], Value::Null, "{kind:?}");
+    assert_eq!(seen["underscored"], Value::Null, "{kind:?}: {seen}");
 
     // A logout at the login host ends access on every host at once.
     let logout = client

@@ -696,4 +696,16 @@ async fn a_two_factor_rule_asks_a_session_without_it_for_the_second_step_then_th
         .await
         .expect("auth_request");
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let step_up = bare_client()
+        .post(server.url("/login/second-factor"))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .json(&json!({ "code": app.code_at(now_secs() + 60) }))
+        .send()
+        .await
+        .expect("second step");
+    assert_eq!(
+        step_up.status(),
+        StatusCode::UNAUTHORIZED,
+        "a token steps nothing up"
+    );
 }

@@ -417,6 +417,15 @@ pub fn return_to(rd: &str, rules: &AccessRules) -> Option<String> {
     let Some(url::Host::Domain(host)) = url.host() else {
         return None;
     };
+    // A host name of letters, digits, `-` and `.` only: the URL parser also takes `*`,
+    // `;`, `,` or `'`, which a wildcard rule would match and which mean something else
+    // where the URL goes next (a page's Content-Security-Policy names this origin).
+    if !host
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+    {
+        return None;
+    }
     rules
         .protects(url.scheme(), &host.to_ascii_lowercase())
         .then(|| url.to_string())
@@ -670,6 +679,10 @@ policy = "one_factor"
             "javascript:alert(1)//app.example.com",
             "ftp://app.example.com/",
             "data:text/html,app.example.com",
+            // Characters the URL parser takes in a host, which a wildcard would match.
+            "http://*;x.example.com/",
+            "http://a,b.example.com/",
+            "http://a'b.example.com/",
             // Addresses, not names.
             "https://127.0.0.1/",
             "https://[::1]/",

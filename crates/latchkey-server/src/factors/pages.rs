@@ -198,27 +198,22 @@ pub async fn second_step_form(
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = query.destination(&app);
-    let user_id = match second_factor::second_step_user(&auth).await {
-        Ok(user_id) => user_id,
-        Err(error) => return error.into_response(),
+    let state = async {
+        let waits = second_factor::second_step_user(&app, &auth)
+            .await?
+            .is_some();
+        let logged_in = auth.current_user().await?.is_some();
+        Ok::<_, latchkey::AuthError>((waits, logged_in, auth.has_second_factor().await?))
     };
-    let logged_in = match auth.current_user().await {
-        Ok(user) => user.is_some(),
-        Err(error) => return error.into_response(),
-    };
-    let Some(user_id) = user_id else {
-        if logged_in {
-            return Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response();
-        }
-        return Redirect::to(&login_then(next.as_deref())).into_response();
-    };
-    match second_factor::enabled(&app, user_id).await {
-        Ok((status, passkeys)) if second_factor::methods(status, passkeys).is_empty() => {
-            Redirect::to("/account").into_response()
-        }
-        Ok(_) => {
+    match state.await {
+        Ok((true, _, _)) => {
             second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_deref(), None).await
         }
+        Ok((false, true, true)) => {
+            Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response()
+        }
+        Ok((false, true, false)) => Redirect::to("/account").into_response(),
+        Ok((false, false, _)) => Redirect::to(&login_then(next.as_deref())).into_response(),
         Err(error) => error.into_response(),
     }
 }

@@ -317,7 +317,7 @@ pub async fn begin_second_factor(
 
 /// `POST /login/second-factor/passkey/finish`: completes the waiting login.
 #[utoipa::path(post, path = "/login/second-factor/passkey/finish", tag = "passkeys", request_body = AssertionBody, responses(
-    (status = 200, description = "Logged in; Set-Cookie carries the new session", body = crate::web::json::Message),
+    (status = 200, description = "Logged in; Set-Cookie carries the new session (a bearer session's new token is `session_token` in the body)", body = crate::web::json::Message),
     (status = 400, description = "Malformed, or no ceremony started", body = crate::web::json::ErrorBody),
     (status = 401, description = "The passkey was not accepted, or no login waits", body = crate::web::json::ErrorBody),
     (status = 403, description = "Sent from another site", body = crate::web::json::ErrorBody),
@@ -337,10 +337,8 @@ pub async fn finish_second_factor(
         .await
         .map_err(refused)?
     {
-        SecondStep::LoggedIn(_) => Ok(headers::json(
-            StatusCode::OK,
-            &json!({ "message": "Logged in" }),
-        )),
+        // A bearer session's client gets its new token (the login was written again).
+        SecondStep::LoggedIn(_) => Ok(crate::web::session_token::logged_in(&auth).await?),
         SecondStep::NothingPending | SecondStep::Wrong => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "The passkey was not accepted.").into())
         }

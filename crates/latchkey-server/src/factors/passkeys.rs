@@ -265,7 +265,7 @@ pub async fn begin_second_factor(
     auth: &AuthSession<User>,
 ) -> Result<Value, PasskeyError> {
     let flows = flows(app)?;
-    let Some(user_id) = second_factor::second_step_user(auth).await? else {
+    let Some(user_id) = second_factor::second_step_user(app, auth).await? else {
         return Err(PasskeyError::NotStarted);
     };
     let passkeys: Vec<_> = list(app, user_id)

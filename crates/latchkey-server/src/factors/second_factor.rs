@@ -82,13 +82,26 @@ pub enum SecondStep {
 }
 
 /// The user a second factor would serve in this session: whose login waits for it (and
-/// has not expired), or the logged-in user whose login lacks one (a step up, as a
-/// `two_factor` access rule asks).
-pub async fn second_step_user(auth: &AuthSession<User>) -> Result<Option<i64>, AuthError> {
-    Ok(auth
-        .second_step_user()
-        .await?
-        .and_then(|id| id.parse::<i64>().ok()))
+/// has not expired), or the logged-in user whose login lacks one and who has one to give
+/// (a step up, as a `two_factor` access rule asks).
+pub async fn second_step_user(
+    app: &AppState,
+    auth: &AuthSession<User>,
+) -> Result<Option<i64>, AuthError> {
+    let Some(user_id) = auth.second_step_user().await? else {
+        return Ok(None);
+    };
+    // A waiting login was held because the user has a second factor; a step up needs one.
+    let step_up = auth.pending_sign_in().await?.is_none();
+    if step_up
+        && ServerFactors(*app)
+            .second_factors(&user_id)
+            .await?
+            .is_empty()
+    {
+        return Ok(None);
+    }
+    Ok(user_id.parse::<i64>().ok())
 }
 
 /// Completes the pending login with `code`: a TOTP code (a time step not used before)
@@ -127,7 +140,7 @@ where
     F: FnOnce(i64) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Proof>, AuthError>>,
 {
-    let Some(user_id) = second_step_user(auth).await? else {
+    let Some(user_id) = second_step_user(app, auth).await? else {
         return Ok(SecondStep::NothingPending);
     };
     let id = user_id.to_string();
@@ -144,7 +157,7 @@ where
         }
     };
     let recovery = proof.method() == Proof::recovery_code().method();
-    let user = match auth.continue_sign_in(proof).await? {
+    let user = match auth.continue_sign_in(&id, proof).await? {
         SignIn::LoggedIn(user) => user,
         SignIn::Pending { .. } | SignIn::Refused(_) => return Ok(SecondStep::NothingPending),
     };

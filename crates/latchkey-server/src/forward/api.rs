@@ -4,7 +4,6 @@
 use crate::forward::flows::{self, Original, Verdict};
 use crate::web::headers;
 use crate::web::json::{ApiError, HandlerError};
-use crate::web::page::error_page_with_link;
 use crate::web::state::AppState;
 use crate::web::throttling::Peer;
 use axum::extract::{FromRequestParts, State};
@@ -13,10 +12,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latchkey::{AuthSession, User};
+use minijinja::context;
 use std::sync::LazyLock;
-
-/// The 401's message when the rules need more than the request has.
-const LOGIN_REQUIRED: &str = "login required";
 
 /// The 403 to anyone but a trusted proxy.
 const NOT_A_PROXY: &str = "only a trusted proxy (--trusted-proxy) may ask";
@@ -44,6 +41,14 @@ impl Page {
         match self {
             Page::Login => "/login",
             Page::SecondStep => "/login/second-factor",
+        }
+    }
+
+    /// The 401's message to a client that is not sent there.
+    fn message(self) -> &'static str {
+        match self {
+            Page::Login => "login required",
+            Page::SecondStep => "this app needs a login completed with your second factor (POST /login/second-factor)",
         }
     }
 }
@@ -153,15 +158,29 @@ impl<S: Send + Sync> FromRequestParts<S> for AskedByForward {
 const SET_UP_SECOND_FACTOR: &str =
     "This app needs two-step login: set up an authenticator app or a passkey on your account page.";
 
-/// A 403: a page for a browser (Caddy and Traefik show it; nginx shows its own), JSON
-/// otherwise. With `set_up`, the page links to the account page, on the login host.
+/// A 403: a page for a browser (Caddy and Traefik show it on the app's host, so it links
+/// only to the login host; nginx shows its own), JSON otherwise. With `set_up`, the page
+/// links to the account page.
 fn forbidden(app: &AppState, why: &'static str, set_up: bool, browser: bool) -> Response {
     if !browser {
         return ApiError::forbidden(why).into_response();
     }
-    let account = format!("{}/account", app.mail.public_url);
-    let link = set_up.then_some(account.as_str());
-    error_page_with_link(app, StatusCode::FORBIDDEN, why, link, "Your account page")
+    let (link, link_text) = if set_up {
+        (
+            format!("{}/account", app.mail.public_url),
+            "Your account page",
+        )
+    } else {
+        (
+            format!("{}/home", app.mail.public_url),
+            "Your latchkey home page",
+        )
+    };
+    app.templates.render(
+        StatusCode::FORBIDDEN,
+        "forward_forbidden.html",
+        context! { message => why, link => link, link_text => link_text },
+    )
 }
 
 /// `why` a description cannot be read, as a 400.
@@ -204,7 +223,7 @@ pub async fn nginx(
         Ok(response) => return Ok(response),
         Err(page) => page,
     };
-    let unauthorized = ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_REQUIRED).into_response();
+    let unauthorized = ApiError::new(StatusCode::UNAUTHORIZED, page.message()).into_response();
     Ok(to_page(unauthorized, &app, page, &original))
 }
 
@@ -229,6 +248,6 @@ pub async fn forward(
     Ok(if asked.browser {
         to_page(StatusCode::FOUND.into_response(), &app, page, &original)
     } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_REQUIRED).into_response()
+        ApiError::new(StatusCode::UNAUTHORIZED, page.message()).into_response()
     })
 }

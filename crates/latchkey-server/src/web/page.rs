@@ -72,33 +72,20 @@ pub async fn page(
 fn form_leads_to(extra: &Value) -> Option<FormLeadsTo> {
     let next = extra.get_attr("next").ok()?;
     let url = url::Url::parse(next.as_str()?).ok()?;
-    let origin = url.origin();
-    origin
-        .is_tuple()
-        .then(|| FormLeadsTo(origin.ascii_serialization()))
+    let origin = url.origin().ascii_serialization();
+    // Checked again where it goes into a header: a scheme, a host name and a port only.
+    let plain = origin
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"-.:/".contains(&byte));
+    (url.origin().is_tuple() && plain).then_some(FormLeadsTo(origin))
 }
 
 /// An error page (HTML).
 pub fn error_page(app: &AppState, status: StatusCode, message: &str) -> Response {
-    error_page_with_link(app, status, message, None, "")
-}
-
-/// An error page (HTML) whose way on is `link` (an absolute URL, shown as `link_text`)
-/// rather than the start page: for pages shown on another host, an app's.
-pub fn error_page_with_link(
-    app: &AppState,
-    status: StatusCode,
-    message: &str,
-    link: Option<&str>,
-    link_text: &str,
-) -> Response {
     app.templates.render(
         status,
         "error.html",
-        context! {
-            status => status.as_u16(), message => message, link => link, link_text => link_text,
-            flashes => Vec::<Value>::new(),
-        },
+        context! { status => status.as_u16(), message => message, flashes => Vec::<Value>::new() },
     )
 }
 

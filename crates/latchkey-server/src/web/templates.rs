@@ -24,6 +24,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/password.html"),
     ),
     ("error.html", include_str!("../../templates/error.html")),
+    (
+        "forward_forbidden.html",
+        include_str!("../../templates/forward_forbidden.html"),
+    ),
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),
     ("confirm.html", include_str!("../../templates/confirm.html")),

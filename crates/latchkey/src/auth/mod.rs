@@ -524,17 +524,28 @@ impl<U: AuthUser> AuthSession<U> {
         Ok(self.current_user().await?.map(|user| user.user_id()))
     }
 
-    /// Completes the login waiting in this session with `proof` (a second factor the
-    /// caller verified for [`AuthSession::second_step_user`]'s user), through the gate. The
-    /// waiting login ends whatever the answer, unless nothing was pending; it is refused
-    /// when the user's credentials changed since its first step. With no login waiting, a
+    /// Completes the second step of `user_id` with `proof`, a second factor the caller
+    /// verified for that user ([`AuthSession::second_step_user`]), through the gate. Only
+    /// `user_id`'s step is completed: a login of someone else that started meanwhile, or a
+    /// logged-in user other than `user_id`, gets [`Refusal::NothingPending`].
+    ///
+    /// A login waiting in this session ends whatever the answer; it is refused when the
+    /// user's credentials changed since its first step. With no login waiting, a
     /// logged-in session that lacks a second factor steps up: the gate judges the
     /// session's methods (a restored login, [`Evidence::Remembered`]) and `proof`, and the
-    /// login is written again, with a new token.
-    pub async fn continue_sign_in(&self, proof: Proof) -> Result<SignIn<U>, AuthError> {
+    /// login is written again, with a new token (fresh only if `proof` is a passkey).
+    pub async fn continue_sign_in(
+        &self,
+        user_id: &str,
+        proof: Proof,
+    ) -> Result<SignIn<U>, AuthError> {
         let Some(pending) = self.live_pending().await? else {
-            return self.step_up(proof).await;
+            return self.step_up(user_id, proof).await;
         };
+        if pending.user_id != user_id {
+            audit!(warn, "second_step_for_another_user", user_id = %user_id, waiting = %pending.user_id);
+            return Ok(SignIn::Refused(Refusal::NothingPending));
+        }
         self.session.remove(PENDING_KEY).await?;
         let authenticator = &self.request.authenticator;
         authenticator.forget_user(&pending.user_id);
@@ -562,9 +573,9 @@ impl<U: AuthUser> AuthSession<U> {
         }
     }
 
-    /// The step up of [`AuthSession::continue_sign_in`]: only a second factor, only for a
-    /// session (never a personal access token) whose login lacks one.
-    async fn step_up(&self, proof: Proof) -> Result<SignIn<U>, AuthError> {
+    /// The step up of [`AuthSession::continue_sign_in`]: only a second factor, only for
+    /// `user_id`'s session (never a personal access token) whose login lacks one.
+    async fn step_up(&self, user_id: &str, proof: Proof) -> Result<SignIn<U>, AuthError> {
         let nothing = Ok(SignIn::Refused(Refusal::NothingPending));
         let second_factor = matches!(
             proof.evidence(),
@@ -582,9 +593,15 @@ impl<U: AuthUser> AuthSession<U> {
         let Some(user) = self.current_user().await? else {
             return nothing;
         };
+        if user.user_id() != user_id {
+            audit!(warn, "second_step_for_another_user", user_id = %user_id, logged_in = %user.user_id());
+            return nothing;
+        }
+        // The methods so far (a factor used again is listed once), then the new one.
         let proofs: Vec<(&str, Evidence)> = auth
             .methods
             .iter()
+            .filter(|method| method.as_str() != proof.method())
             .map(|method| (method.as_str(), Evidence::Remembered))
             .chain(std::iter::once((proof.method(), proof.evidence())))
             .collect();
