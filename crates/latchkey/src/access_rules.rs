@@ -351,10 +351,11 @@ impl AccessRules {
     }
 }
 
-/// The path of a forwarded URL as the rules match it: percent-encoded dots decoded and
-/// dot segments resolved (`/public/../admin` is `/admin`), so that a prefix rule sees the
-/// path the app will serve; `None` for a path the app might read otherwise than the rules
-/// would (an encoded slash or backslash, a backslash, a NUL), which is refused.
+/// The path of a forwarded URL as the rules match it: percent escapes decoded and dot
+/// segments resolved (`/public/../admin` and `/%61dmin` are `/admin`), so that a prefix
+/// rule sees the path the app will serve; `None` for a path the app might read otherwise
+/// than the rules would (an encoded slash, backslash, NUL or `%`, a backslash, a NUL,
+/// escapes that are not UTF-8), which is refused.
 pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     if !path.starts_with('/') || path.contains(['\\', '\0']) {
@@ -375,7 +376,16 @@ pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     if !escaped && !path.split('/').any(dot_segment) {
         return Some(Cow::Borrowed(path));
     }
-    let decoded = path.replace("%2e", ".").replace("%2E", ".");
+    // Every escape decoded, as the app will before it routes (`/%61dmin` is `/admin`);
+    // those that would change the path's shape were refused above.
+    let decoded = if escaped {
+        percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .ok()?
+            .into_owned()
+    } else {
+        path.to_string()
+    };
     let mut segments: Vec<&str> = Vec::new();
     let ends_with_slash = decoded.ends_with('/');
     for segment in decoded.split('/').skip(1) {
@@ -629,7 +639,16 @@ policy = "one_factor"
         assert_eq!(normalize_path("/./a/./b?x=/admin").as_deref(), Some("/a/b"));
         assert_eq!(normalize_path("/../../etc").as_deref(), Some("/etc"));
         assert_eq!(normalize_path("/").as_deref(), Some("/"));
+        // Every escape is decoded, as the app decodes it before routing.
+        assert_eq!(normalize_path("/%61dmin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(normalize_path("/caf%C3%A9/").as_deref(), Some("/café/"));
+        // An already normal path is the path itself.
+        assert!(matches!(
+            normalize_path("/app//x/?q=1"),
+            Some(Cow::Borrowed("/app//x/"))
+        ));
         for ambiguous in [
+            "/%ff",
             "/public%2f..%2fadmin",
             "/public%5Cadmin",
             "/public\\..\\admin",
