@@ -117,6 +117,7 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(paths(
     crate::login::pages::signup_page,
     crate::login::pages::login_page,
+    crate::factors::pages::second_step_form,
     crate::password::pages::password_page,
     crate::mail::pages::forgot_page,
     crate::mail::pages::reset_page,

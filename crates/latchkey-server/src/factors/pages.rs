@@ -191,6 +191,11 @@ pub async fn regenerate_recovery_codes(
 /// sends it, `rd` the app's URL). A user already past it goes on to the destination; a
 /// user with no second factor to the account page to set one up; nobody logged in to
 /// the login page.
+#[utoipa::path(get, path = "/login/second-factor", tag = "pages", responses(
+    (status = 200, description = "The second step's page (a login waits for its second factor, or the logged-in session lacks one)", content_type = "text/html", body = String),
+    (status = 303, description = "Nothing to complete here: on to `rd` or `next`, to the account page (no second factor set up), or to the login page"),
+    (status = 503, description = "A store is unavailable", body = crate::web::json::ErrorBody),
+))]
 pub async fn second_step_form(
     State(app): State<AppState>,
     auth: AuthSession<User>,
