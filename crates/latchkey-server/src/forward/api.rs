@@ -91,15 +91,25 @@ fn allowed(who: Option<(User, Vec<String>)>) -> Response {
         return response;
     };
     let mut map = ALLOWED_HEADERS.clone();
-    let mut set = |name: &HeaderName, value: &str| {
-        if let (Some(slot), Ok(value)) = (map.get_mut(name), HeaderValue::from_str(value)) {
+    let mut set = |name: &HeaderName, value: HeaderValue| {
+        if let Some(slot) = map.get_mut(name) {
             *slot = value;
         }
     };
-    set(&REMOTE_USER, &user.username);
-    set(&REMOTE_NAME, &user.username);
-    set(&REMOTE_EMAIL, user.email.as_deref().unwrap_or_default());
-    set(&REMOTE_GROUPS, &groups.join(","));
+    // A value that is no header value (none: usernames, addresses and group names are
+    // checked when they are set) stays empty.
+    if let Ok(username) = HeaderValue::from_str(&user.username) {
+        set(&REMOTE_USER, username.clone());
+        set(&REMOTE_NAME, username);
+    }
+    if let Some(Ok(email)) = user.email.as_deref().map(HeaderValue::from_str) {
+        set(&REMOTE_EMAIL, email);
+    }
+    if !groups.is_empty() {
+        if let Ok(groups) = HeaderValue::from_str(&groups.join(",")) {
+            set(&REMOTE_GROUPS, groups);
+        }
+    }
     *response.headers_mut() = map;
     response
 }

@@ -142,7 +142,7 @@ pub async fn check(
         method: original.method.as_str(),
     };
     let user = auth.current_user().await?;
-    let (decision, rule) = match &user {
+    let (decision, rule) = match user {
         None => rules.decide(&request, None),
         Some(user) => {
             let groups = if rules.names_groups() {
@@ -167,7 +167,7 @@ pub async fn check(
             };
             let (decision, rule) = rules.decide(&request, Some(&visitor));
             if decision == Decision::Allow {
-                return Ok(Verdict::Allow(Some((user.clone(), groups))));
+                return Ok(Verdict::Allow(Some((user, groups))));
             }
             (decision, rule)
         }
