@@ -287,21 +287,50 @@ pub async fn record_use(store: &dyn AccessTokenStore, record: &AccessTokenRecord
     }
 }
 
+/// Why [`find_live`] refused a token, with its record when there is one (a revoked or
+/// expired token's, for the audit).
+#[derive(Debug)]
+pub struct NotLive {
+    /// Why.
+    pub refusal: TokenRefusal,
+    /// The token's record, unless the text named none.
+    pub record: Option<AccessTokenRecord>,
+}
+
+/// The token whose text is `text`, if it is live at `now` ([`find`], then neither
+/// revoked nor expired). Its use is not recorded: [`record_use`] once it is accepted.
+pub async fn find_live(
+    store: &dyn AccessTokenStore,
+    text: &str,
+    now: Timestamp,
+) -> Result<Result<AccessTokenRecord, NotLive>, AccessTokenStoreError> {
+    Ok(match find(store, text).await? {
+        Err(refusal) => Err(NotLive {
+            refusal,
+            record: None,
+        }),
+        Ok(record) => match record.refusal_at(now) {
+            Some(refusal) => Err(NotLive {
+                refusal,
+                record: Some(record),
+            }),
+            None => Ok(record),
+        },
+    })
+}
+
 /// The token `text` at `now`, for an application that checks tokens itself: its record
 /// if it is live (its use recorded), why not otherwise. The auth layer does the same
-/// with the gate and the scopes between the lookup and the use.
+/// with the gate and the scopes between [`find_live`] and [`record_use`].
 pub async fn check(
     store: &dyn AccessTokenStore,
     text: &str,
     now: Timestamp,
 ) -> Result<Result<AccessTokenRecord, TokenRefusal>, AccessTokenStoreError> {
-    let record = match find(store, text).await? {
+    let record = match find_live(store, text, now).await? {
         Ok(record) => record,
-        Err(refusal) => return Ok(Err(refusal)),
+        Err(not_live) => return Ok(Err(not_live.refusal)),
     };
-    if let Some(refusal) = record.refusal_at(now) {
-        return Ok(Err(refusal));
-    }
     record_use(store, &record, now).await;
     Ok(Ok(record))
 }

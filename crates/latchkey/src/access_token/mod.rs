@@ -9,8 +9,8 @@ mod grant;
 pub mod store;
 
 pub use grant::{
-    check, find, issue, record_use, revoke, IssueError, NewAccessToken, TokenLifetime,
-    TokenRefusal, TokenScopes, LAST_USED_EVERY, MAX_NAME_CHARS,
+    check, find, find_live, issue, record_use, revoke, IssueError, NewAccessToken, NotLive,
+    TokenLifetime, TokenRefusal, TokenScopes, LAST_USED_EVERY, MAX_NAME_CHARS,
 };
 pub use store::{AccessTokenRecord, AccessTokenStore, AccessTokenStoreError};
 

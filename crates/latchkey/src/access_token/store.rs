@@ -205,9 +205,26 @@ where
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Implements [`AccessTokenStore`] for `$store` (a struct with a `pool` field) with the
-/// statements `$sql`.
+/// statements `$sql`, and `find_pooled` (the lookup through the pool) on it. `find` is
+/// the store's own `lookup`, which may read another way first (SQLite's on-thread
+/// reader) and falls back to `find_pooled`.
 macro_rules! sql_access_token_store {
     ($store:ty, $sql:expr) => {
+        impl $store {
+            /// The token under `hash`, read through the pool.
+            async fn find_pooled(
+                &self,
+                hash: &[u8; 32],
+            ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
+                let row = sqlx::query($sql.find)
+                    .bind(crate::bytes::lower_hex(hash))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::sql_error::map_sqlx)?;
+                row.as_ref().map(decode).transpose()
+            }
+        }
+
         #[async_trait]
         impl AccessTokenStore for $store {
             async fn insert(
@@ -234,15 +251,7 @@ macro_rules! sql_access_token_store {
                 &self,
                 hash: &[u8; 32],
             ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
-                if let Some(found) = self.find_inline(hash).await {
-                    return found;
-                }
-                let row = sqlx::query($sql.find)
-                    .bind(crate::bytes::lower_hex(hash))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(crate::sql_error::map_sqlx)?;
-                row.as_ref().map(decode).transpose()
+                self.lookup(hash).await
             }
 
             async fn touch(
@@ -359,8 +368,20 @@ mod sqlite {
             }
         }
 
+        /// The token under `hash`: read on this thread where the on-thread reader can,
+        /// through the pool otherwise.
+        async fn lookup(
+            &self,
+            hash: &[u8; 32],
+        ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
+            match self.read_inline(hash).await {
+                Some(found) => found,
+                None => self.find_pooled(hash).await,
+            }
+        }
+
         /// The token under `hash` read on this thread, or `None` to go through the pool.
-        async fn find_inline(
+        async fn read_inline(
             &self,
             hash: &[u8; 32],
         ) -> Option<Result<Option<AccessTokenRecord>, AccessTokenStoreError>> {
@@ -466,12 +487,12 @@ mod postgres {
             PostgresAccessTokens { pool: pool.into() }
         }
 
-        /// PostgreSQL is always read through the pool.
-        async fn find_inline(
+        /// The token under `hash`, through the pool.
+        async fn lookup(
             &self,
-            _hash: &[u8; 32],
-        ) -> Option<Result<Option<AccessTokenRecord>, AccessTokenStoreError>> {
-            None
+            hash: &[u8; 32],
+        ) -> Result<Option<AccessTokenRecord>, AccessTokenStoreError> {
+            self.find_pooled(hash).await
         }
     }
 

@@ -950,13 +950,10 @@ impl<U: AuthUser> RequestAuth<U> {
             audit_refused_bearer("access_token_refused", refusal.as_str(), record);
             Ok(None)
         };
-        let record = match access_token::find(tokens.store.as_ref(), &token.text).await? {
+        let record = match access_token::find_live(tokens.store.as_ref(), &token.text, now).await? {
             Ok(record) => record,
-            Err(refusal) => return refuse(refusal, None),
+            Err(not_live) => return refuse(not_live.refusal, not_live.record.as_ref()),
         };
-        if let Some(refusal) = record.refusal_at(now) {
-            return refuse(refusal, Some(&record));
-        }
         let user = self
             .authenticator
             .load_user_at(&record.user_id, now)
