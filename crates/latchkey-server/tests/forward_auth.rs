@@ -709,3 +709,60 @@ async fn a_two_factor_rule_asks_a_session_without_it_for_the_second_step_then_th
         "a token steps nothing up"
     );
 }
+
+#[tokio::test]
+async fn the_answers_read_the_session_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = server_with(dir.path(), RULES, &[]);
+    let ada = browser_of(&server, "quiet", "quiet@example.com").await;
+    let sessions = || {
+        let connection =
+            rusqlite::Connection::open(dir.path().join("latchkey.db")).expect("the database");
+        let mut statement = connection
+            .prepare("SELECT id, version, expires_at, record FROM sessions ORDER BY id")
+            .expect("query");
+        let rows: Vec<(String, i64, i64, String)> = statement
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        rows
+    };
+    let before = sessions();
+    assert!(!before.is_empty(), "ada's session is stored");
+    let nobody = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for round in 0..20 {
+        for (client, url) in [
+            (&ada, "http://wiki.apps.localhost/"),
+            (&ada, "http://admin.localhost/"),
+            (&nobody, "http://wiki.apps.localhost/"),
+            (&nobody, "http://public.localhost/"),
+        ] {
+            let answer = nginx(client, &server, url, "GET").await;
+            assert!(
+                answer.headers().get("set-cookie").is_none(),
+                "round {round}, {url}: {:?}",
+                answer.headers()
+            );
+        }
+        let answer = forward(
+            &nobody,
+            &server,
+            ("GET", "wiki.apps.localhost", "/"),
+            "text/html",
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::FOUND);
+        assert!(answer.headers().get("set-cookie").is_none());
+    }
+    assert_eq!(
+        sessions(),
+        before,
+        "no session written, refreshed or created"
+    );
+}
