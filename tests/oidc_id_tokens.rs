@@ -115,19 +115,26 @@ fn id_token(provider: &Provider, forgery: Forgery) -> String {
     format!("{input}.{signature}")
 }
 
-async fn discovery(State(shared): State<Shared>) -> Json<Value> {
-    let issuer = shared.lock().expect("lock").issuer.clone();
-    Json(json!({
+/// A discovery document naming `issuer`, with its endpoints under `base` and ID tokens
+/// signed with `algs`.
+fn discovery_document(issuer: &str, base: &str, algs: &[&str]) -> Value {
+    json!({
         "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/auth"),
-        "token_endpoint": format!("{issuer}/token"),
-        "jwks_uri": format!("{issuer}/jwks"),
+        "authorization_endpoint": format!("{base}/auth"),
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/jwks"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["HS256", "RS256"],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-    }))
+        "id_token_signing_alg_values_supported": algs,
+    })
+}
+
+async fn discovery(State(shared): State<Shared>) -> Json<Value> {
+    let issuer = shared.lock().expect("lock").issuer.clone();
+    let mut document = discovery_document(&issuer, &issuer, &["HS256", "RS256"]);
+    document["code_challenge_methods_supported"] = json!(["S256"]);
+    document["authorization_response_iss_parameter_supported"] = json!(true);
+    Json(document)
 }
 
 async fn jwks() -> Json<Value> {
@@ -192,19 +199,29 @@ async fn sign_in(
     client: &OidcProvider,
     forgery: Forgery,
 ) -> Result<latchkey::oidc::VerifiedIdentity, OidcError> {
+    let issuer = shared.lock().expect("lock").issuer.clone();
+    sign_in_with(shared, client, forgery, Some(issuer)).await
+}
+
+/// Begins a sign-in and finishes it with the token `forgery` makes, the callback
+/// carrying `iss`.
+async fn sign_in_with(
+    shared: &Shared,
+    client: &OidcProvider,
+    forgery: Forgery,
+    iss: Option<String>,
+) -> Result<latchkey::oidc::VerifiedIdentity, OidcError> {
     let begun = client.begin(None, None).expect("begin");
-    let state = param(&begun.authorize_url, "state");
     {
         let mut provider = shared.lock().expect("lock");
         provider.nonce = param(&begun.authorize_url, "nonce");
         provider.forgery = Some(forgery);
     }
     assert_eq!(param(&begun.authorize_url, "code_challenge_method"), "S256");
-    let issuer = shared.lock().expect("lock").issuer.clone();
     let callback = Callback {
         code: Some("a code".into()),
-        state: Some(state),
-        iss: Some(issuer),
+        state: Some(param(&begun.authorize_url, "state")),
+        iss,
         error: None,
     };
     client.finish(Some(&begun.flow), &callback).await
@@ -274,15 +291,10 @@ async fn a_callback_without_the_iss_the_provider_promised_is_refused() {
 /// The discovery document of a multi-tenant issuer: its `issuer` is the template.
 async fn multi_tenant_discovery(State(shared): State<Shared>) -> Json<Value> {
     let base = shared.lock().expect("lock").issuer.clone();
-    Json(json!({
-        "issuer": format!("{base}/{{tenantid}}/v2.0"),
-        "authorization_endpoint": format!("{base}/auth"),
-        "token_endpoint": format!("{base}/token"),
-        "jwks_uri": format!("{base}/jwks"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["HS256", "RS256"],
-    }))
+    let issuer = format!("{base}/{{tenantid}}/v2.0");
+    let mut document = discovery_document(&issuer, &base, &["HS256", "RS256"]);
+    document["subject_types_supported"] = json!(["pairwise"]);
+    Json(document)
 }
 
 #[tokio::test]
@@ -349,7 +361,7 @@ async fn a_multi_tenant_issuer_takes_each_token_only_from_its_own_tenant() {
     let tenant = |iss: String, tid: Option<&str>| Some((iss, tid.map(str::to_string)));
     // The token of tenant T1, from T1: signed in, and recorded under T1's issuer.
     shared.lock().expect("lock").tenant = tenant(format!("{base}/t1/v2.0"), Some("t1"));
-    let identity = sign_in_without_iss(&shared, &client)
+    let identity = sign_in_with(&shared, &client, Forgery::Honest, None)
         .await
         .expect("T1's own token");
     assert_eq!(identity.issuer, format!("{base}/t1/v2.0"));
@@ -361,32 +373,12 @@ async fn a_multi_tenant_issuer_takes_each_token_only_from_its_own_tenant() {
         ("https://evil.example/t1/v2.0".to_string(), Some("t1")),
     ] {
         shared.lock().expect("lock").tenant = tenant(iss.clone(), tid);
-        let answer = sign_in_without_iss(&shared, &client).await;
+        let answer = sign_in_with(&shared, &client, Forgery::Honest, None).await;
         assert!(
             matches!(answer, Err(OidcError::Invalid(_))),
             "{iss} {tid:?}: {answer:?}"
         );
     }
-}
-
-/// A sign-in at a provider that sends no `iss` on its callback.
-async fn sign_in_without_iss(
-    shared: &Shared,
-    client: &OidcProvider,
-) -> Result<latchkey::oidc::VerifiedIdentity, OidcError> {
-    let begun = client.begin(None, None).expect("begin");
-    {
-        let mut provider = shared.lock().expect("lock");
-        provider.nonce = param(&begun.authorize_url, "nonce");
-        provider.forgery = Some(Forgery::Honest);
-    }
-    let callback = Callback {
-        code: Some("a code".into()),
-        state: Some(param(&begun.authorize_url, "state")),
-        iss: None,
-        error: None,
-    };
-    client.finish(Some(&begun.flow), &callback).await
 }
 
 /// The RS256 provider's state: its signing keys by id, which of them its key set
@@ -404,15 +396,7 @@ type RotatingShared = Arc<Mutex<Rotating>>;
 
 async fn rotating_discovery(State(shared): State<RotatingShared>) -> Json<Value> {
     let issuer = shared.lock().expect("lock").issuer.clone();
-    Json(json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/auth"),
-        "token_endpoint": format!("{issuer}/token"),
-        "jwks_uri": format!("{issuer}/jwks"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-    }))
+    Json(discovery_document(&issuer, &issuer, &["RS256"]))
 }
 
 async fn rotating_jwks(State(shared): State<RotatingShared>) -> Json<Value> {
