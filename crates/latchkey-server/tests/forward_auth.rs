@@ -186,36 +186,36 @@ async fn the_rules_decide_for_nginx_and_caddy_on_the_session_the_request_carries
 
     // A bypass needs nobody; a group rule lets ada in and keeps bob out; a host no rule
     // names is refused; two_factor without a second factor says how to set one up.
-    assert_eq!(
-        nginx(&nobody, &server, "http://public.localhost/", "GET")
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        nginx(&ada, &server, "http://admin.localhost/", "GET")
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        nginx(&bob, &server, "http://admin.localhost/", "GET")
-            .await
-            .status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        nginx(&nobody, &server, "http://admin.localhost/", "GET")
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        nginx(&ada, &server, "http://elsewhere.localhost/", "GET")
-            .await
-            .status(),
-        StatusCode::FORBIDDEN
-    );
+    for (who, client, url, status) in [
+        (
+            "nobody",
+            &nobody,
+            "http://public.localhost/",
+            StatusCode::OK,
+        ),
+        ("ada", &ada, "http://admin.localhost/", StatusCode::OK),
+        (
+            "bob",
+            &bob,
+            "http://admin.localhost/",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "nobody",
+            &nobody,
+            "http://admin.localhost/",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "ada",
+            &ada,
+            "http://elsewhere.localhost/",
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let answer = nginx(client, &server, url, "GET").await;
+        assert_eq!(answer.status(), status, "{who} at {url}");
+    }
     let vault = nginx(&bob, &server, "http://vault.localhost/", "GET").await;
     assert_eq!(vault.status(), StatusCode::FORBIDDEN);
     let said: Value = vault.json().await.expect("json");

@@ -198,20 +198,41 @@ fn unreadable(why: &'static str) -> HandlerError {
     ApiError::new(StatusCode::BAD_REQUEST, why).into()
 }
 
-/// The rules' answer as both endpoints give it (200, or 403), or the page the browser
-/// must go to first, which each endpoint answers in its proxy's way.
+/// How a proxy hands a browser on to a latchkey page.
+#[derive(Clone, Copy)]
+enum Proxy {
+    /// nginx: a 401 with `Location` for every client (its `error_page 401` redirects).
+    Nginx,
+    /// Caddy and Traefik: a 302 to a browser asking for a page, a bare 401 otherwise.
+    Forward,
+}
+
+/// The answer to a proxy: refused unless it is a trusted one; 400 for a description
+/// that cannot be read; the rules' 200 or 403; or the page the browser must go to first,
+/// in `proxy`'s way.
 async fn answer(
     app: &AppState,
+    peer: Peer,
     auth: &AuthSession<User>,
-    original: &Original,
-    browser: bool,
-) -> Result<Result<Response, Page>, HandlerError> {
-    Ok(match flows::check(app, auth, original).await? {
-        Verdict::Allow(who) => Ok(allowed(who)),
-        Verdict::SetUpSecondFactor => Ok(forbidden(app, SET_UP_SECOND_FACTOR, true, browser)),
-        Verdict::Forbidden(why) => Ok(forbidden(app, why, false, browser)),
-        Verdict::LogIn => Err(Page::Login),
-        Verdict::SecondStep => Err(Page::SecondStep),
+    asked: Asked,
+    proxy: Proxy,
+) -> Result<Response, HandlerError> {
+    refuse_untrusted(app, peer)?;
+    let original = asked.original.map_err(unreadable)?;
+    let page = match flows::check(app, auth, &original).await? {
+        Verdict::Allow(who) => return Ok(allowed(who)),
+        Verdict::SetUpSecondFactor => {
+            return Ok(forbidden(app, SET_UP_SECOND_FACTOR, true, asked.browser))
+        }
+        Verdict::Forbidden(why) => return Ok(forbidden(app, why, false, asked.browser)),
+        Verdict::LogIn => Page::Login,
+        Verdict::SecondStep => Page::SecondStep,
+    };
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, page.message()).into_response();
+    Ok(match (proxy, asked.browser) {
+        (Proxy::Nginx, _) => to_page(unauthorized(), app, page, &original),
+        (Proxy::Forward, true) => to_page(StatusCode::FOUND.into_response(), app, page, &original),
+        (Proxy::Forward, false) => unauthorized(),
     })
 }
 
@@ -227,14 +248,7 @@ pub async fn nginx(
     auth: AuthSession<User>,
     AskedByNginx(asked): AskedByNginx,
 ) -> Result<Response, HandlerError> {
-    refuse_untrusted(&app, peer)?;
-    let original = asked.original.map_err(unreadable)?;
-    let page = match answer(&app, &auth, &original, asked.browser).await? {
-        Ok(response) => return Ok(response),
-        Err(page) => page,
-    };
-    let unauthorized = ApiError::new(StatusCode::UNAUTHORIZED, page.message()).into_response();
-    Ok(to_page(unauthorized, &app, page, &original))
+    answer(&app, peer, &auth, asked, Proxy::Nginx).await
 }
 
 /// `GET /auth/forward` (Caddy `forward_auth`, Traefik `forwardAuth`): reads
@@ -249,15 +263,5 @@ pub async fn forward(
     auth: AuthSession<User>,
     AskedByForward(asked): AskedByForward,
 ) -> Result<Response, HandlerError> {
-    refuse_untrusted(&app, peer)?;
-    let original = asked.original.map_err(unreadable)?;
-    let page = match answer(&app, &auth, &original, asked.browser).await? {
-        Ok(response) => return Ok(response),
-        Err(page) => page,
-    };
-    Ok(if asked.browser {
-        to_page(StatusCode::FOUND.into_response(), &app, page, &original)
-    } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, page.message()).into_response()
-    })
+    answer(&app, peer, &auth, asked, Proxy::Forward).await
 }

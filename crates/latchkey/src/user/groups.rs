@@ -61,6 +61,25 @@ struct GroupStatements {
 
 macro_rules! sql_groups {
     ($pool:ty, $sql:expr) => {
+        impl SqlGroups<$pool> {
+            /// Runs `statement` (add or remove) for `user_id` and `group`: whether a row
+            /// changed.
+            async fn change(
+                &self,
+                statement: &'static str,
+                user_id: i64,
+                group: &str,
+            ) -> Result<bool, GroupStoreError> {
+                let done = sqlx::query(statement)
+                    .bind(user_id)
+                    .bind(group)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+
         #[async_trait]
         impl GroupStore for SqlGroups<$pool> {
             async fn groups_of(&self, user_id: i64) -> Result<Vec<String>, GroupStoreError> {
@@ -73,23 +92,11 @@ macro_rules! sql_groups {
             }
 
             async fn add(&self, user_id: i64, group: &str) -> Result<bool, GroupStoreError> {
-                let done = sqlx::query($sql.add)
-                    .bind(user_id)
-                    .bind(group)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?;
-                Ok(done.rows_affected() == 1)
+                self.change($sql.add, user_id, group).await
             }
 
             async fn remove(&self, user_id: i64, group: &str) -> Result<bool, GroupStoreError> {
-                let done = sqlx::query($sql.remove)
-                    .bind(user_id)
-                    .bind(group)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_sqlx)?;
-                Ok(done.rows_affected() == 1)
+                self.change($sql.remove, user_id, group).await
             }
         }
     };
