@@ -53,13 +53,7 @@ for _ in range(count):
     r = c.getresponse(); assert r.status == 200, (target, r.status, r.read()); r.read()
 PY
 }
+source bench/callgrind_common.sh
 for target in home forward nginx; do
-  requests "$target" 200
-  callgrind_control -z "$server" >/dev/null 2>&1
-  requests "$target" 2000
-  callgrind_control -d "$server" >/dev/null 2>&1
-  sleep 1
-  file=$(ls -t "$work"/out.* | head -1)
-  total=$(grep -E "^(summary|totals):" "$file" | head -1 | awk '{print $2}')
-  echo "$target: $((total / 2000)) instructions per request${KEEP:+ ($file)}"
+  per_request "$target" "$server" "$work/out." -- requests "$target"
 done

@@ -27,16 +27,10 @@ for _ in range(int(sys.argv[3])):
     r = c.getresponse(); assert r.status == 200, r.status; r.read()
 PY
 }
+source bench/callgrind_common.sh
 for row in sqlite token bearer; do
   line=$(grep "^$row " "$work/addresses")
   address=$(awk '{print $2}' <<<"$line")
   header=$(cut -d' ' -f3- <<<"$line")
-  requests "$address" "$header" 200
-  callgrind_control -z "$server" >/dev/null 2>&1
-  requests "$address" "$header" 2000
-  callgrind_control -d "$server" >/dev/null 2>&1
-  sleep 1
-  file=$(ls -t "$work"/out.* | head -1)
-  total=$(grep -E "^(summary|totals):" "$file" | head -1 | awk '{print $2}')
-  echo "$row: $((total / 2000)) instructions per request${KEEP:+ ($file)}"
+  per_request "$row" "$server" "$work/out." -- requests "$address" "$header"
 done
