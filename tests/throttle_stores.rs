@@ -187,3 +187,99 @@ async fn redis_cluster_throttle_store() {
         .expect("Redis Cluster reachable");
     counts_like_a_throttle_store(Arc::new(RedisThrottleStore::new(redis))).await;
 }
+
+/// Sets the Redis ACL user `user` to reach every key read-write, or read-only (its
+/// writes then fail with NOPERM: a store that reads but cannot write, as a full disk or
+/// a demoted primary leaves one).
+async fn set_writable(admin: &mut redis::aio::MultiplexedConnection, user: &str, writable: bool) {
+    let keys = if writable { "~*" } else { "%R~*" };
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", user, "resetkeys", keys][..])
+        .query_async(admin)
+        .await
+        .expect("ACL SETUSER");
+}
+
+/// The attack on the throttle's bookkeeping: a store that fails between a password
+/// check's reservation and its settling (here Redis refusing the store's writes, by
+/// ACL, on the shared server). Eight right passwords settled while it refuses would
+/// leave eight counts behind, and throttle the address and the account for attempts
+/// that were never failures. Instead the counts it could not take back are owed and
+/// paid at the next reservation once it writes again: the address is still admitted,
+/// and then counts exactly its burst of failures, no more and no fewer.
+#[tokio::test]
+async fn counts_a_failing_store_could_not_take_back_are_paid_later() {
+    use latchkey::throttle::{Account, Admission, Throttle, ThrottlePolicy};
+    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
+        return;
+    };
+    let admin_client = redis::Client::open(url.as_str()).expect("Redis URL");
+    let mut admin = admin_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis reachable");
+    let user = key("throttle-writer");
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", &user, "on", ">pw", "~*", "&*", "+@all"][..])
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER");
+    let store_url = url.replacen("redis://", &format!("redis://{user}:pw@"), 1);
+    let redis = RedisStore::open(&store_url)
+        .await
+        .expect("Redis as the test user")
+        .with_prefix(&key("owed"))
+        .expect("prefix");
+    let policy = ThrottlePolicy {
+        ip_burst: 3,
+        ..ThrottlePolicy::default()
+    };
+    let throttle = Throttle::new(Arc::new(RedisThrottleStore::new(redis)), policy);
+    let ip = Some("192.0.2.7".parse().expect("address"));
+    let reserve = |account: &'static str| {
+        let throttle = throttle.clone();
+        async move {
+            throttle
+                .reserve(Account::User(account), ip)
+                .await
+                .expect("reserve")
+        }
+    };
+
+    for round in 0..8 {
+        let Admission::Admitted(reservation) = reserve("ada").await else {
+            panic!("right password {round} refused: counts of earlier rounds were left behind");
+        };
+        set_writable(&mut admin, &user, false).await;
+        assert!(
+            throttle.succeeded(reservation).await.is_err(),
+            "the store refused writes, so clearing the account's failures failed"
+        );
+        set_writable(&mut admin, &user, true).await;
+    }
+    // While it refuses writes nothing is admitted or paid; once it writes, all is.
+    let Admission::Admitted(reservation) = reserve("ada").await else {
+        panic!("the counts owed were not paid");
+    };
+    set_writable(&mut admin, &user, false).await;
+    assert!(throttle.reserve(Account::User("ada"), ip).await.is_err());
+    throttle.abandon(reservation).await;
+    set_writable(&mut admin, &user, true).await;
+
+    // The address's burst counts failures exactly: three are checked, the fourth waits.
+    for account in ["bob", "cy", "di"] {
+        let Admission::Admitted(reservation) = reserve(account).await else {
+            panic!("wrong password for {account} refused within the burst");
+        };
+        throttle.failed(reservation).await.expect("failure counted");
+    }
+    assert!(
+        matches!(reserve("eve").await, Admission::Refused(_)),
+        "a fourth failure within the minute is refused"
+    );
+    let _: () = redis::cmd("ACL")
+        .arg(&["DELUSER", &user][..])
+        .query_async(&mut admin)
+        .await
+        .expect("ACL DELUSER");
+}

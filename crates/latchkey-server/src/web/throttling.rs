@@ -173,7 +173,10 @@ pub async fn throttled<T>(
             Ok(lockout) => (Ok(()), lockout),
             Err(error) => (Err(error), None),
         },
-        Err(_) => (throttle.abandon(reservation).await, None),
+        Err(_) => {
+            throttle.abandon(reservation).await;
+            (Ok(()), None)
+        }
     };
     let checked = checked?;
     settled?;

@@ -17,7 +17,9 @@
 //! lockout ([`Throttle::reserve`]); the others wait for a slot. So a burst of wrong
 //! passwords sent at once gets exactly the allowance checked, not one check per request
 //! that read the counters before any failure was recorded, and right passwords sent at
-//! once are served, not refused: only failures earn a refusal.
+//! once are served, not refused: only failures earn a refusal. A count the store fails
+//! to take back (a full disk, a Redis refusing writes) is owed, not lost: it is paid at
+//! the next reservation, and until then it is no attempt.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -36,8 +38,9 @@ pub use sql::SqliteThrottleStore;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 crate::store_error::store_error!(
@@ -168,6 +171,13 @@ pub enum Verdict {
 pub struct Throttle {
     store: Arc<dyn ThrottleStore>,
     policy: Arc<ThrottlePolicy>,
+    /// Counts this process took in advance and the store failed to take back: paid at
+    /// the next reservation, so that a store failing between the two (a full disk, a
+    /// Redis that refuses writes) does not leave an address or an account throttled
+    /// for attempts that were never failures.
+    owed: Arc<Mutex<VecDeque<Taken>>>,
+    /// Held by the one task paying what is owed.
+    paying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Throttle {
@@ -176,6 +186,8 @@ impl Throttle {
         Throttle {
             store,
             policy: Arc::new(policy),
+            owed: Arc::default(),
+            paying: Arc::default(),
         }
     }
 
@@ -198,22 +210,46 @@ impl Throttle {
         account: Account<'_>,
         ip: Option<IpAddr>,
     ) -> Result<Admission, ThrottleStoreError> {
-        let account_key = account.key();
-        let mut reservation = Reservation {
-            in_flight: format!("p{account_key}"),
-            account: account_key,
-            ip_keys: Vec::new(),
+        self.pay_owed().await;
+        let account = account.key();
+        let mut ip_counts = Vec::new();
+        let admitted = self.admit(&account, ip, &mut ip_counts).await;
+        // Whatever did not end in a reservation takes its addresses' counts back: a
+        // refusal, a busy account, and a store that failed half way.
+        let admission = match admitted {
+            Ok(Slot::Taken(in_flight)) => {
+                return Ok(Admission::Admitted(Reservation {
+                    account,
+                    in_flight,
+                    ip_counts,
+                }))
+            }
+            Ok(Slot::Refused(wait)) => Ok(Admission::Refused(wait)),
+            Ok(Slot::Busy) => Ok(Admission::Busy),
+            Err(error) => Err(error),
         };
+        self.take_back(ip_counts).await;
+        admission
+    }
+
+    /// The steps of [`Throttle::reserve`]: the addresses' counters (each count taken is
+    /// pushed to `ip_counts`), then a slot among the account's checks.
+    async fn admit(
+        &self,
+        account: &str,
+        ip: Option<IpAddr>,
+        ip_counts: &mut Vec<Taken>,
+    ) -> Result<Slot, ThrottleStoreError> {
         // Per address: a plain count; past the limit the attempt is refused and taken
         // back, so the counters hold checked attempts only.
         if let Some(ip) = ip {
             let now = Timestamp::now();
             for (key, window, limit) in self.ip_limits(ip) {
                 let counter = self.store.record(&key, window, now).await?;
-                reservation.ip_keys.push(key);
-                if counter.count > limit {
-                    self.release_ips(&reservation).await?;
-                    return Ok(Admission::Refused(rounded(
+                let attempts = counter.count.saturating_sub(self.owed_on(&key, now));
+                ip_counts.push(Taken::counted(key, counter, window));
+                if attempts > limit {
+                    return Ok(Slot::Refused(rounded(
                         counter.first_at.plus(window).since(now),
                     )));
                 }
@@ -221,6 +257,7 @@ impl Throttle {
         }
         // Per account: failures are counted when they happen; checks in flight take a
         // slot each, and there are only as many slots as failures left.
+        let in_flight = format!("p{account}");
         let waiting_since = tokio::time::Instant::now();
         let arrived = Timestamp::now();
         let mut pause = SLOT_POLL_FIRST;
@@ -228,48 +265,60 @@ impl Throttle {
             // One read of the account's failures serves the refusal and the allowance.
             let now = Timestamp::now();
             let window = self.policy.account_window;
-            let failures = self.store.get(&reservation.account, window, now).await?;
+            let failures = self.store.get(account, window, now).await?;
             if let Some(wait) = self.refusal(failures, now, arrived) {
-                self.release_ips(&reservation).await?;
-                return Ok(Admission::Refused(wait));
+                return Ok(Slot::Refused(wait));
             }
             let failures_before = failures.map_or(0, |counter| counter.count);
-            if self.take_slot(&reservation, failures_before).await? {
-                return Ok(Admission::Admitted(reservation));
+            if let Some(slot) = self.take_slot(account, &in_flight, failures_before).await? {
+                return Ok(Slot::Taken(slot));
             }
             if waiting_since.elapsed() + pause > SLOT_WAIT {
-                self.release_ips(&reservation).await?;
-                return Ok(Admission::Busy);
+                return Ok(Slot::Busy);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(SLOT_POLL_MAX);
         }
     }
 
-    /// Takes one of the account's check slots, if one is free: counted first (up to the
-    /// allowance `failures_before`, read just before, allows), then checked against the
-    /// failures as they stand after it was taken, so a failure settled in between is
-    /// never missed.
+    /// Takes one of the account's check slots (counted under `in_flight`), if one is
+    /// free: counted first (up to the allowance `failures_before`, read just before,
+    /// allows), then checked against the failures as they stand after it was taken, so
+    /// a failure settled in between is never missed.
     async fn take_slot(
         &self,
-        reservation: &Reservation,
+        account: &str,
+        in_flight: &str,
         failures_before: u32,
-    ) -> Result<bool, ThrottleStoreError> {
+    ) -> Result<Option<Taken>, ThrottleStoreError> {
         let allowance = self.in_flight_allowance(failures_before);
         let now = Timestamp::now();
-        let Some(taken) = self
+        let owed = self.owed_on(in_flight, now);
+        let Some(counter) = self
             .store
-            .record_if(&reservation.in_flight, SLOT_WINDOW, now, allowance - 1)
+            .record_if(
+                in_flight,
+                SLOT_WINDOW,
+                now,
+                (allowance - 1).saturating_add(owed),
+            )
             .await?
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        let failures_after = self.account_failures(&reservation.account).await?;
-        if taken.count > self.in_flight_allowance(failures_after) {
-            self.store.release(&reservation.in_flight).await?;
-            return Ok(false);
+        let slot = Taken::counted(in_flight.to_owned(), counter, SLOT_WINDOW);
+        let failures_after = match self.account_failures(account).await {
+            Ok(failures) => failures,
+            Err(error) => {
+                self.take_back([slot]).await;
+                return Err(error);
+            }
+        };
+        if counter.count.saturating_sub(owed) > self.in_flight_allowance(failures_after) {
+            self.take_back([slot]).await;
+            return Ok(None);
         }
-        Ok(true)
+        Ok(Some(slot))
     }
 
     /// The account's failures within its window.
@@ -319,11 +368,13 @@ impl Throttle {
         reservation: Reservation,
     ) -> Result<Option<Duration>, ThrottleStoreError> {
         let window = self.policy.account_window;
-        let counter = self
+        let counted = self
             .store
             .record(&reservation.account, window, Timestamp::now())
-            .await?;
-        self.store.release(&reservation.in_flight).await?;
+            .await;
+        // The addresses' counts stay: they count failures.
+        self.take_back([reservation.in_flight]).await;
+        let counter = counted?;
         Ok(
             if counter.count == self.policy.free_failures.saturating_add(1) {
                 self.lockout(counter.count)
@@ -336,23 +387,84 @@ impl Throttle {
     /// The password check of `reservation` succeeded: the account's failures are
     /// forgotten, and the addresses' counters (which count failures) take it back.
     pub async fn succeeded(&self, reservation: Reservation) -> Result<(), ThrottleStoreError> {
-        self.store.clear(&reservation.account).await?;
-        self.store.release(&reservation.in_flight).await?;
-        self.release_ips(&reservation).await
+        let cleared = self.store.clear(&reservation.account).await;
+        self.take_back(reservation.counts()).await;
+        cleared
     }
 
     /// The check of `reservation` did not happen (a backing service failed): every
     /// counter takes it back.
-    pub async fn abandon(&self, reservation: Reservation) -> Result<(), ThrottleStoreError> {
-        self.store.release(&reservation.in_flight).await?;
-        self.release_ips(&reservation).await
+    pub async fn abandon(&self, reservation: Reservation) {
+        self.take_back(reservation.counts()).await;
     }
 
-    async fn release_ips(&self, reservation: &Reservation) -> Result<(), ThrottleStoreError> {
-        for key in &reservation.ip_keys {
-            self.store.release(key).await?;
+    /// Takes back each count in `counts`; a count the store fails to take back is owed
+    /// (see [`Throttle::pay_owed`]), never lost, so this cannot fail.
+    async fn take_back(&self, counts: impl IntoIterator<Item = Taken>) {
+        let mut unpaid = Vec::new();
+        let mut first_error = None;
+        for taken in counts {
+            if let Err(error) = self.store.release(&taken.key).await {
+                first_error.get_or_insert(error);
+                unpaid.push(taken);
+            }
         }
-        Ok(())
+        if let Some(error) = first_error {
+            tracing::warn!(%error, owed = unpaid.len(), "throttle counts could not be taken back; owed until the store answers");
+            self.owe(unpaid);
+        }
+    }
+
+    /// Takes back the counts owed, oldest first, while their windows last (after, the
+    /// counter has started over, and a take-back would come off attempts it never
+    /// counted). One task pays at a time. A count leaves the list only while its
+    /// take-back runs (so others see at most that one as an attempt: the safe side), and
+    /// goes back when the store still refuses, which ends the payment.
+    async fn pay_owed(&self) {
+        let Ok(_paying) = self.paying.try_lock() else {
+            return;
+        };
+        while let Some(taken) = self.next_owed() {
+            if self.store.release(&taken.key).await.is_err() {
+                self.owed_counts().push_front(taken);
+                return;
+            }
+        }
+    }
+
+    /// The oldest count owed whose window lasts, out of the list.
+    fn next_owed(&self) -> Option<Taken> {
+        let now = Timestamp::now();
+        let mut owed = self.owed_counts();
+        owed.retain(|taken| taken.until > now);
+        owed.pop_front()
+    }
+
+    /// How many of the counts under `key` are owed (still in their window at `now`):
+    /// the store holds them, but they are no attempts.
+    fn owed_on(&self, key: &str, now: Timestamp) -> u32 {
+        let owed = self.owed_counts();
+        let here = owed
+            .iter()
+            .filter(|taken| taken.key == key && taken.until > now);
+        u32::try_from(here.count()).unwrap_or(u32::MAX)
+    }
+
+    /// Adds `counts` to those owed, forgetting those whose windows are over and keeping
+    /// at most [`MAX_OWED`] (the newest: the oldest windows end first).
+    fn owe(&self, counts: impl IntoIterator<Item = Taken>) {
+        let now = Timestamp::now();
+        let mut owed = self.owed_counts();
+        owed.retain(|taken| taken.until > now);
+        owed.extend(counts);
+        let over = owed.len().saturating_sub(MAX_OWED);
+        owed.drain(..over);
+    }
+
+    /// The counts owed (a poisoned lock still holds a list that is whole: every change
+    /// to it is one call that cannot panic half way).
+    fn owed_counts(&self) -> std::sync::MutexGuard<'_, VecDeque<Taken>> {
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How long `counter`'s account is locked at `now`, if it is.
@@ -569,10 +681,49 @@ pub enum Admission {
 pub struct Reservation {
     /// The account's failure counter.
     account: String,
-    /// The account's count of checks in flight (the slot this reservation holds).
-    in_flight: String,
-    ip_keys: Vec<String>,
+    /// The slot this reservation holds among the account's checks in flight.
+    in_flight: Taken,
+    /// The attempt as the addresses' counters counted it.
+    ip_counts: Vec<Taken>,
 }
+
+impl Reservation {
+    /// Every count the reservation took: its slot and the addresses' counts.
+    fn counts(self) -> impl Iterator<Item = Taken> {
+        std::iter::once(self.in_flight).chain(self.ip_counts)
+    }
+}
+
+/// How [`Throttle::admit`] ended.
+enum Slot {
+    /// A slot among the account's checks, taken.
+    Taken(Taken),
+    /// Refused; try again after this long.
+    Refused(Duration),
+    /// No slot came free within [`SLOT_WAIT`].
+    Busy,
+}
+
+/// One attempt counted under `key`, to be taken back while its window lasts.
+#[derive(Debug)]
+struct Taken {
+    key: String,
+    /// When the window the attempt was counted in ends.
+    until: Timestamp,
+}
+
+impl Taken {
+    /// The attempt that `record` counted as `counter` under `key`, in windows of `window`.
+    fn counted(key: String, counter: Counter, window: Duration) -> Self {
+        Taken {
+            key,
+            until: counter.first_at.plus(window),
+        }
+    }
+}
+
+/// The most counts owed that a process remembers (see [`Throttle::take_back`]).
+const MAX_OWED: usize = 4096;
 
 /// How long [`Throttle::reserve`] waits for one of the account's check slots.
 pub const SLOT_WAIT: Duration = Duration::from_secs(10);
