@@ -4,8 +4,8 @@
 
 use latchkey::store::{open_postgres, open_sqlite, RedisStore};
 use latchkey::throttle::{
-    MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore, SqliteThrottleStore,
-    ThrottleStore,
+    Account, Admission, MemoryThrottleStore, PostgresThrottleStore, RedisThrottleStore,
+    SqliteThrottleStore, Throttle, ThrottlePolicy, ThrottleStore, ThrottleStoreError,
 };
 use latchkey::Timestamp;
 use std::sync::Arc;
@@ -188,98 +188,192 @@ async fn redis_cluster_throttle_store() {
     counts_like_a_throttle_store(Arc::new(RedisThrottleStore::new(redis))).await;
 }
 
-/// Sets the Redis ACL user `user` to reach every key read-write, or read-only (its
-/// writes then fail with NOPERM: a store that reads but cannot write, as a full disk or
-/// a demoted primary leaves one).
-async fn set_writable(admin: &mut redis::aio::MultiplexedConnection, user: &str, writable: bool) {
-    let keys = if writable { "~*" } else { "%R~*" };
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", user, "resetkeys", keys][..])
-        .query_async(admin)
-        .await
-        .expect("ACL SETUSER");
+/// An ACL user of its own on the test Redis, and a throttle counting through it under a
+/// prefix of its own. Tests make some of its keys read-only: Redis then refuses its
+/// writes there (NOPERM), as a read-only replica or a Redis out of memory would, while
+/// other tests on the same Redis go on.
+struct RefusingRedis {
+    admin: redis::aio::MultiplexedConnection,
+    user: String,
+    prefix: String,
+    throttle: Throttle,
 }
 
-/// The attack on the throttle's bookkeeping: a store that fails between a password
-/// check's reservation and its settling (here Redis refusing the store's writes, by
-/// ACL, on the shared server). Eight right passwords settled while it refuses would
-/// leave eight counts behind, and throttle the address and the account for attempts
-/// that were never failures. Instead the counts it could not take back are owed and
-/// paid at the next reservation once it writes again: the address is still admitted,
-/// and then counts exactly its burst of failures, no more and no fewer.
+impl RefusingRedis {
+    /// `None` without the test Redis; the throttle allows a burst of `ip_burst`
+    /// failures per address.
+    async fn open(ip_burst: u32) -> Option<RefusingRedis> {
+        let url = common::service_url("LATCHKEY_TEST_REDIS")?;
+        let client = redis::Client::open(url.as_str()).expect("Redis URL");
+        let mut admin = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis reachable");
+        let (user, password) = (key("throttle-writer"), key("password"));
+        let _: () = redis::cmd("ACL")
+            .arg(
+                &[
+                    "SETUSER",
+                    &user,
+                    "on",
+                    &format!(">{password}"),
+                    "~*",
+                    "&*",
+                    "+@all",
+                ][..],
+            )
+            .query_async(&mut admin)
+            .await
+            .expect("ACL SETUSER");
+        let mut store_url = reqwest::Url::parse(&url).expect("Redis URL");
+        store_url.set_username(&user).expect("user in the URL");
+        store_url
+            .set_password(Some(&password))
+            .expect("password in the URL");
+        let prefix = key("stranded");
+        let redis = RedisStore::open(store_url.as_str())
+            .await
+            .expect("Redis as the test user")
+            .with_prefix(&prefix)
+            .expect("prefix");
+        let policy = ThrottlePolicy {
+            ip_burst,
+            ..Default::default()
+        };
+        let throttle = Throttle::new(Arc::new(RedisThrottleStore::new(redis)), policy);
+        Some(RefusingRedis {
+            admin,
+            user,
+            prefix,
+            throttle,
+        })
+    }
+
+    /// Lets the throttle write only its counters whose keys start with one of
+    /// `writable` (`b:` for the addresses' bursts, `pu:` for accounts' checks in
+    /// flight…); it still reads them all.
+    async fn writable(&mut self, writable: &[&str]) {
+        let patterns: Vec<String> = writable
+            .iter()
+            .map(|start| format!("~{}:t:{{{start}*", self.prefix))
+            .collect();
+        let mut command = redis::cmd("ACL");
+        command.arg(&["SETUSER", &self.user, "resetkeys", "%R~*"][..]);
+        command.arg(patterns);
+        let _: () = command
+            .query_async(&mut self.admin)
+            .await
+            .expect("ACL SETUSER");
+    }
+
+    /// Lets the throttle write every counter again.
+    async fn writes_all(&mut self) {
+        self.writable(&[""]).await;
+    }
+
+    async fn reserve(&self, account: &str) -> Admission {
+        self.try_reserve(account).await.expect("reserve")
+    }
+
+    async fn try_reserve(&self, account: &str) -> Result<Admission, ThrottleStoreError> {
+        let ip = "192.0.2.7".parse().ok();
+        self.throttle.reserve(Account::User(account), ip).await
+    }
+
+    /// With a burst of 3: three wrong passwords from the address are checked and the
+    /// fourth refused, so the burst counts failures, no more and no fewer.
+    async fn counts_exactly_a_burst_of_failures(&self) {
+        for account in ["bob", "cy", "di"] {
+            let Admission::Admitted(reservation) = self.reserve(account).await else {
+                panic!("a wrong password for {account} was refused within the burst");
+            };
+            self.throttle.failed(reservation).await.expect("counted");
+        }
+        assert!(
+            matches!(self.reserve("eve").await, Admission::Refused(_)),
+            "a fourth failure within the minute is refused"
+        );
+    }
+
+    async fn remove(mut self) {
+        let _: () = redis::cmd("ACL")
+            .arg(&["DELUSER", &self.user][..])
+            .query_async(&mut self.admin)
+            .await
+            .expect("ACL DELUSER");
+    }
+}
+
+/// The attack on the throttle's bookkeeping: a store that refuses writes between a
+/// password check's reservation and its settling. Eight right passwords settled while
+/// it refuses would leave eight counts behind, and throttle the address and the account
+/// for attempts that were never failures. They are stranded instead: the address is
+/// still admitted, and counts exactly its burst of failures once the store writes again.
 #[tokio::test]
-async fn counts_a_failing_store_could_not_take_back_are_paid_later() {
-    use latchkey::throttle::{Account, Admission, Throttle, ThrottlePolicy};
-    let Some(url) = common::service_url("LATCHKEY_TEST_REDIS") else {
+async fn counts_a_store_refused_to_take_back_are_no_attempts() {
+    let Some(mut redis) = RefusingRedis::open(3).await else {
         return;
     };
-    let admin_client = redis::Client::open(url.as_str()).expect("Redis URL");
-    let mut admin = admin_client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis reachable");
-    let user = key("throttle-writer");
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", &user, "on", ">pw", "~*", "&*", "+@all"][..])
-        .query_async(&mut admin)
-        .await
-        .expect("ACL SETUSER");
-    let store_url = url.replacen("redis://", &format!("redis://{user}:pw@"), 1);
-    let redis = RedisStore::open(&store_url)
-        .await
-        .expect("Redis as the test user")
-        .with_prefix(&key("owed"))
-        .expect("prefix");
-    let policy = ThrottlePolicy {
-        ip_burst: 3,
-        ..ThrottlePolicy::default()
-    };
-    let throttle = Throttle::new(Arc::new(RedisThrottleStore::new(redis)), policy);
-    let ip = Some("192.0.2.7".parse().expect("address"));
-    let reserve = |account: &'static str| {
-        let throttle = throttle.clone();
-        async move {
-            throttle
-                .reserve(Account::User(account), ip)
-                .await
-                .expect("reserve")
-        }
-    };
-
     for round in 0..8 {
-        let Admission::Admitted(reservation) = reserve("ada").await else {
+        let Admission::Admitted(reservation) = redis.reserve("ada").await else {
             panic!("right password {round} refused: counts of earlier rounds were left behind");
         };
-        set_writable(&mut admin, &user, false).await;
+        redis.writable(&[]).await;
         assert!(
-            throttle.succeeded(reservation).await.is_err(),
+            redis.throttle.succeeded(reservation).await.is_err(),
             "the store refused writes, so clearing the account's failures failed"
         );
-        set_writable(&mut admin, &user, true).await;
+        redis.writes_all().await;
     }
-    // While it refuses writes nothing is admitted or paid; once it writes, all is.
-    let Admission::Admitted(reservation) = reserve("ada").await else {
-        panic!("the counts owed were not paid");
-    };
-    set_writable(&mut admin, &user, false).await;
-    assert!(throttle.reserve(Account::User("ada"), ip).await.is_err());
-    throttle.abandon(reservation).await;
-    set_writable(&mut admin, &user, true).await;
+    // Nothing is admitted while it refuses writes.
+    redis.writable(&[]).await;
+    assert!(redis.try_reserve("ada").await.is_err());
+    redis.writes_all().await;
+    redis.counts_exactly_a_burst_of_failures().await;
+    redis.remove().await;
+}
 
-    // The address's burst counts failures exactly: three are checked, the fourth waits.
-    for account in ["bob", "cy", "di"] {
-        let Admission::Admitted(reservation) = reserve(account).await else {
-            panic!("wrong password for {account} refused within the burst");
-        };
-        throttle.failed(reservation).await.expect("failure counted");
+/// A reservation the store fails half way through (the address counted, the account's
+/// check slot refused) takes back what it counted: three such failures leave the
+/// address its whole burst.
+#[tokio::test]
+async fn a_reservation_that_fails_half_way_takes_back_what_it_counted() {
+    let Some(mut redis) = RefusingRedis::open(3).await else {
+        return;
+    };
+    redis.writable(&["b:", "h:"]).await;
+    for _ in 0..3 {
+        assert!(
+            redis.try_reserve("ada").await.is_err(),
+            "the slot could not be counted"
+        );
     }
+    redis.writes_all().await;
+    redis.counts_exactly_a_burst_of_failures().await;
+    redis.remove().await;
+}
+
+/// A wrong password whose failure the store refused to count keeps its check slot: the
+/// account's checks stay bounded while failures cannot be counted (six slots, as many
+/// as failures left before a lockout, then 503s for as long as the slots last).
+#[tokio::test]
+async fn an_uncounted_failure_keeps_its_slot() {
+    let Some(mut redis) = RefusingRedis::open(30).await else {
+        return;
+    };
+    for attempt in 0..6 {
+        let Admission::Admitted(reservation) = redis.reserve("ada").await else {
+            panic!("attempt {attempt} refused within the account's allowance");
+        };
+        // The account's failure counter refuses; the slots and addresses still write.
+        redis.writable(&["pu:", "b:", "h:"]).await;
+        assert!(redis.throttle.failed(reservation).await.is_err());
+        redis.writes_all().await;
+    }
+    let busy = tokio::time::timeout(Duration::from_secs(30), redis.reserve("ada")).await;
     assert!(
-        matches!(reserve("eve").await, Admission::Refused(_)),
-        "a fourth failure within the minute is refused"
+        matches!(busy, Ok(Admission::Busy)),
+        "a seventh check waits for a slot that never frees, and is answered busy: {busy:?}"
     );
-    let _: () = redis::cmd("ACL")
-        .arg(&["DELUSER", &user][..])
-        .query_async(&mut admin)
-        .await
-        .expect("ACL DELUSER");
+    redis.remove().await;
 }

@@ -13,3 +13,14 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
         _ => StoreError::Unavailable(Box::new(error)),
     }
 }
+
+/// Whether the database answered `error` by refusing the statement, so that it surely
+/// changed nothing (an error the database reported, which rolls the statement back, or
+/// no connection to send it on), rather than by losing the connection on the way, when
+/// it may have been applied.
+pub(crate) fn refused_before_writing(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    )
+}

@@ -27,6 +27,8 @@ pub mod conformance;
 #[cfg(feature = "redis")]
 pub(crate) use self::redis::map_redis as redis_error;
 #[cfg(feature = "redis")]
+pub(crate) use self::redis::refused_before_writing as redis_refused_before_writing;
+#[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 #[cfg(feature = "postgres")]
 pub use crate::pg::{

@@ -17,9 +17,9 @@
 //! lockout ([`Throttle::reserve`]); the others wait for a slot. So a burst of wrong
 //! passwords sent at once gets exactly the allowance checked, not one check per request
 //! that read the counters before any failure was recorded, and right passwords sent at
-//! once are served, not refused: only failures earn a refusal. A count the store fails
-//! to take back (a full disk, a Redis refusing writes) is owed, not lost: it is paid at
-//! the next reservation, and until then it is no attempt.
+//! once are served, not refused: only failures earn a refusal. A count the store
+//! refused to take back (a full disk, a Redis refusing writes) is no attempt either: the
+//! process remembers it as stranded until its window ends ([`Stranded`]).
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -38,7 +38,7 @@ pub use sql::SqliteThrottleStore;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -171,13 +171,9 @@ pub enum Verdict {
 pub struct Throttle {
     store: Arc<dyn ThrottleStore>,
     policy: Arc<ThrottlePolicy>,
-    /// Counts this process took in advance and the store failed to take back: paid at
-    /// the next reservation, so that a store failing between the two (a full disk, a
-    /// Redis that refuses writes) does not leave an address or an account throttled
-    /// for attempts that were never failures.
-    owed: Arc<Mutex<VecDeque<Taken>>>,
-    /// Held by the one task paying what is owed.
-    paying: Arc<tokio::sync::Mutex<()>>,
+    /// The counts this process took in advance that the store refused to take back, by
+    /// key: no attempts, though the store holds them.
+    stranded: Arc<Mutex<HashMap<String, Stranded>>>,
 }
 
 impl Throttle {
@@ -186,8 +182,7 @@ impl Throttle {
         Throttle {
             store,
             policy: Arc::new(policy),
-            owed: Arc::default(),
-            paying: Arc::default(),
+            stranded: Arc::default(),
         }
     }
 
@@ -210,22 +205,21 @@ impl Throttle {
         account: Account<'_>,
         ip: Option<IpAddr>,
     ) -> Result<Admission, ThrottleStoreError> {
-        self.pay_owed().await;
         let account = account.key();
         let mut ip_counts = Vec::new();
         let admitted = self.admit(&account, ip, &mut ip_counts).await;
         // Whatever did not end in a reservation takes its addresses' counts back: a
         // refusal, a busy account, and a store that failed half way.
         let admission = match admitted {
-            Ok(Slot::Taken(in_flight)) => {
+            Ok(Admit::Slot(in_flight)) => {
                 return Ok(Admission::Admitted(Reservation {
                     account,
                     in_flight,
                     ip_counts,
                 }))
             }
-            Ok(Slot::Refused(wait)) => Ok(Admission::Refused(wait)),
-            Ok(Slot::Busy) => Ok(Admission::Busy),
+            Ok(Admit::Refused(wait)) => Ok(Admission::Refused(wait)),
+            Ok(Admit::Busy) => Ok(Admission::Busy),
             Err(error) => Err(error),
         };
         self.take_back(ip_counts).await;
@@ -239,17 +233,19 @@ impl Throttle {
         account: &str,
         ip: Option<IpAddr>,
         ip_counts: &mut Vec<Taken>,
-    ) -> Result<Slot, ThrottleStoreError> {
+    ) -> Result<Admit, ThrottleStoreError> {
         // Per address: a plain count; past the limit the attempt is refused and taken
         // back, so the counters hold checked attempts only.
         if let Some(ip) = ip {
             let now = Timestamp::now();
             for (key, window, limit) in self.ip_limits(ip) {
                 let counter = self.store.record(&key, window, now).await?;
-                let attempts = counter.count.saturating_sub(self.owed_on(&key, now));
+                let attempts = counter
+                    .count
+                    .saturating_sub(self.stranded_in(&key, counter));
                 ip_counts.push(Taken::counted(key, counter, window));
                 if attempts > limit {
-                    return Ok(Slot::Refused(rounded(
+                    return Ok(Admit::Refused(rounded(
                         counter.first_at.plus(window).since(now),
                     )));
                 }
@@ -267,14 +263,14 @@ impl Throttle {
             let window = self.policy.account_window;
             let failures = self.store.get(account, window, now).await?;
             if let Some(wait) = self.refusal(failures, now, arrived) {
-                return Ok(Slot::Refused(wait));
+                return Ok(Admit::Refused(wait));
             }
             let failures_before = failures.map_or(0, |counter| counter.count);
             if let Some(slot) = self.take_slot(account, &in_flight, failures_before).await? {
-                return Ok(Slot::Taken(slot));
+                return Ok(Admit::Slot(slot));
             }
             if waiting_since.elapsed() + pause > SLOT_WAIT {
-                return Ok(Slot::Busy);
+                return Ok(Admit::Busy);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(SLOT_POLL_MAX);
@@ -293,14 +289,17 @@ impl Throttle {
     ) -> Result<Option<Taken>, ThrottleStoreError> {
         let allowance = self.in_flight_allowance(failures_before);
         let now = Timestamp::now();
-        let owed = self.owed_on(in_flight, now);
+        // The stranded counts of any window that may still run: the compare-and-count
+        // may then admit too many, which the check below, on the window it counted in,
+        // takes back.
+        let stranded = self.stranded_until(in_flight, now);
         let Some(counter) = self
             .store
             .record_if(
                 in_flight,
                 SLOT_WINDOW,
                 now,
-                (allowance - 1).saturating_add(owed),
+                (allowance - 1).saturating_add(stranded),
             )
             .await?
         else {
@@ -314,7 +313,10 @@ impl Throttle {
                 return Err(error);
             }
         };
-        if counter.count.saturating_sub(owed) > self.in_flight_allowance(failures_after) {
+        let in_flight_now = counter
+            .count
+            .saturating_sub(self.stranded_in(in_flight, counter));
+        if in_flight_now > self.in_flight_allowance(failures_after) {
             self.take_back([slot]).await;
             return Ok(None);
         }
@@ -368,13 +370,14 @@ impl Throttle {
         reservation: Reservation,
     ) -> Result<Option<Duration>, ThrottleStoreError> {
         let window = self.policy.account_window;
-        let counted = self
+        // A failure the store did not count keeps its slot until the slot's window ends,
+        // so the account's checks stay bounded while failures cannot be counted. The
+        // addresses' counts stay: they count failures.
+        let counter = self
             .store
             .record(&reservation.account, window, Timestamp::now())
-            .await;
-        // The addresses' counts stay: they count failures.
+            .await?;
         self.take_back([reservation.in_flight]).await;
-        let counter = counted?;
         Ok(
             if counter.count == self.policy.free_failures.saturating_add(1) {
                 self.lockout(counter.count)
@@ -398,73 +401,80 @@ impl Throttle {
         self.take_back(reservation.counts()).await;
     }
 
-    /// Takes back each count in `counts`; a count the store fails to take back is owed
-    /// (see [`Throttle::pay_owed`]), never lost, so this cannot fail.
+    /// Takes back each count in `counts`. A count the store refused to take back is
+    /// stranded ([`Stranded`]). After a failure whose outcome is unknown (a lost
+    /// connection, a timeout) the count may be back already, so it is left as counted:
+    /// the safe side.
     async fn take_back(&self, counts: impl IntoIterator<Item = Taken>) {
-        let mut unpaid = Vec::new();
-        let mut first_error = None;
+        let (mut refused, mut unknown, mut last_error) = (0, 0, None);
         for taken in counts {
-            if let Err(error) = self.store.release(&taken.key).await {
-                first_error.get_or_insert(error);
-                unpaid.push(taken);
+            let Err(error) = self.store.release(&taken.key).await else {
+                continue;
+            };
+            if refused_before_writing(&error) {
+                self.strand(taken);
+                refused += 1;
+            } else {
+                unknown += 1;
             }
+            last_error = Some(error);
         }
-        if let Some(error) = first_error {
-            tracing::warn!(%error, owed = unpaid.len(), "throttle counts could not be taken back; owed until the store answers");
-            self.owe(unpaid);
+        if let Some(error) = last_error {
+            tracing::warn!(%error, stranded = refused, left_counted = unknown, "throttle counts could not be taken back");
         }
     }
 
-    /// Takes back the counts owed, oldest first, while their windows last (after, the
-    /// counter has started over, and a take-back would come off attempts it never
-    /// counted). One task pays at a time. A count leaves the list only while its
-    /// take-back runs (so others see at most that one as an attempt: the safe side), and
-    /// goes back when the store still refuses, which ends the payment.
-    async fn pay_owed(&self) {
-        let Ok(_paying) = self.paying.try_lock() else {
-            return;
-        };
-        while let Some(taken) = self.next_owed() {
-            if self.store.release(&taken.key).await.is_err() {
-                self.owed_counts().push_front(taken);
+    /// Remembers `taken` as stranded. When [`MAX_STRANDED_KEYS`] keys are remembered
+    /// already (after forgetting those whose windows are over), a new key is left as
+    /// counted: the safe side.
+    fn strand(&self, taken: Taken) {
+        let mut stranded = self.stranded_counts();
+        if stranded.len() >= MAX_STRANDED_KEYS {
+            let now = Timestamp::now();
+            stranded.retain(|_, counts| counts.until > now);
+            if stranded.len() >= MAX_STRANDED_KEYS && !stranded.contains_key(&taken.key) {
                 return;
             }
         }
+        let counts = stranded.entry(taken.key).or_insert(Stranded {
+            first_at: taken.first_at,
+            until: taken.until,
+            count: 0,
+        });
+        if taken.first_at > counts.first_at {
+            // The key's counter started over: the earlier window's counts are gone.
+            *counts = Stranded {
+                first_at: taken.first_at,
+                until: taken.until,
+                count: 0,
+            };
+        }
+        if taken.first_at == counts.first_at {
+            counts.count = counts.count.saturating_add(1);
+        }
     }
 
-    /// The oldest count owed whose window lasts, out of the list.
-    fn next_owed(&self) -> Option<Taken> {
-        let now = Timestamp::now();
-        let mut owed = self.owed_counts();
-        owed.retain(|taken| taken.until > now);
-        owed.pop_front()
+    /// The stranded counts in `counter`, the counter under `key` as the store answered
+    /// it: those of the window it is in.
+    fn stranded_in(&self, key: &str, counter: Counter) -> u32 {
+        self.stranded_counts()
+            .get(key)
+            .filter(|counts| counts.first_at == counter.first_at)
+            .map_or(0, |counts| counts.count)
     }
 
-    /// How many of the counts under `key` are owed (still in their window at `now`):
-    /// the store holds them, but they are no attempts.
-    fn owed_on(&self, key: &str, now: Timestamp) -> u32 {
-        let owed = self.owed_counts();
-        let here = owed
-            .iter()
-            .filter(|taken| taken.key == key && taken.until > now);
-        u32::try_from(here.count()).unwrap_or(u32::MAX)
+    /// The stranded counts under `key` whose window has not ended at `now`.
+    fn stranded_until(&self, key: &str, now: Timestamp) -> u32 {
+        self.stranded_counts()
+            .get(key)
+            .filter(|counts| counts.until > now)
+            .map_or(0, |counts| counts.count)
     }
 
-    /// Adds `counts` to those owed, forgetting those whose windows are over and keeping
-    /// at most [`MAX_OWED`] (the newest: the oldest windows end first).
-    fn owe(&self, counts: impl IntoIterator<Item = Taken>) {
-        let now = Timestamp::now();
-        let mut owed = self.owed_counts();
-        owed.retain(|taken| taken.until > now);
-        owed.extend(counts);
-        let over = owed.len().saturating_sub(MAX_OWED);
-        owed.drain(..over);
-    }
-
-    /// The counts owed (a poisoned lock still holds a list that is whole: every change
-    /// to it is one call that cannot panic half way).
-    fn owed_counts(&self) -> std::sync::MutexGuard<'_, VecDeque<Taken>> {
-        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The stranded counts (a poisoned lock still holds a whole map: every change to it
+    /// is made under one lock by code that cannot panic half way).
+    fn stranded_counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stranded>> {
+        self.stranded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How long `counter`'s account is locked at `now`, if it is.
@@ -695,35 +705,75 @@ impl Reservation {
 }
 
 /// How [`Throttle::admit`] ended.
-enum Slot {
+enum Admit {
     /// A slot among the account's checks, taken.
-    Taken(Taken),
+    Slot(Taken),
     /// Refused; try again after this long.
     Refused(Duration),
     /// No slot came free within [`SLOT_WAIT`].
     Busy,
 }
 
-/// One attempt counted under `key`, to be taken back while its window lasts.
+/// One attempt counted in advance under `key`, to be taken back.
 #[derive(Debug)]
 struct Taken {
     key: String,
-    /// When the window the attempt was counted in ends.
+    /// When the window it was counted in started.
+    first_at: Timestamp,
+    /// When that window ends.
     until: Timestamp,
 }
 
 impl Taken {
-    /// The attempt that `record` counted as `counter` under `key`, in windows of `window`.
+    /// The attempt a store counted under `key` as `counter`, in windows of `window`.
     fn counted(key: String, counter: Counter, window: Duration) -> Self {
         Taken {
             key,
+            first_at: counter.first_at,
             until: counter.first_at.plus(window),
         }
     }
 }
 
-/// The most counts owed that a process remembers (see [`Throttle::take_back`]).
-const MAX_OWED: usize = 4096;
+/// Counts under one key that the store holds but that are no attempts: the process took
+/// them in advance (for a check that was then refused, or did not fail) and the store
+/// refused to take them back (a full disk, a Redis that refuses writes). They are
+/// remembered until the window they were counted in ends, and the process does not
+/// count them meanwhile; other processes sharing the store do (the safe side).
+#[derive(Debug, Clone, Copy)]
+struct Stranded {
+    /// The window they were counted in: a counter that started over holds none of them.
+    first_at: Timestamp,
+    /// When that window ends.
+    until: Timestamp,
+    count: u32,
+}
+
+/// The most keys with stranded counts a process remembers (a full disk during an attack
+/// from many addresses must not fill the memory instead).
+const MAX_STRANDED_KEYS: usize = 10_000;
+
+/// Whether the store answered `error` by refusing the write, so that it surely wrote
+/// nothing (a full disk, a read-only database, a Redis refusing writes), rather than by
+/// losing the connection or the time, after which the write may have happened.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(unused_variables)
+)]
+fn refused_before_writing(error: &ThrottleStoreError) -> bool {
+    let ThrottleStoreError::Unavailable(source) = error else {
+        return false;
+    };
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    if let Some(error) = source.downcast_ref::<sqlx::Error>() {
+        return crate::sql_error::refused_before_writing(error);
+    }
+    #[cfg(feature = "redis")]
+    if let Some(error) = source.downcast_ref::<::redis::RedisError>() {
+        return crate::store::redis_refused_before_writing(error);
+    }
+    false
+}
 
 /// How long [`Throttle::reserve`] waits for one of the account's check slots.
 pub const SLOT_WAIT: Duration = Duration::from_secs(10);

@@ -349,6 +349,17 @@ pub(crate) fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(error))
 }
 
+/// Whether Redis answered `error` with an error reply (a refused write: a read-only
+/// replica, no memory, no permission), so that the command, or the one write of a
+/// script, surely did nothing; not a lost connection or a timeout, after which it may
+/// have run.
+pub(crate) fn refused_before_writing(error: &redis::RedisError) -> bool {
+    matches!(
+        error.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    )
+}
+
 /// A Redis error, by cause: data of the wrong shape is corruption, anything else means
 /// Redis is unavailable.
 pub(crate) fn map_redis(error: redis::RedisError) -> StoreError {

@@ -25,7 +25,7 @@ use super::codec::{decode_id, decode_record, decode_stored, encode_record};
 use crate::session::{SessionId, SessionRecord, SessionStore, StoreError};
 use crate::time::Timestamp;
 use async_trait::async_trait;
-pub(crate) use connection::map_redis;
+pub(crate) use connection::{map_redis, refused_before_writing};
 use connection::{Address, Connection};
 use redis::{Cmd, Script, ScriptInvocation};
 use std::sync::atomic::AtomicU64;
