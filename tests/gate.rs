@@ -6,8 +6,8 @@
 use latchkey::store::{open_sqlite, MemoryStore};
 use latchkey::{
     AuthError, AuthSession, Authenticator, Evidence, HashParams, NewUser, PasswordBackend,
-    PasswordHasher, Proof, Refusal, SecondFactorSource, Session, SessionConfig, SignIn,
-    SqliteUserStore, User, UserStore,
+    PasswordHasher, Proof, Refusal, SecondFactorSource, SecondStepFor, Session, SessionConfig,
+    SignIn, SqliteUserStore, User, UserStore,
 };
 use std::sync::Arc;
 
@@ -228,7 +228,7 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
         assert!(!auth.has_second_factor().await.expect("info"), "{cell}");
         assert_eq!(
             auth.second_step_user().await.expect("user"),
-            Some(user.id.to_string()),
+            Some(SecondStepFor::StepUp(user.id.to_string())),
             "{cell}: the second step is for the logged-in user"
         );
         let token_before = auth.session().id().await.expect("id");
@@ -307,6 +307,11 @@ async fn a_login_without_its_second_factor_steps_up_through_the_gate() {
             .expect("gate"),
         SignIn::Pending { .. }
     ));
+    assert_eq!(
+        auth.second_step_user().await.expect("user"),
+        Some(SecondStepFor::WaitingLogin(passkey.id.to_string())),
+        "the waiting login's user, not the logged-in one"
+    );
     let answer = auth
         .continue_sign_in(&totp.id.to_string(), Proof::totp())
         .await

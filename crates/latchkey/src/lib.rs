@@ -73,7 +73,7 @@ pub mod user;
 pub use auth::credentials::{CredentialEvent, SessionsEnded};
 pub use auth::{
     AuthBackend, AuthError, AuthSession, Authenticator, Evidence, PasswordBackend,
-    PasswordCredentials, Proof, Refusal, SecondFactorSource, SessionInfo, SignIn,
+    PasswordCredentials, Proof, Refusal, SecondFactorSource, SecondStepFor, SessionInfo, SignIn,
 };
 #[cfg(feature = "axum")]
 pub use auth::{AuthLayer, AuthService};

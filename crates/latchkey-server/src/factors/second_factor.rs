@@ -11,7 +11,8 @@ use crate::web::throttling::{throttled, Attempt, ClientIp};
 use latchkey::factors::{FactorStatus, TotpEnrolment};
 use latchkey::throttle;
 use latchkey::{
-    AuthError, AuthSession, CredentialEvent, Proof, SecondFactorSource, SignIn, Timestamp, User,
+    AuthError, AuthSession, CredentialEvent, Proof, SecondFactorSource, SecondStepFor, SignIn,
+    Timestamp, User,
 };
 use std::time::Duration;
 
@@ -88,20 +89,20 @@ pub async fn second_step_user(
     app: &AppState,
     auth: &AuthSession<User>,
 ) -> Result<Option<i64>, AuthError> {
-    let Some(user_id) = auth.second_step_user().await? else {
+    let Some(step) = auth.second_step_user().await? else {
         return Ok(None);
     };
     // A waiting login was held because the user has a second factor; a step up needs one.
-    let step_up = auth.pending_sign_in().await?.is_none();
-    if step_up
-        && ServerFactors(*app)
-            .second_factors(&user_id)
+    if let SecondStepFor::StepUp(user_id) = &step {
+        if ServerFactors(*app)
+            .second_factors(user_id)
             .await?
             .is_empty()
-    {
-        return Ok(None);
+        {
+            return Ok(None);
+        }
     }
-    Ok(user_id.parse::<i64>().ok())
+    Ok(step.user_id().parse::<i64>().ok())
 }
 
 /// Completes the pending login with `code`: a TOTP code (a time step not used before)

@@ -148,6 +148,25 @@ pub enum SignIn<U> {
     Refused(Refusal),
 }
 
+/// Whose second step a session can take ([`crate::AuthSession::second_step_user`]),
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondStepFor {
+    /// A login of this user waits in the session for its second factor.
+    WaitingLogin(String),
+    /// This user is logged in, but the login lacks a second factor: a step up.
+    StepUp(String),
+}
+
+impl SecondStepFor {
+    /// The user's id.
+    pub fn user_id(&self) -> &str {
+        match self {
+            SecondStepFor::WaitingLogin(user_id) | SecondStepFor::StepUp(user_id) => user_id,
+        }
+    }
+}
+
 /// Why the gate refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -21,7 +21,9 @@ mod request;
 pub use backend::{AuthBackend, PasswordBackend, PasswordCredentials};
 use backend::{CheckCredentials, LoadUser};
 use credentials::{CredentialEvent, Ended, Holders, SessionsEnded};
-pub use gate::{Evidence, Proof, Refusal, SecondFactorSource, SignIn, DEFAULT_SECOND_STEP_WITHIN};
+pub use gate::{
+    Evidence, Proof, Refusal, SecondFactorSource, SecondStepFor, SignIn, DEFAULT_SECOND_STEP_WITHIN,
+};
 use gate::{GateSettings, PendingLogin, Verdict, PENDING_KEY};
 
 use crate::access_token::{self, AccessTokenRecord, AccessTokenStore, TokenRefusal, TokenScopes};
@@ -514,14 +516,15 @@ impl<U: AuthUser> AuthSession<U> {
     /// for it ([`AuthSession::pending_sign_in`]), else the logged-in user whose login
     /// lacks one (remembered, completed before they set one up, or older than the
     /// second-factor window), for a step up. `None` for a personal access token.
-    pub async fn second_step_user(&self) -> Result<Option<String>, AuthError> {
+    pub async fn second_step_user(&self) -> Result<Option<SecondStepFor>, AuthError> {
         if let Some(user_id) = self.pending_sign_in().await? {
-            return Ok(Some(user_id));
+            return Ok(Some(SecondStepFor::WaitingLogin(user_id)));
         }
         if self.request.access_token.is_some() || self.has_second_factor().await? {
             return Ok(None);
         }
-        Ok(self.current_user().await?.map(|user| user.user_id()))
+        let user = self.current_user().await?;
+        Ok(user.map(|user| SecondStepFor::StepUp(user.user_id())))
     }
 
     /// Completes the second step of `user_id` with `proof`, a second factor the caller
