@@ -3,7 +3,7 @@
 //! over [`crate::factors::second_factor`].
 
 use crate::factors::second_factor::{self, CodeCheck, SecondStep};
-use crate::web::page::{error_page, page, Button, NextQuery};
+use crate::web::page::{error_page, page, page_leading_to, Button, Destination, NextQuery};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireFresh, RequireLogin};
 use latchkey::flash::{flash, FlashLevel};
-use latchkey::redirect::DEFAULT_AFTER_LOGIN;
 use latchkey::{AuthSession, User};
 use minijinja::context;
 use serde::Deserialize;
@@ -35,12 +34,12 @@ pub async fn second_step(
     let next = query.destination(&app);
     let code = input.code.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
-        let (app, auth, browser, next) = (&app, &auth, &browser, next.as_deref());
+        let (app, auth, browser, next) = (&app, &auth, &browser, next.as_ref());
         async move { second_step_page(app, auth, browser, status, next, Some(error)).await }
     };
     match second_factor::complete(&app, ip, &auth, &code).await {
         Ok(SecondStep::LoggedIn(_)) => {
-            Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response()
+            Redirect::to(Destination::or_home(next.as_ref())).into_response()
         }
         Ok(SecondStep::Wrong) => again(StatusCode::UNAUTHORIZED, "Wrong code.".into()).await,
         Ok(SecondStep::Throttled(wait)) => with_retry_after(
@@ -212,23 +211,23 @@ pub async fn second_step_form(
     };
     match state.await {
         Ok((true, _, _)) => {
-            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_deref(), None).await
+            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_ref(), None).await
         }
         Ok((false, true, true)) => {
-            Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response()
+            Redirect::to(Destination::or_home(next.as_ref())).into_response()
         }
         Ok((false, true, false)) => Redirect::to("/account").into_response(),
-        Ok((false, false, _)) => Redirect::to(&login_then(next.as_deref())).into_response(),
+        Ok((false, false, _)) => Redirect::to(&login_then(next.as_ref())).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
 /// The login page, going on to `next` afterwards.
-fn login_then(next: Option<&str>) -> String {
+fn login_then(next: Option<&Destination>) -> String {
     match next {
         Some(next) => format!(
             "/login?next={}",
-            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            url::form_urlencoded::byte_serialize(next.as_str().as_bytes()).collect::<String>()
         ),
         None => "/login".to_string(),
     }
@@ -241,13 +240,20 @@ pub async fn second_step_page(
     auth: &AuthSession<User>,
     browser: &BrowserCsrf,
     status: StatusCode,
-    next: Option<&str>,
+    next: Option<&Destination>,
     error: Option<String>,
 ) -> Response {
     let waits_seconds = auth.authenticator().second_step_window().as_secs();
     let step_up = matches!(auth.pending_sign_in().await, Ok(None));
-    let extra = context! {
-        next => next, error => error, waits_seconds => waits_seconds, step_up => step_up
-    };
-    page(app, auth, browser, status, "second_factor.html", extra).await
+    let extra = context! { error => error, waits_seconds => waits_seconds, step_up => step_up };
+    page_leading_to(
+        app,
+        auth,
+        browser,
+        status,
+        "second_factor.html",
+        extra,
+        next,
+    )
+    .await
 }

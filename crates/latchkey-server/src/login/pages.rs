@@ -4,7 +4,7 @@ use crate::factors::pages::second_step_page;
 use crate::login::flows::LogIn;
 use crate::login::flows::SignUpError;
 use crate::web::headers::clear_site_data;
-use crate::web::page::{page, Button, NextQuery};
+use crate::web::page::{page, page_leading_to, Button, Destination, NextQuery};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireLogin};
 use latchkey::flash::{flash, FlashLevel};
-use latchkey::redirect::DEFAULT_AFTER_LOGIN;
 use latchkey::{AuthSession, User};
 use minijinja::context;
 use serde::Deserialize;
@@ -125,13 +124,14 @@ pub async fn login_page(
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = query.destination(&app);
-    page(
+    page_leading_to(
         &app,
         &auth,
         &browser,
         StatusCode::OK,
         "login.html",
-        context! { next => next },
+        context! {},
+        next.as_ref(),
     )
     .await
 }
@@ -156,9 +156,9 @@ pub async fn login(
     let password = input.password.unwrap_or_default();
     let next = query.destination(&app);
     let fail = |status: StatusCode, error: &'static str| {
-        let extra = context! { error => error, form_username => username.clone(), next => next };
-        let (auth, browser) = (&auth, &browser);
-        async move { page(&app, auth, browser, status, "login.html", extra).await }
+        let extra = context! { error => error, form_username => username.clone() };
+        let (auth, browser, next) = (&auth, &browser, next.as_ref());
+        async move { page_leading_to(&app, auth, browser, status, "login.html", extra, next).await }
     };
     if username.trim().is_empty() || password.is_empty() {
         return fail(
@@ -169,41 +169,39 @@ pub async fn login(
     }
     let remember = input.remember.is_some();
     match crate::login::flows::log_in(&app, ip, &auth, &username, &password, remember).await {
-        Ok(LogIn::LoggedIn(_)) => {
-            Redirect::to(next.as_deref().unwrap_or(DEFAULT_AFTER_LOGIN)).into_response()
-        }
+        Ok(LogIn::LoggedIn(_)) => Redirect::to(Destination::or_home(next.as_ref())).into_response(),
         Ok(LogIn::Refused) => fail(StatusCode::UNAUTHORIZED, "Invalid username or password").await,
         Ok(LogIn::SecondFactorRequired(_)) => {
-            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_deref(), None).await
+            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_ref(), None).await
         }
         Ok(LogIn::Unverified) => {
             let extra = context! {
                 error => "Please verify your email address first: follow the link we mailed you, or send it again below.",
                 unverified => true,
                 form_username => username.clone(),
-                next => next,
             };
-            page(
+            page_leading_to(
                 &app,
                 &auth,
                 &browser,
                 StatusCode::FORBIDDEN,
                 "login.html",
                 extra,
+                next.as_ref(),
             )
             .await
         }
         Ok(LogIn::Throttled(wait)) => {
             let message = too_many_message(wait);
-            let extra =
-                context! { error => message, form_username => username.clone(), next => next };
-            let page = page(
+            let extra = context! { error => message, form_username => username.clone() };
+            let page = page_leading_to(
                 &app,
                 &auth,
                 &browser,
                 StatusCode::TOO_MANY_REQUESTS,
                 "login.html",
                 extra,
+                next.as_ref(),
             )
             .await;
             with_retry_after(page, wait)

@@ -6,7 +6,7 @@
 
 use crate::factors::pages::second_step_page;
 use crate::providers::flows::{self, Arrival, DisconnectError};
-use crate::web::page::{error_page, Button, NextQuery};
+use crate::web::page::{error_page, Button, Destination, NextQuery};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use axum::extract::{Path, Query, State};
@@ -147,9 +147,9 @@ pub async fn callback(
     match arrival {
         Arrival::LoggedIn { next } => go(&app, next_or_home(next.as_deref()), None),
         Arrival::SecondFactorRequired { next } => {
+            let next = next.as_deref().and_then(Destination::here);
             let mut page =
-                second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_deref(), None)
-                    .await;
+                second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_ref(), None).await;
             page.headers_mut()
                 .append(header::SET_COOKIE, flow_cookie(&app, None));
             page

@@ -50,34 +50,35 @@ pub async fn page(
     name: &str,
     extra: Value,
 ) -> Response {
+    page_leading_to(app, auth, browser, status, name, extra, None).await
+}
+
+/// [`page`] for a page whose form goes on to `next` after its submission (a login
+/// page): `next` is in the context, and when it is an app, the answer's
+/// Content-Security-Policy lets the form lead there.
+pub async fn page_leading_to(
+    app: &AppState,
+    auth: &AuthSession<User>,
+    browser: &BrowserCsrf,
+    status: StatusCode,
+    name: &str,
+    extra: Value,
+    next: Option<&Destination>,
+) -> Response {
     match base_context(app, auth, browser).await {
         Ok(base) => {
-            let leads_to = form_leads_to(&extra);
-            let mut response = app
-                .templates
-                .render(status, name, context! { ..extra, ..base });
+            let next_context = context! { next => next.map(Destination::as_str) };
+            let mut response =
+                app.templates
+                    .render(status, name, context! { ..next_context, ..extra, ..base });
             browser.set_cookie(&mut response);
-            if let Some(leads_to) = leads_to {
+            if let Some(leads_to) = next.and_then(Destination::form_leads_to) {
                 response.extensions_mut().insert(leads_to);
             }
             response
         }
         Err(error) => error.into_response(),
     }
-}
-
-/// The app a page's form goes on to: its `next`, when that is an absolute URL. A page's
-/// `next` is always a destination [`NextQuery::destination`] allowed, so this is an app
-/// the access rules protect.
-fn form_leads_to(extra: &Value) -> Option<FormLeadsTo> {
-    let next = extra.get_attr("next").ok()?;
-    let url = url::Url::parse(next.as_str()?).ok()?;
-    let origin = url.origin().ascii_serialization();
-    // Checked again where it goes into a header: a scheme, a host name and a port only.
-    let plain = origin
-        .bytes()
-        .all(|byte| byte.is_ascii_alphanumeric() || b"-.:/".contains(&byte));
-    (url.origin().is_tuple() && plain).then_some(FormLeadsTo(origin))
 }
 
 /// An error page (HTML).
@@ -175,12 +176,57 @@ impl NextQuery {
     /// Where to go after the login: a safe path of this site, or the URL of an app the
     /// access rules protect, over a scheme they name (`rd`, or a `next` carrying one
     /// through the second step); `None`: `/home`.
-    pub fn destination(&self, app: &AppState) -> Option<String> {
+    pub fn destination(&self, app: &AppState) -> Option<Destination> {
         if let Some(next) = self.next() {
-            return Some(next.to_string());
+            return Some(Destination::Here(next.to_string()));
         }
         let forward = app.forward.as_ref()?;
         let wanted = self.rd.as_deref().or(self.next.as_deref())?;
-        latchkey::access_rules::return_to(wanted, &forward.rules())
+        let allowed = latchkey::access_rules::return_to(wanted, &forward.rules())?;
+        url::Url::parse(&allowed).ok().map(Destination::App)
+    }
+}
+
+/// Where a login goes on to: what [`NextQuery::destination`] or [`Destination::here`]
+/// allowed, and nothing else.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// A path of this site.
+    Here(String),
+    /// The URL of an app the access rules protect.
+    App(url::Url),
+}
+
+impl Destination {
+    /// `next`, if it is a safe path of this site.
+    pub fn here(next: &str) -> Option<Destination> {
+        latchkey::redirect::safe_next(next).map(|next| Destination::Here(next.to_string()))
+    }
+
+    /// The path or URL, for a redirect or a form's `next`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Destination::Here(path) => path,
+            Destination::App(url) => url.as_str(),
+        }
+    }
+
+    /// Where to go: this, else `/home`.
+    pub fn or_home(destination: Option<&Destination>) -> &str {
+        destination.map_or(latchkey::redirect::DEFAULT_AFTER_LOGIN, Destination::as_str)
+    }
+
+    /// The origin a form must be allowed to lead to for the browser to follow it here:
+    /// an app's (a scheme, a host name and a port, checked again as it goes into a
+    /// header); `None` for a path of this site.
+    fn form_leads_to(&self) -> Option<FormLeadsTo> {
+        let Destination::App(url) = self else {
+            return None;
+        };
+        let origin = url.origin().ascii_serialization();
+        let plain = origin
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-.:/".contains(&byte));
+        (url.origin().is_tuple() && plain).then_some(FormLeadsTo(origin))
     }
 }
