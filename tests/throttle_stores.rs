@@ -107,13 +107,18 @@ async fn counts_like_a_throttle_store(store: Arc<dyn ThrottleStore>) {
         Some((1, later))
     );
 
+    // A take-back belongs to its window: one of the window that is over takes nothing
+    // from the one that started over.
+    store.release(&contested, now).await.expect("release");
+    let counter = store.get(&contested, window, later).await.expect("get");
+    assert_eq!(counter.map(|counter| counter.count), Some(1));
     // Taking attempts back: one at a time, never below zero.
-    store.release(&contested).await.expect("release");
-    store.release(&contested).await.expect("release");
+    store.release(&contested, later).await.expect("release");
+    store.release(&contested, later).await.expect("release");
     let counter = store.get(&contested, window, later).await.expect("get");
     assert_eq!(counter.map(|counter| counter.count), Some(0));
     store
-        .release(&key("absent"))
+        .release(&key("absent"), later)
         .await
         .expect("release of nothing");
 }

@@ -14,13 +14,38 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether the database answered `error` by refusing the statement, so that it surely
-/// changed nothing (an error the database reported, which rolls the statement back, or
-/// no connection to send it on), rather than by losing the connection on the way, when
-/// it may have been applied.
+/// Whether `error` says the statement surely changed nothing for want of room or right:
+/// no connection to send it on, or the database refusing it before any change (SQLite:
+/// full, read-only, busy, locked, no permission; PostgreSQL: out of disk, memory or
+/// connections, no privilege, a serialization failure or deadlock, a lock not
+/// available, a cancelled statement). Anything else (a lost connection, an I/O error
+/// after the commit, a shutdown) may have come after the change.
 pub(crate) fn refused_before_writing(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    )
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(database) => database_refused(database.as_ref()),
+        _ => false,
+    }
+}
+
+fn database_refused(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = error.code().unwrap_or_default();
+    #[cfg(feature = "sqlite")]
+    if error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        // The primary result code is the extended one's low byte.
+        let primary = code.parse::<i32>().map(|code| code & 0xff);
+        return matches!(primary, Ok(3 | 5 | 6 | 8 | 13));
+    }
+    #[cfg(feature = "postgres")]
+    if error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        return code.starts_with("53")
+            || matches!(&*code, "42501" | "40001" | "40P01" | "55P03" | "57014");
+    }
+    false
 }

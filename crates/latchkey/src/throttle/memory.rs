@@ -70,9 +70,11 @@ impl ThrottleStore for MemoryThrottleStore {
         Ok(Some(*counter))
     }
 
-    async fn release(&self, key: &str) -> Result<(), ThrottleStoreError> {
+    async fn release(&self, key: &str, first_at: Timestamp) -> Result<(), ThrottleStoreError> {
         if let Some(counter) = self.counters().get_mut(key) {
-            counter.count = counter.count.saturating_sub(1);
+            if counter.first_at == first_at {
+                counter.count = counter.count.saturating_sub(1);
+            }
         }
         Ok(())
     }

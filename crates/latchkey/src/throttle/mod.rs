@@ -87,9 +87,11 @@ pub trait ThrottleStore: Send + Sync + 'static {
         now: Timestamp,
         seen: u32,
     ) -> Result<Option<Counter>, ThrottleStoreError>;
-    /// Takes back one attempt counted under `key` (never below zero): a reservation that
-    /// was refused, or did not end in a failure.
-    async fn release(&self, key: &str) -> Result<(), ThrottleStoreError>;
+    /// Takes back one attempt counted under `key` in the window that started at
+    /// `first_at` (never below zero): a reservation that was refused, or did not end in
+    /// a failure. Nothing when the counter has started over since: a take-back belongs
+    /// to the window its attempt was counted in.
+    async fn release(&self, key: &str, first_at: Timestamp) -> Result<(), ThrottleStoreError>;
     /// The counter under `key`, unless absent or its window is over.
     async fn get(
         &self,
@@ -239,10 +241,13 @@ impl Throttle {
         if let Some(ip) = ip {
             let now = Timestamp::now();
             for (key, window, limit) in self.ip_limits(ip) {
+                // Read before the store counts, so that no count stranded after it is
+                // taken from what it answers.
+                let stranded = self.stranded_under(&key);
                 let counter = self.store.record(&key, window, now).await?;
                 let attempts = counter
                     .count
-                    .saturating_sub(self.stranded_in(&key, counter));
+                    .saturating_sub(Stranded::held(stranded, counter));
                 ip_counts.push(Taken::counted(key, counter, window));
                 if attempts > limit {
                     return Ok(Admit::Refused(rounded(
@@ -289,17 +294,20 @@ impl Throttle {
     ) -> Result<Option<Taken>, ThrottleStoreError> {
         let allowance = self.in_flight_allowance(failures_before);
         let now = Timestamp::now();
-        // The stranded counts of any window that may still run: the compare-and-count
-        // may then admit too many, which the check below, on the window it counted in,
-        // takes back.
-        let stranded = self.stranded_until(in_flight, now);
+        // Read before the store counts. The compare-and-count allows for the stranded
+        // counts of a window that may still run; if that admits too many, the check below,
+        // on the window the store counted in, takes the slot back.
+        let stranded = self.stranded_under(in_flight);
+        let maybe_held = stranded
+            .filter(|counts| counts.until > now)
+            .map_or(0, |counts| counts.count);
         let Some(counter) = self
             .store
             .record_if(
                 in_flight,
                 SLOT_WINDOW,
                 now,
-                (allowance - 1).saturating_add(stranded),
+                (allowance - 1).saturating_add(maybe_held),
             )
             .await?
         else {
@@ -315,7 +323,7 @@ impl Throttle {
         };
         let in_flight_now = counter
             .count
-            .saturating_sub(self.stranded_in(in_flight, counter));
+            .saturating_sub(Stranded::held(stranded, counter));
         if in_flight_now > self.in_flight_allowance(failures_after) {
             self.take_back([slot]).await;
             return Ok(None);
@@ -401,26 +409,24 @@ impl Throttle {
         self.take_back(reservation.counts()).await;
     }
 
-    /// Takes back each count in `counts`. A count the store refused to take back is
-    /// stranded ([`Stranded`]). After a failure whose outcome is unknown (a lost
-    /// connection, a timeout) the count may be back already, so it is left as counted:
-    /// the safe side.
+    /// Takes back each count in `counts`, in its window. At the first the store does not
+    /// take back, the rest are not tried (a failing store answers slowly): they are
+    /// stranded ([`Stranded`]), and so is that one if the store refused it. After a
+    /// failure whose outcome is unknown (a lost connection, a timeout) that count may be
+    /// back already, so it is left as counted: the safe side.
     async fn take_back(&self, counts: impl IntoIterator<Item = Taken>) {
-        let (mut refused, mut unknown, mut last_error) = (0, 0, None);
-        for taken in counts {
-            let Err(error) = self.store.release(&taken.key).await else {
+        let mut counts = counts.into_iter();
+        while let Some(taken) = counts.next() {
+            let Err(error) = self.store.release(&taken.key, taken.first_at).await else {
                 continue;
             };
-            if refused_before_writing(&error) {
+            let refused = refused_before_writing(&error);
+            tracing::warn!(%error, refused, "throttle counts not taken back: refused ones and untried ones are stranded, others left counted");
+            if refused {
                 self.strand(taken);
-                refused += 1;
-            } else {
-                unknown += 1;
             }
-            last_error = Some(error);
-        }
-        if let Some(error) = last_error {
-            tracing::warn!(%error, stranded = refused, left_counted = unknown, "throttle counts could not be taken back");
+            counts.for_each(|untried| self.strand(untried));
+            return;
         }
     }
 
@@ -454,21 +460,9 @@ impl Throttle {
         }
     }
 
-    /// The stranded counts in `counter`, the counter under `key` as the store answered
-    /// it: those of the window it is in.
-    fn stranded_in(&self, key: &str, counter: Counter) -> u32 {
-        self.stranded_counts()
-            .get(key)
-            .filter(|counts| counts.first_at == counter.first_at)
-            .map_or(0, |counts| counts.count)
-    }
-
-    /// The stranded counts under `key` whose window has not ended at `now`.
-    fn stranded_until(&self, key: &str, now: Timestamp) -> u32 {
-        self.stranded_counts()
-            .get(key)
-            .filter(|counts| counts.until > now)
-            .map_or(0, |counts| counts.count)
+    /// The counts stranded under `key`, if any.
+    fn stranded_under(&self, key: &str) -> Option<Stranded> {
+        self.stranded_counts().get(key).copied()
     }
 
     /// The stranded counts (a poisoned lock still holds a whole map: every change to it
@@ -737,9 +731,11 @@ impl Taken {
 
 /// Counts under one key that the store holds but that are no attempts: the process took
 /// them in advance (for a check that was then refused, or did not fail) and the store
-/// refused to take them back (a full disk, a Redis that refuses writes). They are
-/// remembered until the window they were counted in ends, and the process does not
-/// count them meanwhile; other processes sharing the store do (the safe side).
+/// refused to take them back (a full disk, a Redis that refuses writes). The process
+/// does not count them while the store's counter is in the window they were counted
+/// in; other processes sharing the store do (the safe side). Forgotten once a newer
+/// window's counts are stranded under the key, or when the map is full and their
+/// window is over.
 #[derive(Debug, Clone, Copy)]
 struct Stranded {
     /// The window they were counted in: a counter that started over holds none of them.
@@ -749,13 +745,24 @@ struct Stranded {
     count: u32,
 }
 
+impl Stranded {
+    /// How many of `stranded` the store's `counter` holds: all of them while it is in
+    /// their window, none after.
+    fn held(stranded: Option<Stranded>, counter: Counter) -> u32 {
+        stranded
+            .filter(|counts| counts.first_at == counter.first_at)
+            .map_or(0, |counts| counts.count)
+    }
+}
+
 /// The most keys with stranded counts a process remembers (a full disk during an attack
 /// from many addresses must not fill the memory instead).
 const MAX_STRANDED_KEYS: usize = 10_000;
 
-/// Whether the store answered `error` by refusing the write, so that it surely wrote
-/// nothing (a full disk, a read-only database, a Redis refusing writes), rather than by
-/// losing the connection or the time, after which the write may have happened.
+/// Whether the store answered `error` by refusing the write for want of room or right,
+/// so that it surely wrote nothing (a full disk, a read-only database, a Redis out of
+/// memory or refusing writes), rather than by losing the connection or the time, or
+/// failing in a way after which the write may have happened.
 #[cfg_attr(
     not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
     allow(unused_variables)

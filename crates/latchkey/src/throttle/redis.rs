@@ -35,12 +35,16 @@ static RECORD_IF: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Takes back one attempt, never below zero. KEYS: counter.
+/// Takes back one attempt of the window that started at ARGV[1], never below zero;
+/// nothing once the counter has started over. KEYS: counter. ARGV: first_at (ms). One
+/// write at most, so that a refused script surely wrote nothing (see
+/// `throttle::refused_before_writing`).
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-        local count = tonumber(redis.call('HGET', KEYS[1], 'c'))
-        if count and count > 0 then
+        local fields = redis.call('HMGET', KEYS[1], 'c', 'f')
+        local count, first = tonumber(fields[1]), tonumber(fields[2])
+        if count and count > 0 and first == tonumber(ARGV[1]) then
             redis.call('HINCRBY', KEYS[1], 'c', -1)
         end
         return 0",
@@ -95,9 +99,10 @@ impl ThrottleStore for RedisThrottleStore {
         fields.map(counter).transpose()
     }
 
-    async fn release(&self, key: &str) -> Result<(), ThrottleStoreError> {
+    async fn release(&self, key: &str, first_at: Timestamp) -> Result<(), ThrottleStoreError> {
         let _: i64 = RELEASE
             .key(self.redis.throttle_key(key))
+            .arg(first_at.as_millis())
             .invoke_async(&mut self.redis.connection())
             .await
             .map_err(crate::store::redis_error)?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub(crate) struct ThrottleStatements {
     /// key, now, window start, seen → count, first_at, last_at (no row: it had moved)
     pub record_if: &'static str,
-    /// key
+    /// key, first_at
     pub release: &'static str,
     /// key → count, first_at, last_at
     pub get: &'static str,
@@ -51,9 +51,14 @@ macro_rules! sql_throttle_store {
                 Ok(row.map(|(count, first_at, last_at)| counter(count, first_at, last_at)))
             }
 
-            async fn release(&self, key: &str) -> Result<(), ThrottleStoreError> {
+            async fn release(
+                &self,
+                key: &str,
+                first_at: Timestamp,
+            ) -> Result<(), ThrottleStoreError> {
                 sqlx::query($sql.release)
                     .bind(key)
+                    .bind(first_at.as_millis())
                     .execute(&self.pool)
                     .await
                     .map_err(map_sqlx)?;
@@ -133,7 +138,8 @@ mod sqlite {
                  last_at = ?2 \
                  WHERE (CASE WHEN first_at <= ?3 THEN 0 ELSE count END) <= ?4 \
                  RETURNING count, first_at, last_at",
-        release: "UPDATE throttle_counters SET count = count - 1 WHERE key = ? AND count > 0",
+        release: "UPDATE throttle_counters SET count = count - 1 \
+                  WHERE key = ? AND first_at = ? AND count > 0",
         get: "SELECT count, first_at, last_at FROM throttle_counters WHERE key = ?",
         clear: "DELETE FROM throttle_counters WHERE key = ?",
         delete_stale: "DELETE FROM throttle_counters WHERE key IN \
@@ -174,7 +180,8 @@ mod postgres {
                  last_at = $2 \
                  WHERE (CASE WHEN t.first_at <= $3 THEN 0 ELSE t.count END) <= $4 \
                  RETURNING count, first_at, last_at",
-        release: "UPDATE throttle_counters SET count = count - 1 WHERE key = $1 AND count > 0",
+        release: "UPDATE throttle_counters SET count = count - 1 \
+                  WHERE key = $1 AND first_at = $2 AND count > 0",
         get: "SELECT count, first_at, last_at FROM throttle_counters WHERE key = $1",
         clear: "DELETE FROM throttle_counters WHERE key = $1",
         delete_stale: "DELETE FROM throttle_counters WHERE key IN \

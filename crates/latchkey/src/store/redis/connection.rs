@@ -349,14 +349,14 @@ pub(crate) fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(error))
 }
 
-/// Whether Redis answered `error` with an error reply (a refused write: a read-only
-/// replica, no memory, no permission), so that the command, or the one write of a
-/// script, surely did nothing; not a lost connection or a timeout, after which it may
-/// have run.
+/// Whether Redis refused the command for want of room or right (out of memory, no
+/// permission, a failed save, no replica to write to), so that it, or the one write of
+/// a script, surely did nothing; not a lost connection, a timeout or a failover
+/// (READONLY, LOADING), after which it may have run or been lost.
 pub(crate) fn refused_before_writing(error: &redis::RedisError) -> bool {
     matches!(
-        error.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+        error.code(),
+        Some("OOM" | "NOPERM" | "MISCONF" | "NOREPLICAS")
     )
 }
 
