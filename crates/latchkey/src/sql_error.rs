@@ -16,9 +16,9 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
 
 /// Whether `error` says the statement surely changed nothing for want of room or right:
 /// no connection to send it on, or the database refusing it before any change (SQLite:
-/// full, read-only, busy, locked, no permission; PostgreSQL: out of disk, memory or
-/// connections, no privilege, a serialization failure or deadlock, a lock not
-/// available, a cancelled statement). Anything else (a lost connection, an I/O error
+/// out of memory, full, read-only, busy, locked, no permission; PostgreSQL: out of
+/// disk, memory or connections, a read-only transaction or standby, no privilege, a
+/// serialization failure or deadlock, a lock not available, a cancelled statement). Anything else (a lost connection, an I/O error
 /// after the commit, a shutdown) may have come after the change.
 pub(crate) fn refused_before_writing(error: &sqlx::Error) -> bool {
     match error {
@@ -37,7 +37,7 @@ fn database_refused(error: &dyn sqlx::error::DatabaseError) -> bool {
     {
         // The primary result code is the extended one's low byte.
         let primary = code.parse::<i32>().map(|code| code & 0xff);
-        return matches!(primary, Ok(3 | 5 | 6 | 8 | 13));
+        return matches!(primary, Ok(3 | 5 | 6 | 7 | 8 | 13));
     }
     #[cfg(feature = "postgres")]
     if error
@@ -45,7 +45,10 @@ fn database_refused(error: &dyn sqlx::error::DatabaseError) -> bool {
         .is_some()
     {
         return code.starts_with("53")
-            || matches!(&*code, "42501" | "40001" | "40P01" | "55P03" | "57014");
+            || matches!(
+                &*code,
+                "25006" | "42501" | "40001" | "40P01" | "55P03" | "57014"
+            );
     }
     false
 }

@@ -67,10 +67,14 @@ pub async fn page_leading_to(
 ) -> Response {
     match base_context(app, auth, browser).await {
         Ok(base) => {
-            let next_context = context! { next => next.map(Destination::as_str) };
-            let mut response =
-                app.templates
-                    .render(status, name, context! { ..next_context, ..extra, ..base });
+            let context = match next {
+                Some(next) => {
+                    let next = context! { next => next.as_str() };
+                    context! { ..next, ..extra, ..base }
+                }
+                None => context! { ..extra, ..base },
+            };
+            let mut response = app.templates.render(status, name, context);
             browser.set_cookie(&mut response);
             if let Some(leads_to) = next.and_then(Destination::form_leads_to) {
                 response.extensions_mut().insert(leads_to);
@@ -178,19 +182,23 @@ impl NextQuery {
     /// through the second step); `None`: `/home`.
     pub fn destination(&self, app: &AppState) -> Option<Destination> {
         if let Some(next) = self.next() {
-            return Some(Destination::Here(next.to_string()));
+            return Some(Destination(Place::Here(next.to_string())));
         }
         let forward = app.forward.as_ref()?;
         let wanted = self.rd.as_deref().or(self.next.as_deref())?;
         let allowed = latchkey::access_rules::return_to(wanted, &forward.rules())?;
-        url::Url::parse(&allowed).ok().map(Destination::App)
+        let app_url = url::Url::parse(&allowed).ok()?;
+        Some(Destination(Place::App(app_url)))
     }
 }
 
-/// Where a login goes on to: what [`NextQuery::destination`] or [`Destination::here`]
-/// allowed, and nothing else.
+/// Where a login goes on to: only what [`NextQuery::destination`] or
+/// [`Destination::here`] allowed (it cannot be made otherwise).
 #[derive(Debug, Clone)]
-pub enum Destination {
+pub struct Destination(Place);
+
+#[derive(Debug, Clone)]
+enum Place {
     /// A path of this site.
     Here(String),
     /// The URL of an app the access rules protect.
@@ -200,14 +208,15 @@ pub enum Destination {
 impl Destination {
     /// `next`, if it is a safe path of this site.
     pub fn here(next: &str) -> Option<Destination> {
-        latchkey::redirect::safe_next(next).map(|next| Destination::Here(next.to_string()))
+        let path = latchkey::redirect::safe_next(next)?;
+        Some(Destination(Place::Here(path.to_string())))
     }
 
     /// The path or URL, for a redirect or a form's `next`.
     pub fn as_str(&self) -> &str {
-        match self {
-            Destination::Here(path) => path,
-            Destination::App(url) => url.as_str(),
+        match &self.0 {
+            Place::Here(path) => path,
+            Place::App(url) => url.as_str(),
         }
     }
 
@@ -220,7 +229,7 @@ impl Destination {
     /// an app's (a scheme, a host name and a port, checked again as it goes into a
     /// header); `None` for a path of this site.
     fn form_leads_to(&self) -> Option<FormLeadsTo> {
-        let Destination::App(url) = self else {
+        let Place::App(url) = &self.0 else {
             return None;
         };
         let origin = url.origin().ascii_serialization();

@@ -512,10 +512,11 @@ impl<U: AuthUser> AuthSession<U> {
         }
     }
 
-    /// The user a second factor would serve in this session: the one whose login waits
-    /// for it ([`AuthSession::pending_sign_in`]), else the logged-in user whose login
-    /// lacks one (remembered, completed before they set one up, or older than the
-    /// second-factor window), for a step up. `None` for a personal access token.
+    /// Whose second step this session can take: the user whose login waits for it
+    /// ([`SecondStepFor::WaitingLogin`], see [`AuthSession::pending_sign_in`]), else the
+    /// logged-in user whose login lacks one (remembered, completed before they set one
+    /// up, or older than the second-factor window), for a step up
+    /// ([`SecondStepFor::StepUp`]). `None` for a personal access token.
     pub async fn second_step_user(&self) -> Result<Option<SecondStepFor>, AuthError> {
         if let Some(user_id) = self.pending_sign_in().await? {
             return Ok(Some(SecondStepFor::WaitingLogin(user_id)));

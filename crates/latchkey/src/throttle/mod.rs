@@ -409,11 +409,11 @@ impl Throttle {
         self.take_back(reservation.counts()).await;
     }
 
-    /// Takes back each count in `counts`, in its window. At the first the store does not
-    /// take back, the rest are not tried (a failing store answers slowly): they are
-    /// stranded ([`Stranded`]), and so is that one if the store refused it. After a
-    /// failure whose outcome is unknown (a lost connection, a timeout) that count may be
-    /// back already, so it is left as counted: the safe side.
+    /// Takes back each count in `counts`, in its window. A count the store refused to
+    /// take back is stranded ([`Stranded`]). After a failure whose outcome is unknown (a
+    /// lost connection, a timeout) that count may be back already, so it is left as
+    /// counted (the safe side), and the rest are not tried (a store that does not answer
+    /// answers slowly): they are stranded.
     async fn take_back(&self, counts: impl IntoIterator<Item = Taken>) {
         let mut counts = counts.into_iter();
         while let Some(taken) = counts.next() {
@@ -421,12 +421,13 @@ impl Throttle {
                 continue;
             };
             let refused = refused_before_writing(&error);
-            tracing::warn!(%error, refused, "throttle counts not taken back: refused ones and untried ones are stranded, others left counted");
+            tracing::warn!(%error, refused, "a throttle count was not taken back: stranded if refused, else left counted");
             if refused {
                 self.strand(taken);
+            } else {
+                counts.for_each(|untried| self.strand(untried));
+                return;
             }
-            counts.for_each(|untried| self.strand(untried));
-            return;
         }
     }
 
