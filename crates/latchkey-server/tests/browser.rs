@@ -5,6 +5,7 @@
 //! to the form, the mail (read from a real SMTP server), its link, and a new password.
 //! And a sign-in with another identity provider (a real OpenID provider): the login
 //! page's button, the provider's own login and consent pages, and back, logged in.
+//! And an API token: made on the tokens page, copied with its button, and used.
 
 mod common;
 
@@ -368,4 +369,74 @@ async fn a_person_signs_in_with_another_identity_provider() {
     let account = ola.page_text().await;
     assert!(account.contains("Corp SSO: connected"), "{account}");
     ola.close().await;
+}
+
+/// A person makes an API token on the tokens page, copies it with the page's button
+/// (the clipboard then holds it, read back as a paste would), and the copied token works
+/// as a bearer token; the list shows it, and nowhere is it shown again.
+#[tokio::test]
+async fn a_person_makes_an_api_token_copies_it_and_it_works() {
+    if !browser_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let base = server.url("");
+    let signup = reqwest::Client::new()
+        .post(server.url("/signup"))
+        .json(&serde_json::json!({ "username": "bob", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
+    let driver = Driver::start();
+    let shots = screenshots();
+    let bob = Browser::open(&driver, "token-browser", &shots).await;
+    bob.goto(&format!("{base}/login")).await;
+    log_in(&bob, PASSWORD, false).await;
+    bob.goto(&format!("{base}/account/tokens")).await;
+    bob.type_into("#token-name", "laptop script").await;
+    bob.click("#token-create").await;
+    bob.screenshot("50-token-made").await;
+    let token = bob.property("#new-token-value", "value").await;
+    assert!(token.starts_with("lk_"), "{token}");
+
+    bob.grant_permission("clipboard-read").await;
+    bob.grant_permission("clipboard-write").await;
+    bob.tick("button[data-copy]").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while bob.property("button[data-copy]", "textContent").await != "Copied" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the button never said Copied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pasted = bob
+        .run_async(
+            "const done = arguments[arguments.length - 1];\
+             navigator.clipboard.readText().then(done, (error) => done('refused: ' + error));",
+        )
+        .await;
+    assert_eq!(
+        pasted.as_str(),
+        Some(token.as_str()),
+        "the clipboard holds the token"
+    );
+
+    // What was copied works as a bearer token, and is never shown again.
+    let home = reqwest::Client::new()
+        .get(server.url("/home"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("home");
+    assert_eq!(home.status(), reqwest::StatusCode::OK);
+    let greeting: serde_json::Value = home.json().await.expect("json");
+    assert_eq!(greeting["message"], "Hello, bob");
+    bob.goto(&format!("{base}/account/tokens")).await;
+    let listed = bob.page_text().await;
+    assert!(listed.contains("laptop script"), "{listed}");
+    assert!(!listed.contains(&token), "the token is shown once only");
+    bob.close().await;
 }

@@ -196,6 +196,21 @@ impl Browser {
         value.as_str().unwrap_or_default().to_string()
     }
 
+    /// Grants this page's origin the permission `name` (`clipboard-read`, …), as a
+    /// person would in the browser's prompt.
+    pub async fn grant_permission(&self, name: &str) {
+        let grant = json!({ "descriptor": { "name": name }, "state": "granted" });
+        self.call(reqwest::Method::POST, "/permissions", Some(grant))
+            .await;
+    }
+
+    /// Runs `script` in the page; it calls its last argument with the answer.
+    pub async fn run_async(&self, script: &str) -> Value {
+        let body = json!({ "script": script, "args": [] });
+        self.call(reqwest::Method::POST, "/execute/async", Some(body))
+            .await
+    }
+
     /// The credentials the virtual authenticator `id` holds.
     pub async fn authenticator_credentials(&self, id: &str) -> Vec<Value> {
         let path = format!("/webauthn/authenticator/{id}/credentials");
