@@ -443,18 +443,15 @@ impl Throttle {
                 return;
             }
         }
-        let counts = stranded.entry(taken.key).or_insert(Stranded {
+        let none_yet = Stranded {
             first_at: taken.first_at,
             until: taken.until,
             count: 0,
-        });
+        };
+        let counts = stranded.entry(taken.key).or_insert(none_yet);
         if taken.first_at > counts.first_at {
             // The key's counter started over: the earlier window's counts are gone.
-            *counts = Stranded {
-                first_at: taken.first_at,
-                until: taken.until,
-                count: 0,
-            };
+            *counts = none_yet;
         }
         if taken.first_at == counts.first_at {
             counts.count = counts.count.saturating_add(1);
