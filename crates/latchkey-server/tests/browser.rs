@@ -31,6 +31,22 @@ async fn log_in(browser: &Browser, password: &str, remember: bool) {
     browser.click("main button[type=submit]").await;
 }
 
+/// "bob", signed up over HTTP, then logged in with his password in a new browser window
+/// `window` on the login page at `base`.
+async fn bob_logged_in(server: &Server, base: &str, driver: &Driver, window: &str) -> Browser {
+    let signup = reqwest::Client::new()
+        .post(server.url("/signup"))
+        .json(&serde_json::json!({ "username": "bob", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
+    let bob = Browser::open(driver, window, &screenshots()).await;
+    bob.goto(&format!("{base}/login")).await;
+    log_in(&bob, PASSWORD, false).await;
+    bob
+}
+
 #[tokio::test]
 async fn a_person_signs_up_stays_logged_in_changes_password_and_logs_out() {
     if !browser_or_skip() {
@@ -248,19 +264,8 @@ async fn a_person_adds_a_passkey_signs_in_with_it_alone_and_as_a_second_factor()
     // WebAuthn wants a host name: the relying party is localhost.
     let base = format!("http://localhost:{}", address.port());
     let server = Server::start_at(dir.path(), address, &["--public-url", &base]);
-    let signup = reqwest::Client::new()
-        .post(server.url("/signup"))
-        .json(&serde_json::json!({ "username": "bob", "password": PASSWORD }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
     let driver = Driver::start();
-    let shots = screenshots();
-    let bob = Browser::open(&driver, "passkey-browser", &shots).await;
-
-    bob.goto(&format!("{base}/login")).await;
-    log_in(&bob, PASSWORD, false).await;
+    let bob = bob_logged_in(&server, &base, &driver, "passkey-browser").await;
     assert!(bob.current_url().await.ends_with("/home"));
     bob.goto(&format!("{base}/account")).await;
     let authenticator = bob.add_virtual_authenticator().await;
@@ -382,18 +387,8 @@ async fn a_person_makes_an_api_token_copies_it_and_it_works() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     let base = server.url("");
-    let signup = reqwest::Client::new()
-        .post(server.url("/signup"))
-        .json(&serde_json::json!({ "username": "bob", "password": PASSWORD }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
     let driver = Driver::start();
-    let shots = screenshots();
-    let bob = Browser::open(&driver, "token-browser", &shots).await;
-    bob.goto(&format!("{base}/login")).await;
-    log_in(&bob, PASSWORD, false).await;
+    let bob = bob_logged_in(&server, &base, &driver, "token-browser").await;
     bob.goto(&format!("{base}/account/tokens")).await;
     bob.type_into("#token-name", "laptop script").await;
     bob.click("#token-create").await;
