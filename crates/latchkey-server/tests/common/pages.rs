@@ -11,6 +11,18 @@ pub fn csrf_token(html: &str) -> String {
     html[start..].split('"').next().expect("value").to_string()
 }
 
+/// The action of the form in `html` that posts to `path` (with its query), unescaped.
+pub fn form_action(html: &str, path: &str) -> String {
+    let rest = html
+        .split(&format!("action=\"{path}"))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    format!("{path}{rest}")
+}
+
 /// `GET path` as a browser asks for a page (`accept: text/html`): asserts 200 and
 /// returns the HTML.
 pub async fn page(client: &reqwest::Client, server: &Server, path: &str) -> String {
