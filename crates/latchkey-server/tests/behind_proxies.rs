@@ -282,6 +282,12 @@ impl Proxy {
             && !answer.starts_with("HTTP/1.1 404")
     }
 
+    /// `path?rd=app` at the login host: where a browser goes for the app's URL `app`.
+    fn for_app(&self, app: &str, path: &str) -> String {
+        let rd: String = url::form_urlencoded::byte_serialize(app.as_bytes()).collect();
+        self.url(LOGIN, &format!("{path}?rd={rd}"))
+    }
+
     /// `http://host:port` of this proxy.
     fn url(&self, host: &str, path: &str) -> String {
         format!("http://{host}:{}{path}", self.listen.port())
@@ -359,9 +365,8 @@ async fn sign_in_on_the_page(
     name: &str,
     rd: &str,
 ) -> String {
-    let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
     let page = browser
-        .get(proxy.url(LOGIN, &format!("/login?rd={rd}")))
+        .get(proxy.for_app(rd, "/login"))
         .header("accept", "text/html")
         .send()
         .await
@@ -458,8 +463,7 @@ async fn apps_behind(kind: Kind) {
             StatusCode::FOUND,
             "{kind:?} forged: {forged}"
         );
-        let rd: String = url::form_urlencoded::byte_serialize(one.as_bytes()).collect();
-        let login = proxy.url(LOGIN, &format!("/login?rd={rd}"));
+        let login = proxy.for_app(&one, "/login");
         assert_eq!(location(&answer), login, "{kind:?}");
     }
 
@@ -635,8 +639,7 @@ async fn a_two_factor_rule_asks_for_the_second_step(kind: Kind, proxy: &Proxy) {
         StatusCode::FOUND,
         "{kind:?}: the second step"
     );
-    let rd: String = url::form_urlencoded::byte_serialize(vault.as_bytes()).collect();
-    let second_step = proxy.url(LOGIN, &format!("/login/second-factor?rd={rd}"));
+    let second_step = proxy.for_app(&vault, "/login/second-factor");
     assert_eq!(location(&answer), second_step, "{kind:?}");
     let page = browser
         .get(&second_step)
