@@ -1,6 +1,7 @@
 //! Access rules (forward authentication): any text as a rules file is parsed or refused,
 //! never a panic; any path the proxy forwards is refused or normalized to one with no dot
-//! segment, backslash or NUL; `rd` goes only to a plain host name the rules protect.
+//! segment, empty segment, backslash, NUL, `;` or `#`; `rd` goes only to a plain host name the
+//! rules protect.
 #![no_main]
 
 use latchkey::access_rules::{normalize_path, return_to, AccessRules, Request};
@@ -32,7 +33,8 @@ fuzz_target!(|input: &str| {
     // A forwarded path.
     if let Some(path) = normalize_path(input) {
         assert!(path.starts_with('/'), "{input:?} -> {path:?}");
-        assert!(!path.contains(['\\', '\0']), "{input:?} -> {path:?}");
+        assert!(!path.contains(['\\', '\0', ';', '#']), "{input:?} -> {path:?}");
+        assert!(!path.contains("//"), "{input:?} -> {path:?}");
         assert!(
             !path.split('/').any(|segment| segment == "." || segment == ".."),
             "{input:?} -> {path:?}"

@@ -84,6 +84,11 @@ schemes = ["http"]
 policy = "two_factor"
 
 [[rule]]
+host = "two.apps.localhost"
+paths = ["/private/"]
+policy = "deny"
+
+[[rule]]
 host = "admin.apps.localhost"
 policy = "deny"
 
@@ -561,6 +566,7 @@ async fn apps_behind(kind: Kind) {
     assert_eq!(seen["underscored"], Value::Null, "{kind:?}: {seen}");
 
     a_two_factor_rule_asks_for_the_second_step(kind, &proxy).await;
+    no_way_around(kind, &proxy, &database, &ada, &bob).await;
 
     // A logout at the login host ends access on every host at once.
     let logout = client
@@ -581,6 +587,105 @@ async fn apps_behind(kind: Kind) {
         StatusCode::OK
     );
     drop(latchkey);
+}
+
+/// What a client could send for the proxy and latchkey to read differently never reaches
+/// an app: a `Host` with user-info, or with a port that is no port (the proxy routes on
+/// the text before the colon); a path apps read otherwise than the rules (`//`, `;`);
+/// the proxy's own questions asked through the login host; a read token writing.
+/// `ada` may see every app but the vault, `bob` every app but the admin one.
+async fn no_way_around(kind: Kind, proxy: &Proxy, database: &str, ada: &str, bob: &str) {
+    let client = through(proxy, false);
+    let reached = |answer: &reqwest::Response| answer.status() == StatusCode::OK;
+    let admin = proxy.url(APPS[2], "/");
+    for (host, cookie) in [
+        ("admin.apps.localhost:x@open.apps.localhost", None),
+        ("admin.apps.localhost:.apps.localhost", Some(bob)),
+        ("admin.apps.localhost:1@two.apps.localhost", Some(bob)),
+    ] {
+        let mut request = client.get(&admin).header("host", host);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let answer = request.send().await.expect("through the proxy");
+        assert!(
+            !reached(&answer),
+            "{kind:?}: Host {host}: {:?}",
+            answer.status()
+        );
+    }
+
+    let private = proxy.url(APPS[1], "/private/x");
+    let answer = visit(&client, &private, Some(ada), false).await;
+    assert_eq!(
+        answer.status(),
+        StatusCode::FORBIDDEN,
+        "{kind:?}: /private/"
+    );
+    for path in ["//private/x", "/private;x/x"] {
+        let url = format!("http://{}:{}{path}", APPS[1], proxy.listen.port());
+        let answer = visit(&client, &url, Some(ada), false).await;
+        assert!(!reached(&answer), "{kind:?}: {path}: {:?}", answer.status());
+    }
+
+    for question in ["/auth/nginx", "/auth/forward"] {
+        let answer = client
+            .get(proxy.url(LOGIN, question))
+            .header("cookie", ada)
+            .header("x-original-url", proxy.url(APPS[0], "/"))
+            .send()
+            .await
+            .expect("through the proxy");
+        assert_eq!(
+            answer.status(),
+            StatusCode::NOT_FOUND,
+            "{kind:?}: {question}"
+        );
+    }
+
+    let (ok, token, stderr) = cli(
+        &[
+            "token",
+            "create",
+            "bob",
+            "--name",
+            "reader",
+            "--scope",
+            "read",
+            "--database-url",
+            database,
+        ],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let bearer = format!("Bearer {}", token.trim());
+    let items = proxy.url(APPS[1], "/items/1");
+    let answer = client
+        .get(&items)
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        answer.status(),
+        StatusCode::OK,
+        "{kind:?}: a read token reads"
+    );
+    let seen: Value = answer.json().await.expect("the app's echo");
+    assert_eq!(seen["remote_user"], "bob", "{kind:?}");
+    for method in [reqwest::Method::DELETE, reqwest::Method::POST] {
+        let answer = client
+            .request(method.clone(), &items)
+            .header("authorization", &bearer)
+            .send()
+            .await
+            .expect("write");
+        assert_eq!(
+            answer.status(),
+            StatusCode::FORBIDDEN,
+            "{kind:?}: a read token {method}s"
+        );
+    }
 }
 
 /// Through the proxy, the vault's `two_factor` rule: a user with no second factor is
@@ -612,17 +717,15 @@ async fn a_two_factor_rule_asks_for_the_second_step(kind: Kind, proxy: &Proxy) {
         StatusCode::FORBIDDEN,
         "{kind:?}: no factor"
     );
-    if kind != Kind::Nginx {
-        let page = answer
-            .text()
-            .await
-            .expect("the page")
-            .replace("&#x2f;", "/");
-        assert!(
-            page.contains(&proxy.url(LOGIN, "/account")),
-            "{kind:?}: {page}"
-        );
-    }
+    let page = answer
+        .text()
+        .await
+        .expect("the page")
+        .replace("&#x2f;", "/");
+    assert!(
+        page.contains("two-step login") && page.contains(&proxy.url(LOGIN, "/account")),
+        "{kind:?}: {page}"
+    );
 
     // An authenticator app, set up from the session the password began.
     let (status, setup) = post_through(&browser, proxy, "/account/totp", json!({})).await;

@@ -349,6 +349,102 @@ async fn only_trusted_proxies_may_ask_and_bearer_tokens_count() {
         .expect("auth_request");
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(header(&answer, "remote-user").as_deref(), Some("script"));
+
+    // A read token may read the app, not write to it: its scopes are held against the
+    // app's method, not the proxy's GET. Where nobody needs a login, it passes as nobody.
+    let with_token = |method: &'static str, url: &'static str| {
+        let (server, token) = (&server, token.to_string());
+        async move {
+            bare_client()
+                .get(server.url("/auth/nginx"))
+                .header("x-original-url", url)
+                .header("x-original-method", method)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .expect("auth_request")
+        }
+    };
+    for method in ["DELETE", "POST", "put"] {
+        let answer = with_token(method, "http://api.apps.localhost/v1/items/1").await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{method}");
+        assert_eq!(header(&answer, "remote-user"), None, "{method}");
+    }
+    let answer = with_token("HEAD", "http://api.apps.localhost/v1/items/1").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer = with_token("DELETE", "http://public.localhost/x").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "remote-user"), None, "through as nobody");
+}
+
+#[tokio::test]
+async fn hosts_and_paths_a_proxy_could_read_otherwise_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = server_with(dir.path(), RULES, &[]);
+    let nobody = bare_client();
+    // Each would be the admin app to a proxy that routes on the text before the colon,
+    // and a bypass or wildcard host to a URL parser.
+    for url in [
+        "http://admin.localhost:x@public.localhost/",
+        "http://admin.localhost@public.localhost/",
+    ] {
+        let answer = nginx(&nobody, &server, url, "GET").await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{url}");
+    }
+    for host in [
+        "admin.localhost:.apps.localhost",
+        "admin.localhost:x@public.localhost",
+        "public.localhost:80:80",
+        "public.localhost:99999",
+        "public.localhost:",
+        "public.localhost.",
+        "public..localhost",
+        "public.localhost/x",
+        "public.local_host",
+        "[::1]",
+        "",
+    ] {
+        let answer = forward(&nobody, &server, ("GET", host, "/"), "text/html").await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{host:?}");
+    }
+    // The plain host, with or without a port, upper case or not: the bypass.
+    for host in ["public.localhost", "PUBLIC.localhost:8443"] {
+        let answer = forward(&nobody, &server, ("GET", host, "/"), "text/html").await;
+        assert_eq!(answer.status(), StatusCode::OK, "{host:?}");
+    }
+    // Paths apps read in more than one way are refused even where nobody needs a login.
+    for uri in [
+        "//admin/x",
+        "/a;x/b",
+        "/a%3bx/b",
+        "/public#/../admin",
+        "/a%2fb",
+    ] {
+        let answer = forward(
+            &nobody,
+            &server,
+            ("GET", "public.localhost", uri),
+            "text/html",
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{uri}");
+    }
+    let answer = forward(
+        &nobody,
+        &server,
+        ("GET", "public.localhost", "/a/b?x=;//#"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN, "a raw # anywhere");
+    let answer = forward(
+        &nobody,
+        &server,
+        ("GET", "public.localhost", "/a/b?x=;//"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK, "a query may hold ; and //");
 }
 
 #[tokio::test]

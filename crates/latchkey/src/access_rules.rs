@@ -353,18 +353,23 @@ impl AccessRules {
 
 /// The path of a forwarded URL as the rules match it: percent escapes decoded and dot
 /// segments resolved (`/public/../admin` and `/%61dmin` are `/admin`), so that a prefix
-/// rule sees the path the app will serve; `None` for a path the app might read otherwise
-/// than the rules would (an encoded slash, backslash, NUL or `%`, a backslash, a NUL,
-/// escapes that are not UTF-8), which is refused.
+/// rule sees the path the app will serve; `None` for a path apps read in more than one
+/// way, which is refused: an empty segment (`//admin`, which some apps merge into
+/// `/admin`); a `;` (`/admin;x/`, path parameters some apps drop) or a `#` (which no
+/// client sends, and at which some cut the path), a backslash or a NUL, raw or encoded;
+/// an encoded slash or `%`; escapes that are not UTF-8.
 pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
-    let path = raw.split(['?', '#']).next().unwrap_or_default();
-    if !path.starts_with('/') || path.contains(['\\', '\0']) {
+    if raw.contains('#') {
+        return None;
+    }
+    let path = raw.split('?').next().unwrap_or_default();
+    if !path.starts_with('/') || path.contains(['\\', '\0', ';']) || path.contains("//") {
         return None;
     }
     let escaped = path.contains('%');
     if escaped {
         let lower = path.to_ascii_lowercase();
-        if ["%2f", "%5c", "%00", "%25"]
+        if ["%2f", "%5c", "%00", "%25", "%3b", "%23"]
             .iter()
             .any(|code| lower.contains(code))
         {
@@ -642,12 +647,19 @@ policy = "one_factor"
         // Every escape is decoded, as the app decodes it before routing.
         assert_eq!(normalize_path("/%61dmin/x").as_deref(), Some("/admin/x"));
         assert_eq!(normalize_path("/caf%C3%A9/").as_deref(), Some("/café/"));
-        // An already normal path is the path itself.
+        // An already normal path is the path itself; a query may hold anything.
         assert!(matches!(
-            normalize_path("/app//x/?q=1"),
-            Some(Cow::Borrowed("/app//x/"))
+            normalize_path("/app/x/?q=1;a//b"),
+            Some(Cow::Borrowed("/app/x/"))
         ));
         for ambiguous in [
+            "//admin/x",
+            "/public//../admin",
+            "/admin;x/x",
+            "/admin%3bx/x",
+            "/public#/../admin/x",
+            "/public?x#y",
+            "/public/%23/../admin",
             "/%ff",
             "/public%2f..%2fadmin",
             "/public%5Cadmin",

@@ -41,6 +41,11 @@ impl Original {
     pub fn from_nginx(headers: &HeaderMap) -> Result<Self, &'static str> {
         let url = header(headers, &X_ORIGINAL_URL).ok_or("no X-Original-URL")?;
         let url = url::Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;
+        // `http://admin.example.com:x@status.example.com/` is the admin app to a proxy that
+        // read the host from the text before the colon, and `status` to the URL parser.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("X-Original-URL has a user name or password");
+        }
         let method = header(headers, &X_ORIGINAL_METHOD).unwrap_or("GET");
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
@@ -72,12 +77,9 @@ impl Original {
             return Err("the scheme is not http or https");
         };
         let authority = authority.trim().to_ascii_lowercase();
-        let host_len = match authority.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => host.len(),
-            _ => authority.len(),
-        };
-        if host_len == 0 || !uri.starts_with('/') {
-            return Err("no host, or a path that does not start with /");
+        let host_len = host_length(&authority).ok_or("the host is not a host name and port")?;
+        if !uri.starts_with('/') {
+            return Err("a path that does not start with /");
         }
         // Upper case, as the rules name methods: a `post` must meet a rule about POST.
         let method = if method.bytes().any(|byte| byte.is_ascii_lowercase()) {
@@ -104,6 +106,30 @@ impl Original {
     pub fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.uri)
     }
+}
+
+/// How long the host is in `authority` (lower case): a host name of letters, digits and
+/// `-` in labels joined by `.`, then perhaps `:` and a port; `None` for anything else.
+/// A proxy routes on the host as it reads it, and the rules must judge the same host:
+/// `admin.example.com:.example.com` would be the admin app to the proxy and match
+/// `*.example.com` here, were anything but digits allowed after the colon.
+fn host_length(authority: &str) -> Option<usize> {
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+    };
+    let port_ok = port.is_none_or(|port| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|byte| byte.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+    });
+    (host.len() <= 253 && host.split('.').all(label) && port_ok).then_some(host.len())
 }
 
 /// The rules' answer.
@@ -145,6 +171,20 @@ pub async fn check(
     let (decision, rule) = match user {
         None => rules.decide(&request, None),
         Some(user) => {
+            // A personal token goes only where its scopes let it: by the app's method
+            // and path, not by this question's (always a GET to latchkey). Beyond them
+            // it proves nobody: through where nobody needs a login, refused elsewhere.
+            if let Some(token) = auth.access_token() {
+                let allowed = auth.authenticator().token_scopes().is_some_and(|scopes| {
+                    scopes.allows(&token.scopes, original.method.as_str(), &path)
+                });
+                if !allowed {
+                    return Ok(match rules.decide(&request, None).0 {
+                        Decision::Allow => Verdict::Allow(None),
+                        _ => Verdict::Forbidden("this token's scopes do not allow it"),
+                    });
+                }
+            }
             let groups = if rules.names_groups() {
                 app.groups.groups_of(user.id).await?
             } else {
