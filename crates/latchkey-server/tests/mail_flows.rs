@@ -11,7 +11,7 @@ use common::flows::{
     code_in, home, logged_in, mail, mails, post, sign_up, token_in, MAIL_WAIT as WAIT,
     NEW_PASSWORD, PASSWORD,
 };
-use common::pages::csrf_token;
+use common::pages::{csrf_token, form_action};
 use common::{cli, client, free_address, service_url, smtp, unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -1216,6 +1216,98 @@ async fn the_login_page_signs_in_with_a_mailed_code_and_mail_templates_can_be_re
         .expect("account");
     let page = page.text().await.expect("html");
     assert!(page.contains("page@example.com (verified)"), "{page}");
+}
+
+#[tokio::test]
+async fn a_code_asked_for_on_a_login_page_for_an_app_goes_back_to_the_app() {
+    if !smtp::available() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nhost = \"wiki.apps.localhost\"\nschemes = [\"http\"]\npolicy = \"one_factor\"\n",
+    )
+    .expect("rules");
+    let rules = rules.display().to_string();
+    let extra = [
+        "--access-rules",
+        rules.as_str(),
+        "--trusted-proxy",
+        "127.0.0.1",
+    ];
+    let server = server(dir.path(), &sink, &extra);
+    sign_up(&server, "rhea", "rhea@example.com").await;
+    let app = "http://wiki.apps.localhost/page?x=1";
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let rd: String = url::form_urlencoded::byte_serialize(app.as_bytes()).collect();
+    let login = browser
+        .get(server.url(&format!("/login?rd={rd}")))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    let asked = browser
+        .post(server.url(&form_action(&login, "/login/email")))
+        .form(&[
+            ("csrf_token", csrf_token(&login).as_str()),
+            ("email", "rhea@example.com"),
+        ])
+        .send()
+        .await
+        .expect("ask for a code");
+    assert_eq!(asked.status(), StatusCode::OK);
+    // The code form may lead to the app (browsers hold a form's redirect to the page's
+    // form-action), and leads there.
+    let policy = asked
+        .headers()
+        .get("content-security-policy")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        policy.contains("form-action 'self' http://wiki.apps.localhost;"),
+        "{policy}"
+    );
+    let form = asked.text().await.expect("html");
+    let code = code_in(&mail(&sink, "rhea@example.com", "Your sign-in code"));
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = browser
+        .post(server.url(&form_action(&form, "/login/email/verify")))
+        .form(&[
+            ("csrf_token", csrf_token(&form).as_str()),
+            ("email", "rhea@example.com"),
+            ("code", wrong),
+        ])
+        .send()
+        .await
+        .expect("wrong code");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let form = refused.text().await.expect("html");
+    let done = browser
+        .post(server.url(&form_action(&form, "/login/email/verify")))
+        .form(&[
+            ("csrf_token", csrf_token(&form).as_str()),
+            ("email", "rhea@example.com"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .expect("code");
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let location = done
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok());
+    assert_eq!(location, Some(app), "back to the app");
 }
 
 #[tokio::test]

@@ -24,13 +24,18 @@ struct Setup {
 
 impl Setup {
     async fn start(names: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Setup::start_with(names, tempfile::tempdir().expect("tempdir"), &[]).await
+    }
+
+    /// The server with `extra` arguments, in `dir`.
+    async fn start_with(names: &[&str], dir: tempfile::TempDir, extra: &[&str]) -> Setup {
         let address = common::free_address();
         // The public URL is the address the test's browser uses, so the callback the
         // provider redirects to carries the browser's cookies.
         let base = format!("http://{address}");
         let mut providers = Vec::new();
         let mut args: Vec<String> = vec!["--public-url".into(), base.clone()];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
         let mut env: Vec<(String, String)> = Vec::new();
         for name in names {
             let provider = Provider::start();
@@ -515,6 +520,67 @@ async fn the_providers_refusal_and_a_next_pointing_away_go_nowhere_else() {
         let answer = browser.get(&callback).send().await.expect("callback");
         assert_eq!(location(&answer), landing, "{next}");
     }
+}
+
+#[tokio::test]
+async fn a_provider_sign_in_goes_back_to_the_app_the_rules_protect() {
+    if !oidc::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nhost = \"wiki.apps.localhost\"\nschemes = [\"http\"]\npolicy = \"one_factor\"\n",
+    )
+    .expect("rules");
+    let rules = rules.display().to_string();
+    let extra = [
+        "--access-rules",
+        rules.as_str(),
+        "--trusted-proxy",
+        "127.0.0.1",
+    ];
+    let setup = Setup::start_with(&["corp"], dir, &extra).await;
+    setup
+        .provider()
+        .set_account("lee-sub", Some("lee@example.com"), true, "lee")
+        .await;
+    let app = "http://wiki.apps.localhost/page?x=1";
+    // The login page's provider link carries the app as `next`; the proxy's `rd` works
+    // too; an app no rule protects, or another scheme, lands on /home.
+    for (query, landing) in [
+        (format!("?next={}", urlencode(app)), app),
+        (format!("?rd={}", urlencode(app)), app),
+        (
+            format!("?rd={}", urlencode("http://evil.localhost/")),
+            "/home",
+        ),
+        (
+            format!("?rd={}", urlencode("https://wiki.apps.localhost/")),
+            "/home",
+        ),
+    ] {
+        let browser = oidc::browser();
+        let authorize = setup.begin(&browser, "corp", &query).await;
+        let callback = setup.provider().log_in(&authorize, "lee-sub").await;
+        let answer = browser.get(&callback).send().await.expect("callback");
+        assert_eq!(location(&answer), landing, "{query}");
+    }
+    // The login page links to the provider with the app to go back to (as a browser
+    // reads the link).
+    let browser = oidc::browser();
+    let page = browser
+        .get(setup.server.url(&format!("/login?rd={}", urlencode(app))))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html")
+        .replace("&#x2f;", "/");
+    let link = "/login/oidc/corp?next=http%3A//wiki.apps.localhost/page%3Fx%3D1";
+    assert!(page.contains(link), "{page}");
 }
 
 fn urlencode(text: &str) -> String {

@@ -7,7 +7,7 @@ use crate::mail::api::{DEAD_LINK, MAIL_ON_ITS_WAY};
 use crate::mail::flows::{
     self as mail_flows, EmailChangeError, MailRequest, MailSignIn, Requested, Reset, ResetError,
 };
-use crate::web::page::{error_page, page};
+use crate::web::page::{error_page, page, page_leading_to, Destination, NextQuery};
 use crate::web::state::AppState;
 use crate::web::submission::CheckedForm;
 use crate::web::throttling::{too_many_message, with_retry_after, ClientIp};
@@ -96,7 +96,8 @@ pub async fn forgot_page(
     .await
 }
 
-/// The page after a form asked for mail: the same for every address.
+/// The page after a form asked for mail `what`: the same for every address. A sign-in's
+/// code form goes on to `next`.
 async fn mail_requested_page(
     app: &AppState,
     ip: ClientIp,
@@ -104,29 +105,28 @@ async fn mail_requested_page(
     browser: &BrowserCsrf,
     email: Option<String>,
     what: Requested,
-    template: &str,
+    next: Option<&Destination>,
 ) -> Response {
+    let template = match what {
+        Requested::SignIn => "email_code.html",
+        Requested::PasswordReset | Requested::Verification => "forgot.html",
+    };
+    let show = |status: StatusCode, extra: minijinja::Value| {
+        page_leading_to(app, auth, browser, status, template, extra, next)
+    };
     let email = email.unwrap_or_default();
     if email.trim().is_empty() {
         let extra = context! { error => "Please enter your email address." };
-        return page(app, auth, browser, StatusCode::BAD_REQUEST, template, extra).await;
+        return show(StatusCode::BAD_REQUEST, extra).await;
     }
     match mail_flows::request_mail(app, ip, &email, what).await {
         Ok(MailRequest::Accepted) => {
             let extra = context! { sent => MAIL_ON_ITS_WAY, email => email.trim() };
-            page(app, auth, browser, StatusCode::OK, template, extra).await
+            show(StatusCode::OK, extra).await
         }
         Ok(MailRequest::Throttled(wait)) => {
             let extra = context! { error => too_many_message(wait), email => email.trim() };
-            let page = page(
-                app,
-                auth,
-                browser,
-                StatusCode::TOO_MANY_REQUESTS,
-                template,
-                extra,
-            );
-            with_retry_after(page.await, wait)
+            with_retry_after(show(StatusCode::TOO_MANY_REQUESTS, extra).await, wait)
         }
         Ok(MailRequest::Busy) => error_page(
             app,
@@ -135,7 +135,7 @@ async fn mail_requested_page(
         ),
         Ok(MailRequest::NotAnAddress(reason)) => {
             let extra = context! { error => reason, email => email.trim() };
-            page(app, auth, browser, StatusCode::BAD_REQUEST, template, extra).await
+            show(StatusCode::BAD_REQUEST, extra).await
         }
         Err(error) => error.into_response(),
     }
@@ -150,7 +150,7 @@ pub async fn forgot(
     CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
     let what = Requested::PasswordReset;
-    mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
+    mail_requested_page(&app, ip, &auth, &browser, input.email, what, None).await
 }
 
 /// A page a mailed link opens: the form that redeems `token` if it is live (opening it
@@ -253,81 +253,62 @@ pub async fn reset(
     }
 }
 
-/// `POST /login/email` (form): mails a sign-in link and code, and shows the code form.
+/// `POST /login/email` (form): mails a sign-in link and code, and shows the code form,
+/// which goes on to `next` (or an app's `rd`) once the code is right. (The mailed link
+/// may be opened in another browser: it lands on `/home`.)
 pub async fn sign_in_by_mail(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
+    Query(query): Query<NextQuery>,
     CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
+    let next = query.destination(&app);
     let what = Requested::SignIn;
-    mail_requested_page(
-        &app,
-        ip,
-        &auth,
-        &browser,
-        input.email,
-        what,
-        "email_code.html",
-    )
-    .await
+    mail_requested_page(&app, ip, &auth, &browser, input.email, what, next.as_ref()).await
 }
 
-/// The page after a sign-in by mail.
-async fn signed_in_page(
-    app: &AppState,
-    auth: &AuthSession<User>,
-    browser: &BrowserCsrf,
-    outcome: Result<MailSignIn, latchkey::AuthError>,
-    email: String,
-) -> Response {
-    match outcome {
-        Ok(MailSignIn::LoggedIn(_)) => Redirect::to("/home").into_response(),
-        Ok(MailSignIn::SecondFactorRequired(_)) => {
-            second_step_page(app, auth, browser, StatusCode::OK, None, None).await
-        }
-        Ok(MailSignIn::Refused) => {
-            let extra =
-                context! { error => "Wrong or expired code.", email => email, sent => true };
-            page(
-                app,
-                auth,
-                browser,
-                StatusCode::UNAUTHORIZED,
-                "email_code.html",
-                extra,
-            )
-            .await
-        }
-        Ok(MailSignIn::Throttled(wait)) => {
-            let extra = context! { error => too_many_message(wait), email => email, sent => true };
-            let page = page(
-                app,
-                auth,
-                browser,
-                StatusCode::TOO_MANY_REQUESTS,
-                "email_code.html",
-                extra,
-            );
-            with_retry_after(page.await, wait)
-        }
-        Err(error) => error.into_response(),
-    }
-}
-
-/// `POST /login/email/verify` (form): logs in with the mailed code.
+/// `POST /login/email/verify` (form): logs in with the mailed code, then on to `next`.
 pub async fn sign_in_with_code(
     State(app): State<AppState>,
     ip: ClientIp,
     auth: AuthSession<User>,
     browser: BrowserCsrf,
+    Query(query): Query<NextQuery>,
     CheckedForm(input): CheckedForm<CodeForm>,
 ) -> Response {
+    let next = query.destination(&app);
     let email = input.email.unwrap_or_default();
     let code = input.code.unwrap_or_default();
-    let outcome = mail_flows::sign_in_with_code(&app, ip, &auth, &email, &code).await;
-    signed_in_page(&app, &auth, &browser, outcome, email).await
+    let again = |status: StatusCode, error: String| {
+        let extra = context! { error => error, email => email, sent => true };
+        page_leading_to(
+            &app,
+            &auth,
+            &browser,
+            status,
+            "email_code.html",
+            extra,
+            next.as_ref(),
+        )
+    };
+    match mail_flows::sign_in_with_code(&app, ip, &auth, &email, &code).await {
+        Ok(MailSignIn::LoggedIn(_)) => {
+            Redirect::to(Destination::or_home(next.as_ref())).into_response()
+        }
+        Ok(MailSignIn::SecondFactorRequired(_)) => {
+            second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_ref(), None).await
+        }
+        Ok(MailSignIn::Refused) => {
+            again(StatusCode::UNAUTHORIZED, "Wrong or expired code.".into()).await
+        }
+        Ok(MailSignIn::Throttled(wait)) => with_retry_after(
+            again(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait)).await,
+            wait,
+        ),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// `GET /login/email/confirm?token=…`: the "Sign in" button (opening it changes nothing).
@@ -432,7 +413,7 @@ pub async fn resend_verification(
     CheckedForm(input): CheckedForm<EmailForm>,
 ) -> Response {
     let what = Requested::Verification;
-    mail_requested_page(&app, ip, &auth, &browser, input.email, what, "forgot.html").await
+    mail_requested_page(&app, ip, &auth, &browser, input.email, what, None).await
 }
 
 /// `POST /account/email` (form; a fresh login is needed).

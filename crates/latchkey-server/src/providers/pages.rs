@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use latchkey::axum::{BrowserCsrf, RequireFresh};
 use latchkey::flash::{flash, FlashLevel};
 use latchkey::oidc::{Callback, OidcError, FLOW_LIFETIME};
-use latchkey::redirect::next_or_home;
 use latchkey::session::request_cookie;
 use latchkey::{AuthSession, User};
 
@@ -52,7 +51,8 @@ fn go(app: &AppState, location: &str, flow: Option<&str>) -> Response {
     response
 }
 
-/// `GET /login/oidc/{name}`: to the provider, with a safe `next` kept for the return.
+/// `GET /login/oidc/{name}`: to the provider, with where to go afterwards (a safe `next`,
+/// or an app's `rd` the access rules allow) kept for the return.
 pub async fn start(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -61,7 +61,11 @@ pub async fn start(
     let Some(provider) = app.providers.get(&name) else {
         return error_page(&app, StatusCode::NOT_FOUND, "No such sign-in provider.");
     };
-    match provider.client.begin(query.next(), None) {
+    let next = query.destination(&app);
+    match provider
+        .client
+        .begin(next.as_ref().map(Destination::as_str), None)
+    {
         Ok(begun) => go(&app, &begun.authorize_url, Some(&begun.flow)),
         Err(error) => {
             tracing::error!(provider = %name, %error, "sign-in could not start");
@@ -145,9 +149,16 @@ pub async fn callback(
         Err(error) => return error.into_response(),
     };
     match arrival {
-        Arrival::LoggedIn { next } => go(&app, next_or_home(next.as_deref()), None),
+        Arrival::LoggedIn { next } => {
+            let next = next
+                .as_deref()
+                .and_then(|next| Destination::checked(&app, next));
+            go(&app, Destination::or_home(next.as_ref()), None)
+        }
         Arrival::SecondFactorRequired { next } => {
-            let next = next.as_deref().and_then(Destination::here);
+            let next = next
+                .as_deref()
+                .and_then(|next| Destination::checked(&app, next));
             let mut page =
                 second_step_page(&app, &auth, &browser, StatusCode::OK, next.as_ref(), None).await;
             page.headers_mut()

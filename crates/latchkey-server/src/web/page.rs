@@ -184,11 +184,7 @@ impl NextQuery {
         if let Some(next) = self.next() {
             return Some(Destination(Place::Here(next.to_string())));
         }
-        let forward = app.forward.as_ref()?;
-        let wanted = self.rd.as_deref().or(self.next.as_deref())?;
-        let allowed = latchkey::access_rules::return_to(wanted, &forward.rules())?;
-        let app_url = url::Url::parse(&allowed).ok()?;
-        Some(Destination(Place::App(app_url)))
+        Destination::checked(app, self.rd.as_deref().or(self.next.as_deref())?)
     }
 }
 
@@ -210,6 +206,19 @@ impl Destination {
     pub fn here(next: &str) -> Option<Destination> {
         let path = latchkey::redirect::safe_next(next)?;
         Some(Destination(Place::Here(path.to_string())))
+    }
+
+    /// `wanted`, if it is a safe path of this site or the URL of an app the access rules
+    /// protect, over a scheme they name (checked again where a destination comes back
+    /// from elsewhere: a provider's sign-in carries it through the provider).
+    pub fn checked(app: &AppState, wanted: &str) -> Option<Destination> {
+        if let Some(here) = Destination::here(wanted) {
+            return Some(here);
+        }
+        let forward = app.forward.as_ref()?;
+        let allowed = latchkey::access_rules::return_to(wanted, &forward.rules())?;
+        let app_url = url::Url::parse(&allowed).ok()?;
+        Some(Destination(Place::App(app_url)))
     }
 
     /// The path or URL, for a redirect or a form's `next`.
