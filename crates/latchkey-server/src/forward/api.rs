@@ -168,9 +168,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AskedByForward {
 const SET_UP_SECOND_FACTOR: &str =
     "This app needs two-step login: set up an authenticator app or a passkey on your account page.";
 
-/// A 403: a page for a browser (Caddy and Traefik show it on the app's host, so it links
-/// only to the login host; nginx shows its own), JSON otherwise. With `set_up`, the page
-/// links to the account page.
+/// A 403: a page for a browser (the proxy shows it on the app's host, so it links only
+/// to the login host; the shipped nginx config asks again for it), JSON otherwise. With
+/// `set_up`, the page links to the account page.
 fn forbidden(app: &AppState, why: &'static str, set_up: bool, browser: bool) -> Response {
     if !browser {
         return ApiError::forbidden(why).into_response();
