@@ -182,7 +182,13 @@ impl Proxy {
         let prefix = dir.display();
         let (file, args) = match kind {
             Kind::Nginx => {
+                // Plain http on the test's port: no TLS to reject for unknown hosts.
                 let servers = shipped("nginx.conf")
+                    .replace(
+                        "listen 443 ssl default_server;",
+                        &format!("listen {listen} default_server;"),
+                    )
+                    .replace("ssl_reject_handshake on;", "")
                     .replace("listen 443 ssl;", &format!("listen {listen};"))
                     .replace("app.example.com", &APPS.join(" "))
                     .replace("login.example.com", LOGIN);
@@ -589,31 +595,92 @@ async fn apps_behind(kind: Kind) {
     drop(latchkey);
 }
 
+/// `GET target` through the proxy with the `Host` header `host` (and `cookie`), written
+/// by hand so that the request line and `Host` may disagree: the whole answer as text,
+/// empty if the proxy closed the connection without one.
+async fn raw_get(proxy: &Proxy, target: &str, host: &str, cookie: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cookie = cookie
+        .map(|cookie| format!("Cookie: {cookie}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\n{cookie}Accept: text/html\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(proxy.listen)
+        .await
+        .expect("connect to the proxy");
+    let mut answer = Vec::new();
+    if stream.write_all(request.as_bytes()).await.is_ok() {
+        let _ = stream.read_to_end(&mut answer).await;
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// What a client could send for the proxy and latchkey to read differently never reaches
-/// an app: a `Host` with user-info, or with a port that is no port (the proxy routes on
-/// the text before the colon); a path apps read otherwise than the rules (`//`, `;`);
-/// the proxy's own questions asked through the login host; a read token writing.
-/// `ada` may see every app but the vault, `bob` every app but the admin one.
+/// an app: a `Host` no block of the proxy names (nginx would hand it to its first block),
+/// a request line naming one host and `Host` another, a `Host` with user-info or with a
+/// port that is no port (the proxy routes on the text before the colon); a path apps read
+/// otherwise than the rules (`//`, `;`, a raw `#`); the proxy's own questions asked
+/// through the login host; a read token writing. `ada` may see every app but the vault,
+/// `bob` every app but the admin one; `open.apps.localhost` is a bypass host no proxy
+/// serves.
 async fn no_way_around(kind: Kind, proxy: &Proxy, database: &str, ada: &str, bob: &str) {
     let client = through(proxy, false);
     let reached = |answer: &reqwest::Response| answer.status() == StatusCode::OK;
-    let admin = proxy.url(APPS[2], "/");
-    for (host, cookie) in [
-        ("admin.apps.localhost:x@open.apps.localhost", None),
-        ("admin.apps.localhost:.apps.localhost", Some(bob)),
-        ("admin.apps.localhost:1@two.apps.localhost", Some(bob)),
+    // The echo app's answer names the user it saw.
+    let reached_the_app = |answer: &str| answer.contains("\"remote_user\"");
+    let port = proxy.listen.port();
+    let admin = format!("http://admin.apps.localhost:{port}/");
+    let one = format!("http://one.apps.localhost:{port}/");
+    for (target, host, cookie) in [
+        ("/", "open.apps.localhost".to_string(), None),
+        ("/", format!("open.apps.localhost:{port}"), None),
+        (one.as_str(), "open.apps.localhost".to_string(), None),
+        (
+            admin.as_str(),
+            format!("two.apps.localhost:{port}"),
+            Some(bob),
+        ),
+        (
+            "/",
+            "admin.apps.localhost:x@open.apps.localhost".to_string(),
+            None,
+        ),
+        (
+            "/",
+            "admin.apps.localhost:.apps.localhost".to_string(),
+            Some(bob),
+        ),
+        (
+            "/",
+            "admin.apps.localhost:1@two.apps.localhost".to_string(),
+            Some(bob),
+        ),
     ] {
-        let mut request = client.get(&admin).header("host", host);
-        if let Some(cookie) = cookie {
-            request = request.header("cookie", cookie);
-        }
-        let answer = request.send().await.expect("through the proxy");
+        let answer = raw_get(proxy, target, &host, cookie).await;
         assert!(
-            !reached(&answer),
-            "{kind:?}: Host {host}: {:?}",
-            answer.status()
+            !reached_the_app(&answer),
+            "{kind:?}: {target} with Host {host}: {answer}"
         );
     }
+    // A raw `#` the proxy passes on: the app would see the whole path.
+    let answer = raw_get(
+        proxy,
+        "/x#/../private/y",
+        &format!("two.apps.localhost:{port}"),
+        Some(ada),
+    )
+    .await;
+    assert!(!reached_the_app(&answer), "{kind:?}: a raw #: {answer}");
+    // The same requests, named plainly, do reach the app (the test can tell).
+    let answer = raw_get(
+        proxy,
+        "/x",
+        &format!("two.apps.localhost:{port}"),
+        Some(ada),
+    )
+    .await;
+    assert!(reached_the_app(&answer), "{kind:?}: {answer}");
 
     let private = proxy.url(APPS[1], "/private/x");
     let answer = visit(&client, &private, Some(ada), false).await;

@@ -383,10 +383,13 @@ async fn hosts_and_paths_a_proxy_could_read_otherwise_are_refused() {
     let (server, _) = server_with(dir.path(), RULES, &[]);
     let nobody = bare_client();
     // Each would be the admin app to a proxy that routes on the text before the colon,
-    // and a bypass or wildcard host to a URL parser.
+    // and a bypass or wildcard host to a URL parser; or holds a raw `#` or backslash,
+    // which nginx passes on to the app whole and a URL parser would cut or turn into `/`.
     for url in [
         "http://admin.localhost:x@public.localhost/",
         "http://admin.localhost@public.localhost/",
+        "http://public.localhost/x#/../admin",
+        "http://public.localhost/a\\..\\admin",
     ] {
         let answer = nginx(&nobody, &server, url, "GET").await;
         assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{url}");

@@ -40,6 +40,12 @@ impl Original {
     /// From nginx's `X-Original-URL` (absolute) and `X-Original-Method`.
     pub fn from_nginx(headers: &HeaderMap) -> Result<Self, &'static str> {
         let url = header(headers, &X_ORIGINAL_URL).ok_or("no X-Original-URL")?;
+        // nginx passes a raw `#` or backslash on to the app in `$request_uri`; the URL
+        // parser would drop what follows a `#` and turn a backslash into `/`, so the rules
+        // would judge another path than the app serves.
+        if url.contains(['#', '\\']) {
+            return Err("X-Original-URL holds a # or a backslash");
+        }
         let url = url::Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;
         // `http://admin.example.com:x@status.example.com/` is the admin app to a proxy that
         // read the host from the text before the colon, and `status` to the URL parser.
