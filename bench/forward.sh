@@ -59,6 +59,10 @@ http {
   uwsgi_temp_path $work/nginx/uwsgi;
   scgi_temp_path $work/nginx/scgi;
   upstream app { server 127.0.0.1:$app_port; keepalive 32; }
+  map \$http_host \$latchkey_port {
+    "~^[^:]+(?<port>:[0-9]+)\$" \$port;
+    default "";
+  }
   upstream latchkey { server 127.0.0.1:$port; keepalive 32; }
   # The app: a fixed answer.
   server {
@@ -82,7 +86,7 @@ http {
       proxy_pass http://latchkey/auth/nginx;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-URL \$scheme://\$host\$latchkey_port\$request_uri;
       proxy_set_header X-Original-Method \$request_method;
       proxy_http_version 1.1;
       proxy_set_header Connection "";

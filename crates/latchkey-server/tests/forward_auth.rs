@@ -415,13 +415,16 @@ async fn hosts_and_paths_a_proxy_could_read_otherwise_are_refused() {
         let answer = forward(&nobody, &server, ("GET", host, "/"), "text/html").await;
         assert_eq!(answer.status(), StatusCode::OK, "{host:?}");
     }
-    // Paths apps read in more than one way are refused even where nobody needs a login.
-    for uri in [
-        "//admin/x",
-        "/a;x/b",
-        "/a%3bx/b",
-        "/public#/../admin",
-        "/a%2fb",
+    // Paths apps read in more than one way are refused even where nobody needs a login;
+    // a raw `#` anywhere too; a query may hold `;` and `//`.
+    for (uri, status) in [
+        ("//admin/x", StatusCode::FORBIDDEN),
+        ("/a;x/b", StatusCode::FORBIDDEN),
+        ("/a%3bx/b", StatusCode::FORBIDDEN),
+        ("/public#/../admin", StatusCode::FORBIDDEN),
+        ("/a%2fb", StatusCode::FORBIDDEN),
+        ("/a/b?x=;//#", StatusCode::FORBIDDEN),
+        ("/a/b?x=;//", StatusCode::OK),
     ] {
         let answer = forward(
             &nobody,
@@ -430,24 +433,8 @@ async fn hosts_and_paths_a_proxy_could_read_otherwise_are_refused() {
             "text/html",
         )
         .await;
-        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(answer.status(), status, "{uri}");
     }
-    let answer = forward(
-        &nobody,
-        &server,
-        ("GET", "public.localhost", "/a/b?x=;//#"),
-        "text/html",
-    )
-    .await;
-    assert_eq!(answer.status(), StatusCode::FORBIDDEN, "a raw # anywhere");
-    let answer = forward(
-        &nobody,
-        &server,
-        ("GET", "public.localhost", "/a/b?x=;//"),
-        "text/html",
-    )
-    .await;
-    assert_eq!(answer.status(), StatusCode::OK, "a query may hold ; and //");
 }
 
 #[tokio::test]

@@ -1225,19 +1225,8 @@ async fn a_code_asked_for_on_a_login_page_for_an_app_goes_back_to_the_app() {
     }
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\nhost = \"wiki.apps.localhost\"\nschemes = [\"http\"]\npolicy = \"one_factor\"\n",
-    )
-    .expect("rules");
-    let rules = rules.display().to_string();
-    let extra = [
-        "--access-rules",
-        rules.as_str(),
-        "--trusted-proxy",
-        "127.0.0.1",
-    ];
+    let extra = common::guarding_one_app(dir.path());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let server = server(dir.path(), &sink, &extra);
     sign_up(&server, "rhea", "rhea@example.com").await;
     let app = "http://wiki.apps.localhost/page?x=1";

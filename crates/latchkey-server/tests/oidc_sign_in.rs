@@ -528,19 +528,8 @@ async fn a_provider_sign_in_goes_back_to_the_app_the_rules_protect() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\nhost = \"wiki.apps.localhost\"\nschemes = [\"http\"]\npolicy = \"one_factor\"\n",
-    )
-    .expect("rules");
-    let rules = rules.display().to_string();
-    let extra = [
-        "--access-rules",
-        rules.as_str(),
-        "--trusted-proxy",
-        "127.0.0.1",
-    ];
+    let extra = common::guarding_one_app(dir.path());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let setup = Setup::start_with(&["corp"], dir, &extra).await;
     setup
         .provider()

@@ -363,10 +363,20 @@ pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     let path = raw.split('?').next().unwrap_or_default();
-    if !path.starts_with('/') || path.contains(['\\', '\0', ';']) || path.contains("//") {
+    // One pass over the path (it is read on every request to every app): a byte apps
+    // read in more than one way, or an empty segment.
+    let mut previous = 0;
+    let mut escaped = false;
+    for &byte in path.as_bytes() {
+        if matches!(byte, b'\\' | b'\0' | b';') || (byte == b'/' && previous == b'/') {
+            return None;
+        }
+        escaped |= byte == b'%';
+        previous = byte;
+    }
+    if !path.starts_with('/') {
         return None;
     }
-    let escaped = path.contains('%');
     if escaped {
         let lower = path.to_ascii_lowercase();
         if ["%2f", "%5c", "%00", "%25", "%3b", "%23"]

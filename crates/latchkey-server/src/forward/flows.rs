@@ -43,7 +43,7 @@ impl Original {
         // nginx passes a raw `#` or backslash on to the app in `$request_uri`; the URL
         // parser would drop what follows a `#` and turn a backslash into `/`, so the rules
         // would judge another path than the app serves.
-        if url.contains(['#', '\\']) {
+        if url.bytes().any(|byte| matches!(byte, b'#' | b'\\')) {
             return Err("X-Original-URL holds a # or a backslash");
         }
         let url = url::Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;

@@ -101,6 +101,23 @@ pub fn free_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], ports::free_port_in(&ports::SERVERS, &NEXT)))
 }
 
+/// Arguments for a server that guards one app, `http://wiki.apps.localhost`, for any
+/// login (access rules written into `dir`; this test's loopback its trusted proxy).
+pub fn guarding_one_app(dir: &Path) -> Vec<String> {
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nhost = \"wiki.apps.localhost\"\nschemes = [\"http\"]\npolicy = \"one_factor\"\n",
+    )
+    .expect("rules");
+    vec![
+        "--access-rules".to_string(),
+        rules.display().to_string(),
+        "--trusted-proxy".to_string(),
+        "127.0.0.1".to_string(),
+    ]
+}
+
 pub fn database_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("latchkey.db").display())
 }
