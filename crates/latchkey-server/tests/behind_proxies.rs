@@ -142,7 +142,18 @@ struct Proxy {
 }
 
 impl Drop for Proxy {
+    /// SIGTERM first, so that nginx's master stops its workers too (a master killed with
+    /// SIGKILL leaves them running, each still holding the port); SIGKILL if it lingers.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..250 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
